@@ -1,0 +1,49 @@
+/** Shared option parsing for the CLI: one clear message per bad value. */
+import { BACKEND_CHOICES, type BackendChoice } from '../model/backend.ts';
+
+/** Bad command-line input: printed with the usage, exit code 2, never a stack trace. */
+export class UsageError extends Error {
+  constructor(
+    message: string,
+    readonly usage?: string,
+  ) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export function numberOption(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
+  if (raw === undefined) return fallback;
+  const v = Number(raw);
+  if (!Number.isFinite(v) || raw.trim() === '') throw new UsageError(`${name} must be a number, got ${JSON.stringify(raw)}`);
+  if (v < min || v > max) throw new UsageError(`${name} must be between ${min} and ${max}, got ${raw}`);
+  return v;
+}
+
+export function intOption(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
+  const v = numberOption(name, raw, fallback, min, max);
+  if (!Number.isInteger(v)) throw new UsageError(`${name} must be a whole number, got ${raw}`);
+  return v;
+}
+
+export function parseBackend(raw: string | undefined): BackendChoice {
+  if (raw === undefined) return 'auto';
+  if (!(BACKEND_CHOICES as readonly string[]).includes(raw)) throw new UsageError(`--backend must be one of ${BACKEND_CHOICES.join(', ')}, got ${JSON.stringify(raw)}`);
+  return raw as BackendChoice;
+}
+
+/** A progress line that redraws in place on a terminal and prints every ~10 s otherwise. */
+export function terminalProgress(stream: NodeJS.WriteStream = process.stderr): (line: string, done: boolean) => void {
+  let last = 0;
+  return (line, done) => {
+    if (stream.isTTY) {
+      stream.write(`\r${line}\x1b[K${done ? '\n' : ''}`);
+      return;
+    }
+    const now = Date.now();
+    if (done || now - last > 10_000) {
+      stream.write(`${line}\n`);
+      last = now;
+    }
+  };
+}

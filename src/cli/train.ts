@@ -1,0 +1,109 @@
+/** `nocturne train --data DIR [--composers a,b] [--epochs N] --out models/NAME [--resume] ...` */
+import { basename, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { initBackend, type BackendChoice } from '../model/backend.ts';
+import { DEFAULT_HYPERPARAMETERS, type Hyperparameters } from '../model/network.ts';
+import { composerTable, corpusHash, listCorpus, loadCorpus, splitByPiece } from '../train/corpus.ts';
+import { trainModel } from '../train/fit.ts';
+import { UsageError, intOption, numberOption, parseBackend, terminalProgress } from './options.ts';
+
+export const TRAIN_USAGE = `usage: nocturne train --data DIR --out models/NAME [options]
+  --data DIR            folder of piano MIDI, one subfolder per composer (required)
+  --out DIR             model folder to write (required)
+  --composers a,b       only these composer folders
+  --epochs N            maximum epochs (default 30; early stopping may end sooner)
+  --batch N             chunks per batch (default 32)
+  --lr X                Adam learning rate (default 0.003)
+  --window N            chunk length in notes (default 128)
+  --hidden N            LSTM units (default 256)
+  --layers N            LSTM layers (default 1)
+  --patience N          epochs without improvement before stopping (default 3)
+  --max-minutes M       stop after the epoch that passes M minutes
+  --seed N              random seed (default 1)
+  --resume              continue from DIR/checkpoint
+  --backend B           auto | tensorflow | wasm | cpu (default auto)`;
+
+export async function runTrain(argv: string[], log: (line: string) => void): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      data: { type: 'string' },
+      out: { type: 'string' },
+      composers: { type: 'string' },
+      epochs: { type: 'string' },
+      batch: { type: 'string' },
+      lr: { type: 'string' },
+      window: { type: 'string' },
+      hidden: { type: 'string' },
+      layers: { type: 'string' },
+      patience: { type: 'string' },
+      'max-minutes': { type: 'string' },
+      seed: { type: 'string' },
+      resume: { type: 'boolean' },
+      backend: { type: 'string' },
+    },
+    strict: true,
+  });
+  const problems: string[] = [];
+  if (!values.data) problems.push('--data DIR is required');
+  if (!values.out) problems.push('--out DIR is required');
+  const collect = <T>(f: () => T, fallback: T): T => {
+    try {
+      return f();
+    } catch (e) {
+      problems.push((e as Error).message);
+      return fallback;
+    }
+  };
+  const epochs = collect(() => intOption('--epochs', values.epochs, 30, 1, 10_000), 30);
+  const batchSize = collect(() => intOption('--batch', values.batch, 32, 1, 1024), 32);
+  const learningRate = collect(() => numberOption('--lr', values.lr, 0.003, 1e-6, 1), 0.003);
+  const patience = collect(() => intOption('--patience', values.patience, 3, 1, 1000), 3);
+  const seed = collect(() => intOption('--seed', values.seed, 1, 0, 2 ** 31), 1);
+  const maxMinutes = values['max-minutes'] ? collect(() => numberOption('--max-minutes', values['max-minutes'], 0, 0.01, 1e6), undefined) : undefined;
+  const hyper: Hyperparameters = {
+    ...DEFAULT_HYPERPARAMETERS,
+    window: collect(() => intOption('--window', values.window, DEFAULT_HYPERPARAMETERS.window, 32, 4096), DEFAULT_HYPERPARAMETERS.window),
+    hidden: collect(() => intOption('--hidden', values.hidden, DEFAULT_HYPERPARAMETERS.hidden, 8, 4096), DEFAULT_HYPERPARAMETERS.hidden),
+    layers: collect(() => intOption('--layers', values.layers, DEFAULT_HYPERPARAMETERS.layers, 1, 8), DEFAULT_HYPERPARAMETERS.layers),
+  };
+  if (hyper.window % hyper.attentionWindow !== 0) problems.push(`--window must be a multiple of ${hyper.attentionWindow}`);
+  const backend = collect(() => parseBackend(values.backend), 'auto' as BackendChoice);
+  if (problems.length) throw new UsageError(problems.join('\n'), TRAIN_USAGE);
+
+  await initBackend(backend, log);
+  const composers = values.composers?.split(',').map((c) => c.trim()).filter(Boolean);
+  const entries = listCorpus(values.data!, composers);
+  log(`reading ${entries.length} MIDI files from ${values.data}`);
+  const pieces = await loadCorpus(entries, log);
+  if (pieces.length < 2) throw new Error(`${values.data}: need at least 2 readable pieces, found ${pieces.length}`);
+  const { train, validation } = splitByPiece(pieces);
+  const table = composerTable(pieces);
+  const notes = pieces.reduce((s, p) => s + p.tokens.length, 0);
+  log(`${pieces.length} pieces, ${notes} notes, ${table.length} composers; validation: ${validation.length} whole pieces (${validation.reduce((s, p) => s + p.tokens.length, 0)} notes)`);
+  const outDir = resolve(values.out!);
+  const spec = await trainModel({
+    outDir,
+    train,
+    validation,
+    composers: table,
+    dataHash: corpusHash(pieces),
+    dataSource: values.data!,
+    hyperparameters: hyper,
+    epochs,
+    batchSize,
+    learningRate,
+    clipNorm: 1,
+    patience,
+    transpose: 3,
+    composerDropout: 0.1,
+    seed,
+    resume: values.resume ?? false,
+    maxMinutes,
+    name: basename(outDir),
+    log,
+    progress: terminalProgress(),
+  });
+  log(`model ${spec.version} written to ${outDir}: validation NLL ${spec.metrics.valNll.toFixed(4)} nats/note after ${spec.metrics.epochs} epochs (best ${spec.metrics.bestEpoch})`);
+  return 0;
+}

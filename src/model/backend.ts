@@ -1,0 +1,232 @@
+/**
+ * Picks the fastest TensorFlow.js backend that this machine has, and patches the wasm
+ * backend's slow paths (measured: transposed or batched BatchMatMul falls off XNNPACK to a
+ * naive loop at about 2 GFLOP/s, which is what autodiff's backward pass hits).
+ *
+ * Order: tfjs-node-gpu, tfjs-node (both optional dependencies, absent here), wasm, cpu.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+
+export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
+export const BACKEND_CHOICES = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
+export type BackendChoice = (typeof BACKEND_CHOICES)[number];
+
+let chosen: BackendName | undefined;
+
+async function tryNative(): Promise<string | undefined> {
+  for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
+    try {
+      await import(pkg);
+      if (await tf.setBackend('tensorflow')) return pkg;
+    } catch {
+      // not installed (the usual case here): try the next one
+    }
+  }
+  return undefined;
+}
+
+async function tryWasm(): Promise<boolean> {
+  try {
+    const wasm = await import('@tensorflow/tfjs-backend-wasm');
+    const require = createRequire(import.meta.url);
+    const dist = dirname(require.resolve('@tensorflow/tfjs-backend-wasm'));
+    wasm.setWasmPaths(dist.endsWith('/') ? dist : `${dist}/`);
+    // Threads are unavailable to wasm in Node; stay single-threaded on purpose.
+    wasm.setThreadsCount(1);
+    if (!(await tf.setBackend('wasm'))) return false;
+    patchWasmKernels();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Initialise TensorFlow.js once. Returns the backend in use and logs it (unless quiet).
+ * `choice` comes from `--backend`; 'auto' walks the preference order.
+ */
+export async function initBackend(choice: BackendChoice = 'auto', log: (line: string) => void = (l) => console.error(l)): Promise<BackendName> {
+  if (chosen) return chosen;
+  let detail = '';
+  if (choice === 'auto' || choice === 'tensorflow') {
+    const pkg = await tryNative();
+    if (pkg) {
+      chosen = 'tensorflow';
+      detail = pkg;
+    } else if (choice === 'tensorflow') {
+      throw new Error('--backend tensorflow: neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node is installed');
+    }
+  }
+  if (!chosen && (choice === 'auto' || choice === 'wasm')) {
+    if (await tryWasm()) {
+      chosen = 'wasm';
+      detail = `@tensorflow/tfjs-backend-wasm (SIMD ${(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')) ? 'on' : 'off'}, 1 thread)`;
+    } else if (choice === 'wasm') {
+      throw new Error('--backend wasm: @tensorflow/tfjs-backend-wasm failed to initialise');
+    }
+  }
+  if (!chosen) {
+    await tf.setBackend('cpu');
+    chosen = 'cpu';
+    detail = 'pure-JS cpu backend (slow)';
+  }
+  await tf.ready();
+  log(`backend: ${chosen} — ${detail}`);
+  return chosen;
+}
+
+let patched = false;
+
+type WasmBackend = {
+  disposeData(id: object): void;
+  makeOutput(shape: number[], dtype: string): tf.TensorInfo;
+  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
+};
+
+/**
+ * Stock wasm Slice reads its whole input through readSync, which copies it: unstacking
+ * 128 timesteps of an [8192, 1024] projection copied 4 GB per training step. This Slice reads
+ * a view of the wasm heap instead and copies only what it returns.
+ */
+function patchSlice(): void {
+  const original = tf.getKernel('Slice', 'wasm');
+  if (!original) return;
+  const sliceUtil = (tf as unknown as { slice_util: {
+    parseSliceParams(x: tf.TensorInfo, begin: number[], size: number[]): [number[], number[]];
+    isSliceContinous(shape: number[], begin: number[], size: number[]): boolean;
+  } }).slice_util;
+  const fastSlice = (args: { inputs: tf.NamedTensorInfoMap; backend: object; attrs: tf.NamedAttrMap }): tf.TensorInfo => {
+    const x = args.inputs.x as tf.TensorInfo;
+    const { begin, size } = args.attrs as unknown as { begin: number[]; size: number[] };
+    if (x.dtype !== 'float32' || x.shape.length > 2) return original.kernelFunc(args as never) as tf.TensorInfo;
+    const backend = args.backend as unknown as WasmBackend;
+    const [b, s] = sliceUtil.parseSliceParams(x, begin, size);
+    const out = backend.makeOutput(s, x.dtype);
+    // Views are taken after makeOutput, which may grow (and so detach) the heap.
+    const src = backend.typedArrayFromHeap(x);
+    const dst = backend.typedArrayFromHeap(out);
+    const cols = x.shape.length === 2 ? x.shape[1] : 1;
+    if (sliceUtil.isSliceContinous(x.shape, b, s)) {
+      const offset = x.shape.length === 2 ? b[0] * cols + b[1] : b[0];
+      dst.set(src.subarray(offset, offset + dst.length));
+    } else {
+      for (let r = 0; r < s[0]; r++) {
+        const from = (b[0] + r) * cols + b[1];
+        dst.set(src.subarray(from, from + s[1]), r * s[1]);
+      }
+    }
+    return out;
+  };
+  tf.unregisterKernel('Slice', 'wasm');
+  tf.registerKernel({ ...original, kernelFunc: fastSlice as never });
+
+  const unpack = tf.getKernel('Unpack', 'wasm');
+  if (!unpack) return;
+  tf.unregisterKernel('Unpack', 'wasm');
+  tf.registerKernel({
+    ...unpack,
+    kernelFunc: (args) => {
+      const value = args.inputs.value as tf.TensorInfo;
+      let axis = (args.attrs as { axis: number }).axis;
+      if (axis < 0) axis += value.shape.length;
+      if (axis !== 0 || value.dtype !== 'float32') return unpack.kernelFunc(args);
+      const rows = value.shape[0];
+      const rest = value.shape.slice(1);
+      const per = rest.reduce((p, d) => p * d, 1);
+      const backend = args.backend as unknown as WasmBackend;
+      const outs: tf.TensorInfo[] = [];
+      for (let i = 0; i < rows; i++) outs.push(backend.makeOutput(rest, 'float32'));
+      const src = backend.typedArrayFromHeap(value);
+      outs.forEach((o, i) => backend.typedArrayFromHeap(o).set(src.subarray(i * per, (i + 1) * per)));
+      return outs;
+    },
+  });
+}
+
+/**
+ * Re-registers wasm's BatchMatMul so that every call reaches the XNNPACK fast path:
+ * transposes are made explicit, and a batched left operand times a shared right operand
+ * is folded into one 2-D product. Transposed right operands (weights, in the backward pass)
+ * are cached by their data id: tensors are immutable, and a training step reuses each
+ * transposed weight once per timestep.
+ */
+const TRANSPOSE_CACHE_SIZE = 24;
+const transposeCache = new Map<object, tf.TensorInfo>();
+
+function patchWasmKernels(): void {
+  if (patched) return;
+  patched = true;
+  patchSlice();
+  const original = tf.getKernel('BatchMatMul', 'wasm');
+  const transposeKernel = tf.getKernel('Transpose', 'wasm');
+  const reshapeKernel = tf.getKernel('Reshape', 'wasm');
+  if (!original || !transposeKernel || !reshapeKernel) return;
+  tf.unregisterKernel('BatchMatMul', 'wasm');
+  type Info = tf.TensorInfo;
+  tf.registerKernel({
+    kernelName: 'BatchMatMul',
+    backendName: 'wasm',
+    setupFunc: original.setupFunc,
+    kernelFunc: (args) => {
+      const backend = args.backend as unknown as { disposeData(id: object): void };
+      const { a, b } = args.inputs as { a: Info; b: Info };
+      const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
+      const temps: Info[] = [];
+      const swapLast = (x: Info): Info => {
+        const rank = x.shape.length;
+        const perm = [...Array(rank).keys()];
+        [perm[rank - 2], perm[rank - 1]] = [perm[rank - 1], perm[rank - 2]];
+        return transposeKernel.kernelFunc({ inputs: { x }, backend: args.backend, attrs: { perm } }) as Info;
+      };
+      let a2 = a;
+      if (transposeA) {
+        a2 = swapLast(a);
+        temps.push(a2);
+      }
+      let b2 = b;
+      if (transposeB) {
+        const cached = transposeCache.get(b.dataId);
+        if (cached) b2 = cached;
+        else if (b.shape.length === 2) {
+          b2 = swapLast(b);
+          transposeCache.set(b.dataId, b2);
+          if (transposeCache.size > TRANSPOSE_CACHE_SIZE) {
+            const [oldest, info] = transposeCache.entries().next().value as [object, Info];
+            transposeCache.delete(oldest);
+            backend.disposeData(info.dataId);
+          }
+        } else {
+          b2 = swapLast(b);
+          temps.push(b2);
+        }
+      }
+      const aBatch = a2.shape.slice(0, -2).reduce((p, d) => p * d, 1);
+      const bBatch = b2.shape.slice(0, -2).reduce((p, d) => p * d, 1);
+      const outShape = [...a2.shape.slice(0, -1), b2.shape[b2.shape.length - 1]];
+      let folded = false;
+      if (aBatch > 1 && bBatch === 1) {
+        // [..., M, K] x [K, N]: one [batch*M, K] x [K, N] product.
+        const rows = aBatch * a2.shape[a2.shape.length - 2];
+        a2 = reshapeKernel.kernelFunc({ inputs: { x: a2 }, backend: args.backend, attrs: { shape: [1, rows, a2.shape[a2.shape.length - 1]] } }) as Info;
+        temps.push(a2);
+        folded = true;
+      }
+      const out = original.kernelFunc({ inputs: { a: a2, b: b2 }, backend: args.backend, attrs: { transposeA: false, transposeB: false } }) as Info;
+      for (const t of temps) backend.disposeData(t.dataId);
+      if (folded) (out as { shape: number[] }).shape = outShape;
+      return out;
+    },
+  });
+}
+
+export function currentBackend(): BackendName | undefined {
+  return chosen;
+}
+
+/** Where the wasm binaries live (for diagnostics). */
+export function wasmDistDir(): string {
+  const require = createRequire(import.meta.url);
+  return join(dirname(require.resolve('@tensorflow/tfjs-backend-wasm')));
+}

@@ -1,0 +1,133 @@
+/**
+ * A model folder: `model.json` (the spec: token scheme, window, composers, data hash,
+ * hyperparameters, metrics, attribution and the weight manifest) next to `weights.bin`.
+ * The loader refuses any folder whose spec does not match this code.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { tokenSchemeSpec } from '../tokens/tokenize.ts';
+import { inputWidth } from './features.ts';
+import { uniqueVariableName, weightShapes, type Hyperparameters, type Weights } from './network.ts';
+
+export const MODEL_FORMAT = 'nocturne-model';
+export const MODEL_FORMAT_VERSION = 1;
+export const DATA_ATTRIBUTION =
+  'Trained on piano MIDI files by Bernd Krueger, http://www.piano-midi.de, licensed CC BY-SA 3.0 DE (https://creativecommons.org/licenses/by-sa/3.0/de/). These weights are a derived work under the same licence.';
+
+export interface ComposerEntry {
+  name: string;
+  /** Pieces of this composer in the training data. */
+  pieces: number;
+  /** Median tempo of those pieces, used to time generated music. */
+  tempoBpm: number;
+}
+
+export interface ModelSpec {
+  format: typeof MODEL_FORMAT;
+  formatVersion: number;
+  /** e.g. "default-20261125-1012". */
+  version: string;
+  arch: 'lstm-attention';
+  tokens: ReturnType<typeof tokenSchemeSpec>;
+  inputWidth: number;
+  hyperparameters: Hyperparameters;
+  composers: ComposerEntry[];
+  data: { hash: string; source: string; pieces: number; notes: number; validationPieces: string[]; attribution: string };
+  training: Record<string, unknown>;
+  metrics: Record<string, number>;
+  weights: { name: string; shape: number[] }[];
+}
+
+export class ModelFolderError extends Error {
+  constructor(dir: string, reason: string) {
+    super(`model folder ${dir}: ${reason}`);
+    this.name = 'ModelFolderError';
+  }
+}
+
+/** Writes a file through a temporary name so a crash never leaves a half-written one. */
+export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`;
+  await writeFile(tmp, data);
+  await rename(tmp, path);
+}
+
+/** Saves spec + weights (weights first, then the spec that points at them). */
+export async function saveModelFolder(dir: string, spec: Omit<ModelSpec, 'weights' | 'format' | 'formatVersion'>, weights: Weights): Promise<ModelSpec> {
+  await mkdir(dir, { recursive: true });
+  const names = Object.keys(weightShapes(spec.hyperparameters, spec.inputWidth));
+  const parts: Float32Array[] = [];
+  for (const n of names) parts.push((await weights[n].data()) as Float32Array);
+  const total = parts.reduce((s, p) => s + p.length, 0);
+  const all = new Float32Array(total);
+  let offset = 0;
+  for (const p of parts) {
+    all.set(p, offset);
+    offset += p.length;
+  }
+  const full: ModelSpec = { format: MODEL_FORMAT, formatVersion: MODEL_FORMAT_VERSION, ...spec, weights: names.map((n) => ({ name: n, shape: weights[n].shape })) };
+  await writeFileAtomic(join(dir, 'weights.bin'), new Uint8Array(all.buffer));
+  await writeFileAtomic(join(dir, 'model.json'), JSON.stringify(full, null, 2) + '\n');
+  return full;
+}
+
+export async function readModelSpec(dir: string): Promise<ModelSpec> {
+  const path = join(dir, 'model.json');
+  if (!existsSync(path)) throw new ModelFolderError(dir, 'no model.json (train one with `nocturne train`, or point --model at models/default)');
+  let spec: ModelSpec;
+  try {
+    spec = JSON.parse(await readFile(path, 'utf8')) as ModelSpec;
+  } catch (e) {
+    throw new ModelFolderError(dir, `model.json is not valid JSON (${(e as Error).message})`);
+  }
+  const problems = specProblems(spec);
+  if (problems.length) throw new ModelFolderError(dir, `does not match this code: ${problems.join('; ')}`);
+  return spec;
+}
+
+/** Everything in a spec that this code cannot honour (empty when it loads). */
+export function specProblems(spec: ModelSpec): string[] {
+  const problems: string[] = [];
+  if (spec.format !== MODEL_FORMAT) return [`format is ${JSON.stringify(spec.format)}, expected ${MODEL_FORMAT}`];
+  if (spec.formatVersion !== MODEL_FORMAT_VERSION) problems.push(`format version ${spec.formatVersion}, this code reads ${MODEL_FORMAT_VERSION}`);
+  if (spec.arch !== 'lstm-attention') problems.push(`architecture ${spec.arch} is not lstm-attention`);
+  const expectedTokens = JSON.stringify(tokenSchemeSpec());
+  if (JSON.stringify(spec.tokens) !== expectedTokens) problems.push(`token scheme ${JSON.stringify(spec.tokens)} differs from ${expectedTokens}`);
+  if (!Array.isArray(spec.composers) || spec.composers.length === 0) problems.push('no composers');
+  else if (spec.inputWidth !== inputWidth(spec.composers.length)) problems.push(`input width ${spec.inputWidth} does not fit ${spec.composers.length} composers (expected ${inputWidth(spec.composers.length)})`);
+  if (problems.length) return problems;
+  const expected = weightShapes(spec.hyperparameters, spec.inputWidth);
+  const got = new Map(spec.weights.map((w) => [w.name, w.shape]));
+  for (const [name, shape] of Object.entries(expected)) {
+    const have = got.get(name);
+    if (!have) problems.push(`weight ${name} missing`);
+    else if (have.join('x') !== shape.join('x')) problems.push(`weight ${name} is ${have.join('x')}, expected ${shape.join('x')}`);
+  }
+  for (const name of got.keys()) if (!(name in expected)) problems.push(`unexpected weight ${name}`);
+  return problems;
+}
+
+/** Loads a folder into fresh variables. The caller disposes them. */
+export async function loadModelFolder(dir: string, trainable = false): Promise<{ spec: ModelSpec; weights: Weights }> {
+  const spec = await readModelSpec(dir);
+  const binPath = join(dir, 'weights.bin');
+  if (!existsSync(binPath)) throw new ModelFolderError(dir, 'weights.bin is missing');
+  const buf = await readFile(binPath);
+  const expectedFloats = spec.weights.reduce((s, w) => s + w.shape.reduce((p, d) => p * d, 1), 0);
+  if (buf.byteLength !== expectedFloats * 4) throw new ModelFolderError(dir, `weights.bin holds ${buf.byteLength} bytes, the spec needs ${expectedFloats * 4}`);
+  const all = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+  const weights: Weights = {};
+  let offset = 0;
+  for (const w of spec.weights) {
+    const size = w.shape.reduce((p, d) => p * d, 1);
+    const values = all.subarray(offset, offset + size);
+    offset += size;
+    for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) throw new ModelFolderError(dir, `weight ${w.name} holds a non-finite value`);
+    const initial = tf.tensor(values, w.shape);
+    weights[w.name] = tf.variable(initial, trainable, uniqueVariableName(w.name));
+    initial.dispose();
+  }
+  return { spec, weights };
+}

@@ -1,0 +1,249 @@
+/**
+ * LSTM + local causal attention over recent LSTM outputs, with four chained output heads
+ * (dt → pitch → duration, velocity), written as plain tf ops so that the same weights run
+ * both over whole chunks (training, many-to-many) and one step at a time (sampling).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { HEAD_SIZES } from './features.ts';
+
+export interface Hyperparameters {
+  /** LSTM units per layer. */
+  hidden: number;
+  layers: number;
+  /** Width of the attention keys/values. */
+  attentionDim: number;
+  /** How many recent outputs (including the current one) attention sees. */
+  attentionWindow: number;
+  /** Width of the shared layer under the heads. */
+  headDim: number;
+  /** Training chunk length in notes (the "window"). */
+  window: number;
+}
+
+export const DEFAULT_HYPERPARAMETERS: Hyperparameters = {
+  hidden: 256,
+  layers: 1,
+  attentionDim: 64,
+  attentionWindow: 32,
+  headDim: 192,
+  window: 128,
+};
+
+export type Weights = Record<string, tf.Variable>;
+
+/** Weight names and shapes for given sizes: the manifest a saved model must match. */
+export function weightShapes(h: Hyperparameters, inputDim: number): Record<string, number[]> {
+  const s: Record<string, number[]> = {};
+  for (let l = 0; l < h.layers; l++) {
+    s[`lstm${l}/wx`] = [l === 0 ? inputDim : h.hidden, 4 * h.hidden];
+    s[`lstm${l}/wh`] = [h.hidden, 4 * h.hidden];
+    s[`lstm${l}/b`] = [4 * h.hidden];
+  }
+  s['attn/wq'] = [h.hidden, h.attentionDim];
+  s['attn/wk'] = [h.hidden, h.attentionDim];
+  s['attn/wv'] = [h.hidden, h.attentionDim];
+  s['head/wz'] = [h.hidden + h.attentionDim, h.headDim];
+  s['head/bz'] = [h.headDim];
+  const [dt, pitch, dur, vel] = HEAD_SIZES;
+  s['head/wdt'] = [h.headDim, dt];
+  s['head/bdt'] = [dt];
+  s['head/edt'] = [dt, h.headDim];
+  s['head/wpitch'] = [h.headDim, pitch];
+  s['head/bpitch'] = [pitch];
+  s['head/epitch'] = [pitch, h.headDim];
+  s['head/wdur'] = [h.headDim, dur];
+  s['head/bdur'] = [dur];
+  s['head/wvel'] = [h.headDim, vel];
+  s['head/bvel'] = [vel];
+  return s;
+}
+
+let variableCounter = 0;
+/** tfjs keeps one global registry of variable names, so two models need distinct names. */
+export function uniqueVariableName(name: string): string {
+  return `${name}#${++variableCounter}`;
+}
+
+/** Glorot-uniform matrices, zero biases (LSTM forget gate biased to 1), from a seeded generator. */
+export function createWeights(h: Hyperparameters, inputDim: number, seed = 1): Weights {
+  const weights: Weights = {};
+  let n = 0;
+  for (const [name, shape] of Object.entries(weightShapes(h, inputDim))) {
+    n++;
+    let init: tf.Tensor;
+    if (shape.length === 1) {
+      const values = new Float32Array(shape[0]);
+      if (name.startsWith('lstm') && name.endsWith('/b')) values.fill(1, h.hidden, 2 * h.hidden);
+      init = tf.tensor1d(values);
+    } else {
+      const limit = Math.sqrt(6 / (shape[0] + shape[1]));
+      init = tf.randomUniform(shape, -limit, limit, 'float32', seed * 1000 + n);
+    }
+    weights[name] = tf.variable(init, true, uniqueVariableName(name));
+    init.dispose();
+  }
+  return weights;
+}
+
+/** One LSTM cell step; gates are laid out [input, forget, output | candidate]. */
+function lstmCell(xProj: tf.Tensor2D, h: tf.Tensor2D, c: tf.Tensor2D, wh: tf.Tensor2D, hidden: number): [tf.Tensor2D, tf.Tensor2D] {
+  const gates = tf.add(xProj, tf.matMul(h, wh));
+  const [ifo, candidate] = tf.split(gates, [3 * hidden, hidden], 1);
+  const [i, f, o] = tf.split(tf.sigmoid(ifo), 3, 1);
+  const cNext = tf.add(tf.mul(f, c), tf.mul(i, tf.tanh(candidate))) as tf.Tensor2D;
+  const hNext = tf.mul(o, tf.tanh(cNext)) as tf.Tensor2D;
+  return [hNext, cNext];
+}
+
+/** Additive mask for block-local causal attention: [blocks, W, 2W], 0 where allowed. */
+function blockMask(blocks: number, w: number): tf.Tensor3D {
+  const values = new Float32Array(blocks * w * 2 * w).fill(-1e9);
+  for (let j = 0; j < blocks; j++)
+    for (let i = 0; i < w; i++)
+      for (let m = i + 1; m <= w + i; m++) if (j > 0 || m >= w) values[(j * w + i) * 2 * w + m] = 0;
+  return tf.tensor3d(values, [blocks, w, 2 * w]);
+}
+
+export interface SequenceBatch {
+  /** Time-major inputs [T*B, inputDim]. */
+  inputs: tf.Tensor2D;
+  /** One-hot targets per head, time-major [T*B, classes]. */
+  targets: [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
+  batch: number;
+  steps: number;
+}
+
+/**
+ * Mean negative log-likelihood per note (sum over the four heads) of a batch, plus the
+ * per-head means. Teacher-forced: the pitch head sees the true dt, and so on.
+ */
+export function sequenceLoss(w: Weights, h: Hyperparameters, b: SequenceBatch): { total: tf.Scalar; perHead: tf.Scalar[] } {
+  const { batch: B, steps: T } = b;
+  let layerInput: tf.Tensor2D = b.inputs;
+  for (let l = 0; l < h.layers; l++) {
+    const xProj = tf.add(tf.matMul(layerInput, w[`lstm${l}/wx`] as tf.Tensor2D), w[`lstm${l}/b`]).reshape([T, B, 4 * h.hidden]);
+    const steps = tf.unstack(xProj) as tf.Tensor2D[];
+    let hState = tf.zeros([B, h.hidden]) as tf.Tensor2D;
+    let cState = tf.zeros([B, h.hidden]) as tf.Tensor2D;
+    const outputs: tf.Tensor2D[] = [];
+    for (let t = 0; t < T; t++) {
+      [hState, cState] = lstmCell(steps[t], hState, cState, w[`lstm${l}/wh`] as tf.Tensor2D, h.hidden);
+      outputs.push(hState);
+    }
+    layerInput = tf.stack(outputs).reshape([T * B, h.hidden]);
+  }
+  const out = layerInput; // [T*B, H], time-major
+  const A = h.attentionDim;
+  const W = h.attentionWindow;
+  if (T % W !== 0) throw new Error(`window ${T} must be a multiple of the attention window ${W}`);
+  const nb = T / W;
+  const toBlocks = (x: tf.Tensor2D) => x.reshape([T, B, A]).transpose([1, 0, 2]).reshape([B, nb, W, A]);
+  const q = toBlocks(tf.matMul(out, w['attn/wq'] as tf.Tensor2D)).reshape([B * nb, W, A]);
+  const withPrevious = (x: tf.Tensor4D) => {
+    const previous = tf.concat([tf.zeros([B, 1, W, A]), x.slice([0, 0, 0, 0], [B, nb - 1, W, A])], 1);
+    return tf.concat([previous, x], 2).reshape([B * nb, 2 * W, A]);
+  };
+  const k = withPrevious(toBlocks(tf.matMul(out, w['attn/wk'] as tf.Tensor2D)) as tf.Tensor4D);
+  const v = withPrevious(toBlocks(tf.matMul(out, w['attn/wv'] as tf.Tensor2D)) as tf.Tensor4D);
+  const scores = tf.matMul(q, k, false, true).mul(1 / Math.sqrt(A)).reshape([B, nb, W, 2 * W]);
+  const mask = blockMask(nb, W);
+  const attention = tf.softmax(tf.add(scores, mask)).reshape([B * nb, W, 2 * W]);
+  const context = tf
+    .matMul(attention, v)
+    .reshape([B, T, A])
+    .transpose([1, 0, 2])
+    .reshape([T * B, A]) as tf.Tensor2D;
+  const z = tf.tanh(tf.add(tf.matMul(tf.concat([out, context], 1), w['head/wz'] as tf.Tensor2D), w['head/bz'])) as tf.Tensor2D;
+  const [dtT, pitchT, durT, velT] = b.targets;
+  const logitsDt = tf.add(tf.matMul(z, w['head/wdt'] as tf.Tensor2D), w['head/bdt']);
+  const z2 = tf.tanh(tf.add(z, tf.matMul(dtT, w['head/edt'] as tf.Tensor2D))) as tf.Tensor2D;
+  const logitsPitch = tf.add(tf.matMul(z2, w['head/wpitch'] as tf.Tensor2D), w['head/bpitch']);
+  const z3 = tf.tanh(tf.add(z2, tf.matMul(pitchT, w['head/epitch'] as tf.Tensor2D))) as tf.Tensor2D;
+  const logitsDur = tf.add(tf.matMul(z3, w['head/wdur'] as tf.Tensor2D), w['head/bdur']);
+  const logitsVel = tf.add(tf.matMul(z3, w['head/wvel'] as tf.Tensor2D), w['head/bvel']);
+  const nll = (logits: tf.Tensor, target: tf.Tensor) => tf.neg(tf.mean(tf.sum(tf.mul(target, tf.logSoftmax(logits)), 1))) as tf.Scalar;
+  const perHead = [nll(logitsDt, dtT), nll(logitsPitch, pitchT), nll(logitsDur, durT), nll(logitsVel, velT)];
+  return { total: tf.addN(perHead) as tf.Scalar, perHead };
+}
+
+/** Recurrent state of a batch of sequences being sampled. */
+export interface StepState {
+  h: tf.Tensor2D[];
+  c: tf.Tensor2D[];
+  /** Ring of recent attention keys/values [B, W, A]; oldest first. */
+  keys: tf.Tensor3D;
+  values: tf.Tensor3D;
+  /** Additive mask [B, W] (0 for filled slots, -1e9 for empty). */
+  mask: tf.Tensor2D;
+  /** How many outputs each row has produced (saturates at W for the mask). */
+  filled: number[];
+}
+
+export function initialState(h: Hyperparameters, batch: number): StepState {
+  return {
+    h: Array.from({ length: h.layers }, () => tf.zeros([batch, h.hidden]) as tf.Tensor2D),
+    c: Array.from({ length: h.layers }, () => tf.zeros([batch, h.hidden]) as tf.Tensor2D),
+    keys: tf.zeros([batch, h.attentionWindow, h.attentionDim]),
+    values: tf.zeros([batch, h.attentionWindow, h.attentionDim]),
+    mask: tf.fill([batch, h.attentionWindow], -1e9) as tf.Tensor2D,
+    filled: new Array(batch).fill(0),
+  };
+}
+
+export function disposeState(s: StepState): void {
+  tf.dispose([...s.h, ...s.c, s.keys, s.values, s.mask]);
+}
+
+export function maskFor(filled: number[], window: number): tf.Tensor2D {
+  const m = new Float32Array(filled.length * window).fill(-1e9);
+  filled.forEach((f, row) => {
+    for (let k = window - Math.min(f, window); k < window; k++) m[row * window + k] = 0;
+  });
+  return tf.tensor2d(m, [filled.length, window]);
+}
+
+/**
+ * Advances every row one step on inputs [B, inputDim] and returns the new state and the
+ * shared head activation z [B, headDim]. The caller owns and disposes both; the old state is
+ * disposed here.
+ */
+export function stepForward(w: Weights, h: Hyperparameters, state: StepState, inputs: tf.Tensor2D): { state: StepState; z: tf.Tensor2D } {
+  const filled = state.filled.map((f) => Math.min(f + 1, h.attentionWindow));
+  const result = tf.tidy(() => {
+    let x = inputs;
+    const hs: tf.Tensor2D[] = [];
+    const cs: tf.Tensor2D[] = [];
+    for (let l = 0; l < h.layers; l++) {
+      const xProj = tf.add(tf.matMul(x, w[`lstm${l}/wx`] as tf.Tensor2D), w[`lstm${l}/b`]) as tf.Tensor2D;
+      const [hn, cn] = lstmCell(xProj, state.h[l], state.c[l], w[`lstm${l}/wh`] as tf.Tensor2D, h.hidden);
+      hs.push(hn);
+      cs.push(cn);
+      x = hn;
+    }
+    const B = inputs.shape[0];
+    const W = h.attentionWindow;
+    const A = h.attentionDim;
+    const shift = (ring: tf.Tensor3D, item: tf.Tensor2D) => tf.concat([ring.slice([0, 1, 0], [B, W - 1, A]), item.reshape([B, 1, A])], 1) as tf.Tensor3D;
+    const keys = shift(state.keys, tf.matMul(x, w['attn/wk'] as tf.Tensor2D));
+    const values = shift(state.values, tf.matMul(x, w['attn/wv'] as tf.Tensor2D));
+    const mask = maskFor(filled, W);
+    const q = tf.matMul(x, w['attn/wq'] as tf.Tensor2D).reshape([B, 1, A]);
+    const scores = tf.add(tf.sum(tf.mul(keys, q), 2).mul(1 / Math.sqrt(A)), mask);
+    const attention = tf.softmax(scores).reshape([B, W, 1]);
+    const context = tf.sum(tf.mul(values, attention), 1) as tf.Tensor2D;
+    const z = tf.tanh(tf.add(tf.matMul(tf.concat([x, context], 1), w['head/wz'] as tf.Tensor2D), w['head/bz'])) as tf.Tensor2D;
+    return { hs, cs, keys, values, mask, z };
+  });
+  disposeState(state);
+  return { state: { h: result.hs, c: result.cs, keys: result.keys, values: result.values, mask: result.mask, filled }, z: result.z };
+}
+
+/** Logits of head `name` from the shared activation (dt) or the conditioned one (others). */
+export function headLogits(w: Weights, z: tf.Tensor2D, head: 'dt' | 'pitch' | 'dur' | 'vel'): tf.Tensor2D {
+  return tf.tidy(() => tf.add(tf.matMul(z, w[`head/w${head}`] as tf.Tensor2D), w[`head/b${head}`]) as tf.Tensor2D);
+}
+
+/** z → z' after feeding a sampled one-hot choice of `head` (dt or pitch) back in. */
+export function conditionOn(w: Weights, z: tf.Tensor2D, head: 'dt' | 'pitch', oneHot: tf.Tensor2D): tf.Tensor2D {
+  return tf.tidy(() => tf.tanh(tf.add(z, tf.matMul(oneHot, w[`head/e${head}`] as tf.Tensor2D))) as tf.Tensor2D);
+}

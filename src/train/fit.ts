@@ -1,0 +1,306 @@
+/**
+ * Training: Adam with global-norm gradient clipping, many-to-many chunks, validation on whole
+ * held-out pieces, early stopping on validation loss, a checkpoint after every epoch (weights,
+ * optimizer moments and the loop state) so that `--resume` continues where a run stopped.
+ * The best epoch's weights are the model folder; the curve PNG is written beside them.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { plotTrainingCurve } from '../render/curve.ts';
+import { tokenSchemeSpec } from '../tokens/tokenize.ts';
+import { currentBackend } from '../model/backend.ts';
+import { inputWidth } from '../model/features.ts';
+import { DATA_ATTRIBUTION, loadModelFolder, saveModelFolder, writeFileAtomic, type ComposerEntry, type ModelSpec } from '../model/folder.ts';
+import { createWeights, sequenceLoss, type Hyperparameters, type Weights } from '../model/network.ts';
+import { seededRandom, shuffleInPlace } from '../model/random.ts';
+import { buildBatch, chunkPieces, disposeBatch, type TokenPiece } from './batches.ts';
+import type { CorpusPiece } from './corpus.ts';
+
+export interface TrainOptions {
+  outDir: string;
+  train: CorpusPiece[];
+  validation: CorpusPiece[];
+  composers: ComposerEntry[];
+  dataHash: string;
+  dataSource: string;
+  hyperparameters: Hyperparameters;
+  epochs: number;
+  batchSize: number;
+  learningRate: number;
+  clipNorm: number;
+  patience: number;
+  transpose: number;
+  composerDropout: number;
+  seed: number;
+  resume: boolean;
+  /** Stop after this many minutes (the epoch in progress is finished first). */
+  maxMinutes?: number;
+  /** Name for the model version (default: the folder name). */
+  name: string;
+  /** Start from these weights (fine-tuning) instead of a fresh initialisation. */
+  initialWeights?: string;
+  log: (line: string) => void;
+  progress: (line: string, done: boolean) => void;
+}
+
+export interface EpochRecord {
+  epoch: number;
+  trainLoss: number;
+  valLoss: number;
+  valPerHead: number[];
+  tokensPerSecond: number;
+  seconds: number;
+  learningRate: number;
+}
+
+interface LoopState {
+  epoch: number;
+  history: EpochRecord[];
+  bestValLoss: number;
+  bestEpoch: number;
+  badEpochs: number;
+  learningRate: number;
+  rngState: number;
+  startedAt: string;
+  trainSeconds: number;
+  dataHash: string;
+}
+
+const CHECKPOINT = 'checkpoint';
+
+function formatSeconds(s: number): string {
+  if (!Number.isFinite(s)) return '?';
+  const m = Math.floor(s / 60);
+  return m > 0 ? `${m}m${String(Math.round(s % 60)).padStart(2, '0')}s` : `${Math.round(s)}s`;
+}
+
+/** Mean NLL per note (sum over heads) over whole pieces, without augmentation. */
+export function evaluatePieces(weights: Weights, h: Hyperparameters, pieces: readonly TokenPiece[], composerIndex: Map<string, number>, composers: number, batchSize: number): { loss: number; perHead: number[]; notes: number } {
+  const chunks = chunkPieces(pieces, h.window);
+  let total = 0;
+  const perHead = [0, 0, 0, 0];
+  let notes = 0;
+  for (let i = 0; i < chunks.length; i += batchSize) {
+    const batch = buildBatch(pieces, chunks.slice(i, i + batchSize), { window: h.window, composerIndex, composers });
+    const values = tf.tidy(() => {
+      const { perHead: ph } = sequenceLoss(weights, h, batch);
+      return tf.stack(ph).dataSync();
+    });
+    // sequenceLoss averages over all T*B rows, padding included: rescale to real targets.
+    const rows = batch.batch * batch.steps;
+    for (let k = 0; k < 4; k++) {
+      const sum = values[k] * rows;
+      perHead[k] += sum;
+      total += sum;
+    }
+    notes += batch.realTargets;
+    disposeBatch(batch);
+  }
+  return { loss: total / notes, perHead: perHead.map((v) => v / notes), notes };
+}
+
+export async function trainModel(o: TrainOptions): Promise<ModelSpec> {
+  const h = o.hyperparameters;
+  const composerIndex = new Map(o.composers.map((c, i) => [c.name, i]));
+  const D = inputWidth(o.composers.length);
+  const checkpointDir = join(o.outDir, CHECKPOINT);
+  await mkdir(o.outDir, { recursive: true });
+
+  let weights: Weights;
+  let state: LoopState;
+  const optimizerBin = join(checkpointDir, 'optimizer.bin');
+  if (o.resume && existsSync(join(checkpointDir, 'state.json'))) {
+    state = JSON.parse(await readFile(join(checkpointDir, 'state.json'), 'utf8')) as LoopState;
+    if (state.dataHash !== o.dataHash) throw new Error(`--resume: the checkpoint was trained on data ${state.dataHash}, this data is ${o.dataHash}; use the same --data/--composers or drop --resume`);
+    const loaded = await loadModelFolder(checkpointDir, true);
+    weights = loaded.weights;
+    o.log(`resuming after epoch ${state.epoch} (best validation loss ${state.bestValLoss.toFixed(4)} at epoch ${state.bestEpoch})`);
+  } else {
+    if (o.resume) o.log('--resume: no checkpoint found, starting fresh');
+    weights = o.initialWeights ? (await loadModelFolder(o.initialWeights, true)).weights : createWeights(h, D, o.seed);
+    state = { epoch: 0, history: [], bestValLoss: Infinity, bestEpoch: 0, badEpochs: 0, learningRate: o.learningRate, rngState: o.seed, startedAt: new Date().toISOString(), trainSeconds: 0, dataHash: o.dataHash };
+  }
+  const names = Object.keys(weights);
+  const optimizer = tf.train.adam(state.learningRate);
+  if (o.resume && existsSync(optimizerBin) && state.epoch > 0) await restoreOptimizer(optimizer, optimizerBin);
+
+  const specBase = (metrics: Record<string, number>): Omit<ModelSpec, 'weights' | 'format' | 'formatVersion'> => ({
+    version: `${o.name}-${new Date().toISOString().slice(0, 16).replace(/[-:]/g, '').replace('T', '-')}`,
+    arch: 'lstm-attention',
+    tokens: tokenSchemeSpec(),
+    inputWidth: D,
+    hyperparameters: h,
+    composers: o.composers,
+    data: {
+      hash: o.dataHash,
+      source: o.dataSource,
+      pieces: o.train.length + o.validation.length,
+      notes: [...o.train, ...o.validation].reduce((s, p) => s + p.tokens.length, 0),
+      validationPieces: o.validation.map((p) => p.name),
+      attribution: DATA_ATTRIBUTION,
+    },
+    training: {
+      epochs: state.epoch,
+      bestEpoch: state.bestEpoch,
+      batchSize: o.batchSize,
+      learningRate: o.learningRate,
+      clipNorm: o.clipNorm,
+      transpose: o.transpose,
+      composerDropout: o.composerDropout,
+      seed: o.seed,
+      backend: currentBackend() ?? 'unknown',
+      machine: `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}`,
+      startedAt: state.startedAt,
+      trainSeconds: Math.round(state.trainSeconds),
+      history: state.history,
+    },
+    metrics,
+  });
+
+  const rng = seededRandom(state.rngState);
+  const deadline = o.maxMinutes ? Date.now() + o.maxMinutes * 60_000 : Infinity;
+  let spec: ModelSpec | undefined;
+  while (state.epoch < o.epochs) {
+    const epoch = state.epoch + 1;
+    const chunks = shuffleInPlace(chunkPieces(o.train, h.window, rng), rng);
+    const batches = Math.ceil(chunks.length / o.batchSize);
+    const started = performance.now();
+    let tokens = 0;
+    let lossSum = 0;
+    for (let i = 0; i < batches; i++) {
+      const batch = buildBatch(o.train, chunks.slice(i * o.batchSize, (i + 1) * o.batchSize), {
+        window: h.window,
+        composerIndex,
+        composers: o.composers.length,
+        transpose: o.transpose,
+        composerDropout: o.composerDropout,
+        rng,
+      });
+      const loss = trainStep(optimizer, weights, names, h, batch, o.clipNorm);
+      disposeBatch(batch);
+      lossSum += loss;
+      tokens += batch.realTargets;
+      const elapsed = (performance.now() - started) / 1000;
+      const rate = tokens / elapsed;
+      const eta = (elapsed / (i + 1)) * (batches - i - 1);
+      o.progress(progressLine(epoch, o.epochs, i + 1, batches, lossSum / (i + 1), rate, eta), false);
+    }
+    const seconds = (performance.now() - started) / 1000;
+    const val = evaluatePieces(weights, h, o.validation.length ? o.validation : o.train.slice(0, 4), composerIndex, o.composers.length, o.batchSize);
+    const record: EpochRecord = { epoch, trainLoss: lossSum / batches, valLoss: val.loss, valPerHead: val.perHead, tokensPerSecond: Math.round(tokens / seconds), seconds: Math.round(seconds), learningRate: state.learningRate };
+    o.progress(`${progressLine(epoch, o.epochs, batches, batches, record.trainLoss, record.tokensPerSecond, 0)} val ${val.loss.toFixed(4)}`, true);
+    state.history.push(record);
+    state.trainSeconds += seconds;
+    state.epoch = epoch;
+    const improved = val.loss < state.bestValLoss - 1e-4;
+    if (improved) {
+      state.bestValLoss = val.loss;
+      state.bestEpoch = epoch;
+      state.badEpochs = 0;
+    } else {
+      state.badEpochs++;
+      state.learningRate /= 2;
+      optimizer.learningRate = state.learningRate;
+      o.log(`validation loss did not improve (${state.badEpochs}/${o.patience}); learning rate halved to ${state.learningRate.toExponential(2)}`);
+    }
+    state.rngState = rng.state();
+    const metrics = {
+      valNll: state.bestValLoss,
+      valNllDt: improved ? val.perHead[0] : (spec?.metrics.valNllDt ?? val.perHead[0]),
+      valNllPitch: improved ? val.perHead[1] : (spec?.metrics.valNllPitch ?? val.perHead[1]),
+      valNllDur: improved ? val.perHead[2] : (spec?.metrics.valNllDur ?? val.perHead[2]),
+      valNllVel: improved ? val.perHead[3] : (spec?.metrics.valNllVel ?? val.perHead[3]),
+      trainNll: record.trainLoss,
+      epochs: epoch,
+      bestEpoch: state.bestEpoch,
+      tokensPerSecond: record.tokensPerSecond,
+    };
+    // Checkpoint: this epoch's weights, the optimizer, then the state that names them.
+    await saveModelFolder(checkpointDir, specBase(metrics), weights);
+    await saveOptimizer(optimizer, optimizerBin, names);
+    await writeFileAtomic(join(checkpointDir, 'state.json'), JSON.stringify(state, null, 2));
+    if (improved || !spec) spec = await saveModelFolder(o.outDir, specBase(metrics), weights);
+    else {
+      // Keep the best weights; refresh the spec's training record and metrics only.
+      const current = JSON.parse(await readFile(join(o.outDir, 'model.json'), 'utf8')) as ModelSpec;
+      spec = { ...current, training: specBase(metrics).training, metrics: { ...current.metrics, epochs: epoch, trainNll: record.trainLoss } };
+      await writeFileAtomic(join(o.outDir, 'model.json'), JSON.stringify(spec, null, 2) + '\n');
+    }
+    await writeFileAtomic(join(o.outDir, 'history.json'), JSON.stringify(state.history, null, 2));
+    await plotTrainingCurve(state.history, join(o.outDir, 'training-curve.png'), { title: `${o.name}: loss per note (nats), sum of 4 heads` });
+    if (state.badEpochs >= o.patience) {
+      o.log(`early stopping: no improvement for ${o.patience} epochs; best epoch ${state.bestEpoch}`);
+      break;
+    }
+    if (Date.now() > deadline) {
+      o.log(`time limit of ${o.maxMinutes} min reached after epoch ${epoch}; --resume continues`);
+      break;
+    }
+  }
+  tf.dispose(Object.values(weights));
+  optimizer.dispose();
+  if (!spec) {
+    spec = JSON.parse(await readFile(join(o.outDir, 'model.json'), 'utf8')) as ModelSpec;
+  }
+  return spec;
+}
+
+function progressLine(epoch: number, epochs: number, i: number, n: number, loss: number, rate: number, eta: number): string {
+  const width = 24;
+  const filled = Math.round((i / n) * width);
+  return `epoch ${epoch}/${epochs} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${i}/${n} loss ${loss.toFixed(4)} ${Math.round(rate)} tok/s ETA ${formatSeconds(eta)}`;
+}
+
+/** One Adam step on the clipped gradients; returns the batch loss. */
+function trainStep(optimizer: tf.AdamOptimizer, weights: Weights, names: string[], h: Hyperparameters, batch: ReturnType<typeof buildBatch>, clipNorm: number): number {
+  const rows = batch.batch * batch.steps;
+  // Padding rows have zero targets; scale the mean so it is per real note.
+  const scale = rows / Math.max(1, batch.realTargets);
+  return tf.tidy(() => {
+    const { value, grads } = tf.variableGrads(() => tf.mul(sequenceLoss(weights, h, batch).total, scale) as tf.Scalar, names.map((n) => weights[n]));
+    const norm = tf.sqrt(tf.addN(Object.values(grads).map((g) => tf.sum(tf.square(g)))));
+    const factor = tf.div(clipNorm, tf.maximum(norm, clipNorm));
+    const clipped: tf.NamedTensorMap = {};
+    for (const [k, g] of Object.entries(grads)) clipped[k] = tf.mul(g, factor);
+    optimizer.applyGradients(clipped);
+    return value.dataSync()[0];
+  });
+}
+
+async function saveOptimizer(optimizer: tf.AdamOptimizer, path: string, names: string[]): Promise<void> {
+  const named = await optimizer.getWeights();
+  const header = named.map((n) => ({ name: n.name, shape: n.tensor.shape }));
+  const datas = await Promise.all(named.map((n) => n.tensor.data() as Promise<Float32Array>));
+  const total = datas.reduce((s, d) => s + d.length, 0);
+  const all = new Float32Array(total);
+  let off = 0;
+  for (const d of datas) {
+    all.set(d, off);
+    off += d.length;
+  }
+  const json = Buffer.from(JSON.stringify({ names, header }));
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(json.length);
+  await writeFileAtomic(path, Buffer.concat([len, json, Buffer.from(all.buffer)]));
+}
+
+async function restoreOptimizer(optimizer: tf.AdamOptimizer, path: string): Promise<void> {
+  const buf = await readFile(path);
+  const n = buf.readUInt32LE(0);
+  const { header } = JSON.parse(buf.subarray(4, 4 + n).toString()) as { header: { name: string; shape: number[] }[] };
+  const data = new Float32Array(buf.buffer.slice(buf.byteOffset + 4 + n, buf.byteOffset + buf.byteLength));
+  // tfjs's Adam matches moments to variables by position (the order of the gradient map),
+  // which is the weight manifest's order in every process, so names need no mapping.
+  let off = 0;
+  const values: tf.NamedTensor[] = header.map((h) => {
+    const size = h.shape.reduce((p, d) => p * d, 1);
+    const tensor = tf.tensor(data.subarray(off, off + size), h.shape);
+    off += size;
+    return { name: h.name, tensor };
+  });
+  await optimizer.setWeights(values);
+  tf.dispose(values.map((v) => v.tensor));
+}
