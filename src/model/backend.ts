@@ -49,6 +49,9 @@ async function tryWasm(): Promise<boolean> {
  */
 export async function initBackend(choice: BackendChoice = 'auto', log: (line: string) => void = (l) => console.error(l)): Promise<BackendName> {
   if (chosen) return chosen;
+  // The cpu backend greets Node users with a banner on first use; our log line says it better.
+  const cpu = tf.findBackend('cpu') as { firstUse?: boolean } | null;
+  if (cpu) cpu.firstUse = false;
   let detail = '';
   if (choice === 'auto' || choice === 'tensorflow') {
     const pkg = await tryNative();

@@ -114,12 +114,11 @@ export interface SequenceBatch {
 }
 
 /**
- * Mean negative log-likelihood per note (sum over the four heads) of a batch, plus the
- * per-head means. Teacher-forced: the pitch head sees the true dt, and so on.
+ * Runs the LSTM and the attention over whole time-major chunks: inputs [T*B, inputDim] →
+ * the shared head activation z [T*B, headDim]. Used by training and by whole-window re-feed.
  */
-export function sequenceLoss(w: Weights, h: Hyperparameters, b: SequenceBatch): { total: tf.Scalar; perHead: tf.Scalar[] } {
-  const { batch: B, steps: T } = b;
-  let layerInput: tf.Tensor2D = b.inputs;
+export function sequenceHidden(w: Weights, h: Hyperparameters, inputs: tf.Tensor2D, B: number, T: number): tf.Tensor2D {
+  let layerInput: tf.Tensor2D = inputs;
   for (let l = 0; l < h.layers; l++) {
     const xProj = tf.add(tf.matMul(layerInput, w[`lstm${l}/wx`] as tf.Tensor2D), w[`lstm${l}/b`]).reshape([T, B, 4 * h.hidden]);
     const steps = tf.unstack(xProj) as tf.Tensor2D[];
@@ -153,7 +152,15 @@ export function sequenceLoss(w: Weights, h: Hyperparameters, b: SequenceBatch): 
     .reshape([B, T, A])
     .transpose([1, 0, 2])
     .reshape([T * B, A]) as tf.Tensor2D;
-  const z = tf.tanh(tf.add(tf.matMul(tf.concat([out, context], 1), w['head/wz'] as tf.Tensor2D), w['head/bz'])) as tf.Tensor2D;
+  return tf.tanh(tf.add(tf.matMul(tf.concat([out, context], 1), w['head/wz'] as tf.Tensor2D), w['head/bz'])) as tf.Tensor2D;
+}
+
+/**
+ * Mean negative log-likelihood per note (sum over the four heads) of a batch, plus the
+ * per-head means. Teacher-forced: the pitch head sees the true dt, and so on.
+ */
+export function sequenceLoss(w: Weights, h: Hyperparameters, b: SequenceBatch): { total: tf.Scalar; perHead: tf.Scalar[] } {
+  const z = sequenceHidden(w, h, b.inputs, b.batch, b.steps);
   const [dtT, pitchT, durT, velT] = b.targets;
   const logitsDt = tf.add(tf.matMul(z, w['head/wdt'] as tf.Tensor2D), w['head/bdt']);
   const z2 = tf.tanh(tf.add(z, tf.matMul(dtT, w['head/edt'] as tf.Tensor2D))) as tf.Tensor2D;

@@ -203,7 +203,7 @@ export async function trainModel(o: TrainOptions): Promise<ModelSpec> {
     } else {
       state.badEpochs++;
       state.learningRate /= 2;
-      optimizer.learningRate = state.learningRate;
+      (optimizer as unknown as { learningRate: number }).learningRate = state.learningRate;
       o.log(`validation loss did not improve (${state.badEpochs}/${o.patience}); learning rate halved to ${state.learningRate.toExponential(2)}`);
     }
     state.rngState = rng.state();
@@ -265,7 +265,7 @@ function trainStep(optimizer: tf.AdamOptimizer, weights: Weights, names: string[
     const factor = tf.div(clipNorm, tf.maximum(norm, clipNorm));
     const clipped: tf.NamedTensorMap = {};
     for (const [k, g] of Object.entries(grads)) clipped[k] = tf.mul(g, factor);
-    optimizer.applyGradients(clipped);
+    optimizer.applyGradients(clipped as Parameters<typeof optimizer.applyGradients>[0]);
     return value.dataSync()[0];
   });
 }
@@ -295,7 +295,7 @@ async function restoreOptimizer(optimizer: tf.AdamOptimizer, path: string): Prom
   // tfjs's Adam matches moments to variables by position (the order of the gradient map),
   // which is the weight manifest's order in every process, so names need no mapping.
   let off = 0;
-  const values: tf.NamedTensor[] = header.map((h) => {
+  const values: { name: string; tensor: tf.Tensor }[] = header.map((h) => {
     const size = h.shape.reduce((p, d) => p * d, 1);
     const tensor = tf.tensor(data.subarray(off, off + size), h.shape);
     off += size;

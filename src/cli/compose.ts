@@ -1,0 +1,132 @@
+/** `nocturne compose <composer> <notes> [...]` and `nocturne styles`. */
+import { readFile, stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Engine, ComposeInputError, DEFAULT_TEMPERATURE, DEFAULT_TOP_P, NOTES_MAX, NOTES_MIN } from '../engine/engine.ts';
+import { MIDI_LIMITS } from '../midi/read.ts';
+import { UsageError, intOption, numberOption, parseBackend } from './options.ts';
+
+export const DEFAULT_MODEL_DIR = resolve(import.meta.dirname, '../../models/default');
+
+export const COMPOSE_USAGE = `usage: nocturne compose <composer> <notes> [options]
+  <composer>            a composer the model knows (see \`nocturne styles\`), or "any"
+  <notes>               how many notes to write, ${NOTES_MIN}..${NOTES_MAX} (250 or 500 are typical)
+  --seed FILE.mid       continue this piano MIDI file
+  --temperature T       0..5, default ${DEFAULT_TEMPERATURE} (lower is safer, 0 is greedy)
+  --top-p P             nucleus mass in (0, 1], default ${DEFAULT_TOP_P}
+  --random-seed S       same seed and parameters give the same notes (default: random)
+  --format wav|ogg      audio format (default wav)
+  --out DIR             where piece.mid, piece.<format> and piece.png go (default ./out)
+  --model DIR           model folder (default models/default)
+  --backend B           auto | tensorflow | wasm | cpu
+  --json                print one JSON object instead of text`;
+
+export async function runCompose(argv: string[], log: (line: string) => void): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      seed: { type: 'string' },
+      temperature: { type: 'string' },
+      'top-p': { type: 'string' },
+      'random-seed': { type: 'string' },
+      format: { type: 'string' },
+      out: { type: 'string' },
+      model: { type: 'string' },
+      backend: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+  });
+  const problems: string[] = [];
+  const take = <T>(f: () => T): T | undefined => {
+    try {
+      return f();
+    } catch (e) {
+      problems.push((e as Error).message);
+      return undefined;
+    }
+  };
+  if (positionals.length < 2) problems.push('give a composer and a number of notes, e.g. `nocturne compose chopin 500`');
+  if (positionals.length > 2) problems.push(`unexpected arguments: ${positionals.slice(2).join(' ')}`);
+  const [composer, notesRaw] = positionals;
+  const notes = notesRaw === undefined ? undefined : take(() => intOption('<notes>', notesRaw, 0, NOTES_MIN, NOTES_MAX));
+  const temperature = take(() => numberOption('--temperature', values.temperature, DEFAULT_TEMPERATURE, 0, 5));
+  const topP = take(() => numberOption('--top-p', values['top-p'], DEFAULT_TOP_P, 1e-6, 1));
+  const randomSeed = values['random-seed'] === undefined ? undefined : take(() => intOption('--random-seed', values['random-seed'], 0, 0, 2 ** 32 - 1));
+  const format = values.format ?? 'wav';
+  if (format !== 'wav' && format !== 'ogg') problems.push(`--format must be wav or ogg, got ${JSON.stringify(format)}`);
+  const backend = take(() => parseBackend(values.backend));
+  let seedMidi: Uint8Array | undefined;
+  if (values.seed) {
+    try {
+      const st = await stat(values.seed);
+      if (!st.isFile()) problems.push(`--seed ${values.seed}: not a file`);
+      else if (st.size > MIDI_LIMITS.maxBytes) problems.push(`--seed ${values.seed}: ${st.size} bytes, over the limit of ${MIDI_LIMITS.maxBytes}`);
+      else seedMidi = await readFile(values.seed);
+    } catch {
+      problems.push(`--seed ${values.seed}: no such file`);
+    }
+  }
+  if (problems.length) throw new UsageError(problems.join('\n'), COMPOSE_USAGE);
+
+  const quiet = values.json === true;
+  const engine = await Engine.open(values.model ?? DEFAULT_MODEL_DIR, backend, quiet ? () => {} : log);
+  try {
+    const outDir = resolve(values.out ?? 'out');
+    const result = await engine
+      .compose(
+        { composer: composer!, notes: notes!, temperature, topP, randomSeed, seedMidi, outDir, audio: { format: format as 'wav' | 'ogg' } },
+        (stage) => !quiet && stage !== 'done' && log(`${stage}…`),
+      )
+      .catch((e) => {
+        if (e instanceof ComposeInputError) throw new UsageError(e.message, COMPOSE_USAGE);
+        throw e;
+      });
+    if (quiet) {
+      process.stdout.write(
+        `${JSON.stringify({
+          midi: result.midiPath,
+          audio: result.audioPath,
+          pianoRoll: result.pngPath,
+          modelVersion: result.modelVersion,
+          composer: result.composer,
+          notes: result.noteCount,
+          seconds: Number(result.seconds.toFixed(3)),
+          musicSeconds: Number(result.musicSeconds.toFixed(2)),
+          params: result.params,
+        })}\n`,
+      );
+    } else {
+      const p = result.params;
+      process.stdout.write(
+        [
+          `composed ${result.noteCount} notes (${result.musicSeconds.toFixed(1)} s of music) in the style of ${result.composer} in ${result.seconds.toFixed(2)} s`,
+          `  model ${result.modelVersion}; temperature ${p.temperature}, top-p ${p.topP}, random seed ${p.randomSeed}${p.seeded ? ', continuing --seed' : ''}`,
+          `  ${result.midiPath}`,
+          `  ${result.audioPath}`,
+          `  ${result.pngPath}`,
+          '',
+        ].join('\n'),
+      );
+    }
+    return 0;
+  } finally {
+    engine.dispose();
+  }
+}
+
+export async function runStyles(argv: string[], log: (line: string) => void): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { model: { type: 'string' }, json: { type: 'boolean' } } });
+  const engine = await Engine.open(values.model ?? DEFAULT_MODEL_DIR, 'auto', values.json ? () => {} : log);
+  try {
+    const info = engine.info();
+    if (values.json) process.stdout.write(`${JSON.stringify(info)}\n`);
+    else {
+      process.stdout.write(`model ${info.version}: ${info.composers.length} composers (and "any")\n`);
+      for (const c of info.composers) process.stdout.write(`  ${c.name.padEnd(14)} ${c.pieces} pieces\n`);
+    }
+    return 0;
+  } finally {
+    engine.dispose();
+  }
+}

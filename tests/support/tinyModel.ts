@@ -1,0 +1,35 @@
+/**
+ * A small untrained model folder for tests that need the real load → sample → render path
+ * without the time or size of the shipped model. Same code, same spec checks.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { inputWidth } from '../../src/model/features.ts';
+import { DATA_ATTRIBUTION, saveModelFolder, type ModelSpec } from '../../src/model/folder.ts';
+import { createWeights, type Hyperparameters } from '../../src/model/network.ts';
+import { tokenSchemeSpec } from '../../src/tokens/tokenize.ts';
+
+export const TINY_HYPERPARAMETERS: Hyperparameters = { hidden: 16, layers: 1, attentionDim: 8, attentionWindow: 8, headDim: 16, window: 32 };
+
+export async function createTinyModel(dir: string, composers = ['Chopin', 'Mozart'], seed = 3): Promise<ModelSpec> {
+  const width = inputWidth(composers.length);
+  const weights = createWeights(TINY_HYPERPARAMETERS, width, seed);
+  try {
+    return await saveModelFolder(
+      dir,
+      {
+        version: `tiny-${seed}`,
+        arch: 'lstm-attention',
+        tokens: tokenSchemeSpec(),
+        inputWidth: width,
+        hyperparameters: TINY_HYPERPARAMETERS,
+        composers: composers.map((name, i) => ({ name, pieces: 10 + i, tempoBpm: 90 + 10 * i })),
+        data: { hash: 'test', source: 'tests', pieces: 0, notes: 0, validationPieces: [], attribution: DATA_ATTRIBUTION },
+        training: { startedAt: '2026-01-01T00:00:00Z' },
+        metrics: { valNll: 10 },
+      },
+      weights,
+    );
+  } finally {
+    tf.dispose(Object.values(weights));
+  }
+}
