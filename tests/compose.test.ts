@@ -1,0 +1,170 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, copyFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { after, before, describe, test } from 'node:test';
+import * as tf from '@tensorflow/tfjs';
+import { Engine, ComposeInputError } from '../src/engine/engine.ts';
+import { parseMidi } from '../src/midi/read.ts';
+import { readWavHeader } from '../src/render/audio.ts';
+import { loadModelFolder } from '../src/model/folder.ts';
+import { composerTable, corpusHash, listCorpus, loadCorpus, splitByPiece } from '../src/train/corpus.ts';
+import { trainModel } from '../src/train/fit.ts';
+import { createTinyModel, TINY_HYPERPARAMETERS } from './support/tinyModel.ts';
+
+const run = promisify(execFile);
+let dir: string;
+let engine: Engine;
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'nocturne-compose-'));
+  await createTinyModel(join(dir, 'model'), ['Chopin', 'Mozart']);
+  engine = await Engine.open(join(dir, 'model'), 'wasm');
+});
+after(async () => {
+  engine.dispose();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const isPng = (b: Buffer) => b.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
+
+describe('compose', () => {
+  test('writes a MIDI with exactly N notes, a WAV and a piano roll, and leaks no tensors', async () => {
+    await engine.compose({ composer: 'chopin', notes: 16, randomSeed: 1, outDir: join(dir, 'warm') });
+    const tensors = tf.memory().numTensors;
+    const result = await engine.compose({ composer: 'CHOPIN', notes: 40, randomSeed: 3, temperature: 0.8, topP: 0.9, outDir: join(dir, 'a') });
+    assert.equal(tf.memory().numTensors, tensors);
+    assert.equal(result.composer, 'Chopin');
+    assert.equal(result.noteCount, 40);
+    const piece = parseMidi(await readFile(result.midiPath), 'piece.mid');
+    assert.equal(piece.notes.length, 40);
+    const wav = await readWavHeader(result.audioPath);
+    assert.equal(wav.channels, 2);
+    assert.ok(wav.seconds > 0.5);
+    assert.ok(isPng(await readFile(result.pngPath)));
+    assert.deepEqual(result.params, { temperature: 0.8, topP: 0.9, randomSeed: 3, notes: 40, seeded: false, format: 'wav' });
+  });
+
+  test('the same random seed writes the same MIDI', async () => {
+    const a = await engine.compose({ composer: 'mozart', notes: 24, randomSeed: 9, outDir: join(dir, 's1') });
+    const b = await engine.compose({ composer: 'mozart', notes: 24, randomSeed: 9, outDir: join(dir, 's2') });
+    assert.deepEqual(await readFile(a.midiPath), await readFile(b.midiPath));
+  });
+
+  test('continues a seed MIDI and writes OGG on request', async () => {
+    const seed = await readFile('tests/fixtures/chpn-p20.mid');
+    const r = await engine.compose({ composer: 'any', notes: 20, randomSeed: 4, seedMidi: seed, outDir: join(dir, 'c'), audio: { format: 'ogg' } });
+    assert.equal(r.params.seeded, true);
+    assert.equal((await readFile(r.audioPath)).subarray(0, 4).toString(), 'OggS');
+    assert.equal(parseMidi(await readFile(r.midiPath), 'c.mid').notes.length, 20);
+  });
+
+  test('bad requests get one clear message each, and nothing is written', async () => {
+    await assert.rejects(engine.compose({ composer: 'chopn', notes: 250, outDir: join(dir, 'x') }), (e: Error) => e instanceof ComposeInputError && /Did you mean Chopin/.test(e.message));
+    await assert.rejects(engine.compose({ composer: 'chopin', notes: 99999, outDir: join(dir, 'x') }), /notes must be a whole number from 16 to 2000/);
+    await assert.rejects(engine.compose({ composer: 'chopin', notes: 50, temperature: -1, topP: 2, outDir: join(dir, 'x') }), /temperature.*; top-p/);
+    await assert.rejects(engine.compose({ composer: 'chopin', notes: 50, seedMidi: new TextEncoder().encode('hello'), outDir: join(dir, 'x') }), /seed MIDI: not a MIDI file/);
+    assert.equal(existsSync(join(dir, 'x')), false);
+  });
+
+  test('a batch of requests is answered per request: one bad one does not sink the others', async () => {
+    const results = await engine.composeMany([
+      { composer: 'chopin', notes: 16, randomSeed: 1, outDir: join(dir, 'm1') },
+      { composer: 'liszt', notes: 16, outDir: join(dir, 'm2') },
+      { composer: 'mozart', notes: 32, randomSeed: 2, outDir: join(dir, 'm3') },
+    ]);
+    assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled']);
+    assert.equal(results[2].status === 'fulfilled' && results[2].value.noteCount, 32);
+  });
+});
+
+describe('nocturne CLI', () => {
+  const cli = (...args: string[]) => run('node', ['--import', 'tsx', 'src/cli/main.ts', ...args]).then(
+    (r) => ({ code: 0, ...r }),
+    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+  );
+
+  test('compose --json prints one object with files, model, composer, notes, seconds and parameters', async () => {
+    const out = join(dir, 'cli');
+    const r = await cli('compose', 'mozart', '16', '--model', join(dir, 'model'), '--out', out, '--random-seed', '5', '--json');
+    assert.equal(r.code, 0, r.stderr);
+    const json = JSON.parse(r.stdout);
+    assert.equal(json.notes, 16);
+    assert.equal(json.composer, 'Mozart');
+    assert.equal(json.modelVersion, 'tiny-3');
+    assert.equal(json.params.randomSeed, 5);
+    for (const f of [json.midi, json.audio, json.pianoRoll]) assert.ok(existsSync(f), f);
+    assert.ok(typeof json.seconds === 'number');
+  });
+
+  test('bad arguments exit 2 with every problem listed and no stack trace', async () => {
+    const r = await cli('compose', 'mozart', '99999', '--temperature', 'hot', '--format', 'mp3', '--model', join(dir, 'model'));
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /<notes> must be between 16 and 2000/);
+    assert.match(r.stderr, /--temperature must be a number/);
+    assert.match(r.stderr, /--format must be wav or ogg/);
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+  });
+
+  test('an unknown composer suggests the close ones', async () => {
+    const r = await cli('compose', 'motzart', '20', '--model', join(dir, 'model'), '--out', join(dir, 'u'));
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /unknown composer "motzart"\. Did you mean Mozart\?/);
+  });
+
+  test('a model folder that does not match is refused in one line', async () => {
+    const r = await cli('compose', 'mozart', '20', '--model', join(dir, 'missing'));
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /no model\.json/);
+  });
+});
+
+describe('train', () => {
+  test('trains by piece, checkpoints every epoch, writes the curve, and resumes', async () => {
+    const data = join(dir, 'corpus');
+    for (const [composer, file] of [['Chopin', 'chpn-p20.mid'], ['Schumann', 'scn15_4.mid']]) {
+      await mkdir(join(data, composer), { recursive: true });
+      await copyFile(join('tests/fixtures', file), join(data, composer, file));
+      await copyFile(join('tests/fixtures', file), join(data, composer, `copy-${file}`));
+    }
+    const pieces = await loadCorpus(listCorpus(data));
+    const { train, validation } = splitByPiece(pieces, 0.5);
+    const out = join(dir, 'trained');
+    const options = {
+      outDir: out,
+      train,
+      validation,
+      composers: composerTable(pieces),
+      dataHash: corpusHash(pieces),
+      dataSource: data,
+      hyperparameters: TINY_HYPERPARAMETERS,
+      epochs: 1,
+      batchSize: 8,
+      learningRate: 0.01,
+      clipNorm: 1,
+      patience: 5,
+      transpose: 2,
+      composerDropout: 0.1,
+      seed: 1,
+      resume: false,
+      name: 'trained',
+      log: () => {},
+      progress: () => {},
+    };
+    const first = await trainModel(options);
+    assert.equal(first.metrics.epochs, 1);
+    for (const f of ['model.json', 'weights.bin', 'training-curve.png', 'history.json', 'checkpoint/optimizer.bin', 'checkpoint/state.json']) assert.ok(existsSync(join(out, f)), f);
+    assert.deepEqual(first.composers.map((c) => c.name), ['Chopin', 'Schumann']);
+    const second = await trainModel({ ...options, epochs: 3, resume: true });
+    const history = JSON.parse(await readFile(join(out, 'history.json'), 'utf8'));
+    assert.deepEqual(history.map((h: { epoch: number }) => h.epoch), [1, 2, 3]);
+    assert.ok(history[2].trainLoss < history[0].trainLoss, `loss should fall: ${history.map((h: { trainLoss: number }) => h.trainLoss.toFixed(3))}`);
+    assert.equal(second.data.hash, first.data.hash);
+    // The result is a loadable model.
+    const loaded = await loadModelFolder(out);
+    tf.dispose(Object.values(loaded.weights));
+    await assert.rejects(trainModel({ ...options, epochs: 4, resume: true, dataHash: 'other' }), /trained on data/);
+  });
+});

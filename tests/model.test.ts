@@ -1,0 +1,156 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/model/backend.ts';
+import { inputWidth, writeInputRow } from '../src/model/features.ts';
+import { loadModelFolder, readModelSpec } from '../src/model/folder.ts';
+import { initialState, sequenceHidden, stepForward, disposeState } from '../src/model/network.ts';
+import { seededRandom } from '../src/model/random.ts';
+import { generateTokens, sampleNext } from '../src/model/sampling.ts';
+import { beatPositions, type NoteToken } from '../src/tokens/tokenize.ts';
+import { createTinyModel, TINY_HYPERPARAMETERS } from './support/tinyModel.ts';
+
+let dir: string;
+before(async () => {
+  await initBackend('wasm', () => {});
+  dir = await mkdtemp(join(tmpdir(), 'nocturne-model-'));
+  await createTinyModel(join(dir, 'tiny'));
+});
+after(async () => rm(dir, { recursive: true, force: true }));
+
+const melody = (n: number, seed = 1): NoteToken[] => {
+  const rng = seededRandom(seed);
+  return Array.from({ length: n }, (_, i) => ({ dt: i === 0 ? 0 : Math.floor(rng.next() * 4) * 3, pitch: 48 + Math.floor(rng.next() * 30), dur: 1 + Math.floor(rng.next() * 12), vel: Math.floor(rng.next() * 8) }));
+};
+
+describe('model folder', () => {
+  test('saves and loads the same weights', async () => {
+    const a = await loadModelFolder(join(dir, 'tiny'));
+    const b = await loadModelFolder(join(dir, 'tiny'));
+    for (const name of Object.keys(a.weights)) assert.deepEqual(await a.weights[name].data(), await b.weights[name].data(), name);
+    tf.dispose([...Object.values(a.weights), ...Object.values(b.weights)]);
+  });
+
+  const tamper = async (edit: (spec: Record<string, any>) => void) => {
+    const copy = join(dir, `tampered-${Math.random().toString(36).slice(2)}`);
+    await createTinyModel(copy);
+    const spec = JSON.parse(await readFile(join(copy, 'model.json'), 'utf8'));
+    edit(spec);
+    await writeFile(join(copy, 'model.json'), JSON.stringify(spec));
+    return copy;
+  };
+
+  test('refuses a different token scheme, composer count or weight shape', async () => {
+    await assert.rejects(readModelSpec(await tamper((s) => (s.tokens.stepsPerBeat = 4))), /token scheme/);
+    await assert.rejects(readModelSpec(await tamper((s) => s.composers.push({ name: 'Bach', pieces: 1, tempoBpm: 100 }))), /input width/);
+    await assert.rejects(readModelSpec(await tamper((s) => (s.hyperparameters.hidden = 32))), /weight lstm0\/wx is 327x64, expected 327x128|weight .* expected/);
+    await assert.rejects(readModelSpec(await tamper((s) => (s.format = 'keras'))), /format/);
+  });
+
+  test('refuses truncated weights and a missing folder with a clear message', async () => {
+    const copy = join(dir, 'truncated');
+    await createTinyModel(copy);
+    await truncate(join(copy, 'weights.bin'), 100);
+    await assert.rejects(loadModelFolder(copy), /weights\.bin holds 100 bytes/);
+    await assert.rejects(loadModelFolder(join(dir, 'nope')), /no model\.json/);
+  });
+});
+
+describe('stateful decoding', () => {
+  test('stepping gives the same activations as running the whole window', async () => {
+    const { spec, weights } = await loadModelFolder(join(dir, 'tiny'));
+    const h = spec.hyperparameters;
+    const T = h.window;
+    const D = inputWidth(spec.composers.length);
+    const tokens = melody(T);
+    const positions = beatPositions(tokens);
+    const rows = new Float32Array(T * D);
+    for (let t = 0; t < T; t++) writeInputRow(rows, t * D, t ? tokens[t - 1] : undefined, t ? positions[t - 1] % 12 : 0, 1);
+    const whole = tf.tidy(() => sequenceHidden(weights, h, tf.tensor2d(rows, [T, D]), 1, T).arraySync());
+    let state = initialState(h, 1);
+    let maxDiff = 0;
+    for (let t = 0; t < T; t++) {
+      const x = tf.tensor2d(rows.subarray(t * D, (t + 1) * D), [1, D]);
+      const step = stepForward(weights, h, state, x);
+      state = step.state;
+      const z = step.z.arraySync()[0];
+      z.forEach((v, k) => (maxDiff = Math.max(maxDiff, Math.abs(v - whole[t][k]))));
+      tf.dispose([x, step.z]);
+    }
+    disposeState(state);
+    tf.dispose(Object.values(weights));
+    // The sequence form's attention sees at most W outputs through its block mask; stepping
+    // keeps a ring of W. Past the first W steps both must agree exactly (up to float error).
+    assert.ok(maxDiff < 1e-4, `max difference ${maxDiff}`);
+  });
+});
+
+describe('sampling', () => {
+  test('sampleNext: greedy at temperature 0, tiny top-p keeps only the best, masks hold', () => {
+    const logits = [0.1, 2, 0.5, 1.9];
+    const rng = seededRandom(1);
+    assert.equal(sampleNext(logits, 0, 1, rng), 1);
+    for (let i = 0; i < 50; i++) assert.equal(sampleNext(logits, 1, 1e-6, rng), 1);
+    for (let i = 0; i < 50; i++) assert.notEqual(sampleNext(logits, 1, 1, rng, (k) => k !== 1), 1);
+    const counts = [0, 0, 0, 0];
+    for (let i = 0; i < 4000; i++) counts[sampleNext(logits, 1, 1, rng)]++;
+    const p1 = Math.exp(2) / logits.reduce((s, l) => s + Math.exp(l), 0);
+    assert.ok(Math.abs(counts[1] / 4000 - p1) < 0.03, `frequency ${counts[1] / 4000} vs ${p1}`);
+    assert.throws(() => sampleNext(logits, 1, 1, rng, () => false), /masked/);
+  });
+
+  test('the same seed and parameters give the same notes; another seed gives others', async () => {
+    const { spec, weights } = await loadModelFolder(join(dir, 'tiny'));
+    const req = { composer: 0, notes: 40, temperature: 1, topP: 0.95, randomSeed: 42 };
+    const [a] = generateTokens(weights, spec.hyperparameters, 2, [req]);
+    const [b] = generateTokens(weights, spec.hyperparameters, 2, [req]);
+    const [c] = generateTokens(weights, spec.hyperparameters, 2, [{ ...req, randomSeed: 43 }]);
+    assert.equal(a.length, 40);
+    assert.deepEqual(a, b);
+    assert.notDeepEqual(a, c);
+    // Batched with others, a request still gets its own notes.
+    const batch = generateTokens(weights, spec.hyperparameters, 2, [{ ...req, randomSeed: 7, notes: 25 }, req, { ...req, composer: 2 }]);
+    assert.deepEqual(batch[1], a);
+    assert.equal(batch[0].length, 25);
+    tf.dispose(Object.values(weights));
+  });
+
+  test('chords are written low to high without repeated keys', async () => {
+    const { spec, weights } = await loadModelFolder(join(dir, 'tiny'));
+    const [tokens] = generateTokens(weights, spec.hyperparameters, 2, [{ composer: 1, notes: 300, temperature: 1.5, topP: 1, randomSeed: 5 }]);
+    let chords = 0;
+    tokens.forEach((t, i) => {
+      if (i > 0 && t.dt === 0) {
+        chords++;
+        assert.ok(t.pitch > tokens[i - 1].pitch, `note ${i}: ${t.pitch} after ${tokens[i - 1].pitch} at the same onset`);
+      }
+    });
+    assert.ok(chords > 0, 'an untrained model at temperature 1.5 should emit some dt = 0');
+    tf.dispose(Object.values(weights));
+  });
+
+  test('generation leaks no tensors, primed or not', async () => {
+    const { spec, weights } = await loadModelFolder(join(dir, 'tiny'));
+    generateTokens(weights, spec.hyperparameters, 2, [{ composer: 0, notes: 5, temperature: 1, topP: 1, randomSeed: 1 }]); // warm-up
+    const before = tf.memory().numTensors;
+    const beforeBytes = tf.memory().numBytes;
+    generateTokens(weights, spec.hyperparameters, 2, [
+      { composer: 0, notes: 60, temperature: 1, topP: 0.9, randomSeed: 1 },
+      { composer: 1, notes: 30, temperature: 0.5, topP: 1, randomSeed: 2, primer: melody(50) },
+    ]);
+    assert.equal(tf.memory().numTensors, before);
+    assert.equal(tf.memory().numBytes, beforeBytes);
+    tf.dispose(Object.values(weights));
+  });
+
+  test('a primer changes what follows', async () => {
+    const { spec, weights } = await loadModelFolder(join(dir, 'tiny'));
+    const req = { composer: 0, notes: 30, temperature: 0, topP: 1, randomSeed: 1 };
+    const [plain, primed] = generateTokens(weights, spec.hyperparameters, 2, [req, { ...req, primer: melody(40, 9) }]);
+    assert.notDeepEqual(plain, primed);
+    tf.dispose(Object.values(weights));
+  });
+});
