@@ -54,6 +54,10 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
   await rename(tmp, path);
 }
 
+export function attributionText(spec: Pick<ModelSpec, 'version' | 'data'>): string {
+  return `# ${spec.version}\n\n${DATA_ATTRIBUTION}\n\nTraining data: ${spec.data.pieces} pieces (${spec.data.notes} notes) from ${spec.data.source}, data hash ${spec.data.hash}.\n`;
+}
+
 /** Saves spec + weights (weights first, then the spec that points at them). */
 export async function saveModelFolder(dir: string, spec: Omit<ModelSpec, 'weights' | 'format' | 'formatVersion'>, weights: Weights): Promise<ModelSpec> {
   await mkdir(dir, { recursive: true });
@@ -70,6 +74,7 @@ export async function saveModelFolder(dir: string, spec: Omit<ModelSpec, 'weight
   const full: ModelSpec = { format: MODEL_FORMAT, formatVersion: MODEL_FORMAT_VERSION, ...spec, weights: names.map((n) => ({ name: n, shape: weights[n].shape })) };
   await writeFileAtomic(join(dir, 'weights.bin'), new Uint8Array(all.buffer));
   await writeFileAtomic(join(dir, 'model.json'), JSON.stringify(full, null, 2) + '\n');
+  await writeFileAtomic(join(dir, 'ATTRIBUTION.md'), attributionText(full));
   return full;
 }
 
