@@ -44,6 +44,10 @@ const commands: Record<string, () => Promise<{ run: Runner; usage: string }>> = 
     const m = await import('../bench/main.ts');
     return { run: m.runBench, usage: m.BENCH_USAGE };
   },
+  start: async () => {
+    const m = await import('../chat/start.ts');
+    return { run: m.runStart, usage: m.START_USAGE };
+  },
 };
 
 export async function main(argv: string[]): Promise<number> {

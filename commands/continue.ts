@@ -1,0 +1,80 @@
+/**
+ * `continue` with an attached seed MIDI (or a job id) and an optional composer: continues that
+ * piece. The upload is refused, with the reason from `nocturne check`, if it is not a solo-piano
+ * MIDI file within the limits.
+ */
+import { ANY_COMPOSER } from '../src/engine/composers.ts';
+import { checkMidiBytes } from '../src/midi/check.ts';
+import { MIDI_LIMITS } from '../src/midi/read.ts';
+import { looksLikeJobId } from '../src/jobs/store.ts';
+import { isAttachment } from '../src/chat/options.ts';
+import type { CommandSpec } from '../src/chat/command.ts';
+import { DEFAULT_NOTES, composerOption, notesOption, resolveComposer } from './compose.ts';
+import { readFile } from 'node:fs/promises';
+
+export const continueCommand: CommandSpec = {
+  name: 'continue',
+  description: 'Continue a piano piece: attach a MIDI file, or give a job id',
+  options: [
+    { name: 'midi', kind: 'attachment', description: 'the solo-piano MIDI file to continue', max: MIDI_LIMITS.maxBytes, accepts: (w) => /\.midi?$/i.test(w) },
+    { name: 'job', kind: 'string', description: 'or the id of a piece the bot made', max: 32, accepts: looksLikeJobId },
+    composerOption(false),
+    notesOption('how many notes to add'),
+  ],
+  details: ['The file must be a solo piano MIDI (no drums or other instruments), at most 2 MiB.'],
+  async execute(request, reply) {
+    const { options, bot } = request;
+    const midi = options.midi;
+    const jobId = options.job as string | undefined;
+    if (!isAttachment(midi) && !jobId) return reply.error('attach a solo-piano MIDI file (the midi option) or give the id of a piece (job) to continue');
+    if (isAttachment(midi) && jobId) return reply.error('give either a MIDI file or a job id, not both');
+
+    let seedMidi: Uint8Array;
+    let seedName: string;
+    let parentComposer: string | undefined;
+    let parentId: string | undefined;
+    if (isAttachment(midi)) {
+      await reply.progress(`checking ${midi.name}…`);
+      try {
+        seedMidi = await midi.download();
+      } catch (e) {
+        return reply.error(`could not download ${midi.name} (${(e as Error).message}): attach it again`);
+      }
+      const verdict = checkMidiBytes(seedMidi, midi.name);
+      if (verdict.status !== 'ok') return reply.error(`${midi.name} is ${verdict.status}: ${verdict.reason ?? 'not a solo-piano MIDI file'}. Attach a solo-piano MIDI file`);
+      seedName = midi.name;
+    } else {
+      const id = jobId!.trim().toLowerCase();
+      const parent = looksLikeJobId(id) ? await bot.store.get(id) : undefined;
+      if (!parent) return reply.error(`no piece with job id ${JSON.stringify(jobId)}: the id is under each piece the bot posts`);
+      if (parent.state !== 'done' || !parent.outputs) return reply.error(`job ${id} has not finished yet: continue it once it is posted`);
+      try {
+        seedMidi = new Uint8Array(await readFile(parent.outputs.midi));
+      } catch {
+        return reply.error(`the MIDI file of job ${id} is gone; use /show ${id} or Regenerate first`);
+      }
+      seedName = `job ${id}`;
+      parentComposer = parent.outputs.composer;
+      parentId = id;
+    }
+    let composer = parentComposer ?? ANY_COMPOSER;
+    if (options.composer !== undefined) {
+      const resolved = resolveComposer(String(options.composer), bot);
+      if (!resolved.composer) return reply.error(resolved.problem!);
+      composer = resolved.composer;
+    }
+    const settings = await bot.settingsFor(request.who);
+    await bot.runJob(
+      {
+        kind: 'continue',
+        parentId,
+        who: request.who,
+        address: request.address,
+        uploadLimitBytes: reply.uploadLimitBytes,
+        seedMidi,
+        params: { composer, notes: (options.notes as number | undefined) ?? DEFAULT_NOTES, format: settings.audio, seedName },
+      },
+      reply,
+    );
+  },
+};

@@ -1,0 +1,367 @@
+/**
+ * The Discord front end (discord.js 14, gateway). Registers the commands (globally, or in one
+ * guild when DISCORD_GUILD_ID is set) from their declarations, answers autocomplete, and turns
+ * slash commands and button presses into dispatch calls.
+ *
+ * Replies: the interaction is deferred within Discord's 3 s (at the first progress line, or after
+ * 2 s whatever happens), then the reply is edited as the job moves (queued #n → composing →
+ * rendering) and finally edited with the audio, MIDI and piano-roll attachments, an embed of the
+ * parameters, the job id and the training data's attribution, and the three buttons. Errors are
+ * ephemeral: a direct ephemeral reply if nothing was sent yet, else the deferred reply is deleted
+ * and an ephemeral follow-up says what to change.
+ */
+import { readFile } from 'node:fs/promises';
+import {
+  ActionRowBuilder,
+  ApplicationCommandOptionType,
+  AttachmentBuilder,
+  ButtonBuilder,
+  ButtonStyle,
+  Client,
+  EmbedBuilder,
+  Events,
+  GatewayIntentBits,
+  MessageFlags,
+  PermissionFlagsBits,
+  Routes,
+  type APIApplicationCommandOption,
+  type AutocompleteInteraction,
+  type ButtonInteraction,
+  type ChatInputCommandInteraction,
+  type RESTPostAPIChatInputApplicationCommandsJSONBody,
+} from 'discord.js';
+import type { Attachment, BotContext, CommandSpec, InfoMessage, OptionSpec, Reply, ResultPost } from '../chat/command.ts';
+import { autocompleteChoices, oneLine, orderedReply, runButton, runCommand } from '../chat/dispatch.ts';
+import type { RawOptions } from '../chat/options.ts';
+import type { DiscordConfig } from '../config.ts';
+import type { JobRecord, ReplyAddress, Requester } from '../jobs/types.ts';
+
+/** Discord's interaction tokens last 15 minutes; after 14, a recovered job posts a new message. */
+const TOKEN_LIFETIME_MS = 14 * 60 * 1000;
+/** Defer if the command has not answered by then (Discord's limit is 3 s). */
+const AUTO_DEFER_MS = 2000;
+const EMBED_COLOUR = 0x3b4a6b;
+
+const OPTION_TYPES: Record<OptionSpec['kind'], ApplicationCommandOptionType> = {
+  string: ApplicationCommandOptionType.String,
+  integer: ApplicationCommandOptionType.Integer,
+  number: ApplicationCommandOptionType.Number,
+  attachment: ApplicationCommandOptionType.Attachment,
+};
+
+function clip(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
+/** One declared option as Discord application-command option JSON. */
+export function discordOptionJson(o: OptionSpec): APIApplicationCommandOption {
+  const json: Record<string, unknown> = {
+    type: OPTION_TYPES[o.kind],
+    name: o.name,
+    description: clip(o.description, 100),
+    required: o.required ?? false,
+  };
+  if (o.kind === 'integer' || o.kind === 'number') {
+    if (o.min !== undefined) json.min_value = o.min;
+    if (o.max !== undefined) json.max_value = o.max;
+  }
+  if (o.kind === 'string') {
+    if (o.min !== undefined) json.min_length = o.min;
+    if (o.max !== undefined) json.max_length = Math.min(o.max, 6000);
+  }
+  // Discord's choices are exclusive; suggestions ("250 or 500, or any 16–2000") need autocomplete.
+  if (o.choices) json.choices = o.choices.slice(0, 25).map((c) => ({ name: clip(c.name, 100), value: c.value }));
+  else if (o.autocomplete || o.suggestions) json.autocomplete = true;
+  return json as unknown as APIApplicationCommandOption;
+}
+
+/** One declared command as Discord slash-command JSON. */
+export function discordCommandJson(spec: CommandSpec): RESTPostAPIChatInputApplicationCommandsJSONBody {
+  const options = [...spec.options].sort((a, b) => Number(b.required ?? false) - Number(a.required ?? false));
+  return {
+    name: spec.name,
+    description: clip(spec.description, 100),
+    options: options.map(discordOptionJson),
+    ...(spec.permission === 'manager' ? { default_member_permissions: String(PermissionFlagsBits.ManageGuild) } : {}),
+  };
+}
+
+/** "/compose composer:<…> [notes:…]" as Discord shows it. */
+export function discordUsage(spec: CommandSpec): string {
+  const args = spec.options.map((o) => (o.required ? `${o.name}:<${o.kind === 'attachment' ? 'file' : o.name}>` : `[${o.name}]`));
+  return [`/${spec.name}`, ...args].join(' ');
+}
+
+async function download(url: string, maxBytes: number): Promise<Uint8Array> {
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`HTTP ${res.status}`);
+  const body = new Uint8Array(await res.arrayBuffer());
+  if (body.length > maxBytes) throw new Error(`the file is over ${maxBytes} bytes`);
+  return body;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Message payloads (pure)
+
+interface MessageBody {
+  content: string;
+  embeds: ReturnType<EmbedBuilder['toJSON']>[];
+  components: ReturnType<ActionRowBuilder<ButtonBuilder>['toJSON']>[];
+}
+
+export function progressBody(text: string): MessageBody {
+  return { content: `⏳ ${oneLine(text, 1900)}`, embeds: [], components: [] };
+}
+
+export function infoBody(m: InfoMessage): MessageBody {
+  const description = clip(m.lines.join('\n'), 4000);
+  return { content: '', embeds: [new EmbedBuilder().setTitle(clip(m.title, 256)).setDescription(description || '—').setColor(EMBED_COLOUR).toJSON()], components: [] };
+}
+
+export function resultBody(post: ResultPost): MessageBody {
+  const embed = new EmbedBuilder()
+    .setTitle(clip(post.title, 256))
+    .setColor(EMBED_COLOUR)
+    .addFields(post.fields.slice(0, 25).map(([name, value]) => ({ name: clip(name, 256), value: clip(value, 1024), inline: value.length < 40 })))
+    .setFooter({ text: clip(post.attribution, 2048) });
+  if (post.notice) embed.setDescription(clip(post.notice, 4000));
+  const image = post.files.find((f) => f.kind === 'image');
+  if (image) embed.setImage(`attachment://${image.name}`);
+  const row = new ActionRowBuilder<ButtonBuilder>().addComponents(
+    post.actions.slice(0, 5).map((a) => new ButtonBuilder().setCustomId(a.id).setLabel(a.label).setStyle(ButtonStyle.Secondary)),
+  );
+  return { content: '', embeds: [embed.toJSON()], components: [row.toJSON()] };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replies
+
+type Repliable = ChatInputCommandInteraction | ButtonInteraction;
+
+/** A Reply on a live interaction: defer, edit, ephemeral errors. */
+class InteractionReply implements Reply {
+  private deferring: Promise<unknown> | undefined;
+  private answered = false;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly interaction: Repliable,
+    readonly uploadLimitBytes: number,
+    private readonly log: (line: string) => void,
+  ) {
+    this.timer = setTimeout(() => void this.defer().catch((e) => this.log(`discord: could not defer: ${(e as Error).message}`)), AUTO_DEFER_MS);
+    this.timer.unref();
+  }
+
+  private defer(): Promise<unknown> {
+    if (this.answered) return Promise.resolve();
+    this.deferring ??= this.interaction.deferReply();
+    return this.deferring;
+  }
+
+  async progress(text: string): Promise<void> {
+    await this.defer();
+    await this.interaction.editReply(progressBody(text));
+  }
+
+  async info(m: InfoMessage): Promise<void> {
+    clearTimeout(this.timer);
+    if (!this.deferring && !this.answered) {
+      this.answered = true;
+      await this.interaction.reply(infoBody(m));
+      return;
+    }
+    await this.deferring;
+    await this.interaction.editReply(infoBody(m));
+  }
+
+  async result(post: ResultPost): Promise<void> {
+    clearTimeout(this.timer);
+    await this.defer();
+    const files = post.files.map((f) => new AttachmentBuilder(f.path, { name: f.name }));
+    await this.interaction.editReply({ ...resultBody(post), files });
+  }
+
+  async error(line: string): Promise<void> {
+    clearTimeout(this.timer);
+    const content = `⚠️ ${oneLine(line, 1900)}`;
+    if (!this.deferring && !this.answered) {
+      this.answered = true;
+      await this.interaction.reply({ content, flags: MessageFlags.Ephemeral });
+      return;
+    }
+    await this.deferring;
+    // The deferred reply is public; replace it with an ephemeral follow-up.
+    await this.interaction.deleteReply().catch(() => undefined);
+    await this.interaction.followUp({ content, flags: MessageFlags.Ephemeral });
+  }
+}
+
+/**
+ * A Reply for a job recovered after a restart: edits the original interaction reply while its
+ * token is alive, else posts (and then edits) a message in the channel.
+ */
+class RecoveredReply implements Reply {
+  private messageId: string | undefined;
+
+  constructor(
+    private readonly client: Client,
+    private readonly address: ReplyAddress,
+    readonly uploadLimitBytes: number,
+  ) {}
+
+  private get tokenAlive(): boolean {
+    const at = Number(this.address.createdAt);
+    return Boolean(this.address.token && this.address.applicationId) && Date.now() - at < TOKEN_LIFETIME_MS;
+  }
+
+  private async send(body: MessageBody, files: { name: string; data: Buffer }[] = []): Promise<void> {
+    const payload = { body: { ...body, attachments: files.map((f, id) => ({ id, filename: f.name })) }, files };
+    if (this.tokenAlive) {
+      await this.client.rest.patch(Routes.webhookMessage(this.address.applicationId, this.address.token, '@original'), { ...payload, auth: false });
+      return;
+    }
+    if (this.messageId) {
+      await this.client.rest.patch(Routes.channelMessage(this.address.channelId, this.messageId), payload);
+      return;
+    }
+    const mention = this.address.userId ? `<@${this.address.userId}> ` : '';
+    const sent = (await this.client.rest.post(Routes.channelMessages(this.address.channelId), { ...payload, body: { ...payload.body, content: `${mention}${body.content}` } })) as { id: string };
+    this.messageId = sent.id;
+  }
+
+  progress(text: string): Promise<void> {
+    return this.send(progressBody(text));
+  }
+
+  info(m: InfoMessage): Promise<void> {
+    return this.send(infoBody(m));
+  }
+
+  async result(post: ResultPost): Promise<void> {
+    const files = await Promise.all(post.files.map(async (f) => ({ name: f.name, data: await readFile(f.path) })));
+    await this.send(resultBody(post), files);
+  }
+
+  async error(line: string): Promise<void> {
+    const content = `⚠️ ${oneLine(line, 1900)}`;
+    if (this.tokenAlive) {
+      await this.client.rest.post(Routes.webhook(this.address.applicationId, this.address.token), { body: { content, flags: MessageFlags.Ephemeral }, auth: false });
+      return;
+    }
+    await this.send({ content, embeds: [], components: [] });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The adapter
+
+export class DiscordAdapter {
+  readonly client: Client;
+  private readonly log: (line: string) => void;
+  private readyPromise: Promise<void> | undefined;
+  private stopping = false;
+
+  constructor(
+    private readonly bot: BotContext,
+    private readonly config: DiscordConfig,
+    log: (line: string) => void = () => {},
+  ) {
+    this.log = (line) => log(`discord: ${line}`);
+    this.client = new Client({ intents: [GatewayIntentBits.Guilds], rest: { api: config.apiBase } });
+    this.client.on(Events.InteractionCreate, (interaction) => {
+      if (this.stopping) return;
+      if (interaction.isChatInputCommand()) void this.onCommand(interaction);
+      else if (interaction.isAutocomplete()) void this.onAutocomplete(interaction);
+      else if (interaction.isButton()) void this.onButton(interaction);
+    });
+    this.client.on(Events.Error, (e) => this.log(`client error: ${e.message}`));
+    this.client.on(Events.ShardDisconnect, (_, id) => this.log(`shard ${id} disconnected`));
+  }
+
+  /** Logs in and registers the commands; resolves when the bot is ready for interactions. */
+  start(): Promise<void> {
+    this.readyPromise ??= new Promise<void>((resolve, reject) => {
+      this.client.once(Events.ClientReady, async (client) => {
+        try {
+          const body = this.bot.commands.map(discordCommandJson);
+          if (this.config.guildId) await client.application.commands.set(body, this.config.guildId);
+          else await client.application.commands.set(body);
+          this.log(`logged in as ${client.user.tag}; ${body.length} commands registered ${this.config.guildId ? `in guild ${this.config.guildId}` : 'globally (may take up to an hour to appear)'}`);
+          resolve();
+        } catch (e) {
+          reject(new Error(`could not register the slash commands: ${(e as Error).message}`));
+        }
+      });
+      this.client.login(this.config.token).catch((e: Error) => reject(new Error(`could not log in to Discord: ${e.message}`)));
+    });
+    return this.readyPromise;
+  }
+
+  /** Stops handling new interactions (answers in flight can still be sent). */
+  pause(): void {
+    this.stopping = true;
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await this.client.destroy();
+  }
+
+  /** A reply to the person who asked for a job, for jobs recovered after a restart. */
+  replyFor(record: JobRecord): Reply | undefined {
+    if (!record.address?.channelId) return undefined;
+    return orderedReply(new RecoveredReply(this.client, { ...record.address, userId: record.who.userId }, this.config.uploadLimitBytes), this.log);
+  }
+
+  private requester(interaction: Repliable | AutocompleteInteraction): Requester {
+    const inGuild = interaction.inGuild();
+    return {
+      platform: 'discord',
+      userId: interaction.user.id,
+      userName: interaction.user.username,
+      serverId: interaction.guildId ?? undefined,
+      channelId: interaction.channelId ?? `dm-${interaction.user.id}`,
+      isManager: inGuild ? (interaction.memberPermissions?.has(PermissionFlagsBits.ManageGuild) ?? false) : true,
+    };
+  }
+
+  private address(interaction: Repliable): ReplyAddress {
+    return {
+      applicationId: interaction.applicationId,
+      token: interaction.token,
+      channelId: interaction.channelId ?? '',
+      createdAt: String(Date.now()),
+    };
+  }
+
+  private async onCommand(interaction: ChatInputCommandInteraction): Promise<void> {
+    const reply = orderedReply(new InteractionReply(interaction, this.config.uploadLimitBytes, this.log), this.log);
+    const raw: RawOptions = {};
+    for (const option of interaction.options.data) {
+      if (option.attachment) {
+        const a = option.attachment;
+        const attachment: Attachment = { name: a.name, bytes: a.size, contentType: a.contentType ?? undefined, download: () => download(a.url, Math.max(a.size, 1) + 1024) };
+        raw[option.name] = attachment;
+      } else if (option.value !== undefined) {
+        raw[option.name] = option.value;
+      }
+    }
+    await runCommand({ bot: this.bot, name: interaction.commandName, raw, who: this.requester(interaction), address: this.address(interaction), reply, usage: discordUsage, log: this.log });
+  }
+
+  private async onAutocomplete(interaction: AutocompleteInteraction): Promise<void> {
+    try {
+      const focused = interaction.options.getFocused(true);
+      const choices = autocompleteChoices(this.bot, interaction.commandName, focused.name, String(focused.value ?? ''));
+      await interaction.respond(choices.map((c) => ({ name: clip(c.name, 100), value: c.value })));
+    } catch (e) {
+      this.log(`autocomplete failed: ${(e as Error).message}`);
+    }
+  }
+
+  private async onButton(interaction: ButtonInteraction): Promise<void> {
+    const reply = orderedReply(new InteractionReply(interaction, this.config.uploadLimitBytes, this.log), this.log);
+    await runButton({ bot: this.bot, customId: interaction.customId, who: this.requester(interaction), address: this.address(interaction), reply, log: this.log });
+  }
+}

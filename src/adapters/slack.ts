@@ -1,0 +1,314 @@
+/**
+ * The Slack front end (@slack/bolt 5). HTTP mode (requests signed with the signing secret; a bad
+ * signature gets 401 from Bolt) or Socket Mode (app-level token), chosen by the configuration.
+ *
+ * - Slash commands: `/compose chopin 500` and the others, each its own Slack command, plus the
+ *   umbrella `/nocturne <command> ...` (Slack reserves some names, e.g. /status). Acknowledged at
+ *   once; progress is a message that is updated; the files go to the channel with
+ *   files.uploadV2; the summary message gets the Continue / Variation / Regenerate buttons.
+ * - A seed MIDI arrives as a file shared with the bot (in a channel, a DM or a thread) with a
+ *   message that starts with `continue` (e.g. "continue chopin 500").
+ * - Errors and help are ephemeral (only the person who asked sees them).
+ */
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { App, LogLevel, type Logger, type SlashCommand } from '@slack/bolt';
+import type { KnownBlock } from '@slack/types';
+import type { WebClient } from '@slack/web-api';
+import type { Attachment, BotContext, CommandSpec, InfoMessage, Reply, ResultPost } from '../chat/command.ts';
+import { findCommand, oneLine, orderedReply, runButton, runCommand } from '../chat/dispatch.ts';
+import { parseOptionWords, splitWords, usageText, type RawOptions } from '../chat/options.ts';
+import type { SlackConfig } from '../config.ts';
+import type { JobRecord, ReplyAddress, Requester } from '../jobs/types.ts';
+
+/** The umbrella command: `/nocturne compose chopin 500`, `/nocturne status`. */
+export const UMBRELLA_COMMAND = 'nocturne';
+
+export interface SlackAdapterOptions {
+  /** Retries of failed Web API calls (tests use 0). */
+  retries?: number;
+}
+
+export function slackUsage(spec: CommandSpec): string {
+  return usageText(spec, '/', 'share the file with the bot in a message that starts with "continue"').join('\n');
+}
+
+/** Slack's mrkdwn needs &, < and > escaped in user-visible text. */
+function escape(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+function clip(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
+/** Block Kit JSON, built loosely and handed to the Web API as its KnownBlock type. */
+type Block = Record<string, unknown>;
+const asBlocks = (blocks: Block[]): KnownBlock[] => blocks as unknown as KnownBlock[];
+
+/** The summary under a piece: title, notice, parameters, attribution and the buttons (Block Kit). */
+export function resultBlocks(post: ResultPost): Block[] {
+  const blocks: Block[] = [{ type: 'section', text: { type: 'mrkdwn', text: clip(`*${escape(post.title)}*${post.notice ? `\n_${escape(post.notice)}_` : ''}`, 3000) } }];
+  const fields = post.fields.slice(0, 10).map(([k, v]) => ({ type: 'mrkdwn', text: clip(`*${escape(k)}*\n${escape(v)}`, 2000) }));
+  if (fields.length) blocks.push({ type: 'section', fields });
+  blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: clip(escape(post.attribution), 3000) }] });
+  blocks.push({
+    type: 'actions',
+    block_id: `nocturne-${post.jobId}`,
+    elements: post.actions.map((a) => ({ type: 'button', text: { type: 'plain_text', text: a.label }, action_id: a.id, value: post.jobId })),
+  });
+  return blocks;
+}
+
+export function infoBlocks(m: InfoMessage): Block[] {
+  return [
+    { type: 'section', text: { type: 'mrkdwn', text: clip(`*${escape(m.title)}*`, 3000) } },
+    { type: 'section', text: { type: 'mrkdwn', text: clip(m.lines.map(escape).join('\n') || '—', 3000) } },
+  ];
+}
+
+interface Place {
+  channel: string;
+  user: string;
+  threadTs?: string;
+}
+
+type Respond = (message: { response_type: 'ephemeral'; text: string; blocks?: KnownBlock[] }) => Promise<unknown>;
+
+class SlackReply implements Reply {
+  private progressTs: string | undefined;
+
+  constructor(
+    private readonly client: WebClient,
+    private readonly place: Place,
+    readonly uploadLimitBytes: number,
+    private readonly respond?: Respond,
+  ) {}
+
+  async progress(text: string): Promise<void> {
+    const line = `<@${this.place.user}> ⏳ ${escape(oneLine(text, 2900))}`;
+    if (this.progressTs) {
+      await this.client.chat.update({ channel: this.place.channel, ts: this.progressTs, text: line });
+      return;
+    }
+    const posted = await this.client.chat.postMessage({ channel: this.place.channel, text: line, thread_ts: this.place.threadTs });
+    this.progressTs = posted.ts;
+  }
+
+  private async dropProgress(): Promise<void> {
+    if (!this.progressTs) return;
+    const ts = this.progressTs;
+    this.progressTs = undefined;
+    await this.client.chat.delete({ channel: this.place.channel, ts }).catch(() => undefined);
+  }
+
+  private async ephemeral(text: string, blocks?: Block[]): Promise<void> {
+    if (this.respond) {
+      await this.respond({ response_type: 'ephemeral', text, ...(blocks ? { blocks: asBlocks(blocks) } : {}) });
+      return;
+    }
+    await this.client.chat.postEphemeral({ channel: this.place.channel, user: this.place.user, text, ...(blocks ? { blocks: asBlocks(blocks) } : {}), thread_ts: this.place.threadTs });
+  }
+
+  async info(m: InfoMessage): Promise<void> {
+    await this.dropProgress();
+    await this.ephemeral(`${m.title}\n${m.lines.join('\n')}`, infoBlocks(m));
+  }
+
+  async result(post: ResultPost): Promise<void> {
+    await this.client.filesUploadV2({
+      channel_id: this.place.channel,
+      ...(this.place.threadTs ? { thread_ts: this.place.threadTs } : {}),
+      initial_comment: `<@${this.place.user}> ${post.title} (job ${post.jobId})`,
+      file_uploads: post.files.map((f) => ({ file: f.path, filename: f.name, title: f.name })),
+    });
+    const text = `${post.title} (job ${post.jobId})`;
+    const blocks = asBlocks(resultBlocks(post));
+    if (this.progressTs) await this.client.chat.update({ channel: this.place.channel, ts: this.progressTs, text, blocks });
+    else await this.client.chat.postMessage({ channel: this.place.channel, text, blocks, thread_ts: this.place.threadTs });
+  }
+
+  async error(line: string): Promise<void> {
+    await this.dropProgress();
+    await this.ephemeral(`⚠️ ${escape(oneLine(line, 2900))}`);
+  }
+}
+
+async function downloadPrivate(url: string, token: string, maxBytes: number): Promise<Uint8Array> {
+  const res = await fetch(url, { headers: { Authorization: `Bearer ${token}` } });
+  if (!res.ok) throw new Error(`HTTP ${res.status}`);
+  const body = new Uint8Array(await res.arrayBuffer());
+  if (body.length > maxBytes) throw new Error(`the file is over ${maxBytes} bytes`);
+  return body;
+}
+
+interface SlackFile {
+  id?: string;
+  name?: string;
+  size?: number;
+  mimetype?: string;
+  url_private_download?: string;
+  url_private?: string;
+}
+
+/** The file a "continue" message shares: a .mid/.midi file if there is one, else the first. */
+export function pickSeedFile(files: SlackFile[]): SlackFile | undefined {
+  return files.find((f) => /\.midi?$/i.test(f.name ?? '') || /midi/i.test(f.mimetype ?? '')) ?? files[0];
+}
+
+const quietLogger = (log: (line: string) => void): Logger => {
+  let level = LogLevel.WARN;
+  const emit = (lvl: LogLevel, msg: unknown[]) => {
+    const order = [LogLevel.DEBUG, LogLevel.INFO, LogLevel.WARN, LogLevel.ERROR];
+    if (order.indexOf(lvl) >= order.indexOf(level)) log(`slack (bolt ${lvl}): ${msg.map((m) => (m instanceof Error ? m.message : typeof m === 'string' ? m : JSON.stringify(m))).join(' ')}`);
+  };
+  return {
+    debug: (...m) => emit(LogLevel.DEBUG, m),
+    info: (...m) => emit(LogLevel.INFO, m),
+    warn: (...m) => emit(LogLevel.WARN, m),
+    error: (...m) => emit(LogLevel.ERROR, m),
+    setLevel: (l) => void (level = l),
+    getLevel: () => level,
+    setName: () => undefined,
+  };
+};
+
+export class SlackAdapter {
+  readonly app: App;
+  private readonly log: (line: string) => void;
+  private server: Server | undefined;
+  private stopping = false;
+
+  constructor(
+    private readonly bot: BotContext,
+    private readonly config: SlackConfig,
+    log: (line: string) => void = () => {},
+    options: SlackAdapterOptions = {},
+  ) {
+    this.log = (line) => log(`slack: ${line}`);
+    const clientOptions = { slackApiUrl: config.apiUrl, ...(options.retries !== undefined ? { retryConfig: { retries: options.retries } } : {}) };
+    const common = { token: config.botToken, clientOptions, logger: quietLogger(log), logLevel: LogLevel.WARN };
+    this.app =
+      config.mode === 'socket'
+        ? new App({ ...common, appToken: config.appToken, socketMode: true, installerOptions: { clientOptions } })
+        : new App({ ...common, signingSecret: config.signingSecret });
+
+    this.app.command(/^\/.+/, async ({ command, ack, respond }) => {
+      await ack();
+      if (!this.stopping) void this.onSlash(command, respond as Respond);
+    });
+    this.app.action(/^nocturne:/, async ({ ack, body, action, client, respond }) => {
+      await ack();
+      if (this.stopping || body.type !== 'block_actions' || !('action_id' in action)) return;
+      const who: Requester = {
+        platform: 'slack',
+        userId: body.user.id,
+        userName: (body.user as { username?: string; name?: string }).username ?? body.user.name ?? body.user.id,
+        serverId: body.team?.id,
+        channelId: body.channel?.id ?? body.user.id,
+        isManager: false,
+      };
+      const threadTs = (body.message as { thread_ts?: string } | undefined)?.thread_ts;
+      const place = { channel: who.channelId, user: who.userId, threadTs };
+      const reply = orderedReply(new SlackReply(client, place, this.config.uploadLimitBytes, respond as Respond), this.log);
+      void runButton({ bot: this.bot, customId: action.action_id, who, address: this.address(place), reply, log: this.log });
+    });
+    this.app.event('message', async ({ event, client }) => {
+      if (this.stopping) return;
+      const m = event as { subtype?: string; text?: string; files?: SlackFile[]; user?: string; channel: string; team?: string; thread_ts?: string; bot_id?: string };
+      if (m.bot_id || !m.user || !m.files?.length) return;
+      const words = splitWords((m.text ?? '').replace(/<@[A-Z0-9]+>/g, ' '));
+      if (words[0]?.replace(/^\//, '').toLowerCase() !== 'continue') return;
+      await this.onFileShare(client, m as Required<Pick<typeof m, 'user' | 'channel'>> & typeof m, words.slice(1));
+    });
+    this.app.error(async (e) => this.log(`error: ${e.message}`));
+  }
+
+  /** Starts the HTTP server (HTTP mode) or opens the socket (Socket Mode). Returns the HTTP port. */
+  async start(): Promise<number | undefined> {
+    if (this.config.mode === 'socket') {
+      await this.app.start();
+      this.log('connected in Socket Mode');
+      return undefined;
+    }
+    this.server = (await this.app.start(this.config.port)) as Server;
+    const port = (this.server.address() as AddressInfo).port;
+    this.log(`listening for Slack requests on port ${port} (Request URL: https://<your host>:${port}/slack/events)`);
+    return port;
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.server?.closeAllConnections?.();
+    await this.app.stop().catch((e: Error) => this.log(`stop: ${e.message}`));
+  }
+
+  /** A reply to the person who asked for a job, for jobs recovered after a restart. */
+  replyFor(record: JobRecord): Reply | undefined {
+    const a = record.address;
+    if (!a?.channelId) return undefined;
+    const place = { channel: a.channelId, user: record.who.userId, threadTs: a.threadTs };
+    return orderedReply(new SlackReply(this.app.client, place, this.config.uploadLimitBytes), this.log);
+  }
+
+  private address(place: Place): ReplyAddress {
+    return { channelId: place.channel, ...(place.threadTs ? { threadTs: place.threadTs } : {}) };
+  }
+
+  private async isManager(userId: string): Promise<boolean> {
+    try {
+      const info = await this.app.client.users.info({ user: userId });
+      return Boolean(info.user?.is_admin || info.user?.is_owner);
+    } catch (e) {
+      this.log(`users.info failed: ${(e as Error).message}`);
+      return false;
+    }
+  }
+
+  private async onSlash(command: SlashCommand, respond: Respond): Promise<void> {
+    let name = command.command.replace(/^\//, '').toLowerCase();
+    let words = splitWords(command.text ?? '');
+    if (name === UMBRELLA_COMMAND) {
+      name = words[0]?.replace(/^\//, '').toLowerCase() ?? 'help';
+      words = words.slice(1);
+    }
+    const place = { channel: command.channel_id, user: command.user_id };
+    const reply = orderedReply(new SlackReply(this.app.client, place, this.config.uploadLimitBytes, respond), this.log);
+    const spec = findCommand(this.bot, name);
+    const parsed = spec ? parseOptionWords(spec, words) : { raw: {}, problems: [] };
+    if (name === 'continue' && spec && !parsed.problems.length && parsed.raw.job === undefined) {
+      await reply.error('to continue a MIDI file, share it with me in a message that starts with "continue" (e.g. "continue chopin 250"); to continue one of my pieces, /continue <job-id>');
+      return;
+    }
+    const who: Requester = {
+      platform: 'slack',
+      userId: command.user_id,
+      userName: command.user_name,
+      serverId: command.team_id,
+      channelId: command.channel_id,
+      isManager: spec?.permission === 'manager' ? await this.isManager(command.user_id) : false,
+    };
+    await runCommand({ bot: this.bot, name, raw: parsed.raw, who, address: this.address(place), reply, usage: slackUsage, problems: parsed.problems, log: this.log });
+  }
+
+  private async onFileShare(client: WebClient, m: { user: string; channel: string; team?: string; thread_ts?: string; files?: SlackFile[] }, words: string[]): Promise<void> {
+    const spec = findCommand(this.bot, 'continue');
+    if (!spec) return;
+    const place = { channel: m.channel, user: m.user, threadTs: m.thread_ts };
+    const reply = orderedReply(new SlackReply(client, place, this.config.uploadLimitBytes), this.log);
+    const parsed = parseOptionWords(spec, words);
+    const raw: RawOptions = { ...parsed.raw };
+    let file = pickSeedFile(m.files ?? []);
+    if (file?.id && !file.url_private_download && !file.url_private) {
+      file = ((await client.files.info({ file: file.id }).catch(() => undefined))?.file as SlackFile | undefined) ?? file;
+    }
+    const url = file?.url_private_download ?? file?.url_private;
+    if (file && url) {
+      const size = file.size ?? 0;
+      const attachment: Attachment = { name: file.name ?? 'upload', bytes: size, contentType: file.mimetype, download: () => downloadPrivate(url, this.config.botToken, Math.max(size, 1) + 1024) };
+      raw.midi = attachment;
+    }
+    const who: Requester = { platform: 'slack', userId: m.user, userName: m.user, serverId: m.team, channelId: m.channel, isManager: false };
+    await runCommand({ bot: this.bot, name: 'continue', raw, who, address: this.address(place), reply, usage: slackUsage, problems: parsed.problems, log: this.log });
+  }
+}

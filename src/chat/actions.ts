@@ -1,0 +1,75 @@
+/**
+ * The buttons under a finished piece. Each button's custom id names the action and the job it acts
+ * on ("nocturne:variation:k3x9q2ab"), so a click works after a restart with no state in memory.
+ * - continue: 250 more notes, seeded with that piece's MIDI;
+ * - variation: same composer and parameters, a new random seed;
+ * - regenerate: the same request with the same random seed, on the model loaded now (the same model
+ *   gives the same notes again, freshly rendered; a retrained model gives its own take).
+ */
+import { readFile } from 'node:fs/promises';
+import type { JobInput, JobKind, JobRecord, ReplyAddress, Requester } from '../jobs/types.ts';
+import type { ResultAction } from './command.ts';
+
+export const ACTION_PREFIX = 'nocturne';
+export const CONTINUE_NOTES = 250;
+
+export type ActionName = 'continue' | 'variation' | 'regenerate';
+
+export const ACTION_LABELS: Record<ActionName, string> = {
+  continue: `Continue +${CONTINUE_NOTES}`,
+  variation: 'Variation',
+  regenerate: 'Regenerate',
+};
+
+export function actionId(action: ActionName, jobId: string): string {
+  return `${ACTION_PREFIX}:${action}:${jobId}`;
+}
+
+export function parseActionId(id: string): { action: ActionName; jobId: string } | undefined {
+  const m = /^nocturne:(continue|variation|regenerate):([a-z0-9]{1,32})$/.exec(id);
+  return m ? { action: m[1] as ActionName, jobId: m[2] } : undefined;
+}
+
+export function resultActions(jobId: string): ResultAction[] {
+  return (Object.keys(ACTION_LABELS) as ActionName[]).map((a) => ({ id: actionId(a, jobId), label: ACTION_LABELS[a] }));
+}
+
+/**
+ * The job a button press asks for, built from the stored job it names. Throws an Error with a
+ * one-line message when that job cannot be acted on (unknown, not finished, files gone).
+ */
+export async function jobForAction(
+  action: ActionName,
+  parent: JobRecord | undefined,
+  jobId: string,
+  who: Requester,
+  address: ReplyAddress | undefined,
+  format: 'wav' | 'ogg',
+  uploadLimitBytes: number | undefined,
+): Promise<JobInput> {
+  if (!parent) throw new Error(`job ${jobId} is not in this bot's records (it may belong to another installation)`);
+  const base = { parentId: parent.id, who, address, uploadLimitBytes };
+  const composer = parent.outputs?.composer ?? parent.params.composer;
+  const p = parent.params;
+  if (action === 'continue') {
+    if (parent.state !== 'done' || !parent.outputs) throw new Error(`job ${jobId} has not finished, so there is nothing to continue yet`);
+    let seedMidi: Uint8Array;
+    try {
+      seedMidi = new Uint8Array(await readFile(parent.outputs.midi));
+    } catch {
+      throw new Error(`the MIDI file of job ${jobId} is gone; press Regenerate on it first`);
+    }
+    return { ...base, kind: 'continue', seedMidi, params: { composer, notes: CONTINUE_NOTES, temperature: p.temperature, topP: p.topP, format, seedName: `job ${jobId}` } };
+  }
+  let seedMidi: Uint8Array | undefined;
+  if (parent.seedPath) {
+    try {
+      seedMidi = new Uint8Array(await readFile(parent.seedPath));
+    } catch {
+      throw new Error(`the seed MIDI of job ${jobId} is gone; continue from the file again`);
+    }
+  }
+  const kind: JobKind = action;
+  const randomSeed = action === 'regenerate' ? p.randomSeed : undefined;
+  return { ...base, kind, seedMidi, params: { composer: p.composer, notes: p.notes, temperature: p.temperature, topP: p.topP, format, seedName: p.seedName, randomSeed } };
+}

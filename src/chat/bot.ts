@@ -1,0 +1,195 @@
+/**
+ * The bot behind every front end: the engine (in its own thread), the job store, the queue and
+ * the commands. A class because it has a lifecycle: open, recover the jobs a crash left, close.
+ * Adapters get a BotContext (this) and talk to it only through src/chat/dispatch.ts.
+ */
+import { stat } from 'node:fs/promises';
+import { COMMANDS } from '../../commands/index.ts';
+import type { ModelInfo } from '../engine/types.ts';
+import { EngineThread, type ComposeBackend } from '../jobs/engineThread.ts';
+import { DEFAULT_QUEUE_LIMITS, JobQueue, QueueRefusal, type QueueLimits, type QueueStats } from '../jobs/queue.ts';
+import { JobStore, type ServerSettings } from '../jobs/store.ts';
+import type { JobInput, JobRecord, Platform, Requester } from '../jobs/types.ts';
+import type { BackendChoice } from '../model/backend.ts';
+import { formatMegabytes } from '../jobs/audioFit.ts';
+import type { BotContext, CommandSpec, Reply } from './command.ts';
+import { failureLine, requestText, resultPost } from './results.ts';
+
+export interface BotOptions {
+  modelDir: string;
+  /** Where the job store lives (nocturne.sqlite). */
+  dataDir: string;
+  /** Where each job's files go: <outDir>/<job-id>/. */
+  outDir: string;
+  backend?: BackendChoice;
+  limits?: Partial<QueueLimits>;
+  /** Jobs older than this when the bot starts again are answered with an apology, not re-queued. */
+  recoverMaxAgeMs?: number;
+  log?: (line: string) => void;
+}
+
+/** How a restarted bot reaches the person who asked for an unfinished job. */
+export type ReplyFinder = (record: JobRecord) => Reply | undefined;
+
+const DEFAULT_RECOVER_MAX_AGE_MS = 60 * 60 * 1000;
+/** A job that was in flight during this many crashes may be what crashes the bot: stop retrying. */
+const MAX_REQUEUES = 2;
+
+function settingsKey(who: Requester): string {
+  return `${who.platform}:${who.serverId ?? who.channelId}`;
+}
+
+export class Bot implements BotContext {
+  readonly startedAt = new Date();
+  readonly commands: readonly CommandSpec[] = COMMANDS;
+  private readonly running = new Set<Promise<unknown>>();
+
+  private constructor(
+    private readonly engine: ComposeBackend & { close?: () => Promise<void> },
+    readonly store: JobStore,
+    readonly queue: JobQueue,
+    private readonly options: BotOptions,
+    private readonly log: (line: string) => void,
+  ) {}
+
+  static async open(options: BotOptions): Promise<Bot> {
+    const log = options.log ?? (() => {});
+    const store = await JobStore.open(options.dataDir, log);
+    let engine: EngineThread;
+    try {
+      engine = await EngineThread.open(options.modelDir, options.backend ?? 'auto', log);
+    } catch (e) {
+      await store.close();
+      throw new Error(`cannot load the model in ${options.modelDir}: ${(e as Error).message}`);
+    }
+    const queue = new JobQueue(engine, store, options.outDir, { ...DEFAULT_QUEUE_LIMITS, ...options.limits }, log);
+    return new Bot(engine, store, queue, options, log);
+  }
+
+  get model(): ModelInfo {
+    return this.engine.info();
+  }
+
+  get composerNames(): string[] {
+    return this.engine.composerNames;
+  }
+
+  queueStats(): QueueStats {
+    return this.queue.stats();
+  }
+
+  settingsFor(who: Requester): Promise<ServerSettings> {
+    return this.store.serverSettings(settingsKey(who));
+  }
+
+  saveSettingsFor(who: Requester, settings: ServerSettings): Promise<void> {
+    return this.store.setServerSettings(settingsKey(who), settings);
+  }
+
+  runJob(input: JobInput, reply: Reply): Promise<JobRecord | undefined> {
+    const work = new Promise<JobRecord | undefined>((resolve) => {
+      let started = false;
+      const listener = {
+        position: (place: number, eta: number) => {
+          if (!started) void reply.progress(`queued #${place}, about ${eta} s`);
+        },
+        stage: (stage: 'composing' | 'rendering') => {
+          started = true;
+          void reply.progress(stage === 'composing' ? 'composing…' : 'rendering the audio and the piano roll…');
+        },
+        finished: (record: JobRecord) => {
+          const answer = record.state === 'done' ? this.postResult(record, reply) : reply.error(failureLine(record));
+          void answer.finally(() => resolve(record));
+        },
+        paused: (record: JobRecord) => {
+          void reply.progress(`the bot is restarting: job ${record.id} stays queued and will be composed when it is back`).finally(() => resolve(record));
+        },
+      };
+      this.queue.submit(input, listener).catch(async (e) => {
+        if (!(e instanceof QueueRefusal)) this.log(`could not queue a job: ${(e as Error).message}`);
+        await reply.error(e instanceof QueueRefusal ? e.message : `could not queue your piece (${(e as Error).message}); please try again`);
+        resolve(undefined);
+      });
+    });
+    this.running.add(work);
+    void work.finally(() => this.running.delete(work));
+    return work;
+  }
+
+  async postResult(record: JobRecord, reply: Reply): Promise<void> {
+    const post = resultPost(record);
+    const missing: string[] = [];
+    const notices: string[] = post.notice ? [post.notice] : [];
+    const files = [];
+    for (const f of post.files) {
+      let size: number;
+      try {
+        size = (await stat(f.path)).size;
+      } catch {
+        missing.push(f.kind);
+        continue;
+      }
+      if (reply.uploadLimitBytes !== undefined && size > reply.uploadLimitBytes) {
+        notices.push(`the ${f.kind} file (${formatMegabytes(size)}) is over the ${formatMegabytes(reply.uploadLimitBytes)} upload limit here`);
+        continue;
+      }
+      files.push(f);
+    }
+    if (files.length === 0) {
+      await reply.error(`the files of job ${record.id} are gone: press Regenerate under it (or /compose again with seed ${record.params.randomSeed})`);
+      return;
+    }
+    if (missing.length) notices.push(`the ${missing.join(' and ')} file${missing.length > 1 ? 's are' : ' is'} gone`);
+    await reply.result({ ...post, files, notice: notices.length ? notices.join('; ') : undefined });
+  }
+
+  /**
+   * Jobs a crash or a shutdown left open: each is re-queued (answered where it was asked) or,
+   * if too old or retried too often, answered with an apology. Jobs from a platform that is not
+   * running now stay open for the next start that runs it. Returns what happened, for the log.
+   */
+  async recover(platforms: readonly Platform[], replyFor: ReplyFinder): Promise<{ requeued: string[]; apologized: string[]; waiting: string[] }> {
+    const outcome = { requeued: [] as string[], apologized: [] as string[], waiting: [] as string[] };
+    const maxAge = this.options.recoverMaxAgeMs ?? DEFAULT_RECOVER_MAX_AGE_MS;
+    for (const record of await this.store.openJobs()) {
+      if (!platforms.includes(record.who.platform)) {
+        outcome.waiting.push(record.id);
+        continue;
+      }
+      const reply = replyFor(record);
+      const age = Date.now() - Date.parse(record.createdAt);
+      if (!reply || age > maxAge || (record.requeues ?? 0) >= MAX_REQUEUES) {
+        const failed = await this.store.update(record.id, {
+          state: 'failed',
+          errorKind: 'interrupted',
+          error: 'interrupted by a restart',
+          finishedAt: new Date().toISOString(),
+        });
+        outcome.apologized.push(record.id);
+        this.log(`job ${record.id} (${requestText(record)}) was interrupted by a restart: apologized`);
+        if (reply) await reply.error(failureLine(failed));
+        continue;
+      }
+      void reply.progress(`the bot restarted: resuming job ${record.id} (${requestText(record)})`);
+      const listener = {
+        position: (place: number, eta: number) => void reply.progress(`resumed after a restart: queued #${place}, about ${eta} s`),
+        stage: (stage: 'composing' | 'rendering') => void reply.progress(stage === 'composing' ? 'composing…' : 'rendering the audio and the piano roll…'),
+        finished: (r: JobRecord) => void (r.state === 'done' ? this.postResult(r, reply) : reply.error(failureLine(r))),
+      };
+      await this.queue.requeue(record, listener);
+      outcome.requeued.push(record.id);
+    }
+    return outcome;
+  }
+
+  /** Stops taking jobs, lets the batch in flight finish (up to graceMs), then closes everything. */
+  async close(graceMs = 30_000): Promise<void> {
+    await this.queue.stop(graceMs);
+    // Give the answers to finished jobs a moment to go out before the connections close.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.allSettled([...this.running]), new Promise((r) => (timer = setTimeout(r, Math.min(graceMs, 10_000))))]);
+    clearTimeout(timer);
+    await this.engine.close?.();
+    await this.store.close();
+  }
+}

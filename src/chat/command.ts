@@ -1,0 +1,149 @@
+/**
+ * The platform-neutral shape of a bot command. A command in commands/ declares its options once
+ * (name, kind, limits, choices) and has one execute(request, reply). The adapters turn the same
+ * declaration into Discord slash-command JSON, Slack usage text and terminal help, and translate
+ * platform events into CommandRequests and platform messages into Reply calls.
+ */
+import type { ModelInfo } from '../engine/types.ts';
+import type { JobStore, ServerSettings } from '../jobs/store.ts';
+import type { JobInput, JobRecord, Platform, ReplyAddress, Requester } from '../jobs/types.ts';
+import type { QueueStats } from '../jobs/queue.ts';
+
+export type OptionKind = 'string' | 'integer' | 'number' | 'attachment';
+
+export interface OptionChoice {
+  name: string;
+  value: string | number;
+}
+
+export interface OptionSpec {
+  name: string;
+  kind: OptionKind;
+  /** One short line (Discord allows 100 characters). */
+  description: string;
+  required?: boolean;
+  /** integer/number: smallest value; string: shortest length. */
+  min?: number;
+  /** integer/number: largest value; string: longest length; attachment: largest file in bytes. */
+  max?: number;
+  /** The only values accepted. */
+  choices?: OptionChoice[];
+  /** Values offered while typing; any value within the limits is accepted too. */
+  suggestions?: OptionChoice[];
+  /** Dynamic suggestions (e.g. composer names from the loaded model). */
+  autocomplete?: (typed: string, bot: BotContext) => OptionChoice[];
+  /** Shown in usage text, e.g. "250". */
+  defaultText?: string;
+  /**
+   * For typed commands (Slack, terminal): whether an unnamed word can fill this option. Words go
+   * to the first unfilled option, in declared order, that accepts them (no predicate: any word).
+   */
+  accepts?: (word: string) => boolean;
+}
+
+/** An uploaded file, not yet downloaded: commands check the size before they fetch it. */
+export interface Attachment {
+  name: string;
+  bytes: number;
+  contentType?: string;
+  download(): Promise<Uint8Array>;
+}
+
+export type OptionValue = string | number | Attachment;
+
+export interface CommandRequest {
+  /** The command's name, e.g. "compose". */
+  command: string;
+  /** Validated against the declaration: numbers are numbers, limits hold. Absent options are undefined. */
+  options: Record<string, OptionValue | undefined>;
+  who: Requester;
+  /** Where the reply goes, in a form that survives a restart (see ReplyAddress). */
+  address?: ReplyAddress;
+  bot: BotContext;
+  /** How this platform writes a command's usage (for help and error messages). */
+  usage(command: CommandSpec): string;
+}
+
+export interface ResultFile {
+  path: string;
+  /** File name as the user sees it, e.g. "nocturne-k3x9q2ab.mid". */
+  name: string;
+  kind: 'audio' | 'midi' | 'image';
+  contentType: string;
+}
+
+export interface ResultAction {
+  /** Button custom id / action id: "nocturne:<action>:<job-id>" (see src/chat/actions.ts). */
+  id: string;
+  label: string;
+}
+
+/** A finished piece, platform-neutral: each adapter lays it out (embed, Block Kit, text). */
+export interface ResultPost {
+  jobId: string;
+  title: string;
+  /** Label and value pairs: composer, notes, temperature, random seed, model, job... */
+  fields: [string, string][];
+  files: ResultFile[];
+  /** e.g. "audio is OGG: ... over the 10 MB upload limit". */
+  notice?: string;
+  attribution: string;
+  actions: ResultAction[];
+}
+
+export interface InfoMessage {
+  title: string;
+  lines: string[];
+}
+
+/**
+ * Where a command's answers go. The adapter decides how each call looks: Discord edits the
+ * deferred reply and sends errors ephemeral; Slack posts and updates a message; the terminal prints.
+ */
+export interface Reply {
+  /** Largest file the platform accepts, in bytes (Discord: 10 MB); undefined if no practical limit. */
+  readonly uploadLimitBytes?: number;
+  /** A short status that replaces the previous one ("queued #3", "composing…"). */
+  progress(text: string): Promise<void>;
+  /** An informational answer (styles, status, help). */
+  info(message: InfoMessage): Promise<void>;
+  /** The finished piece with its files and buttons. */
+  result(post: ResultPost): Promise<void>;
+  /** One line that says what to change; private to the user where the platform allows. */
+  error(line: string): Promise<void>;
+}
+
+/** What commands can use: the model's description, the jobs, and the compose flow. */
+export interface BotContext {
+  readonly model: ModelInfo;
+  readonly composerNames: string[];
+  readonly startedAt: Date;
+  readonly store: JobStore;
+  readonly commands: readonly CommandSpec[];
+  queueStats(): QueueStats;
+  /** Settings of the server (or DM channel) a request came from. */
+  settingsFor(who: Requester): Promise<ServerSettings>;
+  saveSettingsFor(who: Requester, settings: ServerSettings): Promise<void>;
+  /**
+   * Submits a job and reports on it through `reply` until the result is posted (or an error):
+   * queued #n → composing → rendering → result. Resolves when the job is finished.
+   */
+  runJob(input: JobInput, reply: Reply): Promise<JobRecord | undefined>;
+  /** Re-posts a finished job's result (for `show`). */
+  postResult(record: JobRecord, reply: Reply): Promise<void>;
+}
+
+export interface CommandSpec {
+  name: string;
+  /** One short line (Discord allows 100 characters). */
+  description: string;
+  options: OptionSpec[];
+  /** 'manager': only people who may manage the server (Discord: Manage Server). */
+  permission?: 'anyone' | 'manager';
+  /** Longer help shown by `help <command>`. */
+  details?: string[];
+  execute(request: CommandRequest, reply: Reply): Promise<void>;
+}
+
+/** Platform names as users see them. */
+export const PLATFORM_NAMES: Record<Platform, string> = { discord: 'Discord', slack: 'Slack', terminal: 'terminal' };

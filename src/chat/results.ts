@@ -1,0 +1,76 @@
+/** Finished jobs as platform-neutral posts and lines (pure). */
+import { basename, extname } from 'node:path';
+import type { JobRecord } from '../jobs/types.ts';
+import { resultActions } from './actions.ts';
+import type { ResultFile, ResultPost } from './command.ts';
+
+/** The training data's attribution, required by its licence on everything derived from it. */
+export const ATTRIBUTION = 'Trained on piano MIDI by Bernd Krueger, http://www.piano-midi.de, CC BY-SA 3.0 DE';
+
+const CONTENT_TYPES: Record<string, string> = {
+  '.wav': 'audio/wav',
+  '.ogg': 'audio/ogg',
+  '.mid': 'audio/midi',
+  '.png': 'image/png',
+};
+
+export function contentType(path: string): string {
+  return CONTENT_TYPES[extname(path).toLowerCase()] ?? 'application/octet-stream';
+}
+
+export function styleName(composer: string): string {
+  return composer.toLowerCase() === 'any' ? 'no particular composer' : `in the style of ${composer}`;
+}
+
+/** "compose chopin 500" as the user would type it, for messages about a job. */
+export function requestText(record: JobRecord): string {
+  const p = record.params;
+  const verb = record.kind === 'compose' ? 'compose' : record.kind;
+  return `${verb} ${p.composer} ${p.notes}${record.parentId ? ` (from job ${record.parentId})` : ''}`;
+}
+
+export function jobFields(record: JobRecord): [string, string][] {
+  const p = record.params;
+  const o = record.outputs;
+  const fields: [string, string][] = [
+    ['Composer', o?.composer ?? p.composer],
+    ['Notes', String(o?.noteCount ?? p.notes)],
+    ['Temperature', String(p.temperature ?? 1)],
+    ['Random seed', String(p.randomSeed)],
+  ];
+  if (p.seedName) fields.push(['Continues', p.seedName]);
+  fields.push(['Model', record.modelVersion], ['Job', record.id]);
+  if (o) fields.push(['Length', `${formatClock(o.musicSeconds)} of music, composed in ${o.composeSeconds.toFixed(1)} s`]);
+  return fields;
+}
+
+export function formatClock(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+}
+
+/** The post for a finished job; throws if it has no outputs. */
+export function resultPost(record: JobRecord): ResultPost {
+  const o = record.outputs;
+  if (!o) throw new Error(`job ${record.id} has no files`);
+  const files: ResultFile[] = [];
+  const named = (path: string, kind: ResultFile['kind']): ResultFile => ({ path, kind, contentType: contentType(path), name: `nocturne-${record.id}${kind === 'audio' && basename(path).includes('mono') ? '-mono' : ''}${extname(path)}` });
+  if (o.audio) files.push(named(o.audio, 'audio'));
+  files.push(named(o.midi, 'midi'), named(o.png, 'image'));
+  return {
+    jobId: record.id,
+    title: `${record.kind === 'continue' ? 'Continuation' : record.kind === 'variation' ? 'Variation' : 'Piece'} ${styleName(o.composer)}, ${o.noteCount} notes`,
+    fields: jobFields(record),
+    files,
+    notice: o.audioNote,
+    attribution: ATTRIBUTION,
+    actions: resultActions(record.id),
+  };
+}
+
+/** One line for a failed job. */
+export function failureLine(record: JobRecord): string {
+  if (record.errorKind === 'input') return record.error ?? 'that request cannot be composed';
+  if (record.errorKind === 'interrupted') return `sorry: job ${record.id} (${requestText(record)}) was interrupted by a restart; please ask again`;
+  return `sorry: job ${record.id} failed (${record.error ?? 'unknown error'}); please try again`;
+}

@@ -1,0 +1,113 @@
+/**
+ * `npm start` / `nocturne start`: checks the configuration, opens the bot, starts the front ends
+ * (the terminal prompt when no chat tokens are set; Discord and/or Slack when they are), answers
+ * the jobs a previous run left unfinished, and shuts down gracefully on SIGTERM/SIGINT: stop
+ * taking jobs, finish (or leave queued) the ones in flight, close connections.
+ */
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { ConfigError, loadConfig, type Config } from '../config.ts';
+import type { Platform } from '../jobs/types.ts';
+import { Bot, type ReplyFinder } from './bot.ts';
+
+export const START_USAGE = `usage: nocturne start   (npm start)
+Runs the chat bot. With no chat tokens set, opens a prompt in this terminal where
+/compose chopin 500, /styles, /help ... work; files go to ./out/<job-id>/.
+Piped input runs each line and exits when all jobs are done:
+  echo "/compose chopin 32" | npm start
+With DISCORD_TOKEN and/or SLACK_BOT_TOKEN (+ SLACK_SIGNING_SECRET or SLACK_APP_TOKEN) set, runs those
+instead (NOCTURNE_TERMINAL=on for both). Every variable is described in .env.example; a .env file
+in the current folder is read first.`;
+
+interface FrontEnd {
+  platform: Platform;
+  start(): Promise<unknown>;
+  stop(): Promise<void>;
+  replyFor: ReplyFinder;
+  /** Resolves when the front end ends by itself (the terminal at end of input). */
+  ended?: Promise<void>;
+}
+
+/** Starts everything per `config`; resolves with a stop function once all front ends are up. */
+export async function startBot(config: Config, log: (line: string) => void): Promise<{ bot: Bot; ended: Promise<void>; stop: () => Promise<void> }> {
+  const bot = await Bot.open({ modelDir: config.modelDir, dataDir: config.dataDir, outDir: config.outDir, backend: config.backend, limits: config.limits, log });
+  const fronts: FrontEnd[] = [];
+  try {
+    if (config.discord) {
+      const { DiscordAdapter } = await import('../adapters/discord.ts');
+      const discord = new DiscordAdapter(bot, config.discord, log);
+      fronts.push({ platform: 'discord', start: () => discord.start(), stop: () => discord.stop(), replyFor: (r) => discord.replyFor(r) });
+    }
+    if (config.slack) {
+      const { SlackAdapter } = await import('../adapters/slack.ts');
+      const slack = new SlackAdapter(bot, config.slack, log);
+      fronts.push({ platform: 'slack', start: () => slack.start(), stop: () => slack.stop(), replyFor: (r) => slack.replyFor(r) });
+    }
+    let terminalEnded: Promise<void> | undefined;
+    if (config.terminal) {
+      const { TerminalAdapter } = await import('../adapters/terminal.ts');
+      const terminal = new TerminalAdapter(bot, { log });
+      let release!: () => void;
+      terminalEnded = new Promise<void>((r) => (release = r));
+      fronts.push({
+        platform: 'terminal',
+        start: async () => void terminal.start().finally(release),
+        stop: async () => terminal.close(),
+        replyFor: (r) => terminal.replyFor(r),
+        ended: terminalEnded,
+      });
+    }
+    for (const f of fronts) await f.start();
+  } catch (e) {
+    await Promise.allSettled(fronts.map((f) => f.stop()));
+    await bot.close(0);
+    throw e;
+  }
+  const outcome = await bot.recover(
+    fronts.map((f) => f.platform),
+    (record) => fronts.find((f) => f.platform === record.who.platform)?.replyFor(record),
+  );
+  if (outcome.requeued.length) log(`resumed ${outcome.requeued.length} job(s) a previous run left unfinished: ${outcome.requeued.join(', ')}`);
+  if (outcome.apologized.length) log(`apologized for ${outcome.apologized.length} job(s) too old to resume: ${outcome.apologized.join(', ')}`);
+  if (outcome.waiting.length) log(`${outcome.waiting.length} unfinished job(s) wait for a platform that is not running now: ${outcome.waiting.join(', ')}`);
+
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      await bot.close(config.shutdownGraceMs);
+      await Promise.allSettled(fronts.map((f) => f.stop()));
+    })());
+  // Only the terminal ends by itself; with a chat platform running, the bot runs until a signal.
+  const ended = fronts.every((f) => f.ended) ? Promise.all(fronts.map((f) => f.ended)).then(() => undefined) : new Promise<void>(() => {});
+  return { bot, ended, stop };
+}
+
+export async function runStart(argv: string[], log: (line: string) => void): Promise<number> {
+  if (argv.length) {
+    log(`nocturne start takes no arguments (got ${argv.join(' ')}); configure it with environment variables\n\n${START_USAGE}`);
+    return 2;
+  }
+  const envFile = resolve('.env');
+  if (existsSync(envFile)) process.loadEnvFile(envFile);
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      log(e.message);
+      return 2;
+    }
+    throw e;
+  }
+  const { ended, stop } = await startBot(config, log);
+  const signalled = new Promise<string>((resolveSignal) => {
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolveSignal(signal));
+  });
+  const why = await Promise.race([ended.then(() => 'end of input'), signalled]);
+  if (why !== 'end of input') log(`${why}: finishing the jobs in flight, then stopping (send it again to quit at once)`);
+  const hard = (signal: NodeJS.Signals) => process.once(signal, () => process.exit(130));
+  hard('SIGTERM');
+  hard('SIGINT');
+  await stop();
+  return 0;
+}

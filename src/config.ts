@@ -1,0 +1,150 @@
+/**
+ * Configuration for `npm start`, from environment variables (and `.env`, loaded by the launcher).
+ * loadConfig checks everything at once and throws one ConfigError that lists every missing or
+ * invalid variable. .env.example documents each of them.
+ */
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { BACKEND_CHOICES, type BackendChoice } from './model/backend.ts';
+import { DEFAULT_QUEUE_LIMITS, type QueueLimits } from './jobs/queue.ts';
+
+export const DEFAULT_DISCORD_API_BASE = 'https://discord.com/api';
+export const DEFAULT_SLACK_API_URL = 'https://slack.com/api/';
+/** Discord's upload limit for bots without boosts: 10 MB per request. */
+export const DEFAULT_DISCORD_UPLOAD_LIMIT_MB = 10;
+export const DEFAULT_SLACK_UPLOAD_LIMIT_MB = 1000;
+
+export interface DiscordConfig {
+  token: string;
+  /** Register the commands in this guild only (instant), instead of globally. */
+  guildId?: string;
+  apiBase: string;
+  uploadLimitBytes: number;
+}
+
+export interface SlackConfig {
+  botToken: string;
+  mode: 'http' | 'socket';
+  signingSecret?: string;
+  appToken?: string;
+  port: number;
+  apiUrl: string;
+  uploadLimitBytes: number;
+}
+
+export interface Config {
+  modelDir: string;
+  dataDir: string;
+  outDir: string;
+  backend: BackendChoice;
+  /** Run the terminal prompt: 'auto' means only when no chat platform is configured. */
+  terminal: boolean;
+  limits: QueueLimits;
+  shutdownGraceMs: number;
+  discord?: DiscordConfig;
+  slack?: SlackConfig;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`configuration: ${problems.length} problem${problems.length === 1 ? '' : 's'} (see .env.example):\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+/** Reads one variable; empty counts as unset. */
+function get(env: Env, name: string): string | undefined {
+  const v = env[name]?.trim();
+  return v === undefined || v === '' ? undefined : v;
+}
+
+export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config {
+  const problems: string[] = [];
+  const int = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = get(env, name);
+    if (raw === undefined) return fallback;
+    const v = Number(raw);
+    if (!Number.isInteger(v) || v < min || v > max) {
+      problems.push(`${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+      return fallback;
+    }
+    return v;
+  };
+  const url = (name: string, fallback: string, protocols: string[]): string => {
+    const raw = get(env, name);
+    if (raw === undefined) return fallback;
+    try {
+      const u = new URL(raw);
+      if (!protocols.includes(u.protocol)) throw new Error('protocol');
+      return raw;
+    } catch {
+      problems.push(`${name} must be an ${protocols.map((p) => p.replace(':', '')).join(' or ')} URL, got ${JSON.stringify(raw)}`);
+      return fallback;
+    }
+  };
+
+  const modelDir = resolve(cwd, get(env, 'NOCTURNE_MODEL_DIR') ?? 'models/default');
+  if (!existsSync(join(modelDir, 'model.json'))) problems.push(`NOCTURNE_MODEL_DIR: no model.json in ${modelDir} (train one with \`nocturne train\`, or point this at a model folder)`);
+  const dataDir = resolve(cwd, get(env, 'NOCTURNE_DATA_DIR') ?? 'data');
+  const outDir = resolve(cwd, get(env, 'NOCTURNE_OUT_DIR') ?? 'out');
+  const backendRaw = get(env, 'NOCTURNE_BACKEND') ?? 'auto';
+  if (!(BACKEND_CHOICES as readonly string[]).includes(backendRaw)) problems.push(`NOCTURNE_BACKEND must be one of ${BACKEND_CHOICES.join(', ')}, got ${JSON.stringify(backendRaw)}`);
+  const terminalRaw = (get(env, 'NOCTURNE_TERMINAL') ?? 'auto').toLowerCase();
+  if (!['auto', 'on', 'off'].includes(terminalRaw)) problems.push(`NOCTURNE_TERMINAL must be auto, on or off, got ${JSON.stringify(terminalRaw)}`);
+
+  const d = DEFAULT_QUEUE_LIMITS;
+  const limits: QueueLimits = {
+    maxWaiting: int('NOCTURNE_QUEUE_MAX', d.maxWaiting, 1, 100_000),
+    maxBatch: int('NOCTURNE_BATCH_MAX', d.maxBatch, 1, 64),
+    batchWindowMs: int('NOCTURNE_BATCH_WINDOW_MS', d.batchWindowMs, 0, 5000),
+    userMaxOpen: int('NOCTURNE_USER_MAX_OPEN', d.userMaxOpen, 1, 1000),
+    userPerMinute: int('NOCTURNE_USER_PER_MINUTE', d.userPerMinute, 1, 10_000),
+    serverPerMinute: int('NOCTURNE_SERVER_PER_MINUTE', d.serverPerMinute, 1, 100_000),
+  };
+  const shutdownGraceMs = int('NOCTURNE_SHUTDOWN_GRACE_S', 30, 0, 600) * 1000;
+
+  let discord: DiscordConfig | undefined;
+  const discordToken = get(env, 'DISCORD_TOKEN');
+  const guildId = get(env, 'DISCORD_GUILD_ID');
+  const discordApi = url('DISCORD_API_BASE', DEFAULT_DISCORD_API_BASE, ['http:', 'https:']);
+  const discordLimit = int('DISCORD_UPLOAD_LIMIT_MB', DEFAULT_DISCORD_UPLOAD_LIMIT_MB, 1, 500);
+  if (guildId !== undefined && !/^\d{15,21}$/.test(guildId)) problems.push(`DISCORD_GUILD_ID must be a server id (15–21 digits: right-click the server, Copy Server ID), got ${JSON.stringify(guildId)}`);
+  if (discordToken) {
+    if (/\s/.test(discordToken) || discordToken.split('.').length !== 3) problems.push('DISCORD_TOKEN does not look like a bot token (three dot-separated parts, from the Bot page of your Discord application)');
+    discord = { token: discordToken.replace(/^Bot\s+/i, ''), guildId, apiBase: discordApi.replace(/\/+$/, ''), uploadLimitBytes: discordLimit * 1_000_000 };
+  } else if (guildId) {
+    problems.push('DISCORD_GUILD_ID is set but DISCORD_TOKEN is not: set the bot token too, or unset DISCORD_GUILD_ID');
+  }
+
+  let slack: SlackConfig | undefined;
+  const botToken = get(env, 'SLACK_BOT_TOKEN');
+  const signingSecret = get(env, 'SLACK_SIGNING_SECRET');
+  const appToken = get(env, 'SLACK_APP_TOKEN');
+  const slackPort = int('SLACK_PORT', 3000, 0, 65535);
+  const slackApi = url('SLACK_API_URL', DEFAULT_SLACK_API_URL, ['http:', 'https:']);
+  const slackLimit = int('SLACK_UPLOAD_LIMIT_MB', DEFAULT_SLACK_UPLOAD_LIMIT_MB, 1, 1000);
+  if (botToken || signingSecret || appToken) {
+    if (!botToken) problems.push('SLACK_BOT_TOKEN is missing (the xoxb- token from OAuth & Permissions), needed with SLACK_SIGNING_SECRET or SLACK_APP_TOKEN');
+    else if (!botToken.startsWith('xoxb-')) problems.push('SLACK_BOT_TOKEN must be a bot token starting with xoxb-');
+    if (appToken && !appToken.startsWith('xapp-')) problems.push('SLACK_APP_TOKEN must be an app-level token starting with xapp- (Basic Information → App-Level Tokens, scope connections:write)');
+    if (!appToken && !signingSecret) problems.push('Slack needs SLACK_SIGNING_SECRET (HTTP mode) or SLACK_APP_TOKEN (Socket Mode)');
+    if (botToken) {
+      slack = {
+        botToken,
+        mode: appToken ? 'socket' : 'http',
+        signingSecret,
+        appToken,
+        port: slackPort,
+        apiUrl: slackApi.endsWith('/') ? slackApi : `${slackApi}/`,
+        uploadLimitBytes: slackLimit * 1_000_000,
+      };
+    }
+  }
+
+  if (terminalRaw === 'off' && !discordToken && !botToken) problems.push('NOCTURNE_TERMINAL=off and no chat platform is configured: nothing would run (set DISCORD_TOKEN or the SLACK_ variables)');
+  if (problems.length) throw new ConfigError(problems);
+  const terminal = terminalRaw === 'on' || (terminalRaw === 'auto' && !discord && !slack);
+  return { modelDir, dataDir, outDir, backend: backendRaw as BackendChoice, terminal, limits, shutdownGraceMs, discord, slack };
+}

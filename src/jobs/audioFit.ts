@@ -1,0 +1,57 @@
+/**
+ * Fitting a rendered piece's audio under a platform's upload limit (Discord: 10 MB per file).
+ *
+ * The product sends WAV. When the stereo 44.1 kHz WAV is over the limit, the piece is rendered
+ * again as mono 22.05 kHz WAV (about 2.6 MB per minute); when that would still be over, as OGG
+ * (about 1 MB per minute), and the message says so. If even the OGG is over, the audio is left out
+ * and the message points to the MIDI. The oversized files are deleted.
+ */
+import { stat, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { describeAudioBudget, readWavHeader, renderAudio } from '../render/audio.ts';
+
+export interface FittedAudio {
+  /** The file to send, or undefined when no audio fits. */
+  audioPath?: string;
+  /** One line for the user when the audio is not the plain WAV, else undefined. */
+  note?: string;
+}
+
+export function formatMegabytes(bytes: number): string {
+  return `${(bytes / 1_000_000).toFixed(bytes < 10_000_000 ? 1 : 0)} MB`;
+}
+
+/**
+ * Returns the audio to send for a piece whose audio is at `audioPath` (rendered from `midiPath`),
+ * re-rendering smaller when it is over `limitBytes`. Without a limit, the file as it is.
+ */
+export async function fitAudio(midiPath: string, audioPath: string, limitBytes: number | undefined): Promise<FittedAudio> {
+  if (limitBytes === undefined) return { audioPath };
+  const bytes = (await stat(audioPath)).size;
+  if (bytes <= limitBytes) return { audioPath };
+  const limit = formatMegabytes(limitBytes);
+  const dir = dirname(audioPath);
+  const isWav = audioPath.endsWith('.wav');
+  if (isWav) {
+    const { seconds } = await readWavHeader(audioPath);
+    if (describeAudioBudget(seconds, 'wav', 22050, 1) <= limitBytes) {
+      const small = join(dir, 'piece-mono-22k.wav');
+      await renderAudio(midiPath, small, { format: 'wav', sampleRate: 22050, channels: 1 });
+      if ((await stat(small)).size <= limitBytes) {
+        await unlink(audioPath).catch(() => undefined);
+        return { audioPath: small, note: `audio is mono 22.05 kHz WAV: the stereo WAV would be ${formatMegabytes(bytes)}, over the ${limit} upload limit` };
+      }
+      await unlink(small).catch(() => undefined);
+    }
+    const ogg = join(dir, 'piece.ogg');
+    await renderAudio(midiPath, ogg, { format: 'ogg' });
+    const oggBytes = (await stat(ogg)).size;
+    if (oggBytes <= limitBytes) {
+      await unlink(audioPath).catch(() => undefined);
+      return { audioPath: ogg, note: `audio is OGG: even mono WAV would be over the ${limit} upload limit for a piece this long` };
+    }
+    await unlink(ogg).catch(() => undefined);
+  }
+  await unlink(audioPath).catch(() => undefined);
+  return { note: `no audio: the piece is too long for the ${limit} upload limit even as OGG (${formatMegabytes(bytes)}); play the MIDI file instead, or ask for fewer notes` };
+}

@@ -1,0 +1,96 @@
+/**
+ * Job records: one per piece a chat user asked for, kept in keyv so that `show` works after a
+ * restart and no job is lost in a crash. Plain JSON objects only.
+ */
+import type { AudioFormat } from '../engine/types.ts';
+
+export type Platform = 'discord' | 'slack' | 'terminal';
+
+/** Who asked, and where the answer goes. */
+export interface Requester {
+  platform: Platform;
+  userId: string;
+  userName: string;
+  /** Discord guild or Slack team; undefined in DMs and the terminal. */
+  serverId?: string;
+  channelId: string;
+  /** May change server settings (Discord: Manage Server; Slack: workspace admin; terminal: yes). */
+  isManager: boolean;
+}
+
+/**
+ * An adapter's own address for a reply that must outlive the process (a Discord interaction
+ * token, a Slack message ts): what the adapter needs to answer a recovered job after a restart.
+ */
+export type ReplyAddress = Record<string, string>;
+
+export type JobKind = 'compose' | 'continue' | 'variation' | 'regenerate';
+
+export type JobState = 'queued' | 'composing' | 'rendering' | 'done' | 'failed';
+
+export const OPEN_STATES: readonly JobState[] = ['queued', 'composing', 'rendering'];
+
+export interface JobParams {
+  /** The composer as the user gave it (matched case-insensitively by the engine). */
+  composer: string;
+  notes: number;
+  temperature?: number;
+  topP?: number;
+  /** Always set before the job is stored, so a re-queued job gives the same notes. */
+  randomSeed: number;
+  format: AudioFormat;
+  /** Set for continuations: where the seed MIDI came from, for messages. */
+  seedName?: string;
+}
+
+export interface JobOutputs {
+  midi: string;
+  audio?: string;
+  png: string;
+  /** Why the audio is not the plain stereo WAV (resampled, OGG, or left out). */
+  audioNote?: string;
+  noteCount: number;
+  musicSeconds: number;
+  composeSeconds: number;
+  /** The composer as the model spells it. */
+  composer: string;
+}
+
+export interface JobRecord {
+  id: string;
+  kind: JobKind;
+  /** The job a button acted on (Continue, Variation, Regenerate). */
+  parentId?: string;
+  who: Requester;
+  address?: ReplyAddress;
+  params: JobParams;
+  /** The seed MIDI, copied into the job's folder (continuations only). */
+  seedPath?: string;
+  /** Largest audio file the destination accepts, in bytes. */
+  uploadLimitBytes?: number;
+  outDir: string;
+  modelVersion: string;
+  state: JobState;
+  createdAt: string;
+  updatedAt: string;
+  finishedAt?: string;
+  outputs?: JobOutputs;
+  /** One line, for the user. */
+  error?: string;
+  /** 'input': the request cannot be honoured as given; 'internal': our fault; 'interrupted': a restart. */
+  errorKind?: 'input' | 'internal' | 'interrupted';
+  /** How many times a restart re-queued this job. */
+  requeues?: number;
+}
+
+/** What a command asks for; the queue turns it into a JobRecord. */
+export interface JobInput {
+  kind: JobKind;
+  parentId?: string;
+  who: Requester;
+  address?: ReplyAddress;
+  params: Omit<JobParams, 'randomSeed'> & { randomSeed?: number };
+  /** Seed MIDI bytes for a continuation (already checked). */
+  seedMidi?: Uint8Array;
+  uploadLimitBytes?: number;
+}
