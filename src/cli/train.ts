@@ -10,6 +10,7 @@ import { UsageError, intOption, numberOption, parseBackend, terminalProgress } f
 export const TRAIN_USAGE = `usage: nocturne train --data DIR --out models/NAME [options]
   --data DIR            folder of piano MIDI, one subfolder per composer (required)
   --out DIR             model folder to write (required)
+  --arch A              lstm-attention (default) | seed (the original study's baseline, below)
   --composers a,b       only these composer folders
   --epochs N            maximum epochs (default 30; early stopping may end sooner)
   --batch N             chunks per batch (default 32)
@@ -21,12 +22,32 @@ export const TRAIN_USAGE = `usage: nocturne train --data DIR --out models/NAME [
   --max-minutes M       stop after the epoch that passes M minutes
   --seed N              random seed (default 1)
   --resume              continue from DIR/checkpoint
-  --backend B           auto | tensorflow | wasm | cpu (default auto)`;
+  --backend B           auto | tensorflow | wasm | cpu (default auto)
+With --arch seed (one target per 100-event window, argmax decoding): --stride N trains on every
+N-th window per epoch (default 1), --max-minutes is checked after every batch, --min-count N
+(default 2) sets the rarest event kept in the vocabulary; defaults --window 100, --hidden 128,
+--layers 2, --batch 64, --lr 0.002, --epochs 20; --patience and --resume do not apply.`;
+
+export const ARCHES = ['lstm-attention', 'seed'] as const;
+
+/** The value of --arch (either `--arch X` or `--arch=X`), checked; undefined when absent. */
+function archArgument(argv: string[]): (typeof ARCHES)[number] | undefined {
+  let raw: string | undefined;
+  argv.forEach((a, i) => {
+    if (a === '--arch') raw = argv[i + 1] ?? '';
+    else if (a.startsWith('--arch=')) raw = a.slice('--arch='.length);
+  });
+  if (raw === undefined) return undefined;
+  if (!(ARCHES as readonly string[]).includes(raw)) throw new UsageError(`--arch must be one of ${ARCHES.join(', ')}, got ${JSON.stringify(raw)}`, TRAIN_USAGE);
+  return raw as (typeof ARCHES)[number];
+}
 
 export async function runTrain(argv: string[], log: (line: string) => void): Promise<number> {
+  if (archArgument(argv) === 'seed') return (await import('./trainSeed.ts')).runSeedTrain(argv, log);
   const { values } = parseArgs({
     args: argv,
     options: {
+      arch: { type: 'string' },
       data: { type: 'string' },
       out: { type: 'string' },
       composers: { type: 'string' },

@@ -1,0 +1,81 @@
+/** `nocturne evaluate --model DIR --data DIR [--json] ...`: see src/eval/evaluate.ts. */
+import { parseArgs } from 'node:util';
+import { initBackend, type BackendChoice } from '../model/backend.ts';
+import { DEFAULT_EVALUATE_OPTIONS, evaluateModel, formatReport } from '../eval/evaluate.ts';
+import { UsageError, intOption, numberOption, parseBackend } from './options.ts';
+
+const D = DEFAULT_EVALUATE_OPTIONS;
+
+export const EVALUATE_USAGE = `usage: nocturne evaluate --model DIR --data DIR [options]
+Reports the model's NLL per token on the pieces of --data it was not trained on, beside unigram
+and bigram baselines fitted on its training pieces, and statistics of music it generates per
+composer (Wasserstein distances to real music, loop rate, longest copy from the training data).
+Works for our models and for the study's baseline (nocturne train --arch seed).
+  --model DIR                 model folder (required)
+  --data DIR                  folder of piano MIDI, composer subfolders optional (required)
+  --json                      print one JSON object (fields nll, baselines.unigram,
+                              baselines.bigram, perComposer, generation, ...)
+  --composers a,b             only these composers of --data (default: the model's composers
+                              found there, else all)
+  --notes N                   notes per generated piece (default ${D.notes}; 16..2000)
+  --pieces-per-composer K     generated pieces per composer (default ${D.piecesPerComposer}; 0 skips generation)
+  --train-data DIR            the model's training corpus, if not at model.json's data.source
+  --batch N                   chunks / windows per forward pass (default ${D.batchSize})
+  --max-seed-targets N        seed model: most windows scored (default ${D.maxSeedTargets})
+  --backend B                 auto | tensorflow | wasm | cpu (default auto)`;
+
+export async function runEvaluate(argv: string[], log: (line: string) => void): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: 'string' },
+      data: { type: 'string' },
+      json: { type: 'boolean' },
+      composers: { type: 'string' },
+      notes: { type: 'string' },
+      'pieces-per-composer': { type: 'string' },
+      'train-data': { type: 'string' },
+      batch: { type: 'string' },
+      'max-seed-targets': { type: 'string' },
+      'smoothing-k': { type: 'string' },
+      backend: { type: 'string' },
+    },
+    strict: true,
+  });
+  const problems: string[] = [];
+  if (!values.model) problems.push('--model DIR is required');
+  if (!values.data) problems.push('--data DIR is required');
+  const collect = <T>(f: () => T, fallback: T): T => {
+    try {
+      return f();
+    } catch (e) {
+      problems.push((e as Error).message);
+      return fallback;
+    }
+  };
+  const notes = collect(() => intOption('--notes', values.notes, D.notes, 16, 2000), D.notes);
+  const piecesPerComposer = collect(() => intOption('--pieces-per-composer', values['pieces-per-composer'], D.piecesPerComposer, 0, 64), D.piecesPerComposer);
+  const batchSize = collect(() => intOption('--batch', values.batch, D.batchSize, 1, 1024), D.batchSize);
+  const maxSeedTargets = collect(() => intOption('--max-seed-targets', values['max-seed-targets'], D.maxSeedTargets, 1, 10_000_000), D.maxSeedTargets);
+  const smoothingK = collect(() => numberOption('--smoothing-k', values['smoothing-k'], D.smoothingK, 1e-9, 1000), D.smoothingK);
+  const backend = collect(() => parseBackend(values.backend), 'auto' as BackendChoice);
+  const composers = values.composers?.split(',').map((c) => c.trim()).filter(Boolean);
+  if (values.composers !== undefined && !composers?.length) problems.push('--composers needs at least one name');
+  if (problems.length) throw new UsageError(problems.join('\n'), EVALUATE_USAGE);
+
+  await initBackend(backend, log);
+  const report = await evaluateModel({
+    modelDir: values.model!,
+    dataDir: values.data!,
+    trainDataDir: values['train-data'],
+    composers,
+    notes,
+    piecesPerComposer,
+    batchSize,
+    maxSeedTargets,
+    smoothingK,
+    log,
+  });
+  process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatReport(report)}\n`);
+  return 0;
+}

@@ -1,0 +1,582 @@
+/**
+ * `nocturne evaluate`: numbers, not impressions, for a model folder (ours, or the study's seed
+ * baseline) on any folder of piano MIDI.
+ *
+ * Likelihood. NLL per token of the model on the pieces of --data that the model was not
+ * trained on (by content: a piece whose tokens equal a training piece's is "in training";
+ * on the training corpus itself that leaves exactly spec.data.validationPieces), overall and
+ * per composer, beside unigram and bigram baselines fitted on the model's training pieces
+ * with the model's own tokens (see baselines.ts). Our model's token is a note (4 heads); the
+ * seed model's token is its event (a note or a pitch-class chord), scored on an evenly spread
+ * subset of its windows (one target per 100-event window is what it was trained for).
+ *
+ * Generation. Per composer, K pieces of N notes with fixed seeds in one batched call; their
+ * pitch, inter-onset-interval, duration, velocity and chord-size distributions are compared
+ * (exact 1-D Wasserstein-1) with that composer's real pieces in --data and with all other
+ * composers' pieces there; their loop rate (share of repeated 16-grams) with that of real
+ * excerpts of the same length; and the longest run copied verbatim from the training pieces.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { existsSync, realpathSync, statSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { createHash } from 'node:crypto';
+import { DEFAULT_TEMPERATURE, DEFAULT_TOP_P } from '../engine/engine.ts';
+import { loadModelFolder, ModelFolderError, type ModelSpec } from '../model/folder.ts';
+import { generateTokens, type SampleRequest } from '../model/sampling.ts';
+import { loadSeedModel, isSeedModelSpec, type SeedModelSpec } from '../model/seed/folder.ts';
+import { evenlySpread, seedWindows } from '../model/seed/network.ts';
+import { generateSeedEvents, scoreSeedWindows } from '../model/seed/predict.ts';
+import { encodeEvents, eventsToNotes, seedEvents, UNKNOWN_EVENT } from '../model/seed/tokens.ts';
+import { seededRandom } from '../model/random.ts';
+import { tokenHash, tokenize, type NoteToken } from '../tokens/tokenize.ts';
+import { corpusHash, corpusRoot, listCorpus, loadCorpus, type CorpusPiece } from '../train/corpus.ts';
+import { evaluatePieces } from '../train/fit.ts';
+import { addTotals, baselineTotals, DEFAULT_SMOOTHING_K, fitBaselines, NOTE_FIELD_CLASSES, noteTokenFields, perToken, type BaselineTotals } from './baselines.ts';
+import { longestCopiedRuns, loopRate, noteKeys, pooledDistributions, type MusicDistributions } from './musicStats.ts';
+import { histogram, wasserstein1 } from './wasserstein.ts';
+
+export interface EvaluateOptions {
+  modelDir: string;
+  dataDir: string;
+  /** The model's training corpus, when it is not at spec.data.source. */
+  trainDataDir?: string;
+  /** Evaluate only these composers of --data (default: the model's composers found there). */
+  composers?: string[];
+  /** Notes per generated piece, and pieces per composer (0 skips generation). */
+  notes: number;
+  piecesPerComposer: number;
+  /** Chunks (our model) or windows (seed model) per forward pass. */
+  batchSize: number;
+  /** Most windows the seed model scores (evenly spread over the held-out pieces). */
+  maxSeedTargets: number;
+  smoothingK: number;
+  log: (line: string) => void;
+}
+
+export const DEFAULT_EVALUATE_OPTIONS = { notes: 250, piecesPerComposer: 4, batchSize: 32, maxSeedTargets: 4000, smoothingK: DEFAULT_SMOOTHING_K } as const;
+
+/** Distances (Wasserstein-1, in the feature's unit) from generated music to real music. */
+export interface FeatureDistance {
+  /** To this composer's real pieces. */
+  own: number | null;
+  /** To the pooled pieces of every other composer in --data. */
+  others: number | null;
+}
+
+export const COMPARED_FEATURES = ['pitch', 'ioi', 'duration', 'velocity', 'chordSize'] as const;
+export type ComparedFeature = (typeof COMPARED_FEATURES)[number];
+
+export interface GenerationReport {
+  pieces: number;
+  notesPerPiece: number;
+  wasserstein: Record<ComparedFeature, FeatureDistance>;
+  loopRate: { generated: number; real: number | null };
+  /** Longest run of generated notes (dt, pitch, duration) found verbatim in a training piece. */
+  longestCopiedRun: { notes: number; trainingPiece: string | null };
+  /** Seed model only: the same on its own event tokens. */
+  longestCopiedRunEvents?: { events: number; trainingPiece: string | null };
+}
+
+export interface ComposerReport {
+  /** Pieces of this composer in --data, and those not in the model's training data. */
+  pieces: number;
+  heldOutPieces: number;
+  /** Tokens scored. */
+  tokens: number;
+  nll: number | null;
+  baselines: { unigram: number | null; bigram: number | null };
+  /** Seed model: share of targets whose argmax was right. */
+  accuracy?: number | null;
+  generation?: GenerationReport;
+}
+
+export interface EvaluationReport {
+  model: { dir: string; arch: string; version: string; composers: string[] };
+  data: {
+    dir: string;
+    pieces: number;
+    composersEvaluated: string[];
+    /** True when --data is the model's own training corpus (same music). */
+    isTrainingCorpus: boolean;
+    piecesInTraining: number;
+    heldOutPieces: number;
+    overlapNote: string;
+  };
+  trainingData: { dir: string; pieces: number; tokens: number; hashMatchesModel: boolean };
+  unit: string;
+  nll: number | null;
+  nllPerHead?: Record<'dt' | 'pitch' | 'dur' | 'vel', number> | null;
+  accuracy?: number | null;
+  tokens: number;
+  baselines: { unigram: number | null; bigram: number | null; smoothingK: number; fittedOn: { pieces: number; tokens: number } };
+  perComposer: Record<string, ComposerReport>;
+  generation: null | {
+    notesPerPiece: number;
+    piecesPerComposer: number;
+    decoding: string;
+    summary: {
+      composers: number;
+      /** Mean over composers of the distance to their own and to the other composers' music. */
+      meanWasserstein: Record<ComparedFeature, FeatureDistance>;
+      /** Share of composers whose music is closer to their own than to the others' (per feature). */
+      closerToOwn: Record<ComparedFeature, number>;
+      loopRate: { generated: number; real: number | null };
+      longestCopiedRun: number;
+    };
+  };
+  budget?: SeedModelSpec['budget'];
+  seconds: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data
+
+const lower = (s: string) => s.toLowerCase();
+
+function sameFolder(a: string, b: string): boolean {
+  try {
+    return realpathSync(corpusRoot(a)) === realpathSync(corpusRoot(b));
+  } catch {
+    return false;
+  }
+}
+
+async function loadFolder(dir: string, log: (line: string) => void): Promise<CorpusPiece[]> {
+  const entries = listCorpus(dir);
+  log(`reading ${entries.length} MIDI files from ${dir}`);
+  return loadCorpus(entries, log);
+}
+
+/** spec.data.source as given (relative to the working folder), else relative to the repository holding the model. */
+function locateSource(source: string, modelDir: string): string | undefined {
+  const candidates = [resolve(source), resolve(dirname(dirname(resolve(modelDir))), source)];
+  return candidates.find((c) => existsSync(c) && statSync(c).isDirectory());
+}
+
+interface ModelFacts {
+  arch: string;
+  version: string;
+  composers: string[];
+  dataHash: string;
+  dataSource: string;
+  validationPieces: string[];
+}
+
+function facts(spec: ModelSpec | SeedModelSpec): ModelFacts {
+  return {
+    arch: spec.arch,
+    version: spec.version,
+    composers: spec.composers.map((c) => c.name),
+    dataHash: spec.data.hash,
+    dataSource: spec.data.source,
+    validationPieces: spec.data.validationPieces,
+  };
+}
+
+/** Stable small number from a text (for fixed per-composer random seeds). */
+function stableSeed(text: string): number {
+  return createHash('sha256').update(text).digest().readUInt32BE(0) >>> 1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Likelihood
+
+interface Likelihood {
+  unit: string;
+  /** Per composer sums. */
+  groups: Map<string, { nll: number; tokens: number; correct?: number; perHead?: number[]; baselines: BaselineTotals }>;
+  fittedOn: { pieces: number; tokens: number };
+}
+
+function noteLikelihood(weights: Awaited<ReturnType<typeof loadModelFolder>>['weights'], spec: ModelSpec, heldOut: CorpusPiece[], training: CorpusPiece[], o: EvaluateOptions): Likelihood {
+  const composerIndex = new Map(spec.composers.map((c, i) => [c.name, i]));
+  const baselines = fitBaselines(training.map((p) => noteTokenFields(p.tokens)), NOTE_FIELD_CLASSES, o.smoothingK);
+  const groups: Likelihood['groups'] = new Map();
+  const byComposer = groupBy(heldOut, (p) => p.composer);
+  let done = 0;
+  for (const [composer, pieces] of byComposer) {
+    const r = evaluatePieces(weights, spec.hyperparameters, pieces, composerIndex, spec.composers.length, o.batchSize);
+    groups.set(composer, {
+      nll: r.loss * r.notes,
+      tokens: r.notes,
+      perHead: r.perHead.map((v) => v * r.notes),
+      baselines: addTotals(pieces.map((p) => baselineTotals(baselines, noteTokenFields(p.tokens)))),
+    });
+    done += pieces.length;
+    o.log(`  NLL: ${composer} (${pieces.length} pieces, ${r.notes} notes) ${r.loss.toFixed(4)} — ${done}/${heldOut.length} pieces`);
+  }
+  return { unit: 'nats per note (sum of the dt, pitch, duration and velocity heads)', groups, fittedOn: baselines.fittedOn };
+}
+
+function seedLikelihood(weights: Awaited<ReturnType<typeof loadSeedModel>>['weights'], spec: SeedModelSpec, heldOut: CorpusPiece[], training: CorpusPiece[], o: EvaluateOptions): Likelihood {
+  const V = spec.vocabulary.length;
+  const trainSeqs = training.map((p) => encodeEvents(seedEvents(p.tokens), spec.vocabulary));
+  const baselines = fitBaselines(trainSeqs.map((s) => [s]), [V], o.smoothingK);
+  const seqs = heldOut.map((p) => encodeEvents(seedEvents(p.tokens), spec.vocabulary));
+  const windows = evenlySpread(seedWindows(seqs, spec.window), o.maxSeedTargets);
+  o.log(`  scoring ${windows.length} windows of ${spec.window} events (evenly spread over ${heldOut.length} held-out pieces)`);
+  const groups: Likelihood['groups'] = new Map();
+  const byComposer = groupBy(windows, (w) => heldOut[w.sequence].composer);
+  for (const [composer, list] of byComposer) {
+    const score = scoreSeedWindows(weights, spec.hyperparameters, seqs, list, o.batchSize);
+    const positions = groupBy(list, (w) => String(w.sequence));
+    const totals = [...positions].map(([sequence, ws]) => baselineTotals(baselines, [seqs[Number(sequence)]], ws.map((w) => w.target)));
+    groups.set(composer, { nll: score.nll, tokens: score.targets, correct: score.correct, baselines: addTotals(totals) });
+    o.log(`  NLL: ${composer} (${score.targets} events) ${(score.nll / Math.max(1, score.targets)).toFixed(4)}`);
+  }
+  return { unit: "nats per event (the seed model's own tokens: a note, or a chord's pitch-class set)", groups, fittedOn: baselines.fittedOn };
+}
+
+function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    const list = out.get(k);
+    if (list) list.push(item);
+    else out.set(k, [item]);
+  }
+  return new Map([...out.entries()].sort((a, b) => a[0].localeCompare(b[0])));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generation
+
+interface Generated {
+  /** Per composer: K pieces as note tokens (exactly `notes` notes each, or fewer if the model stopped). */
+  notes: Map<string, NoteToken[][]>;
+  decoding: string;
+  /** Seed model: the events it generated and its training sequences, for copies on its own tokens. */
+  events?: { generated: Map<string, Int32Array[]>; training: Int32Array[] };
+}
+
+function generateNoteModel(weights: Awaited<ReturnType<typeof loadModelFolder>>['weights'], spec: ModelSpec, composers: string[], o: EvaluateOptions): Generated {
+  const index = new Map(spec.composers.map((c, i) => [c.name, i]));
+  const requests: SampleRequest[] = [];
+  const owners: string[] = [];
+  for (const c of composers)
+    for (let k = 0; k < o.piecesPerComposer; k++) {
+      requests.push({ composer: index.get(c)!, notes: o.notes, temperature: DEFAULT_TEMPERATURE, topP: DEFAULT_TOP_P, randomSeed: stableSeed(`${c}/${k}`) });
+      owners.push(c);
+    }
+  const out = generateTokens(weights, spec.hyperparameters, spec.composers.length, requests);
+  const notes = new Map<string, NoteToken[][]>();
+  out.forEach((tokens, r) => notes.set(owners[r], [...(notes.get(owners[r]) ?? []), tokens]));
+  return { notes, decoding: `temperature ${DEFAULT_TEMPERATURE}, top-p ${DEFAULT_TOP_P}, random seed per composer and piece` };
+}
+
+function generateSeedModel(weights: Awaited<ReturnType<typeof loadSeedModel>>['weights'], spec: SeedModelSpec, composers: string[], training: CorpusPiece[], real: CorpusPiece[], o: EvaluateOptions): Generated {
+  const trainSeqs = training.map((p) => encodeEvents(seedEvents(p.tokens), spec.vocabulary));
+  const primers: Int32Array[] = [];
+  const owners: string[] = [];
+  for (const c of composers) {
+    // The study primed with a random window of its training data; per composer, we take that
+    // composer's training pieces (or its real pieces in --data when the model never saw it).
+    let pool = training.map((p, i) => ({ p, seq: trainSeqs[i] })).filter((x) => x.p.composer === c && x.seq.length > spec.window);
+    if (pool.length === 0) pool = real.filter((p) => p.composer === c).map((p) => ({ p, seq: encodeEvents(seedEvents(p.tokens), spec.vocabulary) })).filter((x) => x.seq.length > spec.window);
+    if (pool.length === 0) continue;
+    const rng = seededRandom(stableSeed(c));
+    for (let k = 0; k < o.piecesPerComposer; k++) {
+      const { seq } = pool[Math.floor(rng.next() * pool.length)];
+      const start = Math.floor(rng.next() * (seq.length - spec.window));
+      primers.push(seq.slice(start, start + spec.window));
+      owners.push(c);
+    }
+  }
+  // Chords give several notes per event: generate as many events as notes, then cut to N notes.
+  const unknown = spec.vocabulary.indexOf(UNKNOWN_EVENT);
+  const out = primers.length ? generateSeedEvents(weights, spec.hyperparameters, primers, o.notes, unknown) : [];
+  const notes = new Map<string, NoteToken[][]>();
+  const events = new Map<string, Int32Array[]>();
+  out.forEach((seq, r) => {
+    const tokens = tokenize(eventsToNotes(Array.from(seq, (i) => spec.vocabulary[i]))).slice(0, o.notes);
+    notes.set(owners[r], [...(notes.get(owners[r]) ?? []), tokens]);
+    events.set(owners[r], [...(events.get(owners[r]) ?? []), seq]);
+  });
+  return { notes, decoding: 'argmax, primed with a fixed random window of the composer\'s training pieces', events: { generated: events, training: trainSeqs } };
+}
+
+type Histograms = Record<ComparedFeature, Map<number, number>>;
+
+function histogramsOf(d: MusicDistributions): Histograms {
+  const out = {} as Histograms;
+  for (const f of COMPARED_FEATURES) {
+    const h = histogram(d[f]);
+    out[f] = new Map(h.values.map((v, i) => [v, h.weights[i]]));
+  }
+  return out;
+}
+
+function mergeHistograms(list: readonly Histograms[]): Histograms {
+  const out = {} as Histograms;
+  for (const f of COMPARED_FEATURES) {
+    const m = new Map<number, number>();
+    for (const h of list) for (const [v, w] of h[f]) m.set(v, (m.get(v) ?? 0) + w);
+    out[f] = m;
+  }
+  return out;
+}
+
+function distance(a: Map<number, number>, b: Map<number, number>): number | null {
+  if (a.size === 0 || b.size === 0) return null;
+  return wasserstein1({ values: [...a.keys()], weights: [...a.values()] }, { values: [...b.keys()], weights: [...b.values()] });
+}
+
+/** Loop rate of real music measured like generated music: over non-overlapping excerpts of `notes` notes. */
+function realLoopRate(pieces: readonly CorpusPiece[], notes: number): number | null {
+  const rates: number[] = [];
+  for (const p of pieces) for (let s = 0; s + notes <= p.tokens.length; s += notes) rates.push(loopRate(p.tokens.slice(s, s + notes)));
+  return rates.length ? mean(rates) : null;
+}
+
+const mean = (xs: readonly number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
+
+function generationReports(gen: Generated, real: CorpusPiece[], training: CorpusPiece[], o: EvaluateOptions): Map<string, GenerationReport> {
+  const realByComposer = groupBy(real, (p) => p.composer);
+  const realHist = new Map([...realByComposer].map(([c, ps]) => [c, histogramsOf(pooledDistributions(ps.map((p) => p.tokens)))]));
+  const composers = [...gen.notes.keys()];
+  const allGenerated = composers.flatMap((c) => gen.notes.get(c)!);
+  o.log(`  looking for copies of ${allGenerated.length} generated pieces in ${training.length} training pieces (${training.reduce((s, p) => s + p.tokens.length, 0)} notes)`);
+  const copies = longestCopiedRuns(allGenerated.map((t) => noteKeys(t)), training.map((p) => noteKeys(p.tokens)));
+  let eventCopies: ReturnType<typeof longestCopiedRuns> | undefined;
+  if (gen.events) eventCopies = longestCopiedRuns(composers.flatMap((c) => gen.events!.generated.get(c)!), gen.events.training);
+  const reports = new Map<string, GenerationReport>();
+  let offset = 0;
+  for (const c of composers) {
+    const pieces = gen.notes.get(c)!;
+    const mine = copies.slice(offset, offset + pieces.length);
+    const mineEvents = eventCopies?.slice(offset, offset + pieces.length);
+    offset += pieces.length;
+    const generatedHist = histogramsOf(pooledDistributions(pieces));
+    const own = realHist.get(c);
+    const others = mergeHistograms([...realHist].filter(([name]) => name !== c).map(([, h]) => h));
+    const wasserstein = {} as GenerationReport['wasserstein'];
+    for (const f of COMPARED_FEATURES) wasserstein[f] = { own: own ? distance(generatedHist[f], own[f]) : null, others: distance(generatedHist[f], others[f]) };
+    const bestCopy = mine.reduce((a, b) => (b.length > a.length ? b : a));
+    const report: GenerationReport = {
+      pieces: pieces.length,
+      notesPerPiece: o.notes,
+      wasserstein,
+      loopRate: { generated: mean(pieces.map((t) => loopRate(t))), real: realLoopRate(realByComposer.get(c) ?? [], o.notes) },
+      longestCopiedRun: { notes: bestCopy.length, trainingPiece: bestCopy.piece >= 0 ? training[bestCopy.piece].name : null },
+    };
+    if (mineEvents) {
+      const best = mineEvents.reduce((a, b) => (b.length > a.length ? b : a));
+      report.longestCopiedRunEvents = { events: best.length, trainingPiece: best.piece >= 0 ? training[best.piece].name : null };
+    }
+    reports.set(c, report);
+  }
+  return reports;
+}
+
+function summarise(reports: Map<string, GenerationReport>): NonNullable<EvaluationReport['generation']>['summary'] {
+  const list = [...reports.values()];
+  const meanOf = (xs: (number | null)[]) => {
+    const ok = xs.filter((x): x is number => x !== null);
+    return ok.length ? mean(ok) : null;
+  };
+  const meanWasserstein = {} as Record<ComparedFeature, FeatureDistance>;
+  const closerToOwn = {} as Record<ComparedFeature, number>;
+  for (const f of COMPARED_FEATURES) {
+    meanWasserstein[f] = { own: meanOf(list.map((r) => r.wasserstein[f].own)), others: meanOf(list.map((r) => r.wasserstein[f].others)) };
+    const comparable = list.filter((r) => r.wasserstein[f].own !== null && r.wasserstein[f].others !== null);
+    closerToOwn[f] = comparable.length ? comparable.filter((r) => r.wasserstein[f].own! < r.wasserstein[f].others!).length / comparable.length : 0;
+  }
+  return {
+    composers: list.length,
+    meanWasserstein,
+    closerToOwn,
+    loopRate: { generated: meanOf(list.map((r) => r.loopRate.generated)) ?? 0, real: meanOf(list.map((r) => r.loopRate.real)) },
+    longestCopiedRun: Math.max(0, ...list.map((r) => r.longestCopiedRun.notes)),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The whole evaluation
+
+export async function evaluateModel(o: EvaluateOptions): Promise<EvaluationReport> {
+  const started = performance.now();
+  const modelJson = join(o.modelDir, 'model.json');
+  if (!existsSync(modelJson)) throw new ModelFolderError(o.modelDir, 'no model.json');
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(modelJson, 'utf8'));
+  } catch (e) {
+    throw new ModelFolderError(o.modelDir, `model.json is not valid JSON (${(e as Error).message})`);
+  }
+  const seed = isSeedModelSpec(raw);
+  const loaded = seed ? { kind: 'seed' as const, ...(await loadSeedModel(o.modelDir)) } : { kind: 'note' as const, ...(await loadModelFolder(o.modelDir)) };
+  try {
+    const model = facts(loaded.spec);
+    o.log(`model ${model.version} (${model.arch}), ${model.composers.length} composers`);
+
+    // The data, and the model's training corpus (for baselines, overlap and copies).
+    const dataPieces = await loadFolder(o.dataDir, o.log);
+    const modelComposers = new Set(model.composers.map(lower));
+    const inModel = (p: CorpusPiece) => modelComposers.has(lower(p.composer));
+    const trainDir = o.trainDataDir ?? locateSource(model.dataSource, o.modelDir);
+    let corpus: CorpusPiece[];
+    let corpusDir: string;
+    if (o.trainDataDir && !existsSync(o.trainDataDir)) throw new Error(`--train-data ${o.trainDataDir}: not a folder`);
+    if (trainDir) {
+      corpusDir = trainDir;
+      corpus = (sameFolder(trainDir, o.dataDir) ? dataPieces : await loadFolder(trainDir, o.log)).filter(inModel);
+      if (corpus.length === 0)
+        throw new Error(
+          o.trainDataDir
+            ? `--train-data ${o.trainDataDir}: no pieces of the model's composers (${model.composers.join(', ')})`
+            : `cannot find the model's training data: data.source ${JSON.stringify(model.dataSource)} (${trainDir}) has no pieces of its composers; pass --train-data DIR`,
+        );
+    } else if (corpusHash(dataPieces.filter(inModel)) === model.dataHash) {
+      corpusDir = o.dataDir;
+      corpus = dataPieces.filter(inModel);
+    } else {
+      throw new Error(`cannot find the model's training data (model.json data.source is ${JSON.stringify(model.dataSource)}); pass --train-data DIR`);
+    }
+    const hashMatchesModel = corpusHash(corpus) === model.dataHash;
+    if (!hashMatchesModel) o.log(`warning: the training data at ${corpusDir} is not the music this model was trained on (data hash differs); baselines and copies use it anyway`);
+    const validation = new Set(model.validationPieces);
+    const training = corpus.filter((p) => !validation.has(p.name));
+    const trainingHashes = new Set(training.map((p) => tokenHash(p.tokens)));
+
+    // Which composers and pieces to evaluate.
+    const dataComposers = [...new Set(dataPieces.map((p) => p.composer))].sort();
+    let selected: string[];
+    if (o.composers?.length) {
+      selected = o.composers.map((c) => {
+        const hit = dataComposers.find((d) => lower(d) === lower(c));
+        if (!hit) throw new Error(`--composers: ${c} has no pieces in ${o.dataDir} (it has ${dataComposers.join(', ')})`);
+        return hit;
+      });
+    } else {
+      const known = dataComposers.filter((c) => modelComposers.has(lower(c)));
+      selected = known.length ? known : dataComposers;
+    }
+    const evalPieces = dataPieces.filter((p) => selected.includes(p.composer));
+    const heldOut = evalPieces.filter((p) => !trainingHashes.has(tokenHash(p.tokens)));
+    const inTraining = evalPieces.length - heldOut.length;
+    const isTrainingCorpus = corpusHash(dataPieces.filter(inModel)) === model.dataHash;
+    const overlapNote =
+      inTraining === 0
+        ? 'no piece of --data is in the model\'s training data: NLL is over all evaluated pieces'
+        : `${inTraining} of ${evalPieces.length} evaluated pieces are in the model's training data and are left out of the NLL${isTrainingCorpus ? ' (--data is the training corpus: NLL is over its held-out validation pieces)' : ''}`;
+    o.log(overlapNote);
+
+    // Likelihood.
+    o.log(`likelihood on ${heldOut.length} held-out pieces`);
+    const likelihood = loaded.kind === 'seed' ? seedLikelihood(loaded.weights, loaded.spec, heldOut, training, o) : noteLikelihood(loaded.weights, loaded.spec, heldOut, training, o);
+
+    // Generation.
+    let generated: Map<string, GenerationReport> | undefined;
+    let decoding = '';
+    if (o.piecesPerComposer > 0) {
+      const genComposers = loaded.kind === 'seed' ? selected : selected.filter((c) => modelComposers.has(lower(c)));
+      const canonical = (c: string) => model.composers.find((m) => lower(m) === lower(c)) ?? c;
+      if (genComposers.length) {
+        const t0 = performance.now();
+        o.log(`generating ${o.piecesPerComposer} × ${o.notes} notes for each of ${genComposers.length} composers in one batch`);
+        const gen = loaded.kind === 'seed' ? generateSeedModel(loaded.weights, loaded.spec, genComposers, training, dataPieces, o) : generateNoteModel(loaded.weights, loaded.spec, genComposers.map(canonical), o);
+        o.log(`  generated in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+        // Reports are keyed by the data's spelling of the composer.
+        const renamed: Generated = { ...gen, notes: new Map([...gen.notes].map(([c, v]) => [genComposers.find((g) => lower(g) === lower(c)) ?? c, v])) };
+        generated = generationReports(renamed, dataPieces, training, o);
+        decoding = gen.decoding;
+      } else o.log('no evaluated composer is known to the model: generation skipped');
+    }
+
+    // Assemble.
+    const perComposer: Record<string, ComposerReport> = {};
+    for (const c of selected) {
+      const g = likelihood.groups.get(c);
+      const pieces = evalPieces.filter((p) => p.composer === c);
+      perComposer[c] = {
+        pieces: pieces.length,
+        heldOutPieces: heldOut.filter((p) => p.composer === c).length,
+        tokens: g?.tokens ?? 0,
+        nll: g && g.tokens ? g.nll / g.tokens : null,
+        baselines: g ? perToken(g.baselines) : { unigram: null, bigram: null },
+      };
+      if (loaded.kind === 'seed') perComposer[c].accuracy = g && g.tokens ? g.correct! / g.tokens : null;
+      const gen = generated?.get(c);
+      if (gen) perComposer[c].generation = gen;
+    }
+    const groups = [...likelihood.groups.values()];
+    const tokens = groups.reduce((s, g) => s + g.tokens, 0);
+    const nllSum = groups.reduce((s, g) => s + g.nll, 0);
+    const overallBaselines = perToken(addTotals(groups.map((g) => g.baselines)));
+    const report: EvaluationReport = {
+      model: { dir: o.modelDir, arch: model.arch, version: model.version, composers: model.composers },
+      data: { dir: o.dataDir, pieces: dataPieces.length, composersEvaluated: selected, isTrainingCorpus, piecesInTraining: inTraining, heldOutPieces: heldOut.length, overlapNote },
+      trainingData: { dir: corpusDir, pieces: training.length, tokens: likelihood.fittedOn.tokens, hashMatchesModel },
+      unit: likelihood.unit,
+      nll: tokens ? nllSum / tokens : null,
+      tokens,
+      baselines: { ...overallBaselines, smoothingK: o.smoothingK, fittedOn: likelihood.fittedOn },
+      perComposer,
+      generation: generated
+        ? { notesPerPiece: o.notes, piecesPerComposer: o.piecesPerComposer, decoding, summary: summarise(generated) }
+        : null,
+      seconds: 0,
+    };
+    if (loaded.kind === 'note') {
+      const heads = [0, 1, 2, 3].map((k) => groups.reduce((s, g) => s + (g.perHead?.[k] ?? 0), 0) / Math.max(1, tokens));
+      report.nllPerHead = tokens ? { dt: heads[0], pitch: heads[1], dur: heads[2], vel: heads[3] } : null;
+    } else {
+      report.accuracy = tokens ? groups.reduce((s, g) => s + (g.correct ?? 0), 0) / tokens : null;
+      report.budget = loaded.spec.budget;
+    }
+    report.seconds = Math.round((performance.now() - started) / 100) / 10;
+    return report;
+  } finally {
+    tf.dispose(Object.values(loaded.weights));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Human-readable report
+
+const fmt = (x: number | null | undefined, digits = 3) => (x === null || x === undefined ? '—' : x.toFixed(digits));
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+  return rows.map((r) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ')).join('\n');
+}
+
+/** The report as text tables: likelihood, then generated-music statistics. */
+export function formatReport(r: EvaluationReport): string {
+  const lines: string[] = [];
+  lines.push(`model ${r.model.dir}: ${r.model.version} (${r.model.arch}), ${r.model.composers.length} composers`);
+  if (r.budget) lines.push(`training budget: ${r.budget.windowsTrained} windows (${r.budget.epochs} epochs at stride ${r.budget.stride}), ${r.budget.steps} steps, ${r.budget.trainSeconds} s, stopped by ${r.budget.stoppedBy}${r.budget.maxMinutes ? ` (limit ${r.budget.maxMinutes} min)` : ''}`);
+  lines.push(`data ${r.data.dir}: ${r.data.pieces} pieces; ${r.data.overlapNote}`);
+  lines.push(`baselines fitted on ${r.trainingData.pieces} training pieces (${r.trainingData.tokens} tokens) from ${r.trainingData.dir}${r.trainingData.hashMatchesModel ? '' : ' — NOT the model\'s exact training data'}, add-${r.baselines.smoothingK} smoothing`);
+  lines.push('');
+  lines.push(`NLL, ${r.unit}:`);
+  const head = ['composer', 'pieces', 'held out', 'tokens', 'model', 'unigram', 'bigram', ...(r.accuracy !== undefined ? ['accuracy'] : [])];
+  const rows = [head];
+  for (const [c, p] of Object.entries(r.perComposer))
+    rows.push([c, String(p.pieces), String(p.heldOutPieces), String(p.tokens), fmt(p.nll), fmt(p.baselines.unigram), fmt(p.baselines.bigram), ...(r.accuracy !== undefined ? [p.accuracy == null ? '—' : `${(p.accuracy * 100).toFixed(1)}%`] : [])]);
+  rows.push(['ALL', String(Object.values(r.perComposer).reduce((s, p) => s + p.pieces, 0)), String(r.data.heldOutPieces), String(r.tokens), fmt(r.nll), fmt(r.baselines.unigram), fmt(r.baselines.bigram), ...(r.accuracy !== undefined ? [r.accuracy == null ? '—' : `${(r.accuracy * 100).toFixed(1)}%`] : [])]);
+  lines.push(table(rows));
+  if (r.nllPerHead) lines.push(`per head: dt ${fmt(r.nllPerHead.dt)}, pitch ${fmt(r.nllPerHead.pitch)}, duration ${fmt(r.nllPerHead.dur)}, velocity ${fmt(r.nllPerHead.vel)}`);
+  if (r.generation) {
+    lines.push('');
+    lines.push(`generated music: ${r.generation.piecesPerComposer} × ${r.generation.notesPerPiece} notes per composer (${r.generation.decoding})`);
+    lines.push('Wasserstein-1 to the composer\'s own real pieces / to all other composers\' (pitch in semitones, IOI and duration in beats, velocity in MIDI units, chord in notes); loop = share of repeated 16-grams; copy = longest run found verbatim in training');
+    const gRows = [['composer', 'pitch', 'ioi', 'duration', 'velocity', 'chord', 'loop gen/real', 'copy']];
+    const pair = (d: FeatureDistance, digits: number) => `${fmt(d.own, digits)}/${fmt(d.others, digits)}`;
+    for (const [c, p] of Object.entries(r.perComposer)) {
+      const g = p.generation;
+      if (!g) continue;
+      const w = g.wasserstein;
+      gRows.push([c, pair(w.pitch, 2), pair(w.ioi, 3), pair(w.duration, 3), pair(w.velocity, 1), pair(w.chordSize, 2), `${fmt(g.loopRate.generated, 2)}/${fmt(g.loopRate.real, 2)}`, `${g.longestCopiedRun.notes}${g.longestCopiedRunEvents ? ` (${g.longestCopiedRunEvents.events} ev)` : ''}`]);
+    }
+    const s = r.generation.summary;
+    const m = s.meanWasserstein;
+    gRows.push(['MEAN', pair(m.pitch, 2), pair(m.ioi, 3), pair(m.duration, 3), pair(m.velocity, 1), pair(m.chordSize, 2), `${fmt(s.loopRate.generated, 2)}/${fmt(s.loopRate.real, 2)}`, `max ${s.longestCopiedRun}`]);
+    gRows.push(['closer to own', ...COMPARED_FEATURES.map((f) => `${Math.round(s.closerToOwn[f] * 100)}%`), '', '']);
+    lines.push(table(gRows));
+  }
+  lines.push('');
+  lines.push(`(${r.seconds} s)`);
+  return lines.join('\n');
+}

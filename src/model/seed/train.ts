@@ -1,0 +1,184 @@
+/**
+ * Trains the study's baseline: one target per window of `window` events (many-to-one), within a
+ * fixed budget. Every window costs `window` LSTM steps for a single target, which is why the
+ * study's approach is slow; the budget is a window stride (train on every stride-th target
+ * per epoch, each epoch from a fresh random phase) and a wall-clock limit checked after every
+ * batch. The budget actually spent is written into model.json beside the metrics.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { plotSeries } from '../../render/curve.ts';
+import type { CorpusPiece } from '../../train/corpus.ts';
+import { currentBackend } from '../backend.ts';
+import { DATA_ATTRIBUTION, type ComposerEntry } from '../folder.ts';
+import type { Weights } from '../network.ts';
+import { seededRandom, shuffleInPlace } from '../random.ts';
+import { saveSeedModel, type SeedBudget, type SeedModelSpec } from './folder.ts';
+import { buildSeedBatch, createSeedWeights, evenlySpread, seedLoss, seedWindows, type SeedBatch, type SeedHyperparameters } from './network.ts';
+import { scoreSeedWindows } from './predict.ts';
+import { buildVocabulary, encodeEvents, seedEvents, seedTokenSpec } from './tokens.ts';
+
+export interface SeedTrainOptions {
+  outDir: string;
+  train: CorpusPiece[];
+  validation: CorpusPiece[];
+  composers: ComposerEntry[];
+  dataHash: string;
+  dataSource: string;
+  hyperparameters: Omit<SeedHyperparameters, 'vocabulary'>;
+  /** Events seen fewer times in training become the unknown token. */
+  minCount: number;
+  stride: number;
+  epochs: number;
+  batchSize: number;
+  learningRate: number;
+  clipNorm: number;
+  maxMinutes?: number;
+  seed: number;
+  name: string;
+  /** Validation windows scored at the end (evenly spread over the held-out pieces). */
+  maxValidationWindows: number;
+  log: (line: string) => void;
+  progress: (line: string, done: boolean) => void;
+}
+
+const SAVE_EVERY_SECONDS = 180;
+
+function formatSeconds(s: number): string {
+  const m = Math.floor(s / 60);
+  return m > 0 ? `${m}m${String(Math.round(s % 60)).padStart(2, '0')}s` : `${Math.round(s)}s`;
+}
+
+export async function trainSeedModel(o: SeedTrainOptions): Promise<SeedModelSpec> {
+  const trainEvents = o.train.map((p) => seedEvents(p.tokens));
+  const vocabulary = buildVocabulary(trainEvents, o.minCount);
+  const h: SeedHyperparameters = { ...o.hyperparameters, vocabulary: vocabulary.length };
+  const trainSeqs = trainEvents.map((e) => encodeEvents(e, vocabulary));
+  const valSeqs = o.validation.map((p) => encodeEvents(seedEvents(p.tokens), vocabulary));
+  const eventCount = trainSeqs.reduce((s, q) => s + q.length, 0) + valSeqs.reduce((s, q) => s + q.length, 0);
+  const windowsPerEpoch = seedWindows(trainSeqs, h.window, o.stride).length;
+  if (windowsPerEpoch === 0) throw new Error(`no training piece has more than ${h.window} events; lower --window`);
+  o.log(`seed model: vocabulary ${vocabulary.length} events (min count ${o.minCount}), ${trainSeqs.length} training pieces, ${windowsPerEpoch} windows per epoch at stride ${o.stride}, LSTM ${h.layers}×${h.hidden}`);
+
+  const weights = createSeedWeights(h, o.seed);
+  const names = Object.keys(weights);
+  const optimizer = tf.train.adam(o.learningRate);
+  const rng = seededRandom(o.seed);
+  const started = Date.now();
+  const deadline = o.maxMinutes ? started + o.maxMinutes * 60_000 : Infinity;
+  const lossPoints: { x: number; y: number }[] = [];
+  const recent: number[] = [];
+  let windowsTrained = 0;
+  let steps = 0;
+  let stoppedBy: SeedBudget['stoppedBy'] = 'epochs';
+  let lastSave = Date.now();
+
+  const budget = (): SeedBudget => ({
+    maxMinutes: o.maxMinutes ?? null,
+    stride: o.stride,
+    windowsPerEpoch,
+    windowsTrained,
+    epochs: Math.round((windowsTrained / windowsPerEpoch) * 1000) / 1000,
+    steps,
+    trainSeconds: Math.round((Date.now() - started) / 1000),
+    stoppedBy,
+  });
+  const save = (metrics: Record<string, number>, spent = budget()) =>
+    saveSeedModel(
+      o.outDir,
+      {
+        version: `${o.name}-${new Date().toISOString().slice(0, 16).replace(/[-:]/g, '').replace('T', '-')}`,
+        tokens: seedTokenSpec(),
+        vocabulary,
+        window: h.window,
+        hyperparameters: h,
+        composers: o.composers,
+        data: {
+          hash: o.dataHash,
+          source: o.dataSource,
+          pieces: o.train.length + o.validation.length,
+          events: eventCount,
+          validationPieces: o.validation.map((p) => p.name),
+          attribution: DATA_ATTRIBUTION,
+        },
+        budget: spent,
+        training: {
+          optimizer: 'adam',
+          learningRate: o.learningRate,
+          clipNorm: o.clipNorm,
+          batchSize: o.batchSize,
+          minCount: o.minCount,
+          epochsLimit: o.epochs,
+          seed: o.seed,
+          backend: currentBackend() ?? 'unknown',
+          machine: `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}`,
+          startedAt: new Date(started).toISOString(),
+        },
+        metrics,
+      },
+      weights,
+    );
+  const trainNll = () => (recent.length ? recent.reduce((s, x) => s + x, 0) / recent.length : NaN);
+
+  try {
+    outer: for (let epoch = 1; epoch <= o.epochs; epoch++) {
+      const windows = shuffleInPlace(seedWindows(trainSeqs, h.window, o.stride, () => Math.floor(rng.next() * o.stride)), rng);
+      const batches = Math.ceil(windows.length / o.batchSize);
+      for (let i = 0; i < batches; i++) {
+        const batch = buildSeedBatch(trainSeqs, windows.slice(i * o.batchSize, (i + 1) * o.batchSize), h.window, h.vocabulary);
+        const loss = trainStep(optimizer, weights, names, h, batch, o.clipNorm);
+        batch.inputs.dispose();
+        windowsTrained += batch.batch;
+        steps++;
+        recent.push(loss);
+        if (recent.length > 50) recent.shift();
+        const elapsed = (Date.now() - started) / 1000;
+        lossPoints.push({ x: elapsed / 60, y: loss });
+        const left = deadline === Infinity ? ((batches - i - 1) * elapsed) / steps : Math.min((batches - i - 1) * (elapsed / steps), (deadline - Date.now()) / 1000);
+        o.progress(`seed epoch ${epoch}/${o.epochs} ${i + 1}/${batches} loss ${trainNll().toFixed(4)} ${Math.round(windowsTrained / elapsed)} windows/s (${Math.round((windowsTrained * h.window) / elapsed)} steps/s) left ${formatSeconds(Math.max(0, left))}`, false);
+        if (Date.now() >= deadline) {
+          stoppedBy = 'time limit';
+          break outer;
+        }
+        if (Date.now() - lastSave > SAVE_EVERY_SECONDS * 1000) {
+          await save({ trainNll: trainNll() });
+          lastSave = Date.now();
+        }
+      }
+    }
+    o.progress(`seed training stopped (${stoppedBy}) after ${windowsTrained} windows, ${steps} steps, ${formatSeconds((Date.now() - started) / 1000)}; train loss ${trainNll().toFixed(4)}`, true);
+    const finalBudget = budget();
+    const valWindows = evenlySpread(seedWindows(valSeqs, h.window), o.maxValidationWindows);
+    let metrics: Record<string, number> = { trainNll: trainNll() };
+    if (valWindows.length) {
+      o.log(`scoring ${valWindows.length} validation windows from ${valSeqs.length} held-out pieces`);
+      const score = scoreSeedWindows(weights, h, valSeqs, valWindows);
+      metrics = { valNll: score.nll / score.targets, valAccuracy: score.correct / score.targets, valWindows: score.targets, trainNll: trainNll() };
+    }
+    // The budget is the training loop's, not the time spent scoring afterwards.
+    const final = await save(metrics, finalBudget);
+    await plotSeries([{ name: 'batch loss', points: lossPoints }], join(o.outDir, 'training-curve.png'), {
+      title: `${o.name}: seed model NLL per event (nats)`,
+      xLabel: 'minutes',
+      yLabel: 'nats per event',
+    });
+    return final;
+  } finally {
+    tf.dispose(Object.values(weights));
+    optimizer.dispose();
+  }
+}
+
+/** One Adam step on globally clipped gradients; returns the batch loss. */
+function trainStep(optimizer: tf.AdamOptimizer, weights: Weights, names: string[], h: SeedHyperparameters, batch: SeedBatch, clipNorm: number): number {
+  return tf.tidy(() => {
+    const { value, grads } = tf.variableGrads(() => seedLoss(weights, h, batch), names.map((n) => weights[n]));
+    const norm = tf.sqrt(tf.addN(Object.values(grads).map((g) => tf.sum(tf.square(g)))));
+    const factor = tf.div(clipNorm, tf.maximum(norm, clipNorm));
+    const clipped: tf.NamedTensorMap = {};
+    for (const [k, g] of Object.entries(grads)) clipped[k] = tf.mul(g, factor);
+    optimizer.applyGradients(clipped as Parameters<typeof optimizer.applyGradients>[0]);
+    return value.dataSync()[0];
+  });
+}
