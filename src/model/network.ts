@@ -210,27 +210,71 @@ export function maskFor(filled: number[], window: number): tf.Tensor2D {
 }
 
 /**
- * Advances every row one step on inputs [B, inputDim] and returns the new state and the
- * shared head activation z [B, headDim]. The caller owns and disposes both; the old state is
- * disposed here.
+ * Multi-hot input rows given by their active columns (the model's inputs are 0/1 vectors with
+ * about six ones in 329). Slot-major: `columns[s * rows + r]` is row r's s-th active column,
+ * ascending, padded with -1. `table` is lstm0/wx on the host (sparseInputTable).
  */
-export function stepForward(w: Weights, h: Hyperparameters, state: StepState, inputs: tf.Tensor2D): { state: StepState; z: tf.Tensor2D } {
+export interface SparseInputs {
+  table: Float32Array;
+  columns: Int32Array;
+  rows: number;
+  slots: number;
+}
+
+/** A host copy of lstm0/wx, the table SparseInputs index into (read once per generation). */
+export function sparseInputTable(w: Weights): Float32Array {
+  return w['lstm0/wx'].dataSync() as Float32Array;
+}
+
+/**
+ * x·W for multi-hot x without the dense product: adds the active rows of W in ascending column
+ * order, rounding to float32 after each addition. The backend's product accumulates the same
+ * rows in the same order (the zero columns adding exact zeros), so the two agree to the last
+ * bit here (tests/refeed.test.ts checks it). At batch 16 this skips a 10-MFLOP product per note
+ * (the stock wasm GatherV2 is far slower than the product, so this runs on the host).
+ */
+function sparseProjection(inputs: SparseInputs, n: number): tf.Tensor2D {
+  const { table, columns, rows, slots } = inputs;
+  const out = new Float32Array(rows * n);
+  for (let r = 0; r < rows; r++) {
+    const o = r * n;
+    for (let s = 0; s < slots; s++) {
+      const c = columns[s * rows + r];
+      if (c < 0) continue;
+      const from = c * n;
+      for (let j = 0; j < n; j++) out[o + j] += table[from + j];
+    }
+  }
+  return tf.tensor2d(out, [rows, n]);
+}
+
+/**
+ * Advances every row one step on inputs [B, inputDim] (dense, or SparseInputs for the same
+ * rows) and returns the new state and the shared head activation z [B, headDim]. The caller
+ * owns and disposes both; the old state is disposed here.
+ */
+export function stepForward(w: Weights, h: Hyperparameters, state: StepState, inputs: tf.Tensor2D | SparseInputs): { state: StepState; z: tf.Tensor2D } {
   const filled = state.filled.map((f) => Math.min(f + 1, h.attentionWindow));
+  const sparse = inputs instanceof tf.Tensor ? undefined : inputs;
+  const B = sparse ? sparse.rows : (inputs as tf.Tensor2D).shape[0];
   const result = tf.tidy(() => {
-    let x = inputs;
+    let x = inputs as tf.Tensor2D;
     const hs: tf.Tensor2D[] = [];
     const cs: tf.Tensor2D[] = [];
     for (let l = 0; l < h.layers; l++) {
-      const xProj = tf.add(tf.matMul(x, w[`lstm${l}/wx`] as tf.Tensor2D), w[`lstm${l}/b`]) as tf.Tensor2D;
+      const product = l === 0 && sparse ? sparseProjection(sparse, 4 * h.hidden) : tf.matMul(x, w[`lstm${l}/wx`] as tf.Tensor2D);
+      const xProj = tf.add(product, w[`lstm${l}/b`]) as tf.Tensor2D;
       const [hn, cn] = lstmCell(xProj, state.h[l], state.c[l], w[`lstm${l}/wh`] as tf.Tensor2D, h.hidden);
       hs.push(hn);
       cs.push(cn);
       x = hn;
     }
-    const B = inputs.shape[0];
     const W = h.attentionWindow;
     const A = h.attentionDim;
-    const shift = (ring: tf.Tensor3D, item: tf.Tensor2D) => tf.concat([ring.slice([0, 1, 0], [B, W - 1, A]), item.reshape([B, 1, A])], 1) as tf.Tensor3D;
+    // Drop the oldest of W slots, append the newest. Done on [B, W*A] views: the 2-D slice is
+    // the patched, copy-only kernel, where a 3-D one reads the whole ring through the host.
+    const shift = (ring: tf.Tensor3D, item: tf.Tensor2D) =>
+      tf.concat([ring.reshape([B, W * A]).slice([0, A], [B, (W - 1) * A]), item], 1).reshape([B, W, A]) as tf.Tensor3D;
     const keys = shift(state.keys, tf.matMul(x, w['attn/wk'] as tf.Tensor2D));
     const values = shift(state.values, tf.matMul(x, w['attn/wv'] as tf.Tensor2D));
     const mask = maskFor(filled, W);

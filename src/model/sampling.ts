@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { HEAD_SIZES, inputWidth, writeInputRow } from './features.ts';
-import { conditionOn, disposeState, headLogits, initialState, stepForward, type Hyperparameters, type StepState, type Weights } from './network.ts';
+import { conditionOn, disposeState, headLogits, initialState, sparseInputTable, stepForward, type Hyperparameters, type SparseInputs, type StepState, type Weights } from './network.ts';
 import { seededRandom, type Random } from './random.ts';
 import { PITCH_MAX, PITCH_MIN, STEPS_PER_BEAT, beatPositions, type NoteToken } from '../tokens/tokenize.ts';
 
@@ -22,30 +22,76 @@ export interface SampleRequest {
 /** Longest primer fed to the model: earlier notes barely affect an LSTM state. */
 export const MAX_PRIMER = 512;
 
+/** Scratch buffers reused across calls (sampling is synchronous and not re-entrant). */
+let scratchProbs = new Float64Array(128);
+let scratchAllowed = new Int32Array(128);
+let scratchOrder = new Int32Array(128);
+
 /**
  * Picks a class from logits with temperature and nucleus (top-p) sampling; `allowed` masks
  * classes out. Temperature 0 is greedy (argmax). Pure apart from the generator it draws from.
+ *
+ * The nucleus is the shortest prefix of the classes sorted by probability (ties: lower index
+ * first) whose mass reaches top-p. Only classes that can be in it are sorted: a class whose
+ * probability is below (sum - cutoff) / n (with a margin far above float64 rounding) has at
+ * least the cutoff's mass ranked before it, so it never is. The choice and the generator's
+ * draws are exactly those of a full sort (tests/sampling-fast.test.ts checks this against the
+ * straightforward version); the sort is what made 16-row batches slow.
  */
 export function sampleNext(logits: ArrayLike<number>, temperature: number, topP: number, rng: Random, allowed?: (index: number) => boolean): number {
   const n = logits.length;
-  const order: number[] = [];
-  for (let i = 0; i < n; i++) if (!allowed || allowed(i)) order.push(i);
-  if (order.length === 0) throw new Error('sampleNext: every class is masked out');
-  if (temperature <= 0) return order.reduce((best, i) => (logits[i] > logits[best] ? i : best), order[0]);
+  if (scratchProbs.length < n) {
+    scratchProbs = new Float64Array(n);
+    scratchAllowed = new Int32Array(n);
+    scratchOrder = new Int32Array(n);
+  }
+  const idx = scratchAllowed;
+  let count = 0;
+  for (let i = 0; i < n; i++) if (!allowed || allowed(i)) idx[count++] = i;
+  if (count === 0) throw new Error('sampleNext: every class is masked out');
+  if (temperature <= 0) {
+    let best = idx[0];
+    for (let k = 1; k < count; k++) if (logits[idx[k]] > logits[best]) best = idx[k];
+    return best;
+  }
   let max = -Infinity;
-  for (const i of order) max = Math.max(max, logits[i] / temperature);
-  const probs = new Float64Array(n);
+  for (let k = 0; k < count; k++) max = Math.max(max, logits[idx[k]] / temperature);
+  const probs = scratchProbs;
   let sum = 0;
-  for (const i of order) {
+  for (let k = 0; k < count; k++) {
+    const i = idx[k];
     probs[i] = Math.exp(logits[i] / temperature - max);
     sum += probs[i];
   }
-  order.sort((a, b) => probs[b] - probs[a] || a - b);
   const cutoff = Math.min(1, topP) * sum;
+  const threshold = (sum - cutoff) / count - 1e-12 * sum;
+  const order = scratchOrder;
+  let m = 0;
+  if (threshold > 0) {
+    for (let k = 0; k < count; k++) if (probs[idx[k]] >= threshold) order[m++] = idx[k];
+  } else {
+    order.set(idx.subarray(0, count));
+    m = count;
+  }
+  // Descending probability, ties by index: a total order, so any sort gives the same result.
+  const before = (a: number, b: number) => probs[a] > probs[b] || (probs[a] === probs[b] && a < b);
+  if (m <= 32) {
+    for (let k = 1; k < m; k++) {
+      const v = order[k];
+      let j = k - 1;
+      while (j >= 0 && before(v, order[j])) {
+        order[j + 1] = order[j];
+        j--;
+      }
+      order[j + 1] = v;
+    }
+  } else {
+    order.subarray(0, m).sort((a, b) => probs[b] - probs[a] || a - b);
+  }
   let kept = 0;
   let mass = 0;
-  for (const i of order) {
-    mass += probs[i];
+  for (let k = 0; k < m; k++) {
+    mass += probs[order[k]];
     kept++;
     if (mass >= cutoff) break;
   }
@@ -71,11 +117,25 @@ function concatStates(states: StepState[]): StepState {
   return joined;
 }
 
-function inputTensor(previous: (NoteToken | undefined)[], positions: number[], composers: number[], composerCount: number): tf.Tensor2D {
+/**
+ * The step's input rows as their active columns (see SparseInputs): the same rows that
+ * writeInputRow writes, without uploading and multiplying the ~98% that are zero.
+ */
+function inputRows(table: Float32Array, previous: readonly (NoteToken | undefined)[], positions: readonly number[], composers: readonly number[], composerCount: number): SparseInputs {
   const D = inputWidth(composerCount);
-  const data = new Float32Array(previous.length * D);
-  previous.forEach((p, r) => writeInputRow(data, r * D, p, positions[r], composers[r]));
-  return tf.tensor2d(data, [previous.length, D]);
+  const B = previous.length;
+  const row = new Float32Array(D);
+  const active: number[][] = previous.map((p, r) => {
+    row.fill(0);
+    writeInputRow(row, 0, p, positions[r], composers[r]);
+    const cols: number[] = [];
+    for (let c = 0; c < D; c++) if (row[c] !== 0) cols.push(c);
+    return cols;
+  });
+  const slots = Math.max(...active.map((a) => a.length));
+  const columns = new Int32Array(slots * B).fill(-1);
+  active.forEach((cols, r) => cols.forEach((c, s) => (columns[s * B + r] = c)));
+  return { table, columns, rows: B, slots };
 }
 
 function oneHot(indices: number[], classes: number): tf.Tensor2D {
@@ -85,17 +145,91 @@ function oneHot(indices: number[], classes: number): tf.Tensor2D {
 }
 
 /** Feeds a primer through one row's state; returns the state after its last note. */
-function prime(w: Weights, h: Hyperparameters, composer: number, composerCount: number, primer: NoteToken[]): StepState {
+function prime(w: Weights, h: Hyperparameters, table: Float32Array, composer: number, composerCount: number, primer: NoteToken[]): StepState {
   let state = initialState(h, 1);
   const positions = beatPositions(primer);
   for (let i = 0; i < primer.length; i++) {
-    const x = inputTensor([i === 0 ? undefined : primer[i - 1]], [i === 0 ? 0 : positions[i - 1]], [composer], composerCount);
+    const x = inputRows(table, [i === 0 ? undefined : primer[i - 1]], [i === 0 ? 0 : positions[i - 1]], [composer], composerCount);
     const step = stepForward(w, h, state, x);
-    x.dispose();
     step.z.dispose();
     state = step.state;
   }
   return state;
+}
+
+/**
+ * Samples one note per row from the shared head activation z [B, headDim]: dt, then pitch
+ * conditioned on it, then duration and velocity conditioned on both. `previous` is each row's
+ * last note (chord-order masks). z stays the caller's; everything else made here is freed.
+ * Used by stateful decoding and by whole-window re-feed (src/model/refeed.ts) alike.
+ */
+export function sampleNotes(w: Weights, z: tf.Tensor2D, requests: readonly SampleRequest[], previous: readonly (NoteToken | undefined)[], rngs: readonly Random[]): NoteToken[] {
+  const [DT, PITCH, DUR, VEL] = HEAD_SIZES;
+  const dtLogits = headLogits(w, z, 'dt');
+  const dtValues = dtLogits.dataSync();
+  dtLogits.dispose();
+  const dts = requests.map((req, r) => {
+    const prev = previous[r];
+    // A chord is ordered low to high: nothing can follow the top key at the same onset.
+    const blockChord = prev !== undefined && prev.pitch >= PITCH_MAX;
+    return sampleNext(dtValues.subarray(r * DT, (r + 1) * DT), req.temperature, req.topP, rngs[r], blockChord ? (i) => i > 0 : undefined);
+  });
+  const dtHot = oneHot(dts, DT);
+  const z2 = conditionOn(w, z, 'dt', dtHot);
+  dtHot.dispose();
+  const pitchLogits = headLogits(w, z2, 'pitch');
+  const pitchValues = pitchLogits.dataSync();
+  pitchLogits.dispose();
+  const pitches = requests.map((req, r) => {
+    const prev = previous[r];
+    const floor = dts[r] === 0 && prev !== undefined ? prev.pitch - PITCH_MIN : -1;
+    return sampleNext(pitchValues.subarray(r * PITCH, (r + 1) * PITCH), req.temperature, req.topP, rngs[r], floor >= 0 ? (i) => i > floor : undefined);
+  });
+  const pitchHot = oneHot(pitches, PITCH);
+  const z3 = conditionOn(w, z2, 'pitch', pitchHot);
+  tf.dispose([pitchHot, z2]);
+  const durLogits = headLogits(w, z3, 'dur');
+  const velLogits = headLogits(w, z3, 'vel');
+  z3.dispose();
+  const durValues = durLogits.dataSync();
+  const velValues = velLogits.dataSync();
+  tf.dispose([durLogits, velLogits]);
+  return requests.map((req, r) => ({
+    dt: dts[r],
+    pitch: pitches[r] + PITCH_MIN,
+    dur: sampleNext(durValues.subarray(r * DUR, (r + 1) * DUR), req.temperature, req.topP, rngs[r]) + 1,
+    vel: sampleNext(velValues.subarray(r * VEL, (r + 1) * VEL), req.temperature, req.topP, rngs[r]),
+  }));
+}
+
+/** Per-row bookkeeping shared by the stateful and the re-feed decoders. */
+export interface DecodeRows {
+  rngs: Random[];
+  /** Each row's last note (the primer's last, or undefined at the start of a piece). */
+  previous: (NoteToken | undefined)[];
+  /** Onset of each row's last note, in grid steps (its beat position is onset % STEPS_PER_BEAT). */
+  onset: number[];
+  outputs: NoteToken[][];
+}
+
+export function startRows(requests: readonly SampleRequest[]): DecodeRows {
+  const primers = requests.map((r) => (r.primer ?? []).slice(-MAX_PRIMER));
+  return {
+    rngs: requests.map((r) => seededRandom(r.randomSeed)),
+    previous: primers.map((p) => p[p.length - 1]),
+    onset: primers.map((p) => (p.length ? beatPositions(p)[p.length - 1] : 0)),
+    outputs: requests.map(() => []),
+  };
+}
+
+/** Records one sampled note per row (rows past their length keep running but write nothing). */
+export function advanceRows(rows: DecodeRows, requests: readonly SampleRequest[], tokens: readonly NoteToken[]): void {
+  requests.forEach((req, r) => {
+    const token = tokens[r];
+    if (rows.outputs[r].length < req.notes) rows.outputs[r].push(token);
+    if (rows.previous[r] !== undefined || rows.outputs[r].length > 1) rows.onset[r] += token.dt;
+    rows.previous[r] = token;
+  });
 }
 
 /**
@@ -104,72 +238,28 @@ function prime(w: Weights, h: Hyperparameters, composer: number, composerCount: 
  */
 export function generateTokens(w: Weights, h: Hyperparameters, composerCount: number, requests: SampleRequest[]): NoteToken[][] {
   if (requests.length === 0) return [];
-  const B = requests.length;
-  const rngs = requests.map((r) => seededRandom(r.randomSeed));
+  const rows = startRows(requests);
   const primers = requests.map((r) => (r.primer ?? []).slice(-MAX_PRIMER));
-  let state = concatStates(primers.map((p, r) => (p.length > 0 ? prime(w, h, requests[r].composer, composerCount, p) : initialState(h, 1))));
-  const previous: (NoteToken | undefined)[] = primers.map((p) => p[p.length - 1]);
-  const onset = primers.map((p) => {
-    const pos = beatPositions(p);
-    return p.length ? pos[p.length - 1] : 0;
-  });
+  const table = sparseInputTable(w);
+  let state: StepState | undefined;
   const composers = requests.map((r) => r.composer);
-  const outputs: NoteToken[][] = requests.map(() => []);
   const total = Math.max(...requests.map((r) => r.notes));
-  const [DT, PITCH] = HEAD_SIZES;
   try {
+    state = concatStates(primers.map((p, r) => (p.length > 0 ? prime(w, h, table, requests[r].composer, composerCount, p) : initialState(h, 1))));
     for (let step = 0; step < total; step++) {
-      const x = inputTensor(previous, onset.map((o) => o % STEPS_PER_BEAT), composers, composerCount);
+      const x = inputRows(table, rows.previous, rows.onset.map((o) => o % STEPS_PER_BEAT), composers, composerCount);
       const next = stepForward(w, h, state, x);
-      x.dispose();
       state = next.state;
-      const z = next.z;
-      const dtLogits = headLogits(w, z, 'dt');
-      const dtValues = dtLogits.dataSync();
-      dtLogits.dispose();
-      const dts = requests.map((req, r) => {
-        const prev = previous[r];
-        // A chord is ordered low to high: nothing can follow the top key at the same onset.
-        const blockChord = prev !== undefined && prev.pitch >= PITCH_MAX;
-        return sampleNext(dtValues.subarray(r * DT, (r + 1) * DT), req.temperature, req.topP, rngs[r], blockChord ? (i) => i > 0 : undefined);
-      });
-      const dtHot = oneHot(dts, DT);
-      const z2 = conditionOn(w, z, 'dt', dtHot);
-      dtHot.dispose();
-      z.dispose();
-      const pitchLogits = headLogits(w, z2, 'pitch');
-      const pitchValues = pitchLogits.dataSync();
-      pitchLogits.dispose();
-      const pitches = requests.map((req, r) => {
-        const prev = previous[r];
-        const floor = dts[r] === 0 && prev !== undefined ? prev.pitch - PITCH_MIN : -1;
-        return sampleNext(pitchValues.subarray(r * PITCH, (r + 1) * PITCH), req.temperature, req.topP, rngs[r], floor >= 0 ? (i) => i > floor : undefined);
-      });
-      const pitchHot = oneHot(pitches, PITCH);
-      const z3 = conditionOn(w, z2, 'pitch', pitchHot);
-      pitchHot.dispose();
-      z2.dispose();
-      const durLogits = headLogits(w, z3, 'dur');
-      const velLogits = headLogits(w, z3, 'vel');
-      z3.dispose();
-      const durValues = durLogits.dataSync();
-      const velValues = velLogits.dataSync();
-      tf.dispose([durLogits, velLogits]);
-      const [, , DUR, VEL] = HEAD_SIZES;
-      requests.forEach((req, r) => {
-        const token: NoteToken = {
-          dt: dts[r],
-          pitch: pitches[r] + PITCH_MIN,
-          dur: sampleNext(durValues.subarray(r * DUR, (r + 1) * DUR), req.temperature, req.topP, rngs[r]) + 1,
-          vel: sampleNext(velValues.subarray(r * VEL, (r + 1) * VEL), req.temperature, req.topP, rngs[r]),
-        };
-        if (outputs[r].length < req.notes) outputs[r].push(token);
-        if (previous[r] !== undefined || outputs[r].length > 1) onset[r] += token.dt;
-        previous[r] = token;
-      });
+      let tokens: NoteToken[];
+      try {
+        tokens = sampleNotes(w, next.z, requests, rows.previous, rows.rngs);
+      } finally {
+        next.z.dispose();
+      }
+      advanceRows(rows, requests, tokens);
     }
   } finally {
-    disposeState(state);
+    if (state) disposeState(state);
   }
-  return outputs;
+  return rows.outputs;
 }
