@@ -255,7 +255,7 @@ function progressLine(epoch: number, epochs: number, i: number, n: number, loss:
 }
 
 /** One Adam step on the clipped gradients; returns the batch loss. */
-function trainStep(optimizer: tf.AdamOptimizer, weights: Weights, names: string[], h: Hyperparameters, batch: ReturnType<typeof buildBatch>, clipNorm: number): number {
+export function trainStep(optimizer: tf.AdamOptimizer, weights: Weights, names: string[], h: Hyperparameters, batch: ReturnType<typeof buildBatch>, clipNorm: number): number {
   const rows = batch.batch * batch.steps;
   // Padding rows have zero targets; scale the mean so it is per real note.
   const scale = rows / Math.max(1, batch.realTargets);

@@ -1,0 +1,326 @@
+/**
+ * `nocturne bench` (`npm run bench [-- --json]`): the engine's performance figures against the
+ * targets of the engine issue, measured in one process with warm-up runs and medians.
+ *
+ *   generation   500 notes stateful, batch 1 and batch 16
+ *   re-feed      whole-window re-feed vs stateful stepping, per note, same run
+ *   training     many-to-many tokens/s (fit.ts's step) vs the study's many-to-one
+ *   matmul       the backend's own tf.matMul GFLOP/s, and training's useful FLOP rate as a share
+ *   compose      Engine.compose chopin 500 → OGG, end to end
+ *   memory       peak RSS of the process
+ *   chat         src/bench/chatLoad.ts's figures, when that module exists
+ *
+ * Progress goes to stderr; stdout gets the table, or one JSON object with --json.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { UsageError, intOption, parseBackend } from '../cli/options.ts';
+import { initBackend } from '../model/backend.ts';
+import { inputWidth } from '../model/features.ts';
+import { DATA_ATTRIBUTION, loadModelFolder, saveModelFolder, type ModelSpec } from '../model/folder.ts';
+import { DEFAULT_HYPERPARAMETERS, createWeights, type Hyperparameters, type Weights } from '../model/network.ts';
+import { generateTokens } from '../model/sampling.ts';
+import { listCorpus, loadCorpus, type CorpusPiece } from '../train/corpus.ts';
+import { tokenSchemeSpec, type NoteToken } from '../tokens/tokenize.ts';
+import { benchCompose } from './compose.ts';
+import { benchGeneration, benchRefeed, type GenerationModel } from './generation.ts';
+import { benchMatmul } from './matmul.ts';
+import { REQUIRED_FIELDS, checkTargets, formatTable, type Figures } from './report.ts';
+import { round } from './stats.ts';
+import { benchManyToMany, benchManyToOne } from './training.ts';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const DEFAULT_MODEL = join(ROOT, 'models/default');
+const DEFAULT_DATA = resolve(ROOT, '../shared/datasets/piano-midi-de');
+const SECTIONS = ['matmul', 'gen', 'refeed', 'train', 'compose', 'chat'] as const;
+type Section = (typeof SECTIONS)[number];
+
+export const BENCH_USAGE = `usage: nocturne bench [--json] [--quick] [options]
+  --json              print one JSON object (progress still goes to stderr)
+  --quick             fewer repetitions and notes: a smoke test, not numbers to quote
+  --model DIR         model folder (default models/default; random weights of the default
+                      shape when it is missing)
+  --data DIR          piano MIDI for the training figures (default ../shared/datasets/piano-midi-de)
+  --only LIST         run only these sections: ${SECTIONS.join(',')}
+  --users N           simulated chat users for the chat-load figure (default 8)
+  --backend B         auto | tensorflow | wasm | cpu
+
+Targets (2-core machine, wasm): 500 notes ≤ 300 ms; batch 16 ≤ 3× batch 1; stateful ≥ 30×
+faster than re-feed; training ≥ 50% of the matmul rate; compose chopin 500 → OGG ≤ 3 s.`;
+
+interface Plan {
+  quick: boolean;
+  genWarmup: number;
+  genReps: number;
+  refeedNotes: number;
+  refeedReps: number;
+  trainWarmup: number;
+  trainReps: number;
+  corpusFiles: number;
+  matmulReps: number;
+  composeReps: number;
+}
+
+const PLANS: Record<'full' | 'quick', Plan> = {
+  full: { quick: false, genWarmup: 1, genReps: 5, refeedNotes: 60, refeedReps: 3, trainWarmup: 1, trainReps: 3, corpusFiles: 48, matmulReps: 7, composeReps: 3 },
+  quick: { quick: true, genWarmup: 1, genReps: 1, refeedNotes: 8, refeedReps: 1, trainWarmup: 1, trainReps: 1, corpusFiles: 16, matmulReps: 2, composeReps: 1 },
+};
+
+interface BenchModel {
+  spec: Pick<ModelSpec, 'version' | 'composers' | 'hyperparameters'>;
+  dir: string;
+  randomWeights: boolean;
+}
+
+/** Composer folder names of the dataset, or a fixed list when it is absent. */
+function datasetComposers(dataDir: string): string[] {
+  try {
+    return [...new Set(listCorpus(dataDir).map((e) => e.composer))];
+  } catch {
+    return ['Bach', 'Beethoven', 'Chopin', 'Mozart', 'Schubert'];
+  }
+}
+
+/** models/default when it loads, else a folder of random weights of the default shape. */
+async function resolveModel(modelDir: string, dataDir: string, tempDir: string, notes: string[], log: (l: string) => void): Promise<BenchModel> {
+  if (existsSync(join(modelDir, 'model.json'))) {
+    try {
+      const { spec, weights } = await loadModelFolder(modelDir);
+      tf.dispose(Object.values(weights));
+      return { spec, dir: modelDir, randomWeights: false };
+    } catch (e) {
+      notes.push(`${modelDir} did not load (${(e as Error).message}); benched random weights instead`);
+    }
+  } else {
+    notes.push(`${modelDir} is missing: benched random weights of the default shape (speed does not depend on the values)`);
+  }
+  const names = datasetComposers(dataDir);
+  const h: Hyperparameters = { ...DEFAULT_HYPERPARAMETERS };
+  const width = inputWidth(names.length);
+  const weights = createWeights(h, width, 1);
+  const dir = join(tempDir, 'random-model');
+  log(`model: random weights, ${names.length} composers → ${dir}`);
+  try {
+    const spec = await saveModelFolder(
+      dir,
+      {
+        version: 'random-weights',
+        arch: 'lstm-attention',
+        tokens: tokenSchemeSpec(),
+        inputWidth: width,
+        hyperparameters: h,
+        composers: names.map((name) => ({ name, pieces: 1, tempoBpm: 100 })),
+        data: { hash: 'none', source: 'bench', pieces: 0, notes: 0, validationPieces: [], attribution: DATA_ATTRIBUTION },
+        training: {},
+        metrics: {},
+      },
+      weights,
+    );
+    return { spec, dir, randomWeights: true };
+  } finally {
+    tf.dispose(Object.values(weights));
+  }
+}
+
+/** Every k-th file of the corpus, so that the sample spans composers. */
+async function sampleCorpus(dataDir: string, files: number, log: (l: string) => void): Promise<CorpusPiece[]> {
+  const entries = listCorpus(dataDir);
+  const step = Math.max(1, Math.floor(entries.length / files));
+  const picked = entries.filter((_, i) => i % step === 0).slice(0, files);
+  log(`data: reading ${picked.length} of ${entries.length} files from ${dataDir}`);
+  return loadCorpus(picked);
+}
+
+function machineLine(): string {
+  const c = cpus();
+  return `${c.length} × ${c[0]?.model?.trim() ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.versions.node}`;
+}
+
+/** `out` receives what goes to stdout (the table or the JSON); tests pass their own. */
+export async function runBench(argv: string[], log: (line: string) => void, out: (text: string) => void = (t) => void process.stdout.write(t)): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      json: { type: 'boolean' },
+      quick: { type: 'boolean' },
+      model: { type: 'string' },
+      data: { type: 'string' },
+      only: { type: 'string' },
+      users: { type: 'string' },
+      backend: { type: 'string' },
+    },
+  });
+  if (positionals.length) throw new UsageError(`unexpected arguments: ${positionals.join(' ')}`, BENCH_USAGE);
+  const backendChoice = parseBackend(values.backend);
+  const users = intOption('--users', values.users, 8, 1, 1000);
+  const only = values.only?.split(',').map((s) => s.trim()).filter(Boolean);
+  const unknown = only?.filter((s) => !(SECTIONS as readonly string[]).includes(s));
+  if (unknown?.length) throw new UsageError(`--only: unknown section ${unknown.join(', ')} (sections: ${SECTIONS.join(', ')})`, BENCH_USAGE);
+  const runs = (s: Section) => !only || only.includes(s);
+  const plan = values.quick ? PLANS.quick : PLANS.full;
+  const modelDir = resolve(values.model ?? DEFAULT_MODEL);
+  const dataDir = resolve(values.data ?? DEFAULT_DATA);
+
+  const started = performance.now();
+  const load = loadavg()[0];
+  const notes: string[] = [];
+  const errors: string[] = [];
+  if (load > 0.5) notes.push(`the machine was busy when the bench started (load average ${load.toFixed(2)} on ${cpus().length} cores): absolute timings are pessimistic, ratios less affected`);
+  const backend = await initBackend(backendChoice, log);
+  const tempDir = await mkdtemp(join(tmpdir(), 'nocturne-bench-'));
+  const f: Figures = {};
+  try {
+    const model = await resolveModel(modelDir, dataDir, tempDir, notes, log);
+    const h = model.spec.hyperparameters;
+    const composerNames = model.spec.composers.map((c) => c.name);
+    const chopin = Math.max(0, composerNames.findIndex((n) => n.toLowerCase() === 'chopin'));
+    Object.assign(f, {
+      backend: `${backend}${backend === 'wasm' ? `, SIMD ${(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')) ? 'on' : 'off'}, 1 thread` : ''}`,
+      tfjs: tf.version_core,
+      machine: machineLine(),
+      model_version: model.spec.version,
+      model_dir: model.randomWeights ? 'random weights (default shape)' : model.dir,
+      random_weights: model.randomWeights,
+      hyperparameters: { ...h },
+      date: new Date().toISOString(),
+      quick: plan.quick,
+      load_avg_1m_at_start: round(load, 2),
+    });
+
+    const section = async (name: Section, body: () => Promise<void>) => {
+      if (!runs(name)) return;
+      try {
+        await body();
+      } catch (e) {
+        if (process.env.NOCTURNE_DEBUG === '1') console.error(e);
+        errors.push(`${name}: ${(e as Error).message}`);
+        log(`bench ${name} failed: ${(e as Error).message}`);
+      }
+    };
+
+    await section('matmul', async () => {
+      log('matmul: tf.matMul 1024×1024 · 1024×1024');
+      const m = await benchMatmul(1024, 1024, 1024, plan.matmulReps);
+      f.matmul_gflops = round(m.gflops);
+      f.matmul_shape = m.shape;
+      f.matmul_ms = round(m.medianMs);
+    });
+
+    let weights: Weights | undefined;
+    const genModel = async (): Promise<GenerationModel> => {
+      weights ??= (await loadModelFolder(model.dir)).weights;
+      return { weights, h, composerCount: composerNames.length, composer: chopin };
+    };
+    let corpus: CorpusPiece[] | undefined;
+    const pieces = async () => (corpus ??= await sampleCorpus(dataDir, plan.corpusFiles, log));
+
+    await section('gen', async () => {
+      const g = await benchGeneration(await genModel(), { notes: 500, warmup: plan.genWarmup, reps: plan.genReps, log });
+      f.gen500_ms_batch1 = round(g.batch1.medianMs);
+      f.gen500_ms_batch16 = round(g.batch16.medianMs);
+      f.gen_batch16_over_batch1 = round(g.batch16.medianMs / g.batch1.medianMs);
+      f.gen500_ms_per_row_batch16 = round(g.batch16.medianMs / 16);
+      f.gen500_runs_ms_batch1 = g.batch1.runs.map((r) => round(r));
+      f.gen500_runs_ms_batch16 = g.batch16.runs.map((r) => round(r));
+    });
+
+    await section('refeed', async () => {
+      const m = await genModel();
+      // A real piece's opening as the primer, so that every re-feed step runs a full window.
+      let primer: NoteToken[] | undefined;
+      try {
+        primer = (await pieces()).find((p) => p.composer.toLowerCase() === 'chopin' && p.tokens.length >= h.window)?.tokens.slice(0, h.window);
+      } catch {
+        primer = undefined;
+      }
+      primer ??= generateTokens(m.weights, h, m.composerCount, [{ composer: m.composer, notes: h.window, temperature: 1, topP: 0.95, randomSeed: 3 }])[0];
+      const r = await benchRefeed(m, primer, { notes: plan.refeedNotes, statefulNotes: plan.quick ? 50 : 200, reps: plan.refeedReps, log });
+      f.refeed_ms_per_note = round(r.refeedMsPerNote);
+      f.stateful_ms_per_note = round(r.statefulMsPerNote);
+      f.refeed_over_stateful = round(r.refeedMsPerNote / r.statefulMsPerNote);
+      f.refeed_notes = r.notes;
+      f.refeed_window = r.window;
+    });
+    if (typeof f.stateful_ms_per_note !== 'number' && typeof f.gen500_ms_batch1 === 'number') f.stateful_ms_per_note = round(f.gen500_ms_batch1 / 500);
+    if (weights) tf.dispose(Object.values(weights));
+
+    await section('train', async () => {
+      const p = await pieces();
+      const trainable = (await loadModelFolder(model.dir, true)).weights;
+      try {
+        const input = {
+          weights: trainable,
+          h,
+          pieces: p,
+          composerIndex: new Map(composerNames.map((n, i) => [n, i])),
+          composers: composerNames.length,
+          batchSize: 32,
+          m2oWindow: 100,
+          warmup: plan.trainWarmup,
+          reps: plan.trainReps,
+          log,
+        };
+        const m2m = benchManyToMany(input);
+        f.train_tokens_per_s = round(m2m.targetsPerSecond);
+        f.train_step_ms = round(m2m.stepMs);
+        f.train_batch = input.batchSize;
+        f.train_window = m2m.window;
+        f.train_gflop_per_step = round(m2m.flopsPerStep / 1e9);
+        const trainGflops = m2m.flopsPerStep / (m2m.stepMs * 1e6);
+        f.train_gflops = round(trainGflops);
+        if (typeof f.matmul_gflops === 'number') f.train_share_of_matmul = round(trainGflops / f.matmul_gflops);
+        const m2o = benchManyToOne(input);
+        f.m2o_targets_per_s = round(m2o.targetsPerSecond);
+        f.m2o_step_ms = round(m2o.stepMs);
+        f.m2o_window = m2o.window;
+        f.m2o_attention_window = m2o.attentionWindow;
+        f.m2m_over_m2o = round(m2m.targetsPerSecond / m2o.targetsPerSecond);
+      } finally {
+        tf.dispose(Object.values(trainable));
+      }
+    });
+
+    await section('compose', async () => {
+      const c = await benchCompose(model.dir, { composer: composerNames[chopin], notes: 500, reps: plan.composeReps, log });
+      f.compose_ogg_s = round(c.seconds);
+      f.compose_ogg_first_s = round(c.firstSeconds);
+      f.compose_ogg_sampling_s = round(c.samplingSeconds);
+      f.engine_open_s = round(c.openSeconds);
+      f.compose_ogg_bytes = c.oggBytes;
+      f.compose_music_s = round(c.musicSeconds);
+    });
+
+    await section('chat', async () => {
+      const path = fileURLToPath(new URL('./chatLoad.ts', import.meta.url));
+      if (!existsSync(path)) {
+        notes.push('chat load: src/bench/chatLoad.ts is not there yet, skipped');
+        return;
+      }
+      const m = (await import(path)) as { benchChatLoad?: (o: { users: number; modelDir: string }) => Promise<Record<string, unknown>> };
+      if (typeof m.benchChatLoad !== 'function') {
+        notes.push('chat load: src/bench/chatLoad.ts does not export benchChatLoad, skipped');
+        return;
+      }
+      log(`chat load: ${users} users`);
+      const result = await m.benchChatLoad({ users, modelDir: model.dir });
+      for (const [k, v] of Object.entries(result ?? {})) if (!(k in f)) f[k] = v as Figures[string];
+    });
+  } finally {
+    await rm(tempDir, { recursive: true, force: true });
+  }
+  f.peak_rss_mb = round(process.resourceUsage().maxRSS / 1024);
+  f.bench_seconds = round((performance.now() - started) / 1000);
+  f.notes = notes;
+  if (errors.length) f.errors = errors;
+  for (const k of REQUIRED_FIELDS) f[k] ??= null;
+  f.checks = checkTargets(f) as unknown as Figures[string];
+  if (values.json) out(`${JSON.stringify(f, null, 2)}\n`);
+  else out(`${formatTable(f)}\n${errors.map((e) => `error: ${e}\n`).join('')}`);
+  return errors.length ? 1 : 0;
+}
