@@ -1,0 +1,175 @@
+/**
+ * Settings of the community loop (contributions, drift, retraining), read from the environment
+ * once at start and validated together: a bad setting is refused with one message that names
+ * every problem, never discovered later in the middle of a retraining run.
+ *
+ * The result is a plain JSON object, so it travels unchanged to the retraining child process.
+ */
+import { resolve } from 'node:path';
+import cron from 'node-cron';
+
+export interface RetrainSettings {
+  /** node-cron expression for scheduled runs, or null when the schedule is off. */
+  schedule: string | null;
+  /** IANA time zone the schedule is read in. */
+  timezone: string;
+  /** Maximum epochs of one run (early stopping may end sooner). */
+  epochs: number;
+  /** Stop after the epoch that passes this many minutes. */
+  maxMinutes: number;
+  /** Adam learning rate when fine-tuning the serving model. */
+  learningRate: number;
+  /** Adam learning rate when training from scratch. */
+  scratchLearningRate: number;
+  /** Chunks per training batch. */
+  batchSize: number;
+  /** Train from fresh weights instead of fine-tuning the serving model. */
+  fromScratch: boolean;
+  /** A lock whose owner has not been heard from for this long is taken over. */
+  staleLockMinutes: number;
+}
+
+export interface GateSettings {
+  /** Promote only if candidate NLL ≤ serving NLL + this (nats per note). */
+  nllTolerance: number;
+  /** Generated outputs pass if their similarity ≥ min(driftThreshold, serving's − this). */
+  driftTolerance: number;
+  /** Pieces generated per model for the output drift check. */
+  samples: number;
+  /** Notes per generated piece. */
+  sampleNotes: number;
+}
+
+export interface CommunityConfig {
+  /** Where contributions, model versions, the store and caches live. */
+  dataDir: string;
+  /** The training corpus (piano-midi.de layout or <Composer>/*.mid). */
+  datasetDir: string;
+  /** The shipped model that seeds the registry as its first version. */
+  initialModelDir: string;
+  /** Contributions one user may make in 24 hours. */
+  contributionsPerDay: number;
+  /** A new composer label gets its own slot once this many accepted pieces carry it. */
+  newLabelMinPieces: number;
+  /** Share of contributions held back for validation (decided once per contribution). */
+  holdoutFraction: number;
+  /** Similarity below which a contribution is flagged for a moderator. */
+  driftThreshold: number;
+  /** How many recent generated outputs are pooled for the output drift number. */
+  driftRecentOutputs: number;
+  retrain: RetrainSettings;
+  gate: GateSettings;
+}
+
+/** Every setting the loop reads, with its default, for docs and `.env.example`. */
+export const COMMUNITY_ENV_DEFAULTS = {
+  DATA_DIR: './data',
+  DATASET_DIR: '../shared/datasets/piano-midi-de',
+  MODEL_DIR: 'models/default',
+  CONTRIBUTIONS_PER_DAY: '10',
+  NEW_LABEL_MIN_PIECES: '3',
+  CONTRIBUTION_HOLDOUT: '0.1',
+  DRIFT_THRESHOLD: '0.35',
+  DRIFT_RECENT_OUTPUTS: '20',
+  RETRAIN_SCHEDULE: '0 4 * * 0',
+  RETRAIN_TIMEZONE: 'UTC',
+  RETRAIN_EPOCHS: '3',
+  RETRAIN_MAX_MINUTES: '60',
+  RETRAIN_LEARNING_RATE: '0.001',
+  RETRAIN_SCRATCH_LEARNING_RATE: '0.003',
+  RETRAIN_BATCH: '32',
+  RETRAIN_FROM_SCRATCH: 'false',
+  RETRAIN_STALE_LOCK_MINUTES: '',
+  GATE_NLL_TOLERANCE: '0.02',
+  GATE_DRIFT_TOLERANCE: '0.05',
+  GATE_SAMPLES: '4',
+  GATE_SAMPLE_NOTES: '250',
+} as const;
+
+export type CommunityEnvName = keyof typeof COMMUNITY_ENV_DEFAULTS;
+
+/** One or more bad settings; the message lists them all on one line. */
+export class CommunityConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`community settings: ${problems.join('; ')}`);
+    this.name = 'CommunityConfigError';
+  }
+}
+
+function isTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Reads and validates the settings from `env` (process.env by default); relative paths are
+ * resolved against `cwd`. Throws CommunityConfigError listing every problem.
+ */
+export function communityConfigFromEnv(env: Record<string, string | undefined> = process.env, cwd = process.cwd()): CommunityConfig {
+  const problems: string[] = [];
+  const raw = (name: CommunityEnvName): string => {
+    const v = env[name];
+    return v === undefined || v.trim() === '' ? COMMUNITY_ENV_DEFAULTS[name] : v.trim();
+  };
+  const number = (name: CommunityEnvName, min: number, max: number, integer = false): number => {
+    const text = raw(name);
+    const v = Number(text);
+    if (!Number.isFinite(v)) problems.push(`${name} must be a number, got ${JSON.stringify(text)}`);
+    else if (integer && !Number.isInteger(v)) problems.push(`${name} must be a whole number, got ${text}`);
+    else if (v < min || v > max) problems.push(`${name} must be between ${min} and ${max}, got ${text}`);
+    else return v;
+    return Number(COMMUNITY_ENV_DEFAULTS[name]) || min;
+  };
+  const flag = (name: CommunityEnvName): boolean => {
+    const text = raw(name).toLowerCase();
+    if (['1', 'true', 'yes', 'on'].includes(text)) return true;
+    if (['0', 'false', 'no', 'off'].includes(text)) return false;
+    problems.push(`${name} must be true or false, got ${JSON.stringify(raw(name))}`);
+    return false;
+  };
+
+  const scheduleText = raw('RETRAIN_SCHEDULE');
+  let schedule: string | null = scheduleText;
+  if (['off', 'none', 'false', '0'].includes(scheduleText.toLowerCase())) schedule = null;
+  else if (!cron.validate(scheduleText)) problems.push(`RETRAIN_SCHEDULE must be a cron expression (e.g. "0 4 * * 0", Sundays 04:00) or "off", got ${JSON.stringify(scheduleText)}`);
+  const timezone = raw('RETRAIN_TIMEZONE');
+  if (!isTimeZone(timezone)) problems.push(`RETRAIN_TIMEZONE must be an IANA time zone such as Europe/Berlin, got ${JSON.stringify(timezone)}`);
+
+  const maxMinutes = number('RETRAIN_MAX_MINUTES', 0.01, 7 * 24 * 60);
+  const staleText = raw('RETRAIN_STALE_LOCK_MINUTES');
+  const staleLockMinutes = staleText === '' ? maxMinutes + 60 : number('RETRAIN_STALE_LOCK_MINUTES', 1, 30 * 24 * 60);
+
+  const config: CommunityConfig = {
+    dataDir: resolve(cwd, raw('DATA_DIR')),
+    datasetDir: resolve(cwd, raw('DATASET_DIR')),
+    initialModelDir: resolve(cwd, raw('MODEL_DIR')),
+    contributionsPerDay: number('CONTRIBUTIONS_PER_DAY', 0, 100_000, true),
+    newLabelMinPieces: number('NEW_LABEL_MIN_PIECES', 1, 100_000, true),
+    holdoutFraction: number('CONTRIBUTION_HOLDOUT', 0, 0.5),
+    driftThreshold: number('DRIFT_THRESHOLD', 0, 1),
+    driftRecentOutputs: number('DRIFT_RECENT_OUTPUTS', 1, 10_000, true),
+    retrain: {
+      schedule,
+      timezone,
+      epochs: number('RETRAIN_EPOCHS', 1, 1000, true),
+      maxMinutes,
+      learningRate: number('RETRAIN_LEARNING_RATE', 1e-6, 1),
+      scratchLearningRate: number('RETRAIN_SCRATCH_LEARNING_RATE', 1e-6, 1),
+      batchSize: number('RETRAIN_BATCH', 1, 1024, true),
+      fromScratch: flag('RETRAIN_FROM_SCRATCH'),
+      staleLockMinutes,
+    },
+    gate: {
+      nllTolerance: number('GATE_NLL_TOLERANCE', 0, 10),
+      driftTolerance: number('GATE_DRIFT_TOLERANCE', 0, 1),
+      samples: number('GATE_SAMPLES', 1, 64, true),
+      sampleNotes: number('GATE_SAMPLE_NOTES', 16, 2000, true),
+    },
+  };
+  if (problems.length) throw new CommunityConfigError(problems);
+  return config;
+}

@@ -1,0 +1,40 @@
+/**
+ * Entry of the retraining child process (started by retrainProcess.ts with `node --import tsx`
+ * and an IPC channel). argv: the validated config and the request, as JSON. It runs
+ * runRetraining, sends progress and the outcome to the parent, and exits. Training is CPU-bound
+ * and synchronous, so doing it here keeps the bot's own process free to answer /compose.
+ */
+import { initBackend } from '../model/backend.ts';
+import type { CommunityConfig } from './config.ts';
+import { runRetraining, type RetrainOutcome, type RetrainProgress, type RetrainRequest } from './retrain.ts';
+
+export type FromRetrainWorker = { type: 'progress'; progress: RetrainProgress } | { type: 'outcome'; outcome: RetrainOutcome };
+
+function send(message: FromRetrainWorker): Promise<void> {
+  return new Promise((resolve) => {
+    if (!process.send || !process.connected) return resolve();
+    process.send(message, undefined, {}, () => resolve());
+  });
+}
+
+async function main(): Promise<number> {
+  const [configJson, requestJson] = process.argv.slice(2);
+  if (!configJson || !requestJson) {
+    console.error('usage: retrainWorker.ts CONFIG_JSON REQUEST_JSON (started by retrainProcess.ts)');
+    return 2;
+  }
+  const config = JSON.parse(configJson) as CommunityConfig;
+  const request = JSON.parse(requestJson) as RetrainRequest;
+  await initBackend('auto', (line) => console.error(line));
+  const outcome = await runRetraining(config, request, (progress) => void send({ type: 'progress', progress }));
+  await send({ type: 'outcome', outcome });
+  return outcome.status === 'failed' ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    console.error(`retraining worker: ${(e as Error).message ?? String(e)}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,47 @@
+/**
+ * The retraining schedule: a node-cron task (RETRAIN_SCHEDULE, RETRAIN_TIMEZONE, noOverlap) that
+ * calls the same retrain function a moderator's command calls. A class for the task's lifecycle.
+ * The task is created stopped; start() arms it. Tests drive it with `task.execute()`.
+ */
+import cron, { type ScheduledTask } from 'node-cron';
+
+export class RetrainSchedule {
+  readonly task: ScheduledTask;
+
+  constructor(
+    readonly expression: string,
+    readonly timezone: string,
+    run: () => Promise<unknown>,
+    log: (line: string) => void = () => {},
+  ) {
+    if (!cron.validate(expression)) throw new Error(`retraining schedule: ${JSON.stringify(expression)} is not a cron expression`);
+    this.task = cron.createTask(
+      expression,
+      async () => {
+        try {
+          await run();
+        } catch (e) {
+          log(`scheduled retraining failed: ${(e as Error).message}`);
+        }
+      },
+      { name: 'nocturne-retrain', timezone, noOverlap: true },
+    );
+  }
+
+  async start(): Promise<void> {
+    await this.task.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.task.stop();
+  }
+
+  /** When the next scheduled run is due (null when stopped and nothing is due). */
+  nextRun(): Date | null {
+    return this.task.getNextRun();
+  }
+
+  async destroy(): Promise<void> {
+    await this.task.destroy();
+  }
+}
