@@ -1,0 +1,335 @@
+/**
+ * A local stand-in for Discord, enough for the real discord.js 14 client: the REST API under
+ * /api (gateway discovery, command registration, interaction callbacks, webhook edits and
+ * follow-ups, channel messages), the gateway over `ws` (HELLO, heartbeat ACK, READY after
+ * IDENTIFY, INTERACTION_CREATE dispatches) and a CDN for attachments. Every REST call is recorded
+ * (multipart bodies parsed into payload_json and files) for the tests to inspect.
+ * Listens on 127.0.0.1 only, on a free port.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { EventEmitter } from 'node:events';
+import { WebSocketServer, type WebSocket } from 'ws';
+
+export interface RecordedFile {
+  field: string;
+  name: string;
+  bytes: Buffer;
+}
+
+export interface RecordedCall {
+  method: string;
+  /** Path after /api/v10, URL-decoded (e.g. /webhooks/1/tok/messages/@original). */
+  path: string;
+  query: URLSearchParams;
+  /** JSON body, or payload_json of a multipart body. */
+  body: any;
+  files: RecordedFile[];
+  at: number;
+}
+
+export interface FakeUser {
+  id: string;
+  username: string;
+}
+
+export interface InteractionOptions {
+  user?: FakeUser;
+  guildId?: string | null;
+  channelId?: string;
+  /** Member permissions bitfield as a decimal string (32 = Manage Server). */
+  permissions?: string;
+}
+
+export const MANAGE_GUILD = String(1 << 5);
+
+let snowflake = 1_100_000_000_000_000_000n;
+export function nextSnowflake(): string {
+  snowflake += 1n;
+  return snowflake.toString();
+}
+
+export class FakeDiscord extends EventEmitter {
+  readonly applicationId = '900000000000000001';
+  readonly botUserId = '900000000000000002';
+  readonly calls: RecordedCall[] = [];
+  readonly files = new Map<string, { bytes: Buffer; contentType: string }>();
+  private readonly sockets = new Set<WebSocket>();
+  private seq = 0;
+  private identified = 0;
+
+  private constructor(
+    private readonly server: Server,
+    private readonly wss: WebSocketServer,
+    readonly port: number,
+  ) {
+    super();
+    this.setMaxListeners(200);
+  }
+
+  static async start(): Promise<FakeDiscord> {
+    const server = createServer();
+    const wss = new WebSocketServer({ noServer: true });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const fake = new FakeDiscord(server, wss, (server.address() as AddressInfo).port);
+    server.on('request', (req, res) => void fake.onRequest(req, res));
+    server.on('upgrade', (req, socket, head) => {
+      if (!req.url?.startsWith('/gateway')) return socket.destroy();
+      wss.handleUpgrade(req, socket, head, (ws) => fake.onSocket(ws));
+    });
+    return fake;
+  }
+
+  get apiBase(): string {
+    return `http://127.0.0.1:${this.port}/api`;
+  }
+
+  get readyCount(): number {
+    return this.identified;
+  }
+
+  /** Serves bytes at a CDN URL, as Discord does for attachments. */
+  hostFile(name: string, bytes: Uint8Array, contentType = 'application/octet-stream'): string {
+    const path = `/cdn/attachments/${nextSnowflake()}/${encodeURIComponent(name)}`;
+    this.files.set(path, { bytes: Buffer.from(bytes), contentType });
+    return `http://127.0.0.1:${this.port}${path}`;
+  }
+
+  /** The first recorded call matching `pred`, waiting for it up to `timeoutMs`. */
+  waitFor(pred: (c: RecordedCall) => boolean, timeoutMs = 20_000, what = 'a REST call'): Promise<RecordedCall> {
+    const found = this.calls.find(pred);
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const onCall = (c: RecordedCall) => {
+        if (!pred(c)) return;
+        clearTimeout(timer);
+        this.off('call', onCall);
+        resolve(c);
+      };
+      const timer = setTimeout(() => {
+        this.off('call', onCall);
+        reject(new Error(`fake Discord: no ${what} within ${timeoutMs} ms; calls so far:\n${this.calls.map((c) => `  ${c.method} ${c.path}`).join('\n')}`));
+      }, timeoutMs);
+      this.on('call', onCall);
+    });
+  }
+
+  /** Calls made for one interaction token (callbacks, edits, follow-ups), in order. */
+  callsFor(token: string): RecordedCall[] {
+    return this.calls.filter((c) => c.path.includes(`/${token}`));
+  }
+
+  /** Waits until the interaction's original reply is edited with files, or an ephemeral follow-up/reply arrives. */
+  async waitForOutcome(token: string, timeoutMs = 30_000): Promise<{ kind: 'result' | 'error' | 'info'; call: RecordedCall }> {
+    const call = await this.waitFor(
+      (c) =>
+        c.path.includes(`/${token}`) &&
+        ((c.method === 'PATCH' && c.files.length > 0) ||
+          (c.method === 'POST' && c.path.startsWith('/webhooks/') && (c.body?.flags & 64) === 64) ||
+          (c.method === 'POST' && c.path.endsWith('/callback') && c.body?.type === 4) ||
+          (c.method === 'PATCH' && (c.body?.embeds?.length ?? 0) > 0)),
+      timeoutMs,
+      `outcome for interaction ${token}`,
+    );
+    if (call.files.length > 0) return { kind: 'result', call };
+    const flags = call.body?.flags ?? call.body?.data?.flags ?? 0;
+    if (flags & 64) return { kind: 'error', call };
+    return { kind: 'info', call };
+  }
+
+  private dispatch(t: string, d: unknown): void {
+    const frame = JSON.stringify({ op: 0, t, s: ++this.seq, d });
+    for (const ws of this.sockets) ws.send(frame);
+  }
+
+  private userObject(u: FakeUser) {
+    return { id: u.id, username: u.username, discriminator: '0', global_name: u.username, avatar: null, bot: false };
+  }
+
+  private base(type: number, o: InteractionOptions) {
+    const user = o.user ?? { id: '700000000000000001', username: 'clara' };
+    const guildId = o.guildId === undefined ? '800000000000000001' : o.guildId;
+    const channelId = o.channelId ?? '810000000000000001';
+    const id = nextSnowflake();
+    const token = `tok${id}`;
+    const common: Record<string, unknown> = {
+      id,
+      application_id: this.applicationId,
+      type,
+      token,
+      version: 1,
+      channel: { id: channelId, type: guildId ? 0 : 1 },
+      channel_id: channelId,
+      app_permissions: '2248473465835073',
+      locale: 'en-US',
+      entitlements: [],
+      authorizing_integration_owners: {},
+      context: guildId ? 0 : 1,
+      attachment_size_limit: 10 * 1024 * 1024,
+    };
+    if (guildId) {
+      common.guild_id = guildId;
+      common.guild_locale = 'en-US';
+      common.member = { user: this.userObject(user), roles: [], permissions: o.permissions ?? '0', joined_at: '2026-01-01T00:00:00.000Z', deaf: false, mute: false, flags: 0 };
+    } else {
+      common.user = this.userObject(user);
+    }
+    return { id, token, common };
+  }
+
+  /**
+   * Sends a slash command. `options` maps option names to values; an attachment value is
+   * `{ attachment: { filename, size, url, contentType } }`.
+   */
+  command(name: string, options: Record<string, string | number | { attachment: { filename: string; size: number; url: string; contentType?: string } }> = {}, o: InteractionOptions = {}): { id: string; token: string } {
+    const { id, token, common } = this.base(2, o);
+    const resolvedAttachments: Record<string, unknown> = {};
+    const opts = Object.entries(options).map(([optionName, value]) => {
+      if (typeof value === 'object') {
+        const aid = nextSnowflake();
+        const a = value.attachment;
+        resolvedAttachments[aid] = { id: aid, filename: a.filename, size: a.size, url: a.url, proxy_url: a.url, content_type: a.contentType };
+        return { name: optionName, type: 11, value: aid };
+      }
+      return { name: optionName, type: typeof value === 'number' ? (Number.isInteger(value) ? 4 : 10) : 3, value };
+    });
+    const data: Record<string, unknown> = { id: nextSnowflake(), name, type: 1, options: opts };
+    if (Object.keys(resolvedAttachments).length) data.resolved = { attachments: resolvedAttachments };
+    this.dispatch('INTERACTION_CREATE', { ...common, data });
+    return { id, token };
+  }
+
+  /** Sends an autocomplete request while `focused` is being typed. */
+  autocomplete(name: string, focused: string, typed: string, optionType = 3, others: Record<string, string | number> = {}, o: InteractionOptions = {}): { id: string; token: string } {
+    const { id, token, common } = this.base(4, o);
+    const options = [
+      ...Object.entries(others).map(([n, v]) => ({ name: n, type: typeof v === 'number' ? 4 : 3, value: v })),
+      { name: focused, type: optionType, value: typed, focused: true },
+    ];
+    this.dispatch('INTERACTION_CREATE', { ...common, data: { id: nextSnowflake(), name, type: 1, options } });
+    return { id, token };
+  }
+
+  /** Presses a button with `customId` on a message of the bot's. */
+  button(customId: string, o: InteractionOptions = {}): { id: string; token: string } {
+    const { id, token, common } = this.base(3, o);
+    const message = this.message({ content: '', components: [] }, String(common.channel_id));
+    this.dispatch('INTERACTION_CREATE', { ...common, message, data: { custom_id: customId, component_type: 2 } });
+    return { id, token };
+  }
+
+  private message(payload: any, channelId: string, files: RecordedFile[] = []) {
+    return {
+      id: nextSnowflake(),
+      channel_id: channelId,
+      type: 0,
+      content: payload?.content ?? '',
+      author: { id: this.botUserId, username: 'nocturne', discriminator: '0', global_name: null, avatar: null, bot: true },
+      attachments: files.map((f) => ({ id: nextSnowflake(), filename: f.name, size: f.bytes.length, url: `http://127.0.0.1:${this.port}/cdn/x/${f.name}`, proxy_url: '' })),
+      embeds: payload?.embeds ?? [],
+      components: payload?.components ?? [],
+      timestamp: new Date().toISOString(),
+      edited_timestamp: null,
+      tts: false,
+      mention_everyone: false,
+      mentions: [],
+      mention_roles: [],
+      pinned: false,
+      flags: payload?.flags ?? 0,
+    };
+  }
+
+  private onSocket(ws: WebSocket): void {
+    this.sockets.add(ws);
+    ws.on('close', () => this.sockets.delete(ws));
+    ws.send(JSON.stringify({ op: 10, d: { heartbeat_interval: 45_000 }, s: null, t: null }));
+    ws.on('message', (raw) => {
+      let msg: { op: number; d: any };
+      try {
+        msg = JSON.parse(raw.toString());
+      } catch {
+        return;
+      }
+      if (msg.op === 1) ws.send(JSON.stringify({ op: 11, d: null, s: null, t: null }));
+      else if (msg.op === 2) {
+        this.identified++;
+        const ready = {
+          v: 10,
+          user: { id: this.botUserId, username: 'nocturne', discriminator: '0', global_name: null, avatar: null, bot: true, flags: 0 },
+          guilds: [],
+          session_id: `session-${this.identified}`,
+          resume_gateway_url: `ws://127.0.0.1:${this.port}/gateway`,
+          shard: [0, 1],
+          application: { id: this.applicationId, flags: 0 },
+        };
+        ws.send(JSON.stringify({ op: 0, t: 'READY', s: ++this.seq, d: ready }));
+        this.emit('ready');
+      } else if (msg.op === 6) {
+        ws.send(JSON.stringify({ op: 9, d: false, s: null, t: null }));
+      }
+    });
+  }
+
+  private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', `http://127.0.0.1:${this.port}`);
+    if (req.method === 'GET' && this.files.has(url.pathname)) {
+      const f = this.files.get(url.pathname)!;
+      res.writeHead(200, { 'content-type': f.contentType, 'content-length': f.bytes.length });
+      res.end(f.bytes);
+      return;
+    }
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const raw = Buffer.concat(chunks);
+    const path = decodeURIComponent(url.pathname.replace(/^\/api\/v\d+/, ''));
+    const call: RecordedCall = { method: req.method ?? 'GET', path, query: url.searchParams, body: undefined, files: [], at: Date.now() };
+    const type = req.headers['content-type'] ?? '';
+    if (type.startsWith('multipart/form-data')) {
+      const form = await new Response(raw, { headers: { 'content-type': type } }).formData();
+      for (const [field, value] of form.entries()) {
+        if (typeof value === 'string') {
+          if (field === 'payload_json') call.body = JSON.parse(value);
+        } else {
+          call.files.push({ field, name: (value as File).name, bytes: Buffer.from(await value.arrayBuffer()) });
+        }
+      }
+    } else if (raw.length && type.includes('json')) {
+      call.body = JSON.parse(raw.toString('utf8'));
+    }
+    this.calls.push(call);
+    const json = (status: number, body?: unknown) => {
+      const text = body === undefined ? '' : JSON.stringify(body);
+      res.writeHead(status, body === undefined ? {} : { 'content-type': 'application/json' });
+      res.end(text);
+    };
+    const m = call.method;
+    let match: RegExpExecArray | null;
+    if (m === 'GET' && path === '/gateway/bot') {
+      json(200, { url: `ws://127.0.0.1:${this.port}/gateway`, shards: 1, session_start_limit: { total: 1000, remaining: 999, reset_after: 0, max_concurrency: 1 } });
+    } else if (m === 'GET' && path === '/gateway') {
+      json(200, { url: `ws://127.0.0.1:${this.port}/gateway` });
+    } else if (m === 'PUT' && /^\/applications\/\d+(\/guilds\/\d+)?\/commands$/.test(path)) {
+      const commands = (call.body as any[]).map((c) => ({ id: nextSnowflake(), application_id: this.applicationId, version: nextSnowflake(), type: 1, default_member_permissions: null, ...c }));
+      json(200, commands);
+    } else if (m === 'POST' && /^\/interactions\/\d+\/[^/]+\/callback$/.test(path)) {
+      json(204);
+    } else if ((match = /^\/webhooks\/\d+\/([^/]+)\/messages\/(@original|\d+)$/.exec(path))) {
+      if (m === 'DELETE') json(204);
+      else json(200, this.message(call.body, '810000000000000001', call.files));
+    } else if (m === 'POST' && /^\/webhooks\/\d+\/[^/]+$/.test(path)) {
+      json(200, this.message(call.body, '810000000000000001', call.files));
+    } else if ((match = /^\/channels\/(\d+)\/messages(?:\/(\d+))?$/.exec(path)) && (m === 'POST' || m === 'PATCH')) {
+      json(200, this.message(call.body, match[1], call.files));
+    } else {
+      json(404, { message: 'Unknown route (fake Discord)', code: 0 });
+    }
+    this.emit('call', call);
+  }
+
+  async close(): Promise<void> {
+    for (const ws of this.sockets) ws.terminate();
+    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
