@@ -81,7 +81,7 @@ export function gateDecision(serving: ModelScores, candidate: ModelScores, s: Ga
   if (!driftPassed) failures.push(`outputs drift: ${driftText}`);
   return {
     promote: nllPassed && driftPassed,
-    reason: failures.length ? `not promoted: ${failures.join('; ')}` : `promoted: ${nllText}; ${driftText}`,
+    reason: failures.length ? `failed the gate: ${failures.join('; ')}` : `passed the gate: ${nllText}; ${driftText}`,
     nllPassed,
     driftPassed,
     requiredSimilarity,

@@ -211,13 +211,19 @@ async function runLocked(
   const runDir = join(config.dataDir, 'runs', runId);
   let record: RunRecord = { runId, state: 'running', pid: process.pid, trigger: request.trigger, requestedBy: request.requestedBy, startedAt: new Date(started).toISOString(), updatedAt: new Date().toISOString(), stage: 'starting', line: 'starting' };
   let lastSaved = 0;
+  let lastShown = 0;
   // Progress and heartbeat are written in the background, one write after another (so an old
   // progress line never lands after the final record); a failed write is not fatal.
   let writes: Promise<unknown> = Promise.resolve();
+  // `save` marks a line that matters (a stage change, an epoch's end): always shown and saved;
+  // the others (each training batch) at most once a second, and saved every 10 s.
   const report = (stage: RetrainStage, line: string, save = true) => {
-    onProgress({ runId, stage, line });
-    record = { ...record, stage, line, updatedAt: new Date().toISOString() };
     const now = Date.now();
+    if (save || now - lastShown >= 1000) {
+      lastShown = now;
+      onProgress({ runId, stage, line });
+    }
+    record = { ...record, stage, line, updatedAt: new Date().toISOString() };
     if (save || now - lastSaved > 10_000) {
       lastSaved = now;
       const snapshot = record;
@@ -341,12 +347,12 @@ async function runLocked(
   const versionDir = await registry.publish(candidateDir, versionRecord);
   const common = { ...outcomeBase, version: candidateSpec.version, before, after, metrics: candidateSpec.metrics, curvePng: existsSync(join(versionDir, 'training-curve.png')) ? join(versionDir, 'training-curve.png') : undefined };
 
-  if (!decision.promote) return finish({ ...common, status: 'rejected', reason: `${candidateSpec.version} ${decision.reason}`, servingAfter: serving.version, seconds: (Date.now() - started) / 1000 });
+  if (!decision.promote) return finish({ ...common, status: 'rejected', reason: `${candidateSpec.version} not promoted, it ${decision.reason}`, servingAfter: serving.version, seconds: (Date.now() - started) / 1000 });
   report('promoting', `promoting ${candidateSpec.version}`);
   const now = await registry.current();
   if (now.version !== serving.version) {
     return finish({ ...common, status: 'rejected', reason: `${candidateSpec.version} passed the gate against ${serving.version}, but ${now.version} started serving during the run; promote it by hand if wanted`, servingAfter: now.version, seconds: (Date.now() - started) / 1000 });
   }
   await registry.promote(candidateSpec.version, `${request.trigger} retraining run ${runId}: ${decision.reason}`);
-  return finish({ ...common, status: 'promoted', reason: `${candidateSpec.version} ${decision.reason}`, servingAfter: candidateSpec.version, seconds: (Date.now() - started) / 1000 });
+  return finish({ ...common, status: 'promoted', reason: `${candidateSpec.version} promoted, it ${decision.reason}`, servingAfter: candidateSpec.version, seconds: (Date.now() - started) / 1000 });
 }

@@ -36,9 +36,9 @@ export class RetrainSchedule {
     await this.task.stop();
   }
 
-  /** When the next scheduled run is due (null when stopped and nothing is due). */
-  nextRun(): Date | null {
-    return this.task.getNextRun();
+  /** When the next scheduled run is (or, while stopped, would be) due. */
+  nextRun(): Date {
+    return this.task.getNextRuns(1)[0];
   }
 
   async destroy(): Promise<void> {
