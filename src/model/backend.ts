@@ -149,6 +149,96 @@ function patchSlice(): void {
 }
 
 /**
+ * Two stock kernels copy more than they must:
+ * - Identity copies its input. Autodiff clones every tensor it saves for the backward pass,
+ *   so a training step saved one copy of the recurrent weights per timestep (128 MB moved),
+ *   and each copy's new data id missed BatchMatMul's transpose cache (below) in the backward
+ *   pass. This Identity shares the data with a reference count, as the cpu backend's does
+ *   (data is immutable; wasm's own Reshape shares the same way).
+ * - SplitV calls the stock slice, which reads its whole input through the host for every
+ *   piece (the LSTM gate split, twice per timestep, forward and decoding). Here SplitV, and
+ *   a Slice of any rank that cuts one axis, copy only the pieces, from a view of the heap.
+ */
+function patchCopies(): void {
+  type Backend = WasmBackend & { incRef(dataId: object): void };
+  const identity = tf.getKernel('Identity', 'wasm');
+  if (identity) {
+    tf.unregisterKernel('Identity', 'wasm');
+    tf.registerKernel({
+      ...identity,
+      kernelFunc: (args) => {
+        const x = args.inputs.x as tf.TensorInfo;
+        if (x.dtype === 'string') return identity.kernelFunc(args);
+        (args.backend as unknown as Backend).incRef(x.dataId);
+        return { dataId: x.dataId, shape: [...x.shape], dtype: x.dtype };
+      },
+    });
+  }
+  const product = (dims: number[]) => dims.reduce((p, d) => p * d, 1);
+  /** Pieces of `x` along `axis` ([begin, size] each), as new float32 tensors. */
+  const cut = (backend: Backend, x: tf.TensorInfo, axis: number, pieces: [number, number][]): tf.TensorInfo[] => {
+    const outer = product(x.shape.slice(0, axis));
+    const inner = product(x.shape.slice(axis + 1));
+    const rowLength = x.shape[axis] * inner;
+    const outs = pieces.map(([, size]) => backend.makeOutput(x.shape.map((d, i) => (i === axis ? size : d)), 'float32'));
+    // Views after every makeOutput, which may grow (and so detach) the heap.
+    const src = backend.typedArrayFromHeap(x);
+    outs.forEach((out, k) => {
+      const dst = backend.typedArrayFromHeap(out);
+      const [begin, size] = pieces[k];
+      const length = size * inner;
+      if (length === 0) return;
+      for (let r = 0; r < outer; r++) {
+        const from = r * rowLength + begin * inner;
+        dst.set(src.subarray(from, from + length), r * length);
+      }
+    });
+    return outs;
+  };
+  const splitV = tf.getKernel('SplitV', 'wasm');
+  if (splitV) {
+    tf.unregisterKernel('SplitV', 'wasm');
+    tf.registerKernel({
+      ...splitV,
+      kernelFunc: (args) => {
+        const x = args.inputs.x as tf.TensorInfo;
+        if (x.dtype !== 'float32') return splitV.kernelFunc(args);
+        const { numOrSizeSplits, axis } = args.attrs as unknown as { numOrSizeSplits: number | number[]; axis: number | number[] };
+        const a = tf.util.parseAxisParam(axis, x.shape)[0];
+        const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, numOrSizeSplits, a);
+        let begin = 0;
+        const pieces = sizes.map((size): [number, number] => {
+          begin += size;
+          return [begin - size, size];
+        });
+        return cut(args.backend as unknown as Backend, x, a, pieces);
+      },
+    });
+  }
+  const slice = tf.getKernel('Slice', 'wasm');
+  const sliceUtil = (tf as unknown as { slice_util: { parseSliceParams(x: tf.TensorInfo, begin: number[], size: number[]): [number[], number[]] } }).slice_util;
+  if (slice) {
+    tf.unregisterKernel('Slice', 'wasm');
+    tf.registerKernel({
+      ...slice,
+      kernelFunc: (args) => {
+        const x = args.inputs.x as tf.TensorInfo;
+        if (x.dtype === 'float32' && x.shape.length > 2) {
+          const { begin, size } = args.attrs as unknown as { begin: number[]; size: number[] };
+          const [b, s] = sliceUtil.parseSliceParams(x, begin, size);
+          const axes = x.shape.map((_, i) => i).filter((i) => b[i] !== 0 || s[i] !== x.shape[i]);
+          if (axes.length <= 1) {
+            const axis = axes[0] ?? 0;
+            return cut(args.backend as unknown as Backend, x, axis, [[b[axis], s[axis]]])[0];
+          }
+        }
+        return slice.kernelFunc(args);
+      },
+    });
+  }
+}
+
+/**
  * Re-registers wasm's BatchMatMul so that every call reaches the XNNPACK fast path:
  * transposes are made explicit, and a batched left operand times a shared right operand
  * is folded into one 2-D product. Transposed right operands (weights, in the backward pass)
@@ -162,6 +252,7 @@ function patchWasmKernels(): void {
   if (patched) return;
   patched = true;
   patchSlice();
+  patchCopies();
   const original = tf.getKernel('BatchMatMul', 'wasm');
   const transposeKernel = tf.getKernel('Transpose', 'wasm');
   const reshapeKernel = tf.getKernel('Reshape', 'wasm');

@@ -1,0 +1,100 @@
+/**
+ * The wasm kernel patches that only move data (src/model/backend.ts patchCopies): SplitV and
+ * one-axis Slice of any rank must return exactly the stock pieces, and the data-sharing
+ * Identity must behave like a copy (reference counted, no leaks).
+ */
+import assert from 'node:assert/strict';
+import { before, test } from 'node:test';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/model/backend.ts';
+
+before(async () => {
+  await initBackend('wasm', () => {});
+});
+
+/** Reference slice on a nested array: one axis cut to [begin, begin + size). */
+function cutAxis(x: unknown, axis: number, begin: number, size: number): unknown {
+  if (!Array.isArray(x)) return x;
+  if (axis === 0) return x.slice(begin, begin + size);
+  return x.map((row) => cutAxis(row, axis - 1, begin, size));
+}
+
+test('SplitV along every axis of 2-, 3- and 4-D tensors gives the exact pieces', () => {
+  for (const shape of [[6, 10], [3, 4, 5], [2, 3, 4, 6]]) {
+    const x = tf.randomNormal(shape, 0, 1, 'float32', 7);
+    const values = x.arraySync();
+    for (let axis = 0; axis < shape.length; axis++) {
+      const d = shape[axis];
+      const sizes = d >= 4 ? [1, d - 3, 2] : [1, d - 1];
+      const pieces = tf.split(x, sizes, axis);
+      let begin = 0;
+      pieces.forEach((p, k) => {
+        assert.deepEqual(p.shape, shape.map((v, i) => (i === axis ? sizes[k] : v)));
+        assert.deepEqual(p.arraySync(), cutAxis(values, axis, begin, sizes[k]), `shape ${shape} axis ${axis} piece ${k}`);
+        begin += sizes[k];
+      });
+      tf.dispose(pieces);
+      if (d % 2 === 0) {
+        const halves = tf.split(x, 2, axis);
+        assert.deepEqual(halves[1].arraySync(), cutAxis(values, axis, d / 2, d / 2));
+        tf.dispose(halves);
+      }
+    }
+    x.dispose();
+  }
+});
+
+test('Slice of 3- and 4-D tensors: one cut axis takes the fast path, several the stock one, same values', () => {
+  const x = tf.randomNormal([4, 5, 6], 0, 1, 'float32', 3);
+  const v = x.arraySync();
+  assert.deepEqual(tf.slice(x, [0, 1, 0], [4, 4, 6]).arraySync(), cutAxis(v, 1, 1, 4));
+  assert.deepEqual(tf.slice(x, [2, 0, 0], [1, 5, 6]).arraySync(), cutAxis(v, 0, 2, 1));
+  assert.deepEqual(tf.slice(x, [0, 0, 3], [4, 5, 3]).arraySync(), cutAxis(v, 2, 3, 3));
+  assert.deepEqual(tf.slice(x, [1, 2, 3], [2, 2, 2]).arraySync(), cutAxis(cutAxis(cutAxis(v, 0, 1, 2), 1, 2, 2), 2, 3, 2));
+  const y = tf.randomNormal([2, 3, 4, 5], 0, 1, 'float32', 4);
+  assert.deepEqual(tf.slice(y, [0, 0, 1, 0], [2, 3, 2, 5]).arraySync(), cutAxis(y.arraySync(), 2, 1, 2));
+  tf.dispose([x, y]);
+});
+
+test('Identity shares data like a copy: the clone outlives the original, nothing leaks', () => {
+  const before = tf.memory();
+  const x = tf.tensor2d([1, 2, 3, 4], [2, 2]);
+  const c = tf.clone(x);
+  x.dispose();
+  assert.deepEqual(c.arraySync(), [[1, 2], [3, 4]]);
+  const d = tf.add(c, 1);
+  c.dispose();
+  assert.deepEqual(d.arraySync(), [[2, 3], [4, 5]]);
+  d.dispose();
+  assert.equal(tf.memory().numTensors, before.numTensors);
+  assert.equal(tf.memory().numBytes, before.numBytes);
+});
+
+test('gradients through saved tensors are right and the tape leaks nothing', () => {
+  // d/dw sum(tanh(x·w)·x·w) with w used at several "timesteps": checked against finite differences.
+  const x = tf.randomNormal([3, 4], 0, 1, 'float32', 1);
+  const w = tf.variable(tf.randomNormal([4, 4], 0, 0.5, 'float32', 2));
+  const f = () => {
+    let h = x;
+    for (let t = 0; t < 3; t++) h = tf.tanh(tf.matMul(h, w));
+    return tf.sum(h) as tf.Scalar;
+  };
+  const start = tf.memory().numTensors;
+  const { value, grads } = tf.variableGrads(f, [w]);
+  const g = grads[w.name].arraySync() as number[][];
+  tf.dispose([value, ...Object.values(grads)]);
+  assert.equal(tf.memory().numTensors, start);
+  const base = w.arraySync() as number[][];
+  const eps = 1e-2;
+  for (const [i, j] of [[0, 0], [1, 2], [3, 3]]) {
+    const bump = (delta: number) => {
+      const m = base.map((r) => [...r]);
+      m[i][j] += delta;
+      w.assign(tf.tensor2d(m));
+      return tf.tidy(() => f().dataSync()[0]);
+    };
+    const numeric = (bump(eps) - bump(-eps)) / (2 * eps);
+    assert.ok(Math.abs(numeric - g[i][j]) < 1e-2 * Math.max(1, Math.abs(numeric)), `dw[${i}][${j}] ${g[i][j]} vs ${numeric}`);
+  }
+  tf.dispose([x, w]);
+});
