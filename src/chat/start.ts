@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ConfigError, loadConfig, type Config } from '../config.ts';
 import type { Platform } from '../jobs/types.ts';
-import { Bot, type ReplyFinder } from './bot.ts';
+import type { Bot, ReplyFinder } from './bot.ts';
 
 export const START_USAGE = `usage: nocturne start   (npm start)
 Runs the chat bot. With no chat tokens set, opens a prompt in this terminal where
@@ -30,6 +30,8 @@ interface FrontEnd {
 
 /** Starts everything per `config`; resolves with a stop function once all front ends are up. */
 export async function startBot(config: Config, log: (line: string) => void): Promise<{ bot: Bot; ended: Promise<void>; stop: () => Promise<void> }> {
+  // Loaded only once the configuration is known to be good, so a bad one fails fast.
+  const { Bot } = await import('./bot.ts');
   const bot = await Bot.open({ modelDir: config.modelDir, dataDir: config.dataDir, outDir: config.outDir, backend: config.backend, limits: config.limits, log });
   const fronts: FrontEnd[] = [];
   try {

@@ -70,8 +70,15 @@ export class JobStore {
     await mkdir(dataDir, { recursive: true });
     const file = join(dataDir, STORE_FILE);
     const store = new JobStore(table<JobRecord>(file, 'jobs', log), table<string>(file, 'open_jobs', log), table<ServerSettings>(file, 'server_settings', log), file);
-    // Fail now, with the path, rather than on the first job.
+    // Fail now, with the path, rather than on the first job. WAL lets the three connections
+    // read while one writes, and synchronous=NORMAL makes each write one fsync-free append (a
+    // power cut may lose the last writes but never corrupts the file).
     try {
+      for (const keyv of [store.jobs, store.open, store.settings]) {
+        const sqlite = keyv.store as KeyvSqlite;
+        await sqlite.query('PRAGMA journal_mode=WAL');
+        await sqlite.query('PRAGMA synchronous=NORMAL');
+      }
       await store.open.has('probe');
     } catch (e) {
       await store.close().catch(() => undefined);
