@@ -61,13 +61,17 @@ describe('contributions', () => {
     const louder = resaved(training, (n) => ({ ...n, velocity: Math.min(127, n.velocity + 25) }));
     const louderOutcome = await community.contribute(louder, who('bob'));
     assert.equal(louderOutcome.status, 'refused');
-    assert.match(louderOutcome.message, /same notes and rhythm as the training piece Chopin\/chpn-p20\.mid \(only the dynamics differ\)/);
+    assert.match(louderOutcome.message, /duplicate: the training piece Chopin\/chpn-p20\.mid in another key or with other dynamics/);
+    const transposed = resaved(training, (n) => ({ ...n, pitch: n.pitch + 5 }));
+    assert.equal((await community.contribute(transposed, who('bob'))).status, 'refused');
 
     const first = (await community.listContributions())[0];
     const again = await community.contribute(resaved(await datasetBytes(NEW_PIECES[0])), who('bob'));
     assert.equal(again.status, 'refused');
     assert.equal(again.status === 'refused' && again.duplicateOf, first.id);
     assert.match(again.message, new RegExp(`same music as contribution ${first.id}`));
+    const upAThird = await community.contribute(resaved(await datasetBytes(NEW_PIECES[0]), (n) => ({ ...n, pitch: n.pitch + 4 })), who('bob'));
+    assert.match(upAThird.message, new RegExp(`duplicate: contribution ${first.id} \\(passwd\\.mid\\) in another key`));
     assert.equal((await community.listContributions()).length, 1);
   });
 

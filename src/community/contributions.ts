@@ -47,8 +47,8 @@ export interface ContributionRecord {
   filename: string;
   /** Music hash (tokenHash of the notes, rhythm and dynamics). */
   hash: string;
-  /** Hash of the notes and rhythm without dynamics. */
-  notesHash: string;
+  /** Hash of the rhythm and intervals, whatever the key and dynamics (musicIdentity.ts). */
+  shapeHash: string;
   /** File size in bytes. */
   size: number;
   notes: number;
@@ -189,16 +189,16 @@ export class Contributions {
 
     const corpusMusic = this.profile.musicHashes[identity.music];
     if (corpusMusic) return { status: 'refused', reason: 'duplicate', duplicateOf: corpusMusic, message: `${filename}: duplicate: the same music as the training piece ${corpusMusic}` };
-    const corpusNotes = this.profile.noteHashes[identity.notes];
-    if (corpusNotes) return { status: 'refused', reason: 'duplicate', duplicateOf: corpusNotes, message: `${filename}: duplicate: the same notes and rhythm as the training piece ${corpusNotes} (only the dynamics differ)` };
+    const corpusShape = this.profile.shapeHashes[identity.shape];
+    if (corpusShape) return { status: 'refused', reason: 'duplicate', duplicateOf: corpusShape, message: `${filename}: duplicate: the training piece ${corpusShape} in another key or with other dynamics` };
 
     const id = newContributionId(now.getTime());
     const musicClaim = await this.claim(`music:${identity.music}`, id, now.getTime());
-    if (musicClaim) return this.duplicateOfContribution(filename, musicClaim, 'the same music as');
-    const notesClaim = await this.claim(`notes:${identity.notes}`, id, now.getTime());
-    if (notesClaim) {
+    if (musicClaim) return this.duplicateOfContribution(filename, musicClaim, true);
+    const shapeClaim = await this.claim(`shape:${identity.shape}`, id, now.getTime());
+    if (shapeClaim) {
       await this.releaseClaim(`music:${identity.music}`, id);
-      return this.duplicateOfContribution(filename, notesClaim, 'the same notes and rhythm as');
+      return this.duplicateOfContribution(filename, shapeClaim, false);
     }
 
     const histograms = histogramsOf([tokens]);
@@ -212,7 +212,7 @@ export class Contributions {
       label: label.label,
       filename,
       hash: identity.music,
-      notesHash: identity.notes,
+      shapeHash: identity.shape,
       size: bytes.length,
       notes: tokens.length,
       durationSeconds: Math.round(piece.durationSeconds * 10) / 10,
@@ -233,7 +233,7 @@ export class Contributions {
     } catch (e) {
       await unlink(this.filePath(id)).catch(() => undefined);
       await this.releaseClaim(`music:${identity.music}`, id);
-      await this.releaseClaim(`notes:${identity.notes}`, id);
+      await this.releaseClaim(`shape:${identity.shape}`, id);
       throw e;
     }
     const what = `${filename}: ${tokens.length} notes, similarity to the training corpus ${formatSimilarity(similarity)}`;
@@ -242,9 +242,10 @@ export class Contributions {
       : { status, record, message: `received as ${id} and flagged for a moderator: its similarity ${similarity.overall.toFixed(2)} is below ${this.settings.driftThreshold}. ${what}` };
   }
 
-  private async duplicateOfContribution(filename: string, holder: ContributionRecord, what: string): Promise<ContributionOutcome> {
-    const state = holder.status === 'rejected' ? ', which a moderator rejected' : '';
-    return { status: 'refused', reason: 'duplicate', duplicateOf: holder.id, message: `${filename}: duplicate: ${what} contribution ${holder.id} (${holder.filename}${state})` };
+  private duplicateOfContribution(filename: string, holder: ContributionRecord, sameMusic: boolean): ContributionOutcome {
+    const which = `contribution ${holder.id} (${holder.filename}${holder.status === 'rejected' ? ', which a moderator rejected' : ''})`;
+    const what = sameMusic ? `the same music as ${which}` : `${which} in another key or with other dynamics`;
+    return { status: 'refused', reason: 'duplicate', duplicateOf: holder.id, message: `${filename}: duplicate: ${what}` };
   }
 
   /** Claims `key` for `id`; returns the record of the contribution that already holds it, if any. */

@@ -18,7 +18,7 @@ import { corpusRoot, listCorpus, loadCorpus } from '../train/corpus.ts';
 import { histogramsOf, noteCount, type Histograms } from './distributions.ts';
 import { musicIdentity } from './musicIdentity.ts';
 
-export const CORPUS_PROFILE_FORMAT = 'nocturne-corpus-profile-1';
+export const CORPUS_PROFILE_FORMAT = 'nocturne-corpus-profile-2';
 
 export interface CorpusProfile {
   format: typeof CORPUS_PROFILE_FORMAT;
@@ -31,8 +31,8 @@ export interface CorpusProfile {
   histograms: Histograms;
   /** music hash → piece name ("Chopin/chpn-p20.mid"). */
   musicHashes: Record<string, string>;
-  /** notes hash (velocity ignored) → piece name. */
-  noteHashes: Record<string, string>;
+  /** shape hash (key and dynamics ignored) → piece name. */
+  shapeHashes: Record<string, string>;
 }
 
 /** A hash of the corpus files' names, sizes and modification times. */
@@ -53,14 +53,14 @@ export async function buildCorpusProfile(datasetDir: string, log: (line: string)
   const pieces = await loadCorpus(listCorpus(datasetDir), log);
   if (pieces.length === 0) throw new Error(`${datasetDir}: no readable piano pieces for the drift reference`);
   const musicHashes: Record<string, string> = {};
-  const noteHashes: Record<string, string> = {};
+  const shapeHashes: Record<string, string> = {};
   for (const p of pieces) {
     const id = musicIdentity(p.tokens);
     musicHashes[id.music] ??= p.name;
-    noteHashes[id.notes] ??= p.name;
+    shapeHashes[id.shape] ??= p.name;
   }
   const histograms = histogramsOf(pieces.map((p) => p.tokens));
-  return { format: CORPUS_PROFILE_FORMAT, source: datasetDir, fingerprint, builtAt: new Date().toISOString(), pieces: pieces.length, notes: noteCount(histograms), histograms, musicHashes, noteHashes };
+  return { format: CORPUS_PROFILE_FORMAT, source: datasetDir, fingerprint, builtAt: new Date().toISOString(), pieces: pieces.length, notes: noteCount(histograms), histograms, musicHashes, shapeHashes };
 }
 
 /** The cached profile when it still matches the corpus, else a fresh one (and the cache rewritten). */
