@@ -16,7 +16,7 @@ let community: Community;
 const who = (uploader: string, extra: { label?: string; filename?: string } = {}) => ({ uploader, platform: 'discord', server: 'g1', filename: extra.filename ?? 'piece.mid', label: extra.label });
 
 before(async () => {
-  world = await createCommunityWorld({ CONTRIBUTIONS_PER_DAY: '3' });
+  world = await createCommunityWorld({ NOCTURNE_CONTRIBUTIONS_PER_DAY: '3' });
   community = await Community.open(world.config);
 });
 after(async () => {
@@ -149,23 +149,26 @@ describe('contributions', () => {
 describe('community config', () => {
   test('every bad setting is named in one message', () => {
     assert.throws(
-      () => communityConfigFromEnv({ CONTRIBUTIONS_PER_DAY: 'many', DRIFT_THRESHOLD: '2', RETRAIN_SCHEDULE: 'every sunday', RETRAIN_TIMEZONE: 'Mars/Olympus', RETRAIN_FROM_SCRATCH: 'maybe' }),
+      () => communityConfigFromEnv({ NOCTURNE_MODEL_DIR: world.modelDir, NOCTURNE_DATASET_DIR: '/nowhere', NOCTURNE_CONTRIBUTIONS_PER_DAY: 'many', NOCTURNE_DRIFT_THRESHOLD: '2', NOCTURNE_RETRAIN_SCHEDULE: 'every sunday', NOCTURNE_RETRAIN_TIMEZONE: 'Mars/Olympus', NOCTURNE_RETRAIN_FROM_SCRATCH: 'maybe' }),
       (e: Error) =>
         e instanceof CommunityConfigError &&
-        e.problems.length === 5 &&
-        /CONTRIBUTIONS_PER_DAY must be a number/.test(e.message) &&
-        /DRIFT_THRESHOLD must be between 0 and 1/.test(e.message) &&
-        /RETRAIN_SCHEDULE must be a cron expression/.test(e.message) &&
-        /RETRAIN_TIMEZONE must be an IANA time zone/.test(e.message) &&
+        e.problems.length === 6 &&
+        /NOCTURNE_DATASET_DIR: \/nowhere is not a folder/.test(e.message) &&
+        /NOCTURNE_CONTRIBUTIONS_PER_DAY must be a number/.test(e.message) &&
+        /NOCTURNE_DRIFT_THRESHOLD must be between 0 and 1/.test(e.message) &&
+        /NOCTURNE_RETRAIN_SCHEDULE must be a cron expression/.test(e.message) &&
+        /NOCTURNE_RETRAIN_TIMEZONE must be an IANA time zone/.test(e.message) &&
         !e.message.includes('\n'),
     );
   });
 
   test('defaults, and the schedule can be switched off', () => {
-    const c = communityConfigFromEnv({}, '/srv/bot');
-    assert.equal(c.dataDir, '/srv/bot/data');
+    const c = communityConfigFromEnv({ NOCTURNE_MODEL_DIR: world.modelDir, NOCTURNE_DATASET_DIR: world.datasetDir });
+    assert.equal(c.dataDir, join(process.cwd(), 'data'));
+    assert.equal(c.contributionsPerDay, 10);
+    assert.equal(c.driftThreshold, 0.35);
     assert.equal(c.retrain.schedule, '0 4 * * 0');
     assert.equal(c.retrain.staleLockMinutes, c.retrain.maxMinutes + 60);
-    assert.equal(communityConfigFromEnv({ RETRAIN_SCHEDULE: 'off' }).retrain.schedule, null);
+    assert.equal(communityConfigFromEnv({ ...world.env, NOCTURNE_RETRAIN_SCHEDULE: 'off' }).retrain.schedule, null);
   });
 });

@@ -51,7 +51,7 @@ describe('drift monitor', () => {
   let world: CommunityWorld;
   let community: Community;
   before(async () => {
-    world = await createCommunityWorld({ DRIFT_RECENT_OUTPUTS: '2' });
+    world = await createCommunityWorld({ NOCTURNE_DRIFT_RECENT_OUTPUTS: '2' });
     community = await Community.open(world.config);
   });
   after(async () => {

@@ -59,7 +59,7 @@ async function killAt(stage: RetrainStage): Promise<RetrainOutcome> {
 }
 
 before(async () => {
-  world = await createCommunityWorld({ NEW_LABEL_MIN_PIECES: '2' });
+  world = await createCommunityWorld({ NOCTURNE_NEW_LABEL_MIN_PIECES: '2' });
   community = await Community.open(world.config);
   community.registry.on('serving', (c) => changes.push(c));
   const labels = ['Clementi', 'Clementi', undefined, 'Chopin'];
@@ -67,7 +67,7 @@ before(async () => {
     const o = await community.contribute(await datasetBytes(name), { uploader: `u${i}`, platform: 'terminal', filename: name, label: labels[i] });
     assert.equal(o.status, 'accepted', o.message);
   }
-  // Hold one back for validation (normally decided by CONTRIBUTION_HOLDOUT from the id).
+  // Hold one back for validation (normally decided by NOCTURNE_CONTRIBUTION_HOLDOUT from the id).
   const [held] = await community.listContributions();
   await community.store.set(`contribution:${held.id}`, { ...held, holdout: true });
   contributionsBefore = await contributionSnapshot();

@@ -42,7 +42,7 @@ export class Community {
     readonly drift: DriftMonitor,
   ) {}
 
-  /** Opens the store, the registry (seeding it with MODEL_DIR) and the corpus profile. */
+  /** Opens the store, the registry (seeding it with NOCTURNE_MODEL_DIR) and the corpus profile. */
   static async open(config: CommunityConfig, log: (line: string) => void = () => {}): Promise<Community> {
     const store = await CommunityStore.open(config.dataDir, log);
     try {
@@ -96,7 +96,7 @@ export class Community {
     return this.drift.recordOutputFile(midiPath, modelVersion);
   }
 
-  /** Current drift numbers; with `chart`, also a PNG (default DATA_DIR/drift.png). */
+  /** Current drift numbers; with `chart`, also a PNG (default NOCTURNE_DATA_DIR/drift.png). */
   driftReport(options: { chart?: boolean; chartPath?: string } = {}): Promise<DriftReport> {
     const chartPath = options.chartPath ?? (options.chart ? this.drift.defaultChartPath() : undefined);
     return this.drift.report({ chartPath });
@@ -152,7 +152,7 @@ export class Community {
   }
 
   /**
-   * Arms the RETRAIN_SCHEDULE cron task (no-op when the schedule is off); each firing runs
+   * Arms the NOCTURNE_RETRAIN_SCHEDULE cron task (no-op when the schedule is off); each firing runs
    * `retrain({ trigger: 'schedule' })` and hands the outcome to `onOutcome`.
    */
   async startSchedule(onOutcome: (o: RetrainOutcome) => void, onProgress?: (p: RetrainProgress) => void, log?: (line: string) => void): Promise<RetrainSchedule | undefined> {

@@ -4,7 +4,7 @@
  * The model's input has one slot per composer plus one "any" slot (features.ts), so a new label
  * changes the input width. Policy:
  *   - a label that matches a composer the model knows (case-insensitively) trains that composer;
- *   - a new label trains under "any" until NEW_LABEL_MIN_PIECES accepted training contributions
+ *   - a new label trains under "any" until NOCTURNE_NEW_LABEL_MIN_PIECES accepted training contributions
  *     carry it (a composer slot learnt from one or two pieces would be noise); from then on the
  *     next retraining gives it its own slot, appended after the existing composers;
  *   - no label trains under "any".

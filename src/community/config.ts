@@ -5,7 +5,8 @@
  *
  * The result is a plain JSON object, so it travels unchanged to the retraining child process.
  */
-import { resolve } from 'node:path';
+import { existsSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import cron from 'node-cron';
 
 export interface RetrainSettings {
@@ -63,27 +64,27 @@ export interface CommunityConfig {
 
 /** Every setting the loop reads, with its default, for docs and `.env.example`. */
 export const COMMUNITY_ENV_DEFAULTS = {
-  DATA_DIR: './data',
-  DATASET_DIR: '../shared/datasets/piano-midi-de',
-  MODEL_DIR: 'models/default',
-  CONTRIBUTIONS_PER_DAY: '10',
-  NEW_LABEL_MIN_PIECES: '3',
-  CONTRIBUTION_HOLDOUT: '0.1',
-  DRIFT_THRESHOLD: '0.35',
-  DRIFT_RECENT_OUTPUTS: '20',
-  RETRAIN_SCHEDULE: '0 4 * * 0',
-  RETRAIN_TIMEZONE: 'UTC',
-  RETRAIN_EPOCHS: '3',
-  RETRAIN_MAX_MINUTES: '60',
-  RETRAIN_LEARNING_RATE: '0.001',
-  RETRAIN_SCRATCH_LEARNING_RATE: '0.003',
-  RETRAIN_BATCH: '32',
-  RETRAIN_FROM_SCRATCH: 'false',
-  RETRAIN_STALE_LOCK_MINUTES: '',
-  GATE_NLL_TOLERANCE: '0.02',
-  GATE_DRIFT_TOLERANCE: '0.05',
-  GATE_SAMPLES: '4',
-  GATE_SAMPLE_NOTES: '250',
+  NOCTURNE_DATA_DIR: 'data',
+  NOCTURNE_DATASET_DIR: '../shared/datasets/piano-midi-de',
+  NOCTURNE_MODEL_DIR: 'models/default',
+  NOCTURNE_CONTRIBUTIONS_PER_DAY: '10',
+  NOCTURNE_NEW_LABEL_MIN_PIECES: '3',
+  NOCTURNE_CONTRIBUTION_HOLDOUT: '0.1',
+  NOCTURNE_DRIFT_THRESHOLD: '0.35',
+  NOCTURNE_DRIFT_RECENT_OUTPUTS: '20',
+  NOCTURNE_RETRAIN_SCHEDULE: '0 4 * * 0',
+  NOCTURNE_RETRAIN_TIMEZONE: 'UTC',
+  NOCTURNE_RETRAIN_EPOCHS: '3',
+  NOCTURNE_RETRAIN_MAX_MINUTES: '60',
+  NOCTURNE_RETRAIN_LEARNING_RATE: '0.001',
+  NOCTURNE_RETRAIN_SCRATCH_LEARNING_RATE: '0.003',
+  NOCTURNE_RETRAIN_BATCH: '32',
+  NOCTURNE_RETRAIN_FROM_SCRATCH: 'false',
+  NOCTURNE_RETRAIN_STALE_LOCK_MINUTES: '',
+  NOCTURNE_GATE_NLL_TOLERANCE: '0.02',
+  NOCTURNE_GATE_DRIFT_TOLERANCE: '0.05',
+  NOCTURNE_GATE_SAMPLES: '4',
+  NOCTURNE_GATE_SAMPLE_NOTES: '250',
 } as const;
 
 export type CommunityEnvName = keyof typeof COMMUNITY_ENV_DEFAULTS;
@@ -132,44 +133,46 @@ export function communityConfigFromEnv(env: Record<string, string | undefined> =
     return false;
   };
 
-  const scheduleText = raw('RETRAIN_SCHEDULE');
+  const scheduleText = raw('NOCTURNE_RETRAIN_SCHEDULE');
   let schedule: string | null = scheduleText;
   if (['off', 'none', 'false', '0'].includes(scheduleText.toLowerCase())) schedule = null;
-  else if (!cron.validate(scheduleText)) problems.push(`RETRAIN_SCHEDULE must be a cron expression (e.g. "0 4 * * 0", Sundays 04:00) or "off", got ${JSON.stringify(scheduleText)}`);
-  const timezone = raw('RETRAIN_TIMEZONE');
-  if (!isTimeZone(timezone)) problems.push(`RETRAIN_TIMEZONE must be an IANA time zone such as Europe/Berlin, got ${JSON.stringify(timezone)}`);
+  else if (!cron.validate(scheduleText)) problems.push(`NOCTURNE_RETRAIN_SCHEDULE must be a cron expression (e.g. "0 4 * * 0", Sundays 04:00) or "off", got ${JSON.stringify(scheduleText)}`);
+  const timezone = raw('NOCTURNE_RETRAIN_TIMEZONE');
+  if (!isTimeZone(timezone)) problems.push(`NOCTURNE_RETRAIN_TIMEZONE must be an IANA time zone such as Europe/Berlin, got ${JSON.stringify(timezone)}`);
 
-  const maxMinutes = number('RETRAIN_MAX_MINUTES', 0.01, 7 * 24 * 60);
-  const staleText = raw('RETRAIN_STALE_LOCK_MINUTES');
-  const staleLockMinutes = staleText === '' ? maxMinutes + 60 : number('RETRAIN_STALE_LOCK_MINUTES', 1, 30 * 24 * 60);
+  const maxMinutes = number('NOCTURNE_RETRAIN_MAX_MINUTES', 0.01, 7 * 24 * 60);
+  const staleText = raw('NOCTURNE_RETRAIN_STALE_LOCK_MINUTES');
+  const staleLockMinutes = staleText === '' ? maxMinutes + 60 : number('NOCTURNE_RETRAIN_STALE_LOCK_MINUTES', 1, 30 * 24 * 60);
 
   const config: CommunityConfig = {
-    dataDir: resolve(cwd, raw('DATA_DIR')),
-    datasetDir: resolve(cwd, raw('DATASET_DIR')),
-    initialModelDir: resolve(cwd, raw('MODEL_DIR')),
-    contributionsPerDay: number('CONTRIBUTIONS_PER_DAY', 0, 100_000, true),
-    newLabelMinPieces: number('NEW_LABEL_MIN_PIECES', 1, 100_000, true),
-    holdoutFraction: number('CONTRIBUTION_HOLDOUT', 0, 0.5),
-    driftThreshold: number('DRIFT_THRESHOLD', 0, 1),
-    driftRecentOutputs: number('DRIFT_RECENT_OUTPUTS', 1, 10_000, true),
+    dataDir: resolve(cwd, raw('NOCTURNE_DATA_DIR')),
+    datasetDir: resolve(cwd, raw('NOCTURNE_DATASET_DIR')),
+    initialModelDir: resolve(cwd, raw('NOCTURNE_MODEL_DIR')),
+    contributionsPerDay: number('NOCTURNE_CONTRIBUTIONS_PER_DAY', 0, 100_000, true),
+    newLabelMinPieces: number('NOCTURNE_NEW_LABEL_MIN_PIECES', 1, 100_000, true),
+    holdoutFraction: number('NOCTURNE_CONTRIBUTION_HOLDOUT', 0, 0.5),
+    driftThreshold: number('NOCTURNE_DRIFT_THRESHOLD', 0, 1),
+    driftRecentOutputs: number('NOCTURNE_DRIFT_RECENT_OUTPUTS', 1, 10_000, true),
     retrain: {
       schedule,
       timezone,
-      epochs: number('RETRAIN_EPOCHS', 1, 1000, true),
+      epochs: number('NOCTURNE_RETRAIN_EPOCHS', 1, 1000, true),
       maxMinutes,
-      learningRate: number('RETRAIN_LEARNING_RATE', 1e-6, 1),
-      scratchLearningRate: number('RETRAIN_SCRATCH_LEARNING_RATE', 1e-6, 1),
-      batchSize: number('RETRAIN_BATCH', 1, 1024, true),
-      fromScratch: flag('RETRAIN_FROM_SCRATCH'),
+      learningRate: number('NOCTURNE_RETRAIN_LEARNING_RATE', 1e-6, 1),
+      scratchLearningRate: number('NOCTURNE_RETRAIN_SCRATCH_LEARNING_RATE', 1e-6, 1),
+      batchSize: number('NOCTURNE_RETRAIN_BATCH', 1, 1024, true),
+      fromScratch: flag('NOCTURNE_RETRAIN_FROM_SCRATCH'),
       staleLockMinutes,
     },
     gate: {
-      nllTolerance: number('GATE_NLL_TOLERANCE', 0, 10),
-      driftTolerance: number('GATE_DRIFT_TOLERANCE', 0, 1),
-      samples: number('GATE_SAMPLES', 1, 64, true),
-      sampleNotes: number('GATE_SAMPLE_NOTES', 16, 2000, true),
+      nllTolerance: number('NOCTURNE_GATE_NLL_TOLERANCE', 0, 10),
+      driftTolerance: number('NOCTURNE_GATE_DRIFT_TOLERANCE', 0, 1),
+      samples: number('NOCTURNE_GATE_SAMPLES', 1, 64, true),
+      sampleNotes: number('NOCTURNE_GATE_SAMPLE_NOTES', 16, 2000, true),
     },
   };
+  if (!existsSync(config.datasetDir) || !statSync(config.datasetDir).isDirectory()) problems.push(`NOCTURNE_DATASET_DIR: ${config.datasetDir} is not a folder (the training corpus, e.g. ../shared/datasets/piano-midi-de)`);
+  if (!existsSync(join(config.initialModelDir, 'model.json'))) problems.push(`NOCTURNE_MODEL_DIR: no model.json in ${config.initialModelDir}`);
   if (problems.length) throw new CommunityConfigError(problems);
   return config;
 }

@@ -5,14 +5,14 @@
  *
  *   registry.on('serving', async (change) => { const next = await Engine.open(change.dir); ... });
  *
- * Layout under DATA_DIR/models/:
+ * Layout under NOCTURNE_DATA_DIR/models/:
  *   <version>/       a complete model folder (model.json, weights.bin, ATTRIBUTION.md,
  *                    training-curve.png, history.json) plus version.json (how it was made and
  *                    what the gate said). Folders appear only by an atomic rename of a finished
  *                    staging folder, so a listed version is always complete.
  *   serving.json     { version, since, reason, stack, history }, replaced atomically (temp +
  *                    rename): a reader sees the old pointer or the new one, never half of one.
- * The shipped model (MODEL_DIR, models/default) is copied in as the first version.
+ * The shipped model (NOCTURNE_MODEL_DIR, models/default) is copied in as the first version.
  */
 import { EventEmitter } from 'node:events';
 import { existsSync, unwatchFile, watchFile } from 'node:fs';
@@ -94,7 +94,7 @@ export class ModelRegistry extends EventEmitter<{ serving: [ServingChange] }> {
     super();
   }
 
-  /** Opens DATA_DIR/models, copying in the initial model as the first version if it is empty. */
+  /** Opens NOCTURNE_DATA_DIR/models, copying in the initial model as the first version if it is empty. */
   static async open(dataDir: string, initialModelDir: string, log: (line: string) => void = () => {}): Promise<ModelRegistry> {
     const registry = new ModelRegistry(join(dataDir, 'models'));
     await mkdir(registry.root, { recursive: true });

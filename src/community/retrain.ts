@@ -7,8 +7,8 @@
  * function, so a CLI or a test can run it in-process too.
  *
  * Crash safety (kill -9 at any point):
- *   - training writes only under DATA_DIR/runs/<runId>/; the serving model's folder is only read;
- *   - a version appears by renaming a finished folder into DATA_DIR/models/ (atomic), and the
+ *   - training writes only under NOCTURNE_DATA_DIR/runs/<runId>/; the serving model's folder is only read;
+ *   - a version appears by renaming a finished folder into NOCTURNE_DATA_DIR/models/ (atomic), and the
  *     serving pointer is replaced atomically, after the version is complete;
  *   - contributions are only read;
  *   - the lock names the run's pid: the next run finds it dead, takes the lock over, marks the
@@ -16,7 +16,7 @@
  *     half-made is ever used.
  *
  * The fixed validation set: the corpus pieces the shipped model was validated on (its spec's
- * data.validationPieces, written once to DATA_DIR/validation.json) plus every accepted held-back
+ * data.validationPieces, written once to NOCTURNE_DATA_DIR/validation.json) plus every accepted held-back
  * contribution (decided per contribution, once). Neither model is ever trained on it. Early
  * stopping uses a separate 5% of the corpus training pieces, so the gate's set is not also the
  * set the candidate's best epoch was picked on.
@@ -46,9 +46,9 @@ export interface RetrainRequest {
   requestedBy?: string;
   /** Run even when no contribution changed since the serving version was made. */
   force?: boolean;
-  /** Train from fresh weights (default: RETRAIN_FROM_SCRATCH). */
+  /** Train from fresh weights (default: NOCTURNE_RETRAIN_FROM_SCRATCH). */
   fromScratch?: boolean;
-  /** Override RETRAIN_EPOCHS for this run. */
+  /** Override NOCTURNE_RETRAIN_EPOCHS for this run. */
   epochs?: number;
 }
 
@@ -82,7 +82,7 @@ export interface RetrainOutcome {
   contributionsUsed: number;
   heldBack: number;
   newComposers: string[];
-  /** New labels still trained as "any" (below NEW_LABEL_MIN_PIECES). */
+  /** New labels still trained as "any" (below NOCTURNE_NEW_LABEL_MIN_PIECES). */
   waitingLabels: { label: string; pieces: number }[];
   seconds: number;
 }
@@ -111,7 +111,7 @@ export function newRunId(now = new Date()): string {
 }
 
 /**
- * The corpus part of the fixed validation set: read from DATA_DIR/validation.json, or created
+ * The corpus part of the fixed validation set: read from NOCTURNE_DATA_DIR/validation.json, or created
  * there once from the initial model's validation pieces (or a by-piece split of the corpus when
  * that model lists none that exist).
  */

@@ -1,5 +1,5 @@
 /**
- * The retraining schedule: a node-cron task (RETRAIN_SCHEDULE, RETRAIN_TIMEZONE, noOverlap) that
+ * The retraining schedule: a node-cron task (NOCTURNE_RETRAIN_SCHEDULE, NOCTURNE_RETRAIN_TIMEZONE, noOverlap) that
  * calls the same retrain function a moderator's command calls. A class for the task's lifecycle.
  * The task is created stopped; start() arms it. Tests drive it with `task.execute()`.
  */

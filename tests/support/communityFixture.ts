@@ -47,15 +47,15 @@ export async function createCommunityWorld(env: Record<string, string> = {}): Pr
   const modelDir = join(root, 'shipped');
   await createTinyModel(modelDir, ['Chopin', 'Schumann']);
   const fullEnv: Record<string, string> = {
-    DATA_DIR: join(root, 'data'),
-    DATASET_DIR: datasetDir,
-    MODEL_DIR: modelDir,
-    CONTRIBUTION_HOLDOUT: '0',
-    RETRAIN_EPOCHS: '2',
-    RETRAIN_BATCH: '16',
-    RETRAIN_LEARNING_RATE: '0.01',
-    GATE_SAMPLES: '2',
-    GATE_SAMPLE_NOTES: '64',
+    NOCTURNE_DATA_DIR: join(root, 'data'),
+    NOCTURNE_DATASET_DIR: datasetDir,
+    NOCTURNE_MODEL_DIR: modelDir,
+    NOCTURNE_CONTRIBUTION_HOLDOUT: '0',
+    NOCTURNE_RETRAIN_EPOCHS: '2',
+    NOCTURNE_RETRAIN_BATCH: '16',
+    NOCTURNE_RETRAIN_LEARNING_RATE: '0.01',
+    NOCTURNE_GATE_SAMPLES: '2',
+    NOCTURNE_GATE_SAMPLE_NOTES: '64',
     ...env,
   };
   return { root, datasetDir, modelDir, env: fullEnv, config: communityConfigFromEnv(fullEnv) };
