@@ -100,6 +100,7 @@ export class JobQueue {
   private readonly open = new Map<string, number>(); // user key -> jobs waiting or running
   private readonly recent = new Map<string, number[]>(); // rate key -> submit times
   private readonly finishing = new Set<Promise<void>>();
+  private readonly batchesInFlight = new Set<Promise<void>>();
   private current: Promise<void> | undefined;
   private composingCount = 0;
   private stopping = false;
@@ -300,9 +301,15 @@ export class JobQueue {
     return batch;
   }
 
+  /**
+   * Composes one batch. Resolves once its sampling is done (the engine reports 'rendering'), so
+   * the next batch can be sampled while this one's audio renders in fluidsynth processes: at most
+   * two batches are in flight, one sampling and one rendering.
+   */
   private async compose(batch: Entry[]): Promise<void> {
+    while (this.batchesInFlight.size >= 2) await Promise.race(this.batchesInFlight);
     const started = performance.now();
-    this.composingCount = batch.length;
+    this.composingCount += batch.length;
     this.batches++;
     this.batchedJobs += batch.length;
     const version = this.backend.info().version;
@@ -320,31 +327,38 @@ export class JobQueue {
       }
     }
     await Promise.all(live.map((e) => this.store.update(e.record.id, { state: 'composing', modelVersion: version }).catch((err) => this.log(`job ${e.record.id}: ${(err as Error).message}`))));
-    let settled: PromiseSettledResult<ComposeResult>[];
-    try {
-      settled = await this.backend.composeMany(requests, (index, stage) => {
+    let markSampled!: () => void;
+    const sampled = new Promise<void>((resolve) => (markSampled = resolve));
+    const run = this.backend
+      .composeMany(requests, (index, stage) => {
         const entry = live[index];
         if (!entry || stage === 'done') return;
+        if (stage === 'rendering') markSampled();
         safely(() => entry.listener.stage?.(stage), this.log);
         if (stage === 'rendering') void this.store.update(entry.record.id, { state: 'rendering' }).catch(() => undefined);
+      })
+      .catch((e): PromiseSettledResult<ComposeResult>[] => requests.map(() => ({ status: 'rejected', reason: e })))
+      .then((settled) => {
+        markSampled();
+        this.composingCount -= batch.length;
+        if (this.abandoned) return;
+        this.ema = 0.7 * this.ema + 0.3 * ((performance.now() - started) / 1000);
+        settled.forEach((s, i) => {
+          const entry = live[i];
+          if (s.status === 'fulfilled') this.track(this.succeed(entry, s.value));
+          else {
+            const reason = s.reason as Error;
+            const input = reason?.name === 'ComposeInputError';
+            const line = (reason?.message ?? String(s.reason)).split('\n')[0];
+            if (!input) this.log(`job ${entry.record.id} failed: ${line}`);
+            this.track(this.fail(entry, line, input ? 'input' : 'internal'));
+          }
+        });
       });
-    } catch (e) {
-      settled = requests.map(() => ({ status: 'rejected', reason: e }));
-    }
-    this.composingCount = 0;
-    if (this.abandoned) return;
-    this.ema = 0.7 * this.ema + 0.3 * ((performance.now() - started) / 1000);
-    settled.forEach((s, i) => {
-      const entry = live[i];
-      if (s.status === 'fulfilled') this.track(this.succeed(entry, s.value));
-      else {
-        const reason = s.reason as Error;
-        const input = reason?.name === 'ComposeInputError';
-        const line = (reason?.message ?? String(s.reason)).split('\n')[0];
-        if (!input) this.log(`job ${entry.record.id} failed: ${line}`);
-        this.track(this.fail(entry, line, input ? 'input' : 'internal'));
-      }
-    });
+    this.batchesInFlight.add(run);
+    void run.finally(() => this.batchesInFlight.delete(run));
+    this.track(run);
+    await sampled;
   }
 
   private track(p: Promise<void>): void {
