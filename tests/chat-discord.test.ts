@@ -266,10 +266,11 @@ test('SIGTERM-style shutdown and restart: the waiting job resumes, an old one ge
 
   const readiesBefore = fake.readyCount;
   restarted = await startBot(
-    { modelDir: fixture.modelDir, dataDir: fixture.dataDir, outDir: fixture.outDir, backend: 'auto', terminal: false, limits: { ...DEFAULT_QUEUE_LIMITS, batchWindowMs: 20 }, shutdownGraceMs: 10_000, discord: config() },
+    { modelDir: fixture.modelDir, dataDir: fixture.dataDir, outDir: fixture.outDir, backend: 'auto', terminal: false, limits: { ...DEFAULT_QUEUE_LIMITS, batchWindowMs: 20 }, shutdownGraceMs: 10_000, discord: { ...config(), guildId: '800000000000000001' } },
     fixture.log,
   );
   assert.equal(fake.readyCount, readiesBefore + 1, 'logged in again');
+  assert.ok(fake.calls.some((c) => c.method === 'PUT' && c.path === `/applications/${fake.applicationId}/guilds/800000000000000001/commands`), 'DISCORD_GUILD_ID registers in that guild');
   const bResult = await fake.waitForOutcome(b.token);
   assert.equal(bResult.kind, 'result', 'the waiting job was composed after the restart and posted to its interaction');
   assert.equal(field(bResult.call, 'Job'), bJob);

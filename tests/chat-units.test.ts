@@ -5,7 +5,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { COMMANDS } from '../commands/index.ts';
@@ -22,6 +22,9 @@ import { JobStore, looksLikeJobId, newJobId } from '../src/jobs/store.ts';
 import type { JobInput, JobRecord } from '../src/jobs/types.ts';
 import type { BotContext } from '../src/chat/command.ts';
 import { createTinyModel } from './support/tinyModel.ts';
+import { isOgg, pianoMidi } from './support/chatBot.ts';
+import { fitAudio } from '../src/jobs/audioFit.ts';
+import { readWavHeader, renderAudio } from '../src/render/audio.ts';
 
 const compose = COMMANDS.find((c) => c.name === 'compose')!;
 const cont = COMMANDS.find((c) => c.name === 'continue')!;
@@ -257,4 +260,37 @@ test('queue: a bad request fails alone; stop() leaves waiting jobs open for the 
   assert.deepEqual(open.map((j) => j.state).sort(), ['composing', 'queued']);
   backend.open();
   await store.close();
+});
+
+test('audio over the upload limit: mono 22.05 kHz WAV, then OGG, then none, each saying so', async () => {
+  const midi = join(dir, 'fit.mid');
+  writeFileSync(midi, pianoMidi(24)); // 6 s of music
+  const fresh = async (name: string) => {
+    mkdirSync(join(dir, name), { recursive: true });
+    const wav = join(dir, name, 'piece.wav');
+    await renderAudio(midi, wav, { format: 'wav' });
+    return wav;
+  };
+  const stereo = await fresh('fit-a');
+  const bytes = statSync(stereo).size;
+  assert.deepEqual(await fitAudio(midi, stereo, bytes), { audioPath: stereo }, 'at the limit: unchanged');
+
+  const mono = await fitAudio(midi, stereo, Math.floor(bytes / 2));
+  assert.match(mono.audioPath!, /piece-mono-22k\.wav$/);
+  assert.match(mono.note!, /mono 22\.05 kHz WAV: the stereo WAV would be [\d.]+ MB, over the [\d.]+ MB upload limit/);
+  const h = await readWavHeader(mono.audioPath!);
+  assert.deepEqual([h.channels, h.sampleRate], [1, 22050]);
+  assert.equal(existsSync(stereo), false, 'the oversized file is removed');
+
+  const stereo2 = await fresh('fit-b');
+  const ogg = await fitAudio(midi, stereo2, Math.floor(bytes / 6));
+  assert.match(ogg.audioPath!, /piece\.ogg$/);
+  assert.ok(isOgg(readFileSync(ogg.audioPath!)));
+  assert.match(ogg.note!, /audio is OGG/);
+
+  const stereo3 = await fresh('fit-c');
+  const none = await fitAudio(midi, stereo3, 1000);
+  assert.equal(none.audioPath, undefined);
+  assert.match(none.note!, /no audio: .* play the MIDI file instead/);
+  assert.equal(existsSync(stereo3), false);
 });

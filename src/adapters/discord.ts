@@ -92,8 +92,11 @@ export function discordUsage(spec: CommandSpec): string {
   return [`/${spec.name}`, ...args].join(' ');
 }
 
+/** Longest an attachment download may take. */
+const DOWNLOAD_TIMEOUT_MS = 30_000;
+
 async function download(url: string, maxBytes: number): Promise<Uint8Array> {
-  const res = await fetch(url);
+  const res = await fetch(url, { signal: AbortSignal.timeout(DOWNLOAD_TIMEOUT_MS) });
   if (!res.ok) throw new Error(`HTTP ${res.status}`);
   const body = new Uint8Array(await res.arrayBuffer());
   if (body.length > maxBytes) throw new Error(`the file is over ${maxBytes} bytes`);

@@ -134,8 +134,11 @@ class SlackReply implements Reply {
   }
 }
 
+/** Longest a shared file's download may take. */
+const DOWNLOAD_TIMEOUT_MS = 30_000;
+
 async function downloadPrivate(url: string, token: string, maxBytes: number): Promise<Uint8Array> {
-  const res = await fetch(url, { headers: { Authorization: `Bearer ${token}` } });
+  const res = await fetch(url, { headers: { Authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(DOWNLOAD_TIMEOUT_MS) });
   if (!res.ok) throw new Error(`HTTP ${res.status}`);
   const body = new Uint8Array(await res.arrayBuffer());
   if (body.length > maxBytes) throw new Error(`the file is over ${maxBytes} bytes`);

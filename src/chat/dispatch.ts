@@ -41,7 +41,13 @@ export function orderedReply(reply: Reply, log: (line: string) => void): Reply {
     },
     result(post: ResultPost) {
       final = true;
-      return run('result', () => reply.result(post));
+      // If the files cannot be posted (a platform error, a limit), say so rather than go quiet.
+      return run('result', () =>
+        reply.result(post).catch(async (e: unknown) => {
+          log(`posting job ${post.jobId} failed: ${e instanceof Error ? e.message : String(e)}`);
+          await reply.error(`the piece is ready but its files could not be posted (${oneLine(e instanceof Error ? e.message : String(e), 200)}); try /show ${post.jobId}`);
+        }),
+      );
     },
     error(line: string) {
       final = true;
