@@ -75,7 +75,9 @@ export class TerminalAdapter {
 
   /** Reads commands until end of input (or close()), then waits for the jobs still running. */
   async start(): Promise<void> {
-    this.print(`nocturne: model ${this.bot.model.version} with ${this.bot.composerNames.length} composers. Try /compose ${this.bot.composerNames[0]?.toLowerCase() ?? 'any'} 250, or /help.`);
+    const names = this.bot.composerNames;
+    const example = (names.find((n) => n.toLowerCase() === 'chopin') ?? names[0] ?? 'any').toLowerCase();
+    this.print(`nocturne: model ${this.bot.model.version} with ${names.length} composers. Try /compose ${example} 250, or /help.`);
     const rl = createInterface({ input: this.input, output: this.interactive ? this.output : undefined, terminal: this.interactive });
     this.rl = rl;
     rl.on('SIGINT', () => this.close()); // Ctrl-C at the prompt: finish the jobs in flight, then exit

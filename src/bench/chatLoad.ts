@@ -85,6 +85,7 @@ async function withBot<T>(modelDir: string, maxBatch: number, users: number, log
 
 async function loadRun(fake: FakeDiscord, bot: Bot, users: number, notes: number, timeoutMs: number): Promise<LoadRun> {
   const composers = bot.composerNames;
+  const before = bot.queueStats();
   const started = Date.now();
   const sent = Array.from({ length: users }, (_, i) => {
     const user = { id: String(700000000000100000n + BigInt(i)), username: `listener${i}` };
@@ -113,7 +114,11 @@ async function loadRun(fake: FakeDiscord, bot: Bot, users: number, notes: number
     maxMs: times.at(-1) ?? Number.NaN,
     throughputPerMin: wallSeconds > 0 ? (times.length / wallSeconds) * 60 : 0,
     wallSeconds,
-    meanBatchSize: bot.queueStats().meanBatchSize,
+    meanBatchSize: (() => {
+      const after = bot.queueStats();
+      const batches = after.batches - before.batches;
+      return batches ? (after.batchedJobs - before.batchedJobs) / batches : 0;
+    })(),
   };
 }
 

@@ -77,6 +77,9 @@ export interface QueueStats {
   batchSeconds: number;
   /** Mean jobs per batch since start. */
   meanBatchSize: number;
+  /** Sampling passes and the jobs they held, since start. */
+  batches: number;
+  batchedJobs: number;
   maxWaiting: number;
 }
 
@@ -127,6 +130,8 @@ export class JobQueue {
       failedSinceStart: this.failed,
       batchSeconds: this.ema,
       meanBatchSize: this.batches ? this.batchedJobs / this.batches : 0,
+      batches: this.batches,
+      batchedJobs: this.batchedJobs,
       maxWaiting: this.limits.maxWaiting,
     };
   }
