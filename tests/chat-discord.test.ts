@@ -97,6 +97,7 @@ test('/compose: deferred, progress edits, then WAV/OGG + MIDI with the requested
     ],
   );
   assert.equal(embed.image.url, `attachment://${png.name}`);
+  assert.deepEqual(result.body.allowed_mentions?.parse, [], 'nothing the bot writes pings anyone');
 });
 
 async function composeJob(options: Record<string, string | number>): Promise<{ job: string; call: RecordedCall }> {
@@ -276,6 +277,7 @@ test('SIGTERM-style shutdown and restart: the waiting job resumes, an old one ge
   assert.equal(field(bResult.call, 'Job'), bJob);
   assert.equal(midiNoteCount(fileNamed(bResult.call, /\.mid$/)!.bytes), 40);
   const apology = await fake.waitFor((c) => c.method === 'POST' && c.path === '/channels/810000000000000555/messages', 10_000, 'the apology');
+  assert.deepEqual(apology.body.allowed_mentions, { parse: [], users: ['700000000000000203'] }, 'only the requester is pinged');
   assert.match(apology.body.content, /<@700000000000000203>.*sorry: job zz22zz22 \(compose chopin 16\) was interrupted by a restart/);
 
   const show = fake.command('show', { job: aJob });

@@ -219,7 +219,8 @@ class RecoveredReply implements Reply {
   }
 
   private async send(body: MessageBody, files: { name: string; data: Buffer }[] = []): Promise<void> {
-    const payload = { body: { ...body, attachments: files.map((f, id) => ({ id, filename: f.name })) }, files };
+    const allowed = { parse: [], users: this.address.userId ? [this.address.userId] : [] };
+    const payload = { body: { ...body, allowed_mentions: allowed, attachments: files.map((f, id) => ({ id, filename: f.name })) }, files };
     if (this.tokenAlive) {
       await this.client.rest.patch(Routes.webhookMessage(this.address.applicationId, this.address.token, '@original'), { ...payload, auth: false });
       return;
@@ -271,7 +272,9 @@ export class DiscordAdapter {
     log: (line: string) => void = () => {},
   ) {
     this.log = (line) => log(`discord: ${line}`);
-    this.client = new Client({ intents: [GatewayIntentBits.Guilds], rest: { api: config.apiBase } });
+    // No pings from anything the bot writes (file names and composer names are user input),
+    // except the requester's own mention on recovered jobs, allowed per message.
+    this.client = new Client({ intents: [GatewayIntentBits.Guilds], rest: { api: config.apiBase }, allowedMentions: { parse: [] } });
     this.client.on(Events.InteractionCreate, (interaction) => {
       if (this.stopping) return;
       if (interaction.isChatInputCommand()) void this.onCommand(interaction);

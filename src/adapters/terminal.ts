@@ -115,6 +115,12 @@ export class TerminalAdapter {
   }
 
   private print(text: string): void {
+    if (this.interactive && this.rl) {
+      // Output arrives while the user may be typing: clear the prompt line, print, redraw it.
+      this.output.write(`\r\x1b[K${text}\n`);
+      this.rl.prompt(true);
+      return;
+    }
     this.output.write(`${text}\n`);
   }
 

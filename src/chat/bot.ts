@@ -175,6 +175,7 @@ export class Bot implements BotContext {
         position: (place: number, eta: number) => void reply.progress(`resumed after a restart: queued #${place}, about ${eta} s`),
         stage: (stage: 'composing' | 'rendering') => void reply.progress(stage === 'composing' ? 'composing…' : 'rendering the audio and the piano roll…'),
         finished: (r: JobRecord) => void (r.state === 'done' ? this.postResult(r, reply) : reply.error(failureLine(r))),
+        paused: (r: JobRecord) => void reply.progress(`the bot is restarting again: job ${r.id} stays queued and will be composed when it is back`),
       };
       await this.queue.requeue(record, listener);
       outcome.requeued.push(record.id);
