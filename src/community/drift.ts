@@ -4,7 +4,7 @@
  * current numbers and a PNG chart of them over time.
  *
  * Generated outputs are recorded by the caller after each composed piece (recordOutput): the
- * sample keeps only the piece's histograms, never its notes, and only the latest
+ * sample keeps only the piece's histograms, never its notes, and only about the latest
  * MAX_OUTPUT_SAMPLES are kept.
  */
 import { randomBytes } from 'node:crypto';
@@ -19,6 +19,7 @@ import { formatSimilarity, histogramsOf, mergeHistograms, noteCount, similarityT
 import type { CommunityStore } from './store.ts';
 
 export const MAX_OUTPUT_SAMPLES = 1000;
+const PRUNE_EVERY = 50;
 
 export interface OutputSample {
   time: string;
@@ -53,9 +54,12 @@ export interface DriftReport {
   summary: string[];
 }
 
-const DAY_MS = 86_400_000;
+const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
 
 export class DriftMonitor {
+  private recordedSincePrune = 0;
+
   constructor(
     private readonly store: CommunityStore,
     private readonly profile: CorpusProfile,
@@ -73,8 +77,12 @@ export class DriftMonitor {
     const histograms = histogramsOf([tokens]);
     const sample: OutputSample = { time: now.toISOString(), modelVersion, notes: tokens.length, similarity: similarityTo(this.profile.histograms, histograms).overall, histograms };
     await this.store.set(`output:${sample.time}-${randomBytes(3).toString('hex')}`, sample);
-    const all = await this.store.list<OutputSample>('output:');
-    for (const old of all.slice(0, Math.max(0, all.length - MAX_OUTPUT_SAMPLES))) await this.store.delete(old.key);
+    // Trimming reads every sample, so it is done once per PRUNE_EVERY recordings, not each time.
+    if (++this.recordedSincePrune >= PRUNE_EVERY) {
+      this.recordedSincePrune = 0;
+      const all = await this.store.list<OutputSample>('output:');
+      for (const old of all.slice(0, Math.max(0, all.length - MAX_OUTPUT_SAMPLES))) await this.store.delete(old.key);
+    }
     return sample;
   }
 
@@ -84,8 +92,9 @@ export class DriftMonitor {
     return this.recordOutput(tokenize(piece.notes), modelVersion, now);
   }
 
+  /** The latest MAX_OUTPUT_SAMPLES recorded outputs, oldest first. */
   async outputSamples(): Promise<OutputSample[]> {
-    return (await this.store.list<OutputSample>('output:')).map((e) => e.value);
+    return (await this.store.list<OutputSample>('output:')).map((e) => e.value).slice(-MAX_OUTPUT_SAMPLES);
   }
 
   /** The current numbers, and (with `chartPath`) the chart over time. */
@@ -139,7 +148,9 @@ export class DriftMonitor {
     const times = [...records.map((r) => Date.parse(r.time)), ...outputs.map((o) => Date.parse(o.time))];
     if (times.length === 0) return undefined;
     const start = Math.min(...times);
-    const x = (iso: string) => (Date.parse(iso) - start) / DAY_MS;
+    const span = Math.max(...times) - start;
+    const unit = span < 2 * HOUR_MS ? { ms: 60_000, name: 'minutes' } : span < 3 * DAY_MS ? { ms: HOUR_MS, name: 'hours' } : { ms: DAY_MS, name: 'days' };
+    const x = (iso: string) => (Date.parse(iso) - start) / unit.ms;
     const series: Series[] = [];
     series.push({ name: 'each contribution', points: records.map((r) => ({ x: x(r.time), y: r.similarity })), color: '#7f7f7f' });
     const poolPoints: Series['points'] = [];
@@ -155,12 +166,12 @@ export class DriftMonitor {
       const rolling = outputs.map((o, i) => ({ x: x(o.time), y: similarityTo(this.profile.histograms, mergeHistograms(outputs.slice(Math.max(0, i + 1 - n), i + 1).map((s) => s.histograms))).overall }));
       series.push({ name: `generated outputs (latest ${n} pooled)`, points: rolling, color: '#2ca02c' });
     }
-    const end = Math.max(...times.map((t) => (t - start) / DAY_MS), 1e-3);
+    const end = Math.max(span / unit.ms, 1);
     series.push({ name: `flag threshold ${this.settings.driftThreshold}`, points: [{ x: 0, y: this.settings.driftThreshold }, { x: end, y: this.settings.driftThreshold }], color: '#d62728' });
     const markers = records.filter((r) => r.status === 'flagged').map((r) => ({ x: x(r.time), y: r.similarity, color: '#d62728' }));
     return plotSeries(series, chartPath, {
       title: 'Similarity to the training corpus (1 = same distributions)',
-      xLabel: `days since ${new Date(start).toISOString().slice(0, 16).replace('T', ' ')} UTC`,
+      xLabel: `${unit.name} since ${new Date(start).toISOString().slice(0, 16).replace('T', ' ')} UTC`,
       yLabel: 'similarity',
       yMin: 0,
       yMax: 1,

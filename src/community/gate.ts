@@ -2,10 +2,11 @@
  * The promotion gate: a candidate replaces the serving model only if it is measurably no worse.
  *   1. NLL per note on a fixed validation set (whole pieces, never trained on by either model):
  *      candidate ≤ serving + tolerance.
- *   2. Its generated outputs pass the drift check: the similarity of a pool of generated pieces
- *      to the training corpus is at least min(threshold, serving's own − tolerance). An absolute
- *      threshold alone would stop every candidate while the serving model itself is below it (an
- *      early model); the relative part never lets a candidate drift further than the tolerance.
+ *   2. Its generated outputs pass the drift check a contribution must pass: the similarity of a
+ *      pool of generated pieces to the training corpus is at least the threshold. While the
+ *      serving model is itself below the threshold (an early model), it is enough not to fall
+ *      more than the tolerance below the serving model: min(threshold, serving − tolerance).
+ *      A drop that stays above the threshold passes; both numbers are in the reason.
  * scoreModel measures one model (tensors loaded, used and disposed here); gateDecision is pure.
  */
 import * as tf from '@tensorflow/tfjs';

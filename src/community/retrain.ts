@@ -252,8 +252,12 @@ async function runLocked(
     return outcome;
   };
   const trainingIds = usable.training.map((r) => r.id);
-  if (!request.force && sameSet(trainingIds, servingRecord.contributions ?? [])) {
-    return finish({ ...base, status: 'skipped', reason: `nothing to do: no new accepted contributions since ${serving.version} was made (${trainingIds.length} in use); a moderator can force a run`, servingAfter: serving.version, newComposers: [], waitingLabels: [], seconds: (Date.now() - started) / 1000 });
+  if (!request.force) {
+    const skip = (reason: string) => finish({ ...base, status: 'skipped', reason: `nothing to do: ${reason}; a moderator can force a run`, servingAfter: serving.version, newComposers: [], waitingLabels: [], seconds: (Date.now() - started) / 1000 });
+    if (sameSet(trainingIds, servingRecord.contributions ?? [])) return skip(`no new accepted contributions since ${serving.version} was made (${trainingIds.length} in use)`);
+    // A candidate trained on exactly these contributions after the serving one was made and not promoted: same data, same answer.
+    const tried = (await registry.list()).find((v) => v.record.verdict === 'rejected' && v.record.createdAt > servingRecord.createdAt && sameSet(trainingIds, v.record.contributions ?? []));
+    if (tried) return skip(`the same ${trainingIds.length} contributions were already tried in ${tried.version}, which was not promoted`);
   }
 
   const warn = (line: string) => report('preparing', line, false);
