@@ -10,7 +10,7 @@ import { backwardFlops, forwardFlops, stepFlops, trainStepFlops } from '../src/b
 import { REQUIRED_FIELDS, checkTargets, formatTable } from '../src/bench/report.ts';
 import { median, round, summarize } from '../src/bench/stats.ts';
 import { lastPositionLoss } from '../src/bench/training.ts';
-import { runBench } from '../src/bench/main.ts';
+import { chatFields, runBench } from '../src/bench/main.ts';
 import { initBackend } from '../src/model/backend.ts';
 import { HEAD_SIZES, inputWidth } from '../src/model/features.ts';
 import { DEFAULT_HYPERPARAMETERS, createWeights, sequenceLoss, type Hyperparameters, type SequenceBatch } from '../src/model/network.ts';
@@ -133,4 +133,17 @@ test('bench --json --only matmul prints one JSON object with every required fiel
   assert.equal(out.gen500_ms_batch1, null);
   assert.ok(out.peak_rss_mb > 0);
   await assert.rejects(runBench(['--only', 'nope'], () => {}), /unknown section/);
+});
+
+test('chat load results become chat_* fields and their targets', () => {
+  const f = chatFields({ users: 8, notes: 250, served: 8, lost: 0, p50Ms: 2100, p99Ms: 31000, idleCompose500P50Ms: 900, batchedVsUnbatched: { speedup: 2.345 } });
+  assert.equal(f.chat_p99_ms, 31000);
+  assert.equal(f.chat_idle_compose500_p50_ms, 900);
+  assert.equal(f.chat_batching_speedup, 2.35);
+  const checks = Object.fromEntries(checkTargets(f).map((c) => [c.field, c.pass]));
+  assert.equal(checks.chat_p99_ms, false);
+  assert.equal(checks.chat_lost, true);
+  assert.equal(checks.chat_idle_compose500_p50_ms, true);
+  assert.doesNotMatch(formatTable({}), /chat load/); // optional rows stay out when not measured
+  assert.match(formatTable(f), /chat load, requests lost\s+0\s+= 0\s+✓/);
 });

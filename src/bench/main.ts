@@ -47,7 +47,7 @@ export const BENCH_USAGE = `usage: nocturne bench [--json] [--quick] [options]
                       shape when it is missing)
   --data DIR          piano MIDI for the training figures (default ../shared/datasets/piano-midi-de)
   --only LIST         run only these sections: ${SECTIONS.join(',')}
-  --users N           simulated chat users for the chat-load figure (default 8)
+  --users N           simulated chat users for the chat-load figure (default 8, 4 with --quick)
   --backend B         auto | tensorflow | wasm | cpu
 
 Targets (2-core machine, wasm): 500 notes ≤ 300 ms; batch 16 ≤ 3× batch 1; stateful ≥ 30×
@@ -97,7 +97,7 @@ async function resolveModel(modelDir: string, dataDir: string, tempDir: string, 
       notes.push(`${modelDir} did not load (${(e as Error).message}); benched random weights instead`);
     }
   } else {
-    notes.push(`${modelDir} is missing: benched random weights of the default shape (speed does not depend on the values)`);
+    notes.push(`${modelDir} is missing: benched random weights of the default shape (sampling and training speed do not depend on the values; compose-to-OGG does: random notes make much longer music to render)`);
   }
   const names = datasetComposers(dataDir);
   const h: Hyperparameters = { ...DEFAULT_HYPERPARAMETERS };
@@ -136,6 +136,16 @@ async function sampleCorpus(dataDir: string, files: number, log: (l: string) => 
   return loadCorpus(picked);
 }
 
+/** chatLoad.ts's result as chat_* fields in the bench's snake_case (its own keys are camelCase). */
+export function chatFields(result: Record<string, unknown>): Figures {
+  const out: Figures = {};
+  const snake = (k: string) => k.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase();
+  for (const [k, v] of Object.entries(result)) out[`chat_${snake(k)}`] = v as Figures[string];
+  const batching = result.batchedVsUnbatched as { speedup?: unknown } | undefined;
+  if (typeof batching?.speedup === 'number') out.chat_batching_speedup = round(batching.speedup);
+  return out;
+}
+
 function machineLine(): string {
   const c = cpus();
   return `${c.length} × ${c[0]?.model?.trim() ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.versions.node}`;
@@ -158,7 +168,7 @@ export async function runBench(argv: string[], log: (line: string) => void, out:
   });
   if (positionals.length) throw new UsageError(`unexpected arguments: ${positionals.join(' ')}`, BENCH_USAGE);
   const backendChoice = parseBackend(values.backend);
-  const users = intOption('--users', values.users, 8, 1, 1000);
+  const users = intOption('--users', values.users, values.quick ? 4 : 8, 1, 1000);
   const only = values.only?.split(',').map((s) => s.trim()).filter(Boolean);
   const unknown = only?.filter((s) => !(SECTIONS as readonly string[]).includes(s));
   if (unknown?.length) throw new UsageError(`--only: unknown section ${unknown.join(', ')} (sections: ${SECTIONS.join(', ')})`, BENCH_USAGE);
@@ -193,10 +203,14 @@ export async function runBench(argv: string[], log: (line: string) => void, out:
       load_avg_1m_at_start: round(load, 2),
     });
 
+    const sectionSeconds: Record<string, number> = {};
+    f.section_seconds = sectionSeconds;
     const section = async (name: Section, body: () => Promise<void>) => {
       if (!runs(name)) return;
+      const t0 = performance.now();
       try {
         await body();
+        sectionSeconds[name] = round((performance.now() - t0) / 1000);
       } catch (e) {
         if (process.env.NOCTURNE_DEBUG === '1') console.error(e);
         errors.push(`${name}: ${(e as Error).message}`);
@@ -302,14 +316,15 @@ export async function runBench(argv: string[], log: (line: string) => void, out:
         notes.push('chat load: src/bench/chatLoad.ts is not there yet, skipped');
         return;
       }
-      const m = (await import(path)) as { benchChatLoad?: (o: { users: number; modelDir: string }) => Promise<Record<string, unknown>> };
+      type ChatLoad = (o: { users: number; modelDir: string; idleRuns?: number; log?: (l: string) => void }) => Promise<Record<string, unknown>>;
+      const m = (await import(path)) as { benchChatLoad?: ChatLoad };
       if (typeof m.benchChatLoad !== 'function') {
         notes.push('chat load: src/bench/chatLoad.ts does not export benchChatLoad, skipped');
         return;
       }
-      log(`chat load: ${users} users`);
-      const result = await m.benchChatLoad({ users, modelDir: model.dir });
-      for (const [k, v] of Object.entries(result ?? {})) if (!(k in f)) f[k] = v as Figures[string];
+      log(`chat load: ${users} simulated users (src/bench/chatLoad.ts)`);
+      const result = await m.benchChatLoad({ users, modelDir: model.dir, idleRuns: plan.quick ? 1 : 3, log });
+      Object.assign(f, chatFields(result ?? {}));
     });
   } finally {
     await rm(tempDir, { recursive: true, force: true });

@@ -237,12 +237,15 @@ function sparseProjection(inputs: SparseInputs, n: number): tf.Tensor2D {
   const { table, columns, rows, slots } = inputs;
   const out = new Float32Array(rows * n);
   for (let r = 0; r < rows; r++) {
-    const o = r * n;
+    const sum = out.subarray(r * n, (r + 1) * n);
+    let first = true;
     for (let s = 0; s < slots; s++) {
       const c = columns[s * rows + r];
       if (c < 0) continue;
-      const from = c * n;
-      for (let j = 0; j < n; j++) out[o + j] += table[from + j];
+      const row = table.subarray(c * n, (c + 1) * n);
+      if (first) sum.set(row); // 0 + x = x
+      else for (let j = 0; j < n; j++) sum[j] += row[j]; // a float32 store rounds each sum
+      first = false;
     }
   }
   return tf.tensor2d(out, [rows, n]);
