@@ -294,3 +294,31 @@ test('audio over the upload limit: mono 22.05 kHz WAV, then OGG, then none, each
   assert.match(none.note!, /no audio: .* play the MIDI file instead/);
   assert.equal(existsSync(stereo3), false);
 });
+
+test('a promoted model is served from the next piece on, and each finished piece is reported', async () => {
+  const { Bot } = await import('../src/chat/bot.ts');
+  const otherModel = join(dir, 'model-b');
+  await createTinyModel(otherModel, ['Bach', 'Haydn'], 5);
+  const pieces: string[] = [];
+  const bot = await Bot.open({ modelDir, dataDir: join(dir, 'swap-data'), outDir: join(dir, 'swap-out'), limits: { batchWindowMs: 10 }, onPiece: (r) => pieces.push(`${r.modelVersion}:${r.outputs?.composer}`) });
+  const errors: string[] = [];
+  const reply = { progress: async () => {}, info: async () => {}, result: async () => {}, error: async (line: string) => void errors.push(line) };
+  const who = { platform: 'terminal' as const, userId: 'me', userName: 'me', channelId: 'terminal', isManager: true };
+  try {
+    assert.deepEqual(bot.composerNames, ['Chopin', 'Mozart']);
+    const first = await bot.runJob({ kind: 'compose', who, params: { composer: 'Chopin', notes: 16, format: 'wav' } }, reply);
+    assert.equal(first?.state, 'done');
+    await assert.rejects(bot.useModel(join(dir, 'no-model')), /model\.json|no such|ENOENT|not/i);
+    assert.equal(bot.model.version, 'tiny-3', 'a model that cannot be opened changes nothing');
+    const info = await bot.useModel(otherModel);
+    assert.equal(info.version, 'tiny-5');
+    assert.deepEqual(bot.composerNames, ['Bach', 'Haydn']);
+    const second = await bot.runJob({ kind: 'compose', who, params: { composer: 'bach', notes: 16, format: 'wav' } }, reply);
+    assert.equal(second?.state, 'done');
+    assert.equal(second?.modelVersion, 'tiny-5');
+    assert.deepEqual(pieces, ['tiny-3:Chopin', 'tiny-5:Bach']);
+    assert.deepEqual(errors, []);
+  } finally {
+    await bot.close(5000);
+  }
+});

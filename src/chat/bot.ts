@@ -26,6 +26,8 @@ export interface BotOptions {
   /** Jobs older than this when the bot starts again are answered with an apology, not re-queued. */
   recoverMaxAgeMs?: number;
   log?: (line: string) => void;
+  /** Called with each finished piece (e.g. for the retraining loop's drift watch). */
+  onPiece?: (record: JobRecord) => void;
 }
 
 /** How a restarted bot reaches the person who asked for an unfinished job. */
@@ -45,7 +47,7 @@ export class Bot implements BotContext {
   private readonly running = new Set<Promise<unknown>>();
 
   private constructor(
-    private readonly engine: ComposeBackend & { close?: () => Promise<void> },
+    private engine: ComposeBackend & { close?: (drainMs?: number) => Promise<void> },
     readonly store: JobStore,
     readonly queue: JobQueue,
     private readonly options: BotOptions,
@@ -98,6 +100,7 @@ export class Bot implements BotContext {
           void reply.progress(stage === 'composing' ? 'composing…' : 'rendering the audio and the piano roll…');
         },
         finished: (record: JobRecord) => {
+          this.pieceFinished(record);
           const answer = record.state === 'done' ? this.postResult(record, reply) : reply.error(failureLine(record));
           void answer.finally(() => resolve(record));
         },
@@ -114,6 +117,29 @@ export class Bot implements BotContext {
     this.running.add(work);
     void work.finally(() => this.running.delete(work));
     return work;
+  }
+
+  /**
+   * Serves a different model folder from the next batch on (a promoted or rolled-back model).
+   * If it cannot be opened, the current model keeps serving and this rejects with the reason.
+   */
+  async useModel(modelDir: string): Promise<ModelInfo> {
+    const next = await EngineThread.open(modelDir, this.options.backend ?? 'auto', this.log);
+    const previous = this.engine;
+    this.engine = next;
+    await this.queue.useBackend(next);
+    await previous.close?.();
+    this.log(`now serving model ${next.info().version} from ${modelDir}`);
+    return next.info();
+  }
+
+  private pieceFinished(record: JobRecord): void {
+    if (record.state !== 'done' || !this.options.onPiece) return;
+    try {
+      this.options.onPiece(record);
+    } catch (e) {
+      this.log(`onPiece failed: ${(e as Error).message}`);
+    }
   }
 
   async postResult(record: JobRecord, reply: Reply): Promise<void> {
@@ -174,7 +200,10 @@ export class Bot implements BotContext {
       const listener = {
         position: (place: number, eta: number) => void reply.progress(`resumed after a restart: queued #${place}, about ${eta} s`),
         stage: (stage: 'composing' | 'rendering') => void reply.progress(stage === 'composing' ? 'composing…' : 'rendering the audio and the piano roll…'),
-        finished: (r: JobRecord) => void (r.state === 'done' ? this.postResult(r, reply) : reply.error(failureLine(r))),
+        finished: (r: JobRecord) => {
+          this.pieceFinished(r);
+          void (r.state === 'done' ? this.postResult(r, reply) : reply.error(failureLine(r)));
+        },
         paused: (r: JobRecord) => void reply.progress(`the bot is restarting again: job ${r.id} stays queued and will be composed when it is back`),
       };
       await this.queue.requeue(record, listener);
@@ -190,7 +219,8 @@ export class Bot implements BotContext {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([Promise.allSettled([...this.running]), new Promise((r) => (timer = setTimeout(r, Math.min(graceMs, 10_000))))]);
     clearTimeout(timer);
-    await this.engine.close?.();
+    // Whatever is still composing after the grace period stays open in the store for the next start.
+    await this.engine.close?.(1000);
     await this.store.close();
   }
 }

@@ -89,9 +89,13 @@ export class EngineThread implements ComposeBackend {
     });
   }
 
-  /** Stops the thread after the batches in flight (callers wait for those themselves). */
-  async close(): Promise<void> {
+  /**
+   * Stops the thread once the batches in flight have come back (waiting at most `drainMs` for
+   * them; after that they fail with "the engine thread stopped").
+   */
+  async close(drainMs = 30_000): Promise<void> {
     this.closing = true;
+    for (let waited = 0; this.pending.size > 0 && waited < drainMs; waited += 50) await new Promise((r) => setTimeout(r, 50));
     const worker = this.worker;
     this.worker = undefined;
     if (!worker) return;

@@ -115,7 +115,7 @@ export class JobQueue {
   private failed = 0;
 
   constructor(
-    private readonly backend: ComposeBackend,
+    private backend: ComposeBackend,
     private readonly store: JobStore,
     private readonly outRoot: string,
     readonly limits: QueueLimits = DEFAULT_QUEUE_LIMITS,
@@ -218,6 +218,15 @@ export class JobQueue {
     // Jobs still composing keep their open state in the store, so the next start re-queues them
     // instead of recording a failure caused only by this shutdown.
     if (!finished) this.abandoned = true;
+  }
+
+  /**
+   * Composes the next batches with `backend` (a newly promoted model). Batches in flight finish
+   * on the old one; resolves when they have, so the caller can close it.
+   */
+  async useBackend(backend: ComposeBackend): Promise<void> {
+    this.backend = backend;
+    await Promise.allSettled([...this.batchesInFlight]);
   }
 
   get isStopping(): boolean {
