@@ -16,7 +16,10 @@ export const help: CommandSpec = {
     await reply.info({
       title: 'nocturne composes classical piano music',
       lines: [
-        ...bot.commands.map((c) => `${request.usage(c).split('\n')[0]}: ${c.description}`),
+        ...bot.commands.map((c) => {
+          const line = request.usage(c).split('\n')[0];
+          return line.includes(c.description) ? line : `${line} — ${c.description}`;
+        }),
         'Under each piece: Continue +250 (extends it), Variation (new random seed), Regenerate (same seed, current model).',
       ],
     });

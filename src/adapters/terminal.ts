@@ -29,7 +29,7 @@ export interface TerminalOptions {
 const BUTTON_WORDS: ActionName[] = ['variation', 'regenerate'];
 
 export function terminalUsage(spec: CommandSpec): string {
-  return usageText(spec, '/', 'a path to a .mid file').join('\n');
+  return usageText(spec, '/', 'a path to a .mid file', true).join('\n');
 }
 
 function terminalRequester(): Requester {

@@ -94,7 +94,7 @@ export async function runCommand(inv: Invocation): Promise<void> {
   const checked = checkOptions(spec, inv.raw);
   const problems = [...(inv.problems ?? []), ...checked.problems];
   if (problems.length) {
-    await reply.error(`${problems.join('; ')}. Usage: ${inv.usage(spec).split('\n')[0]}`);
+    await reply.error(`${problems.join('; ')}. Usage: ${inv.usage(spec).split('\n')[0].split(' — ')[0]}`);
     return;
   }
   try {

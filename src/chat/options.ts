@@ -136,16 +136,16 @@ function optionHint(o: OptionSpec): string {
 }
 
 /** "/compose <composer> [notes] [temperature] [seed]" for text front ends. */
-export function usageLine(spec: CommandSpec, prefix = '/'): string {
+export function usageLine(spec: CommandSpec, prefix = '/', typedAttachments = false): string {
   const args = spec.options
-    .filter((o) => o.kind !== 'attachment')
+    .filter((o) => typedAttachments || o.kind !== 'attachment')
     .map((o) => (o.required ? `<${o.name}>` : `[${o.name}]`));
   return [`${prefix}${spec.name}`, ...args].join(' ');
 }
 
 /** Usage line plus one line per option, for text front ends. */
-export function usageText(spec: CommandSpec, prefix = '/', attachmentHint = 'attach the file'): string[] {
-  const lines = [`${usageLine(spec, prefix)} — ${spec.description}`];
+export function usageText(spec: CommandSpec, prefix = '/', attachmentHint = 'attach the file', typedAttachments = false): string[] {
+  const lines = [`${usageLine(spec, prefix, typedAttachments)} — ${spec.description}`];
   for (const o of spec.options) {
     const what = o.kind === 'attachment' ? `${o.description} (${attachmentHint})` : o.description;
     lines.push(`    ${o.name}${o.required ? '' : ' (optional)'}: ${what}${optionHint(o)}`);
