@@ -98,3 +98,20 @@ test('gradients through saved tensors are right and the tape leaks nothing', () 
   }
   tf.dispose([x, w]);
 });
+
+test('Sum over a leading or middle axis of large tensors adds in the stock order (sequential float32)', () => {
+  for (const [shape, axis] of [[[4096, 20], 0], [[8, 300, 40], 1], [[70000], 0], [[300, 300], 1]] as [number[], number][]) {
+    const x = tf.randomNormal(shape, 0, 1, 'float32', 11);
+    const v = x.dataSync();
+    const outer = shape.slice(0, axis).reduce((p, d) => p * d, 1);
+    const rows = shape[axis];
+    const inner = v.length / (outer * rows);
+    const expected = new Float32Array(outer * inner);
+    for (let o = 0; o < outer; o++) for (let r = 0; r < rows; r++) for (let i = 0; i < inner; i++) expected[o * inner + i] = Math.fround(expected[o * inner + i] + v[(o * rows + r) * inner + i]);
+    const got = tf.sum(x, axis).dataSync();
+    assert.deepEqual(Array.from(got), Array.from(expected), `shape ${shape} axis ${axis}`);
+    const kept = tf.sum(x, axis, true);
+    assert.deepEqual(kept.shape, shape.map((d, i) => (i === axis ? 1 : d)));
+    tf.dispose([x, kept]);
+  }
+});

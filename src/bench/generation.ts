@@ -6,7 +6,7 @@ import type { Hyperparameters, Weights } from '../model/network.ts';
 import { generateTokensRefeed } from '../model/refeed.ts';
 import { generateTokens, type SampleRequest } from '../model/sampling.ts';
 import type { NoteToken } from '../tokens/tokenize.ts';
-import { timeRuns, type Timing } from './stats.ts';
+import { median, timeRuns, type Timing } from './stats.ts';
 
 export interface GenerationModel {
   weights: Weights;
@@ -52,18 +52,26 @@ export interface RefeedFigures {
 /**
  * Per-note cost of re-feed against stateful stepping. Both start from the same primer of
  * `window` notes, so every re-feed step runs a full window (its steady state), and both sample
- * the same way; stateful is timed over more notes because it is cheap.
+ * the same way; stateful is timed over more notes because it is cheap. The repetitions of the
+ * two alternate, so that both see the same load on a busy machine.
  */
 export async function benchRefeed(m: GenerationModel, primer: NoteToken[], o: { notes: number; statefulNotes: number; reps: number; log: (l: string) => void }): Promise<RefeedFigures> {
   const window = m.h.window;
   if (primer.length < window) throw new Error(`re-feed bench: the primer has ${primer.length} notes, it needs ${window}`);
-  o.log(`re-feed: ${o.notes} notes re-running a ${window}-note window each (${o.reps} runs) vs stateful`);
-  generateTokensRefeed(m.weights, m.h, m.composerCount, [request(m, 2, 1, primer)]); // warm-up
-  const refeed = await timeRuns((rep) => generateTokensRefeed(m.weights, m.h, m.composerCount, [request(m, o.notes, 7 + rep, primer)]), 0, o.reps);
-  const stateful = await timeRuns((rep) => generateTokens(m.weights, m.h, m.composerCount, [request(m, o.statefulNotes, 7 + rep, primer)]), 1, o.reps);
-  // The stateful run also primes its state through `window` steps and samples one note more:
-  // time priming plus one note alone and take it off.
-  const priming = await timeRuns(() => generateTokens(m.weights, m.h, m.composerCount, [request(m, 1, 1, primer)]), 0, o.reps);
-  const statefulMs = Math.max(1e-3, stateful.medianMs - priming.medianMs);
-  return { refeedMsPerNote: refeed.medianMs / o.notes, statefulMsPerNote: statefulMs / (o.statefulNotes - 1), notes: o.notes, window };
+  o.log(`re-feed: ${o.notes} notes re-running a ${window}-note window each, vs stateful (${o.reps} runs each, alternating)`);
+  const refeed = (notes: number, seed: number) => generateTokensRefeed(m.weights, m.h, m.composerCount, [request(m, notes, seed, primer)]);
+  const stateful = (notes: number, seed: number) => generateTokens(m.weights, m.h, m.composerCount, [request(m, notes, seed, primer)]);
+  refeed(2, 1); // warm-up
+  stateful(o.statefulNotes, 1);
+  const refeedMs: number[] = [];
+  const statefulMs: number[] = [];
+  for (let rep = 0; rep < o.reps; rep++) {
+    refeedMs.push((await timeRuns(() => refeed(o.notes, 7 + rep), 0, 1)).medianMs);
+    // The stateful run also primes its state through `window` steps and samples one note more:
+    // time priming plus one note alone and take it off.
+    const full = (await timeRuns(() => stateful(o.statefulNotes, 7 + rep), 0, 1)).medianMs;
+    const priming = (await timeRuns(() => stateful(1, 7 + rep), 0, 1)).medianMs;
+    statefulMs.push(Math.max(1e-3, full - priming));
+  }
+  return { refeedMsPerNote: median(refeedMs) / o.notes, statefulMsPerNote: median(statefulMs) / (o.statefulNotes - 1), notes: o.notes, window };
 }

@@ -254,7 +254,7 @@ export async function runBench(argv: string[], log: (line: string) => void, out:
         primer = undefined;
       }
       primer ??= generateTokens(m.weights, h, m.composerCount, [{ composer: m.composer, notes: h.window, temperature: 1, topP: 0.95, randomSeed: 3 }])[0];
-      const r = await benchRefeed(m, primer, { notes: plan.refeedNotes, statefulNotes: plan.quick ? 50 : 200, reps: plan.refeedReps, log });
+      const r = await benchRefeed(m, primer, { notes: plan.refeedNotes, statefulNotes: plan.quick ? 50 : 500, reps: plan.refeedReps, log });
       f.refeed_ms_per_note = round(r.refeedMsPerNote);
       f.stateful_ms_per_note = round(r.statefulMsPerNote);
       f.refeed_over_stateful = round(r.refeedMsPerNote / r.statefulMsPerNote);
