@@ -193,8 +193,8 @@ export class JobQueue {
   }
 
   /**
-   * Puts a stored job (left open by a crash or a shutdown) back in line, ahead of new ones and
-   * without rate limits: the user already waited once.
+   * Puts a stored job (left open by a crash or a shutdown) back in line, without rate limits:
+   * the user already waited once. Recovery runs at start, so these are normally first in line.
    */
   async requeue(record: JobRecord, listener: JobListener): Promise<JobRecord> {
     const updated = await this.store.update(record.id, { state: 'queued', requeues: (record.requeues ?? 0) + 1, modelVersion: this.backend.info().version });
