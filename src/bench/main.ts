@@ -330,6 +330,9 @@ export async function runBench(argv: string[], log: (line: string) => void, out:
     await rm(tempDir, { recursive: true, force: true });
   }
   f.peak_rss_mb = round(process.resourceUsage().maxRSS / 1024);
+  const loadEnd = loadavg()[0];
+  f.load_avg_1m_at_end = round(loadEnd, 2);
+  if (load <= 0.5 && loadEnd > 1.5) notes.push(`the machine got busy during the bench (load average ${loadEnd.toFixed(2)} at the end): absolute timings are pessimistic`);
   f.bench_seconds = round((performance.now() - started) / 1000);
   f.notes = notes;
   if (errors.length) f.errors = errors;

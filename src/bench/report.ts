@@ -128,7 +128,7 @@ export function formatTable(figures: Figures): string {
   const out = [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)];
   const context = [
     `backend ${figures.backend ?? '?'}; ${figures.machine ?? '?'}; model ${figures.model_version ?? '?'}`,
-    `load average at start ${figures.load_avg_1m_at_start ?? '?'}${figures.quick ? '; --quick (fewer repetitions: rough numbers)' : ''}`,
+    `load average ${figures.load_avg_1m_at_start ?? '?'} at start, ${figures.load_avg_1m_at_end ?? '?'} at the end${figures.quick ? '; --quick (fewer repetitions: rough numbers)' : ''}`,
   ];
   const notes = Array.isArray(figures.notes) ? (figures.notes as string[]).map((n) => `note: ${n}`) : [];
   return [...out, '', ...context, ...notes].join('\n');
