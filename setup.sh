@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-command set-up on Debian with Node 20: system packages (FluidSynth and the FluidR3 GM
 # SoundFont), npm packages from the lockfile, then the main job on the embedded default:
-# compose a piece with the shipped model into ./out/.
+# the terminal bot (`npm start` with no chat tokens) composes a piece with the shipped model
+# into ./out/<job-id>/.
 # Set NOCTURNE_SKIP_DEMO=1 to install only.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -27,6 +28,6 @@ echo "setup: installing npm packages (npm ci; sqlite3 builds from source, about 
 npm ci --no-audit --no-fund --loglevel=error
 
 if [ "${NOCTURNE_SKIP_DEMO:-0}" != "1" ]; then
-  echo "setup: composing a piece with the shipped model into ./out/" >&2
-  ./bin/nocturne.js compose chopin 250 --random-seed 2026 --out out
+  echo "setup: composing a piece with the shipped model: /compose chopin 250 into ./out/<job-id>/" >&2
+  echo "/compose chopin 250" | npm start --silent
 fi
