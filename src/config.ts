@@ -5,6 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { COMMUNITY_ENV_DEFAULTS, CommunityConfigError, communityConfigFromEnv, type CommunityConfig } from './community/config.ts';
 import { BACKEND_CHOICES, type BackendChoice } from './model/backend.ts';
 import { DEFAULT_QUEUE_LIMITS, type QueueLimits } from './jobs/queue.ts';
 
@@ -20,6 +21,10 @@ export interface DiscordConfig {
   guildId?: string;
   apiBase: string;
   uploadLimitBytes: number;
+  /** Members with one of these roles moderate the community loop (as do those with Manage Server). */
+  moderatorRoleIds?: string[];
+  /** Channel for the moderators' notices (retraining outcomes, promotions, rollbacks). */
+  moderatorChannelId?: string;
 }
 
 export interface SlackConfig {
@@ -30,6 +35,10 @@ export interface SlackConfig {
   port: number;
   apiUrl: string;
   uploadLimitBytes: number;
+  /** User ids that moderate the community loop. */
+  moderators?: string[];
+  /** Channel for the moderators' notices. */
+  moderatorChannelId?: string;
 }
 
 export interface Config {
@@ -43,6 +52,10 @@ export interface Config {
   shutdownGraceMs: number;
   discord?: DiscordConfig;
   slack?: SlackConfig;
+  /** The community loop's settings (src/community/config.ts), when it runs. */
+  community?: CommunityConfig;
+  /** Why the community loop is off, when NOCTURNE_COMMUNITY=auto turned it off (for the log). */
+  communityNote?: string;
 }
 
 export class ConfigError extends Error {
@@ -143,8 +156,49 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     }
   }
 
+  // Moderation of the community loop.
+  const ids = (name: string, pattern: RegExp, what: string): string[] | undefined => {
+    const raw = get(env, name);
+    if (raw === undefined) return undefined;
+    const list = raw.split(/[\s,]+/).filter(Boolean);
+    const bad = list.filter((id) => !pattern.test(id));
+    if (bad.length) problems.push(`${name} must be ${what}, got ${bad.map((b) => JSON.stringify(b)).join(', ')}`);
+    return list.filter((id) => pattern.test(id));
+  };
+  const moderatorRoleIds = ids('NOCTURNE_MODERATOR_ROLE_IDS', /^\d{15,21}$/, 'Discord role ids separated by commas (15–21 digits: Server Settings → Roles → right-click a role → Copy Role ID)');
+  const discordChannel = ids('NOCTURNE_DISCORD_MODERATOR_CHANNEL', /^\d{15,21}$/, 'one Discord channel id (15–21 digits: right-click the channel → Copy Channel ID)');
+  const slackModerators = ids('NOCTURNE_SLACK_MODERATORS', /^[UW][A-Z0-9]{2,}$/, 'Slack user ids separated by commas (U… or W…: a profile → ⋮ → Copy member ID)');
+  const slackChannel = ids('NOCTURNE_SLACK_MODERATOR_CHANNEL', /^[CG][A-Z0-9]{2,}$/, 'one Slack channel id (C… or G…: the channel\'s details, at the bottom)');
+  if ((discordChannel?.length ?? 0) > 1) problems.push('NOCTURNE_DISCORD_MODERATOR_CHANNEL must be one channel id');
+  if ((slackChannel?.length ?? 0) > 1) problems.push('NOCTURNE_SLACK_MODERATOR_CHANNEL must be one channel id');
+  if (discord) discord = { ...discord, moderatorRoleIds: moderatorRoleIds ?? [], moderatorChannelId: discordChannel?.[0] };
+  if (slack) slack = { ...slack, moderators: slackModerators ?? [], moderatorChannelId: slackChannel?.[0] };
+
+  // The community loop: its settings are checked with the rest, and its problems join this message.
+  const communityRaw = (get(env, 'NOCTURNE_COMMUNITY') ?? 'auto').toLowerCase();
+  if (!['auto', 'on', 'off'].includes(communityRaw)) problems.push(`NOCTURNE_COMMUNITY must be auto, on or off, got ${JSON.stringify(communityRaw)}`);
+  let community: CommunityConfig | undefined;
+  let communityNote: string | undefined;
+  const defaultDataset = resolve(cwd, COMMUNITY_ENV_DEFAULTS.NOCTURNE_DATASET_DIR);
+  if (communityRaw === 'off') {
+    communityNote = 'community: contributions and retraining are off (NOCTURNE_COMMUNITY=off)';
+  } else if (communityRaw === 'auto' && get(env, 'NOCTURNE_DATASET_DIR') === undefined && !existsSync(defaultDataset)) {
+    // A bot without the training corpus cannot measure drift or retrain: compose only.
+    communityNote = `community: contributions and retraining are off: no training corpus at ${defaultDataset} (set NOCTURNE_DATASET_DIR, or NOCTURNE_COMMUNITY=on to require it)`;
+  } else {
+    try {
+      community = communityConfigFromEnv(env, cwd);
+    } catch (e) {
+      if (!(e instanceof CommunityConfigError)) throw e;
+      // The model folder is reported once, by the check above.
+      const variable = (p: string) => /^(NOCTURNE_[A-Z_]+)/.exec(p)?.[1];
+      const reported = new Set(problems.map(variable).filter(Boolean));
+      problems.push(...e.problems.filter((p) => !reported.has(variable(p))));
+    }
+  }
+
   if (terminalRaw === 'off' && !discordToken && !botToken) problems.push('NOCTURNE_TERMINAL=off and no chat platform is configured: nothing would run (set DISCORD_TOKEN or the SLACK_ variables)');
   if (problems.length) throw new ConfigError(problems);
   const terminal = terminalRaw === 'on' || (terminalRaw === 'auto' && !discord && !slack);
-  return { modelDir, dataDir, outDir, backend: backendRaw as BackendChoice, terminal, limits, shutdownGraceMs, discord, slack };
+  return { modelDir, dataDir, outDir, backend: backendRaw as BackendChoice, terminal, limits, shutdownGraceMs, discord, slack, community, communityNote };
 }

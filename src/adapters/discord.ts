@@ -30,7 +30,7 @@ import {
   type ChatInputCommandInteraction,
   type RESTPostAPIChatInputApplicationCommandsJSONBody,
 } from 'discord.js';
-import type { Attachment, BotContext, CommandSpec, InfoMessage, OptionSpec, Reply, ResultPost } from '../chat/command.ts';
+import type { Attachment, BotContext, ChannelRef, CommandSpec, InfoMessage, OptionSpec, Reply, ResultPost } from '../chat/command.ts';
 import { autocompleteChoices, oneLine, orderedReply, runButton, runCommand } from '../chat/dispatch.ts';
 import type { RawOptions } from '../chat/options.ts';
 import type { DiscordConfig } from '../config.ts';
@@ -75,14 +75,20 @@ export function discordOptionJson(o: OptionSpec): APIApplicationCommandOption {
   return json as unknown as APIApplicationCommandOption;
 }
 
-/** One declared command as Discord slash-command JSON. */
-export function discordCommandJson(spec: CommandSpec): RESTPostAPIChatInputApplicationCommandsJSONBody {
-  const options = [...spec.options].sort((a, b) => Number(b.required ?? false) - Number(a.required ?? false));
+/**
+ * One declared command as Discord slash-command JSON. Manager commands, and moderator commands
+ * when no moderator role is configured, are shown only to members with Manage Server; with
+ * moderator roles, moderator commands are shown to everyone (Discord cannot name the roles here)
+ * and the bot refuses non-moderators itself.
+ */
+export function discordCommandJson(spec: CommandSpec, options: { moderatorRoles?: boolean } = {}): RESTPostAPIChatInputApplicationCommandsJSONBody {
+  const sorted = [...spec.options].sort((a, b) => Number(b.required ?? false) - Number(a.required ?? false));
+  const managersOnly = spec.permission === 'manager' || (spec.permission === 'moderator' && !options.moderatorRoles);
   return {
     name: spec.name,
     description: clip(spec.description, 100),
-    options: options.map(discordOptionJson),
-    ...(spec.permission === 'manager' ? { default_member_permissions: String(PermissionFlagsBits.ManageGuild) } : {}),
+    options: sorted.map(discordOptionJson),
+    ...(managersOnly ? { default_member_permissions: String(PermissionFlagsBits.ManageGuild) } : {}),
   };
 }
 
@@ -118,7 +124,14 @@ export function progressBody(text: string): MessageBody {
 
 export function infoBody(m: InfoMessage): MessageBody {
   const description = clip(m.lines.join('\n'), 4000);
-  return { content: '', embeds: [new EmbedBuilder().setTitle(clip(m.title, 256)).setDescription(description || '—').setColor(EMBED_COLOUR).toJSON()], components: [] };
+  const embed = new EmbedBuilder().setTitle(clip(m.title, 256)).setDescription(description || '—').setColor(EMBED_COLOUR);
+  const image = m.files?.find((f) => f.contentType.startsWith('image/'));
+  if (image) embed.setImage(`attachment://${image.name}`);
+  return { content: '', embeds: [embed.toJSON()], components: [] };
+}
+
+async function infoFiles(m: InfoMessage): Promise<{ name: string; data: Buffer }[]> {
+  return Promise.all((m.files ?? []).map(async (f) => ({ name: f.name, data: await readFile(f.path) })));
 }
 
 export function resultBody(post: ResultPost): MessageBody {
@@ -141,11 +154,16 @@ export function resultBody(post: ResultPost): MessageBody {
 
 type Repliable = ChatInputCommandInteraction | ButtonInteraction;
 
-/** A Reply on a live interaction: defer, edit, ephemeral errors. */
+/**
+ * A Reply on a live interaction: defer, edit, ephemeral errors. Once the interaction's token is
+ * about to expire (a long retraining run), it carries on in the channel like a recovered job.
+ */
 class InteractionReply implements Reply {
   private deferring: Promise<unknown> | undefined;
   private answered = false;
   private readonly timer: NodeJS.Timeout;
+  private readonly createdAt = Date.now();
+  private fallback: RecoveredReply | undefined;
 
   constructor(
     private readonly interaction: Repliable,
@@ -156,6 +174,14 @@ class InteractionReply implements Reply {
     this.timer.unref();
   }
 
+  /** After the token's lifetime, a reply that posts (then edits) a message in the channel. */
+  private late(): RecoveredReply | undefined {
+    if (Date.now() - this.createdAt < TOKEN_LIFETIME_MS || !this.interaction.channelId) return undefined;
+    const address = { applicationId: this.interaction.applicationId, token: this.interaction.token, channelId: this.interaction.channelId, createdAt: String(this.createdAt), userId: this.interaction.user.id };
+    this.fallback ??= new RecoveredReply(this.interaction.client, address, this.uploadLimitBytes);
+    return this.fallback;
+  }
+
   private defer(): Promise<unknown> {
     if (this.answered) return Promise.resolve();
     this.deferring ??= this.interaction.deferReply();
@@ -163,23 +189,31 @@ class InteractionReply implements Reply {
   }
 
   async progress(text: string): Promise<void> {
+    const late = this.late();
+    if (late) return late.progress(text);
     await this.defer();
     await this.interaction.editReply(progressBody(text));
   }
 
   async info(m: InfoMessage): Promise<void> {
     clearTimeout(this.timer);
+    const late = this.late();
+    if (late) return late.info(m);
+    const files = (m.files ?? []).map((f) => new AttachmentBuilder(f.path, { name: f.name }));
+    const body = { ...infoBody(m), ...(files.length ? { files } : {}) };
     if (!this.deferring && !this.answered) {
       this.answered = true;
-      await this.interaction.reply(infoBody(m));
+      await this.interaction.reply(body);
       return;
     }
     await this.deferring;
-    await this.interaction.editReply(infoBody(m));
+    await this.interaction.editReply(body);
   }
 
   async result(post: ResultPost): Promise<void> {
     clearTimeout(this.timer);
+    const late = this.late();
+    if (late) return late.result(post);
     await this.defer();
     const files = post.files.map((f) => new AttachmentBuilder(f.path, { name: f.name }));
     await this.interaction.editReply({ ...resultBody(post), files });
@@ -187,6 +221,8 @@ class InteractionReply implements Reply {
 
   async error(line: string): Promise<void> {
     clearTimeout(this.timer);
+    const late = this.late();
+    if (late) return late.error(line);
     const content = `⚠️ ${oneLine(line, 1900)}`;
     if (!this.deferring && !this.answered) {
       this.answered = true;
@@ -238,8 +274,8 @@ class RecoveredReply implements Reply {
     return this.send(progressBody(text));
   }
 
-  info(m: InfoMessage): Promise<void> {
-    return this.send(infoBody(m));
+  async info(m: InfoMessage): Promise<void> {
+    await this.send(infoBody(m), await infoFiles(m));
   }
 
   async result(post: ResultPost): Promise<void> {
@@ -290,7 +326,8 @@ export class DiscordAdapter {
     this.readyPromise ??= new Promise<void>((resolve, reject) => {
       this.client.once(Events.ClientReady, async (client) => {
         try {
-          const body = this.bot.commands.map(discordCommandJson);
+          const moderatorRoles = (this.config.moderatorRoleIds?.length ?? 0) > 0;
+          const body = this.bot.commands.map((spec) => discordCommandJson(spec, { moderatorRoles }));
           if (this.config.guildId) await client.application.commands.set(body, this.config.guildId);
           else await client.application.commands.set(body);
           this.log(`logged in as ${client.user.tag}; ${body.length} commands registered ${this.config.guildId ? `in guild ${this.config.guildId}` : 'globally (may take up to an hour to appear)'}`);
@@ -332,6 +369,33 @@ export class DiscordAdapter {
     };
   }
 
+  /**
+   * A moderator of the community loop: in a server (in the DISCORD_GUILD_ID one, when that is
+   * set), with Manage Server or one of NOCTURNE_MODERATOR_ROLE_IDS. Never in a DM: the model is
+   * shared by every server, so a DM makes nobody its moderator.
+   */
+  private isModerator(interaction: Repliable): boolean {
+    if (!interaction.inGuild()) return false;
+    if (this.config.guildId && interaction.guildId !== this.config.guildId) return false;
+    if (interaction.memberPermissions?.has(PermissionFlagsBits.ManageGuild)) return true;
+    const wanted = this.config.moderatorRoleIds ?? [];
+    if (wanted.length === 0) return false;
+    const member = interaction.member;
+    const roles: string[] = !member ? [] : Array.isArray(member.roles) ? member.roles : [...member.roles.cache.keys()];
+    return roles.some((r) => wanted.includes(r));
+  }
+
+  /** Posts a notice to the moderators' channel (NOCTURNE_DISCORD_MODERATOR_CHANNEL), unless it was answered there. */
+  async announce(m: InfoMessage, from?: ChannelRef): Promise<void> {
+    const channelId = this.config.moderatorChannelId;
+    if (!channelId || (from?.platform === 'discord' && from.channelId === channelId)) return;
+    const files = await infoFiles(m);
+    await this.client.rest.post(Routes.channelMessages(channelId), {
+      body: { ...infoBody(m), allowed_mentions: { parse: [] }, attachments: files.map((f, id) => ({ id, filename: f.name })) },
+      files,
+    });
+  }
+
   private address(interaction: Repliable): ReplyAddress {
     return {
       applicationId: interaction.applicationId,
@@ -353,7 +417,7 @@ export class DiscordAdapter {
         raw[option.name] = option.value;
       }
     }
-    await runCommand({ bot: this.bot, name: interaction.commandName, raw, who: this.requester(interaction), address: this.address(interaction), reply, usage: discordUsage, log: this.log });
+    await runCommand({ bot: this.bot, name: interaction.commandName, raw, who: this.requester(interaction), isModerator: this.isModerator(interaction), address: this.address(interaction), reply, usage: discordUsage, log: this.log });
   }
 
   private async onAutocomplete(interaction: AutocompleteInteraction): Promise<void> {

@@ -7,7 +7,10 @@
  *   once; progress is a message that is updated; the files go to the channel with
  *   files.uploadV2; the summary message gets the Continue / Variation / Regenerate buttons.
  * - A seed MIDI arrives as a file shared with the bot (in a channel, a DM or a thread) with a
- *   message that starts with `continue` (e.g. "continue chopin 500").
+ *   message that starts with `continue` (e.g. "continue chopin 500"); contributions likewise, with
+ *   `contribute` (e.g. "contribute Chopin" and up to five files).
+ * - Moderator commands run for the user ids in NOCTURNE_SLACK_MODERATORS; notices for the
+ *   moderators go to NOCTURNE_SLACK_MODERATOR_CHANNEL.
  * - Errors and help are ephemeral (only the person who asked sees them).
  */
 import type { Server } from 'node:http';
@@ -15,7 +18,7 @@ import type { AddressInfo } from 'node:net';
 import { App, LogLevel, type Logger, type SlashCommand } from '@slack/bolt';
 import type { KnownBlock } from '@slack/types';
 import type { WebClient } from '@slack/web-api';
-import type { Attachment, BotContext, CommandSpec, InfoMessage, Reply, ResultPost } from '../chat/command.ts';
+import type { Attachment, BotContext, ChannelRef, CommandSpec, InfoMessage, Reply, ResultPost } from '../chat/command.ts';
 import { findCommand, oneLine, orderedReply, runButton, runCommand } from '../chat/dispatch.ts';
 import { parseOptionWords, splitWords, usageText, type RawOptions } from '../chat/options.ts';
 import type { SlackConfig } from '../config.ts';
@@ -29,8 +32,11 @@ export interface SlackAdapterOptions {
   retries?: number;
 }
 
+/** Commands whose files arrive as a message that shares them and starts with the command's name. */
+export const FILE_COMMANDS = ['continue', 'contribute'];
+
 export function slackUsage(spec: CommandSpec): string {
-  return usageText(spec, '/', 'share the file with the bot in a message that starts with "continue"').join('\n');
+  return usageText(spec, '/', `share the file with the bot in a message that starts with "${spec.name}"`).join('\n');
 }
 
 /** Slack's mrkdwn needs &, < and > escaped in user-visible text. */
@@ -104,13 +110,29 @@ class SlackReply implements Reply {
 
   private async ephemeral(text: string, blocks?: Block[]): Promise<void> {
     if (this.respond) {
-      await this.respond({ response_type: 'ephemeral', text, ...(blocks ? { blocks: asBlocks(blocks) } : {}) });
-      return;
+      // A response_url lasts 30 minutes (a long retraining run outlives it): then post it instead.
+      const sent = await this.respond({ response_type: 'ephemeral', text, ...(blocks ? { blocks: asBlocks(blocks) } : {}) }).then(
+        () => true,
+        () => false,
+      );
+      if (sent) return;
     }
     await this.client.chat.postEphemeral({ channel: this.place.channel, user: this.place.user, text, ...(blocks ? { blocks: asBlocks(blocks) } : {}), thread_ts: this.place.threadTs });
   }
 
   async info(m: InfoMessage): Promise<void> {
+    if (m.files?.length) {
+      // An answer with files (a chart, a training curve) is for the channel: the progress message
+      // becomes its text, and the files follow.
+      const text = `${m.title}\n${m.lines.join('\n')}`;
+      const blocks = asBlocks(infoBlocks(m));
+      const ts = this.progressTs;
+      this.progressTs = undefined;
+      if (ts) await this.client.chat.update({ channel: this.place.channel, ts, text, blocks });
+      else await this.client.chat.postMessage({ channel: this.place.channel, text, blocks, thread_ts: this.place.threadTs });
+      await uploadInfoFiles(this.client, this.place.channel, m, `<@${this.place.user}> ${m.title}`, this.place.threadTs);
+      return;
+    }
     await this.dropProgress();
     await this.ephemeral(`${m.title}\n${m.lines.join('\n')}`, infoBlocks(m));
   }
@@ -132,6 +154,16 @@ class SlackReply implements Reply {
     await this.dropProgress();
     await this.ephemeral(`⚠️ ${escape(oneLine(line, 2900))}`);
   }
+}
+
+async function uploadInfoFiles(client: WebClient, channel: string, m: InfoMessage, comment: string, threadTs?: string): Promise<void> {
+  if (!m.files?.length) return;
+  await client.filesUploadV2({
+    channel_id: channel,
+    ...(threadTs ? { thread_ts: threadTs } : {}),
+    initial_comment: comment,
+    file_uploads: m.files.map((f) => ({ file: f.path, filename: f.name, title: f.name })),
+  });
 }
 
 /** Longest a shared file's download may take. */
@@ -221,8 +253,9 @@ export class SlackAdapter {
       const m = event as { subtype?: string; text?: string; files?: SlackFile[]; user?: string; channel: string; team?: string; thread_ts?: string; bot_id?: string };
       if (m.bot_id || !m.user || !m.files?.length) return;
       const words = splitWords((m.text ?? '').replace(/<@[A-Z0-9]+>/g, ' '));
-      if (words[0]?.replace(/^\//, '').toLowerCase() !== 'continue') return;
-      await this.onFileShare(client, m as Required<Pick<typeof m, 'user' | 'channel'>> & typeof m, words.slice(1));
+      const name = words[0]?.replace(/^\//, '').toLowerCase() ?? '';
+      if (!FILE_COMMANDS.includes(name)) return;
+      await this.onFileShare(client, m as Required<Pick<typeof m, 'user' | 'channel'>> & typeof m, name, words.slice(1));
     });
     this.app.error(async (e) => this.log(`error: ${e.message}`));
   }
@@ -254,6 +287,18 @@ export class SlackAdapter {
     return orderedReply(new SlackReply(this.app.client, place, this.config.uploadLimitBytes), this.log);
   }
 
+  /** Posts a notice to the moderators' channel (NOCTURNE_SLACK_MODERATOR_CHANNEL), unless it was answered there. */
+  async announce(m: InfoMessage, from?: ChannelRef): Promise<void> {
+    const channel = this.config.moderatorChannelId;
+    if (!channel || (from?.platform === 'slack' && from.channelId === channel)) return;
+    await this.app.client.chat.postMessage({ channel, text: `${m.title}\n${m.lines.join('\n')}`, blocks: asBlocks(infoBlocks(m)) });
+    await uploadInfoFiles(this.app.client, channel, m, m.title);
+  }
+
+  private isModerator(userId: string): boolean {
+    return (this.config.moderators ?? []).includes(userId);
+  }
+
   private address(place: Place): ReplyAddress {
     return { channelId: place.channel, ...(place.threadTs ? { threadTs: place.threadTs } : {}) };
   }
@@ -283,6 +328,10 @@ export class SlackAdapter {
       await reply.error('to continue a MIDI file, share it with me in a message that starts with "continue" (e.g. "continue chopin 250"); to continue one of my pieces, /continue <job-id>');
       return;
     }
+    if (name === 'contribute' && spec) {
+      await reply.error('slash commands cannot carry files: share your MIDI files with me in a message that starts with "contribute" (e.g. "contribute Chopin", up to 5 files)');
+      return;
+    }
     const who: Requester = {
       platform: 'slack',
       userId: command.user_id,
@@ -291,27 +340,34 @@ export class SlackAdapter {
       channelId: command.channel_id,
       isManager: spec?.permission === 'manager' ? await this.isManager(command.user_id) : false,
     };
-    await runCommand({ bot: this.bot, name, raw: parsed.raw, who, address: this.address(place), reply, usage: slackUsage, problems: parsed.problems, log: this.log });
+    await runCommand({ bot: this.bot, name, raw: parsed.raw, who, isModerator: this.isModerator(command.user_id), address: this.address(place), reply, usage: slackUsage, problems: parsed.problems, log: this.log });
   }
 
-  private async onFileShare(client: WebClient, m: { user: string; channel: string; team?: string; thread_ts?: string; files?: SlackFile[] }, words: string[]): Promise<void> {
-    const spec = findCommand(this.bot, 'continue');
+  /** A message that shares files and starts with `continue` or `contribute`: runs that command with them. */
+  private async onFileShare(client: WebClient, m: { user: string; channel: string; team?: string; thread_ts?: string; files?: SlackFile[] }, name: string, words: string[]): Promise<void> {
+    const spec = findCommand(this.bot, name);
     if (!spec) return;
     const place = { channel: m.channel, user: m.user, threadTs: m.thread_ts };
     const reply = orderedReply(new SlackReply(client, place, this.config.uploadLimitBytes), this.log);
     const parsed = parseOptionWords(spec, words);
     const raw: RawOptions = { ...parsed.raw };
-    let file = pickSeedFile(m.files ?? []);
-    if (file?.id && !file.url_private_download && !file.url_private) {
-      file = ((await client.files.info({ file: file.id }).catch(() => undefined))?.file as SlackFile | undefined) ?? file;
-    }
-    const url = file?.url_private_download ?? file?.url_private;
-    if (file && url) {
+    const problems = [...parsed.problems];
+    const slots = spec.options.filter((o) => o.kind === 'attachment');
+    // One slot (continue): the MIDI file among those shared. Several (contribute): each file in turn.
+    const shared = slots.length === 1 ? [pickSeedFile(m.files ?? [])].filter((f) => f !== undefined) : (m.files ?? []);
+    if (shared.length > slots.length) problems.push(`at most ${slots.length} files at a time (you shared ${shared.length}): share the others in another message`);
+    for (const [i, original] of shared.slice(0, slots.length).entries()) {
+      let file = original;
+      if (file.id && !file.url_private_download && !file.url_private) {
+        file = ((await client.files.info({ file: file.id }).catch(() => undefined))?.file as SlackFile | undefined) ?? file;
+      }
+      const url = file.url_private_download ?? file.url_private;
+      if (!url) continue;
       const size = file.size ?? 0;
       const attachment: Attachment = { name: file.name ?? 'upload', bytes: size, contentType: file.mimetype, download: () => downloadPrivate(url, this.config.botToken, Math.max(size, 1) + 1024) };
-      raw.midi = attachment;
+      raw[slots[i].name] = attachment;
     }
     const who: Requester = { platform: 'slack', userId: m.user, userName: m.user, serverId: m.team, channelId: m.channel, isManager: false };
-    await runCommand({ bot: this.bot, name: 'continue', raw, who, address: this.address(place), reply, usage: slackUsage, problems: parsed.problems, log: this.log });
+    await runCommand({ bot: this.bot, name, raw, who, isModerator: this.isModerator(m.user), address: this.address(place), reply, usage: slackUsage, problems, log: this.log });
   }
 }

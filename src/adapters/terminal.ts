@@ -154,14 +154,15 @@ export class TerminalAdapter {
         } else raw[key] = value;
       }
     }
-    await runCommand({ bot: this.bot, name, raw, who: this.who, reply, usage: terminalUsage, problems, log: this.log });
+    // Whoever sits at the bot's own terminal moderates it.
+    await runCommand({ bot: this.bot, name, raw, who: this.who, isModerator: true, reply, usage: terminalUsage, problems, log: this.log });
   }
 
   private reply(label: string): Reply {
     const say = async (text: string) => this.print(text);
     return {
       progress: (text) => say(`  ${label}: ${text}`),
-      info: (m: InfoMessage) => say([m.title, ...m.lines.map((l) => `  ${l}`)].join('\n')),
+      info: (m: InfoMessage) => say([m.title, ...m.lines.map((l) => `  ${l}`), ...(m.files ?? []).map((f) => `  ${relative(process.cwd(), f.path) || f.path}`)].join('\n')),
       error: (line) => say(`  ${label}: error: ${line}`),
       result: (post: ResultPost) => {
         const fields = post.fields.map(([k, v]) => `${k} ${v}`).join(' · ');

@@ -12,7 +12,7 @@ import { JobStore, type ServerSettings } from '../jobs/store.ts';
 import type { JobInput, JobRecord, Platform, Requester } from '../jobs/types.ts';
 import type { BackendChoice } from '../model/backend.ts';
 import { formatMegabytes } from '../jobs/audioFit.ts';
-import type { BotContext, CommandSpec, Reply } from './command.ts';
+import type { BotContext, CommandSpec, CommunityContext, Reply } from './command.ts';
 import { failureLine, requestText, resultPost } from './results.ts';
 
 export interface BotOptions {
@@ -28,6 +28,8 @@ export interface BotOptions {
   log?: (line: string) => void;
   /** Called with each finished piece (e.g. for the retraining loop's drift watch). */
   onPiece?: (record: JobRecord) => void;
+  /** The community loop (src/chat/community.ts); without it, its commands are left out. */
+  community?: CommunityContext;
 }
 
 /** How a restarted bot reaches the person who asked for an unfinished job. */
@@ -43,7 +45,7 @@ function settingsKey(who: Requester): string {
 
 export class Bot implements BotContext {
   readonly startedAt = new Date();
-  readonly commands: readonly CommandSpec[] = COMMANDS;
+  readonly commands: readonly CommandSpec[];
   private readonly running = new Set<Promise<unknown>>();
 
   private constructor(
@@ -52,7 +54,9 @@ export class Bot implements BotContext {
     readonly queue: JobQueue,
     private readonly options: BotOptions,
     private readonly log: (line: string) => void,
-  ) {}
+  ) {
+    this.commands = options.community ? COMMANDS : COMMANDS.filter((c) => !c.community);
+  }
 
   static async open(options: BotOptions): Promise<Bot> {
     const log = options.log ?? (() => {});
@@ -70,6 +74,10 @@ export class Bot implements BotContext {
 
   get model(): ModelInfo {
     return this.engine.info();
+  }
+
+  get community(): CommunityContext | undefined {
+    return this.options.community;
   }
 
   get composerNames(): string[] {

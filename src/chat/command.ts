@@ -4,6 +4,8 @@
  * declaration into Discord slash-command JSON, Slack usage text and terminal help, and translate
  * platform events into CommandRequests and platform messages into Reply calls.
  */
+import type { Community } from '../community/community.ts';
+import type { RetrainOutcome, RetrainProgress, RetrainRequest } from '../community/retrain.ts';
 import type { ModelInfo } from '../engine/types.ts';
 import type { JobStore, ServerSettings } from '../jobs/store.ts';
 import type { JobInput, JobRecord, Platform, ReplyAddress, Requester } from '../jobs/types.ts';
@@ -39,6 +41,8 @@ export interface OptionSpec {
    * to the first unfilled option, in declared order, that accepts them (no predicate: any word).
    */
   accepts?: (word: string) => boolean;
+  /** For typed commands: this text option takes every remaining unnamed word ("spam, not piano"). */
+  rest?: boolean;
 }
 
 /** An uploaded file, not yet downloaded: commands check the size before they fetch it. */
@@ -57,6 +61,11 @@ export interface CommandRequest {
   /** Validated against the declaration: numbers are numbers, limits hold. Absent options are undefined. */
   options: Record<string, OptionValue | undefined>;
   who: Requester;
+  /**
+   * May moderate the community loop (Discord: Manage Server or a moderator role; Slack: a listed
+   * user id; terminal: always). Commands with `permission: 'moderator'` only run when it is true.
+   */
+  isModerator: boolean;
   /** Where the reply goes, in a form that survives a restart (see ReplyAddress). */
   address?: ReplyAddress;
   bot: BotContext;
@@ -91,9 +100,46 @@ export interface ResultPost {
   actions: ResultAction[];
 }
 
+/** A file that goes with an informational answer (a chart, a training curve). */
+export interface InfoFile {
+  path: string;
+  /** File name as the user sees it. */
+  name: string;
+  contentType: string;
+}
+
 export interface InfoMessage {
   title: string;
   lines: string[];
+  /**
+   * Files to post with it (PNG charts). An answer with files is posted where everyone in the
+   * channel sees it (on Slack, informational answers are otherwise ephemeral).
+   */
+  files?: InfoFile[];
+}
+
+/** A place a message came from, e.g. so that a moderator-channel notice is not posted twice there. */
+export interface ChannelRef {
+  platform: Platform;
+  channelId: string;
+}
+
+/** Whether the bot managed to serve the model a registry change named. */
+export type ServingSwitch = { ok: true; version: string } | { ok: false; version: string; error: string };
+
+/**
+ * The community loop as commands see it (src/chat/community.ts): the engine's Community API,
+ * retraining runs this process started (so a shutdown can stop them), the engine swap that
+ * follows a change of serving model, and notices to the moderators' channels.
+ */
+export interface CommunityContext {
+  readonly community: Community;
+  /** Community.retrain, remembering the run as this process's. */
+  retrain(request: RetrainRequest, onProgress: (p: RetrainProgress) => void): Promise<RetrainOutcome>;
+  /** Resolves once the bot serves the model of the latest registry change (or failed to load it). */
+  servingSwitched(): Promise<ServingSwitch>;
+  /** Posts to the configured moderator channels (and logs), except in `from` where it was answered already. */
+  announce(message: InfoMessage, from?: ChannelRef): Promise<void>;
 }
 
 /**
@@ -120,6 +166,8 @@ export interface BotContext {
   readonly startedAt: Date;
   readonly store: JobStore;
   readonly commands: readonly CommandSpec[];
+  /** The community loop (contributions, drift, retraining), when it is on. */
+  readonly community?: CommunityContext;
   queueStats(): QueueStats;
   /** Settings of the server (or DM channel) a request came from. */
   settingsFor(who: Requester): Promise<ServerSettings>;
@@ -138,8 +186,13 @@ export interface CommandSpec {
   /** One short line (Discord allows 100 characters). */
   description: string;
   options: OptionSpec[];
-  /** 'manager': only people who may manage the server (Discord: Manage Server). */
-  permission?: 'anyone' | 'manager';
+  /**
+   * 'manager': only people who may manage the server (Discord: Manage Server).
+   * 'moderator': only the community loop's moderators (see CommandRequest.isModerator).
+   */
+  permission?: 'anyone' | 'manager' | 'moderator';
+  /** Part of the community loop: left out of the bot's commands when that is off. */
+  community?: boolean;
   /** Longer help shown by `help <command>`. */
   details?: string[];
   execute(request: CommandRequest, reply: Reply): Promise<void>;

@@ -6,6 +6,7 @@
 import type { JobRecord, ReplyAddress, Requester } from '../jobs/types.ts';
 import { jobForAction, parseActionId } from './actions.ts';
 import type { BotContext, CommandSpec, InfoMessage, OptionChoice, Reply, ResultPost } from './command.ts';
+import type { Platform } from '../jobs/types.ts';
 import { checkOptions, type RawOptions } from './options.ts';
 
 /** Discord shows at most 25 autocomplete choices. */
@@ -71,6 +72,8 @@ export interface Invocation {
   name: string;
   raw: RawOptions;
   who: Requester;
+  /** May run moderator commands (the adapter decides: see CommandRequest.isModerator). */
+  isModerator?: boolean;
   address?: ReplyAddress;
   reply: Reply;
   usage: (spec: CommandSpec) => string;
@@ -78,6 +81,13 @@ export interface Invocation {
   problems?: string[];
   log: (line: string) => void;
 }
+
+/** Who counts as a moderator, per platform, for the refusal line. */
+const MODERATORS: Record<Platform, string> = {
+  discord: 'people with the Manage Server permission or a moderator role',
+  slack: 'the Slack users listed in NOCTURNE_SLACK_MODERATORS',
+  terminal: 'the terminal',
+};
 
 /** Runs one command end to end. Never throws: every failure becomes reply.error. */
 export async function runCommand(inv: Invocation): Promise<void> {
@@ -91,6 +101,10 @@ export async function runCommand(inv: Invocation): Promise<void> {
     await reply.error(`/${spec.name} changes this server's settings: only people who can manage the server may use it`);
     return;
   }
+  if (spec.permission === 'moderator' && !inv.isModerator) {
+    await reply.error(`/${spec.name} is for moderators only (${MODERATORS[inv.who.platform]})`);
+    return;
+  }
   const checked = checkOptions(spec, inv.raw);
   const problems = [...(inv.problems ?? []), ...checked.problems];
   if (problems.length) {
@@ -98,7 +112,7 @@ export async function runCommand(inv: Invocation): Promise<void> {
     return;
   }
   try {
-    await spec.execute({ command: spec.name, options: checked.options, who: inv.who, address: inv.address, bot, usage: inv.usage }, reply);
+    await spec.execute({ command: spec.name, options: checked.options, who: inv.who, isModerator: inv.isModerator ?? false, address: inv.address, bot, usage: inv.usage }, reply);
   } catch (e) {
     const line = e instanceof Error ? e.message.split('\n')[0] : String(e);
     log(`/${spec.name} from ${inv.who.platform}:${inv.who.userId} failed: ${e instanceof Error ? (e.stack ?? e.message) : line}`);

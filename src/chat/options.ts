@@ -116,8 +116,13 @@ export function parseOptionWords(spec: CommandSpec, words: string[], typedAttach
     else if (m && !/^https?$/i.test(m[1])) raw[m[1]] = m[2]; // reported as unknown by checkOptions
     else unnamed.push(word);
   }
-  for (const word of unnamed) {
+  for (const [i, word] of unnamed.entries()) {
     const next = positional.find((o) => raw[o.name] === undefined && (!o.accepts || o.accepts(word)));
+    if (next?.rest) {
+      // A free-text option (a reason) takes the rest of the line.
+      raw[next.name] = unnamed.slice(i).join(' ');
+      break;
+    }
     if (next) raw[next.name] = word;
     else problems.push(`unexpected ${JSON.stringify(word)} after /${spec.name}`);
   }

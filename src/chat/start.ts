@@ -1,14 +1,18 @@
 /**
- * `npm start` / `nocturne start`: checks the configuration, opens the bot, starts the front ends
- * (the terminal prompt when no chat tokens are set; Discord and/or Slack when they are), answers
- * the jobs a previous run left unfinished, and shuts down gracefully on SIGTERM/SIGINT: stop
- * taking jobs, finish (or leave queued) the ones in flight, close connections.
+ * `npm start` / `nocturne start`: checks the configuration, opens the community loop (when it is
+ * on) and the bot on the model the registry says serves, starts the front ends (the terminal
+ * prompt when no chat tokens are set; Discord and/or Slack when they are), answers the jobs a
+ * previous run left unfinished, arms the retraining schedule, and shuts down gracefully on
+ * SIGTERM/SIGINT: stop a retraining run this process started, stop taking jobs, finish (or leave
+ * queued) the ones in flight, close connections, the schedule and the community store.
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ConfigError, loadConfig, type Config } from '../config.ts';
 import type { Platform } from '../jobs/types.ts';
 import type { Bot, ReplyFinder } from './bot.ts';
+import type { ChannelRef, InfoMessage } from './command.ts';
+import type { CommunityService } from './community.ts';
 
 export const START_USAGE = `usage: nocturne start   (npm start)
 Runs the chat bot. With no chat tokens set, opens a prompt in this terminal where
@@ -26,24 +30,55 @@ interface FrontEnd {
   replyFor: ReplyFinder;
   /** Resolves when the front end ends by itself (the terminal at end of input). */
   ended?: Promise<void>;
+  /** Posts a notice to this platform's moderator channel, if one is configured. */
+  announce?: (message: InfoMessage, from?: ChannelRef) => Promise<void>;
 }
 
 /** Starts everything per `config`; resolves with a stop function once all front ends are up. */
-export async function startBot(config: Config, log: (line: string) => void): Promise<{ bot: Bot; ended: Promise<void>; stop: () => Promise<void> }> {
+export async function startBot(config: Config, log: (line: string) => void): Promise<{ bot: Bot; community?: CommunityService; ended: Promise<void>; stop: () => Promise<void> }> {
   // Loaded only once the configuration is known to be good, so a bad one fails fast.
   const { Bot } = await import('./bot.ts');
-  const bot = await Bot.open({ modelDir: config.modelDir, dataDir: config.dataDir, outDir: config.outDir, backend: config.backend, limits: config.limits, log });
+  let community: CommunityService | undefined;
+  let modelDir = config.modelDir;
+  if (config.community) {
+    const { Community } = await import('../community/community.ts');
+    const { CommunityService } = await import('./community.ts');
+    community = new CommunityService(await Community.open(config.community, log), log);
+    // The registry decides what serves (the shipped model at first, then promotions and rollbacks).
+    const serving = await community.community.registry.current();
+    modelDir = serving.dir;
+    log(`community: serving model ${serving.version} from ${serving.dir}`);
+  } else if (config.communityNote) {
+    log(config.communityNote);
+  }
+  let bot: Bot;
+  try {
+    bot = await Bot.open({
+      modelDir,
+      dataDir: config.dataDir,
+      outDir: config.outDir,
+      backend: config.backend,
+      limits: config.limits,
+      log,
+      community,
+      onPiece: community ? (record) => community!.recordPiece(record) : undefined,
+    });
+  } catch (e) {
+    await community?.close();
+    throw e;
+  }
+  community?.attach(bot);
   const fronts: FrontEnd[] = [];
   try {
     if (config.discord) {
       const { DiscordAdapter } = await import('../adapters/discord.ts');
       const discord = new DiscordAdapter(bot, config.discord, log);
-      fronts.push({ platform: 'discord', start: () => discord.start(), stop: () => discord.stop(), replyFor: (r) => discord.replyFor(r) });
+      fronts.push({ platform: 'discord', start: () => discord.start(), stop: () => discord.stop(), replyFor: (r) => discord.replyFor(r), announce: (m, from) => discord.announce(m, from) });
     }
     if (config.slack) {
       const { SlackAdapter } = await import('../adapters/slack.ts');
       const slack = new SlackAdapter(bot, config.slack, log);
-      fronts.push({ platform: 'slack', start: () => slack.start(), stop: () => slack.stop(), replyFor: (r) => slack.replyFor(r) });
+      fronts.push({ platform: 'slack', start: () => slack.start(), stop: () => slack.stop(), replyFor: (r) => slack.replyFor(r), announce: (m, from) => slack.announce(m, from) });
     }
     let terminalEnded: Promise<void> | undefined;
     if (config.terminal) {
@@ -63,6 +98,7 @@ export async function startBot(config: Config, log: (line: string) => void): Pro
   } catch (e) {
     await Promise.allSettled(fronts.map((f) => f.stop()));
     await bot.close(0);
+    await community?.close();
     throw e;
   }
   const outcome = await bot.recover(
@@ -73,15 +109,27 @@ export async function startBot(config: Config, log: (line: string) => void): Pro
   if (outcome.apologized.length) log(`apologized for ${outcome.apologized.length} job(s) too old to resume: ${outcome.apologized.join(', ')}`);
   if (outcome.waiting.length) log(`${outcome.waiting.length} unfinished job(s) wait for a platform that is not running now: ${outcome.waiting.join(', ')}`);
 
+  if (community) {
+    // Notices for the moderators: each platform's moderator channel (the service also logs them).
+    community.setAnnouncer(async (m, from) => {
+      const results = await Promise.allSettled(fronts.filter((f) => f.announce).map((f) => f.announce!(m, from)));
+      for (const r of results) if (r.status === 'rejected') log(`could not post to a moderator channel: ${(r.reason as Error).message}`);
+    });
+    await community.startSchedule().catch((e: Error) => log(`community: the retraining schedule could not start (${e.message}); moderators can still /retrain`));
+  }
+
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
+      // A retraining run is stopped first (it is safe to kill); its command then reports that.
+      await community?.stopRuns();
       await bot.close(config.shutdownGraceMs);
       await Promise.allSettled(fronts.map((f) => f.stop()));
+      await community?.close();
     })());
   // Only the terminal ends by itself; with a chat platform running, the bot runs until a signal.
   const ended = fronts.every((f) => f.ended) ? Promise.all(fronts.map((f) => f.ended)).then(() => undefined) : new Promise<void>(() => {});
-  return { bot, ended, stop };
+  return { bot, community, ended, stop };
 }
 
 export async function runStart(argv: string[], log: (line: string) => void): Promise<number> {

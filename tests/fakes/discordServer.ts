@@ -39,6 +39,8 @@ export interface InteractionOptions {
   channelId?: string;
   /** Member permissions bitfield as a decimal string (32 = Manage Server). */
   permissions?: string;
+  /** The member's role ids. */
+  roles?: string[];
 }
 
 export const MANAGE_GUILD = String(1 << 5);
@@ -170,7 +172,7 @@ export class FakeDiscord extends EventEmitter {
     if (guildId) {
       common.guild_id = guildId;
       common.guild_locale = 'en-US';
-      common.member = { user: this.userObject(user), roles: [], permissions: o.permissions ?? '0', joined_at: '2026-01-01T00:00:00.000Z', deaf: false, mute: false, flags: 0 };
+      common.member = { user: this.userObject(user), roles: o.roles ?? [], permissions: o.permissions ?? '0', joined_at: '2026-01-01T00:00:00.000Z', deaf: false, mute: false, flags: 0 };
     } else {
       common.user = this.userObject(user);
     }

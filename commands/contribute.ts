@@ -1,0 +1,91 @@
+/**
+ * `contribute` with one or more MIDI attachments and an optional composer or style label: gives
+ * the files to the community loop for the next retraining. Each file gets its own verdict line:
+ * accepted, flagged for a moderator (with its similarity to the training corpus), or refused with
+ * the reason (the `nocturne check` verdict, a duplicate, the daily limit, a bad label).
+ */
+import { displayName, type ContributionOutcome } from '../src/community/contributions.ts';
+import { MIDI_LIMITS } from '../src/midi/read.ts';
+import type { CommandSpec, OptionSpec } from '../src/chat/command.ts';
+import { COMMUNITY_OFF } from '../src/chat/community.ts';
+import { formatBytes, isAttachment } from '../src/chat/options.ts';
+import { composerChoices } from './compose.ts';
+
+/** Files one `contribute` takes (Discord needs an option per file; a Slack message carries up to 10). */
+export const MAX_CONTRIBUTION_FILES = 5;
+
+const isMidiName = (w: string) => /\.midi?$/i.test(w);
+
+/** midi, midi2 … midi5: the first is required. No size limit here, so one big file does not refuse the others. */
+export const CONTRIBUTION_FILE_OPTIONS: OptionSpec[] = Array.from({ length: MAX_CONTRIBUTION_FILES }, (_, i) => ({
+  name: i === 0 ? 'midi' : `midi${i + 1}`,
+  kind: 'attachment' as const,
+  description: i === 0 ? 'a solo-piano MIDI file to give to the model' : 'another solo-piano MIDI file',
+  required: i === 0,
+  accepts: isMidiName,
+}));
+
+/** One line per file: "name: accepted as c… (Chopin), 286 notes, similarity 0.58". */
+export function contributionLine(o: ContributionOutcome, name: string, threshold: number): string {
+  if (o.status === 'refused') {
+    const prefix = `${displayName(name)}: `;
+    const rest = o.message.startsWith(prefix) ? o.message.slice(prefix.length) : o.message;
+    const why = o.reason === 'unreadable' || o.reason === 'unacceptable' ? `${o.reason}: ${rest}` : rest;
+    return `${displayName(name)}: refused, ${why}`;
+  }
+  const r = o.record;
+  if (o.status === 'flagged') {
+    return `${r.filename}: flagged for a moderator, similarity to the training corpus ${r.similarity.toFixed(2)} is below ${threshold}; kept as ${r.id} and used once a moderator restores it`;
+  }
+  return `${r.filename}: accepted as ${r.id}${r.label ? ` (${r.label})` : ''}, ${r.notes} notes, similarity to the training corpus ${r.similarity.toFixed(2)}${r.holdout ? '; held back to validate retrained models' : ''}`;
+}
+
+export const contribute: CommandSpec = {
+  name: 'contribute',
+  description: 'Give your own solo-piano MIDI files to the model for its next retraining',
+  community: true,
+  options: [
+    CONTRIBUTION_FILE_OPTIONS[0],
+    { name: 'label', kind: 'string', description: 'the composer or style of these pieces, e.g. Chopin (optional)', max: 40, autocomplete: composerChoices, accepts: (w) => !isMidiName(w) && !w.includes('/') },
+    ...CONTRIBUTION_FILE_OPTIONS.slice(1),
+  ],
+  details: [
+    `Up to ${MAX_CONTRIBUTION_FILES} files at a time, each a solo-piano MIDI file of at most ${formatBytes(MIDI_LIMITS.maxBytes)}. Each is checked like /continue's files; copies of training pieces or of earlier contributions (also re-saved or transposed) are refused.`,
+    'Files far from the training music are flagged for a moderator instead of being used at once. Accepted ones are used at the next retraining.',
+  ],
+  async execute(request, reply) {
+    const { bot, who, options } = request;
+    const service = bot.community;
+    if (!service) return reply.error(COMMUNITY_OFF);
+    const files = CONTRIBUTION_FILE_OPTIONS.map((o) => options[o.name]).filter(isAttachment);
+    if (files.length === 0) return reply.error('attach at least one solo-piano MIDI file (the midi option)');
+    const label = options.label as string | undefined;
+    await reply.progress(`checking ${files.length === 1 ? files[0].name : `${files.length} files`}…`);
+    const lines: string[] = [];
+    const counts = { accepted: 0, flagged: 0, refused: 0 };
+    for (const file of files) {
+      if (file.bytes > MIDI_LIMITS.maxBytes) {
+        lines.push(`${displayName(file.name)}: refused, it is ${formatBytes(file.bytes)}, over the ${formatBytes(MIDI_LIMITS.maxBytes)} limit`);
+        counts.refused++;
+        continue;
+      }
+      let bytes: Uint8Array;
+      try {
+        bytes = await file.download();
+      } catch (e) {
+        lines.push(`${displayName(file.name)}: could not be downloaded (${(e as Error).message}); attach it again`);
+        counts.refused++;
+        continue;
+      }
+      const outcome = await service.community.contribute(bytes, { uploader: who.userId, platform: who.platform, server: who.serverId, label, filename: file.name });
+      lines.push(contributionLine(outcome, file.name, service.community.config.driftThreshold));
+      counts[outcome.status]++;
+    }
+    if (counts.accepted + counts.flagged === 0) return reply.error(lines.join('; '));
+    const summary = (Object.keys(counts) as (keyof typeof counts)[]).filter((k) => counts[k]).map((k) => `${counts[k]} ${k}`);
+    await reply.info({
+      title: `Contribution${files.length === 1 ? '' : 's'}: ${summary.join(', ')}`,
+      lines: [...lines, counts.accepted ? 'Thank you! Accepted pieces are used at the next retraining.' : 'A moderator will look at the flagged pieces.'],
+    });
+  },
+};

@@ -1,0 +1,222 @@
+/**
+ * The community loop inside the running bot: the glue between the engine side's Community
+ * (src/community/) and the chat side's Bot. A class because it has a lifecycle:
+ *
+ *   - attach(bot): when the registry's serving model changes (a promotion, a rollback, or another
+ *     process's run seen by registry.watch()), the bot opens the new model and drops the old one,
+ *     one switch after another (in-flight batches finish on the old model);
+ *   - recordPiece: each finished piece is recorded for output drift (onPiece);
+ *   - retrain: Community.retrain, remembering which runs this process started, so that a
+ *     shutdown stops them (a killed run leaves nothing half-made: see src/community/retrain.ts);
+ *   - startSchedule: the node-cron schedule, whose outcomes go to the moderators;
+ *   - announce: a notice to the configured moderator channels, and always to the log.
+ *
+ * Also the outcome messages the `retrain` command and the schedule post (pure functions).
+ */
+import { hostname } from 'node:os';
+import type { Community } from '../community/community.ts';
+import type { ServingChange } from '../community/registry.ts';
+import type { RetrainOutcome, RetrainProgress, RetrainRequest } from '../community/retrain.ts';
+import type { RetrainSchedule } from '../community/schedule.ts';
+import type { ModelInfo } from '../engine/types.ts';
+import type { JobRecord, Requester } from '../jobs/types.ts';
+import { PLATFORM_NAMES, type ChannelRef, type CommunityContext, type InfoFile, type InfoMessage, type ServingSwitch } from './command.ts';
+
+/** What the service switches when the serving model changes (the Bot). */
+export interface ServingTarget {
+  readonly model: ModelInfo;
+  useModel(dir: string): Promise<ModelInfo>;
+}
+
+export type Announcer = (message: InfoMessage, from?: ChannelRef) => Promise<void>;
+
+/** How long a shutdown waits for a stopped retraining run to be tidied up. */
+const STOP_WAIT_MS = 5000;
+
+export class CommunityService implements CommunityContext {
+  private switching: Promise<ServingSwitch>;
+  private readonly ownRuns = new Set<string>();
+  private readonly running = new Set<Promise<unknown>>();
+  private readonly recording = new Set<Promise<unknown>>();
+  private announcer: Announcer = async () => {};
+  private closed = false;
+  /** The armed cron schedule, if any (tests fire it with `schedule.task.execute()`). */
+  schedule: RetrainSchedule | undefined;
+
+  constructor(
+    readonly community: Community,
+    private readonly log: (line: string) => void = () => {},
+  ) {
+    this.switching = Promise.resolve({ ok: true, version: community.registry.serving });
+  }
+
+  /** Serves the registry's model changes on `target` from now on, and watches for other processes' changes. */
+  attach(target: ServingTarget): void {
+    const registry = this.community.registry;
+    registry.on('serving', (change) => this.onServing(target, change));
+    registry.watch();
+    // A change between Community.open and now would otherwise wait for the next one.
+    void registry.refresh().catch((e: Error) => this.log(`community: cannot read the serving pointer: ${e.message}`));
+  }
+
+  private onServing(target: ServingTarget, change: ServingChange): void {
+    this.switching = this.switching.then(async (): Promise<ServingSwitch> => {
+      if (this.closed) return { ok: false, version: change.to, error: 'the bot is shutting down' };
+      if (target.model.version === change.to) return { ok: true, version: change.to };
+      try {
+        const info = await target.useModel(change.dir);
+        this.log(`community: serving ${change.to} (was ${change.from ?? 'none'}): ${change.reason}`);
+        return { ok: true, version: info.version };
+      } catch (e) {
+        const error = (e as Error).message.split('\n')[0];
+        this.log(`community: the registry now names ${change.to}, but the bot cannot load it (${error}); it keeps composing with ${target.model.version}`);
+        return { ok: false, version: change.to, error };
+      }
+    });
+  }
+
+  servingSwitched(): Promise<ServingSwitch> {
+    return this.switching;
+  }
+
+  setAnnouncer(announcer: Announcer): void {
+    this.announcer = announcer;
+  }
+
+  async announce(message: InfoMessage, from?: ChannelRef): Promise<void> {
+    this.log(`moderators: ${message.title}: ${message.lines.join(' | ')}${message.files?.length ? ` [${message.files.map((f) => f.path).join(', ')}]` : ''}`);
+    try {
+      await this.announcer(message, from);
+    } catch (e) {
+      this.log(`community: could not post to the moderator channel: ${(e as Error).message}`);
+    }
+  }
+
+  /** onPiece: records a finished piece for the output drift numbers (never throws). */
+  recordPiece(record: JobRecord): void {
+    if (this.closed || record.state !== 'done' || !record.outputs) return;
+    const work = this.community.recordOutput(record.outputs.midi, record.modelVersion).catch((e: Error) => this.log(`community: could not record job ${record.id} for drift: ${e.message}`));
+    this.recording.add(work);
+    void work.finally(() => this.recording.delete(work));
+  }
+
+  retrain(request: RetrainRequest, onProgress: (p: RetrainProgress) => void = () => {}): Promise<RetrainOutcome> {
+    const run = this.community.retrain(request, (p) => {
+      this.ownRuns.add(p.runId);
+      onProgress(p);
+    });
+    this.running.add(run);
+    void run.finally(() => this.running.delete(run));
+    return run;
+  }
+
+  /** Arms the cron schedule (unless NOCTURNE_RETRAIN_SCHEDULE=off); each outcome goes to the moderators. */
+  async startSchedule(): Promise<void> {
+    let stage = '';
+    const schedule = await this.community.startSchedule(
+      (outcome) => {
+        void this.servingSwitched().then((switched) => this.announce(retrainMessage(outcome, 'Scheduled retraining', switched)));
+      },
+      (p) => {
+        this.ownRuns.add(p.runId);
+        if (p.stage !== stage) this.log(`scheduled retraining ${p.runId}: ${p.stage}: ${p.line}`);
+        stage = p.stage;
+      },
+      this.log,
+    );
+    this.schedule = schedule;
+    if (schedule) this.log(`community: retraining scheduled "${schedule.expression}" (${schedule.timezone}); next run ${schedule.nextRun().toISOString().slice(0, 16).replace('T', ' ')} UTC`);
+    else this.log('community: no retraining schedule (NOCTURNE_RETRAIN_SCHEDULE=off); moderators can /retrain');
+  }
+
+  /**
+   * Stops a retraining run this process started (SIGKILL, which the engine side is built to
+   * survive: the serving model and the contributions stay as they were) and waits for it to be
+   * tidied up. Runs of other processes are left alone.
+   */
+  async stopRuns(): Promise<void> {
+    const status = await this.community.retrainStatus().catch(() => undefined);
+    const run = status?.running;
+    const owner = status?.lock?.owner;
+    if (run && owner && this.ownRuns.has(run.runId) && owner.runId === run.runId && owner.host === hostname() && owner.pid === run.pid && run.pid !== process.pid) {
+      this.log(`stopping retraining run ${run.runId} (pid ${run.pid}); nothing it made is used, and it can be started again`);
+      try {
+        process.kill(run.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.allSettled([...this.running]), new Promise((r) => (timer = setTimeout(r, STOP_WAIT_MS)))]);
+    clearTimeout(timer);
+  }
+
+  /** Stops own runs, lets pending drift records land, then closes the schedule, the watch and the store. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.stopRuns();
+    this.closed = true;
+    await Promise.allSettled([...this.recording]);
+    await this.community.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages (pure)
+
+export function formatMetrics(metrics: Record<string, number>, max = 4): string {
+  return Object.entries(metrics)
+    .slice(0, max)
+    .map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(4)}`)
+    .join(', ');
+}
+
+export function formatSeconds(seconds: number): string {
+  const s = Math.round(seconds);
+  return s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`;
+}
+
+const TITLES: Record<RetrainOutcome['status'], (o: RetrainOutcome) => string> = {
+  promoted: (o) => `${o.version} promoted`,
+  rejected: (o) => `${o.version ?? 'the candidate'} not promoted`,
+  skipped: () => 'skipped',
+  busy: () => 'busy',
+  failed: () => 'failed',
+};
+
+/** The verdict of a run: the reason, before/after metrics, serving change, data, and the curve. */
+export function retrainMessage(o: RetrainOutcome, heading = 'Retraining', switched?: ServingSwitch): InfoMessage {
+  const lines = [o.reason];
+  if (o.before && o.after) {
+    lines.push(`validation NLL (nats per note, lower is better): ${o.before.nll.toFixed(4)} → ${o.after.nll.toFixed(4)} on ${o.after.validationPieces} pieces (${o.after.validationNotes} notes)`);
+    lines.push(`similarity of generated pieces to the corpus: ${o.before.outputSimilarity.toFixed(3)} → ${o.after.outputSimilarity.toFixed(3)}`);
+  }
+  if (o.status === 'promoted' || o.status === 'rejected') {
+    const data = [`${o.contributionsUsed} contribution${o.contributionsUsed === 1 ? '' : 's'} trained on, ${o.heldBack} held back for validation`];
+    if (o.newComposers.length) data.push(`new composers: ${o.newComposers.join(', ')}`);
+    if (o.waitingLabels.length) data.push(`trained as "any" until they have enough pieces: ${o.waitingLabels.map((w) => `${w.label} (${w.pieces})`).join(', ')}`);
+    lines.push(`data: ${data.join('; ')}`);
+    if (o.metrics && Object.keys(o.metrics).length) lines.push(`${o.version} training metrics: ${formatMetrics(o.metrics)}`);
+  }
+  if (o.servingBefore) lines.push(o.servingAfter && o.servingAfter !== o.servingBefore ? `serving: ${o.servingBefore} → ${o.servingAfter}` : `serving: ${o.servingBefore} (unchanged)`);
+  if (switched && o.status === 'promoted') {
+    lines.push(switched.ok ? `the bot composes with ${switched.version} from now on; /rollback undoes it` : `but the bot could not load it (${switched.error}) and keeps composing with the previous model`);
+  }
+  if (o.status === 'rejected' && o.version) lines.push(`kept as ${o.version}; /rollback ${o.version} would serve it anyway`);
+  if (o.runId) lines.push(`run ${o.runId}, ${formatSeconds(o.seconds)}`);
+  const files: InfoFile[] = o.curvePng ? [{ path: o.curvePng, name: `training-curve-${o.version ?? o.runId}.png`, contentType: 'image/png' }] : [];
+  return { title: `${heading}: ${TITLES[o.status](o)}`, lines, ...(files.length ? { files } : {}) };
+}
+
+/** "Registry" and "contribution" errors from the engine side are one line for the user, not a fault. */
+export function isUserFacingError(e: unknown): e is Error {
+  return e instanceof Error && (e.name === 'RegistryError' || e.name === 'ContributionError');
+}
+
+/** How a moderator or uploader is named in records and messages: "clara (Discord)". */
+export function requesterName(who: Requester): string {
+  return `${who.userName} (${PLATFORM_NAMES[who.platform]})`;
+}
+
+/** Said when a community command runs on a bot whose community loop is off. */
+export const COMMUNITY_OFF = 'contributions and retraining are off on this bot (see NOCTURNE_COMMUNITY in .env.example)';
