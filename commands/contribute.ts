@@ -46,7 +46,7 @@ export const contribute: CommandSpec = {
   community: true,
   options: [
     CONTRIBUTION_FILE_OPTIONS[0],
-    { name: 'label', kind: 'string', description: 'the composer or style of these pieces, e.g. Chopin (optional)', max: 40, autocomplete: composerChoices, accepts: (w) => !isMidiName(w) && !w.includes('/') },
+    { name: 'label', kind: 'string', description: 'the composer or style of these pieces, e.g. Chopin', max: 40, autocomplete: composerChoices, accepts: (w) => !isMidiName(w) && !w.includes('/') },
     ...CONTRIBUTION_FILE_OPTIONS.slice(1),
   ],
   details: [

@@ -20,7 +20,7 @@ export const contribution: CommandSpec = {
       ],
     },
     { name: 'id', kind: 'string', description: 'the contribution id, from /contributions (c…)', required: true, max: 32, accepts: (w) => isContributionId(w.toLowerCase()) },
-    { name: 'reason', kind: 'string', description: 'why, for the record (optional)', max: 200, rest: true },
+    { name: 'reason', kind: 'string', description: 'why, for the record', max: 200, rest: true },
   ],
   details: ['Rejected files are kept, so they can be restored. Restoring a flagged file accepts it despite its low similarity. Either takes effect at the next retraining.'],
   async execute(request, reply) {

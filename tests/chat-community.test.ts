@@ -9,15 +9,18 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { TerminalAdapter } from '../src/adapters/terminal.ts';
 import type { Bot } from '../src/chat/bot.ts';
 import type { CommunityService } from '../src/chat/community.ts';
 import { startBot } from '../src/chat/start.ts';
-import { acquireRetrainLock, newLockOwner, releaseRetrainLock } from '../src/community/lock.ts';
+import { Community } from '../src/community/community.ts';
+import { acquireRetrainLock, newLockOwner, readRetrainLock, releaseRetrainLock } from '../src/community/lock.ts';
+import type { RunRecord } from '../src/community/retrain.ts';
 import { loadConfig } from '../src/config.ts';
 import { FakeDiscord, MANAGE_GUILD, type RecordedCall } from './fakes/discordServer.ts';
 import { FakeSlack, fileShareEventBody, slashCommandPayload, type SlackCall } from './fakes/slackApi.ts';
@@ -313,4 +316,42 @@ test('the cron schedule runs the same retraining and posts its outcome to the mo
   assert.match(notice.body.embeds[0].title, /^Scheduled retraining: (r2-\S+ promoted|skipped)$/);
   assert.ok(logs.some((l) => /^moderators: Scheduled retraining: /.test(l)), 'logged as well');
   await slack.waitFor((c) => c.method === 'chat.postMessage' && c.params.channel === SLACK_MOD_CHANNEL && /^Scheduled retraining: /.test(c.params.text), 10_000, 'the Slack schedule notice');
+});
+
+test('npm start on the terminal: SIGTERM during a /retrain stops the run, leaves the serving model and exits 0', async () => {
+  const own = await createCommunityWorld({ NOCTURNE_RETRAIN_EPOCHS: '50', NOCTURNE_RETRAIN_SCHEDULE: 'off' });
+  try {
+    const root = resolve(import.meta.dirname, '..');
+    const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(DISCORD_|SLACK_|NOCTURNE_)/.test(k)));
+    const child = spawn(join(root, 'node_modules', '.bin', 'tsx'), [join(root, 'src/cli/main.ts'), 'start'], { cwd: own.root, env: { ...clean, ...own.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((res) => child.on('close', (code) => res(code)));
+    child.stdin.write('/retrain force=yes\n'); // stdin stays open: the prompt keeps running
+    const deadline = Date.now() + 60_000;
+    while (!/retraining \(run \S+\), training: epoch/.test(stdout) && Date.now() < deadline && child.exitCode === null) await new Promise((res) => setTimeout(res, 100));
+    assert.match(stdout, /retraining \(run \S+\), training: epoch/, `${stdout}\n${stderr}`);
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    const code = await exited;
+    clearTimeout(timer);
+    assert.equal(code, 0, `${stdout}\n${stderr}`);
+    assert.match(stderr, /stopping retraining run \S+ \(pid \d+\); nothing it made is used/);
+    assert.match(stdout, /Retraining: failed\n {2}the retraining process was killed \(SIGKILL\) before finishing/);
+
+    const community = await Community.open(own.config);
+    try {
+      assert.equal((await community.registry.current()).version, 'tiny-3', 'the serving model is unchanged');
+      assert.equal((await readRetrainLock(community.store, 60_000))?.live ?? false, false, 'no live lock is left');
+      const runs = (await community.store.list<RunRecord>('run:')).map((e) => e.value);
+      assert.deepEqual(runs.map((r) => [r.trigger, r.requestedBy, r.state]), [['moderator', `${runs[0].requestedBy}`, 'interrupted']]);
+      assert.match(runs[0].requestedBy!, / \(terminal\)$/);
+    } finally {
+      await community.close();
+    }
+  } finally {
+    await rm(own.root, { recursive: true, force: true });
+  }
 });
