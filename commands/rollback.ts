@@ -16,7 +16,7 @@ export const rollback: CommandSpec = {
     const version = request.options.version as string | undefined;
     let change;
     try {
-      change = await service.community.rollback(version, requesterName(who));
+      change = await service.rollback(version, requesterName(who));
     } catch (e) {
       if (isUserFacingError(e)) return reply.error(`${e.message}; /models lists the versions`);
       throw e;

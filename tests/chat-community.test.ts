@@ -313,9 +313,24 @@ test('the cron schedule runs the same retraining and posts its outcome to the mo
   const before = discord.calls.length;
   await service.schedule!.task.execute();
   const notice = await discord.waitFor((c) => discord.calls.indexOf(c) >= before && c.method === 'POST' && c.path === `/channels/${MOD_CHANNEL}/messages`, 30_000, 'the schedule notice');
-  assert.match(notice.body.embeds[0].title, /^Scheduled retraining: (r2-\S+ promoted|skipped)$/);
+  assert.match(notice.body.embeds[0].title, /^Scheduled retraining: r2-\S+ promoted$/, "new contributions since tiny-3 and a lenient gate");
   assert.ok(logs.some((l) => /^moderators: Scheduled retraining: /.test(l)), 'logged as well');
   await slack.waitFor((c) => c.method === 'chat.postMessage' && c.params.channel === SLACK_MOD_CHANNEL && /^Scheduled retraining: /.test(c.params.text), 10_000, 'the Slack schedule notice');
+});
+
+test('a change made by another process is seen by the watch, served, and announced to the moderators', async () => {
+  const other = await Community.open(world.config);
+  try {
+    const change = await other.rollback(undefined, 'ops (cli)');
+    assert.equal(change.to, 'tiny-3');
+  } finally {
+    await other.close();
+  }
+  const notice = await discord.waitFor((c) => c.method === 'POST' && c.path === `/channels/${MOD_CHANNEL}/messages` && c.body.embeds[0].title === 'Serving model changed: now tiny-3', 15_000, 'the notice of a foreign change');
+  assert.match(notice.body.embeds[0].description, /rollback from r2-\S+ by ops \(cli\)\nthe bot composes with tiny-3 from now on$/);
+  assert.equal(running.bot.model.version, 'tiny-3');
+  // This process's own rollbacks were announced by their command, never as another's.
+  assert.equal(discord.calls.filter((c) => c.path === `/channels/${MOD_CHANNEL}/messages` && /^Serving model changed/.test(c.body?.embeds?.[0]?.title ?? '')).length, 1);
 });
 
 test('npm start on the terminal: SIGTERM during a /retrain stops the run, leaves the serving model and exits 0', async () => {

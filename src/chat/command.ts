@@ -5,6 +5,7 @@
  * platform events into CommandRequests and platform messages into Reply calls.
  */
 import type { Community } from '../community/community.ts';
+import type { ServingChange } from '../community/registry.ts';
 import type { RetrainOutcome, RetrainProgress, RetrainRequest } from '../community/retrain.ts';
 import type { ModelInfo } from '../engine/types.ts';
 import type { JobStore, ServerSettings } from '../jobs/store.ts';
@@ -136,6 +137,8 @@ export interface CommunityContext {
   readonly community: Community;
   /** Community.retrain, remembering the run as this process's. */
   retrain(request: RetrainRequest, onProgress: (p: RetrainProgress) => void): Promise<RetrainOutcome>;
+  /** Community.rollback, remembering the change as this process's (so it is not announced as another's). */
+  rollback(version: string | undefined, moderator: string): Promise<ServingChange>;
   /** Resolves once the bot serves the model of the latest registry change (or failed to load it). */
   servingSwitched(): Promise<ServingSwitch>;
   /** Posts to the configured moderator channels (and logs), except in `from` where it was answered already. */

@@ -9,7 +9,10 @@
  *   - retrain: Community.retrain, remembering which runs this process started, so that a
  *     shutdown stops them (a killed run leaves nothing half-made: see src/community/retrain.ts);
  *   - startSchedule: the node-cron schedule, whose outcomes go to the moderators;
- *   - announce: a notice to the configured moderator channels, and always to the log.
+ *   - announce: a notice to the configured moderator channels, and always to the log. Changes of
+ *     the serving model that this process did not make (another bot process sharing the data
+ *     folder) are announced here; this process's own runs and rollbacks are announced by the
+ *     command or the schedule that made them, with their full verdict.
  *
  * Also the outcome messages the `retrain` command and the schedule post (pure functions).
  */
@@ -36,6 +39,9 @@ const STOP_WAIT_MS = 5000;
 export class CommunityService implements CommunityContext {
   private switching: Promise<ServingSwitch>;
   private readonly ownRuns = new Set<string>();
+  /** Rollbacks this process asked for whose 'serving' event has not come yet. */
+  private ownRollbacks = 0;
+  private lastForeign = '';
   private readonly running = new Set<Promise<unknown>>();
   private readonly recording = new Set<Promise<unknown>>();
   private announcer: Announcer = async () => {};
@@ -59,20 +65,63 @@ export class CommunityService implements CommunityContext {
     void registry.refresh().catch((e: Error) => this.log(`community: cannot read the serving pointer: ${e.message}`));
   }
 
+  /** Whether a serving change was made by this process (decided when the registry emits it). */
+  private isOwn(change: ServingChange): boolean {
+    const runId = /retraining run (\S+):/.exec(change.reason)?.[1];
+    if (runId) return this.ownRuns.has(runId);
+    if (change.reason.startsWith('rollback from') && this.ownRollbacks > 0) {
+      this.ownRollbacks--;
+      return true;
+    }
+    return false;
+  }
+
   private onServing(target: ServingTarget, change: ServingChange): void {
+    const foreign = !this.isOwn(change) && this.lastForeign !== `${change.to} ${change.reason}`;
+    if (foreign) this.lastForeign = `${change.to} ${change.reason}`;
     this.switching = this.switching.then(async (): Promise<ServingSwitch> => {
-      if (this.closed) return { ok: false, version: change.to, error: 'the bot is shutting down' };
-      if (target.model.version === change.to) return { ok: true, version: change.to };
-      try {
-        const info = await target.useModel(change.dir);
-        this.log(`community: serving ${change.to} (was ${change.from ?? 'none'}): ${change.reason}`);
-        return { ok: true, version: info.version };
-      } catch (e) {
-        const error = (e as Error).message.split('\n')[0];
-        this.log(`community: the registry now names ${change.to}, but the bot cannot load it (${error}); it keeps composing with ${target.model.version}`);
-        return { ok: false, version: change.to, error };
-      }
+      const switched = await this.switchTo(target, change);
+      if (foreign) void this.announceForeign(change, switched);
+      return switched;
     });
+  }
+
+  private async announceForeign(change: ServingChange, switched: ServingSwitch): Promise<void> {
+    const lines = [`was ${change.from ?? '?'}`, change.reason];
+    let files: InfoFile[] | undefined;
+    try {
+      const v = (await this.community.listModels()).find((m) => m.version === change.to);
+      if (v?.record.before && v.record.after) lines.push(`validation NLL (nats per note): ${v.record.before.nll.toFixed(4)} → ${v.record.after.nll.toFixed(4)}; similarity of generated pieces to the corpus: ${v.record.before.outputSimilarity.toFixed(3)} → ${v.record.after.outputSimilarity.toFixed(3)}`);
+      if (v?.curvePng) files = [{ path: v.curvePng, name: `training-curve-${v.version}.png`, contentType: 'image/png' }];
+    } catch {
+      // the notice goes out without the details
+    }
+    lines.push(switched.ok ? `the bot composes with ${switched.version} from now on` : `but the bot could not load it (${switched.error})`);
+    await this.announce({ title: `Serving model changed: now ${change.to}`, lines, ...(files ? { files } : {}) });
+  }
+
+  private async switchTo(target: ServingTarget, change: ServingChange): Promise<ServingSwitch> {
+    if (this.closed) return { ok: false, version: change.to, error: 'the bot is shutting down' };
+    if (target.model.version === change.to) return { ok: true, version: change.to };
+    try {
+      const info = await target.useModel(change.dir);
+      this.log(`community: serving ${change.to} (was ${change.from ?? 'none'}): ${change.reason}`);
+      return { ok: true, version: info.version };
+    } catch (e) {
+      const error = (e as Error).message.split('\n')[0];
+      this.log(`community: the registry now names ${change.to}, but the bot cannot load it (${error}); it keeps composing with ${target.model.version}`);
+      return { ok: false, version: change.to, error };
+    }
+  }
+
+  async rollback(version: string | undefined, moderator: string): Promise<ServingChange> {
+    this.ownRollbacks++;
+    try {
+      return await this.community.rollback(version, moderator);
+    } catch (e) {
+      this.ownRollbacks--;
+      throw e;
+    }
   }
 
   servingSwitched(): Promise<ServingSwitch> {
