@@ -3,10 +3,9 @@
  * declaration, check permission, run execute, and turn any failure into one error line. Also the
  * autocomplete and button entry points. Adapters call only these.
  */
-import type { JobRecord, ReplyAddress, Requester } from '../jobs/types.ts';
+import type { JobRecord, Platform, ReplyAddress, Requester } from '../jobs/types.ts';
 import { jobForAction, parseActionId } from './actions.ts';
 import type { BotContext, CommandSpec, InfoMessage, OptionChoice, Reply, ResultPost } from './command.ts';
-import type { Platform } from '../jobs/types.ts';
 import { checkOptions, type RawOptions } from './options.ts';
 
 /** Discord shows at most 25 autocomplete choices. */
