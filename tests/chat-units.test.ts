@@ -182,19 +182,27 @@ function submitAndWait(queue: JobQueue, job: JobInput, positions: number[] = [])
 }
 
 test('queue: requests that arrive together share one sampling pass; very different lengths do not', async () => {
-  // A wide window: "together" here means within 300 ms, whatever the disk's speed.
-  const { backend, store, queue } = await queueWith({ batchWindowMs: 300 }, 'q1');
+  // "Together" made deterministic: a first job holds the engine while six more arrive, so they
+  // are all waiting when it frees up, however slow the disk or the machine is.
+  const { backend, store, queue } = await queueWith({}, 'q1');
+  backend.hold();
+  const blocker = submitAndWait(queue, input('z', 2000));
+  await blocker.submitted;
+  await until(() => backend.batches.length === 1, 'the first batch to start');
   const jobs = ['a', 'b', 'c', 'd', 'e'].map((u) => submitAndWait(queue, input(u, 100)));
   const odd = submitAndWait(queue, input('f', 1000));
+  await Promise.all([...jobs, odd].map((j) => j.submitted));
+  backend.open();
   const records = await Promise.all([...jobs, odd].map((j) => j.finished));
+  await blocker.finished;
   assert.deepEqual(records.map((r) => r.state), Array(6).fill('done'));
-  assert.deepEqual(backend.batches.map((b) => b.map((r) => r.notes)), [[100, 100, 100, 100, 100], [1000]]);
+  assert.deepEqual(backend.batches.map((b) => b.map((r) => r.notes)), [[2000], [100, 100, 100, 100, 100], [1000]]);
   const stored = await store.get(records[0].id);
   assert.equal(stored?.state, 'done');
   assert.equal(stored?.outputs?.noteCount, 100);
   assert.equal(typeof stored?.params.randomSeed, 'number', 'the seed is fixed when the job is stored');
   assert.deepEqual(await store.openJobs(), []);
-  assert.equal(queue.stats().meanBatchSize, 3);
+  assert.equal(queue.stats().meanBatchSize, 7 / 3);
   await store.close();
 });
 
