@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { COMMUNITY_ENV_DEFAULTS, CommunityConfigError, communityConfigFromEnv, type CommunityConfig } from './community/config.ts';
 import { BACKEND_CHOICES, type BackendChoice } from './model/backend.ts';
 import { DEFAULT_QUEUE_LIMITS, type QueueLimits } from './jobs/queue.ts';
+import { DISCORD_ATTACHMENT_HOSTS, SLACK_FILE_HOSTS, parseHostList } from './chat/download.ts';
 
 export const DEFAULT_DISCORD_API_BASE = 'https://discord.com/api';
 export const DEFAULT_SLACK_API_URL = 'https://slack.com/api/';
@@ -25,6 +26,8 @@ export interface DiscordConfig {
   moderatorRoleIds?: string[];
   /** Channel for the moderators' notices (retraining outcomes, promotions, rollbacks). */
   moderatorChannelId?: string;
+  /** Hosts attachments may be downloaded from (DISCORD_ATTACHMENT_HOSTS; default Discord's CDN). */
+  attachmentHosts?: readonly string[];
 }
 
 export interface SlackConfig {
@@ -39,6 +42,8 @@ export interface SlackConfig {
   moderators?: string[];
   /** Channel for the moderators' notices. */
   moderatorChannelId?: string;
+  /** Hosts shared files may be downloaded from (SLACK_FILE_HOSTS; default files.slack.com). */
+  fileHosts?: readonly string[];
 }
 
 export interface Config {
@@ -118,6 +123,16 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   };
   const shutdownGraceMs = int('NOCTURNE_SHUTDOWN_GRACE_S', 30, 0, 600) * 1000;
 
+  const hosts = (name: string, fallback: readonly string[]): readonly string[] => {
+    const raw = get(env, name);
+    if (raw === undefined) return fallback;
+    const { hosts: list, bad } = parseHostList(raw);
+    if (bad.length || list.length === 0) problems.push(`${name} must be host names separated by commas (where the platform serves uploaded files), got ${JSON.stringify(raw.slice(0, 200))}`);
+    return list.length ? list : fallback;
+  };
+  const attachmentHosts = hosts('DISCORD_ATTACHMENT_HOSTS', DISCORD_ATTACHMENT_HOSTS);
+  const fileHosts = hosts('SLACK_FILE_HOSTS', SLACK_FILE_HOSTS);
+
   let discord: DiscordConfig | undefined;
   const discordToken = get(env, 'DISCORD_TOKEN');
   const guildId = get(env, 'DISCORD_GUILD_ID');
@@ -126,7 +141,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   if (guildId !== undefined && !/^\d{15,21}$/.test(guildId)) problems.push(`DISCORD_GUILD_ID must be a server id (15–21 digits: right-click the server, Copy Server ID), got ${JSON.stringify(guildId)}`);
   if (discordToken) {
     if (/\s/.test(discordToken) || discordToken.split('.').length !== 3) problems.push('DISCORD_TOKEN does not look like a bot token (three dot-separated parts, from the Bot page of your Discord application)');
-    discord = { token: discordToken.replace(/^Bot\s+/i, ''), guildId, apiBase: discordApi.replace(/\/+$/, ''), uploadLimitBytes: discordLimit * 1_000_000 };
+    discord = { token: discordToken.replace(/^Bot\s+/i, ''), guildId, apiBase: discordApi.replace(/\/+$/, ''), uploadLimitBytes: discordLimit * 1_000_000, attachmentHosts };
   } else if (guildId) {
     problems.push('DISCORD_GUILD_ID is set but DISCORD_TOKEN is not: set the bot token too, or unset DISCORD_GUILD_ID');
   }
@@ -152,6 +167,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
         port: slackPort,
         apiUrl: slackApi.endsWith('/') ? slackApi : `${slackApi}/`,
         uploadLimitBytes: slackLimit * 1_000_000,
+        fileHosts,
       };
     }
   }

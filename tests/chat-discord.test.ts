@@ -19,7 +19,7 @@ let fixture: ChatFixture;
 let bot: Bot;
 let adapter: DiscordAdapter;
 
-const config = () => ({ token: 'MTAw.fake.token', apiBase: fake.apiBase, uploadLimitBytes: 10_000_000 });
+const config = () => ({ token: 'MTAw.fake.token', apiBase: fake.apiBase, uploadLimitBytes: 10_000_000, attachmentHosts: ['127.0.0.1'] });
 
 before(async () => {
   fake = await FakeDiscord.start();

@@ -27,6 +27,7 @@ const slackConfig = (mode: 'http' | 'socket'): SlackConfig => ({
   port: 0,
   apiUrl: fake.apiUrl,
   uploadLimitBytes: 1_000_000_000,
+  fileHosts: ['127.0.0.1'],
 });
 
 before(async () => {

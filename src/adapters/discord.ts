@@ -34,6 +34,7 @@ import type { Attachment, BotContext, ChannelRef, CommandSpec, InfoMessage, Opti
 import { autocompleteChoices, oneLine, orderedReply, runButton, runCommand } from '../chat/dispatch.ts';
 import type { RawOptions } from '../chat/options.ts';
 import type { DiscordConfig } from '../config.ts';
+import { DISCORD_ATTACHMENT_HOSTS, attachmentByteLimit, downloadAttachment } from '../chat/download.ts';
 import type { JobRecord, ReplyAddress, Requester } from '../jobs/types.ts';
 
 /** Discord's interaction tokens last 15 minutes; after 14, a recovered job posts a new message. */
@@ -96,17 +97,6 @@ export function discordCommandJson(spec: CommandSpec, options: { moderatorRoles?
 export function discordUsage(spec: CommandSpec): string {
   const args = spec.options.map((o) => (o.required ? `${o.name}:<${o.kind === 'attachment' ? 'file' : o.name}>` : `[${o.name}]`));
   return [`/${spec.name}`, ...args].join(' ');
-}
-
-/** Longest an attachment download may take. */
-const DOWNLOAD_TIMEOUT_MS = 30_000;
-
-async function download(url: string, maxBytes: number): Promise<Uint8Array> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(DOWNLOAD_TIMEOUT_MS) });
-  if (!res.ok) throw new Error(`HTTP ${res.status}`);
-  const body = new Uint8Array(await res.arrayBuffer());
-  if (body.length > maxBytes) throw new Error(`the file is over ${maxBytes} bytes`);
-  return body;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -411,7 +401,7 @@ export class DiscordAdapter {
     for (const option of interaction.options.data) {
       if (option.attachment) {
         const a = option.attachment;
-        const attachment: Attachment = { name: a.name, bytes: a.size, contentType: a.contentType ?? undefined, download: () => download(a.url, Math.max(a.size, 1) + 1024) };
+        const attachment: Attachment = { name: a.name, bytes: a.size, contentType: a.contentType ?? undefined, download: () => downloadAttachment(a.url, { allowedHosts: this.config.attachmentHosts ?? DISCORD_ATTACHMENT_HOSTS, maxBytes: attachmentByteLimit(a.size), declaredBytes: a.size }) };
         raw[option.name] = attachment;
       } else if (option.value !== undefined) {
         raw[option.name] = option.value;

@@ -22,6 +22,7 @@ import type { Attachment, BotContext, ChannelRef, CommandSpec, InfoMessage, Repl
 import { findCommand, oneLine, orderedReply, runButton, runCommand } from '../chat/dispatch.ts';
 import { parseOptionWords, splitWords, usageText, type RawOptions } from '../chat/options.ts';
 import type { SlackConfig } from '../config.ts';
+import { SLACK_FILE_HOSTS, attachmentByteLimit, downloadAttachment } from '../chat/download.ts';
 import type { JobRecord, ReplyAddress, Requester } from '../jobs/types.ts';
 
 /** The umbrella command: `/nocturne compose chopin 500`, `/nocturne status`. */
@@ -164,17 +165,6 @@ async function uploadInfoFiles(client: WebClient, channel: string, m: InfoMessag
     initial_comment: comment,
     file_uploads: m.files.map((f) => ({ file: f.path, filename: f.name, title: f.name })),
   });
-}
-
-/** Longest a shared file's download may take. */
-const DOWNLOAD_TIMEOUT_MS = 30_000;
-
-async function downloadPrivate(url: string, token: string, maxBytes: number): Promise<Uint8Array> {
-  const res = await fetch(url, { headers: { Authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(DOWNLOAD_TIMEOUT_MS) });
-  if (!res.ok) throw new Error(`HTTP ${res.status}`);
-  const body = new Uint8Array(await res.arrayBuffer());
-  if (body.length > maxBytes) throw new Error(`the file is over ${maxBytes} bytes`);
-  return body;
 }
 
 interface SlackFile {
@@ -364,7 +354,7 @@ export class SlackAdapter {
       const url = file.url_private_download ?? file.url_private;
       if (!url) continue;
       const size = file.size ?? 0;
-      const attachment: Attachment = { name: file.name ?? 'upload', bytes: size, contentType: file.mimetype, download: () => downloadPrivate(url, this.config.botToken, Math.max(size, 1) + 1024) };
+      const attachment: Attachment = { name: file.name ?? 'upload', bytes: size, contentType: file.mimetype, download: () => downloadAttachment(url, { allowedHosts: this.config.fileHosts ?? SLACK_FILE_HOSTS, maxBytes: attachmentByteLimit(size), declaredBytes: size, headers: { Authorization: `Bearer ${this.config.botToken}` } }) };
       raw[slots[i].name] = attachment;
     }
     const who: Requester = { platform: 'slack', userId: m.user, userName: m.user, serverId: m.team, channelId: m.channel, isManager: false };
