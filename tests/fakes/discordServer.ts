@@ -59,6 +59,10 @@ export class FakeDiscord extends EventEmitter {
   private readonly sockets = new Set<WebSocket>();
   private seq = 0;
   private identified = 0;
+  /** When set, bot-authenticated REST calls without `Authorization: Bot <requiredToken>` get 401 (a wrong or revoked token). */
+  requiredToken: string | undefined;
+  /** Fault injection: a status for calls that should fail (e.g. an upload), or undefined. */
+  failWith: ((call: RecordedCall) => number | undefined) | undefined;
 
   private constructor(
     private readonly server: Server,
@@ -306,7 +310,14 @@ export class FakeDiscord extends EventEmitter {
     };
     const m = call.method;
     let match: RegExpExecArray | null;
-    if (m === 'GET' && path === '/gateway/bot') {
+    const injected = this.failWith?.(call);
+    // Interaction callbacks and webhook edits carry the interaction token instead, as on Discord.
+    const needsAuth = !path.startsWith('/webhooks/') && !path.startsWith('/interactions/');
+    if (this.requiredToken !== undefined && needsAuth && req.headers.authorization !== `Bot ${this.requiredToken}`) {
+      json(401, { message: '401: Unauthorized', code: 0 });
+    } else if (injected !== undefined) {
+      json(injected, { message: 'injected failure (fake Discord)', code: 0 });
+    } else if (m === 'GET' && path === '/gateway/bot') {
       json(200, { url: `ws://127.0.0.1:${this.port}/gateway`, shards: 1, session_start_limit: { total: 1000, remaining: 999, reset_after: 0, max_concurrency: 1 } });
     } else if (m === 'GET' && path === '/gateway') {
       json(200, { url: `ws://127.0.0.1:${this.port}/gateway` });

@@ -55,6 +55,8 @@ export class FakeSlack extends EventEmitter {
   private readonly sockets = new Set<WebSocket>();
   private seq = 0;
   admins = new Set<string>();
+  /** Fault injection: Web API methods that answer { ok: false, error: 'internal_error' }. */
+  readonly failMethods = new Set<string>();
 
   private constructor(
     private readonly server: Server,
@@ -214,6 +216,7 @@ export class FakeSlack extends EventEmitter {
     const method = url.pathname.slice('/api/'.length);
     const call = this.record({ method, params, authorization: req.headers.authorization });
     const ts = () => `${Math.floor(Date.now() / 1000)}.${String(++this.seq).padStart(6, '0')}`;
+    if (this.failMethods.has(method)) return json({ ok: false, error: 'internal_error' });
     switch (method) {
       case 'auth.test':
         return json({ ok: true, url: 'https://fake.slack.com/', team: 'Fake', user: 'nocturne', team_id: TEAM_ID, user_id: BOT_USER_ID, bot_id: 'B0000BOT1', is_enterprise_install: false });
