@@ -118,7 +118,8 @@ test('targets: pass, fail, relative to batch 1, and not measured', () => {
   assert.equal(checks.peak_rss_mb, null); // no target
   const table = formatTable(figures);
   assert.match(table, /500 notes, batch 1\s+250 ms\s+≤ 300 ms\s+✓/);
-  assert.match(table, /training FLOP rate \/ matmul\s+42%\s+≥ 50%\s+✗/);
+  assert.match(table, /training FLOP rate \/ matmul\s+42.0%\s+≥ 50%\s+✗/);
+  assert.match(formatTable({ train_share_of_matmul: 0.4989 }), /49.9%\s+≥ 50%\s+✗/);
   assert.match(table, /compose chopin 500 → OGG\s+n\/a/);
 });
 

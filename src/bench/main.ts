@@ -181,7 +181,7 @@ export async function runBench(argv: string[], log: (line: string) => void, out:
   const load = loadavg()[0];
   const notes: string[] = [];
   const errors: string[] = [];
-  if (load > 0.5) notes.push(`the machine was busy when the bench started (load average ${load.toFixed(2)} on ${cpus().length} cores): absolute timings are pessimistic, ratios less affected`);
+  if (load > 0.9) notes.push(`the machine was busy when the bench started (load average ${load.toFixed(2)} on ${cpus().length} cores): absolute timings are pessimistic, ratios less affected`);
   const backend = await initBackend(backendChoice, log);
   const tempDir = await mkdtemp(join(tmpdir(), 'nocturne-bench-'));
   const f: Figures = {};
@@ -330,9 +330,7 @@ export async function runBench(argv: string[], log: (line: string) => void, out:
     await rm(tempDir, { recursive: true, force: true });
   }
   f.peak_rss_mb = round(process.resourceUsage().maxRSS / 1024);
-  const loadEnd = loadavg()[0];
-  f.load_avg_1m_at_end = round(loadEnd, 2);
-  if (load <= 0.5 && loadEnd > 1.5) notes.push(`the machine got busy during the bench (load average ${loadEnd.toFixed(2)} at the end): absolute timings are pessimistic`);
+  f.load_avg_1m_at_end = round(loadavg()[0], 2);
   f.bench_seconds = round((performance.now() - started) / 1000);
   f.notes = notes;
   if (errors.length) f.errors = errors;

@@ -71,7 +71,7 @@ export function checkTargets(figures: Figures): Check[] {
 
 function fmt(value: number, unit: string): string {
   if (unit === '') return Number.isInteger(value) ? String(value) : value.toFixed(2);
-  if (unit === '%') return `${(value * 100).toFixed(0)}%`;
+  if (unit === '%') return `${(value * 100).toFixed(1)}%`;
   if (unit === '×') return `${value >= 10 ? value.toFixed(0) : value.toFixed(1)}×`;
   const digits = Math.abs(value) >= 100 ? 0 : Math.abs(value) >= 10 ? 1 : 2;
   return `${value.toFixed(digits)} ${unit}`;
@@ -128,7 +128,7 @@ export function formatTable(figures: Figures): string {
   const out = [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)];
   const context = [
     `backend ${figures.backend ?? '?'}; ${figures.machine ?? '?'}; model ${figures.model_version ?? '?'}`,
-    `load average ${figures.load_avg_1m_at_start ?? '?'} at start, ${figures.load_avg_1m_at_end ?? '?'} at the end${figures.quick ? '; --quick (fewer repetitions: rough numbers)' : ''}`,
+    `load average ${figures.load_avg_1m_at_start ?? '?'} at start, ${figures.load_avg_1m_at_end ?? '?'} at the end (the bench itself counts about 1)${figures.quick ? '; --quick (fewer repetitions: rough numbers)' : ''}`,
   ];
   const notes = Array.isArray(figures.notes) ? (figures.notes as string[]).map((n) => `note: ${n}`) : [];
   return [...out, '', ...context, ...notes].join('\n');
