@@ -154,3 +154,22 @@ describe('sampling', () => {
     tf.dispose(Object.values(weights));
   });
 });
+
+describe('batches', () => {
+  test('evaluation chunks cover every note exactly once; training chunks stay full', async () => {
+    const { chunkPieces, buildBatch } = await import('../src/train/batches.ts');
+    const pieces = [{ composer: 'Chopin', tokens: melody(300) }, { composer: 'Mozart', tokens: melody(20) }];
+    const options = { window: 128, composerIndex: new Map([['Chopin', 0], ['Mozart', 1]]), composers: 2 };
+    const evalChunks = chunkPieces(pieces, 128);
+    const batch = buildBatch(pieces, evalChunks, options);
+    assert.equal(batch.realTargets, 320);
+    tf.dispose([batch.inputs, ...batch.targets]);
+    const trainChunks = chunkPieces(pieces, 128, seededRandom(3));
+    const covered = new Set<number>();
+    for (const c of trainChunks.filter((c) => c.piece === 0)) {
+      assert.ok(c.start + 128 <= 300, 'a training chunk never runs past its piece');
+      for (let k = c.start; k < c.start + 128; k++) covered.add(k);
+    }
+    assert.equal(covered.size, 300);
+  });
+});

@@ -18,7 +18,11 @@ export interface TokenPiece {
   tokens: NoteToken[];
 }
 
-/** Chunks covering every note of every piece once, from a random phase per piece. */
+/**
+ * Chunks covering every note of every piece. Training (`rng` given) starts each piece at a
+ * random phase and keeps every chunk full, so a piece's last chunk may overlap the one before.
+ * Evaluation (no `rng`) covers each note exactly once: the last chunk is short instead.
+ */
 export function chunkPieces(pieces: readonly TokenPiece[], window: number, rng?: Random): Chunk[] {
   const chunks: Chunk[] = [];
   pieces.forEach((p, i) => {
@@ -28,7 +32,11 @@ export function chunkPieces(pieces: readonly TokenPiece[], window: number, rng?:
       chunks.push({ piece: i, start: 0 });
       return;
     }
-    const phase = rng ? Math.floor(rng.next() * window) : 0;
+    if (!rng) {
+      for (let s = 0; s < n; s += window) chunks.push({ piece: i, start: s });
+      return;
+    }
+    const phase = Math.floor(rng.next() * window);
     if (phase > 0) chunks.push({ piece: i, start: 0 });
     for (let s = phase; s < n; s += window) chunks.push({ piece: i, start: Math.min(s, n - window) });
   });
