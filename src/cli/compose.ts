@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Engine, ComposeInputError, DEFAULT_TEMPERATURE, DEFAULT_TOP_P, NOTES_MAX, NOTES_MIN } from '../engine/engine.ts';
 import { MIDI_LIMITS } from '../midi/read.ts';
-import { UsageError, intOption, numberOption, parseBackend } from './options.ts';
+import { UsageError, intOption, numberOption, optionProblems, parseBackend } from './options.ts';
 
 export const DEFAULT_MODEL_DIR = resolve(import.meta.dirname, '../../models/default');
 
@@ -37,15 +37,8 @@ export async function runCompose(argv: string[], log: (line: string) => void): P
       json: { type: 'boolean' },
     },
   });
-  const problems: string[] = [];
-  const take = <T>(f: () => T): T | undefined => {
-    try {
-      return f();
-    } catch (e) {
-      problems.push((e as Error).message);
-      return undefined;
-    }
-  };
+  const { problems, take: takeOr } = optionProblems();
+  const take = <T>(parse: () => T): T | undefined => takeOr<T | undefined>(parse, undefined);
   if (positionals.length < 2) problems.push('give a composer and a number of notes, e.g. `nocturne compose chopin 500`');
   if (positionals.length > 2) problems.push(`unexpected arguments: ${positionals.slice(2).join(' ')}`);
   const [composer, notesRaw] = positionals;

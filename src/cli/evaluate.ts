@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { initBackend, type BackendChoice } from '../model/backend.ts';
 import { DEFAULT_EVALUATE_OPTIONS, evaluateModel, formatReport } from '../eval/evaluate.ts';
-import { UsageError, intOption, numberOption, parseBackend } from './options.ts';
+import { UsageError, intOption, numberOption, parseBackend, optionProblems } from './options.ts';
 
 const D = DEFAULT_EVALUATE_OPTIONS;
 
@@ -42,17 +42,9 @@ export async function runEvaluate(argv: string[], log: (line: string) => void): 
     },
     strict: true,
   });
-  const problems: string[] = [];
+  const { problems, take: collect } = optionProblems();
   if (!values.model) problems.push('--model DIR is required');
   if (!values.data) problems.push('--data DIR is required');
-  const collect = <T>(f: () => T, fallback: T): T => {
-    try {
-      return f();
-    } catch (e) {
-      problems.push((e as Error).message);
-      return fallback;
-    }
-  };
   const notes = collect(() => intOption('--notes', values.notes, D.notes, 16, 2000), D.notes);
   const piecesPerComposer = collect(() => intOption('--pieces-per-composer', values['pieces-per-composer'], D.piecesPerComposer, 0, 64), D.piecesPerComposer);
   const batchSize = collect(() => intOption('--batch', values.batch, D.batchSize, 1, 1024), D.batchSize);

@@ -47,3 +47,25 @@ export function terminalProgress(stream: NodeJS.WriteStream = process.stderr): (
     }
   };
 }
+
+/**
+ * Gathers every bad option of a command so that the user hears about all of them at once:
+ * `take(parse, fallback)` records a parse error and goes on; `check(usage)` throws them together.
+ */
+export function optionProblems() {
+  const problems: string[] = [];
+  return {
+    problems,
+    take<T>(parse: () => T, fallback: T): T {
+      try {
+        return parse();
+      } catch (e) {
+        problems.push((e as Error).message);
+        return fallback;
+      }
+    },
+    check(usage: string): void {
+      if (problems.length) throw new UsageError(problems.join('\n'), usage);
+    },
+  };
+}

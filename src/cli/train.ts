@@ -5,7 +5,7 @@ import { initBackend, type BackendChoice } from '../model/backend.ts';
 import { DEFAULT_HYPERPARAMETERS, type Hyperparameters } from '../model/network.ts';
 import { composerTable, corpusHash, listCorpus, loadCorpus, splitByPiece } from '../train/corpus.ts';
 import { trainModel } from '../train/fit.ts';
-import { UsageError, intOption, numberOption, parseBackend, terminalProgress } from './options.ts';
+import { UsageError, intOption, numberOption, parseBackend, terminalProgress, optionProblems } from './options.ts';
 
 export const TRAIN_USAGE = `usage: nocturne train --data DIR --out models/NAME [options]
   --data DIR            folder of piano MIDI, one subfolder per composer (required)
@@ -65,17 +65,9 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
     },
     strict: true,
   });
-  const problems: string[] = [];
+  const { problems, take: collect } = optionProblems();
   if (!values.data) problems.push('--data DIR is required');
   if (!values.out) problems.push('--out DIR is required');
-  const collect = <T>(f: () => T, fallback: T): T => {
-    try {
-      return f();
-    } catch (e) {
-      problems.push((e as Error).message);
-      return fallback;
-    }
-  };
   const epochs = collect(() => intOption('--epochs', values.epochs, 30, 1, 10_000), 30);
   const batchSize = collect(() => intOption('--batch', values.batch, 32, 1, 1024), 32);
   const learningRate = collect(() => numberOption('--lr', values.lr, 0.003, 1e-6, 1), 0.003);

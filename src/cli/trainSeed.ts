@@ -5,7 +5,7 @@ import { initBackend, type BackendChoice } from '../model/backend.ts';
 import { DEFAULT_SEED_HYPERPARAMETERS } from '../model/seed/network.ts';
 import { trainSeedModel } from '../model/seed/train.ts';
 import { composerTable, corpusHash, listCorpus, loadCorpus, splitByPiece } from '../train/corpus.ts';
-import { UsageError, intOption, numberOption, parseBackend, terminalProgress } from './options.ts';
+import { UsageError, intOption, numberOption, parseBackend, terminalProgress, optionProblems } from './options.ts';
 
 const D = DEFAULT_SEED_HYPERPARAMETERS;
 
@@ -49,17 +49,9 @@ export async function runSeedTrain(argv: string[], log: (line: string) => void):
     },
     strict: true,
   });
-  const problems: string[] = [];
+  const { problems, take: collect } = optionProblems();
   if (!values.data) problems.push('--data DIR is required');
   if (!values.out) problems.push('--out DIR is required');
-  const collect = <T>(f: () => T, fallback: T): T => {
-    try {
-      return f();
-    } catch (e) {
-      problems.push((e as Error).message);
-      return fallback;
-    }
-  };
   const maxMinutes = values['max-minutes'] === undefined ? undefined : collect(() => numberOption('--max-minutes', values['max-minutes'], 0, 0.01, 1e6), undefined);
   const stride = collect(() => intOption('--stride', values.stride, 1, 1, 10_000), 1);
   const epochs = collect(() => intOption('--epochs', values.epochs, 20, 1, 10_000), 20);
