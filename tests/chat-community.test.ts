@@ -336,7 +336,8 @@ test('a change made by another process is seen by the watch, served, and announc
 });
 
 test('npm start on the terminal: SIGTERM during a /retrain stops the run, leaves the serving model and exits 0', async () => {
-  const own = await createCommunityWorld({ NOCTURNE_RETRAIN_EPOCHS: '50', NOCTURNE_RETRAIN_SCHEDULE: 'off' });
+  // A run that cannot end on its own before the signal: many epochs, no early stopping.
+  const own = await createCommunityWorld({ NOCTURNE_RETRAIN_EPOCHS: '1000', NOCTURNE_RETRAIN_PATIENCE: '1000', NOCTURNE_RETRAIN_SCHEDULE: 'off' });
   try {
     const root = resolve(import.meta.dirname, '..');
     const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(DISCORD_|SLACK_|NOCTURNE_)/.test(k)));

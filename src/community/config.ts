@@ -16,6 +16,8 @@ export interface RetrainSettings {
   timezone: string;
   /** Maximum epochs of one run (early stopping may end sooner). */
   epochs: number;
+  /** Epochs without a better validation loss before a run stops early. */
+  patience: number;
   /** Stop after the epoch that passes this many minutes. */
   maxMinutes: number;
   /** Adam learning rate when fine-tuning the serving model. */
@@ -75,6 +77,7 @@ export const COMMUNITY_ENV_DEFAULTS = {
   NOCTURNE_RETRAIN_SCHEDULE: '0 4 * * 0',
   NOCTURNE_RETRAIN_TIMEZONE: 'UTC',
   NOCTURNE_RETRAIN_EPOCHS: '3',
+  NOCTURNE_RETRAIN_PATIENCE: '2',
   NOCTURNE_RETRAIN_MAX_MINUTES: '60',
   NOCTURNE_RETRAIN_LEARNING_RATE: '0.001',
   NOCTURNE_RETRAIN_SCRATCH_LEARNING_RATE: '0.003',
@@ -157,6 +160,7 @@ export function communityConfigFromEnv(env: Record<string, string | undefined> =
       schedule,
       timezone,
       epochs: number('NOCTURNE_RETRAIN_EPOCHS', 1, 1000, true),
+      patience: number('NOCTURNE_RETRAIN_PATIENCE', 1, 1000, true),
       maxMinutes,
       learningRate: number('NOCTURNE_RETRAIN_LEARNING_RATE', 1e-6, 1),
       scratchLearningRate: number('NOCTURNE_RETRAIN_SCRATCH_LEARNING_RATE', 1e-6, 1),

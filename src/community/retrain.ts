@@ -308,7 +308,7 @@ async function runLocked(
     batchSize: config.retrain.batchSize,
     learningRate: fromScratch ? config.retrain.scratchLearningRate : config.retrain.learningRate,
     clipNorm: 1,
-    patience: 2,
+    patience: config.retrain.patience,
     transpose: 3,
     composerDropout: 0.1,
     seed: seq,
