@@ -6,6 +6,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { COMMANDS } from '../commands/index.ts';
 import { contributionLine } from '../commands/contribute.ts';
 import { discordCommandJson } from '../src/adapters/discord.ts';
@@ -32,8 +33,10 @@ test('configuration: auto runs the loop when the corpus is there, and says why n
   assert.equal(on.community?.datasetDir, world.datasetDir);
   assert.equal(on.community?.retrain.schedule, '0 4 * * 0', 'weekly by default');
   // No NOCTURNE_DATASET_DIR and nothing at the default path: compose only, with the reason for the log.
+  // The default is ../shared/... from the working folder: start one level inside the world so
+  // that it cannot exist, whatever sits beside the system's temp folder.
   const { NOCTURNE_DATASET_DIR: _d, ...withoutDataset } = world.env;
-  const auto = loadConfig(withoutDataset, world.root);
+  const auto = loadConfig(withoutDataset, join(world.root, 'nested'));
   assert.equal(auto.community, undefined);
   assert.match(auto.communityNote!, /contributions and retraining are off: no training corpus at .*shared\/datasets\/piano-midi-de \(set NOCTURNE_DATASET_DIR/);
   const off = loadConfig({ ...world.env, NOCTURNE_COMMUNITY: 'off', NOCTURNE_RETRAIN_SCHEDULE: 'whenever' }, world.root);
@@ -57,7 +60,7 @@ test('configuration: community problems join the one start-up message; the model
           NOCTURNE_SLACK_MODERATORS: 'U0000MOD01,clara',
           NOCTURNE_DISCORD_MODERATOR_CHANNEL: '#moderators',
         },
-        world.root,
+        join(world.root, 'nested'),
       ),
     (e: unknown) => {
       assert.ok(e instanceof ConfigError);
