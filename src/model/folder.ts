@@ -58,38 +58,82 @@ export function attributionText(spec: Pick<ModelSpec, 'version' | 'data'>): stri
   return `# ${spec.version}\n\n${DATA_ATTRIBUTION}\n\nTraining data: ${spec.data.pieces} pieces (${spec.data.notes} notes) from ${spec.data.source}, data hash ${spec.data.hash}.\n`;
 }
 
-/** Saves spec + weights (weights first, then the spec that points at them). */
-export async function saveModelFolder(dir: string, spec: Omit<ModelSpec, 'weights' | 'format' | 'formatVersion'>, weights: Weights): Promise<ModelSpec> {
+/** Writes `weights.bin`: the named weights' float32 values, in that order (creates the folder). */
+export async function writeWeightsFile(dir: string, names: readonly string[], weights: Weights): Promise<void> {
   await mkdir(dir, { recursive: true });
-  const names = Object.keys(weightShapes(spec.hyperparameters, spec.inputWidth));
   const parts: Float32Array[] = [];
   for (const n of names) parts.push((await weights[n].data()) as Float32Array);
-  const total = parts.reduce((s, p) => s + p.length, 0);
-  const all = new Float32Array(total);
+  const all = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
   let offset = 0;
   for (const p of parts) {
     all.set(p, offset);
     offset += p.length;
   }
-  const full: ModelSpec = { format: MODEL_FORMAT, formatVersion: MODEL_FORMAT_VERSION, ...spec, weights: names.map((n) => ({ name: n, shape: weights[n].shape })) };
   await writeFileAtomic(join(dir, 'weights.bin'), new Uint8Array(all.buffer));
+}
+
+/** Reads `weights.bin` into fresh variables, checked against the manifest. The caller disposes them. */
+export async function readWeightsFile(dir: string, manifest: readonly { name: string; shape: number[] }[], trainable: boolean, namePrefix = ''): Promise<Weights> {
+  const binPath = join(dir, 'weights.bin');
+  if (!existsSync(binPath)) throw new ModelFolderError(dir, 'weights.bin is missing');
+  const buf = await readFile(binPath);
+  const expectedFloats = manifest.reduce((s, w) => s + w.shape.reduce((p, d) => p * d, 1), 0);
+  if (buf.byteLength !== expectedFloats * 4) throw new ModelFolderError(dir, `weights.bin holds ${buf.byteLength} bytes, the spec needs ${expectedFloats * 4}`);
+  const all = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+  const weights: Weights = {};
+  let offset = 0;
+  for (const w of manifest) {
+    const size = w.shape.reduce((p, d) => p * d, 1);
+    const values = all.subarray(offset, offset + size);
+    offset += size;
+    for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) throw new ModelFolderError(dir, `weight ${w.name} holds a non-finite value`);
+    const initial = tf.tensor(values, w.shape);
+    weights[w.name] = tf.variable(initial, trainable, uniqueVariableName(`${namePrefix}${w.name}`));
+    initial.dispose();
+  }
+  return weights;
+}
+
+/** Differences between the weight manifest a spec lists and the shapes the code expects. */
+export function manifestProblems(expected: Record<string, number[]>, listed: readonly { name: string; shape: number[] }[] | undefined): string[] {
+  const problems: string[] = [];
+  const got = new Map((listed ?? []).map((w) => [w.name, w.shape]));
+  for (const [name, shape] of Object.entries(expected)) {
+    const have = got.get(name);
+    if (!have) problems.push(`weight ${name} missing`);
+    else if (have.join('x') !== shape.join('x')) problems.push(`weight ${name} is ${have.join('x')}, expected ${shape.join('x')}`);
+  }
+  for (const name of got.keys()) if (!(name in expected)) problems.push(`unexpected weight ${name}`);
+  return problems;
+}
+
+/** Reads and parses `model.json`, refusing it with every problem `check` finds. */
+export async function readSpecFile<T>(dir: string, missingHint: string, check: (spec: T) => string[]): Promise<T> {
+  const path = join(dir, 'model.json');
+  if (!existsSync(path)) throw new ModelFolderError(dir, `no model.json (${missingHint})`);
+  let spec: T;
+  try {
+    spec = JSON.parse(await readFile(path, 'utf8')) as T;
+  } catch (e) {
+    throw new ModelFolderError(dir, `model.json is not valid JSON (${(e as Error).message})`);
+  }
+  const problems = check(spec);
+  if (problems.length) throw new ModelFolderError(dir, `does not match this code: ${problems.join('; ')}`);
+  return spec;
+}
+
+/** Saves spec + weights (weights first, then the spec that points at them). */
+export async function saveModelFolder(dir: string, spec: Omit<ModelSpec, 'weights' | 'format' | 'formatVersion'>, weights: Weights): Promise<ModelSpec> {
+  const names = Object.keys(weightShapes(spec.hyperparameters, spec.inputWidth));
+  const full: ModelSpec = { format: MODEL_FORMAT, formatVersion: MODEL_FORMAT_VERSION, ...spec, weights: names.map((n) => ({ name: n, shape: weights[n].shape })) };
+  await writeWeightsFile(dir, names, weights);
   await writeFileAtomic(join(dir, 'model.json'), JSON.stringify(full, null, 2) + '\n');
   await writeFileAtomic(join(dir, 'ATTRIBUTION.md'), attributionText(full));
   return full;
 }
 
 export async function readModelSpec(dir: string): Promise<ModelSpec> {
-  const path = join(dir, 'model.json');
-  if (!existsSync(path)) throw new ModelFolderError(dir, 'no model.json (train one with `nocturne train`, or point --model at models/default)');
-  let spec: ModelSpec;
-  try {
-    spec = JSON.parse(await readFile(path, 'utf8')) as ModelSpec;
-  } catch (e) {
-    throw new ModelFolderError(dir, `model.json is not valid JSON (${(e as Error).message})`);
-  }
-  const problems = specProblems(spec);
-  if (problems.length) throw new ModelFolderError(dir, `does not match this code: ${problems.join('; ')}`);
-  return spec;
+  return readSpecFile(dir, 'train one with `nocturne train`, or point --model at models/default', specProblems);
 }
 
 /** Everything in a spec that this code cannot honour (empty when it loads). */
@@ -103,36 +147,11 @@ export function specProblems(spec: ModelSpec): string[] {
   if (!Array.isArray(spec.composers) || spec.composers.length === 0) problems.push('no composers');
   else if (spec.inputWidth !== inputWidth(spec.composers.length)) problems.push(`input width ${spec.inputWidth} does not fit ${spec.composers.length} composers (expected ${inputWidth(spec.composers.length)})`);
   if (problems.length) return problems;
-  const expected = weightShapes(spec.hyperparameters, spec.inputWidth);
-  const got = new Map(spec.weights.map((w) => [w.name, w.shape]));
-  for (const [name, shape] of Object.entries(expected)) {
-    const have = got.get(name);
-    if (!have) problems.push(`weight ${name} missing`);
-    else if (have.join('x') !== shape.join('x')) problems.push(`weight ${name} is ${have.join('x')}, expected ${shape.join('x')}`);
-  }
-  for (const name of got.keys()) if (!(name in expected)) problems.push(`unexpected weight ${name}`);
-  return problems;
+  return manifestProblems(weightShapes(spec.hyperparameters, spec.inputWidth), spec.weights);
 }
 
 /** Loads a folder into fresh variables. The caller disposes them. */
 export async function loadModelFolder(dir: string, trainable = false): Promise<{ spec: ModelSpec; weights: Weights }> {
   const spec = await readModelSpec(dir);
-  const binPath = join(dir, 'weights.bin');
-  if (!existsSync(binPath)) throw new ModelFolderError(dir, 'weights.bin is missing');
-  const buf = await readFile(binPath);
-  const expectedFloats = spec.weights.reduce((s, w) => s + w.shape.reduce((p, d) => p * d, 1), 0);
-  if (buf.byteLength !== expectedFloats * 4) throw new ModelFolderError(dir, `weights.bin holds ${buf.byteLength} bytes, the spec needs ${expectedFloats * 4}`);
-  const all = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
-  const weights: Weights = {};
-  let offset = 0;
-  for (const w of spec.weights) {
-    const size = w.shape.reduce((p, d) => p * d, 1);
-    const values = all.subarray(offset, offset + size);
-    offset += size;
-    for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) throw new ModelFolderError(dir, `weight ${w.name} holds a non-finite value`);
-    const initial = tf.tensor(values, w.shape);
-    weights[w.name] = tf.variable(initial, trainable, uniqueVariableName(w.name));
-    initial.dispose();
-  }
-  return { spec, weights };
+  return { spec, weights: await readWeightsFile(dir, spec.weights, trainable) };
 }

@@ -4,12 +4,9 @@
  * `weights.bin` (float32, manifest order). The loader refuses a folder that does not match
  * this code.
  */
-import * as tf from '@tensorflow/tfjs';
-import { existsSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ModelFolderError, writeFileAtomic, type ComposerEntry } from '../folder.ts';
-import { uniqueVariableName, type Weights } from '../network.ts';
+import { manifestProblems, readSpecFile, readWeightsFile, writeFileAtomic, writeWeightsFile, type ComposerEntry } from '../folder.ts';
+import type { Weights } from '../network.ts';
 import { seedWeightShapes, type SeedHyperparameters } from './network.ts';
 import { UNKNOWN_EVENT, seedTokenSpec } from './tokens.ts';
 
@@ -73,29 +70,12 @@ export function seedSpecProblems(spec: SeedModelSpec): string[] {
   if (spec.window !== h.window) problems.push(`window ${spec.window} differs from the network's ${h.window}`);
   if (!Array.isArray(spec.composers)) problems.push('no composer list');
   if (problems.length) return problems;
-  const expected = seedWeightShapes(h);
-  const got = new Map((spec.weights ?? []).map((w) => [w.name, w.shape]));
-  for (const [name, shape] of Object.entries(expected)) {
-    const have = got.get(name);
-    if (!have) problems.push(`weight ${name} missing`);
-    else if (have.join('x') !== shape.join('x')) problems.push(`weight ${name} is ${have.join('x')}, expected ${shape.join('x')}`);
-  }
-  for (const name of got.keys()) if (!(name in expected)) problems.push(`unexpected weight ${name}`);
-  return problems;
+  return manifestProblems(seedWeightShapes(h), spec.weights);
 }
 
 /** Saves weights first, then the spec that points at them. */
 export async function saveSeedModel(dir: string, spec: Omit<SeedModelSpec, 'weights' | 'format' | 'formatVersion' | 'arch'>, weights: Weights): Promise<SeedModelSpec> {
-  await mkdir(dir, { recursive: true });
   const names = Object.keys(seedWeightShapes(spec.hyperparameters));
-  const parts: Float32Array[] = [];
-  for (const n of names) parts.push((await weights[n].data()) as Float32Array);
-  const all = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
-  let offset = 0;
-  for (const p of parts) {
-    all.set(p, offset);
-    offset += p.length;
-  }
   const full: SeedModelSpec = {
     format: SEED_MODEL_FORMAT,
     formatVersion: SEED_MODEL_FORMAT_VERSION,
@@ -105,44 +85,17 @@ export async function saveSeedModel(dir: string, spec: Omit<SeedModelSpec, 'weig
   };
   const problems = seedSpecProblems(full);
   if (problems.length) throw new Error(`seed model: refusing to save an inconsistent spec: ${problems.join('; ')}`);
-  await writeFileAtomic(join(dir, 'weights.bin'), new Uint8Array(all.buffer));
+  await writeWeightsFile(dir, names, weights);
   await writeFileAtomic(join(dir, 'model.json'), JSON.stringify(full, null, 2) + '\n');
   return full;
 }
 
 export async function readSeedSpec(dir: string): Promise<SeedModelSpec> {
-  const path = join(dir, 'model.json');
-  if (!existsSync(path)) throw new ModelFolderError(dir, 'no model.json (train one with `nocturne train --arch seed`)');
-  let spec: SeedModelSpec;
-  try {
-    spec = JSON.parse(await readFile(path, 'utf8')) as SeedModelSpec;
-  } catch (e) {
-    throw new ModelFolderError(dir, `model.json is not valid JSON (${(e as Error).message})`);
-  }
-  const problems = seedSpecProblems(spec);
-  if (problems.length) throw new ModelFolderError(dir, `does not match this code: ${problems.join('; ')}`);
-  return spec;
+  return readSpecFile(dir, 'train one with `nocturne train --arch seed`', seedSpecProblems);
 }
 
 /** Loads a seed model into fresh variables. The caller disposes them. */
 export async function loadSeedModel(dir: string, trainable = false): Promise<{ spec: SeedModelSpec; weights: Weights }> {
   const spec = await readSeedSpec(dir);
-  const binPath = join(dir, 'weights.bin');
-  if (!existsSync(binPath)) throw new ModelFolderError(dir, 'weights.bin is missing');
-  const buf = await readFile(binPath);
-  const expectedFloats = spec.weights.reduce((s, w) => s + w.shape.reduce((p, d) => p * d, 1), 0);
-  if (buf.byteLength !== expectedFloats * 4) throw new ModelFolderError(dir, `weights.bin holds ${buf.byteLength} bytes, the spec needs ${expectedFloats * 4}`);
-  const all = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
-  const weights: Weights = {};
-  let offset = 0;
-  for (const w of spec.weights) {
-    const size = w.shape.reduce((p, d) => p * d, 1);
-    const values = all.subarray(offset, offset + size);
-    offset += size;
-    for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) throw new ModelFolderError(dir, `weight ${w.name} holds a non-finite value`);
-    const initial = tf.tensor(values, w.shape);
-    weights[w.name] = tf.variable(initial, trainable, uniqueVariableName(`seed/${w.name}`));
-    initial.dispose();
-  }
-  return { spec, weights };
+  return { spec, weights: await readWeightsFile(dir, spec.weights, trainable, 'seed/') };
 }
