@@ -86,13 +86,30 @@ export function createWeights(h: Hyperparameters, inputDim: number, seed = 1): W
 }
 
 /** One LSTM cell step; gates are laid out [input, forget, output | candidate]. */
-function lstmCell(xProj: tf.Tensor2D, h: tf.Tensor2D, c: tf.Tensor2D, wh: tf.Tensor2D, hidden: number): [tf.Tensor2D, tf.Tensor2D] {
+export function lstmCell(xProj: tf.Tensor2D, h: tf.Tensor2D, c: tf.Tensor2D, wh: tf.Tensor2D, hidden: number): [tf.Tensor2D, tf.Tensor2D] {
   const gates = tf.add(xProj, tf.matMul(h, wh));
   const [ifo, candidate] = tf.split(gates, [3 * hidden, hidden], 1);
   const [i, f, o] = tf.split(tf.sigmoid(ifo), 3, 1);
   const cNext = tf.add(tf.mul(f, c), tf.mul(i, tf.tanh(candidate))) as tf.Tensor2D;
   const hNext = tf.mul(o, tf.tanh(cNext)) as tf.Tensor2D;
   return [hNext, cNext];
+}
+
+/**
+ * Runs LSTM layer `l` of `w` over time-major rows [T*B, in]: every step's output, time-major
+ * [T*B, hidden], and the last step's output [B, hidden]. States start at zero.
+ */
+export function lstmLayer(w: Weights, l: number, hidden: number, inputs: tf.Tensor2D, B: number, T: number): { outputs: tf.Tensor2D; last: tf.Tensor2D } {
+  const xProj = tf.add(tf.matMul(inputs, w[`lstm${l}/wx`] as tf.Tensor2D), w[`lstm${l}/b`]).reshape([T, B, 4 * hidden]);
+  const steps = tf.unstack(xProj) as tf.Tensor2D[];
+  let hState = tf.zeros([B, hidden]) as tf.Tensor2D;
+  let cState = tf.zeros([B, hidden]) as tf.Tensor2D;
+  const outputs: tf.Tensor2D[] = [];
+  for (let t = 0; t < T; t++) {
+    [hState, cState] = lstmCell(steps[t], hState, cState, w[`lstm${l}/wh`] as tf.Tensor2D, hidden);
+    outputs.push(hState);
+  }
+  return { outputs: tf.stack(outputs).reshape([T * B, hidden]), last: hState };
 }
 
 /** Additive mask for block-local causal attention: [blocks, W, 2W], 0 where allowed. */
@@ -119,18 +136,7 @@ export interface SequenceBatch {
  */
 export function sequenceHidden(w: Weights, h: Hyperparameters, inputs: tf.Tensor2D, B: number, T: number): tf.Tensor2D {
   let layerInput: tf.Tensor2D = inputs;
-  for (let l = 0; l < h.layers; l++) {
-    const xProj = tf.add(tf.matMul(layerInput, w[`lstm${l}/wx`] as tf.Tensor2D), w[`lstm${l}/b`]).reshape([T, B, 4 * h.hidden]);
-    const steps = tf.unstack(xProj) as tf.Tensor2D[];
-    let hState = tf.zeros([B, h.hidden]) as tf.Tensor2D;
-    let cState = tf.zeros([B, h.hidden]) as tf.Tensor2D;
-    const outputs: tf.Tensor2D[] = [];
-    for (let t = 0; t < T; t++) {
-      [hState, cState] = lstmCell(steps[t], hState, cState, w[`lstm${l}/wh`] as tf.Tensor2D, h.hidden);
-      outputs.push(hState);
-    }
-    layerInput = tf.stack(outputs).reshape([T * B, h.hidden]);
-  }
+  for (let l = 0; l < h.layers; l++) layerInput = lstmLayer(w, l, h.hidden, layerInput, B, T).outputs;
   const out = layerInput; // [T*B, H], time-major
   const A = h.attentionDim;
   const W = h.attentionWindow;

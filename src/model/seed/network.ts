@@ -8,7 +8,7 @@
  *   - no dropout (its budget is a few thousand steps, far from over-fitting).
  */
 import * as tf from '@tensorflow/tfjs';
-import { uniqueVariableName, type Weights } from '../network.ts';
+import { lstmLayer, uniqueVariableName, type Weights } from '../network.ts';
 
 export interface SeedHyperparameters {
   /** Vocabulary size (the softmax width). */
@@ -117,31 +117,15 @@ export function oneHotWindows(windows: readonly ArrayLike<number>[], steps: numb
   return tf.tensor2d(data, [steps * B, vocabulary]);
 }
 
-function lstmCell(xProj: tf.Tensor2D, h: tf.Tensor2D, c: tf.Tensor2D, wh: tf.Tensor2D, hidden: number): [tf.Tensor2D, tf.Tensor2D] {
-  const gates = tf.add(xProj, tf.matMul(h, wh));
-  const [ifo, candidate] = tf.split(gates, [3 * hidden, hidden], 1);
-  const [i, f, o] = tf.split(tf.sigmoid(ifo), 3, 1);
-  const cNext = tf.add(tf.mul(f, c), tf.mul(i, tf.tanh(candidate))) as tf.Tensor2D;
-  return [tf.mul(o, tf.tanh(cNext)) as tf.Tensor2D, cNext];
-}
-
 /** Time-major one-hot windows [T*B, V] → next-event logits [B, V]. Call inside tf.tidy. */
 export function seedLogits(w: Weights, h: SeedHyperparameters, inputs: tf.Tensor2D, B: number, T: number): tf.Tensor2D {
-  let layerInput = tf.matMul(inputs, w.embedding as tf.Tensor2D);
+  let layerInput: tf.Tensor2D = tf.matMul(inputs, w.embedding as tf.Tensor2D);
   let last: tf.Tensor2D | undefined;
   for (let l = 0; l < h.layers; l++) {
-    const xProj = tf.add(tf.matMul(layerInput, w[`lstm${l}/wx`] as tf.Tensor2D), w[`lstm${l}/b`]).reshape([T, B, 4 * h.hidden]);
-    const steps = tf.unstack(xProj) as tf.Tensor2D[];
-    let hState = tf.zeros([B, h.hidden]) as tf.Tensor2D;
-    let cState = tf.zeros([B, h.hidden]) as tf.Tensor2D;
-    const outputs: tf.Tensor2D[] = [];
-    for (let t = 0; t < T; t++) {
-      [hState, cState] = lstmCell(steps[t], hState, cState, w[`lstm${l}/wh`] as tf.Tensor2D, h.hidden);
-      outputs.push(hState);
-    }
-    last = hState;
     // Only the last layer's final output feeds the head; lower layers pass whole sequences up.
-    if (l < h.layers - 1) layerInput = tf.stack(outputs).reshape([T * B, h.hidden]) as tf.Tensor2D;
+    const layer = lstmLayer(w, l, h.hidden, layerInput, B, T);
+    last = layer.last;
+    layerInput = layer.outputs;
   }
   const dense = tf.add(tf.matMul(last!, w['dense/w'] as tf.Tensor2D), w['dense/b']) as tf.Tensor2D;
   return tf.add(tf.matMul(dense, w['out/w'] as tf.Tensor2D), w['out/b']) as tf.Tensor2D;
