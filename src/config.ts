@@ -61,6 +61,8 @@ export interface Config {
   community?: CommunityConfig;
   /** Why the community loop is off, when NOCTURNE_COMMUNITY=auto turned it off (for the log). */
   communityNote?: string;
+  /** REDIS_URL: jobs go to `nocturne worker` processes through BullMQ; unset, they run in this process. */
+  redisUrl?: string;
 }
 
 export class ConfigError extends Error {
@@ -122,6 +124,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     serverPerMinute: int('NOCTURNE_SERVER_PER_MINUTE', d.serverPerMinute, 1, 100_000),
   };
   const shutdownGraceMs = int('NOCTURNE_SHUTDOWN_GRACE_S', 30, 0, 600) * 1000;
+  const redisUrl = get(env, 'REDIS_URL') === undefined ? undefined : url('REDIS_URL', '', ['redis:', 'rediss:']) || undefined;
 
   const hosts = (name: string, fallback: readonly string[]): readonly string[] => {
     const raw = get(env, name);
@@ -216,5 +219,50 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   if (terminalRaw === 'off' && !discordToken && !botToken) problems.push('NOCTURNE_TERMINAL=off and no chat platform is configured: nothing would run (set DISCORD_TOKEN or the SLACK_ variables)');
   if (problems.length) throw new ConfigError(problems);
   const terminal = terminalRaw === 'on' || (terminalRaw === 'auto' && !discord && !slack);
-  return { modelDir, dataDir, outDir, backend: backendRaw as BackendChoice, terminal, limits, shutdownGraceMs, discord, slack, community, communityNote };
+  return { modelDir, dataDir, outDir, backend: backendRaw as BackendChoice, terminal, limits, shutdownGraceMs, discord, slack, community, communityNote, redisUrl };
+}
+
+export interface WorkerConfig {
+  redisUrl: string;
+  modelDir: string;
+  backend: BackendChoice;
+  maxBatch: number;
+  batchWindowMs: number;
+  lockDurationMs: number;
+}
+
+/** Configuration for `nocturne worker`: REDIS_URL is required; one ConfigError lists every problem. */
+export function loadWorkerConfig(env: Env = process.env, cwd = process.cwd()): WorkerConfig {
+  const problems: string[] = [];
+  const int = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = get(env, name);
+    if (raw === undefined) return fallback;
+    const v = Number(raw);
+    if (!Number.isInteger(v) || v < min || v > max) {
+      problems.push(`${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+      return fallback;
+    }
+    return v;
+  };
+  const redisRaw = get(env, 'REDIS_URL');
+  let redisUrl = '';
+  if (redisRaw === undefined) problems.push('REDIS_URL is not set: a worker takes its jobs from Redis (e.g. redis://127.0.0.1:6379)');
+  else {
+    try {
+      const u = new URL(redisRaw);
+      if (!['redis:', 'rediss:'].includes(u.protocol)) throw new Error('protocol');
+      redisUrl = redisRaw;
+    } catch {
+      problems.push('REDIS_URL must be a redis or rediss URL (e.g. redis://127.0.0.1:6379)');
+    }
+  }
+  const modelDir = resolve(cwd, get(env, 'NOCTURNE_MODEL_DIR') ?? 'models/default');
+  if (!existsSync(join(modelDir, 'model.json'))) problems.push(`NOCTURNE_MODEL_DIR: no model.json in ${modelDir} (train one with \`nocturne train\`, or point this at a model folder)`);
+  const backendRaw = get(env, 'NOCTURNE_BACKEND') ?? 'auto';
+  if (!(BACKEND_CHOICES as readonly string[]).includes(backendRaw)) problems.push(`NOCTURNE_BACKEND must be one of ${BACKEND_CHOICES.join(', ')}, got ${JSON.stringify(backendRaw)}`);
+  const maxBatch = int('NOCTURNE_BATCH_MAX', DEFAULT_QUEUE_LIMITS.maxBatch, 1, 64);
+  const batchWindowMs = int('NOCTURNE_BATCH_WINDOW_MS', DEFAULT_QUEUE_LIMITS.batchWindowMs, 0, 5000);
+  const lockDurationMs = int('NOCTURNE_WORKER_LOCK_MS', 30_000, 1000, 600_000);
+  if (problems.length) throw new ConfigError(problems);
+  return { redisUrl, modelDir, backend: backendRaw as BackendChoice, maxBatch, batchWindowMs, lockDurationMs };
 }

@@ -7,6 +7,7 @@ import { stat } from 'node:fs/promises';
 import { COMMANDS } from '../../commands/index.ts';
 import type { ModelInfo } from '../engine/types.ts';
 import { EngineThread, type ComposeBackend } from '../jobs/engineThread.ts';
+import { RemoteComposeBackend } from '../jobs/redisQueue.ts';
 import { DEFAULT_QUEUE_LIMITS, JobQueue, QueueRefusal, type QueueLimits, type QueueStats } from '../jobs/queue.ts';
 import { JobStore, type ServerSettings } from '../jobs/store.ts';
 import type { JobInput, JobRecord, Platform, Requester } from '../jobs/types.ts';
@@ -30,6 +31,8 @@ export interface BotOptions {
   onPiece?: (record: JobRecord) => void;
   /** The community loop (src/chat/community.ts); without it, its commands are left out. */
   community?: CommunityContext;
+  /** Compose through `nocturne worker` processes over Redis (BullMQ) instead of loading the model here. */
+  redisUrl?: string;
 }
 
 /** How a restarted bot reaches the person who asked for an unfinished job. */
@@ -61,9 +64,9 @@ export class Bot implements BotContext {
   static async open(options: BotOptions): Promise<Bot> {
     const log = options.log ?? (() => {});
     const store = await JobStore.open(options.dataDir, log);
-    let engine: EngineThread;
+    let engine: EngineThread | RemoteComposeBackend;
     try {
-      engine = await EngineThread.open(options.modelDir, options.backend ?? 'auto', log);
+      engine = options.redisUrl ? await RemoteComposeBackend.open(options.redisUrl, options.modelDir, log) : await EngineThread.open(options.modelDir, options.backend ?? 'auto', log);
     } catch (e) {
       await store.close();
       throw new Error(`cannot load the model in ${options.modelDir}: ${(e as Error).message}`);
@@ -132,6 +135,12 @@ export class Bot implements BotContext {
    * If it cannot be opened, the current model keeps serving and this rejects with the reason.
    */
   async useModel(modelDir: string): Promise<ModelInfo> {
+    if (this.engine instanceof RemoteComposeBackend) {
+      // The workers load it (each reloads without a restart); this process only reads its names.
+      await this.engine.announceServing(modelDir);
+      this.log(`now serving model ${this.engine.info().version} from ${modelDir} (announced to the workers)`);
+      return this.engine.info();
+    }
     const next = await EngineThread.open(modelDir, this.options.backend ?? 'auto', this.log);
     const previous = this.engine;
     this.engine = next;

@@ -61,6 +61,7 @@ export async function startBot(config: Config, log: (line: string) => void): Pro
       limits: config.limits,
       log,
       community,
+      redisUrl: config.redisUrl,
       onPiece: community ? (record) => community!.recordPiece(record) : undefined,
     });
   } catch (e) {

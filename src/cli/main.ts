@@ -14,6 +14,7 @@ usage:
   nocturne evaluate --model DIR --data DIR [--json]
   nocturne styles [--model DIR]
   nocturne bench [--json]
+  nocturne worker        (with REDIS_URL: composes the jobs of any number of bots)
 
 Run \`nocturne <command> --help\` for a command's options.`;
 
@@ -43,6 +44,10 @@ const commands: Record<string, () => Promise<{ run: Runner; usage: string }>> = 
   bench: async () => {
     const m = await import('../bench/main.ts');
     return { run: m.runBench, usage: m.BENCH_USAGE };
+  },
+  worker: async () => {
+    const m = await import('./worker.ts');
+    return { run: m.runWorker, usage: m.WORKER_USAGE };
   },
   start: async () => {
     const m = await import('../chat/start.ts');

@@ -55,6 +55,19 @@ function table<T>(file: string, name: string, log: (line: string) => void): Keyv
   return keyv;
 }
 
+/** Runs `f`, retrying for up to `limitMs` while SQLite answers SQLITE_BUSY. */
+async function retryWhileBusy<T>(f: () => Promise<T>, limitMs = 5000): Promise<T> {
+  const end = Date.now() + limitMs;
+  for (;;) {
+    try {
+      return await f();
+    } catch (e) {
+      if (!/SQLITE_BUSY/.test((e as Error).message ?? '') || Date.now() > end) throw e;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+}
+
 export class JobStore {
   private readonly chains = new Map<string, Promise<unknown>>();
 
@@ -76,8 +89,11 @@ export class JobStore {
     try {
       for (const keyv of [store.jobs, store.open, store.settings]) {
         const sqlite = keyv.store as KeyvSqlite;
-        await sqlite.query('PRAGMA journal_mode=WAL');
-        await sqlite.query('PRAGMA synchronous=NORMAL');
+        // Switching to WAL needs the file to itself and does not wait on busy_timeout: while one
+        // of the other two connections is still creating its table, it fails at once with
+        // SQLITE_BUSY. Those are ours and finish within milliseconds, so wait for them (bounded).
+        await retryWhileBusy(() => sqlite.query('PRAGMA journal_mode=WAL'));
+        await retryWhileBusy(() => sqlite.query('PRAGMA synchronous=NORMAL'));
       }
       await store.open.has('probe');
     } catch (e) {

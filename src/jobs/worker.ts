@@ -1,0 +1,177 @@
+/**
+ * `nocturne worker`: takes compose jobs from the BullMQ queue in Redis and runs the engine (in its
+ * engine thread), any number of them on any machine. A class because it has a lifecycle.
+ *
+ * - Batching per worker: BullMQ hands this process up to `maxBatch` jobs at once; the ones that
+ *   arrive within `batchWindowMs` of the first are sampled in one composeMany pass, as in the
+ *   in-process queue.
+ * - Progress: 'composing' and 'rendering' go to the bot as BullMQ job progress events.
+ * - Files go back in the job's return value (see src/jobs/redisQueue.ts for why and the bounds).
+ * - A worker that dies mid-job stops renewing its lock; BullMQ's stalled-job check hands the job
+ *   to another worker (lockDurationMs), so the user still gets exactly one answer.
+ * - Promotions: a message on `<prefix>:serving` names a model folder; the worker opens it and
+ *   swaps engines between batches, without a restart.
+ */
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { ComposeRequest, ComposeStage } from '../engine/types.ts';
+import type { BackendChoice } from '../model/backend.ts';
+import { fitAudio } from './audioFit.ts';
+import { EngineThread } from './engineThread.ts';
+import { COMPOSE_QUEUE, DEFAULT_REDIS_PREFIX, INPUT_ERROR_PREFIX, RESULT_MAX_BYTES, SERVING_CHANNEL, redactedUrl, redisConnection, type ComposeJobData, type ComposeJobProgress, type ComposeJobResult } from './redisQueue.ts';
+
+export interface WorkerOptions {
+  redisUrl: string;
+  modelDir: string;
+  backend: BackendChoice;
+  maxBatch: number;
+  batchWindowMs: number;
+  /** How long a job's lock lasts without renewal: a dead worker's job moves on after about this. */
+  lockDurationMs: number;
+  prefix?: string;
+  log: (line: string) => void;
+}
+
+interface Pending {
+  job: Job<ComposeJobData>;
+  resolve: (value: ComposeJobResult) => void;
+  reject: (e: Error) => void;
+}
+
+export class ComposeWorker {
+  private pending: Pending[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> = Promise.resolve();
+  private worker!: Worker<ComposeJobData, ComposeJobResult>;
+  private subscriber!: Redis;
+  private connection!: Redis;
+  batches = 0;
+  jobs = 0;
+
+  private constructor(
+    private engine: EngineThread,
+    private readonly o: WorkerOptions,
+  ) {}
+
+  static async start(o: WorkerOptions): Promise<ComposeWorker> {
+    const engine = await EngineThread.open(o.modelDir, o.backend, o.log);
+    const self = new ComposeWorker(engine, o);
+    const prefix = o.prefix ?? DEFAULT_REDIS_PREFIX;
+    self.connection = redisConnection(o.redisUrl, 'nocturne-worker');
+    self.worker = new Worker<ComposeJobData, ComposeJobResult>(COMPOSE_QUEUE, (job) => self.take(job), {
+      connection: self.connection,
+      prefix,
+      concurrency: o.maxBatch,
+      lockDuration: o.lockDurationMs,
+      stalledInterval: Math.max(1000, Math.floor(o.lockDurationMs / 2)),
+      maxStalledCount: 2,
+    });
+    self.worker.on('error', (e) => o.log(`worker: redis: ${e.message}`));
+    self.subscriber = redisConnection(o.redisUrl, 'nocturne-worker-serving');
+    self.subscriber.on('error', (e) => o.log(`worker: redis (serving): ${e.message}`));
+    self.subscriber.on('message', (_channel, dir) => void self.serve(dir));
+    await self.subscriber.subscribe(`${prefix}:${SERVING_CHANNEL}`);
+    await self.worker.waitUntilReady();
+    o.log(`worker: taking compose jobs from ${redactedUrl(o.redisUrl)} with model ${engine.info().version} (batches of up to ${o.maxBatch})`);
+    return self;
+  }
+
+  get modelVersion(): string {
+    return this.engine.info().version;
+  }
+
+  /** BullMQ's processor: joins the next batch and resolves with that job's files. */
+  private take(job: Job<ComposeJobData>): Promise<ComposeJobResult> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ job, resolve, reject });
+      if (this.pending.length >= this.o.maxBatch) this.flush();
+      else this.timer ??= setTimeout(() => this.flush(), this.o.batchWindowMs);
+    });
+  }
+
+  private flush(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const batch = this.pending.splice(0, this.o.maxBatch);
+    if (batch.length === 0) return;
+    this.running = this.running.then(() => this.compose(batch)).catch((e) => this.o.log(`worker: ${(e as Error).message}`));
+  }
+
+  private async compose(batch: Pending[]): Promise<void> {
+    const scratch = await mkdtemp(join(tmpdir(), 'nocturne-worker-'));
+    try {
+      const requests: ComposeRequest[] = batch.map(({ job }, i) => ({
+        composer: job.data.composer,
+        notes: job.data.notes,
+        temperature: job.data.temperature,
+        topP: job.data.topP,
+        randomSeed: job.data.randomSeed,
+        seedMidi: job.data.seedMidiBase64 ? new Uint8Array(Buffer.from(job.data.seedMidiBase64, 'base64')) : undefined,
+        outDir: join(scratch, String(i)),
+        audio: job.data.audio,
+      }));
+      this.batches++;
+      this.jobs += batch.length;
+      const onStage = (i: number, stage: ComposeStage) => {
+        if (stage === 'done') return;
+        void batch[i]?.job.updateProgress({ stage } satisfies ComposeJobProgress).catch(() => undefined);
+      };
+      const settled = await this.engine.composeMany(requests, onStage);
+      await Promise.all(
+        settled.map(async (s, i) => {
+          const { resolve, reject } = batch[i];
+          if (s.status === 'rejected') {
+            const e = s.reason as Error;
+            const line = (e?.message ?? String(e)).split('\n')[0];
+            return reject(new Error(e?.name === 'ComposeInputError' ? `${INPUT_ERROR_PREFIX}${line}` : line));
+          }
+          try {
+            const { midiPath, pngPath, ...rest } = s.value;
+            // Long pieces: the audio is made smaller (mono, then OGG) to fit the bound for Redis.
+            const others = (await stat(midiPath)).size + (await stat(pngPath)).size;
+            const fitted = await fitAudio(midiPath, s.value.audioPath, RESULT_MAX_BYTES - others);
+            if (!fitted.audioPath) return reject(new Error(`the audio does not fit the ${RESULT_MAX_BYTES}-byte limit for results carried through Redis`));
+            const audioPath = fitted.audioPath;
+            const { audioPath: _unfitted, ...result } = rest;
+            const files = await Promise.all([midiPath, audioPath, pngPath].map(async (p) => ({ name: basename(p), bytes: await readFile(p) })));
+            const total = files.reduce((n, f) => n + f.bytes.length, 0);
+            if (total > RESULT_MAX_BYTES) return reject(new Error(`the files are ${total} bytes, over the ${RESULT_MAX_BYTES}-byte limit for results carried through Redis`));
+            const [midi, audio, png] = files.map((f) => ({ name: f.name, base64: f.bytes.toString('base64') }));
+            resolve({ result, midi, audio, png });
+          } catch (e) {
+            reject(new Error(`could not read the generated files: ${(e as Error).message}`));
+          }
+        }),
+      );
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  }
+
+  /** Serves another model folder from the next batch on. */
+  private async serve(modelDir: string): Promise<void> {
+    try {
+      const next = await EngineThread.open(modelDir, this.o.backend, this.o.log);
+      const previous = this.engine;
+      await this.running;
+      this.engine = next;
+      await previous.close();
+      this.o.log(`worker: now serving model ${next.info().version} from ${modelDir}`);
+    } catch (e) {
+      this.o.log(`worker: could not open the promoted model ${modelDir} (${(e as Error).message}); still serving ${this.engine.info().version}`);
+    }
+  }
+
+  /** Stops taking jobs, finishes the ones it holds (bounded by BullMQ's close), closes the engine. */
+  async close(): Promise<void> {
+    await this.worker.close();
+    this.flush();
+    await this.running;
+    await this.subscriber.quit().catch(() => undefined);
+    await this.connection.quit().catch(() => undefined);
+    await this.engine.close();
+  }
+}
