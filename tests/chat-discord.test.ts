@@ -233,10 +233,21 @@ test('settings: managers only; "ogg" makes every audio file OGG', async () => {
 });
 
 test('SIGTERM-style shutdown and restart: the waiting job resumes, an old one gets an apology, records survive', async () => {
+  // A bot of its own with a long batching window, so that which job waits is not left to timing:
+  // a is queued first; b (too different in length to share a's batch) arrives behind it; once a's
+  // batch is taken, the queue sleeps a full window before it would take b, and the shutdown comes
+  // in that window. (With the 20 ms window a busy machine could start b first, or start it before
+  // the shutdown.)
+  await adapter.stop();
+  await bot.close(5000);
+  bot = await fixture.openBot({ userMaxOpen: 2, userPerMinute: 50, batchWindowMs: 1500 });
+  adapter = new DiscordAdapter(bot, config(), fixture.log);
+  await adapter.start();
   const a = fake.command('compose', { composer: 'chopin', notes: 16 }, { user: { id: '700000000000000201', username: 'ana' } });
+  await fake.waitFor((c) => c.path.includes(`/${a.token}/`) && /queued #1/.test(c.body?.content ?? ''), 20_000, 'job a queued');
   const b = fake.command('compose', { composer: 'mozart', notes: 40 }, { user: { id: '700000000000000202', username: 'ben' } });
+  await fake.waitFor((c) => c.path.includes(`/${b.token}/`) && /queued #\d/.test(c.body?.content ?? ''), 20_000, 'job b queued');
   await fake.waitFor((c) => c.path.includes(`/${a.token}/`) && c.body?.content?.includes('composing'), 20_000, 'job a composing');
-  // a (16 notes) and b (40 notes) are too different to share a batch, so b is still waiting.
   adapter.pause();
   await bot.close(20_000);
   await adapter.stop();
