@@ -37,7 +37,9 @@ import { benchManyToMany, benchManyToOne } from './training.ts';
 const ROOT = resolve(import.meta.dirname, '../..');
 const DEFAULT_MODEL = join(ROOT, 'models/default');
 const DEFAULT_DATA = resolve(ROOT, '../shared/datasets/piano-midi-de');
-const SECTIONS = ['matmul', 'gen', 'refeed', 'train', 'compose', 'chat'] as const;
+const SECTIONS = ['matmul', 'gen', 'refeed', 'train', 'compose', 'chat', 'scale'] as const;
+/** Sections that run only when named in --only (they take minutes and need redis-server). */
+const OPT_IN: readonly Section[] = ['scale'];
 type Section = (typeof SECTIONS)[number];
 
 export const BENCH_USAGE = `usage: nocturne bench [--json] [--quick] [options]
@@ -48,6 +50,8 @@ export const BENCH_USAGE = `usage: nocturne bench [--json] [--quick] [options]
   --data DIR          piano MIDI for the training figures (default ../shared/datasets/piano-midi-de)
   --only LIST         run only these sections: ${SECTIONS.join(',')}
   --users N           simulated chat users for the chat-load figure (default 8, 4 with --quick)
+  --scale-users N     concurrent /compose for the scale-out figure (default 200; section 'scale',
+                      only with --only scale: Redis + 1 and 2 worker processes, takes minutes)
   --backend B         auto | tensorflow | wasm | cpu
 
 Targets (2-core machine, wasm): 500 notes ≤ 300 ms; batch 16 ≤ 3× batch 1; stateful ≥ 30×
@@ -163,16 +167,18 @@ export async function runBench(argv: string[], log: (line: string) => void, out:
       data: { type: 'string' },
       only: { type: 'string' },
       users: { type: 'string' },
+      'scale-users': { type: 'string' },
       backend: { type: 'string' },
     },
   });
   if (positionals.length) throw new UsageError(`unexpected arguments: ${positionals.join(' ')}`, BENCH_USAGE);
   const backendChoice = parseBackend(values.backend);
   const users = intOption('--users', values.users, values.quick ? 4 : 8, 1, 1000);
+  const scaleUsers = intOption('--scale-users', values['scale-users'], values.quick ? 20 : 200, 1, 5000);
   const only = values.only?.split(',').map((s) => s.trim()).filter(Boolean);
   const unknown = only?.filter((s) => !(SECTIONS as readonly string[]).includes(s));
   if (unknown?.length) throw new UsageError(`--only: unknown section ${unknown.join(', ')} (sections: ${SECTIONS.join(', ')})`, BENCH_USAGE);
-  const runs = (s: Section) => !only || only.includes(s);
+  const runs = (s: Section) => (only ? only.includes(s) : !OPT_IN.includes(s));
   const plan = values.quick ? PLANS.quick : PLANS.full;
   const modelDir = resolve(values.model ?? DEFAULT_MODEL);
   const dataDir = resolve(values.data ?? DEFAULT_DATA);
@@ -325,6 +331,21 @@ export async function runBench(argv: string[], log: (line: string) => void, out:
       log(`chat load: ${users} simulated users (src/bench/chatLoad.ts)`);
       const result = await m.benchChatLoad({ users, modelDir: model.dir, idleRuns: plan.quick ? 1 : 3, log });
       Object.assign(f, chatFields(result ?? {}));
+    });
+
+    await section('scale', async () => {
+      const { runScaleLoad, formatScaleLoad } = await import('./scaleLoad.ts');
+      log(`scale-out load: ${scaleUsers} concurrent /compose with 1 and 2 worker processes over Redis`);
+      const r = await runScaleLoad({ users: scaleUsers, modelDir: model.dir, log });
+      f.scale_users = r.users;
+      for (const run of r.runs) {
+        f[`scale_${run.workers}w_per_min`] = round(run.throughputPerMin);
+        f[`scale_${run.workers}w_p50_ms`] = round(run.p50Ms);
+        f[`scale_${run.workers}w_p99_ms`] = round(run.p99Ms);
+      }
+      f.scale_lost = r.runs.reduce((n, x) => n + x.lost, 0);
+      if (r.scalingRatio !== undefined) f.scale_ratio = round(r.scalingRatio, 2);
+      notes.push(...formatScaleLoad(r));
     });
   } finally {
     await rm(tempDir, { recursive: true, force: true });
