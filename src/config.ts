@@ -80,18 +80,21 @@ function get(env: Env, name: string): string | undefined {
   return v === undefined || v === '' ? undefined : v;
 }
 
+/** A whole-number setting in [min, max]; a bad value is recorded in `problems` and the fallback used. */
+function intSetting(env: Env, problems: string[], name: string, fallback: number, min: number, max: number): number {
+  const raw = get(env, name);
+  if (raw === undefined) return fallback;
+  const v = Number(raw);
+  if (!Number.isInteger(v) || v < min || v > max) {
+    problems.push(`${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+    return fallback;
+  }
+  return v;
+}
+
 export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config {
   const problems: string[] = [];
-  const int = (name: string, fallback: number, min: number, max: number): number => {
-    const raw = get(env, name);
-    if (raw === undefined) return fallback;
-    const v = Number(raw);
-    if (!Number.isInteger(v) || v < min || v > max) {
-      problems.push(`${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
-      return fallback;
-    }
-    return v;
-  };
+  const int = (name: string, fallback: number, min: number, max: number): number => intSetting(env, problems, name, fallback, min, max);
   const url = (name: string, fallback: string, protocols: string[]): string => {
     const raw = get(env, name);
     if (raw === undefined) return fallback;
@@ -234,16 +237,7 @@ export interface WorkerConfig {
 /** Configuration for `nocturne worker`: REDIS_URL is required; one ConfigError lists every problem. */
 export function loadWorkerConfig(env: Env = process.env, cwd = process.cwd()): WorkerConfig {
   const problems: string[] = [];
-  const int = (name: string, fallback: number, min: number, max: number): number => {
-    const raw = get(env, name);
-    if (raw === undefined) return fallback;
-    const v = Number(raw);
-    if (!Number.isInteger(v) || v < min || v > max) {
-      problems.push(`${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
-      return fallback;
-    }
-    return v;
-  };
+  const int = (name: string, fallback: number, min: number, max: number): number => intSetting(env, problems, name, fallback, min, max);
   const redisRaw = get(env, 'REDIS_URL');
   let redisUrl = '';
   if (redisRaw === undefined) problems.push('REDIS_URL is not set: a worker takes its jobs from Redis (e.g. redis://127.0.0.1:6379)');
