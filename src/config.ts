@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { COMMUNITY_ENV_DEFAULTS, CommunityConfigError, communityConfigFromEnv, type CommunityConfig } from './community/config.ts';
 import { BACKEND_CHOICES, type BackendChoice } from './model/backend.ts';
 import { DEFAULT_QUEUE_LIMITS, type QueueLimits } from './jobs/queue.ts';
+import type { WorkerOptions } from './jobs/worker.ts';
 import { DISCORD_ATTACHMENT_HOSTS, SLACK_FILE_HOSTS, parseHostList } from './chat/download.ts';
 
 export const DEFAULT_DISCORD_API_BASE = 'https://discord.com/api';
@@ -225,14 +226,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   return { modelDir, dataDir, outDir, backend: backendRaw as BackendChoice, terminal, limits, shutdownGraceMs, discord, slack, community, communityNote, redisUrl };
 }
 
-export interface WorkerConfig {
-  redisUrl: string;
-  modelDir: string;
-  backend: BackendChoice;
-  maxBatch: number;
-  batchWindowMs: number;
-  lockDurationMs: number;
-}
+/** What `nocturne worker` reads from the environment: the worker's options less its prefix and log. */
+export type WorkerConfig = Omit<WorkerOptions, 'prefix' | 'log'>;
 
 /** Configuration for `nocturne worker`: REDIS_URL is required; one ConfigError lists every problem. */
 export function loadWorkerConfig(env: Env = process.env, cwd = process.cwd()): WorkerConfig {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import tonejs from '@tonejs/midi';
 import { MIDI_LIMITS, MIN_NOTE_BEATS, MidiInputError, parseMidi, readMidiFile, type MidiLimits } from '../src/midi/read.ts';
+import { seededRandom } from '../src/model/random.ts';
 import { checkMidiBytes, checkMidiFile, runCheck, type MidiVerdict } from '../src/midi/check.ts';
 import type { PianoPiece } from '../src/midi/types.ts';
 
@@ -114,18 +115,6 @@ function listDataset(): string[] {
     for (const f of readdirSync(join(DATASET, composer)).sort()) if (f.endsWith('.mid')) files.push(join(DATASET, composer, f));
   }
   return files;
-}
-
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -478,7 +467,8 @@ test('runCheck prints one line per file and returns 0 / 1 / 2', async () => {
 // Mutation fuzz
 
 test('seeded mutation fuzz: every mutated or truncated copy gets a verdict, nothing else is thrown', (t) => {
-  const random = rng(20240611);
+  const generator = seededRandom(20240611);
+  const random = () => generator.next();
   const int = (n: number): number => Math.floor(random() * n);
   const seeds = [chopinBytes, schumannBytes];
   const counts: Record<MidiVerdict['status'], number> = { ok: 0, unacceptable: 0, unreadable: 0 };

@@ -18,20 +18,9 @@ import { ContributionError, Contributions } from '../community/contributions.ts'
 import { buildCorpusProfile, type CorpusProfile } from '../community/corpusProfile.ts';
 import { CommunityStore } from '../community/store.ts';
 import { checkMidiBytes } from '../midi/check.ts';
+import { seededRandom } from '../model/random.ts';
 
 export const FUZZ_USAGE = 'usage: npm run fuzz -- [--count N] [--seed S] [--bound-ms MS] [--dataset DIR] [--json]';
-
-/** A small, fast, seeded PRNG (mulberry32). Returns floats in [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const INTERESTING = [0x00, 0x01, 0x7f, 0x80, 0x81, 0xff, 0xfe, 0x90, 0x99, 0xc0, 0xf0, 0xf7, 0x2f, 0x51];
 
@@ -141,7 +130,8 @@ function concat(...parts: Uint8Array[]): Uint8Array {
 
 /** The `i`th fuzz case of a run: deterministic for (seed, i). Sometimes two mutations stacked. */
 export function fuzzCase(sources: readonly Uint8Array[], seed: number, i: number): { bytes: Uint8Array; mutation: string } {
-  const random = seededRandom((seed * 1_000_003 + i) >>> 0);
+  const generator = seededRandom((seed * 1_000_003 + i) >>> 0);
+  const random = () => generator.next();
   const source = sources[Math.floor(random() * sources.length)];
   const other = sources[Math.floor(random() * sources.length)];
   const first = MUTATIONS[Math.floor(random() * MUTATIONS.length)];
