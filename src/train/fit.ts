@@ -71,7 +71,7 @@ interface LoopState {
 
 const CHECKPOINT = 'checkpoint';
 
-function formatSeconds(s: number): string {
+export function formatSeconds(s: number): string {
   if (!Number.isFinite(s)) return '?';
   const m = Math.floor(s / 60);
   return m > 0 ? `${m}m${String(Math.round(s % 60)).padStart(2, '0')}s` : `${Math.round(s)}s`;
@@ -254,13 +254,13 @@ function progressLine(epoch: number, epochs: number, i: number, n: number, loss:
   return `epoch ${epoch}/${epochs} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${i}/${n} loss ${loss.toFixed(4)} ${Math.round(rate)} tok/s ETA ${formatSeconds(eta)}`;
 }
 
-/** One Adam step on the clipped gradients; returns the batch loss. */
-export function trainStep(optimizer: tf.AdamOptimizer, weights: Weights, names: string[], h: Hyperparameters, batch: ReturnType<typeof buildBatch>, clipNorm: number): number {
-  const rows = batch.batch * batch.steps;
-  // Padding rows have zero targets; scale the mean so it is per real note.
-  const scale = rows / Math.max(1, batch.realTargets);
+/**
+ * One Adam step on `loss`'s gradients, clipped to a global norm of `clipNorm`; returns the loss.
+ * Shared by both architectures' training loops.
+ */
+export function clippedAdamStep(optimizer: tf.AdamOptimizer, weights: Weights, names: string[], loss: () => tf.Scalar, clipNorm: number): number {
   return tf.tidy(() => {
-    const { value, grads } = tf.variableGrads(() => tf.mul(sequenceLoss(weights, h, batch).total, scale) as tf.Scalar, names.map((n) => weights[n]));
+    const { value, grads } = tf.variableGrads(loss, names.map((n) => weights[n]));
     const norm = tf.sqrt(tf.addN(Object.values(grads).map((g) => tf.sum(tf.square(g)))));
     const factor = tf.div(clipNorm, tf.maximum(norm, clipNorm));
     const clipped: tf.NamedTensorMap = {};
@@ -268,6 +268,13 @@ export function trainStep(optimizer: tf.AdamOptimizer, weights: Weights, names: 
     optimizer.applyGradients(clipped as Parameters<typeof optimizer.applyGradients>[0]);
     return value.dataSync()[0];
   });
+}
+
+/** One training step of the LSTM-attention model; returns the batch loss per real note. */
+export function trainStep(optimizer: tf.AdamOptimizer, weights: Weights, names: string[], h: Hyperparameters, batch: ReturnType<typeof buildBatch>, clipNorm: number): number {
+  // Padding rows have zero targets; scale the mean so it is per real note.
+  const scale = (batch.batch * batch.steps) / Math.max(1, batch.realTargets);
+  return clippedAdamStep(optimizer, weights, names, () => tf.mul(sequenceLoss(weights, h, batch).total, scale) as tf.Scalar, clipNorm);
 }
 
 async function saveOptimizer(optimizer: tf.AdamOptimizer, path: string, names: string[]): Promise<void> {

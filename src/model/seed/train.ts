@@ -10,12 +10,13 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { plotSeries } from '../../render/curve.ts';
 import type { CorpusPiece } from '../../train/corpus.ts';
+import { clippedAdamStep, formatSeconds } from '../../train/fit.ts';
 import { currentBackend } from '../backend.ts';
 import { DATA_ATTRIBUTION, type ComposerEntry } from '../folder.ts';
 import type { Weights } from '../network.ts';
 import { seededRandom, shuffleInPlace } from '../random.ts';
 import { saveSeedModel, type SeedBudget, type SeedModelSpec } from './folder.ts';
-import { buildSeedBatch, createSeedWeights, evenlySpread, seedLoss, seedWindows, type SeedBatch, type SeedHyperparameters } from './network.ts';
+import { buildSeedBatch, createSeedWeights, evenlySpread, seedLoss, seedWindows, type SeedHyperparameters } from './network.ts';
 import { scoreSeedWindows } from './predict.ts';
 import { buildVocabulary, encodeEvents, seedEvents, seedTokenSpec } from './tokens.ts';
 
@@ -44,11 +45,6 @@ export interface SeedTrainOptions {
 }
 
 const SAVE_EVERY_SECONDS = 180;
-
-function formatSeconds(s: number): string {
-  const m = Math.floor(s / 60);
-  return m > 0 ? `${m}m${String(Math.round(s % 60)).padStart(2, '0')}s` : `${Math.round(s)}s`;
-}
 
 export async function trainSeedModel(o: SeedTrainOptions): Promise<SeedModelSpec> {
   const trainEvents = o.train.map((p) => seedEvents(p.tokens));
@@ -127,7 +123,7 @@ export async function trainSeedModel(o: SeedTrainOptions): Promise<SeedModelSpec
       const batches = Math.ceil(windows.length / o.batchSize);
       for (let i = 0; i < batches; i++) {
         const batch = buildSeedBatch(trainSeqs, windows.slice(i * o.batchSize, (i + 1) * o.batchSize), h.window, h.vocabulary);
-        const loss = trainStep(optimizer, weights, names, h, batch, o.clipNorm);
+        const loss = clippedAdamStep(optimizer, weights, names, () => seedLoss(weights, h, batch), o.clipNorm);
         batch.inputs.dispose();
         windowsTrained += batch.batch;
         steps++;
@@ -170,15 +166,3 @@ export async function trainSeedModel(o: SeedTrainOptions): Promise<SeedModelSpec
   }
 }
 
-/** One Adam step on globally clipped gradients; returns the batch loss. */
-function trainStep(optimizer: tf.AdamOptimizer, weights: Weights, names: string[], h: SeedHyperparameters, batch: SeedBatch, clipNorm: number): number {
-  return tf.tidy(() => {
-    const { value, grads } = tf.variableGrads(() => seedLoss(weights, h, batch), names.map((n) => weights[n]));
-    const norm = tf.sqrt(tf.addN(Object.values(grads).map((g) => tf.sum(tf.square(g)))));
-    const factor = tf.div(clipNorm, tf.maximum(norm, clipNorm));
-    const clipped: tf.NamedTensorMap = {};
-    for (const [k, g] of Object.entries(grads)) clipped[k] = tf.mul(g, factor);
-    optimizer.applyGradients(clipped as Parameters<typeof optimizer.applyGradients>[0]);
-    return value.dataSync()[0];
-  });
-}
