@@ -190,8 +190,11 @@ test('queue: requests that arrive together share one sampling pass; very differe
   await blocker.submitted;
   await until(() => backend.batches.length === 1, 'the first batch to start');
   const jobs = ['a', 'b', 'c', 'd', 'e'].map((u) => submitAndWait(queue, input(u, 100)));
+  // A job joins the line when its record is stored; concurrent store writes may finish in any
+  // order, so the long one is sent only once the short ones are in line.
+  await Promise.all(jobs.map((j) => j.submitted));
   const odd = submitAndWait(queue, input('f', 1000));
-  await Promise.all([...jobs, odd].map((j) => j.submitted));
+  await odd.submitted;
   backend.open();
   const records = await Promise.all([...jobs, odd].map((j) => j.finished));
   await blocker.finished;
