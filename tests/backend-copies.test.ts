@@ -115,3 +115,23 @@ test('Sum over a leading or middle axis of large tensors adds in the stock order
     tf.dispose([x, kept]);
   }
 });
+
+test('the patched Tanh stays within 5e-7 of tanh, is exact at 0 and saturates to ±1, and its gradient is 1 − tanh²', () => {
+  const n = 4096;
+  const values = new Float32Array(n);
+  for (let i = 0; i < n; i++) values[i] = (i - n / 2) / 128; // -16 .. 16, exact zero included
+  const y = tf.tanh(tf.tensor1d(values));
+  const out = y.dataSync();
+  let worst = 0;
+  for (let i = 0; i < n; i++) worst = Math.max(worst, Math.abs(out[i] - Math.tanh(values[i])));
+  assert.ok(worst <= 5e-7, `largest error ${worst}`);
+  assert.equal(out[n / 2], 0, 'tanh(0) is 0');
+  assert.equal(out[0], -1);
+  assert.equal(out[n - 1], 1);
+  const small = tf.tanh(tf.tensor1d([0.5, -2]));
+  Array.from(small.dataSync()).forEach((v, i) => assert.ok(Math.abs(v - Math.tanh([0.5, -2][i])) < 1e-7));
+  const grad = tf.grad((x: tf.Tensor) => tf.tanh(x).sum())(tf.tensor1d(values));
+  const g = grad.dataSync();
+  for (const i of [0, 1000, n / 2, 3000]) assert.ok(Math.abs(g[i] - (1 - Math.tanh(values[i]) ** 2)) < 2e-6, `gradient at ${values[i]}`);
+  tf.dispose([y, small, grad]);
+});
