@@ -149,7 +149,8 @@ export class DriftMonitor {
     if (times.length === 0) return undefined;
     const start = Math.min(...times);
     const span = Math.max(...times) - start;
-    const unit = span < 2 * HOUR_MS ? { ms: 60_000, name: 'minutes' } : span < 3 * DAY_MS ? { ms: HOUR_MS, name: 'hours' } : { ms: DAY_MS, name: 'days' };
+    // The unit that spreads the points over a readable axis (seconds for a burst of uploads).
+    const unit = span < 3 * 60_000 ? { ms: 1000, name: 'seconds' } : span < 2 * HOUR_MS ? { ms: 60_000, name: 'minutes' } : span < 3 * DAY_MS ? { ms: HOUR_MS, name: 'hours' } : { ms: DAY_MS, name: 'days' };
     const x = (iso: string) => (Date.parse(iso) - start) / unit.ms;
     const series: Series[] = [];
     series.push({ name: 'each contribution', points: records.map((r) => ({ x: x(r.time), y: r.similarity })), color: '#7f7f7f' });
