@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/model/backend.ts';
 import { inputWidth, writeInputRow } from '../src/model/features.ts';
 import { loadModelFolder, readModelSpec } from '../src/model/folder.ts';
-import { initialState, sequenceHidden, stepForward, disposeState } from '../src/model/network.ts';
+import { initialState, lstmCell, lstmRecurrence, sequenceHidden, stepForward, disposeState } from '../src/model/network.ts';
 import { seededRandom } from '../src/model/random.ts';
 import { generateTokens, sampleNext } from '../src/model/sampling.ts';
 import { beatPositions, type NoteToken } from '../src/tokens/tokenize.ts';
@@ -85,6 +85,48 @@ describe('stateful decoding', () => {
     // The sequence form's attention sees at most W outputs through its block mask; stepping
     // keeps a ring of W. Past the first W steps both must agree exactly (up to float error).
     assert.ok(maxDiff < 1e-4, `max difference ${maxDiff}`);
+  });
+});
+
+describe('LSTM recurrence', () => {
+  test('its hand-written backward pass gives autodiff\'s gradients through lstmCell; its forward gives the same outputs bit for bit', () => {
+    const [B, T, H] = [3, 7, 5];
+    const xProj = tf.randomNormal([T * B, 4 * H], 0, 1, 'float32', 11) as tf.Tensor2D;
+    const wh = tf.randomNormal([H, 4 * H], 0, 0.5, 'float32', 12) as tf.Tensor2D;
+    const weightsOfOutputs = tf.randomNormal([T * B, H], 0, 1, 'float32', 13) as tf.Tensor2D; // a loss that weighs every output
+    const reference = (x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D => {
+      const steps = tf.unstack(x.reshape([T, B, 4 * H])) as tf.Tensor2D[];
+      let h = tf.zeros([B, H]) as tf.Tensor2D;
+      let c = tf.zeros([B, H]) as tf.Tensor2D;
+      const hs: tf.Tensor2D[] = [];
+      for (const step of steps) {
+        [h, c] = lstmCell(step, h, c, w, H);
+        hs.push(h);
+      }
+      return tf.concat(hs, 0) as tf.Tensor2D;
+    };
+    const before = tf.memory().numTensors;
+    const lossOf = (f: (x: tf.Tensor2D, w: tf.Tensor2D) => tf.Tensor2D) => (x: tf.Tensor, w: tf.Tensor) => tf.sum(tf.mul(tf.tanh(f(x as tf.Tensor2D, w as tf.Tensor2D)), weightsOfOutputs));
+    const [gxRef, gwRef] = tf.grads(lossOf(reference))([xProj, wh]);
+    const [gx, gw] = tf.grads(lossOf((x, w) => lstmRecurrence(x, w, B, T)))([xProj, wh]);
+    const close = (a: tf.Tensor, b: tf.Tensor, what: string) => {
+      const [av, bv] = [a.dataSync(), b.dataSync()];
+      assert.equal(av.length, bv.length);
+      let scale = 0;
+      for (const v of bv) scale = Math.max(scale, Math.abs(v));
+      assert.ok(scale > 0.01, `${what}: the gradient is not trivially zero`);
+      for (let k = 0; k < av.length; k++) assert.ok(Math.abs(av[k] - bv[k]) <= 1e-5 * scale + 1e-6, `${what}[${k}]: ${av[k]} vs ${bv[k]}`);
+    };
+    close(gx, gxRef, 'd xProj');
+    close(gw, gwRef, 'd wh');
+    tf.dispose([gxRef, gwRef, gx, gw]);
+    assert.equal(tf.memory().numTensors, before, 'the backward pass leaves no tensors behind');
+    const out = lstmRecurrence(xProj, wh, B, T);
+    assert.equal(tf.memory().numTensors, before + 1, 'the forward pass leaves only its output');
+    const outRef = tf.tidy(() => reference(xProj, wh));
+    assert.deepEqual(Array.from(out.dataSync()), Array.from(outRef.dataSync()));
+    tf.dispose([out, outRef]);
+    tf.dispose([xProj, wh, weightsOfOutputs]);
   });
 });
 

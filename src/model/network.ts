@@ -100,16 +100,81 @@ export function lstmCell(xProj: tf.Tensor2D, h: tf.Tensor2D, c: tf.Tensor2D, wh:
  * [T*B, hidden], and the last step's output [B, hidden]. States start at zero.
  */
 export function lstmLayer(w: Weights, l: number, hidden: number, inputs: tf.Tensor2D, B: number, T: number): { outputs: tf.Tensor2D; last: tf.Tensor2D } {
-  const xProj = tf.add(tf.matMul(inputs, w[`lstm${l}/wx`] as tf.Tensor2D), w[`lstm${l}/b`]).reshape([T, B, 4 * hidden]);
-  const steps = tf.unstack(xProj) as tf.Tensor2D[];
-  let hState = tf.zeros([B, hidden]) as tf.Tensor2D;
-  let cState = tf.zeros([B, hidden]) as tf.Tensor2D;
-  const outputs: tf.Tensor2D[] = [];
-  for (let t = 0; t < T; t++) {
-    [hState, cState] = lstmCell(steps[t], hState, cState, w[`lstm${l}/wh`] as tf.Tensor2D, hidden);
-    outputs.push(hState);
+  const xProj = tf.add(tf.matMul(inputs, w[`lstm${l}/wx`] as tf.Tensor2D), w[`lstm${l}/b`]) as tf.Tensor2D;
+  const outputs = lstmRecurrence(xProj, w[`lstm${l}/wh`] as tf.Tensor2D, B, T);
+  return { outputs, last: outputs.slice([(T - 1) * B, 0], [B, hidden]) };
+}
+
+/**
+ * The recurrence over precomputed input projections xProj [T*B, 4H] with recurrent weights
+ * wh [H, 4H] → outputs [T*B, H], with a hand-written backward pass (backpropagation through
+ * time). Its forward is lstmCell step by step, the same ops in the same order. Autodiff's
+ * backward adds one [H, 32] × [32, 4H] product and one [H, 4H] sum into the weight gradient per
+ * step; this one collects every step's gate gradient and forms the weight gradient as one
+ * [H, T*B] × [T*B, 4H] product, which runs at the backend's full matmul rate.
+ * tests/model.test.ts checks its gradients against autodiff's through lstmCell.
+ */
+export function lstmRecurrence(xProj: tf.Tensor2D, wh: tf.Tensor2D, B: number, T: number): tf.Tensor2D {
+  const H = wh.shape[0];
+  const run = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [x, weights, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.GradSaveFunc];
+    const steps = tf.unstack(x.reshape([T, B, 4 * H])) as tf.Tensor2D[];
+    let h = tf.zeros([B, H]) as tf.Tensor2D;
+    let c = tf.zeros([B, H]) as tf.Tensor2D;
+    const hs: tf.Tensor2D[] = [];
+    const cs: tf.Tensor2D[] = [];
+    const tcs: tf.Tensor2D[] = [];
+    const sigmoids: tf.Tensor2D[] = [];
+    const candidates: tf.Tensor2D[] = [];
+    for (let t = 0; t < T; t++) {
+      const gates = tf.add(steps[t], tf.matMul(h, weights));
+      const [ifo, candidate] = tf.split(gates, [3 * H, H], 1);
+      const s = tf.sigmoid(ifo) as tf.Tensor2D;
+      const u = tf.tanh(candidate) as tf.Tensor2D;
+      const [i, f, o] = tf.split(s, 3, 1);
+      c = tf.add(tf.mul(f, c), tf.mul(i, u)) as tf.Tensor2D;
+      const tc = tf.tanh(c) as tf.Tensor2D;
+      h = tf.mul(o, tc) as tf.Tensor2D;
+      hs.push(h);
+      cs.push(c);
+      tcs.push(tc);
+      sigmoids.push(s);
+      candidates.push(u);
+    }
+    const outputs = tf.concat(hs, 0) as tf.Tensor2D;
+    save([outputs, tf.concat(cs, 0), tf.concat(tcs, 0), tf.concat(sigmoids, 0), tf.concat(candidates, 0), weights]);
+    return { value: outputs, gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => recurrenceGradients(dy as tf.Tensor2D, saved as tf.Tensor2D[], B, T, H) };
+  });
+  return run(xProj, wh) as tf.Tensor2D;
+}
+
+/** Backpropagation through time for lstmRecurrence: [dxProj, dWh]. */
+function recurrenceGradients(dy: tf.Tensor2D, saved: tf.Tensor2D[], B: number, T: number, H: number): tf.Tensor[] {
+  const [outputs, cells, tanhCells, sigmoids, candidates, wh] = saved;
+  const at = (x: tf.Tensor2D, t: number) => x.slice([t * B, 0], [B, x.shape[1]]);
+  let dhNext: tf.Tensor2D | undefined;
+  let dcNext: tf.Tensor2D | undefined;
+  const gateGrads: tf.Tensor2D[] = new Array(T);
+  for (let t = T - 1; t >= 0; t--) {
+    const s = at(sigmoids, t);
+    const [i, f, o] = tf.split(s, 3, 1);
+    const u = at(candidates, t);
+    const tc = at(tanhCells, t);
+    const dh = dhNext ? tf.add(at(dy, t), dhNext) : at(dy, t);
+    // c_t = f·c_{t-1} + i·u and h_t = o·tanh(c_t)
+    let dc = tf.mul(tf.mul(dh, o), tf.sub(1, tf.square(tc)));
+    if (dcNext) dc = tf.add(dc, dcNext);
+    const cPrev = t > 0 ? at(cells, t - 1) : tf.zerosLike(dc);
+    const dIfo = tf.concat([tf.mul(dc, u), tf.mul(dc, cPrev), tf.mul(dh, tc)], 1);
+    const dGates = tf.concat([tf.mul(dIfo, tf.mul(s, tf.sub(1, s))), tf.mul(tf.mul(dc, i), tf.sub(1, tf.square(u)))], 1) as tf.Tensor2D;
+    gateGrads[t] = dGates;
+    dcNext = tf.mul(dc, f) as tf.Tensor2D;
+    if (t > 0) dhNext = tf.matMul(dGates, wh, false, true);
   }
-  return { outputs: tf.stack(outputs).reshape([T * B, hidden]), last: hState };
+  const dx = tf.concat(gateGrads, 0) as tf.Tensor2D; // [T*B, 4H], time-major like xProj
+  // h_{t-1} for every step: zeros, then every output but the last.
+  const previous = tf.concat([tf.zeros([B, H]), outputs.slice([0, 0], [(T - 1) * B, H])], 0) as tf.Tensor2D;
+  return [dx, tf.matMul(previous, dx, true, false)];
 }
 
 /** Additive mask for block-local causal attention: [blocks, W, 2W], 0 where allowed. */
