@@ -1,0 +1,193 @@
+/**
+ * Discord sharding with real processes: `nocturne start` with DISCORD_SHARDS=auto runs discord.js's
+ * ShardingManager, which forks one shard process per shard (under tsx) against the fake Discord,
+ * which recommends 2 shards, delivers each session only its own guilds and dispatches each
+ * interaction on the connection of the shard that owns its guild. Jobs go through a redis-server to
+ * a `nocturne worker`. Checked: commands registered once, every /compose answered exactly once by
+ * the right shard, and a shard killed with SIGKILL is respawned and answers again.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { ownsJob, shardExecArgv, shardOfGuild, shardRoleFromEnv } from '../src/adapters/discordShards.ts';
+import { ConfigError, loadConfig } from '../src/config.ts';
+import type { JobRecord } from '../src/jobs/types.ts';
+import { FakeDiscord, guildForShard, shardOf, type RecordedCall } from './fakes/discordServer.ts';
+import { chatFixture, isOgg, isPng, isWav, midiNoteCount, type ChatFixture } from './support/chatBot.ts';
+import { NocturneProcess, TestRedis, redisSkip } from './support/redis.ts';
+
+const SHARDS = 2;
+/** Two guilds owned by each shard. */
+const GUILDS = [guildForShard(0, SHARDS, 0), guildForShard(0, SHARDS, 1), guildForShard(1, SHARDS, 0), guildForShard(1, SHARDS, 1)];
+
+let redis: TestRedis;
+let fake: FakeDiscord;
+let fixture: ChatFixture;
+let worker: NocturneProcess | undefined;
+let manager: NocturneProcess | undefined;
+let userSeq = 0;
+
+/** Polls `check` until it is true (generous limit: a loaded 2-core machine is slow, not wrong). */
+async function until(check: () => boolean, what: string, timeoutMs = 120_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; manager output:\n${manager?.output.join('').slice(-4000)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** The pids the manager logged for shard `id`, in order. */
+function shardPids(id: number): number[] {
+  const text = manager?.output.join('') ?? '';
+  return [...text.matchAll(new RegExp(`shard ${id} of ${SHARDS} started \\(pid (\\d+)\\)`, 'g'))].map((m) => Number(m[1]));
+}
+
+function readyCount(id: number): number {
+  return (manager?.output.join('').match(new RegExp(`discord shards: shard ${id} of ${SHARDS} ready`, 'g')) ?? []).length;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function commandPuts(): RecordedCall[] {
+  return fake.calls.filter((c) => c.method === 'PUT' && /^\/applications\/\d+(\/guilds\/\d+)?\/commands$/.test(c.path));
+}
+
+function resultCalls(token: string): RecordedCall[] {
+  return fake.callsFor(token).filter((c) => c.method === 'PATCH' && c.files.length > 0);
+}
+
+/** Sends /compose in `guild` and checks the answer: one result with its files, from the guild's shard. */
+async function composeIn(guild: string, notes: number): Promise<string> {
+  const user = { id: `7000000000000020${String(userSeq++).padStart(2, '0')}`, username: `s${userSeq}` };
+  const { token } = fake.command('compose', { composer: 'chopin', notes }, { guildId: guild, user });
+  const shard = shardOf(guild, SHARDS);
+  assert.deepEqual(fake.deliveries.get(token), [shard], `the interaction went only to shard ${shard}'s connection`);
+  const o = await fake.waitForOutcome(token, 120_000);
+  assert.equal(o.kind, 'result', JSON.stringify(o.call.body));
+  const audio = o.call.files.find((f) => /\.(wav|ogg)$/.test(f.name))!;
+  assert.ok(isWav(audio.bytes) || isOgg(audio.bytes), 'valid WAV or OGG');
+  assert.equal(midiNoteCount(o.call.files.find((f) => f.name.endsWith('.mid'))!.bytes), notes);
+  assert.ok(isPng(o.call.files.find((f) => f.name.endsWith('.png'))!.bytes));
+  assert.match(o.call.userAgent, new RegExp(`nocturne \\(shard ${shard} of ${SHARDS}\\)`), 'answered by the shard that owns the guild');
+  for (const c of fake.callsFor(token)) assert.match(c.userAgent, new RegExp(`shard ${shard} of`), `every call for it came from shard ${shard}`);
+  return token;
+}
+
+before(async () => {
+  if (redisSkip) return;
+  redis = await TestRedis.start();
+  fake = await FakeDiscord.start({ shards: SHARDS, guilds: GUILDS });
+  fixture = await chatFixture('shards');
+  worker = new NocturneProcess('worker', { REDIS_URL: redis.url, NOCTURNE_MODEL_DIR: fixture.modelDir, NOCTURNE_BATCH_WINDOW_MS: '20' });
+  await worker.waitFor(/worker: taking compose jobs/, 120_000, 'the worker');
+  manager = new NocturneProcess('start', {
+    REDIS_URL: redis.url,
+    NOCTURNE_MODEL_DIR: fixture.modelDir,
+    NOCTURNE_DATA_DIR: join(fixture.dir, 'data'),
+    NOCTURNE_OUT_DIR: join(fixture.dir, 'out'),
+    NOCTURNE_COMMUNITY: 'off',
+    NOCTURNE_TERMINAL: 'off',
+    NOCTURNE_USER_PER_MINUTE: '100',
+    NOCTURNE_BATCH_WINDOW_MS: '20',
+    NOCTURNE_SHUTDOWN_GRACE_S: '5',
+    DISCORD_TOKEN: 'MTAw.fake.token',
+    DISCORD_API_BASE: fake.apiBase,
+    DISCORD_SHARDS: 'auto',
+  });
+  await manager.waitFor(/discord shards: all 2 ready/, 300_000, 'the shard manager');
+});
+
+after(async () => {
+  const pids = [0, 1].flatMap(shardPids);
+  await manager?.stop();
+  // Whatever the manager could not stop (it should have): only the shard processes this test saw.
+  for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+  await worker?.stop();
+  await fake?.close();
+  await redis?.stop();
+  fixture?.remove();
+});
+
+test('DISCORD_SHARDS is validated with the rest, in one message; sharding needs REDIS_URL and DISCORD_TOKEN', () => {
+  const model = join(import.meta.dirname, '..', 'models', 'default');
+  const base = { NOCTURNE_MODEL_DIR: model, NOCTURNE_COMMUNITY: 'off' };
+  assert.throws(
+    () => loadConfig({ ...base, DISCORD_TOKEN: 'MTAw.fake.token', DISCORD_SHARDS: 'two', NOCTURNE_QUEUE_MAX: '0' }, '/'),
+    (e: unknown) => e instanceof ConfigError && e.problems.length === 3 && /DISCORD_SHARDS must be auto or a whole number/.test(e.message) && /DISCORD_SHARDS needs REDIS_URL/.test(e.message) && /NOCTURNE_QUEUE_MAX/.test(e.message),
+  );
+  assert.throws(() => loadConfig({ ...base, DISCORD_SHARDS: '2', REDIS_URL: 'redis://127.0.0.1:6379' }, '/'), /DISCORD_SHARDS is set but DISCORD_TOKEN is not/);
+  const withRedis = { ...base, DISCORD_TOKEN: 'MTAw.fake.token', REDIS_URL: 'redis://127.0.0.1:6379' };
+  assert.equal(loadConfig({ ...withRedis, DISCORD_SHARDS: 'auto' }, '/').discord?.shards, 'auto');
+  assert.equal(loadConfig({ ...withRedis, DISCORD_SHARDS: '4' }, '/').discord?.shards, 4);
+  assert.equal(loadConfig(withRedis, '/').discord?.shards, undefined, 'unset: no sharding');
+});
+
+test('shard arithmetic, job ownership and the shard process options (pure)', () => {
+  for (const g of GUILDS) assert.equal(shardOfGuild(g, SHARDS), shardOf(g, SHARDS));
+  assert.equal(shardOfGuild('81384788765712384', 1), 0);
+  const job = (serverId?: string) => ({ who: { platform: 'discord', userId: '1', userName: 'x', channelId: '2', isManager: false, ...(serverId ? { serverId } : {}) } }) as JobRecord;
+  assert.equal(ownsJob(job(GUILDS[2]), [1], SHARDS), true);
+  assert.equal(ownsJob(job(GUILDS[2]), [0], SHARDS), false);
+  assert.equal(ownsJob(job(), [0], SHARDS), true, 'DMs belong to shard 0');
+  assert.equal(ownsJob(job(), [1], SHARDS), false);
+  const argv = shardExecArgv(['--require', '/x/node_modules/tsx/dist/preflight.cjs', '--import', 'file:///x/node_modules/tsx/dist/loader.mjs', '--max-old-space-size=2048', '--inspect=9229']);
+  assert.deepEqual(argv.slice(0, -2), ['--max-old-space-size=2048']);
+  assert.deepEqual(argv.slice(-2, -1), ['--import']);
+  assert.match(argv.at(-1)!, /tsx/);
+  assert.deepEqual(shardRoleFromEnv({ SHARDS: '1', SHARD_COUNT: '2' }), { ids: [1], count: 2 });
+  assert.throws(() => shardRoleFromEnv({}), /not started by the shard manager/);
+});
+
+test('the manager registers the commands once; each shard identifies as [id, 2] and gets only its own guilds', { skip: redisSkip }, async () => {
+  assert.equal(commandPuts().length, 1, 'one registration for all shards');
+  assert.deepEqual(
+    (commandPuts()[0].body as { name: string }[]).map((c) => c.name).sort(),
+    ['compose', 'continue', 'help', 'settings', 'show', 'status', 'styles'],
+  );
+  await until(() => fake.connectedShards().join() === '0,1', 'both shards connected');
+  const byShard = new Map(fake.sessions.map((s) => [s.shard[0], s]));
+  assert.deepEqual([...byShard.keys()].sort(), [0, 1]);
+  for (const [id, session] of byShard) {
+    assert.deepEqual(session.shard, [id, SHARDS]);
+    assert.deepEqual(session.guilds, GUILDS.filter((g) => shardOf(g, SHARDS) === id), `shard ${id}'s guilds`);
+    assert.equal(session.guilds.length, 2);
+  }
+  assert.equal(shardPids(0).length, 1);
+  assert.equal(shardPids(1).length, 1);
+  assert.notEqual(shardPids(0)[0], manager!.child.pid, 'shards are processes of their own');
+  assert.doesNotMatch(manager!.output.join(''), /^discord: logged in/m, 'the manager runs no Discord client of its own');
+});
+
+test('/compose in guilds of both shards: every one answered exactly once, with its files, by the shard that owns the guild', { skip: redisSkip, timeout: 300_000 }, async () => {
+  const tokens = await Promise.all(GUILDS.map((g, i) => composeIn(g, 16 + i)));
+  // Give a duplicate answer the time to show up, then count.
+  await new Promise((r) => setTimeout(r, 2000));
+  for (const t of tokens) assert.equal(resultCalls(t).length, 1, 'exactly one answer');
+});
+
+test('kill -9 a shard process: the manager respawns it, and it answers again (the other shard is untouched)', { skip: redisSkip, timeout: 300_000 }, async () => {
+  const [victim] = shardPids(1);
+  const [survivor] = shardPids(0);
+  const sessionsBefore = fake.sessions.filter((s) => s.shard[0] === 1).length;
+  process.kill(victim, 'SIGKILL');
+  await until(() => shardPids(1).length === 2, 'the respawned shard 1 process');
+  assert.notEqual(shardPids(1)[1], victim);
+  await until(() => readyCount(1) === 2, 'the respawned shard 1 to be ready');
+  await until(() => fake.connectedShards().join() === '0,1', 'the dead connection gone and the new one identified');
+  assert.equal(fake.sessions.filter((s) => s.shard[0] === 1).length, sessionsBefore + 1, 'shard 1 identified again');
+  assert.ok(alive(survivor), 'shard 0 kept running');
+  assert.equal(shardPids(0).length, 1, 'shard 0 was not restarted');
+
+  const again = await composeIn(GUILDS[3], 20);
+  const other = await composeIn(GUILDS[0], 21);
+  await new Promise((r) => setTimeout(r, 2000));
+  for (const t of [again, other]) assert.equal(resultCalls(t).length, 1, 'exactly one answer');
+  assert.equal(commandPuts().length, 1, 'a respawn does not register the commands again');
+});
