@@ -148,6 +148,11 @@ export class RemoteComposeBackend implements ComposeBackend {
       do {
         this.refreshAgain = false;
         try {
+          if (this.queued.size === 0) {
+            // Nothing of ours waits: the count is enough (the bound and /status).
+            this.waitingSeen = await this.queue.getWaitingCount();
+            continue;
+          }
           const ids = await this.queue.getRanges(['wait'], 0, -1, true);
           this.waitingSeen = ids.length;
           ids.forEach((id, i) => {
