@@ -191,3 +191,67 @@ test('kill -9 a shard process: the manager respawns it, and it answers again (th
   for (const t of [again, other]) assert.equal(resultCalls(t).length, 1, 'exactly one answer');
   assert.equal(commandPuts().length, 1, 'a respawn does not register the commands again');
 });
+
+test('"queued #n" counts the jobs of both shards: they wait in one Redis queue', { skip: redisSkip, timeout: 300_000 }, async () => {
+  await worker!.stop();
+  const first = fake.command('compose', { composer: 'chopin', notes: 16 }, { guildId: GUILDS[0], user: { id: '700000000000002090', username: 'q0' } });
+  await fake.waitFor((c) => c.path.includes(`/${first.token}/`) && /queued #1\b/.test(c.body?.content ?? ''), 120_000, 'shard 0 job queued #1');
+  const second = fake.command('compose', { composer: 'chopin', notes: 17 }, { guildId: GUILDS[2], user: { id: '700000000000002091', username: 'q1' } });
+  const place = await fake.waitFor((c) => c.path.includes(`/${second.token}/`) && /queued #\d+/.test(c.body?.content ?? ''), 120_000, 'shard 1 job queued');
+  assert.match(place.body.content, /queued #2\b/, "shard 1's job is behind shard 0's");
+  assert.match(place.userAgent, /shard 1 of/);
+  worker = new NocturneProcess('worker', { REDIS_URL: redis.url, NOCTURNE_MODEL_DIR: fixture.modelDir, NOCTURNE_BATCH_WINDOW_MS: '20' });
+  for (const t of [first.token, second.token]) assert.equal((await fake.waitForOutcome(t, 120_000)).kind, 'result');
+  await new Promise((r) => setTimeout(r, 2000));
+  for (const t of [first.token, second.token]) assert.equal(resultCalls(t).length, 1, 'exactly one answer');
+});
+
+test('a shard that cannot log in stops the manager with one line, instead of respawning forever', { skip: redisSkip, timeout: 300_000 }, async () => {
+  const broken = await FakeDiscord.start({ shards: SHARDS });
+  // Registration (by the manager) works; the shards' gateway lookup is refused, as for a revoked token.
+  broken.failWith = (c) => (c.path === '/gateway/bot' ? 401 : undefined);
+  const doomed = new NocturneProcess('start', {
+    REDIS_URL: redis.url,
+    NOCTURNE_MODEL_DIR: fixture.modelDir,
+    NOCTURNE_DATA_DIR: join(fixture.dir, 'data-broken'),
+    NOCTURNE_OUT_DIR: join(fixture.dir, 'out-broken'),
+    NOCTURNE_COMMUNITY: 'off',
+    NOCTURNE_TERMINAL: 'off',
+    DISCORD_TOKEN: 'MTAw.fake.token',
+    DISCORD_API_BASE: broken.apiBase,
+    DISCORD_SHARDS: '2',
+  });
+  try {
+    const code = await new Promise<number | null>((resolve) => doomed.child.once('exit', resolve));
+    const out = doomed.output.join('');
+    assert.equal(code, 1, out.slice(-3000));
+    assert.match(out, /nocturne start: the Discord shards did not start: /);
+    assert.match(out, /shard 0: could not start: could not log in to Discord/);
+    assert.doesNotMatch(out, /respawning/, "no respawn while starting");
+    assert.equal(broken.calls.filter((c) => c.method === 'PUT').length, 1, 'the commands were registered once, by the manager');
+    const pids = [...out.matchAll(/shard \d of 2 started \(pid (\d+)\)/g)].map((m) => Number(m[1]));
+    assert.ok(pids.length >= 1);
+    for (const pid of pids) assert.equal(alive(pid), false, `shard process ${pid} is gone`);
+  } finally {
+    doomed.kill9();
+    await broken.close();
+  }
+});
+
+test('a shard that keeps dying after its respawns stops the manager with one line (no endless respawn loop)', { skip: redisSkip, timeout: 300_000 }, async () => {
+  const m = manager!;
+  const exited = new Promise<number | null>((resolve) => m.child.once('exit', resolve));
+  // From now on a shard cannot log in (a revoked token): every respawn of shard 1 dies at once.
+  fake.failWith = (c) => (c.path === '/gateway/bot' ? 401 : undefined);
+  try {
+    process.kill(shardPids(1).at(-1)!, 'SIGKILL');
+    const code = await exited;
+    const out = m.output.join('');
+    assert.equal(code, 1, out.slice(-3000));
+    assert.match(out, /discord shards: shard 1 died 5 times without becoming ready \(last: exited \(code 1\)\); stopping/);
+    assert.match(out, /nocturne start: discord shard 1 keeps dying before it is ready/);
+    for (const pid of [0, 1].flatMap(shardPids)) assert.equal(alive(pid), false, `shard process ${pid} is gone`);
+  } finally {
+    fake.failWith = undefined;
+  }
+});

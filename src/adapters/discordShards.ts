@@ -124,7 +124,8 @@ export async function startShardManager(config: Config, log: (line: string) => v
     inner = await startRest({ ...config, discord: undefined }, { schedule: false });
   }
 
-  const manager = new ShardingManager(SHARD_ENTRY, { totalShards: total, mode: 'process', respawn: true, token: discord.token, execArgv: shardExecArgv() });
+  // No respawns until every shard has been ready once: a shard that cannot start fails the start.
+  const manager = new ShardingManager(SHARD_ENTRY, { totalShards: total, mode: 'process', respawn: false, token: discord.token, execArgv: shardExecArgv() });
   let stopping = false;
   let giveUp!: (e: Error) => void;
   const failed = new Promise<never>((_, reject) => (giveUp = reject));
@@ -144,19 +145,25 @@ export async function startShardManager(config: Config, log: (line: string) => v
       log(`discord shards: shard ${shard.id} of ${total} ready`);
     });
     shard.on('death', (dead) => {
-      if (stopping) return;
       const child = dead as ChildProcess;
+      if (stopping) return;
+      if (!manager.respawn) {
+        log(`discord shards: shard ${shard.id} (pid ${child?.pid}) ${exitOf(child)} before it was ready`);
+        return;
+      }
       const deaths = (deathsSinceReady.get(shard.id) ?? 0) + 1;
       deathsSinceReady.set(shard.id, deaths);
       if (deaths >= CRASH_LOOP_DEATHS) {
         stopping = true;
-        log(`discord shards: shard ${shard.id} ${exitOf(child)} ${deaths} times without becoming ready; stopping`);
+        log(`discord shards: shard ${shard.id} died ${deaths} times without becoming ready (last: ${exitOf(child)}); stopping`);
         void killAll(5000).then(() => giveUp(new Error(`discord shard ${shard.id} keeps dying before it is ready (see its log lines above)`)));
         return;
       }
       log(`discord shards: shard ${shard.id} (pid ${child?.pid}) ${exitOf(child)}; respawning it`);
     });
-    shard.on('error', (e: Error) => log(`discord shards: shard ${shard.id}: ${e.message}`));
+    shard.on('error', (e: Error) => {
+      if (!stopping) log(`discord shards: shard ${shard.id}: ${e.message}`);
+    });
   });
 
   log(`discord shards: starting ${total} shard process${total === 1 ? '' : 'es'} (no Discord client in this process)`);
@@ -168,6 +175,7 @@ export async function startShardManager(config: Config, log: (line: string) => v
     await inner?.stop();
     throw new Error(`the Discord shards did not start: ${(e as Error).message}`);
   }
+  manager.respawn = true;
   log(`discord shards: all ${total} ready`);
 
   let stopped: Promise<void> | undefined;
@@ -217,7 +225,14 @@ export async function runShard(write: (line: string) => void): Promise<number> {
     throw e;
   }
   process.on('SIGINT', () => undefined);
-  const started = await startBot(config, log, { shard: role, schedule: role.ids.includes(0) });
+  let started: Started;
+  try {
+    started = await startBot(config, log, { shard: role, schedule: role.ids.includes(0) });
+  } catch (e) {
+    if (process.env.NOCTURNE_DEBUG === '1') console.error(e);
+    log(`could not start: ${(e as Error).message.split('\n')[0]}`);
+    return 1;
+  }
   const why = await new Promise<string>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('disconnect', () => resolve('the shard manager is gone'));
