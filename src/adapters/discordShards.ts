@@ -156,7 +156,10 @@ export async function startShardManager(config: Config, log: (line: string) => v
       if (deaths >= CRASH_LOOP_DEATHS) {
         stopping = true;
         log(`discord shards: shard ${shard.id} died ${deaths} times without becoming ready (last: ${exitOf(child)}); stopping`);
-        void killAll(5000).then(() => giveUp(new Error(`discord shard ${shard.id} keeps dying before it is ready (see its log lines above)`)));
+        // Shard has already decided to respawn this one (it reads manager.respawn before telling us
+        // of the death): stop after that, so that the new process is stopped too.
+        manager.respawn = false;
+        setImmediate(() => void killAll(5000).then(() => giveUp(new Error(`discord shard ${shard.id} keeps dying before it is ready (see its log lines above)`))));
         return;
       }
       log(`discord shards: shard ${shard.id} (pid ${child?.pid}) ${exitOf(child)}; respawning it`);
@@ -225,7 +228,19 @@ export async function runShard(write: (line: string) => void): Promise<number> {
     throw e;
   }
   process.on('SIGINT', () => undefined);
-  let started: Started;
+  let started: Started | undefined;
+  // Listening from the start: a manager that goes away while this shard starts must not leave it running.
+  const stopAsked = new Promise<string>((resolve) => {
+    const ask = (why: string) => {
+      if (!started) {
+        log(`${why} before this shard was up: exiting`);
+        process.exit(0);
+      }
+      resolve(why);
+    };
+    process.once('SIGTERM', () => ask('SIGTERM'));
+    process.once('disconnect', () => ask('the shard manager is gone'));
+  });
   try {
     started = await startBot(config, log, { shard: role, schedule: role.ids.includes(0) });
   } catch (e) {
@@ -233,10 +248,7 @@ export async function runShard(write: (line: string) => void): Promise<number> {
     log(`could not start: ${(e as Error).message.split('\n')[0]}`);
     return 1;
   }
-  const why = await new Promise<string>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('disconnect', () => resolve('the shard manager is gone'));
-  });
+  const why = await stopAsked;
   log(`${why}: finishing the jobs in flight, then stopping`);
   process.once('SIGTERM', () => process.exit(130));
   await started.stop();
