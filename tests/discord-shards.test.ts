@@ -206,6 +206,69 @@ test('"queued #n" counts the jobs of both shards: they wait in one Redis queue',
   for (const t of [first.token, second.token]) assert.equal(resultCalls(t).length, 1, 'exactly one answer');
 });
 
+test('the terminal (like Slack) runs once, in the manager; SIGTERM stops the manager and every shard, exit 0', { skip: redisSkip, timeout: 300_000 }, async () => {
+  const other = await FakeDiscord.start({ shards: SHARDS });
+  const m = new NocturneProcess('start', {
+    REDIS_URL: redis.url,
+    NOCTURNE_MODEL_DIR: fixture.modelDir,
+    NOCTURNE_DATA_DIR: join(fixture.dir, 'data-terminal'),
+    NOCTURNE_OUT_DIR: join(fixture.dir, 'out-terminal'),
+    NOCTURNE_COMMUNITY: 'off',
+    NOCTURNE_TERMINAL: 'on',
+    NOCTURNE_SHUTDOWN_GRACE_S: '5',
+    DISCORD_TOKEN: 'MTAw.fake.token',
+    DISCORD_API_BASE: other.apiBase,
+    DISCORD_SHARDS: '2',
+  });
+  try {
+    await m.waitFor(/discord shards: all 2 ready/, 300_000, 'the second shard manager');
+    const lines = m.output.join('').split('\n');
+    const bots = lines.filter((l) => /jobs go through Redis/.test(l));
+    assert.equal(bots.length, 3, `one bot in the manager (for the terminal) and one per shard:\n${bots.join('\n')}`);
+    assert.equal(bots.filter((l) => /^shard \d: /.test(l)).length, 2);
+    assert.deepEqual(other.connectedShards(), [0, 1], 'the manager has no gateway connection of its own');
+    const pids = [...m.output.join('').matchAll(/shard \d of 2 started \(pid (\d+)\)/g)].map((x) => Number(x[1]));
+    assert.equal(pids.length, 2);
+    const exited = new Promise<number | null>((resolve) => m.child.once('exit', resolve));
+    m.child.kill('SIGTERM');
+    assert.equal(await exited, 0, m.output.join('').slice(-3000));
+    assert.match(m.output.join(''), /shard 0: SIGTERM: finishing the jobs in flight/);
+    assert.match(m.output.join(''), /shard 1: SIGTERM: finishing the jobs in flight/);
+    for (const pid of pids) assert.equal(alive(pid), false, `shard process ${pid} is gone`);
+  } finally {
+    m.kill9();
+    await other.close();
+  }
+});
+
+test('the manager killed with SIGKILL: its shards notice and stop by themselves', { skip: redisSkip, timeout: 300_000 }, async () => {
+  const other = await FakeDiscord.start({ shards: SHARDS });
+  const m = new NocturneProcess('start', {
+    REDIS_URL: redis.url,
+    NOCTURNE_MODEL_DIR: fixture.modelDir,
+    NOCTURNE_DATA_DIR: join(fixture.dir, 'data-orphans'),
+    NOCTURNE_OUT_DIR: join(fixture.dir, 'out-orphans'),
+    NOCTURNE_COMMUNITY: 'off',
+    NOCTURNE_TERMINAL: 'off',
+    NOCTURNE_SHUTDOWN_GRACE_S: '5',
+    DISCORD_TOKEN: 'MTAw.fake.token',
+    DISCORD_API_BASE: other.apiBase,
+    DISCORD_SHARDS: '2',
+  });
+  const pids = () => [...m.output.join('').matchAll(/shard \d of 2 started \(pid (\d+)\)/g)].map((x) => Number(x[1]));
+  try {
+    await m.waitFor(/discord shards: all 2 ready/, 300_000, 'the third shard manager');
+    m.kill9();
+    await until(() => pids().every((pid) => !alive(pid)), 'the orphaned shards to stop', 60_000);
+    assert.match(m.output.join(''), /shard 0: the shard manager is gone: finishing the jobs in flight/);
+    assert.doesNotMatch(m.output.join(''), /ERR_IPC_CHANNEL_CLOSED|Unhandled/, 'a clean stop');
+    await until(() => other.connectedShards().length === 0, 'their gateway connections closed', 60_000);
+  } finally {
+    for (const pid of pids()) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    await other.close();
+  }
+});
+
 test('a shard that cannot log in stops the manager with one line, instead of respawning forever', { skip: redisSkip, timeout: 300_000 }, async () => {
   const broken = await FakeDiscord.start({ shards: SHARDS });
   // Registration (by the manager) works; the shards' gateway lookup is refused, as for a revoked token.

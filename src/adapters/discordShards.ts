@@ -219,7 +219,8 @@ export async function runShard(write: (line: string) => void): Promise<number> {
   const log = (line: string) => write(`shard ${role.ids.join(',')}: ${line}`);
   let config: Config;
   try {
-    config = loadConfig();
+    // Slack and the terminal run once, in the manager: a shard runs Discord only.
+    config = { ...loadConfig(), slack: undefined, terminal: false };
   } catch (e) {
     if (e instanceof ConfigError) {
       log(e.message);
@@ -228,18 +229,17 @@ export async function runShard(write: (line: string) => void): Promise<number> {
     throw e;
   }
   process.on('SIGINT', () => undefined);
-  let started: Started | undefined;
-  // Listening from the start: a manager that goes away while this shard starts must not leave it running.
+  // discord.js tells the manager of each disconnect over IPC; with the manager gone that send fails
+  // (while this shard stops), which must not crash the stop.
+  process.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'ERR_IPC_CHANNEL_CLOSED') log(`ipc: ${e.message}`);
+  });
+  let started: Started;
+  // Listening from the start: a stop asked for while this shard starts (the manager reports it
+  // ready before its bot has re-queued its jobs; or the manager went away) comes right after.
   const stopAsked = new Promise<string>((resolve) => {
-    const ask = (why: string) => {
-      if (!started) {
-        log(`${why} before this shard was up: exiting`);
-        process.exit(0);
-      }
-      resolve(why);
-    };
-    process.once('SIGTERM', () => ask('SIGTERM'));
-    process.once('disconnect', () => ask('the shard manager is gone'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('disconnect', () => resolve('the shard manager is gone'));
   });
   try {
     started = await startBot(config, log, { shard: role, schedule: role.ids.includes(0) });

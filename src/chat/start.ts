@@ -185,10 +185,14 @@ export async function runStart(argv: string[], log: (line: string) => void): Pro
     }
     throw e;
   }
-  const { ended, stop } = await startBot(config, log);
+  // Listening before the start (a signal then quits at once, as it did without a listener), so that
+  // one that arrives just as the start ends is not missed.
+  let up = false;
   const signalled = new Promise<string>((resolveSignal) => {
-    for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolveSignal(signal));
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => (up ? resolveSignal(signal) : process.exit(130)));
   });
+  const { ended, stop } = await startBot(config, log);
+  up = true;
   const why = await Promise.race([ended.then(() => 'end of input'), signalled]);
   if (why !== 'end of input') log(`${why}: finishing the jobs in flight, then stopping (send it again to quit at once)`);
   const hard = (signal: NodeJS.Signals) => process.once(signal, () => process.exit(130));
