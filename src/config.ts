@@ -29,6 +29,8 @@ export interface DiscordConfig {
   moderatorChannelId?: string;
   /** Hosts attachments may be downloaded from (DISCORD_ATTACHMENT_HOSTS; default Discord's CDN). */
   attachmentHosts?: readonly string[];
+  /** DISCORD_SHARDS: run a ShardingManager with this many shard processes ('auto': Discord's recommendation); unset: one client, no sharding. */
+  shards?: number | 'auto';
 }
 
 export interface SlackConfig {
@@ -146,9 +148,21 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   const discordApi = url('DISCORD_API_BASE', DEFAULT_DISCORD_API_BASE, ['http:', 'https:']);
   const discordLimit = int('DISCORD_UPLOAD_LIMIT_MB', DEFAULT_DISCORD_UPLOAD_LIMIT_MB, 1, 500);
   if (guildId !== undefined && !/^\d{15,21}$/.test(guildId)) problems.push(`DISCORD_GUILD_ID must be a server id (15–21 digits: right-click the server, Copy Server ID), got ${JSON.stringify(guildId)}`);
+  const shardsRaw = get(env, 'DISCORD_SHARDS')?.toLowerCase();
+  let shards: number | 'auto' | undefined;
+  if (shardsRaw !== undefined) {
+    shards = shardsRaw === 'auto' ? 'auto' : Number(shardsRaw);
+    if (shards !== 'auto' && (!Number.isInteger(shards) || shards < 1 || shards > 1000)) {
+      problems.push(`DISCORD_SHARDS must be auto or a whole number of shards from 1 to 1000, got ${JSON.stringify(shardsRaw)}`);
+      shards = undefined;
+    }
+    if (!discordToken) problems.push('DISCORD_SHARDS is set but DISCORD_TOKEN is not: sharding is for the Discord bot');
+    // Every shard is a bot process; without Redis each would load its own copy of the model.
+    else if (redisUrl === undefined) problems.push('DISCORD_SHARDS needs REDIS_URL: each shard process would otherwise load its own copy of the model (run redis-server and `nocturne worker`, see docs/scaling.md)');
+  }
   if (discordToken) {
     if (/\s/.test(discordToken) || discordToken.split('.').length !== 3) problems.push('DISCORD_TOKEN does not look like a bot token (three dot-separated parts, from the Bot page of your Discord application)');
-    discord = { token: discordToken.replace(/^Bot\s+/i, ''), guildId, apiBase: discordApi.replace(/\/+$/, ''), uploadLimitBytes: discordLimit * 1_000_000, attachmentHosts };
+    discord = { token: discordToken.replace(/^Bot\s+/i, ''), guildId, apiBase: discordApi.replace(/\/+$/, ''), uploadLimitBytes: discordLimit * 1_000_000, attachmentHosts, ...(shards !== undefined ? { shards } : {}) };
   } else if (guildId) {
     problems.push('DISCORD_GUILD_ID is set but DISCORD_TOKEN is not: set the bot token too, or unset DISCORD_GUILD_ID');
   }

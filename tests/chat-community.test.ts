@@ -85,7 +85,9 @@ before(async () => {
     world.root,
   );
   assert.ok(config.community, 'the community loop is on');
-  running = await startBot(config, log);
+  const started = await startBot(config, log);
+  assert.ok(started.bot, 'not sharded: the bot runs in this process');
+  running = { ...started, bot: started.bot };
   service = running.community!;
   assert.ok(service);
 });

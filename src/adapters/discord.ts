@@ -93,6 +93,12 @@ export function discordCommandJson(spec: CommandSpec, options: { moderatorRoles?
   };
 }
 
+/** Every command as Discord slash-command JSON, for this configuration's moderator roles. */
+export function discordCommandsJson(commands: readonly CommandSpec[], config: Pick<DiscordConfig, 'moderatorRoleIds'>): RESTPostAPIChatInputApplicationCommandsJSONBody[] {
+  const moderatorRoles = (config.moderatorRoleIds?.length ?? 0) > 0;
+  return commands.map((spec) => discordCommandJson(spec, { moderatorRoles }));
+}
+
 /** "/compose composer:<…> [notes:…]" as Discord shows it. */
 export function discordUsage(spec: CommandSpec): string {
   const args = spec.options.map((o) => (o.required ? `${o.name}:<${o.kind === 'attachment' ? 'file' : o.name}>` : `[${o.name}]`));
@@ -286,6 +292,13 @@ class RecoveredReply implements Reply {
 // ---------------------------------------------------------------------------------------------
 // The adapter
 
+export interface DiscordAdapterOptions {
+  /** Register the slash commands at login (default true); a shard process leaves that to its manager. */
+  registerCommands?: boolean;
+  /** "shard 1 of 2": named in the log and in the REST user agent of a shard process. */
+  shardLabel?: string;
+}
+
 export class DiscordAdapter {
   readonly client: Client;
   private readonly log: (line: string) => void;
@@ -296,11 +309,14 @@ export class DiscordAdapter {
     private readonly bot: BotContext,
     private readonly config: DiscordConfig,
     log: (line: string) => void = () => {},
+    private readonly options: DiscordAdapterOptions = {},
   ) {
     this.log = (line) => log(`discord: ${line}`);
     // No pings from anything the bot writes (file names and composer names are user input),
     // except the requester's own mention on recovered jobs, allowed per message.
-    this.client = new Client({ intents: [GatewayIntentBits.Guilds], rest: { api: config.apiBase }, allowedMentions: { parse: [] } });
+    // Under a ShardingManager, discord.js takes this process's shard ids from SHARDS/SHARD_COUNT.
+    const rest = { api: config.apiBase, ...(options.shardLabel ? { userAgentAppendix: `Node.js ${process.version} nocturne (${options.shardLabel})` } : {}) };
+    this.client = new Client({ intents: [GatewayIntentBits.Guilds], rest, allowedMentions: { parse: [] } });
     this.client.on(Events.InteractionCreate, (interaction) => {
       if (this.stopping) return;
       if (interaction.isChatInputCommand()) void this.onCommand(interaction);
@@ -316,8 +332,12 @@ export class DiscordAdapter {
     this.readyPromise ??= new Promise<void>((resolve, reject) => {
       this.client.once(Events.ClientReady, async (client) => {
         try {
-          const moderatorRoles = (this.config.moderatorRoleIds?.length ?? 0) > 0;
-          const body = this.bot.commands.map((spec) => discordCommandJson(spec, { moderatorRoles }));
+          if (this.options.registerCommands === false) {
+            this.log(`logged in as ${client.user.tag} (${this.options.shardLabel ?? 'shard'}); the commands are registered by the shard manager`);
+            resolve();
+            return;
+          }
+          const body = discordCommandsJson(this.bot.commands, this.config);
           if (this.config.guildId) await client.application.commands.set(body, this.config.guildId);
           else await client.application.commands.set(body);
           this.log(`logged in as ${client.user.tag}; ${body.length} commands registered ${this.config.guildId ? `in guild ${this.config.guildId}` : 'globally (may take up to an hour to appear)'}`);

@@ -46,6 +46,11 @@ function settingsKey(who: Requester): string {
   return `${who.platform}:${who.serverId ?? who.channelId}`;
 }
 
+/** The commands a bot offers: the community loop's only when it runs. */
+export function botCommands(community: boolean): readonly CommandSpec[] {
+  return community ? COMMANDS : COMMANDS.filter((c) => !c.community);
+}
+
 export class Bot implements BotContext {
   readonly startedAt = new Date();
   readonly commands: readonly CommandSpec[];
@@ -58,7 +63,7 @@ export class Bot implements BotContext {
     private readonly options: BotOptions,
     private readonly log: (line: string) => void,
   ) {
-    this.commands = options.community ? COMMANDS : COMMANDS.filter((c) => !c.community);
+    this.commands = botCommands(Boolean(options.community));
   }
 
   static async open(options: BotOptions): Promise<Bot> {
@@ -189,12 +194,15 @@ export class Bot implements BotContext {
   /**
    * Jobs a crash or a shutdown left open: each is re-queued (answered where it was asked) or,
    * if too old or retried too often, answered with an apology. Jobs from a platform that is not
-   * running now stay open for the next start that runs it. Returns what happened, for the log.
+   * running now stay open for the next start that runs it. With `owns`, jobs it rejects are left
+   * alone: another process answers them (a Discord shard recovers only its own servers' jobs).
+   * Returns what happened, for the log.
    */
-  async recover(platforms: readonly Platform[], replyFor: ReplyFinder): Promise<{ requeued: string[]; apologized: string[]; waiting: string[] }> {
+  async recover(platforms: readonly Platform[], replyFor: ReplyFinder, owns?: (record: JobRecord) => boolean): Promise<{ requeued: string[]; apologized: string[]; waiting: string[] }> {
     const outcome = { requeued: [] as string[], apologized: [] as string[], waiting: [] as string[] };
     const maxAge = this.options.recoverMaxAgeMs ?? DEFAULT_RECOVER_MAX_AGE_MS;
     for (const record of await this.store.openJobs()) {
+      if (platforms.includes(record.who.platform) && owns && !owns(record)) continue;
       if (!platforms.includes(record.who.platform)) {
         outcome.waiting.push(record.id);
         continue;

@@ -46,6 +46,11 @@ export class CommunityService implements CommunityContext {
   private readonly recording = new Set<Promise<unknown>>();
   private announcer: Announcer = async () => {};
   private closed = false;
+  /**
+   * Announce serving changes other processes made (default). Discord shard processes other than
+   * shard 0 turn it off, so one change is not posted once per shard.
+   */
+  foreignNotices = true;
   /** The armed cron schedule, if any (tests fire it with `schedule.task.execute()`). */
   schedule: RetrainSchedule | undefined;
 
@@ -81,7 +86,7 @@ export class CommunityService implements CommunityContext {
     if (foreign) this.lastForeign = `${change.to} ${change.reason}`;
     this.switching = this.switching.then(async (): Promise<ServingSwitch> => {
       const switched = await this.switchTo(target, change);
-      if (foreign) void this.announceForeign(change, switched);
+      if (foreign && this.foreignNotices) void this.announceForeign(change, switched);
       return switched;
     });
   }

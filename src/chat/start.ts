@@ -5,11 +5,13 @@
  * previous run left unfinished, arms the retraining schedule, and shuts down gracefully on
  * SIGTERM/SIGINT: stop a retraining run this process started, stop taking jobs, finish (or leave
  * queued) the ones in flight, close connections, the schedule and the community store.
+ * With DISCORD_SHARDS it runs the Discord shard processes instead of a Discord client
+ * (src/adapters/discordShards.ts).
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ConfigError, loadConfig, type Config } from '../config.ts';
-import type { Platform } from '../jobs/types.ts';
+import type { JobRecord, Platform } from '../jobs/types.ts';
 import type { Bot, ReplyFinder } from './bot.ts';
 import type { ChannelRef, InfoMessage } from './command.ts';
 import type { CommunityService } from './community.ts';
@@ -34,8 +36,32 @@ interface FrontEnd {
   announce?: (message: InfoMessage, from?: ChannelRef) => Promise<void>;
 }
 
-/** Starts everything per `config`; resolves with a stop function once all front ends are up. */
-export async function startBot(config: Config, log: (line: string) => void): Promise<{ bot: Bot; community?: CommunityService; ended: Promise<void>; stop: () => Promise<void> }> {
+/** This process's part when DISCORD_SHARDS is set (src/adapters/discordShards.ts). */
+export interface StartRole {
+  /** This process is a shard process: its Discord client holds these shard ids of `count`. */
+  shard?: { ids: number[]; count: number };
+  /** Arm the retraining schedule here (default true; with sharding only shard 0 does). */
+  schedule?: boolean;
+}
+
+export interface Started {
+  /** Absent in a shard manager that runs no other front end (it then runs no bot itself). */
+  bot?: Bot;
+  community?: CommunityService;
+  ended: Promise<void>;
+  stop: () => Promise<void>;
+}
+
+/**
+ * Starts everything per `config`; resolves with a stop function once all front ends are up. With
+ * DISCORD_SHARDS (and no shard role) this process becomes the shard manager instead.
+ */
+export async function startBot(config: Config, log: (line: string) => void, role: StartRole = {}): Promise<Started> {
+  if (config.discord?.shards !== undefined && !role.shard) {
+    // The shard manager: no Discord client here; one process per shard runs startBot with its role.
+    const { startShardManager } = await import('../adapters/discordShards.ts');
+    return startShardManager(config, log, (rest, restRole) => startBot(rest, log, restRole));
+  }
   // Loaded only once the configuration is known to be good, so a bad one fails fast.
   const { Bot } = await import('./bot.ts');
   let community: CommunityService | undefined;
@@ -73,7 +99,8 @@ export async function startBot(config: Config, log: (line: string) => void): Pro
   try {
     if (config.discord) {
       const { DiscordAdapter } = await import('../adapters/discord.ts');
-      const discord = new DiscordAdapter(bot, config.discord, log);
+      const shard = role.shard;
+      const discord = new DiscordAdapter(bot, config.discord, log, shard ? { registerCommands: false, shardLabel: `shard ${shard.ids.join(',')} of ${shard.count}` } : {});
       fronts.push({ platform: 'discord', start: () => discord.start(), stop: () => discord.stop(), replyFor: (r) => discord.replyFor(r), announce: (m, from) => discord.announce(m, from) });
     }
     if (config.slack) {
@@ -102,9 +129,16 @@ export async function startBot(config: Config, log: (line: string) => void): Pro
     await community?.close();
     throw e;
   }
+  let owns: ((record: JobRecord) => boolean) | undefined;
+  if (role.shard) {
+    const { ownsJob } = await import('../adapters/discordShards.ts');
+    const { ids, count } = role.shard;
+    owns = (record) => ownsJob(record, ids, count);
+  }
   const outcome = await bot.recover(
     fronts.map((f) => f.platform),
     (record) => fronts.find((f) => f.platform === record.who.platform)?.replyFor(record),
+    owns,
   );
   if (outcome.requeued.length) log(`resumed ${outcome.requeued.length} job(s) a previous run left unfinished: ${outcome.requeued.join(', ')}`);
   if (outcome.apologized.length) log(`apologized for ${outcome.apologized.length} job(s) too old to resume: ${outcome.apologized.join(', ')}`);
@@ -116,7 +150,8 @@ export async function startBot(config: Config, log: (line: string) => void): Pro
       const results = await Promise.allSettled(fronts.filter((f) => f.announce).map((f) => f.announce!(m, from)));
       for (const r of results) if (r.status === 'rejected') log(`could not post to a moderator channel: ${(r.reason as Error).message}`);
     });
-    await community.startSchedule().catch((e: Error) => log(`community: the retraining schedule could not start (${e.message}); moderators can still /retrain`));
+    if (role.shard && !role.shard.ids.includes(0)) community.foreignNotices = false;
+    if (role.schedule !== false) await community.startSchedule().catch((e: Error) => log(`community: the retraining schedule could not start (${e.message}); moderators can still /retrain`));
   }
 
   let stopping: Promise<void> | undefined;
@@ -150,10 +185,14 @@ export async function runStart(argv: string[], log: (line: string) => void): Pro
     }
     throw e;
   }
-  const { ended, stop } = await startBot(config, log);
+  // Listening before the start (a signal then quits at once, as it did without a listener), so that
+  // one that arrives just as the start ends is not missed.
+  let up = false;
   const signalled = new Promise<string>((resolveSignal) => {
-    for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolveSignal(signal));
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => (up ? resolveSignal(signal) : process.exit(130)));
   });
+  const { ended, stop } = await startBot(config, log);
+  up = true;
   const why = await Promise.race([ended.then(() => 'end of input'), signalled]);
   if (why !== 'end of input') log(`${why}: finishing the jobs in flight, then stopping (send it again to quit at once)`);
   const hard = (signal: NodeJS.Signals) => process.once(signal, () => process.exit(130));

@@ -14,7 +14,15 @@ import type { BackendChoice } from '../model/backend.ts';
 export interface ComposeBackend {
   readonly composerNames: string[];
   info(): ModelInfo;
-  composeMany(requests: ComposeRequest[], onStage?: (index: number, stage: ComposeStage) => void): Promise<PromiseSettledResult<ComposeResult>[]>;
+  /**
+   * `onQueued` (remote backends only): the request's 1-based place among the jobs waiting in the
+   * shared queue, reported when it is queued and whenever it moves, until it starts.
+   */
+  composeMany(requests: ComposeRequest[], onStage?: (index: number, stage: ComposeStage) => void, onQueued?: (index: number, place: number) => void): Promise<PromiseSettledResult<ComposeResult>[]>;
+  /** True when jobs wait in a queue shared with other bots (Redis): the JobQueue then hands them over at once. */
+  readonly remoteQueue?: boolean;
+  /** Jobs waiting in that shared queue, from every bot, when last seen. */
+  remoteWaiting?(): number;
 }
 
 export type ToEngineThread = { type: 'compose'; batchId: number; requests: ComposeRequest[] } | { type: 'close' };

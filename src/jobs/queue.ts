@@ -11,6 +11,9 @@
  * - Every state change is written to the JobStore; listeners hear positions, stages and the end.
  * - stop(): refuses new jobs, leaves the waiting ones queued in the store (a restart re-queues
  *   them), and waits (bounded) for the batch in flight.
+ * - With a remote backend (Redis: backend.remoteQueue), jobs are handed over as soon as their
+ *   batching window closes, since they wait in Redis with every other bot's jobs: the places
+ *   ("queued #n") and the queue bound then count the jobs waiting there, as the backend reports.
  *
  * A class because it has a lifecycle (a pump loop, timers, stop).
  */
@@ -122,9 +125,14 @@ export class JobQueue {
     private readonly log: (line: string) => void = () => {},
   ) {}
 
+  /** Jobs waiting here and, with a remote backend, in the shared queue. */
+  private waitingCount(): number {
+    return this.waiting.length + (this.backend.remoteWaiting?.() ?? 0);
+  }
+
   stats(): QueueStats {
     return {
-      waiting: this.waiting.length,
+      waiting: this.waitingCount(),
       composing: this.composingCount,
       finishedSinceStart: this.finished,
       failedSinceStart: this.failed,
@@ -237,9 +245,10 @@ export class JobQueue {
     const l = this.limits;
     if (this.stopping) throw new QueueRefusal('the bot is restarting: try again in about a minute', 60);
     if (rateLimited) this.checkRates(userKey, serverKey);
-    if (this.waiting.length >= l.maxWaiting) {
-      const eta = this.etaSeconds(this.waiting.length);
-      throw new QueueRefusal(`busy: ${this.waiting.length} pieces are queued, try again in ~${eta} s`, eta);
+    const waiting = this.waitingCount();
+    if (waiting >= l.maxWaiting) {
+      const eta = this.etaSeconds(waiting);
+      throw new QueueRefusal(`busy: ${waiting} pieces are queued, try again in ~${eta} s`, eta);
     }
   }
 
@@ -280,7 +289,8 @@ export class JobQueue {
   private enqueue(entry: Entry): void {
     this.waiting.push(entry);
     const place = this.waiting.length;
-    safely(() => entry.listener.position?.(place, this.etaSeconds(place)), this.log);
+    // A remote backend reports the place in the shared queue once the job is there.
+    if (!this.backend.remoteQueue) safely(() => entry.listener.position?.(place, this.etaSeconds(place)), this.log);
     this.pump();
   }
 
@@ -298,7 +308,7 @@ export class JobQueue {
     if (this.waiting.length < this.limits.maxBatch && this.limits.batchWindowMs > 0) await sleep(this.limits.batchWindowMs);
     if (this.stopping || this.waiting.length === 0) return;
     const batch = this.takeBatch();
-    this.waiting.forEach((entry, i) => safely(() => entry.listener.position?.(i + 1, this.etaSeconds(i + 1)), this.log));
+    if (!this.backend.remoteQueue) this.waiting.forEach((entry, i) => safely(() => entry.listener.position?.(i + 1, this.etaSeconds(i + 1)), this.log));
     await this.compose(batch);
   }
 
@@ -321,9 +331,15 @@ export class JobQueue {
    * two batches are in flight, one sampling and one rendering.
    */
   private async compose(batch: Entry[]): Promise<void> {
-    while (this.batchesInFlight.size >= 2) await Promise.race(this.batchesInFlight);
-    const started = performance.now();
-    this.composingCount += batch.length;
+    const remote = this.backend.remoteQueue === true;
+    while (!remote && this.batchesInFlight.size >= 2) await Promise.race(this.batchesInFlight);
+    // Remote: time from the first job started by a worker, not from the hand-over (it may wait there).
+    let started = performance.now();
+    let begun = !remote;
+    // Remote: a job counts as composing once a worker has started it (until then it is waiting there).
+    const startedJobs = new Set<number>();
+    let composing = remote ? 0 : batch.length;
+    this.composingCount += composing;
     this.batches++;
     this.batchedJobs += batch.length;
     const version = this.backend.info().version;
@@ -340,21 +356,40 @@ export class JobQueue {
         this.track(this.fail(entry, `the seed MIDI of this job is gone (${(e as Error).message}); upload it again`, 'internal'));
       }
     }
-    await Promise.all(live.map((e) => this.store.update(e.record.id, { state: 'composing', modelVersion: version }).catch((err) => this.log(`job ${e.record.id}: ${(err as Error).message}`))));
+    const markComposing = (e: Entry) => this.store.update(e.record.id, { state: 'composing', modelVersion: version }).catch((err) => this.log(`job ${e.record.id}: ${(err as Error).message}`));
+    // Remote: still 'queued' until a worker starts it.
+    if (!remote) await Promise.all(live.map(markComposing));
     let markSampled!: () => void;
     const sampled = new Promise<void>((resolve) => (markSampled = resolve));
     const run = this.backend
-      .composeMany(requests, (index, stage) => {
-        const entry = live[index];
-        if (!entry || stage === 'done') return;
-        if (stage === 'rendering') markSampled();
-        safely(() => entry.listener.stage?.(stage), this.log);
-        if (stage === 'rendering') void this.store.update(entry.record.id, { state: 'rendering' }).catch(() => undefined);
-      })
+      .composeMany(
+        requests,
+        (index, stage) => {
+          const entry = live[index];
+          if (!entry || stage === 'done') return;
+          if (!begun) {
+            begun = true;
+            started = performance.now();
+          }
+          if (remote && !startedJobs.has(index)) {
+            startedJobs.add(index);
+            composing++;
+            this.composingCount++;
+            if (stage === 'composing') void markComposing(entry);
+          }
+          if (stage === 'rendering') markSampled();
+          safely(() => entry.listener.stage?.(stage), this.log);
+          if (stage === 'rendering') void this.store.update(entry.record.id, { state: 'rendering' }).catch(() => undefined);
+        },
+        (index, place) => {
+          const entry = live[index];
+          if (entry) safely(() => entry.listener.position?.(place, this.etaSeconds(place)), this.log);
+        },
+      )
       .catch((e): PromiseSettledResult<ComposeResult>[] => requests.map(() => ({ status: 'rejected', reason: e })))
       .then((settled) => {
         markSampled();
-        this.composingCount -= batch.length;
+        this.composingCount -= composing;
         if (this.abandoned) return;
         this.ema = 0.7 * this.ema + 0.3 * ((performance.now() - started) / 1000);
         settled.forEach((s, i) => {
@@ -372,7 +407,7 @@ export class JobQueue {
     this.batchesInFlight.add(run);
     void run.finally(() => this.batchesInFlight.delete(run));
     this.track(run);
-    await sampled;
+    if (!remote) await sampled;
   }
 
   private track(p: Promise<void>): void {

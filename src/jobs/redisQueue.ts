@@ -13,6 +13,11 @@
  *
  * The BullMQ job id is the bot's job id, so a job re-added after a bot restart finds the one
  * already queued, running or finished instead of composing twice.
+ *
+ * Positions ("queued #n"): the bot hands every job to Redis at once (remoteQueue), so the wait
+ * list in Redis holds every bot's (and every shard's) waiting jobs in the order workers take them.
+ * A job's place is its index in that list, read again whenever a job arrives or a worker takes
+ * one (QueueEvents 'waiting'/'active', coalesced into one read at a time) and every few seconds.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
@@ -33,6 +38,8 @@ export const RESULT_TTL_S = 60 * 60;
 export const FAILED_TTL_S = 24 * 60 * 60;
 /** Channel on which a promotion or rollback announces the model folder every worker should serve. */
 export const SERVING_CHANNEL = 'serving';
+/** How often the places of this bot's waiting jobs are read again even without queue events. */
+const POSITION_REFRESH_MS = 5000;
 
 /** What a worker receives for one request (bytes as base64: BullMQ stores JSON). */
 export interface ComposeJobData {
@@ -93,7 +100,15 @@ export function jobDataOf(request: ComposeRequest): ComposeJobData {
 }
 
 export class RemoteComposeBackend implements ComposeBackend {
+  /** Jobs wait in Redis, not in the bot: the JobQueue hands them over at once, places come from here. */
+  readonly remoteQueue = true;
   private readonly listeners = new Map<string, (stage: ComposeStage) => void>();
+  /** This bot's jobs still waiting in Redis: the last place reported, and where to report a new one. */
+  private readonly queued = new Map<string, { place: number; report: (place: number) => void }>();
+  private waitingSeen = 0;
+  private refreshing = false;
+  private refreshAgain = false;
+  private readonly refreshTimer: NodeJS.Timeout;
 
   private constructor(
     private spec: ModelSpec,
@@ -106,8 +121,52 @@ export class RemoteComposeBackend implements ComposeBackend {
   ) {
     events.on('progress', ({ jobId, data }) => {
       const stage = (data as ComposeJobProgress | undefined)?.stage;
-      if (stage) this.listeners.get(jobId)?.(stage);
+      if (!stage) return;
+      // A job being worked on has no place any more; a read in flight must not report one after this.
+      this.queued.delete(jobId);
+      this.listeners.get(jobId)?.(stage);
     });
+    events.on('waiting', () => this.refreshPositions());
+    events.on('active', () => this.refreshPositions());
+    this.refreshTimer = setInterval(() => this.refreshPositions(), POSITION_REFRESH_MS);
+    this.refreshTimer.unref();
+  }
+
+  /** Jobs waiting in Redis, from every bot, when last read (for the queue bound and /status). */
+  remoteWaiting(): number {
+    return this.waitingSeen;
+  }
+
+  /** Reads the wait list (oldest first: the next a worker takes) and reports each of this bot's jobs' place if it changed. */
+  private refreshPositions(): void {
+    if (this.refreshing) {
+      this.refreshAgain = true;
+      return;
+    }
+    this.refreshing = true;
+    void (async () => {
+      do {
+        this.refreshAgain = false;
+        try {
+          if (this.queued.size === 0) {
+            // Nothing of ours waits: the count is enough (the bound and /status).
+            this.waitingSeen = await this.queue.getWaitingCount();
+            continue;
+          }
+          const ids = await this.queue.getRanges(['wait'], 0, -1, true);
+          this.waitingSeen = ids.length;
+          ids.forEach((id, i) => {
+            const entry = this.queued.get(id);
+            if (!entry || entry.place === i + 1) return;
+            entry.place = i + 1;
+            entry.report(i + 1);
+          });
+        } catch {
+          // Redis unreachable for now: the places are read again at the next event or tick.
+        }
+      } while (this.refreshAgain);
+      this.refreshing = false;
+    })();
   }
 
   static async open(redisUrl: string, modelDir: string, log: (line: string) => void = () => {}, prefix = DEFAULT_REDIS_PREFIX): Promise<RemoteComposeBackend> {
@@ -143,13 +202,14 @@ export class RemoteComposeBackend implements ComposeBackend {
     return this.queue.getWaitingCount();
   }
 
-  async composeMany(requests: ComposeRequest[], onStage?: (index: number, stage: ComposeStage) => void): Promise<PromiseSettledResult<ComposeResult>[]> {
-    return Promise.allSettled(requests.map((r, i) => this.composeOne(r, (stage) => onStage?.(i, stage))));
+  async composeMany(requests: ComposeRequest[], onStage?: (index: number, stage: ComposeStage) => void, onQueued?: (index: number, place: number) => void): Promise<PromiseSettledResult<ComposeResult>[]> {
+    return Promise.allSettled(requests.map((r, i) => this.composeOne(r, (stage) => onStage?.(i, stage), (place) => onQueued?.(i, place))));
   }
 
-  private async composeOne(request: ComposeRequest, onStage: (stage: ComposeStage) => void): Promise<ComposeResult> {
+  private async composeOne(request: ComposeRequest, onStage: (stage: ComposeStage) => void, onQueued: (place: number) => void): Promise<ComposeResult> {
     const jobId = basename(request.outDir);
     this.listeners.set(jobId, onStage);
+    this.queued.set(jobId, { place: 0, report: onQueued });
     try {
       const job: Job = await this.queue.add(COMPOSE_QUEUE, jobDataOf(request), {
         jobId,
@@ -158,6 +218,7 @@ export class RemoteComposeBackend implements ComposeBackend {
         removeOnComplete: { age: RESULT_TTL_S },
         removeOnFail: { age: FAILED_TTL_S },
       });
+      this.refreshPositions();
       let value: ComposeJobResult;
       try {
         value = (await job.waitUntilFinished(this.events)) as ComposeJobResult;
@@ -169,6 +230,7 @@ export class RemoteComposeBackend implements ComposeBackend {
       return await this.writeFiles(request.outDir, value);
     } finally {
       this.listeners.delete(jobId);
+      this.queued.delete(jobId);
     }
   }
 
@@ -191,6 +253,7 @@ export class RemoteComposeBackend implements ComposeBackend {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.refreshTimer);
     await Promise.allSettled([this.events.close(), this.queue.close()]);
     await Promise.allSettled([...this.connections, this.publisher].map((c) => c.quit()));
     for (const c of [...this.connections, this.publisher]) c.disconnect();

@@ -4,6 +4,11 @@
  * follow-ups, channel messages), the gateway over `ws` (HELLO, heartbeat ACK, READY after
  * IDENTIFY, INTERACTION_CREATE dispatches) and a CDN for attachments. Every REST call is recorded
  * (multipart bodies parsed into payload_json and files) for the tests to inspect.
+ *
+ * Sharding as Discord does it: /gateway/bot recommends `shards`; each IDENTIFY carries
+ * `shard: [id, count]`; a session's READY lists, and GUILD_CREATE then delivers, only the guilds
+ * with (guild_id >> 22) % count === id; an interaction in a guild is dispatched only on the
+ * connections of the shard that owns it (DMs: shard 0).
  * Listens on 127.0.0.1 only, on a free port.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -26,6 +31,33 @@ export interface RecordedCall {
   body: any;
   files: RecordedFile[];
   at: number;
+  /** The client's User-Agent (a shard process names its shard there). */
+  userAgent: string;
+}
+
+/** One gateway session: the shard it identified as and the guilds it was sent. */
+export interface FakeSession {
+  shard: [number, number];
+  guilds: string[];
+  at: number;
+}
+
+export interface FakeDiscordOptions {
+  /** What /gateway/bot recommends (default 1). */
+  shards?: number;
+  /** Guild ids the bot is in: each session gets GUILD_CREATE for those its shard owns. */
+  guilds?: string[];
+}
+
+/** The shard that owns a guild: (guild_id >> 22) % count. */
+export function shardOf(guildId: string, count: number): number {
+  return Number((BigInt(guildId) >> 22n) % BigInt(count));
+}
+
+/** A guild id (snowflake) owned by `shard` of `count`, the `nth` such from a fixed base. */
+export function guildForShard(shard: number, count: number, nth = 0): string {
+  let id = 800_000_000_000_000_000n;
+  for (let found = -1; ; id += 1n << 22n) if (shardOf(id.toString(), count) === shard && ++found === nth) return id.toString();
 }
 
 export interface FakeUser {
@@ -57,6 +89,12 @@ export class FakeDiscord extends EventEmitter {
   readonly calls: RecordedCall[] = [];
   readonly files = new Map<string, { bytes: Buffer; contentType: string }>();
   private readonly sockets = new Set<WebSocket>();
+  /** Each connection's shard, once it has identified. */
+  private readonly shardOfSocket = new Map<WebSocket, [number, number]>();
+  /** Every IDENTIFY so far, in order. */
+  readonly sessions: FakeSession[] = [];
+  /** For each interaction token, the shard ids of the connections it was dispatched on. */
+  readonly deliveries = new Map<string, number[]>();
   private seq = 0;
   private identified = 0;
   /** When set, bot-authenticated REST calls without `Authorization: Bot <requiredToken>` get 401 (a wrong or revoked token). */
@@ -68,16 +106,17 @@ export class FakeDiscord extends EventEmitter {
     private readonly server: Server,
     private readonly wss: WebSocketServer,
     readonly port: number,
+    readonly options: FakeDiscordOptions = {},
   ) {
     super();
     this.setMaxListeners(200);
   }
 
-  static async start(): Promise<FakeDiscord> {
+  static async start(options: FakeDiscordOptions = {}): Promise<FakeDiscord> {
     const server = createServer();
     const wss = new WebSocketServer({ noServer: true });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const fake = new FakeDiscord(server, wss, (server.address() as AddressInfo).port);
+    const fake = new FakeDiscord(server, wss, (server.address() as AddressInfo).port, options);
     server.on('request', (req, res) => void fake.onRequest(req, res));
     server.on('upgrade', (req, socket, head) => {
       if (!req.url?.startsWith('/gateway')) return socket.destroy();
@@ -92,6 +131,11 @@ export class FakeDiscord extends EventEmitter {
 
   get readyCount(): number {
     return this.identified;
+  }
+
+  /** Shard ids of the open, identified connections (sorted; a shard twice if it has two). */
+  connectedShards(): number[] {
+    return [...this.shardOfSocket.values()].map(([id]) => id).sort((a, b) => a - b);
   }
 
   /** Serves bytes at a CDN URL, as Discord does for attachments. */
@@ -143,9 +187,62 @@ export class FakeDiscord extends EventEmitter {
     return { kind: 'info', call };
   }
 
-  private dispatch(t: string, d: unknown): void {
-    const frame = JSON.stringify({ op: 0, t, s: ++this.seq, d });
-    for (const ws of this.sockets) ws.send(frame);
+  /** An interaction goes only to the connections of the shard that owns its guild (DMs: shard 0). */
+  private dispatchInteraction(d: { token: string; guild_id?: string }): void {
+    const frame = JSON.stringify({ op: 0, t: 'INTERACTION_CREATE', s: ++this.seq, d });
+    const to: number[] = [];
+    for (const ws of this.sockets) {
+      const shard = this.shardOfSocket.get(ws);
+      if (!shard) continue;
+      const [id, count] = shard;
+      if ((d.guild_id ? shardOf(d.guild_id, count) : 0) !== id) continue;
+      ws.send(frame);
+      to.push(id);
+    }
+    this.deliveries.set(d.token, to);
+  }
+
+  private guildObject(id: string) {
+    return {
+      id,
+      name: `guild ${id.slice(-4)}`,
+      icon: null,
+      splash: null,
+      discovery_splash: null,
+      owner_id: '700000000000000001',
+      afk_channel_id: null,
+      afk_timeout: 300,
+      verification_level: 0,
+      default_message_notifications: 0,
+      explicit_content_filter: 0,
+      roles: [{ id, name: '@everyone', color: 0, hoist: false, position: 0, permissions: '0', managed: false, mentionable: false, flags: 0 }],
+      emojis: [],
+      stickers: [],
+      features: [],
+      mfa_level: 0,
+      system_channel_id: null,
+      system_channel_flags: 0,
+      rules_channel_id: null,
+      vanity_url_code: null,
+      description: null,
+      banner: null,
+      premium_tier: 0,
+      preferred_locale: 'en-US',
+      public_updates_channel_id: null,
+      nsfw_level: 0,
+      premium_progress_bar_enabled: false,
+      joined_at: '2026-01-01T00:00:00.000Z',
+      large: false,
+      unavailable: false,
+      member_count: 1,
+      voice_states: [],
+      members: [],
+      channels: [],
+      threads: [],
+      presences: [],
+      stage_instances: [],
+      guild_scheduled_events: [],
+    };
   }
 
   private userObject(u: FakeUser) {
@@ -201,7 +298,7 @@ export class FakeDiscord extends EventEmitter {
     });
     const data: Record<string, unknown> = { id: nextSnowflake(), name, type: 1, options: opts };
     if (Object.keys(resolvedAttachments).length) data.resolved = { attachments: resolvedAttachments };
-    this.dispatch('INTERACTION_CREATE', { ...common, data });
+    this.dispatchInteraction({ ...common, token, data } as { token: string; guild_id?: string });
     return { id, token };
   }
 
@@ -212,7 +309,7 @@ export class FakeDiscord extends EventEmitter {
       ...Object.entries(others).map(([n, v]) => ({ name: n, type: typeof v === 'number' ? 4 : 3, value: v })),
       { name: focused, type: optionType, value: typed, focused: true },
     ];
-    this.dispatch('INTERACTION_CREATE', { ...common, data: { id: nextSnowflake(), name, type: 1, options } });
+    this.dispatchInteraction({ ...common, token, data: { id: nextSnowflake(), name, type: 1, options } } as { token: string; guild_id?: string });
     return { id, token };
   }
 
@@ -220,7 +317,7 @@ export class FakeDiscord extends EventEmitter {
   button(customId: string, o: InteractionOptions = {}): { id: string; token: string } {
     const { id, token, common } = this.base(3, o);
     const message = this.message({ content: '', components: [] }, String(common.channel_id));
-    this.dispatch('INTERACTION_CREATE', { ...common, message, data: { custom_id: customId, component_type: 2 } });
+    this.dispatchInteraction({ ...common, token, message, data: { custom_id: customId, component_type: 2 } } as { token: string; guild_id?: string });
     return { id, token };
   }
 
@@ -247,7 +344,10 @@ export class FakeDiscord extends EventEmitter {
 
   private onSocket(ws: WebSocket): void {
     this.sockets.add(ws);
-    ws.on('close', () => this.sockets.delete(ws));
+    ws.on('close', () => {
+      this.sockets.delete(ws);
+      this.shardOfSocket.delete(ws);
+    });
     ws.send(JSON.stringify({ op: 10, d: { heartbeat_interval: 45_000 }, s: null, t: null }));
     ws.on('message', (raw) => {
       let msg: { op: number; d: any };
@@ -259,17 +359,23 @@ export class FakeDiscord extends EventEmitter {
       if (msg.op === 1) ws.send(JSON.stringify({ op: 11, d: null, s: null, t: null }));
       else if (msg.op === 2) {
         this.identified++;
+        const asked = msg.d?.shard;
+        const shard: [number, number] = Array.isArray(asked) && asked.length === 2 ? [Number(asked[0]), Number(asked[1])] : [0, 1];
+        const guilds = (this.options.guilds ?? []).filter((g) => shardOf(g, shard[1]) === shard[0]);
+        this.shardOfSocket.set(ws, shard);
+        this.sessions.push({ shard, guilds, at: Date.now() });
         const ready = {
           v: 10,
           user: { id: this.botUserId, username: 'nocturne', discriminator: '0', global_name: null, avatar: null, bot: true, flags: 0 },
-          guilds: [],
+          guilds: guilds.map((id) => ({ id, unavailable: true })),
           session_id: `session-${this.identified}`,
           resume_gateway_url: `ws://127.0.0.1:${this.port}/gateway`,
-          shard: [0, 1],
+          shard,
           application: { id: this.applicationId, flags: 0 },
         };
         ws.send(JSON.stringify({ op: 0, t: 'READY', s: ++this.seq, d: ready }));
-        this.emit('ready');
+        for (const id of guilds) ws.send(JSON.stringify({ op: 0, t: 'GUILD_CREATE', s: ++this.seq, d: this.guildObject(id) }));
+        this.emit('ready', shard);
       } else if (msg.op === 6) {
         ws.send(JSON.stringify({ op: 9, d: false, s: null, t: null }));
       }
@@ -288,7 +394,7 @@ export class FakeDiscord extends EventEmitter {
     for await (const c of req) chunks.push(c as Buffer);
     const raw = Buffer.concat(chunks);
     const path = decodeURIComponent(url.pathname.replace(/^\/api\/v\d+/, ''));
-    const call: RecordedCall = { method: req.method ?? 'GET', path, query: url.searchParams, body: undefined, files: [], at: Date.now() };
+    const call: RecordedCall = { method: req.method ?? 'GET', path, query: url.searchParams, body: undefined, files: [], at: Date.now(), userAgent: String(req.headers['user-agent'] ?? '') };
     const type = req.headers['content-type'] ?? '';
     if (type.startsWith('multipart/form-data')) {
       const form = await new Response(raw, { headers: { 'content-type': type } }).formData();
@@ -318,7 +424,9 @@ export class FakeDiscord extends EventEmitter {
     } else if (injected !== undefined) {
       json(injected, { message: 'injected failure (fake Discord)', code: 0 });
     } else if (m === 'GET' && path === '/gateway/bot') {
-      json(200, { url: `ws://127.0.0.1:${this.port}/gateway`, shards: 1, session_start_limit: { total: 1000, remaining: 999, reset_after: 0, max_concurrency: 1 } });
+      json(200, { url: `ws://127.0.0.1:${this.port}/gateway`, shards: this.options.shards ?? 1, session_start_limit: { total: 1000, remaining: 999, reset_after: 0, max_concurrency: 1 } });
+    } else if (m === 'GET' && path === '/applications/@me') {
+      json(200, { id: this.applicationId, name: 'nocturne', icon: null, description: '', bot_public: true, bot_require_code_grant: false, verify_key: '0', flags: 0, team: null });
     } else if (m === 'GET' && path === '/gateway') {
       json(200, { url: `ws://127.0.0.1:${this.port}/gateway` });
     } else if (m === 'PUT' && /^\/applications\/\d+(\/guilds\/\d+)?\/commands$/.test(path)) {
