@@ -7,6 +7,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
+import { RetrainSchedule } from '../src/community/schedule.ts';
 import { RedisLock, readLock, redisRunCoordinator } from '../src/jobs/redisLock.ts';
 import { TestRedis, redisSkip } from './support/redis.ts';
 
@@ -109,4 +110,32 @@ test('the cron run coordinator: of several processes firing the same slot, exact
   assert.equal(skipped.length, 2);
   assert.ok((await a.pttl(`t:cron:${slot}`)) > 30_000, 'the claim outlives the firing');
   assert.equal(await coordinators[1].shouldRun('nocturne-retrain:2026-12-06T04:00:00.000Z', 30_000), true, 'the next slot is free');
+});
+
+test('two bots\' retraining schedules on one Redis: every firing runs on exactly one of them', { skip: redisSkip, timeout: 120_000 }, async () => {
+  const wins = new Map<string, number>();
+  let losses = 0;
+  let runs = 0;
+  const coordinator = (connection: Redis) => {
+    const inner = redisRunCoordinator(connection, 't2');
+    return {
+      async shouldRun(key: string, ttlMs: number) {
+        const won = await inner.shouldRun(key, ttlMs);
+        if (won) wins.set(key, (wins.get(key) ?? 0) + 1);
+        else losses++;
+        return won;
+      },
+    };
+  };
+  // Every second, so that both fire the same slots many times during the test.
+  const schedules = [a, b].map((c) => new RetrainSchedule('* * * * * *', 'UTC', async () => void runs++, undefined, coordinator(c)));
+  try {
+    for (const s of schedules) await s.start();
+    await until(async () => runs >= 3 && losses >= 1, 'a few firings seen by both');
+  } finally {
+    for (const s of schedules) await s.destroy();
+  }
+  await until(async () => runs === [...wins.values()].reduce((n, v) => n + v, 0), 'the runs of the won slots');
+  assert.deepEqual([...wins.values()].filter((v) => v !== 1), [], 'no slot ran twice');
+  assert.ok([...wins.keys()].every((k) => /^nocturne-retrain:\d{4}-\d\d-\d\dT/.test(k)), [...wins.keys()].join(', '));
 });
