@@ -11,7 +11,8 @@
  *     every accepted contribution are intact, the lock expires after its TTL, and a new worker
  *     takes the job over and runs it to a verdict that reaches the moderator and the moderators'
  *     channel; the promotion reaches every worker and the bot's own view. A second run is clean,
- *     and a request while it runs is answered "busy" with who started it and when.
+ *     and a request while it runs is answered "busy" with who started it and when; a worker
+ *     started afterwards serves the latest version.
  *
  * No timings are asserted: every wait polls for a condition, with generous limits that only end
  * a hung test.
@@ -275,7 +276,12 @@ test('the next retraining runs cleanly on Redis; a request while it runs is answ
 
   const o = await fake.waitForOutcome(token, 480_000);
   assert.equal(o.kind, 'result', JSON.stringify(o.call.body));
-  assert.match(o.call.body.embeds[0].title, /^Retraining: r\d+-\S+ promoted$/);
+  const latest = /^Retraining: (r\d+-\S+) promoted$/.exec(o.call.body.embeds[0].title)?.[1];
+  assert.ok(latest, o.call.body.embeds[0].title);
   assert.doesNotMatch(o.call.body.embeds[0].description, /interrupted/);
   assert.equal(await readLock(probe, retrainLockKey()), undefined, 'the lock was released by its owner');
+
+  // A worker started after the promotions serves the latest version, not NOCTURNE_MODEL_DIR.
+  const late = startWorker();
+  await late.waitFor(new RegExp(`worker: taking compose jobs from \\S+ with model ${latest} `), 120_000, 'a worker started after the promotions');
 });

@@ -33,6 +33,8 @@ export const RESULT_TTL_S = 60 * 60;
 export const FAILED_TTL_S = 24 * 60 * 60;
 /** Channel on which a promotion or rollback announces the model folder every worker should serve. */
 export const SERVING_CHANNEL = 'serving';
+/** Key that keeps the last announced folder, for workers that start later (`<prefix>:serving-dir`). */
+export const SERVING_KEY = 'serving-dir';
 
 /** What a worker receives for one request (bytes as base64: BullMQ stores JSON). */
 export interface ComposeJobData {
@@ -187,6 +189,7 @@ export class RemoteComposeBackend implements ComposeBackend {
   /** Tells every worker to serve `modelDir` from now on (a promotion or rollback). */
   async announceServing(modelDir: string): Promise<void> {
     this.spec = await readModelSpec(modelDir);
+    await this.publisher.set(`${this.prefix}:${SERVING_KEY}`, modelDir);
     await this.publisher.publish(`${this.prefix}:${SERVING_CHANNEL}`, modelDir);
   }
 

@@ -37,7 +37,7 @@ import type { CommunityConfig } from '../community/config.ts';
 import type { RetrainOutcome, RetrainProgress, RetrainRequest } from '../community/retrain.ts';
 import { RetrainProcess } from '../community/retrainProcess.ts';
 import { RedisLock, processName, readLock, redisRunCoordinator, type HeldBy } from './redisLock.ts';
-import { DEFAULT_REDIS_PREFIX, FAILED_TTL_S, SERVING_CHANNEL, redactedUrl, redisConnection } from './redisQueue.ts';
+import { DEFAULT_REDIS_PREFIX, FAILED_TTL_S, SERVING_CHANNEL, SERVING_KEY, redactedUrl, redisConnection } from './redisQueue.ts';
 
 export const RETRAIN_QUEUE = 'retrain';
 /** Default NOCTURNE_RETRAIN_LOCK_MS: how long a dead worker's retraining lock blocks the next run. */
@@ -270,7 +270,12 @@ export class RetrainJobWorker {
       this.o.log(`worker: retraining job ${jobId}: ${outcome.status}: ${outcome.reason}`);
       if (outcome.status === 'promoted' && outcome.servingAfter) {
         const dir = join(config.dataDir, 'models', outcome.servingAfter);
-        await this.redis.publish(`${this.prefix}:${SERVING_CHANNEL}`, dir).catch((e: Error) => this.o.log(`worker: could not announce ${dir}: ${e.message}`));
+        await this.redis
+          .multi()
+          .set(`${this.prefix}:${SERVING_KEY}`, dir)
+          .publish(`${this.prefix}:${SERVING_CHANNEL}`, dir)
+          .exec()
+          .catch((e: Error) => this.o.log(`worker: could not announce ${dir}: ${e.message}`));
       }
       return outcome;
     } finally {

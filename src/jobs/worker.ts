@@ -10,8 +10,10 @@
  * - A worker that dies mid-job stops renewing its lock; BullMQ's stalled-job check hands the job
  *   to another worker (lockDurationMs), so the user still gets exactly one answer.
  * - Promotions: a message on `<prefix>:serving` names a model folder; the worker opens it and
- *   swaps engines between batches, without a restart.
+ *   swaps engines between batches, without a restart. The last announced folder is also kept in
+ *   `<prefix>:serving-dir`, and a worker that starts later serves that one.
  */
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -21,7 +23,7 @@ import type { ComposeRequest, ComposeStage } from '../engine/types.ts';
 import type { BackendChoice } from '../model/backend.ts';
 import { fitAudio } from './audioFit.ts';
 import { EngineThread } from './engineThread.ts';
-import { COMPOSE_QUEUE, DEFAULT_REDIS_PREFIX, INPUT_ERROR_PREFIX, RESULT_MAX_BYTES, SERVING_CHANNEL, redactedUrl, redisConnection, type ComposeJobData, type ComposeJobProgress, type ComposeJobResult } from './redisQueue.ts';
+import { COMPOSE_QUEUE, DEFAULT_REDIS_PREFIX, INPUT_ERROR_PREFIX, RESULT_MAX_BYTES, SERVING_CHANNEL, SERVING_KEY, redactedUrl, redisConnection, type ComposeJobData, type ComposeJobProgress, type ComposeJobResult } from './redisQueue.ts';
 
 export interface WorkerOptions {
   redisUrl: string;
@@ -64,10 +66,22 @@ export class ComposeWorker {
   }
 
   static async start(o: WorkerOptions): Promise<ComposeWorker> {
-    const engine = await EngineThread.open(o.modelDir, o.backend, o.log);
-    const self = new ComposeWorker(engine, o);
     const prefix = o.prefix ?? DEFAULT_REDIS_PREFIX;
-    self.connection = redisConnection(o.redisUrl, 'nocturne-worker');
+    const connection = redisConnection(o.redisUrl, 'nocturne-worker');
+    // A worker started after a promotion (or a rollback) serves what was announced last, not the
+    // folder it was configured with.
+    const announced = await connection.get(`${prefix}:${SERVING_KEY}`).catch(() => null);
+    const modelDir = announced && existsSync(join(announced, 'model.json')) ? announced : o.modelDir;
+    let engine: EngineThread;
+    try {
+      engine = await EngineThread.open(modelDir, o.backend, o.log);
+    } catch (e) {
+      connection.disconnect();
+      throw e;
+    }
+    if (modelDir !== o.modelDir) o.log(`worker: serving ${modelDir}, the model last announced on Redis (rather than ${o.modelDir})`);
+    const self = new ComposeWorker(engine, { ...o, modelDir });
+    self.connection = connection;
     self.worker = new Worker<ComposeJobData, ComposeJobResult>(COMPOSE_QUEUE, (job) => self.take(job), {
       connection: self.connection,
       prefix,
