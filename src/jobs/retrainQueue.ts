@@ -112,6 +112,9 @@ export class RedisRetraining implements RemoteRetraining {
     queue.on('error', (e: Error) => log(`redis (retrain queue): ${e.message}`));
     events.on('error', (e: Error) => log(`redis (retrain events): ${e.message}`));
     redis.on('error', (e: Error) => log(`redis (retrain lock): ${e.message}`));
+    // QueueEvents blocks on a duplicate of this connection (whose errors come as events' 'error');
+    // the original stays connected, and without a listener ioredis prints each of its errors as unhandled.
+    eventsConnection.on('error', () => undefined);
     try {
       await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
     } catch (e) {
