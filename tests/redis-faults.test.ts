@@ -25,6 +25,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { Community } from '../src/community/community.ts';
+import { ConfigError, loadWorkerConfig } from '../src/config.ts';
 import { processExists } from '../src/community/lock.ts';
 import type { RunRecord } from '../src/community/retrain.ts';
 import { readLock } from '../src/jobs/redisLock.ts';
@@ -168,6 +169,20 @@ after(async () => {
   await fake?.close();
   await redis?.stop();
   if (world) await rm(world.root, { recursive: true, force: true });
+});
+
+test('the worker\'s retraining settings are validated with the rest', () => {
+  const base = { REDIS_URL: 'redis://127.0.0.1:6379', NOCTURNE_MODEL_DIR: join(import.meta.dirname, '..', 'models', 'default') };
+  const defaults = loadWorkerConfig(base, '/');
+  assert.equal(defaults.retrain, true);
+  assert.equal(defaults.retrainLockMs, 60_000);
+  const off = loadWorkerConfig({ ...base, NOCTURNE_WORKER_RETRAIN: 'off', NOCTURNE_RETRAIN_LOCK_MS: '3000' }, '/');
+  assert.equal(off.retrain, false);
+  assert.equal(off.retrainLockMs, 3000);
+  assert.throws(
+    () => loadWorkerConfig({ ...base, NOCTURNE_WORKER_RETRAIN: 'maybe', NOCTURNE_RETRAIN_LOCK_MS: '10' }, '/'),
+    (e: unknown) => e instanceof ConfigError && e.problems.length === 2 && /NOCTURNE_WORKER_RETRAIN must be on or off/.test(e.message) && /NOCTURNE_RETRAIN_LOCK_MS/.test(e.message),
+  );
 });
 
 test('Redis is killed during a compose job and started again: both processes reconnect, the job is answered exactly once', { skip: redisSkip, timeout: 300_000 }, async () => {
