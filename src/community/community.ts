@@ -150,8 +150,8 @@ export class Community {
 
   /**
    * Runs one retraining in a child process (or, after useRemoteRetraining, on a worker) and
-   * resolves with its outcome (never rejects). Answers 'busy' at once when a run holds the lock. The registry emits 'serving' if the run
-   * promoted its candidate.
+   * resolves with its outcome (never rejects). Answers 'busy' at once when a run holds the lock.
+   * The registry emits 'serving' if the run promoted its candidate.
    */
   async retrain(request: RetrainRequest, onProgress: (p: RetrainProgress) => void = () => {}): Promise<RetrainOutcome> {
     if (this.remote) {
