@@ -240,8 +240,11 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   return { modelDir, dataDir, outDir, backend: backendRaw as BackendChoice, terminal, limits, shutdownGraceMs, discord, slack, community, communityNote, redisUrl };
 }
 
-/** What `nocturne worker` reads from the environment: the worker's options less its prefix and log. */
-export type WorkerConfig = Omit<WorkerOptions, 'prefix' | 'log'>;
+/**
+ * What `nocturne worker` reads from the environment: the worker's options less its prefix and log,
+ * and whether it takes retraining jobs (NOCTURNE_WORKER_RETRAIN) with which lock TTL.
+ */
+export type WorkerConfig = Omit<WorkerOptions, 'prefix' | 'log'> & { retrain: boolean; retrainLockMs: number };
 
 /** Configuration for `nocturne worker`: REDIS_URL is required; one ConfigError lists every problem. */
 export function loadWorkerConfig(env: Env = process.env, cwd = process.cwd()): WorkerConfig {
@@ -266,6 +269,9 @@ export function loadWorkerConfig(env: Env = process.env, cwd = process.cwd()): W
   const maxBatch = int('NOCTURNE_BATCH_MAX', DEFAULT_QUEUE_LIMITS.maxBatch, 1, 64);
   const batchWindowMs = int('NOCTURNE_BATCH_WINDOW_MS', DEFAULT_QUEUE_LIMITS.batchWindowMs, 0, 5000);
   const lockDurationMs = int('NOCTURNE_WORKER_LOCK_MS', 30_000, 1000, 600_000);
+  const retrainRaw = (get(env, 'NOCTURNE_WORKER_RETRAIN') ?? 'on').toLowerCase();
+  if (!['on', 'off'].includes(retrainRaw)) problems.push(`NOCTURNE_WORKER_RETRAIN must be on or off, got ${JSON.stringify(retrainRaw)}`);
+  const retrainLockMs = int('NOCTURNE_RETRAIN_LOCK_MS', 60_000, 1000, 3_600_000);
   if (problems.length) throw new ConfigError(problems);
-  return { redisUrl, modelDir, backend: backendRaw as BackendChoice, maxBatch, batchWindowMs, lockDurationMs };
+  return { redisUrl, modelDir, backend: backendRaw as BackendChoice, maxBatch, batchWindowMs, lockDurationMs, retrain: retrainRaw === 'on', retrainLockMs };
 }

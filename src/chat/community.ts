@@ -7,7 +7,8 @@
  *     one switch after another (in-flight batches finish on the old model);
  *   - recordPiece: each finished piece is recorded for output drift (onPiece);
  *   - retrain: Community.retrain, remembering which runs this process started, so that a
- *     shutdown stops them (a killed run leaves nothing half-made: see src/community/retrain.ts);
+ *     shutdown stops them (a killed run leaves nothing half-made: see src/community/retrain.ts),
+ *     unless they run on workers (REDIS_URL);
  *   - startSchedule: the node-cron schedule, whose outcomes go to the moderators;
  *   - announce: a notice to the configured moderator channels, and always to the log. Changes of
  *     the serving model that this process did not make (another bot process sharing the data
@@ -186,9 +187,11 @@ export class CommunityService implements CommunityContext {
   /**
    * Stops a retraining run this process started (SIGKILL, which the engine side is built to
    * survive: the serving model and the contributions stay as they were) and waits for it to be
-   * tidied up. Runs of other processes are left alone.
+   * tidied up. Runs of other processes are left alone, and so are runs on `nocturne worker`
+   * processes (REDIS_URL): they go on without this bot, and a promotion still reaches the workers.
    */
   async stopRuns(): Promise<void> {
+    if (this.community.retrainsRemotely) return;
     const status = await this.community.retrainStatus().catch(() => undefined);
     const run = status?.running;
     const owner = status?.lock?.owner;

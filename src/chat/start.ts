@@ -70,6 +70,17 @@ export async function startBot(config: Config, log: (line: string) => void, role
     const { Community } = await import('../community/community.ts');
     const { CommunityService } = await import('./community.ts');
     community = new CommunityService(await Community.open(config.community, log), log);
+    if (config.redisUrl) {
+      // Retraining runs on `nocturne worker` processes too (src/jobs/retrainQueue.ts).
+      try {
+        const { RedisRetraining } = await import('../jobs/retrainQueue.ts');
+        community.community.useRemoteRetraining(await RedisRetraining.open(config.redisUrl, log));
+        log('community: retraining runs on nocturne worker processes (Redis queue "retrain"), one at a time across all of them');
+      } catch (e) {
+        await community.close();
+        throw e;
+      }
+    }
     // The registry decides what serves (the shipped model at first, then promotions and rollbacks).
     const serving = await community.community.registry.current();
     modelDir = serving.dir;

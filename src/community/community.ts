@@ -9,6 +9,7 @@
  *   community.startSchedule((outcome) => postToModerators(outcome));
  */
 import { join } from 'node:path';
+import type { RunCoordinator } from 'node-cron';
 import { readModelSpec } from '../model/folder.ts';
 import type { CommunityConfig } from './config.ts';
 import { Contributions, type ContributionInput, type ContributionOutcome, type ContributionRecord, type ContributionStatus } from './contributions.ts';
@@ -29,9 +30,22 @@ export interface RetrainStatusReport {
   last?: RunRecord;
 }
 
+/**
+ * Where retraining runs when it does not run in a child of this process: a queue that `nocturne
+ * worker` processes take runs from (src/jobs/retrainQueue.ts). It answers "busy" itself, from its
+ * own lock; progress and the outcome come back from the worker.
+ */
+export interface RemoteRetraining {
+  retrain(config: CommunityConfig, request: RetrainRequest, onProgress: (p: RetrainProgress) => void): Promise<RetrainOutcome>;
+  /** Lets only one of several processes run each firing of the schedule. */
+  readonly runCoordinator?: RunCoordinator;
+  close(): Promise<void>;
+}
+
 export class Community {
   private composerNames: string[] = [];
   private schedule: RetrainSchedule | undefined;
+  private remote: RemoteRetraining | undefined;
 
   private constructor(
     readonly config: CommunityConfig,
@@ -124,12 +138,28 @@ export class Community {
 
   // Retraining ----------------------------------------------------------------------------------
 
+  /** Sends every retraining (command or schedule) to `remote` from now on; close() closes it. */
+  useRemoteRetraining(remote: RemoteRetraining): void {
+    this.remote = remote;
+  }
+
+  /** Whether runs go to workers (then this process never runs or kills a retraining itself). */
+  get retrainsRemotely(): boolean {
+    return this.remote !== undefined;
+  }
+
   /**
-   * Runs one retraining in a child process and resolves with its outcome (never rejects).
-   * Answers 'busy' at once when a run holds the lock. The registry emits 'serving' if the run
-   * promoted its candidate.
+   * Runs one retraining in a child process (or, after useRemoteRetraining, on a worker) and
+   * resolves with its outcome (never rejects). Answers 'busy' at once when a run holds the lock.
+   * The registry emits 'serving' if the run promoted its candidate.
    */
   async retrain(request: RetrainRequest, onProgress: (p: RetrainProgress) => void = () => {}): Promise<RetrainOutcome> {
+    if (this.remote) {
+      const outcome = await this.remote.retrain(this.config, request, onProgress);
+      // A promotion on a worker changed serving.json on the shared data folder: follow it now.
+      await this.registry.refresh().catch(() => undefined);
+      return outcome;
+    }
     const lock = await readRetrainLock(this.store, this.config.retrain.staleLockMinutes * 60_000);
     if (lock?.live) {
       const serving = this.registry.serving;
@@ -157,7 +187,7 @@ export class Community {
    */
   async startSchedule(onOutcome: (o: RetrainOutcome) => void, onProgress?: (p: RetrainProgress) => void, log?: (line: string) => void): Promise<RetrainSchedule | undefined> {
     if (!this.config.retrain.schedule || this.schedule) return this.schedule;
-    this.schedule = new RetrainSchedule(this.config.retrain.schedule, this.config.retrain.timezone, async () => onOutcome(await this.retrain({ trigger: 'schedule' }, onProgress)), log);
+    this.schedule = new RetrainSchedule(this.config.retrain.schedule, this.config.retrain.timezone, async () => onOutcome(await this.retrain({ trigger: 'schedule' }, onProgress)), log, this.remote?.runCoordinator);
     await this.schedule.start();
     return this.schedule;
   }
@@ -165,6 +195,7 @@ export class Community {
   async close(): Promise<void> {
     await this.schedule?.destroy();
     this.schedule = undefined;
+    await this.remote?.close();
     this.registry.close();
     await this.store.close();
   }

@@ -146,8 +146,18 @@ async function contributionPieces(contributions: Contributions, records: Contrib
   return out;
 }
 
+export interface RunOptions {
+  /**
+   * The caller already holds the one-at-a-time lock elsewhere (the Redis lock of a `nocturne
+   * worker`, src/jobs/retrainQueue.ts): the store's lock row is then taken over whoever holds it,
+   * since its holder can only be a run that died (possibly on another host, where its pid cannot
+   * be checked). The row is still written, so the run records and status work as before.
+   */
+  externalLock?: boolean;
+}
+
 /** Runs one retraining. Never throws: every failure is an outcome with a one-line reason. */
-export async function runRetraining(config: CommunityConfig, request: RetrainRequest, onProgress: (p: RetrainProgress) => void = () => {}): Promise<RetrainOutcome> {
+export async function runRetraining(config: CommunityConfig, request: RetrainRequest, onProgress: (p: RetrainProgress) => void = () => {}, options: RunOptions = {}): Promise<RetrainOutcome> {
   const started = Date.now();
   const runId = newRunId();
   const base = { runId, contributionsUsed: 0, heldBack: 0, newComposers: [] as string[], waitingLabels: [] as RetrainOutcome['waitingLabels'] };
@@ -157,7 +167,8 @@ export async function runRetraining(config: CommunityConfig, request: RetrainReq
     store = await CommunityStore.open(config.dataDir);
     const registry = await ModelRegistry.open(config.dataDir, config.initialModelDir);
     servingBefore = registry.serving;
-    const staleMs = config.retrain.staleLockMinutes * 60_000;
+    // -Infinity: no heartbeat counts as fresh (not even one from a host whose clock is ahead).
+    const staleMs = options.externalLock ? Number.NEGATIVE_INFINITY : config.retrain.staleLockMinutes * 60_000;
     const lock = await acquireRetrainLock(store, newLockOwner(runId, { trigger: request.trigger, requestedBy: request.requestedBy }), staleMs);
     if (!lock.acquired) {
       const h = lock.holder;

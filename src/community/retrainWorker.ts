@@ -7,26 +7,40 @@
 import { initBackend } from '../model/backend.ts';
 import type { CommunityConfig } from './config.ts';
 import { runRetraining, type RetrainOutcome, type RetrainProgress, type RetrainRequest } from './retrain.ts';
+import type { RetrainProcessOptions } from './retrainProcess.ts';
 
 export type FromRetrainWorker = { type: 'progress'; progress: RetrainProgress } | { type: 'outcome'; outcome: RetrainOutcome };
 
+let exitWithParent = false;
+
+/** The parent is gone (its IPC channel closed): stop here, before anything else is written. */
+function parentGone(): void {
+  console.error('retraining worker: the parent process is gone; stopping (nothing this run made is used)');
+  process.exit(1);
+}
+
 function send(message: FromRetrainWorker): Promise<void> {
   return new Promise((resolve) => {
+    // Progress is sent at every stage change, so a run whose parent died stops before promoting.
+    if (exitWithParent && !process.connected) parentGone();
     if (!process.send || !process.connected) return resolve();
     process.send(message, undefined, {}, () => resolve());
   });
 }
 
 async function main(): Promise<number> {
-  const [configJson, requestJson] = process.argv.slice(2);
+  const [configJson, requestJson, optionsJson] = process.argv.slice(2);
   if (!configJson || !requestJson) {
     console.error('usage: retrainWorker.ts CONFIG_JSON REQUEST_JSON (started by retrainProcess.ts)');
     return 2;
   }
   const config = JSON.parse(configJson) as CommunityConfig;
   const request = JSON.parse(requestJson) as RetrainRequest;
+  const options = JSON.parse(optionsJson ?? '{}') as RetrainProcessOptions;
+  exitWithParent = options.exitWithParent === true;
+  if (exitWithParent) process.on('disconnect', parentGone);
   await initBackend('auto', (line) => console.error(line));
-  const outcome = await runRetraining(config, request, (progress) => void send({ type: 'progress', progress }));
+  const outcome = await runRetraining(config, request, (progress) => void send({ type: 'progress', progress }), { externalLock: options.externalLock });
   await send({ type: 'outcome', outcome });
   return outcome.status === 'failed' ? 1 : 0;
 }

@@ -40,6 +40,8 @@ export const FAILED_TTL_S = 24 * 60 * 60;
 export const SERVING_CHANNEL = 'serving';
 /** How often the places of this bot's waiting jobs are read again even without queue events. */
 const POSITION_REFRESH_MS = 5000;
+/** Key that keeps the last announced folder, for workers that start later (`<prefix>:serving-dir`). */
+export const SERVING_KEY = 'serving-dir';
 
 /** What a worker receives for one request (bytes as base64: BullMQ stores JSON). */
 export interface ComposeJobData {
@@ -178,6 +180,9 @@ export class RemoteComposeBackend implements ComposeBackend {
     queue.on('error', (e: Error) => log(`redis (queue): ${e.message}`));
     events.on('error', (e: Error) => log(`redis (events): ${e.message}`));
     publisher.on('error', (e: Error) => log(`redis (publish): ${e.message}`));
+    // The queue and the events object report these errors (logged above); without a listener of
+    // its own, ioredis also prints "Unhandled error event" for each reconnect during an outage.
+    for (const c of connections) c.on('error', () => undefined);
     try {
       await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
     } catch (e) {
@@ -249,6 +254,7 @@ export class RemoteComposeBackend implements ComposeBackend {
   /** Tells every worker to serve `modelDir` from now on (a promotion or rollback). */
   async announceServing(modelDir: string): Promise<void> {
     this.spec = await readModelSpec(modelDir);
+    await this.publisher.set(`${this.prefix}:${SERVING_KEY}`, modelDir);
     await this.publisher.publish(`${this.prefix}:${SERVING_CHANNEL}`, modelDir);
   }
 

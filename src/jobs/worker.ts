@@ -10,8 +10,10 @@
  * - A worker that dies mid-job stops renewing its lock; BullMQ's stalled-job check hands the job
  *   to another worker (lockDurationMs), so the user still gets exactly one answer.
  * - Promotions: a message on `<prefix>:serving` names a model folder; the worker opens it and
- *   swaps engines between batches, without a restart.
+ *   swaps engines between batches, without a restart. The last announced folder is also kept in
+ *   `<prefix>:serving-dir`, and a worker that starts later serves that one.
  */
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -21,7 +23,7 @@ import type { ComposeRequest, ComposeStage } from '../engine/types.ts';
 import type { BackendChoice } from '../model/backend.ts';
 import { fitAudio } from './audioFit.ts';
 import { EngineThread } from './engineThread.ts';
-import { COMPOSE_QUEUE, DEFAULT_REDIS_PREFIX, INPUT_ERROR_PREFIX, RESULT_MAX_BYTES, SERVING_CHANNEL, redactedUrl, redisConnection, type ComposeJobData, type ComposeJobProgress, type ComposeJobResult } from './redisQueue.ts';
+import { COMPOSE_QUEUE, DEFAULT_REDIS_PREFIX, INPUT_ERROR_PREFIX, RESULT_MAX_BYTES, SERVING_CHANNEL, SERVING_KEY, redactedUrl, redisConnection, type ComposeJobData, type ComposeJobProgress, type ComposeJobResult } from './redisQueue.ts';
 
 export interface WorkerOptions {
   redisUrl: string;
@@ -48,19 +50,38 @@ export class ComposeWorker {
   private worker!: Worker<ComposeJobData, ComposeJobResult>;
   private subscriber!: Redis;
   private connection!: Redis;
+  /** The folder served now, or being opened to serve next. */
+  private servingDir: string;
+  private switching: Promise<void> = Promise.resolve();
+  /** Jobs being composed (or waiting for their batch) here, by job id. */
+  private readonly inHand = new Map<string, Promise<ComposeJobResult>>();
   batches = 0;
   jobs = 0;
 
   private constructor(
     private engine: EngineThread,
     private readonly o: WorkerOptions,
-  ) {}
+  ) {
+    this.servingDir = o.modelDir;
+  }
 
   static async start(o: WorkerOptions): Promise<ComposeWorker> {
-    const engine = await EngineThread.open(o.modelDir, o.backend, o.log);
-    const self = new ComposeWorker(engine, o);
     const prefix = o.prefix ?? DEFAULT_REDIS_PREFIX;
-    self.connection = redisConnection(o.redisUrl, 'nocturne-worker');
+    const connection = redisConnection(o.redisUrl, 'nocturne-worker');
+    // A worker started after a promotion (or a rollback) serves what was announced last, not the
+    // folder it was configured with.
+    const announced = await connection.get(`${prefix}:${SERVING_KEY}`).catch(() => null);
+    const modelDir = announced && existsSync(join(announced, 'model.json')) ? announced : o.modelDir;
+    let engine: EngineThread;
+    try {
+      engine = await EngineThread.open(modelDir, o.backend, o.log);
+    } catch (e) {
+      connection.disconnect();
+      throw e;
+    }
+    if (modelDir !== o.modelDir) o.log(`worker: serving ${modelDir}, the model last announced on Redis (rather than ${o.modelDir})`);
+    const self = new ComposeWorker(engine, { ...o, modelDir });
+    self.connection = connection;
     self.worker = new Worker<ComposeJobData, ComposeJobResult>(COMPOSE_QUEUE, (job) => self.take(job), {
       connection: self.connection,
       prefix,
@@ -72,7 +93,8 @@ export class ComposeWorker {
     self.worker.on('error', (e) => o.log(`worker: redis: ${e.message}`));
     self.subscriber = redisConnection(o.redisUrl, 'nocturne-worker-serving');
     self.subscriber.on('error', (e) => o.log(`worker: redis (serving): ${e.message}`));
-    self.subscriber.on('message', (_channel, dir) => void self.serve(dir));
+    // One switch after another, in the order they were announced.
+    self.subscriber.on('message', (_channel, dir) => void (self.switching = self.switching.then(() => self.serve(dir))));
     await self.subscriber.subscribe(`${prefix}:${SERVING_CHANNEL}`);
     await self.worker.waitUntilReady();
     o.log(`worker: taking compose jobs from ${redactedUrl(o.redisUrl)} with model ${engine.info().version} (batches of up to ${o.maxBatch})`);
@@ -83,13 +105,34 @@ export class ComposeWorker {
     return this.engine.info().version;
   }
 
-  /** BullMQ's processor: joins the next batch and resolves with that job's files. */
+  /**
+   * BullMQ's processor: joins the next batch and resolves with that job's files.
+   *
+   * A job this worker already holds can come back to it: when Redis was away for longer than the
+   * job's lock (a restart), the lock has expired and BullMQ hands the job out again. The new
+   * attempt then shares the composition in hand instead of composing it a second time; the old
+   * attempt's result is refused by Redis (its lock is gone) and the new one's is taken. Without
+   * this, the two attempts of one job id confuse BullMQ's lock renewal (tracked by job id) until
+   * the job fails as stalled.
+   */
   private take(job: Job<ComposeJobData>): Promise<ComposeJobResult> {
-    return new Promise((resolve, reject) => {
+    const id = job.id ?? '';
+    const earlier = this.inHand.get(id);
+    if (earlier) {
+      this.o.log(`worker: job ${id} was handed out again (its lock expired while Redis was away); it gets the piece already being composed`);
+      return earlier;
+    }
+    const work = new Promise<ComposeJobResult>((resolve, reject) => {
       this.pending.push({ job, resolve, reject });
       if (this.pending.length >= this.o.maxBatch) this.flush();
       else this.timer ??= setTimeout(() => this.flush(), this.o.batchWindowMs);
     });
+    this.inHand.set(id, work);
+    const forget = () => {
+      if (this.inHand.get(id) === work) this.inHand.delete(id);
+    };
+    work.then(forget, forget);
+    return work;
   }
 
   private flush(): void {
@@ -151,8 +194,12 @@ export class ComposeWorker {
     }
   }
 
-  /** Serves another model folder from the next batch on. */
+  /** Serves another model folder from the next batch on (a folder announced again is ignored). */
   private async serve(modelDir: string): Promise<void> {
+    // Several processes may announce one promotion (the worker that ran it, each bot).
+    if (modelDir === this.servingDir) return;
+    const previousDir = this.servingDir;
+    this.servingDir = modelDir;
     try {
       const next = await EngineThread.open(modelDir, this.o.backend, this.o.log);
       const previous = this.engine;
@@ -161,6 +208,7 @@ export class ComposeWorker {
       await previous.close();
       this.o.log(`worker: now serving model ${next.info().version} from ${modelDir}`);
     } catch (e) {
+      if (this.servingDir === modelDir) this.servingDir = previousDir;
       this.o.log(`worker: could not open the promoted model ${modelDir} (${(e as Error).message}); still serving ${this.engine.info().version}`);
     }
   }

@@ -1,5 +1,6 @@
 /**
- * A throw-away redis-server on 127.0.0.1 for the scale-out tests (no persistence, a free port),
+ * A throw-away redis-server on 127.0.0.1 for the scale-out tests (a free port; no persistence
+ * unless asked for),
  * and helpers to run real `nocturne` processes against it. `.ci/run` installs redis-server; where
  * it is missing the tests skip, unless NOCTURNE_REQUIRE_REDIS=1 (CI) makes that a failure.
  */
@@ -47,14 +48,25 @@ function waitForLine(child: ChildProcess, pattern: RegExp, timeoutMs: number, wh
   });
 }
 
+export interface TestRedisOptions {
+  /**
+   * Keep the data in an append-only file in this folder (fsync on every write), so what was
+   * accepted before a stop (even kill -9) is there after a restart on the same port.
+   */
+  appendOnlyDir?: string;
+}
+
 export class TestRedis {
   private child: ChildProcess | undefined;
   readonly output: string[] = [];
 
-  private constructor(readonly port: number) {}
+  private constructor(
+    readonly port: number,
+    private readonly options: TestRedisOptions,
+  ) {}
 
-  static async start(): Promise<TestRedis> {
-    const redis = new TestRedis(await freePort());
+  static async start(options: TestRedisOptions = {}): Promise<TestRedis> {
+    const redis = new TestRedis(await freePort(), options);
     await redis.launch();
     return redis;
   }
@@ -64,7 +76,9 @@ export class TestRedis {
   }
 
   private async launch(): Promise<void> {
-    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const dir = this.options.appendOnlyDir;
+    const persistence = dir ? ['--dir', dir, '--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no'];
+    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', ...persistence, '--protected-mode', 'yes'], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     child.stdout!.on('data', (d) => this.output.push(String(d)));
     child.stderr!.on('data', (d) => this.output.push(String(d)));
@@ -78,6 +92,21 @@ export class TestRedis {
     const exited = new Promise((r) => child.once('exit', r));
     child.kill('SIGTERM');
     await exited;
+  }
+
+  /** Kills it at once (SIGKILL), as a crash would, and waits for the exit. */
+  async kill9(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await exited;
+  }
+
+  /** Starts it again on the same port (and folder), e.g. after kill9(). */
+  async relaunch(): Promise<void> {
+    this.output.length = 0;
+    await this.launch();
   }
 
   async restart(): Promise<void> {
