@@ -38,6 +38,8 @@ interface FrontEnd {
 export async function startBot(config: Config, log: (line: string) => void): Promise<{ bot: Bot; community?: CommunityService; ended: Promise<void>; stop: () => Promise<void> }> {
   // Loaded only once the configuration is known to be good, so a bad one fails fast.
   const { Bot } = await import('./bot.ts');
+  const { describeStore, storeLocation } = await import('../storage/backend.ts');
+  log(`store: job records, settings${config.community ? ' and the community loop\'s records' : ''} in ${describeStore(storeLocation(config.dataDir, config.storeUrl))}${config.storeUrl ? ` (STORE_URL; contributed files and model versions stay in ${config.dataDir})` : ''}`);
   let community: CommunityService | undefined;
   let modelDir = config.modelDir;
   if (config.community) {
@@ -62,6 +64,7 @@ export async function startBot(config: Config, log: (line: string) => void): Pro
       log,
       community,
       redisUrl: config.redisUrl,
+      storeUrl: config.storeUrl,
       onPiece: community ? (record) => community!.recordPiece(record) : undefined,
     });
   } catch (e) {

@@ -394,11 +394,12 @@ export class Store {
     const description = describeStore(location);
     const label = options.label ?? 'store';
     const log = throttledLog(options.log ?? (() => {}));
-    let lastError = '';
+    const errors: string[] = [];
     const listen = (keyv: Keyv<unknown>, name: string) =>
       keyv.on('error', (e: unknown) => {
-        lastError = e instanceof Error ? e.message : String(e);
-        log(`${label} (${name}): ${lastError}`);
+        const message = e instanceof Error ? e.message : String(e);
+        if (errors.length < 20) errors.push(message);
+        log(`${label} (${name}): ${message}`);
       });
     const tables = new Map<string, StoreTable<unknown>>();
     let pool: Pool | undefined;
@@ -467,8 +468,10 @@ export class Store {
       for (const table of tables.values()) await table.has('probe');
     } catch (e) {
       await closeAll();
-      const why = (e as Error).message ?? String(e);
-      throw new Error(`cannot open the ${label} (${description}): ${why}${lastError && !why.includes(lastError) ? ` (${lastError})` : ''}`);
+      let why = (e as Error).message ?? String(e);
+      // @keyv/redis throws a fixed sentence; the reason came as 'error' events (first and last).
+      if (/^Redis client is not connected/.test(why)) why = `could not connect: ${[...new Set([errors[0] ?? 'no answer', errors.at(-1) ?? ''])].filter(Boolean).join('; ')}`;
+      throw new Error(`cannot open the ${label} (${description}): ${why}`);
     }
     return new Store(location, description, tables, closeAll);
   }
