@@ -30,6 +30,7 @@ import { ConfigError, loadConfig } from '../src/config.ts';
 import { JobStore, looksLikeJobId } from '../src/jobs/store.ts';
 import type { JobRecord, JobState } from '../src/jobs/types.ts';
 import { checkStoreUrl, describeStore, POSTGRES_TABLE, REDIS_NAMESPACE_PREFIX, storeLocation, type StoreLocation } from '../src/storage/backend.ts';
+import { chatFixture, type ChatFixture } from './support/chatBot.ts';
 import { createCommunityWorld, datasetBytes, NEW_PIECES, type CommunityWorld } from './support/communityFixture.ts';
 import { TestPostgres, postgresSkip } from './support/postgres.ts';
 import { TestRedis, redisSkip } from './support/redis.ts';
@@ -517,4 +518,55 @@ describe('STORE_URL at start-up', () => {
       assert.ok(!logs.join('\n').includes(SECRET), logs.join('\n'));
     }
   });
+});
+
+describe('nocturne start with STORE_URL (a real bot process)', () => {
+  let fixture: ChatFixture;
+  before(async () => {
+    fixture = await chatFixture('store-start');
+  });
+  after(() => fixture?.remove());
+
+  for (const backend of BACKENDS.filter((b) => b.name !== 'sqlite')) {
+    test(`on ${backend.name}: a piped /compose keeps its job record in the store, and the log names the store without its password`, { skip: backend.skip }, async () => {
+      const server = await backend.start();
+      try {
+        const location = server.location(fixture.dataDir);
+        assert.ok(location.kind !== 'sqlite');
+        // Only the Postgres URL carries a password (trust authentication ignores it); a Redis
+        // without one would refuse AUTH.
+        const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(DISCORD_|SLACK_|NOCTURNE_|STORE_URL|REDIS_URL)/.test(k)));
+        const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), join(ROOT, 'src', 'cli', 'main.ts'), 'start'], {
+          cwd: fixture.dir,
+          env: { ...clean, NOCTURNE_MODEL_DIR: fixture.modelDir, NOCTURNE_COMMUNITY: 'off', STORE_URL: location.url },
+          stdio: ['pipe', 'pipe', 'pipe'],
+        });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d) => (stdout += d));
+        child.stderr.on('data', (d) => (stderr += d));
+        const code = await new Promise<number | null>((resolve) => {
+          child.on('close', resolve);
+          child.stdin.end('/compose chopin 16\n');
+        });
+        assert.equal(code, 0, stderr);
+        assert.match(stderr, backend.name === 'redis' ? /store: job records, settings in Redis redis:\/\/127\.0\.0\.1:\d+ \(STORE_URL;/ : /store: job records, settings in Postgres postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:\d+\/postgres \(table nocturne\) \(STORE_URL;/);
+        assert.ok(!`${stdout}\n${stderr}`.includes(SECRET), 'no password in the output');
+        const id = /Job ([a-z2-9]{8})/.exec(stdout)?.[1];
+        assert.ok(id, stdout);
+        assert.ok(!existsSync(join(fixture.dataDir, 'nocturne.sqlite')), 'no SQLite file');
+        const store = await JobStore.open(location);
+        try {
+          const record = (await store.get(id))!;
+          assert.equal(record.state, 'done');
+          assert.equal(record.params.notes, 16);
+          assert.deepEqual(await store.openJobs(), []);
+        } finally {
+          await store.close();
+        }
+      } finally {
+        await server.stop();
+      }
+    });
+  }
 });
