@@ -570,3 +570,36 @@ describe('nocturne start with STORE_URL (a real bot process)', () => {
     });
   }
 });
+
+test('Redis restarts under an open store: a write meanwhile is kept or fails loudly, never dropped; then it reconnects by itself', { skip: redisSkip }, async () => {
+  const redis = await TestRedis.start();
+  const logs: string[] = [];
+  try {
+    const location = storeLocation('/unused', redis.url);
+    const store = await JobStore.open(location, (l) => logs.push(l));
+    try {
+      await store.create(job('rrrr2222', 'queued', '2026-11-25T12:00:00.000Z'));
+      await redis.stop();
+      // Sent while Redis is down: node-redis either holds it until the connection is back, or,
+      // if it went out on the dying socket, rejects it. Which one depends on when the client
+      // notices the close; both are fine, a silent loss is not.
+      const write = store.create(job('ssss3333', 'queued', '2026-11-25T12:00:01.000Z')).then(
+        () => 'stored',
+        (e: Error) => `failed: ${e.message}`,
+      );
+      await redis.restart();
+      const outcome = await write;
+      if (outcome === 'stored') assert.equal((await store.get('ssss3333'))?.state, 'queued');
+      else assert.match(outcome, /^failed: ./);
+      // Reconnected by itself: writes and reads work again (the throw-away server kept nothing).
+      await store.create(job('tttt4444', 'queued', '2026-11-25T12:00:02.000Z'));
+      assert.equal((await store.get('tttt4444'))?.state, 'queued');
+      assert.equal(await store.get('rrrr2222'), undefined, 'a restart without persistence loses the records (docs/scaling.md: appendonly yes)');
+    } finally {
+      await store.close();
+    }
+    assert.ok(logs.some((l) => /job store \((jobs|open_jobs|server_settings)\)/.test(l)), 'the outage was logged');
+  } finally {
+    await redis.stop();
+  }
+});

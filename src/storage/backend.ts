@@ -195,8 +195,12 @@ export abstract class StoreTable<T = unknown> {
     return this.deleteText(this.storedKey(key), expectedText);
   }
 
-  /** Closes this table's connection (a Postgres pool is the store's and ends with it). */
-  async close(): Promise<void> {
+  /**
+   * Closes this table's connection (a Postgres pool is the store's and ends with it). `force`:
+   * drop it without waiting for commands in flight (a server that never answered).
+   */
+  async close(force = false): Promise<void> {
+    void force;
     await this.keyv.disconnect();
   }
 }
@@ -293,6 +297,12 @@ class RedisTable<T> extends StoreTable<T> {
     return Number(await (await this.client()).eval(REDIS_COMPARE_AND_DELETE, { keys: [stored], arguments: [expected] })) === 1;
   }
 
+  /** Waits up to 5 s for commands in flight (node-redis queues them while Redis is away), then drops the connection. */
+  override async close(force = false): Promise<void> {
+    if (!force && (await withTimeout(this.adapter.disconnect(false), CLOSE_WAIT_MS)) !== 'timeout') return;
+    await this.adapter.disconnect(true).catch(() => undefined);
+  }
+
   protected async listTexts(storedPrefix: string): Promise<[string, string][]> {
     const client = await this.client();
     const match = `${storedPrefix.replace(/[*?[\]\\]/g, (c) => `\\${c}`)}*`;
@@ -360,6 +370,22 @@ export interface StoreOptions {
   sqliteWal?: boolean;
 }
 
+/** How long opening a store may take before it counts as unreachable. */
+const OPEN_TIMEOUT_MS = 10_000;
+/** How long closing waits for a Redis connection's commands in flight. */
+const CLOSE_WAIT_MS = 5000;
+
+/** `work`'s result, or 'timeout' after `ms` (the timer is cleared either way; a late failure is ignored). */
+async function withTimeout<T>(work: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  work.catch(() => undefined);
+  try {
+    return await Promise.race([work, new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Runs `f`, retrying for up to `limitMs` while SQLite answers SQLITE_BUSY. */
 export async function retryWhileBusy<T>(f: () => Promise<T>, limitMs = 5000): Promise<T> {
   const end = Date.now() + limitMs;
@@ -403,8 +429,8 @@ export class Store {
       });
     const tables = new Map<string, StoreTable<unknown>>();
     let pool: Pool | undefined;
-    const closeAll = async () => {
-      await Promise.allSettled([...tables.values()].map((t) => t.close()));
+    const closeAll = async (force = false) => {
+      await Promise.allSettled([...tables.values()].map((t) => t.close(force)));
       await pool?.end().catch(() => undefined);
     };
     try {
@@ -434,7 +460,8 @@ export class Store {
           // The adapter's own default swallows failed commands (an 'error' event only).
           adapter.throwOnErrors = true;
           adapter.throwOnConnectError = true;
-          adapter.connectionTimeout = 10_000;
+          // No adapter connectionTimeout: its timer is never cleared and would hold the process
+          // open; the probe below has its own. Without one, node-redis retries until it connects.
           // keyv hands keys over as they are; the adapter stores `<namespace>::<key>`.
           const keyv = new Keyv<unknown>({ store: adapter, namespace: `${REDIS_NAMESPACE_PREFIX}${name}`, useKeyPrefix: false, throwOnErrors: true });
           listen(keyv, name);
@@ -465,12 +492,15 @@ export class Store {
         }
       }
       // Fail now, naming the store, rather than on the first job.
-      for (const table of tables.values()) await table.has('probe');
+      const probe = (async () => {
+        for (const table of tables.values()) await table.has('probe');
+      })();
+      if ((await withTimeout(probe, OPEN_TIMEOUT_MS)) === 'timeout') throw new Error(`no answer within ${OPEN_TIMEOUT_MS / 1000} s`);
     } catch (e) {
-      await closeAll();
+      await closeAll(true);
       let why = (e as Error).message ?? String(e);
-      // @keyv/redis throws a fixed sentence; the reason came as 'error' events (first and last).
-      if (/^Redis client is not connected/.test(why)) why = `could not connect: ${[...new Set([errors[0] ?? 'no answer', errors.at(-1) ?? ''])].filter(Boolean).join('; ')}`;
+      // The reason came as 'error' events (node-redis retries, @keyv/redis throws a fixed sentence).
+      if (/^Redis client is not connected|^no answer within/.test(why) && errors.length) why = `${why}: ${[...new Set([errors[0], errors.at(-1)!])].join('; ')}`;
       throw new Error(`cannot open the ${label} (${description}): ${why}`);
     }
     return new Store(location, description, tables, closeAll);
