@@ -199,8 +199,7 @@ export abstract class StoreTable<T = unknown> {
    * Closes this table's connection (a Postgres pool is the store's and ends with it). `force`:
    * drop it without waiting for commands in flight (a server that never answered).
    */
-  async close(force = false): Promise<void> {
-    void force;
+  async close(_force = false): Promise<void> {
     await this.keyv.disconnect();
   }
 }
