@@ -10,6 +10,8 @@ import { BACKEND_CHOICES, type BackendChoice } from './model/backend.ts';
 import { DEFAULT_QUEUE_LIMITS, type QueueLimits } from './jobs/queue.ts';
 import type { WorkerOptions } from './jobs/worker.ts';
 import { DISCORD_ATTACHMENT_HOSTS, SLACK_FILE_HOSTS, parseHostList } from './chat/download.ts';
+import { redactedUrl } from './redact.ts';
+import { checkStoreUrl } from './storage/backend.ts';
 
 export const DEFAULT_DISCORD_API_BASE = 'https://discord.com/api';
 export const DEFAULT_SLACK_API_URL = 'https://slack.com/api/';
@@ -66,6 +68,12 @@ export interface Config {
   communityNote?: string;
   /** REDIS_URL: jobs go to `nocturne worker` processes through BullMQ; unset, they run in this process. */
   redisUrl?: string;
+  /**
+   * STORE_URL: job records, server settings and the community loop's records go to this Redis or
+   * Postgres store; unset, to the SQLite file in dataDir. May hold a password: log it only
+   * through describeStore/redactedStoreUrl.
+   */
+  storeUrl?: string;
 }
 
 export class ConfigError extends Error {
@@ -106,7 +114,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       if (!protocols.includes(u.protocol)) throw new Error('protocol');
       return raw;
     } catch {
-      problems.push(`${name} must be an ${protocols.map((p) => p.replace(':', '')).join(' or ')} URL, got ${JSON.stringify(raw)}`);
+      // Shown without its password (REDIS_URL may carry one).
+      problems.push(`${name} must be an ${protocols.map((p) => p.replace(':', '')).join(' or ')} URL, got ${JSON.stringify(redactedUrl(raw, 'a value that does not parse as a URL'))}`);
       return fallback;
     }
   };
@@ -131,6 +140,13 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   };
   const shutdownGraceMs = int('NOCTURNE_SHUTDOWN_GRACE_S', 30, 0, 600) * 1000;
   const redisUrl = get(env, 'REDIS_URL') === undefined ? undefined : url('REDIS_URL', '', ['redis:', 'rediss:']) || undefined;
+  const storeRaw = get(env, 'STORE_URL');
+  let storeUrl: string | undefined;
+  if (storeRaw !== undefined) {
+    const checked = checkStoreUrl(storeRaw);
+    if ('problem' in checked) problems.push(checked.problem);
+    else storeUrl = checked.url;
+  }
 
   const hosts = (name: string, fallback: readonly string[]): readonly string[] => {
     const raw = get(env, name);
@@ -227,8 +243,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       community = communityConfigFromEnv(env, cwd);
     } catch (e) {
       if (!(e instanceof CommunityConfigError)) throw e;
-      // The model folder is reported once, by the check above.
-      const variable = (p: string) => /^(NOCTURNE_[A-Z_]+)/.exec(p)?.[1];
+      // The model folder and STORE_URL are reported once, by the checks above.
+      const variable = (p: string) => /^([A-Z][A-Z0-9_]+)\b/.exec(p)?.[1];
       const reported = new Set(problems.map(variable).filter(Boolean));
       problems.push(...e.problems.filter((p) => !reported.has(variable(p))));
     }
@@ -237,14 +253,14 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   if (terminalRaw === 'off' && !discordToken && !botToken) problems.push('NOCTURNE_TERMINAL=off and no chat platform is configured: nothing would run (set DISCORD_TOKEN or the SLACK_ variables)');
   if (problems.length) throw new ConfigError(problems);
   const terminal = terminalRaw === 'on' || (terminalRaw === 'auto' && !discord && !slack);
-  return { modelDir, dataDir, outDir, backend: backendRaw as BackendChoice, terminal, limits, shutdownGraceMs, discord, slack, community, communityNote, redisUrl };
+  return { modelDir, dataDir, outDir, backend: backendRaw as BackendChoice, terminal, limits, shutdownGraceMs, discord, slack, community, communityNote, redisUrl, storeUrl };
 }
 
 /**
  * What `nocturne worker` reads from the environment: the worker's options less its prefix and log,
  * and whether it takes retraining jobs (NOCTURNE_WORKER_RETRAIN) with which lock TTL.
  */
-export type WorkerConfig = Omit<WorkerOptions, 'prefix' | 'log'> & { retrain: boolean; retrainLockMs: number };
+export type WorkerConfig = Omit<WorkerOptions, 'prefix' | 'log'> & { retrain: boolean; retrainLockMs: number; storeUrl?: string };
 
 /** Configuration for `nocturne worker`: REDIS_URL is required; one ConfigError lists every problem. */
 export function loadWorkerConfig(env: Env = process.env, cwd = process.cwd()): WorkerConfig {
@@ -272,6 +288,14 @@ export function loadWorkerConfig(env: Env = process.env, cwd = process.cwd()): W
   const retrainRaw = (get(env, 'NOCTURNE_WORKER_RETRAIN') ?? 'on').toLowerCase();
   if (!['on', 'off'].includes(retrainRaw)) problems.push(`NOCTURNE_WORKER_RETRAIN must be on or off, got ${JSON.stringify(retrainRaw)}`);
   const retrainLockMs = int('NOCTURNE_RETRAIN_LOCK_MS', 60_000, 1000, 3_600_000);
+  // A retraining run reads and writes the bots' community records: the same store as theirs.
+  const storeRaw = get(env, 'STORE_URL');
+  let storeUrl: string | undefined;
+  if (storeRaw !== undefined) {
+    const checked = checkStoreUrl(storeRaw);
+    if ('problem' in checked) problems.push(checked.problem);
+    else storeUrl = checked.url;
+  }
   if (problems.length) throw new ConfigError(problems);
-  return { redisUrl, modelDir, backend: backendRaw as BackendChoice, maxBatch, batchWindowMs, lockDurationMs, retrain: retrainRaw === 'on', retrainLockMs };
+  return { redisUrl, modelDir, backend: backendRaw as BackendChoice, maxBatch, batchWindowMs, lockDurationMs, retrain: retrainRaw === 'on', retrainLockMs, storeUrl };
 }

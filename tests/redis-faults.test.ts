@@ -179,6 +179,12 @@ test('the worker\'s retraining settings are validated with the rest', () => {
   const off = loadWorkerConfig({ ...base, NOCTURNE_WORKER_RETRAIN: 'off', NOCTURNE_RETRAIN_LOCK_MS: '3000' }, '/');
   assert.equal(off.retrain, false);
   assert.equal(off.retrainLockMs, 3000);
+  assert.equal(defaults.storeUrl, undefined, 'no STORE_URL: the SQLite file in the shared data folder');
+  assert.equal(loadWorkerConfig({ ...base, STORE_URL: 'redis://:hunter2@10.0.0.5:6379' }, '/').storeUrl, 'redis://:hunter2@10.0.0.5:6379');
+  assert.throws(
+    () => loadWorkerConfig({ ...base, STORE_URL: 'mysql://root:hunter2@db/x' }, '/'),
+    (e: unknown) => e instanceof ConfigError && /STORE_URL/.test(e.message) && !e.message.includes('hunter2'),
+  );
   assert.throws(
     () => loadWorkerConfig({ ...base, NOCTURNE_WORKER_RETRAIN: 'maybe', NOCTURNE_RETRAIN_LOCK_MS: '10' }, '/'),
     (e: unknown) => e instanceof ConfigError && e.problems.length === 2 && /NOCTURNE_WORKER_RETRAIN must be on or off/.test(e.message) && /NOCTURNE_RETRAIN_LOCK_MS/.test(e.message),

@@ -10,6 +10,7 @@ import { EngineThread, type ComposeBackend } from '../jobs/engineThread.ts';
 import { RemoteComposeBackend } from '../jobs/redisQueue.ts';
 import { DEFAULT_QUEUE_LIMITS, JobQueue, QueueRefusal, type QueueLimits, type QueueStats } from '../jobs/queue.ts';
 import { JobStore, type ServerSettings } from '../jobs/store.ts';
+import { storeLocation } from '../storage/backend.ts';
 import type { JobInput, JobRecord, Platform, Requester } from '../jobs/types.ts';
 import type { BackendChoice } from '../model/backend.ts';
 import { formatMegabytes } from '../jobs/audioFit.ts';
@@ -18,8 +19,10 @@ import { failureLine, requestText, resultPost } from './results.ts';
 
 export interface BotOptions {
   modelDir: string;
-  /** Where the job store lives (nocturne.sqlite). */
+  /** The data folder: the job store's SQLite file (nocturne.sqlite) when storeUrl is unset. */
   dataDir: string;
+  /** STORE_URL: job records and server settings go to this Redis or Postgres store instead. */
+  storeUrl?: string;
   /** Where each job's files go: <outDir>/<job-id>/. */
   outDir: string;
   backend?: BackendChoice;
@@ -68,7 +71,7 @@ export class Bot implements BotContext {
 
   static async open(options: BotOptions): Promise<Bot> {
     const log = options.log ?? (() => {});
-    const store = await JobStore.open(options.dataDir, log);
+    const store = await JobStore.open(storeLocation(options.dataDir, options.storeUrl), log);
     let engine: EngineThread | RemoteComposeBackend;
     try {
       engine = options.redisUrl ? await RemoteComposeBackend.open(options.redisUrl, options.modelDir, log) : await EngineThread.open(options.modelDir, options.backend ?? 'auto', log);

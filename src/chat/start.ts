@@ -64,6 +64,8 @@ export async function startBot(config: Config, log: (line: string) => void, role
   }
   // Loaded only once the configuration is known to be good, so a bad one fails fast.
   const { Bot } = await import('./bot.ts');
+  const { describeStore, storeLocation } = await import('../storage/backend.ts');
+  log(`store: job records, settings${config.community ? ' and the community loop\'s records' : ''} in ${describeStore(storeLocation(config.dataDir, config.storeUrl))}${config.storeUrl ? ` (STORE_URL; contributed files and model versions stay in ${config.dataDir})` : ''}`);
   let community: CommunityService | undefined;
   let modelDir = config.modelDir;
   if (config.community) {
@@ -99,6 +101,7 @@ export async function startBot(config: Config, log: (line: string) => void, role
       log,
       community,
       redisUrl: config.redisUrl,
+      storeUrl: config.storeUrl,
       onPiece: community ? (record) => community!.recordPiece(record) : undefined,
     });
   } catch (e) {

@@ -36,12 +36,12 @@ export async function runWorker(argv: string[], log: (line: string) => void): Pr
     throw e;
   }
   const { ComposeWorker } = await import('../jobs/worker.ts');
-  const { retrain, retrainLockMs, ...composeConfig } = config;
+  const { retrain, retrainLockMs, storeUrl, ...composeConfig } = config;
   const worker = await ComposeWorker.start({ ...composeConfig, log });
   let retrainer: import('../jobs/retrainQueue.ts').RetrainJobWorker | undefined;
   if (retrain) {
     const { RetrainJobWorker } = await import('../jobs/retrainQueue.ts');
-    retrainer = await RetrainJobWorker.start({ redisUrl: config.redisUrl, lockTtlMs: retrainLockMs, lockDurationMs: config.lockDurationMs, log });
+    retrainer = await RetrainJobWorker.start({ redisUrl: config.redisUrl, lockTtlMs: retrainLockMs, lockDurationMs: config.lockDurationMs, storeUrl, log });
   }
   const signal = await new Promise<string>((done) => {
     for (const s of ['SIGTERM', 'SIGINT'] as const) process.once(s, () => done(s));

@@ -21,6 +21,7 @@ import type { RetrainOutcome, RetrainProgress, RetrainRequest, RunRecord } from 
 import { RetrainProcess } from './retrainProcess.ts';
 import { RetrainSchedule } from './schedule.ts';
 import { CommunityStore } from './store.ts';
+import { storeLocation } from '../storage/backend.ts';
 
 export interface RetrainStatusReport {
   /** The run holding the lock, when one is live. */
@@ -58,7 +59,7 @@ export class Community {
 
   /** Opens the store, the registry (seeding it with NOCTURNE_MODEL_DIR) and the corpus profile. */
   static async open(config: CommunityConfig, log: (line: string) => void = () => {}): Promise<Community> {
-    const store = await CommunityStore.open(config.dataDir, log);
+    const store = await CommunityStore.open(storeLocation(config.dataDir, config.storeUrl), log);
     try {
       const registry = await ModelRegistry.open(config.dataDir, config.initialModelDir, log);
       const profile = await loadCorpusProfile(config.datasetDir, join(config.dataDir, 'corpus-profile.json'), log);

@@ -8,6 +8,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import cron from 'node-cron';
+import { checkStoreUrl } from '../storage/backend.ts';
 
 export interface RetrainSettings {
   /** node-cron expression for scheduled runs, or null when the schedule is off. */
@@ -44,8 +45,13 @@ export interface GateSettings {
 }
 
 export interface CommunityConfig {
-  /** Where contributions, model versions, the store and caches live. */
+  /** Where contributions, model versions, caches and (without storeUrl) the SQLite store live. */
   dataDir: string;
+  /**
+   * STORE_URL: the records (contributions' metadata, runs, the lock) go to this Redis or Postgres
+   * store; unset, to the SQLite file in dataDir. Never put in argv or logs (it may hold a password).
+   */
+  storeUrl?: string;
   /** The training corpus (piano-midi.de layout or <Composer>/*.mid). */
   datasetDir: string;
   /** The shipped model that seeds the registry as its first version. */
@@ -147,8 +153,17 @@ export function communityConfigFromEnv(env: Record<string, string | undefined> =
   const staleText = raw('NOCTURNE_RETRAIN_STALE_LOCK_MINUTES');
   const staleLockMinutes = staleText === '' ? maxMinutes + 60 : number('NOCTURNE_RETRAIN_STALE_LOCK_MINUTES', 1, 30 * 24 * 60);
 
+  const storeText = env.STORE_URL?.trim();
+  let storeUrl: string | undefined;
+  if (storeText) {
+    const checked = checkStoreUrl(storeText);
+    if ('problem' in checked) problems.push(checked.problem);
+    else storeUrl = checked.url;
+  }
+
   const config: CommunityConfig = {
     dataDir: resolve(cwd, raw('NOCTURNE_DATA_DIR')),
+    storeUrl,
     datasetDir: resolve(cwd, raw('NOCTURNE_DATASET_DIR')),
     initialModelDir: resolve(cwd, raw('NOCTURNE_MODEL_DIR')),
     contributionsPerDay: number('NOCTURNE_CONTRIBUTIONS_PER_DAY', 0, 100_000, true),

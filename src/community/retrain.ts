@@ -38,6 +38,7 @@ import { gateDecision, scoreModel, type ModelScores } from './gate.ts';
 import { acquireRetrainLock, newLockOwner, refreshRetrainLock, releaseRetrainLock } from './lock.ts';
 import { ModelRegistry, type VersionRecord } from './registry.ts';
 import { CommunityStore } from './store.ts';
+import { storeLocation } from '../storage/backend.ts';
 
 export type RetrainTrigger = 'schedule' | 'moderator' | 'cli';
 
@@ -164,7 +165,7 @@ export async function runRetraining(config: CommunityConfig, request: RetrainReq
   let store: CommunityStore | undefined;
   let servingBefore = '';
   try {
-    store = await CommunityStore.open(config.dataDir);
+    store = await CommunityStore.open(storeLocation(config.dataDir, config.storeUrl));
     const registry = await ModelRegistry.open(config.dataDir, config.initialModelDir);
     servingBefore = registry.serving;
     // -Infinity: no heartbeat counts as fresh (not even one from a host whose clock is ahead).

@@ -41,10 +41,13 @@ export class RetrainProcess {
    */
   constructor(config: CommunityConfig, request: RetrainRequest, onProgress: (p: RetrainProgress) => void = () => {}, store?: CommunityStore, options: RetrainProcessOptions = {}) {
     const started = Date.now();
-    this.child = fork(WORKER, [JSON.stringify(config), JSON.stringify(request), JSON.stringify(options)], {
+    // The store URL may hold a password: it goes in the child's environment, never in its argv
+    // (which `ps` shows). Empty means the SQLite file, whatever this process's STORE_URL says.
+    const { storeUrl, ...shown } = config;
+    this.child = fork(WORKER, [JSON.stringify(shown), JSON.stringify(request), JSON.stringify(options)], {
       execArgv: ['--import', import.meta.resolve('tsx')],
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-      env: process.env,
+      env: { ...process.env, STORE_URL: storeUrl ?? '' },
     });
     this.child.stderr?.setEncoding('utf8');
     this.child.stderr?.on('data', (chunk: string) => {

@@ -1,7 +1,8 @@
 /**
  * Entry of the retraining child process (started by retrainProcess.ts with `node --import tsx`
  * and an IPC channel). argv: the validated config and the request, as JSON. It runs
- * runRetraining, sends progress and the outcome to the parent, and exits. Training is CPU-bound
+ * runRetraining, sends progress and the outcome to the parent, and exits. The store URL comes in
+ * the environment (STORE_URL; empty: the SQLite file), never in argv, as it may hold a password. Training is CPU-bound
  * and synchronous, so doing it here keeps the bot's own process free to answer /compose.
  */
 import { initBackend } from '../model/backend.ts';
@@ -34,7 +35,7 @@ async function main(): Promise<number> {
     console.error('usage: retrainWorker.ts CONFIG_JSON REQUEST_JSON (started by retrainProcess.ts)');
     return 2;
   }
-  const config = JSON.parse(configJson) as CommunityConfig;
+  const config: CommunityConfig = { ...(JSON.parse(configJson) as CommunityConfig), storeUrl: process.env.STORE_URL?.trim() || undefined };
   const request = JSON.parse(requestJson) as RetrainRequest;
   const options = JSON.parse(optionsJson ?? '{}') as RetrainProcessOptions;
   exitWithParent = options.exitWithParent === true;

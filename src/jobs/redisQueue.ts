@@ -27,6 +27,7 @@ import { ComposeInputError } from '../engine/engine.ts';
 import type { AudioOptions, ComposeRequest, ComposeResult, ComposeStage, ModelInfo } from '../engine/types.ts';
 import { readModelSpec, type ModelSpec } from '../model/folder.ts';
 import type { ComposeBackend } from './engineThread.ts';
+import { redactedUrl } from '../redact.ts';
 
 export const COMPOSE_QUEUE = 'compose';
 export const DEFAULT_REDIS_PREFIX = 'nocturne';
@@ -266,13 +267,5 @@ export class RemoteComposeBackend implements ComposeBackend {
   }
 }
 
-/** The URL without its password, for log lines. Pure. */
-export function redactedUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return 'the configured Redis URL';
-  }
-}
+/** The URL without its password, for log lines (shared with STORE_URL's log lines). */
+export { redactedUrl };

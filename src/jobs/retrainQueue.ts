@@ -47,9 +47,12 @@ export function retrainLockKey(prefix = DEFAULT_REDIS_PREFIX): string {
   return `${prefix}:retrain:lock`;
 }
 
-/** A queued run: the bot's validated community settings and the request. */
+/**
+ * A queued run: the bot's validated community settings and the request. The store's URL is not
+ * in it (it may hold a password, and job data sits in Redis): the worker uses its own STORE_URL.
+ */
 export interface RetrainJobData {
-  config: CommunityConfig;
+  config: Omit<CommunityConfig, 'storeUrl'>;
   request: RetrainRequest;
   requestedAt: string;
   /** The bot process that queued it ("host pid n"). */
@@ -143,7 +146,8 @@ export class RedisRetraining implements RemoteRetraining {
         return emptyOutcome('', 'busy', `a retraining run is already queued for a worker (${d.request.trigger}${d.request.requestedBy ? ` by ${d.request.requestedBy}` : ''} at ${utc(d.requestedAt)})`, started);
       }
       this.listeners.set(jobId, onProgress);
-      const job = await this.queue.add(RETRAIN_QUEUE, { config, request, requestedAt: new Date().toISOString(), from: processName() }, { jobId, attempts: 1, removeOnComplete: { age: FAILED_TTL_S }, removeOnFail: { age: FAILED_TTL_S } });
+      const { storeUrl: _private, ...shared } = config;
+      const job = await this.queue.add(RETRAIN_QUEUE, { config: shared, request, requestedAt: new Date().toISOString(), from: processName() }, { jobId, attempts: 1, removeOnComplete: { age: FAILED_TTL_S }, removeOnFail: { age: FAILED_TTL_S } });
       this.log(`community: retraining job ${jobId} queued for a nocturne worker (${request.trigger}${request.requestedBy ? ` by ${request.requestedBy}` : ''})`);
       onProgress({ runId: jobId, stage: 'starting', line: 'queued for a nocturne worker' });
       const outcome = (await job.waitUntilFinished(this.events)) as RetrainOutcome;
@@ -175,6 +179,8 @@ export interface RetrainWorkerOptions {
   /** BullMQ's job lock: a dead worker's job is handed on after about this. */
   lockDurationMs: number;
   prefix?: string;
+  /** The store the bots use (STORE_URL; unset: the SQLite file in the bots' shared data folder). */
+  storeUrl?: string;
   log: (line: string) => void;
 }
 
@@ -217,7 +223,8 @@ export class RetrainJobWorker {
 
   private async process(job: Job<RetrainJobData, RetrainOutcome>): Promise<RetrainOutcome> {
     const started = Date.now();
-    const { config, request } = job.data;
+    const config: CommunityConfig = { ...job.data.config, storeUrl: this.o.storeUrl };
+    const { request } = job.data;
     const jobId = job.id ?? '';
     const key = retrainLockKey(this.prefix);
     const info: RetrainLockInfo = { jobId, worker: processName(), trigger: request.trigger, requestedBy: request.requestedBy, startedAt: new Date().toISOString() };

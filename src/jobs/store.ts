@@ -1,18 +1,17 @@
 /**
- * Job records and per-server settings in keyv (keyv@5 + @keyv/sqlite in the data folder).
+ * Job records and per-server settings in keyv, on the store STORE_URL chooses
+ * (src/storage/backend.ts: the data folder's SQLite file by default, or Redis, or Postgres).
  *
- * Three tables in one SQLite file: `jobs` (every record, kept), `open_jobs` (ids of jobs not yet
- * done or failed, so a restart finds them without scanning all history) and `server_settings`.
- * A record is written before its id enters `open_jobs` and leaves `open_jobs` only after its final
- * state is written, so a crash at any point leaves either a finished record or an open one.
- * Updates to one record are serialized in-process (read, merge, write), so concurrent stage
- * changes cannot lose each other's fields.
+ * Three tables: `jobs` (every record, kept), `open_jobs` (one key per job not yet done or failed,
+ * so a restart finds them without scanning all history) and `server_settings`. A record is
+ * written before its id enters `open_jobs` and leaves `open_jobs` only after its final state is
+ * written, so a crash at any point leaves either a finished record or an open one. The index is
+ * a key per job rather than one list record, so bots sharing a store never overwrite each
+ * other's entries. Updates to one record are serialized in-process (read, merge, write), so
+ * concurrent stage changes cannot lose each other's fields.
  */
-import { mkdir } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
-import Keyv from 'keyv';
-import KeyvSqlite from '@keyv/sqlite';
+import { Store, storeLocation, type StoreLocation, type StoreTable } from '../storage/backend.ts';
 import type { AudioFormat } from '../engine/types.ts';
 import { OPEN_STATES, type JobRecord } from './types.ts';
 
@@ -23,9 +22,7 @@ export interface ServerSettings {
 
 export const DEFAULT_SERVER_SETTINGS: ServerSettings = Object.freeze({ audio: 'wav' });
 
-export const STORE_FILE = 'nocturne.sqlite';
-
-/** Milliseconds a write waits for another connection's lock before failing. */
+/** SQLite: milliseconds a write waits for another connection's lock before failing. */
 const BUSY_TIMEOUT_MS = 5000;
 
 /** Lower-case letters and digits without look-alikes (no 0/o, 1/l/i): easy to type into `show`. */
@@ -48,59 +45,32 @@ export function looksLikeJobId(text: string): boolean {
   return /^(?=[a-z2-9]*[2-9])(?=[a-z2-9]*[a-z])[a-z2-9]{8}$/.test(text);
 }
 
-function table<T>(file: string, name: string, log: (line: string) => void): Keyv<T> {
-  const store = new KeyvSqlite({ uri: `sqlite://${file}`, table: name, busyTimeout: BUSY_TIMEOUT_MS });
-  const keyv = new Keyv<T>({ store, namespace: name, throwOnErrors: true });
-  keyv.on('error', (e: unknown) => log(`job store (${name}): ${e instanceof Error ? e.message : String(e)}`));
-  return keyv;
-}
-
-/** Runs `f`, retrying for up to `limitMs` while SQLite answers SQLITE_BUSY. */
-async function retryWhileBusy<T>(f: () => Promise<T>, limitMs = 5000): Promise<T> {
-  const end = Date.now() + limitMs;
-  for (;;) {
-    try {
-      return await f();
-    } catch (e) {
-      if (!/SQLITE_BUSY/.test((e as Error).message ?? '') || Date.now() > end) throw e;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
-}
-
 export class JobStore {
   private readonly chains = new Map<string, Promise<unknown>>();
 
   private constructor(
-    private readonly jobs: Keyv<JobRecord>,
-    private readonly open: Keyv<string>,
-    private readonly settings: Keyv<ServerSettings>,
-    readonly file: string,
+    private readonly store: Store,
+    private readonly jobs: StoreTable<JobRecord>,
+    private readonly open: StoreTable<string>,
+    private readonly settings: StoreTable<ServerSettings>,
   ) {}
 
-  /** Opens (creating if needed) `<dataDir>/nocturne.sqlite`. */
-  static async open(dataDir: string, log: (line: string) => void = () => {}): Promise<JobStore> {
-    await mkdir(dataDir, { recursive: true });
-    const file = join(dataDir, STORE_FILE);
-    const store = new JobStore(table<JobRecord>(file, 'jobs', log), table<string>(file, 'open_jobs', log), table<ServerSettings>(file, 'server_settings', log), file);
-    // Fail now, with the path, rather than on the first job. WAL lets the three connections
-    // read while one writes, and synchronous=NORMAL makes each write one fsync-free append (a
-    // power cut may lose the last writes but never corrupts the file).
-    try {
-      for (const keyv of [store.jobs, store.open, store.settings]) {
-        const sqlite = keyv.store as KeyvSqlite;
-        // Switching to WAL needs the file to itself and does not wait on busy_timeout: while one
-        // of the other two connections is still creating its table, it fails at once with
-        // SQLITE_BUSY. Those are ours and finish within milliseconds, so wait for them (bounded).
-        await retryWhileBusy(() => sqlite.query('PRAGMA journal_mode=WAL'));
-        await retryWhileBusy(() => sqlite.query('PRAGMA synchronous=NORMAL'));
-      }
-      await store.open.has('probe');
-    } catch (e) {
-      await store.close().catch(() => undefined);
-      throw new Error(`cannot open the job store ${file}: ${(e as Error).message}`);
-    }
-    return store;
+  /**
+   * Opens the job store at `where`: a store location (storeLocation(dataDir, STORE_URL)), or a
+   * data folder for its SQLite file. Fails at once, naming the store (never its password).
+   */
+  static async open(where: StoreLocation | string, log: (line: string) => void = () => {}): Promise<JobStore> {
+    const location = typeof where === 'string' ? storeLocation(where) : where;
+    // On SQLite, WAL lets the three connections read while one writes, and synchronous=NORMAL
+    // makes each write one fsync-free append (a power cut may lose the last writes but never
+    // corrupts the file).
+    const store = await Store.open(location, ['jobs', 'open_jobs', 'server_settings'], { log, label: 'job store', busyTimeoutMs: BUSY_TIMEOUT_MS, sqliteWal: true });
+    return new JobStore(store, store.table('jobs'), store.table('open_jobs'), store.table('server_settings'));
+  }
+
+  /** Which store this is, for log lines (no password). */
+  get description(): string {
+    return this.store.description;
   }
 
   async get(id: string): Promise<JobRecord | undefined> {
@@ -138,12 +108,8 @@ export class JobStore {
 
   /** Jobs not yet done or failed, oldest first (what a crash or a shutdown left behind). */
   async openJobs(): Promise<JobRecord[]> {
-    const ids: string[] = [];
-    if (this.open.iterator) {
-      for await (const [key] of this.open.iterator(undefined)) ids.push(String(key));
-    }
     const records: JobRecord[] = [];
-    for (const id of ids) {
+    for (const { key: id } of await this.open.list()) {
       const record = await this.jobs.get(id);
       if (record && OPEN_STATES.includes(record.state)) records.push(record);
       else await this.open.delete(id);
@@ -162,7 +128,7 @@ export class JobStore {
   /** Waits for pending writes, then closes the database connections. */
   async close(): Promise<void> {
     await Promise.allSettled([...this.chains.values()]);
-    await Promise.allSettled([this.jobs.disconnect(), this.open.disconnect(), this.settings.disconnect()]);
+    await this.store.close();
   }
 
   private serialize<T>(id: string, work: () => Promise<T>): Promise<T> {
