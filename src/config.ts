@@ -103,6 +103,18 @@ function intSetting(env: Env, problems: string[], name: string, fallback: number
   return v;
 }
 
+/** STORE_URL, checked (the password never appears in a problem); unset: the SQLite file. */
+function storeSetting(env: Env, problems: string[]): string | undefined {
+  const raw = get(env, 'STORE_URL');
+  if (raw === undefined) return undefined;
+  const checked = checkStoreUrl(raw);
+  if ('problem' in checked) {
+    problems.push(checked.problem);
+    return undefined;
+  }
+  return checked.url;
+}
+
 export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config {
   const problems: string[] = [];
   const int = (name: string, fallback: number, min: number, max: number): number => intSetting(env, problems, name, fallback, min, max);
@@ -140,13 +152,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   };
   const shutdownGraceMs = int('NOCTURNE_SHUTDOWN_GRACE_S', 30, 0, 600) * 1000;
   const redisUrl = get(env, 'REDIS_URL') === undefined ? undefined : url('REDIS_URL', '', ['redis:', 'rediss:']) || undefined;
-  const storeRaw = get(env, 'STORE_URL');
-  let storeUrl: string | undefined;
-  if (storeRaw !== undefined) {
-    const checked = checkStoreUrl(storeRaw);
-    if ('problem' in checked) problems.push(checked.problem);
-    else storeUrl = checked.url;
-  }
+  const storeUrl = storeSetting(env, problems);
 
   const hosts = (name: string, fallback: readonly string[]): readonly string[] => {
     const raw = get(env, name);
@@ -289,13 +295,7 @@ export function loadWorkerConfig(env: Env = process.env, cwd = process.cwd()): W
   if (!['on', 'off'].includes(retrainRaw)) problems.push(`NOCTURNE_WORKER_RETRAIN must be on or off, got ${JSON.stringify(retrainRaw)}`);
   const retrainLockMs = int('NOCTURNE_RETRAIN_LOCK_MS', 60_000, 1000, 3_600_000);
   // A retraining run reads and writes the bots' community records: the same store as theirs.
-  const storeRaw = get(env, 'STORE_URL');
-  let storeUrl: string | undefined;
-  if (storeRaw !== undefined) {
-    const checked = checkStoreUrl(storeRaw);
-    if ('problem' in checked) problems.push(checked.problem);
-    else storeUrl = checked.url;
-  }
+  const storeUrl = storeSetting(env, problems);
   if (problems.length) throw new ConfigError(problems);
   return { redisUrl, modelDir, backend: backendRaw as BackendChoice, maxBatch, batchWindowMs, lockDurationMs, retrain: retrainRaw === 'on', retrainLockMs, storeUrl };
 }
