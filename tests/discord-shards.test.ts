@@ -80,6 +80,22 @@ async function composeIn(guild: string, notes: number): Promise<string> {
   return token;
 }
 
+/** A shard manager's environment: its own data and out folders (`name`), the fake at `apiBase`. */
+function managerEnv(name: string, apiBase: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    REDIS_URL: redis.url,
+    NOCTURNE_MODEL_DIR: fixture.modelDir,
+    NOCTURNE_DATA_DIR: join(fixture.dir, `data${name}`),
+    NOCTURNE_OUT_DIR: join(fixture.dir, `out${name}`),
+    NOCTURNE_COMMUNITY: 'off',
+    NOCTURNE_TERMINAL: 'off',
+    DISCORD_TOKEN: 'MTAw.fake.token',
+    DISCORD_API_BASE: apiBase,
+    DISCORD_SHARDS: '2',
+    ...extra,
+  };
+}
+
 before(async () => {
   if (redisSkip) return;
   redis = await TestRedis.start();
@@ -87,20 +103,7 @@ before(async () => {
   fixture = await chatFixture('shards');
   worker = new NocturneProcess('worker', { REDIS_URL: redis.url, NOCTURNE_MODEL_DIR: fixture.modelDir, NOCTURNE_BATCH_WINDOW_MS: '20' });
   await worker.waitFor(/worker: taking compose jobs/, 120_000, 'the worker');
-  manager = new NocturneProcess('start', {
-    REDIS_URL: redis.url,
-    NOCTURNE_MODEL_DIR: fixture.modelDir,
-    NOCTURNE_DATA_DIR: join(fixture.dir, 'data'),
-    NOCTURNE_OUT_DIR: join(fixture.dir, 'out'),
-    NOCTURNE_COMMUNITY: 'off',
-    NOCTURNE_TERMINAL: 'off',
-    NOCTURNE_USER_PER_MINUTE: '100',
-    NOCTURNE_BATCH_WINDOW_MS: '20',
-    NOCTURNE_SHUTDOWN_GRACE_S: '5',
-    DISCORD_TOKEN: 'MTAw.fake.token',
-    DISCORD_API_BASE: fake.apiBase,
-    DISCORD_SHARDS: 'auto',
-  });
+  manager = new NocturneProcess('start', managerEnv('', fake.apiBase, { NOCTURNE_USER_PER_MINUTE: '100', NOCTURNE_BATCH_WINDOW_MS: '20', NOCTURNE_SHUTDOWN_GRACE_S: '5', DISCORD_SHARDS: 'auto' }));
   await manager.waitFor(/discord shards: all 2 ready/, 300_000, 'the shard manager');
 });
 
@@ -208,18 +211,7 @@ test('"queued #n" counts the jobs of both shards: they wait in one Redis queue',
 
 test('the terminal (like Slack) runs once, in the manager; SIGTERM stops the manager and every shard, exit 0', { skip: redisSkip, timeout: 300_000 }, async () => {
   const other = await FakeDiscord.start({ shards: SHARDS });
-  const m = new NocturneProcess('start', {
-    REDIS_URL: redis.url,
-    NOCTURNE_MODEL_DIR: fixture.modelDir,
-    NOCTURNE_DATA_DIR: join(fixture.dir, 'data-terminal'),
-    NOCTURNE_OUT_DIR: join(fixture.dir, 'out-terminal'),
-    NOCTURNE_COMMUNITY: 'off',
-    NOCTURNE_TERMINAL: 'on',
-    NOCTURNE_SHUTDOWN_GRACE_S: '5',
-    DISCORD_TOKEN: 'MTAw.fake.token',
-    DISCORD_API_BASE: other.apiBase,
-    DISCORD_SHARDS: '2',
-  });
+  const m = new NocturneProcess('start', managerEnv('-terminal', other.apiBase, { NOCTURNE_TERMINAL: 'on', NOCTURNE_SHUTDOWN_GRACE_S: '5' }));
   try {
     await m.waitFor(/discord shards: all 2 ready/, 300_000, 'the second shard manager');
     const lines = m.output.join('').split('\n');
@@ -243,18 +235,7 @@ test('the terminal (like Slack) runs once, in the manager; SIGTERM stops the man
 
 test('the manager killed with SIGKILL: its shards notice and stop by themselves', { skip: redisSkip, timeout: 300_000 }, async () => {
   const other = await FakeDiscord.start({ shards: SHARDS });
-  const m = new NocturneProcess('start', {
-    REDIS_URL: redis.url,
-    NOCTURNE_MODEL_DIR: fixture.modelDir,
-    NOCTURNE_DATA_DIR: join(fixture.dir, 'data-orphans'),
-    NOCTURNE_OUT_DIR: join(fixture.dir, 'out-orphans'),
-    NOCTURNE_COMMUNITY: 'off',
-    NOCTURNE_TERMINAL: 'off',
-    NOCTURNE_SHUTDOWN_GRACE_S: '5',
-    DISCORD_TOKEN: 'MTAw.fake.token',
-    DISCORD_API_BASE: other.apiBase,
-    DISCORD_SHARDS: '2',
-  });
+  const m = new NocturneProcess('start', managerEnv('-orphans', other.apiBase, { NOCTURNE_SHUTDOWN_GRACE_S: '5' }));
   const pids = () => [...m.output.join('').matchAll(/shard \d of 2 started \(pid (\d+)\)/g)].map((x) => Number(x[1]));
   try {
     await m.waitFor(/discord shards: all 2 ready/, 300_000, 'the third shard manager');
@@ -273,17 +254,7 @@ test('a shard that cannot log in stops the manager with one line, instead of res
   const broken = await FakeDiscord.start({ shards: SHARDS });
   // Registration (by the manager) works; the shards' gateway lookup is refused, as for a revoked token.
   broken.failWith = (c) => (c.path === '/gateway/bot' ? 401 : undefined);
-  const doomed = new NocturneProcess('start', {
-    REDIS_URL: redis.url,
-    NOCTURNE_MODEL_DIR: fixture.modelDir,
-    NOCTURNE_DATA_DIR: join(fixture.dir, 'data-broken'),
-    NOCTURNE_OUT_DIR: join(fixture.dir, 'out-broken'),
-    NOCTURNE_COMMUNITY: 'off',
-    NOCTURNE_TERMINAL: 'off',
-    DISCORD_TOKEN: 'MTAw.fake.token',
-    DISCORD_API_BASE: broken.apiBase,
-    DISCORD_SHARDS: '2',
-  });
+  const doomed = new NocturneProcess('start', managerEnv('-broken', broken.apiBase));
   try {
     const code = await new Promise<number | null>((resolve) => doomed.child.once('exit', resolve));
     const out = doomed.output.join('');
