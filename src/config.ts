@@ -12,6 +12,7 @@ import type { WorkerOptions } from './jobs/worker.ts';
 import { DISCORD_ATTACHMENT_HOSTS, SLACK_FILE_HOSTS, parseHostList } from './chat/download.ts';
 import { redactedUrl } from './redact.ts';
 import { checkStoreUrl } from './storage/backend.ts';
+import { DEFAULT_HEARTBEAT_MS, DEFAULT_SCAN_MS, DEFAULT_STALE_MS, INSTANCE_NAME_PATTERN, defaultInstanceName, type InstanceSettings } from './jobs/instances.ts';
 
 export const DEFAULT_DISCORD_API_BASE = 'https://discord.com/api';
 export const DEFAULT_SLACK_API_URL = 'https://slack.com/api/';
@@ -74,6 +75,11 @@ export interface Config {
    * through describeStore/redactedStoreUrl.
    */
   storeUrl?: string;
+  /**
+   * NOCTURNE_INSTANCE (default: the host name) and the heartbeat timing: job records name their
+   * owner, and bots sharing a store take over only the jobs of instances that are gone.
+   */
+  instance?: InstanceSettings;
 }
 
 export class ConfigError extends Error {
@@ -153,6 +159,18 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   const shutdownGraceMs = int('NOCTURNE_SHUTDOWN_GRACE_S', 30, 0, 600) * 1000;
   const redisUrl = get(env, 'REDIS_URL') === undefined ? undefined : url('REDIS_URL', '', ['redis:', 'rediss:']) || undefined;
   const storeUrl = storeSetting(env, problems);
+  const instanceRaw = get(env, 'NOCTURNE_INSTANCE');
+  if (instanceRaw !== undefined && !INSTANCE_NAME_PATTERN.test(instanceRaw)) problems.push(`NOCTURNE_INSTANCE must be a name of up to 64 letters, digits, dots, dashes and underscores, starting with a letter or digit (one per bot process sharing a store), got ${JSON.stringify(instanceRaw.slice(0, 80))}`);
+  const heartbeatS = int('NOCTURNE_HEARTBEAT_S', DEFAULT_HEARTBEAT_MS / 1000, 1, 600);
+  const staleS = int('NOCTURNE_INSTANCE_STALE_S', DEFAULT_STALE_MS / 1000, 2, 3600);
+  const scanS = int('NOCTURNE_TAKEOVER_SCAN_S', DEFAULT_SCAN_MS / 1000, 1, 3600);
+  if (staleS < 2 * heartbeatS) problems.push(`NOCTURNE_INSTANCE_STALE_S (${staleS}) must be at least twice NOCTURNE_HEARTBEAT_S (${heartbeatS}): a running bot whose heartbeat is merely late would otherwise count as gone and lose its jobs`);
+  const instance: InstanceSettings = {
+    name: instanceRaw !== undefined && INSTANCE_NAME_PATTERN.test(instanceRaw) ? instanceRaw : defaultInstanceName(),
+    heartbeatMs: heartbeatS * 1000,
+    staleMs: staleS * 1000,
+    scanMs: scanS * 1000,
+  };
 
   const hosts = (name: string, fallback: readonly string[]): readonly string[] => {
     const raw = get(env, name);
@@ -259,7 +277,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   if (terminalRaw === 'off' && !discordToken && !botToken) problems.push('NOCTURNE_TERMINAL=off and no chat platform is configured: nothing would run (set DISCORD_TOKEN or the SLACK_ variables)');
   if (problems.length) throw new ConfigError(problems);
   const terminal = terminalRaw === 'on' || (terminalRaw === 'auto' && !discord && !slack);
-  return { modelDir, dataDir, outDir, backend: backendRaw as BackendChoice, terminal, limits, shutdownGraceMs, discord, slack, community, communityNote, redisUrl, storeUrl };
+  return { modelDir, dataDir, outDir, backend: backendRaw as BackendChoice, terminal, limits, shutdownGraceMs, discord, slack, community, communityNote, redisUrl, storeUrl, instance };
 }
 
 /**

@@ -10,6 +10,7 @@ import { EngineThread, type ComposeBackend } from '../jobs/engineThread.ts';
 import { RemoteComposeBackend } from '../jobs/redisQueue.ts';
 import { DEFAULT_QUEUE_LIMITS, JobQueue, QueueRefusal, type QueueLimits, type QueueStats } from '../jobs/queue.ts';
 import { JobStore, type ServerSettings } from '../jobs/store.ts';
+import { defaultInstanceSettings, Heartbeat, heartbeatFresh, type InstanceSettings } from '../jobs/instances.ts';
 import { storeLocation } from '../storage/backend.ts';
 import type { JobInput, JobRecord, Platform, Requester } from '../jobs/types.ts';
 import type { BackendChoice } from '../model/backend.ts';
@@ -36,6 +37,22 @@ export interface BotOptions {
   community?: CommunityContext;
   /** Compose through `nocturne worker` processes over Redis (BullMQ) instead of loading the model here. */
   redisUrl?: string;
+  /**
+   * This process's instance name and heartbeat timing (NOCTURNE_INSTANCE, src/jobs/instances.ts);
+   * default: the host name, 10 s heartbeats, stale after 60 s, a scan for orphaned jobs every 30 s.
+   */
+  instance?: Partial<InstanceSettings>;
+}
+
+/** What one recovery pass did, for the log. */
+export interface RecoverOutcome {
+  requeued: string[];
+  apologized: string[];
+  waiting: string[];
+  /** Jobs taken over from instances whose heartbeat is stale or missing, as `id (from name)`. */
+  takenOver: string[];
+  /** Jobs left to another instance that is running (its heartbeat is fresh). */
+  othersLive: string[];
 }
 
 /** How a restarted bot reaches the person who asked for an unfinished job. */
@@ -58,6 +75,9 @@ export class Bot implements BotContext {
   readonly startedAt = new Date();
   readonly commands: readonly CommandSpec[];
   private readonly running = new Set<Promise<unknown>>();
+  private scanTimer: NodeJS.Timeout | undefined;
+  private scanning: Promise<unknown> | undefined;
+  private closing = false;
 
   private constructor(
     private engine: ComposeBackend & { close?: (drainMs?: number) => Promise<void> },
@@ -65,22 +85,38 @@ export class Bot implements BotContext {
     readonly queue: JobQueue,
     private readonly options: BotOptions,
     private readonly log: (line: string) => void,
+    private readonly heartbeat: Heartbeat,
+    readonly instance: InstanceSettings,
   ) {
     this.commands = botCommands(Boolean(options.community));
+    queue.owner = instance.name;
   }
 
+  /**
+   * Opens the store, claims this process's instance name there (refused with InstanceNameInUse
+   * when another running process holds it), and opens the engine.
+   */
   static async open(options: BotOptions): Promise<Bot> {
     const log = options.log ?? (() => {});
+    const instance = { ...defaultInstanceSettings(), ...options.instance };
     const store = await JobStore.open(storeLocation(options.dataDir, options.storeUrl), log);
+    let heartbeat: Heartbeat;
+    try {
+      heartbeat = await Heartbeat.start(store.instances, instance, log);
+    } catch (e) {
+      await store.close();
+      throw e;
+    }
     let engine: EngineThread | RemoteComposeBackend;
     try {
       engine = options.redisUrl ? await RemoteComposeBackend.open(options.redisUrl, options.modelDir, log) : await EngineThread.open(options.modelDir, options.backend ?? 'auto', log);
     } catch (e) {
+      await heartbeat.stop();
       await store.close();
       throw new Error(`cannot load the model in ${options.modelDir}: ${(e as Error).message}`);
     }
     const queue = new JobQueue(engine, store, options.outDir, { ...DEFAULT_QUEUE_LIMITS, ...options.limits }, log);
-    return new Bot(engine, store, queue, options, log);
+    return new Bot(engine, store, queue, options, log, heartbeat, instance);
   }
 
   get model(): ModelInfo {
@@ -199,16 +235,57 @@ export class Bot implements BotContext {
    * if too old or retried too often, answered with an apology. Jobs from a platform that is not
    * running now stay open for the next start that runs it. With `owns`, jobs it rejects are left
    * alone: another process answers them (a Discord shard recovers only its own servers' jobs).
-   * Returns what happened, for the log.
+   *
+   * Which open jobs are this bot's to resume: its own instance's, ownerless ones (records from
+   * before instances), and those of instances whose heartbeat is stale or missing (gone), which
+   * it takes over. Jobs of another running instance are left alone. Taking an ownerless or gone
+   * instance's job is a compare-and-set of its owner on the job record, so of two bots trying at
+   * once exactly one gets it. Terminal jobs of another instance are never taken over (they belong
+   * to that machine's terminal).
+   *
+   * `mode` 'scan' is the periodic look for orphans while running: only gone instances' jobs
+   * (own jobs are already in this process's queue; ownerless ones may belong to a running bot
+   * of an older version).
    */
-  async recover(platforms: readonly Platform[], replyFor: ReplyFinder, owns?: (record: JobRecord) => boolean): Promise<{ requeued: string[]; apologized: string[]; waiting: string[] }> {
-    const outcome = { requeued: [] as string[], apologized: [] as string[], waiting: [] as string[] };
+  async recover(platforms: readonly Platform[], replyFor: ReplyFinder, owns?: (record: JobRecord) => boolean, mode: 'start' | 'scan' = 'start'): Promise<RecoverOutcome> {
+    const outcome: RecoverOutcome = { requeued: [], apologized: [], waiting: [], takenOver: [], othersLive: [] };
     const maxAge = this.options.recoverMaxAgeMs ?? DEFAULT_RECOVER_MAX_AGE_MS;
-    for (const record of await this.store.openJobs()) {
+    const me = this.instance.name;
+    const live = new Map<string, boolean>();
+    const isLive = async (name: string): Promise<boolean> => {
+      if (!live.has(name)) live.set(name, heartbeatFresh(await this.store.instances.get(name), this.instance.staleMs));
+      return live.get(name)!;
+    };
+    for (const listed of await this.store.openJobs()) {
+      if (this.closing) break;
+      let record = listed;
+      const owner = record.owner;
+      if (owner === me) {
+        if (mode === 'scan') continue;
+      } else if (owner === undefined) {
+        if (mode === 'scan') continue;
+      } else if (await isLive(owner)) {
+        outcome.othersLive.push(record.id);
+        continue;
+      } else if (record.who.platform === 'terminal') {
+        continue;
+      }
       if (platforms.includes(record.who.platform) && owns && !owns(record)) continue;
       if (!platforms.includes(record.who.platform)) {
-        outcome.waiting.push(record.id);
+        if (owner === me || owner === undefined) outcome.waiting.push(record.id);
         continue;
+      }
+      if (owner !== me) {
+        // Read it again for its exact stored text, and take it only if nobody changed it since.
+        const raw = await this.store.getRaw(record.id);
+        if (!raw || raw.value.owner !== owner) continue;
+        const claimed = await this.store.claim(record.id, raw.text, me);
+        if (!claimed) continue;
+        record = claimed;
+        if (owner !== undefined) {
+          outcome.takenOver.push(`${record.id} (from ${owner})`);
+          this.log(`job ${record.id} (${requestText(record)}): instance ${owner} is gone (no heartbeat for ${Math.round(this.instance.staleMs / 1000)} s): taken over by ${me}`);
+        }
       }
       const reply = replyFor(record);
       const age = Date.now() - Date.parse(record.createdAt);
@@ -240,8 +317,35 @@ export class Bot implements BotContext {
     return outcome;
   }
 
+  /**
+   * While running, looks every `instance.scanMs` for open jobs of instances that are gone (a bot
+   * that crashed and has not come back) and takes them over, as recover does at start.
+   */
+  watchOrphans(platforms: readonly Platform[], replyFor: ReplyFinder, owns?: (record: JobRecord) => boolean): void {
+    if (this.closing || this.scanTimer) return;
+    const arm = () => {
+      if (this.closing) return;
+      this.scanTimer = setTimeout(() => {
+        this.scanning = this.recover(platforms, replyFor, owns, 'scan')
+          .then((outcome) => {
+            if (outcome.takenOver.length) this.log(`took over ${outcome.takenOver.length} job(s) of gone instance(s): ${outcome.takenOver.join(', ')}`);
+          })
+          .catch((e: Error) => this.log(`the look for orphaned jobs failed: ${e.message}`))
+          .finally(() => {
+            this.scanning = undefined;
+            arm();
+          });
+      }, this.instance.scanMs);
+      this.scanTimer.unref();
+    };
+    arm();
+  }
+
   /** Stops taking jobs, lets the batch in flight finish (up to graceMs), then closes everything. */
   async close(graceMs = 30_000): Promise<void> {
+    this.closing = true;
+    clearTimeout(this.scanTimer);
+    await this.scanning;
     await this.queue.stop(graceMs);
     // Give the answers to finished jobs a moment to go out before the connections close.
     let timer: NodeJS.Timeout | undefined;
@@ -249,6 +353,8 @@ export class Bot implements BotContext {
     clearTimeout(timer);
     // Whatever is still composing after the grace period stays open in the store for the next start.
     await this.engine.close?.(1000);
+    // Removed last: from now on another running bot may take over what is still open.
+    await this.heartbeat.stop();
     await this.store.close();
   }
 }

@@ -90,9 +90,14 @@ export async function startBot(config: Config, log: (line: string) => void, role
   } else if (config.communityNote) {
     log(config.communityNote);
   }
+  // Each shard process is a bot process of its own on the shared store: its own instance name.
+  const { defaultInstanceSettings } = await import('../jobs/instances.ts');
+  const base = config.instance ?? defaultInstanceSettings();
+  const instance = role.shard ? { ...base, name: `${base.name.slice(0, 48)}-shard${role.shard.ids.join('.')}` } : base;
   let bot: Bot;
   try {
     bot = await Bot.open({
+      instance,
       modelDir,
       dataDir: config.dataDir,
       outDir: config.outDir,
@@ -108,6 +113,7 @@ export async function startBot(config: Config, log: (line: string) => void, role
     await community?.close();
     throw e;
   }
+  log(`instance ${instance.name} (NOCTURNE_INSTANCE): heartbeat every ${instance.heartbeatMs / 1000} s; open jobs of instances silent for ${instance.staleMs / 1000} s are taken over`);
   community?.attach(bot);
   const fronts: FrontEnd[] = [];
   try {
@@ -157,6 +163,14 @@ export async function startBot(config: Config, log: (line: string) => void, role
   if (outcome.requeued.length) log(`resumed ${outcome.requeued.length} job(s) a previous run left unfinished: ${outcome.requeued.join(', ')}`);
   if (outcome.apologized.length) log(`apologized for ${outcome.apologized.length} job(s) too old to resume: ${outcome.apologized.join(', ')}`);
   if (outcome.waiting.length) log(`${outcome.waiting.length} unfinished job(s) wait for a platform that is not running now: ${outcome.waiting.join(', ')}`);
+  if (outcome.takenOver.length) log(`took over ${outcome.takenOver.length} job(s) of gone instance(s): ${outcome.takenOver.join(', ')}`);
+  if (outcome.othersLive.length) log(`left ${outcome.othersLive.length} open job(s) to the other running bot instance(s) on this store`);
+  // A bot that crashed and does not come back: its jobs are taken over while this one runs.
+  bot.watchOrphans(
+    fronts.map((f) => f.platform),
+    (record) => fronts.find((f) => f.platform === record.who.platform)?.replyFor(record),
+    owns,
+  );
 
   if (community) {
     // Notices for the moderators: each platform's moderator channel (the service also logs them).

@@ -116,6 +116,8 @@ export class JobQueue {
   private batchedJobs = 0;
   private finished = 0;
   private failed = 0;
+  /** The bot instance (NOCTURNE_INSTANCE) new job records name as their owner. */
+  owner: string | undefined;
 
   constructor(
     private backend: ComposeBackend,
@@ -190,6 +192,7 @@ export class JobQueue {
         state: 'queued',
         createdAt: stamp,
         updatedAt: stamp,
+        ...(this.owner !== undefined ? { owner: this.owner } : {}),
       };
       await this.store.create(record);
     } catch (e) {

@@ -2,8 +2,9 @@
  * Job records and per-server settings in keyv, on the store STORE_URL chooses
  * (src/storage/backend.ts: the data folder's SQLite file by default, or Redis, or Postgres).
  *
- * Three tables: `jobs` (every record, kept), `open_jobs` (one key per job not yet done or failed,
- * so a restart finds them without scanning all history) and `server_settings`. A record is
+ * Four tables: `jobs` (every record, kept), `open_jobs` (one key per job not yet done or failed,
+ * so a restart finds them without scanning all history), `server_settings` and `instances` (the
+ * bots' heartbeats, src/jobs/instances.ts). A record is
  * written before its id enters `open_jobs` and leaves `open_jobs` only after its final state is
  * written, so a crash at any point leaves either a finished record or an open one. The index is
  * a key per job rather than one list record, so bots sharing a store never overwrite each
@@ -13,6 +14,7 @@
 import { randomBytes } from 'node:crypto';
 import { Store, storeLocation, type StoreLocation, type StoreTable } from '../storage/backend.ts';
 import type { AudioFormat } from '../engine/types.ts';
+import type { InstanceRecord } from './instances.ts';
 import { OPEN_STATES, type JobRecord } from './types.ts';
 
 export interface ServerSettings {
@@ -53,6 +55,8 @@ export class JobStore {
     private readonly jobs: StoreTable<JobRecord>,
     private readonly open: StoreTable<string>,
     private readonly settings: StoreTable<ServerSettings>,
+    /** Heartbeat records of the bot instances sharing this store (src/jobs/instances.ts). */
+    readonly instances: StoreTable<InstanceRecord>,
   ) {}
 
   /**
@@ -64,8 +68,8 @@ export class JobStore {
     // On SQLite, WAL lets the three connections read while one writes, and synchronous=NORMAL
     // makes each write one fsync-free append (a power cut may lose the last writes but never
     // corrupts the file).
-    const store = await Store.open(location, ['jobs', 'open_jobs', 'server_settings'], { log, label: 'job store', busyTimeoutMs: BUSY_TIMEOUT_MS, sqliteWal: true });
-    return new JobStore(store, store.table('jobs'), store.table('open_jobs'), store.table('server_settings'));
+    const store = await Store.open(location, ['jobs', 'open_jobs', 'server_settings', 'instances'], { log, label: 'job store', busyTimeoutMs: BUSY_TIMEOUT_MS, sqliteWal: true });
+    return new JobStore(store, store.table('jobs'), store.table('open_jobs'), store.table('server_settings'), store.table('instances'));
   }
 
   /** Which store this is, for log lines (no password). */
@@ -104,6 +108,25 @@ export class JobStore {
       else if (!OPEN_STATES.includes(current.state)) await this.open.set(id, next.createdAt);
       return next;
     });
+  }
+
+  /**
+   * Makes `owner` the owner of the open job `id`, only if its record is still stored exactly as
+   * `expectedText` (from getRaw): atomic across processes, so of several bots taking over the same
+   * job exactly one succeeds. Returns the new record, or undefined if the record changed meanwhile.
+   */
+  async claim(id: string, expectedText: string, owner: string): Promise<JobRecord | undefined> {
+    return this.serialize(id, async () => {
+      const current = await this.jobs.getRaw(id);
+      if (!current || current.text !== expectedText || !OPEN_STATES.includes(current.value.state)) return undefined;
+      const next: JobRecord = { ...current.value, owner, updatedAt: new Date().toISOString() };
+      return (await this.jobs.compareAndSet(id, expectedText, next)) ? next : undefined;
+    });
+  }
+
+  /** A job's record and its exact stored text (for claim). */
+  async getRaw(id: string): Promise<{ value: JobRecord; text: string } | undefined> {
+    return this.jobs.getRaw(id);
   }
 
   /** Jobs not yet done or failed, oldest first (what a crash or a shutdown left behind). */

@@ -81,6 +81,11 @@ export interface JobRecord {
   errorKind?: 'input' | 'internal' | 'interrupted';
   /** How many times a restart re-queued this job. */
   requeues?: number;
+  /**
+   * The bot instance (NOCTURNE_INSTANCE) that answers this job: the one that accepted it, or the
+   * one that took it over from a gone instance. Records from before instances are ownerless.
+   */
+  owner?: string;
 }
 
 /** What a command asks for; the queue turns it into a JobRecord. */
