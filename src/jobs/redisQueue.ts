@@ -179,6 +179,10 @@ export class RemoteComposeBackend implements ComposeBackend {
     const events = new QueueEvents(COMPOSE_QUEUE, { connection: connections[1], prefix });
     const publisher = redisConnection(redisUrl, 'nocturne-bot-publish');
     queue.on('error', (e: Error) => log(`redis (queue): ${e.message}`));
+    // Every job in flight waits in Job.waitUntilFinished, which listens for the queue's 'closing'
+    // until the job ends: one listener per job, bounded by the bot's queue limit, not a leak (Node
+    // warned past 10 under the 200-request load).
+    queue.setMaxListeners(0);
     events.on('error', (e: Error) => log(`redis (events): ${e.message}`));
     publisher.on('error', (e: Error) => log(`redis (publish): ${e.message}`));
     // The queue and the events object report these errors (logged above); without a listener of
