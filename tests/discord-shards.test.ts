@@ -14,7 +14,7 @@ import { ConfigError, loadConfig } from '../src/config.ts';
 import type { JobRecord } from '../src/jobs/types.ts';
 import { FakeDiscord, guildForShard, shardOf, type RecordedCall } from './fakes/discordServer.ts';
 import { chatFixture, isOgg, isPng, isWav, midiNoteCount, type ChatFixture } from './support/chatBot.ts';
-import { NocturneProcess, TestRedis, redisSkip } from './support/redis.ts';
+import { NocturneProcess, TestRedis, botProcessEnv, redisSkip } from './support/redis.ts';
 
 const SHARDS = 2;
 /** Two guilds owned by each shard. */
@@ -82,18 +82,7 @@ async function composeIn(guild: string, notes: number): Promise<string> {
 
 /** A shard manager's environment: its own data and out folders (`name`), the fake at `apiBase`. */
 function managerEnv(name: string, apiBase: string, extra: Record<string, string> = {}): Record<string, string> {
-  return {
-    REDIS_URL: redis.url,
-    NOCTURNE_MODEL_DIR: fixture.modelDir,
-    NOCTURNE_DATA_DIR: join(fixture.dir, `data${name}`),
-    NOCTURNE_OUT_DIR: join(fixture.dir, `out${name}`),
-    NOCTURNE_COMMUNITY: 'off',
-    NOCTURNE_TERMINAL: 'off',
-    DISCORD_TOKEN: 'MTAw.fake.token',
-    DISCORD_API_BASE: apiBase,
-    DISCORD_SHARDS: '2',
-    ...extra,
-  };
+  return botProcessEnv({ redisUrl: redis.url, modelDir: fixture.modelDir, dir: join(fixture.dir, `manager${name}`), apiBase }, { DISCORD_SHARDS: '2', ...extra });
 }
 
 before(async () => {

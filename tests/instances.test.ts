@@ -22,35 +22,11 @@ import { ConfigError, loadConfig } from '../src/config.ts';
 import { defaultInstanceName, type InstanceRecord, type InstanceSettings } from '../src/jobs/instances.ts';
 import { JobStore } from '../src/jobs/store.ts';
 import type { JobRecord } from '../src/jobs/types.ts';
-import { storeLocation, type StoreLocation } from '../src/storage/backend.ts';
+import type { StoreLocation } from '../src/storage/backend.ts';
 import { chatFixture, type ChatFixture } from './support/chatBot.ts';
-import { TestPostgres, postgresSkip } from './support/postgres.ts';
-import { TestRedis, redisSkip } from './support/redis.ts';
+import { storeBackends, type StoreServer } from './support/storeBackends.ts';
 
-interface Server {
-  location(dataDir: string): StoreLocation;
-  stop(): Promise<void>;
-}
-
-const BACKENDS: { name: string; skip: string | false; start(): Promise<Server> }[] = [
-  { name: 'sqlite', skip: false, start: async () => ({ location: (dataDir) => storeLocation(dataDir), stop: async () => {} }) },
-  {
-    name: 'redis',
-    skip: redisSkip,
-    start: async () => {
-      const redis = await TestRedis.start();
-      return { location: () => storeLocation('/unused', redis.url), stop: () => redis.stop() };
-    },
-  },
-  {
-    name: 'postgres',
-    skip: postgresSkip,
-    start: async () => {
-      const pg = await TestPostgres.start();
-      return { location: () => storeLocation('/unused', pg.url()), stop: () => pg.stop() };
-    },
-  },
-];
+const BACKENDS = storeBackends();
 
 /** Polls `check` until it is true (no timing is asserted; the limit only ends a hung test). */
 async function until(check: () => boolean | Promise<boolean>, what: string, limitMs = 120_000): Promise<void> {
@@ -89,7 +65,7 @@ function heartbeat(name: string, beatAt: Date, host = 'another-host', pid = 4242
 
 for (const backend of BACKENDS) {
   describe(`bot instances on ${backend.name}`, { skip: backend.skip }, () => {
-    let server: Server | undefined;
+    let server: StoreServer | undefined;
     let fixture: ChatFixture;
     let location: StoreLocation;
     let seq = 0;

@@ -11,7 +11,7 @@ import { initialState, lstmCell, lstmRecurrence, sequenceHidden, stepForward, di
 import { seededRandom } from '../src/model/random.ts';
 import { generateTokens, sampleNext } from '../src/model/sampling.ts';
 import { beatPositions, type NoteToken } from '../src/tokens/tokenize.ts';
-import { createTinyModel, TINY_HYPERPARAMETERS } from './support/tinyModel.ts';
+import { createTinyModel } from './support/tinyModel.ts';
 
 let dir: string;
 before(async () => {

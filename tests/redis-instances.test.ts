@@ -11,7 +11,7 @@ import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import { FakeDiscord, type RecordedCall } from './fakes/discordServer.ts';
 import { chatFixture, midiNoteCount, type ChatFixture } from './support/chatBot.ts';
-import { NocturneProcess, TestRedis, redisSkip } from './support/redis.ts';
+import { NocturneProcess, TestRedis, botProcessEnv, redisSkip } from './support/redis.ts';
 import { JobStore } from '../src/jobs/store.ts';
 import { storeLocation } from '../src/storage/backend.ts';
 
@@ -42,22 +42,13 @@ test('kill -9 one of two bots sharing a store with jobs queued: the other takes 
   const storeUrl = `${redis.url}/1`;
   const bot = (name: string): NocturneProcess => {
     const dir = mkdtempSync(join(fixture.dir, `${name}-`));
-    const p = new NocturneProcess('start', {
-      REDIS_URL: redis.url,
-      STORE_URL: storeUrl,
-      NOCTURNE_INSTANCE: name,
-      NOCTURNE_HEARTBEAT_S: '1',
-      NOCTURNE_INSTANCE_STALE_S: '4',
-      NOCTURNE_TAKEOVER_SCAN_S: '1',
-      NOCTURNE_MODEL_DIR: fixture.modelDir,
-      NOCTURNE_DATA_DIR: join(dir, 'data'),
-      NOCTURNE_OUT_DIR: join(dir, 'out'),
-      NOCTURNE_COMMUNITY: 'off',
-      NOCTURNE_TERMINAL: 'off',
-      NOCTURNE_USER_PER_MINUTE: '100',
-      DISCORD_TOKEN: 'MTAw.fake.token',
-      DISCORD_API_BASE: fake.apiBase,
-    });
+    const p = new NocturneProcess(
+      'start',
+      botProcessEnv(
+        { redisUrl: redis.url, modelDir: fixture.modelDir, dir, apiBase: fake.apiBase },
+        { STORE_URL: storeUrl, NOCTURNE_INSTANCE: name, NOCTURNE_HEARTBEAT_S: '1', NOCTURNE_INSTANCE_STALE_S: '4', NOCTURNE_TAKEOVER_SCAN_S: '1', NOCTURNE_USER_PER_MINUTE: '100' },
+      ),
+    );
     processes.push(p);
     return p;
   };

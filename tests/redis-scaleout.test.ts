@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createTinyModel } from './support/tinyModel.ts';
 import { chatFixture, isOgg, isPng, isWav, midiNoteCount, type ChatFixture } from './support/chatBot.ts';
-import { NocturneProcess, TestRedis, redisSkip } from './support/redis.ts';
+import { NocturneProcess, TestRedis, botProcessEnv, redisSkip } from './support/redis.ts';
 
 let redis: TestRedis;
 let fake: FakeDiscord;
@@ -149,17 +149,7 @@ test('kill -9 the bot while jobs are queued: after a restart every job is answer
   await Promise.all(workers.map((w) => w.stop()));
   const { mkdtempSync } = await import('node:fs');
   const dir = mkdtempSync(join(fixture.dir, 'botkill-'));
-  const env = {
-    REDIS_URL: redis.url,
-    NOCTURNE_MODEL_DIR: fixture.modelDir,
-    NOCTURNE_DATA_DIR: join(dir, 'data'),
-    NOCTURNE_OUT_DIR: join(dir, 'out'),
-    NOCTURNE_COMMUNITY: 'off',
-    NOCTURNE_TERMINAL: 'off',
-    NOCTURNE_USER_PER_MINUTE: '100',
-    DISCORD_TOKEN: 'MTAw.fake.token',
-    DISCORD_API_BASE: fake.apiBase,
-  };
+  const env = botProcessEnv({ redisUrl: redis.url, modelDir: fixture.modelDir, dir, apiBase: fake.apiBase }, { NOCTURNE_USER_PER_MINUTE: '100' });
   const first = new NocturneProcess('start', env);
   let second: NocturneProcess | undefined;
   try {

@@ -32,38 +32,15 @@ import type { JobRecord, JobState } from '../src/jobs/types.ts';
 import { checkStoreUrl, describeStore, POSTGRES_TABLE, REDIS_NAMESPACE_PREFIX, storeLocation, type StoreLocation } from '../src/storage/backend.ts';
 import { chatFixture, type ChatFixture } from './support/chatBot.ts';
 import { createCommunityWorld, datasetBytes, NEW_PIECES, type CommunityWorld } from './support/communityFixture.ts';
-import { TestPostgres, postgresSkip } from './support/postgres.ts';
+import { postgresSkip } from './support/postgres.ts';
 import { TestRedis, redisSkip } from './support/redis.ts';
+import { storeBackends, type StoreServer } from './support/storeBackends.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 /** A password that must never show up in a log line or an error. */
 const SECRET = 'pw-Zq8-never-logged';
 
-interface Server {
-  location(dataDir: string): StoreLocation;
-  stop(): Promise<void>;
-}
-
-const BACKENDS: { name: string; skip: string | false; start(): Promise<Server> }[] = [
-  { name: 'sqlite', skip: false, start: async () => ({ location: (dataDir) => storeLocation(dataDir), stop: async () => {} }) },
-  {
-    name: 'redis',
-    skip: redisSkip,
-    start: async () => {
-      const redis = await TestRedis.start();
-      return { location: () => storeLocation('/unused', redis.url), stop: () => redis.stop() };
-    },
-  },
-  {
-    name: 'postgres',
-    skip: postgresSkip,
-    start: async () => {
-      const pg = await TestPostgres.start();
-      // Trust authentication accepts any password, so the URL can carry one to prove it stays hidden.
-      return { location: () => storeLocation('/unused', pg.url(SECRET)), stop: () => pg.stop() };
-    },
-  },
-];
+const BACKENDS = storeBackends(SECRET);
 
 function job(id: string, state: JobState, createdAt: string): JobRecord {
   return {
@@ -146,7 +123,7 @@ class Racer {
 
 for (const backend of BACKENDS) {
   describe(`store on ${backend.name}`, { skip: backend.skip }, () => {
-    let server: Server | undefined;
+    let server: StoreServer | undefined;
     let dir: string;
     let location: StoreLocation;
     const logs: string[] = [];

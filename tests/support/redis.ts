@@ -119,6 +119,25 @@ export class TestRedis {
 const ROOT = join(import.meta.dirname, '..', '..');
 
 /** A real `nocturne <command>` process; its output is collected. */
+/**
+ * The environment of a `nocturne start` bot process for these tests: Discord only (the fake at
+ * `apiBase`, a fake token), jobs through Redis, no community loop, no terminal, its data and out
+ * folders under `dir`. `extra` adds or overrides settings.
+ */
+export function botProcessEnv(o: { redisUrl: string; modelDir: string; dir: string; apiBase: string }, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    REDIS_URL: o.redisUrl,
+    NOCTURNE_MODEL_DIR: o.modelDir,
+    NOCTURNE_DATA_DIR: join(o.dir, 'data'),
+    NOCTURNE_OUT_DIR: join(o.dir, 'out'),
+    NOCTURNE_COMMUNITY: 'off',
+    NOCTURNE_TERMINAL: 'off',
+    DISCORD_TOKEN: 'MTAw.fake.token',
+    DISCORD_API_BASE: o.apiBase,
+    ...extra,
+  };
+}
+
 export class NocturneProcess {
   readonly output: string[] = [];
   readonly child: ChildProcess;
