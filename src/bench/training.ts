@@ -8,7 +8,7 @@ import { inputWidth } from '../model/features.ts';
 import { conditionOn, headLogits, sequenceHidden, type Hyperparameters, type SequenceBatch, type Weights } from '../model/network.ts';
 import { seededRandom, shuffleInPlace } from '../model/random.ts';
 import { buildBatch, chunkPieces, disposeBatch, type Chunk, type TokenPiece } from '../train/batches.ts';
-import { trainStep } from '../train/fit.ts';
+import { clippedAdamStep, trainStep } from '../train/fit.ts';
 import { trainStepFlops } from './flops.ts';
 import { median } from './stats.ts';
 
@@ -111,22 +111,13 @@ export function benchManyToOne(input: TrainBenchInput): StepFigures {
   const h: Hyperparameters = { ...input.h, window: T, attentionWindow: W };
   const plan = batches(input, T, input.warmup + input.reps);
   const names = Object.keys(input.weights);
-  const vars = names.map((n) => input.weights[n]);
   const optimizer = tf.train.adam(LEARNING_RATE);
   const times: number[] = [];
   input.log(`training: many-to-one, ${input.batchSize} windows of ${T} notes, one target each (attention blocks of ${W})`);
   plan.forEach((chunks, i) => {
     const batch = buildBatch(input.pieces, chunks, { window: T, composerIndex: input.composerIndex, composers: input.composers });
     const t0 = performance.now();
-    const loss = tf.tidy(() => {
-      const { value, grads } = tf.variableGrads(() => lastPositionLoss(input.weights, h, batch), vars);
-      const norm = tf.sqrt(tf.addN(Object.values(grads).map((g) => tf.sum(tf.square(g)))));
-      const factor = tf.div(CLIP_NORM, tf.maximum(norm, CLIP_NORM));
-      const clipped: tf.NamedTensorMap = {};
-      for (const [k, g] of Object.entries(grads)) clipped[k] = tf.mul(g, factor);
-      optimizer.applyGradients(clipped as Parameters<typeof optimizer.applyGradients>[0]);
-      return value.dataSync()[0];
-    });
+    const loss = clippedAdamStep(optimizer, input.weights, names, () => lastPositionLoss(input.weights, h, batch), CLIP_NORM);
     const ms = performance.now() - t0;
     if (!Number.isFinite(loss)) throw new Error(`training bench (many-to-one): loss is ${loss}`);
     if (i >= input.warmup) times.push(ms);
