@@ -69,3 +69,20 @@ export function optionProblems() {
     },
   };
 }
+
+/** The parseArgs options that `train` and `train --arch seed` share (each adds its own). */
+export const TRAINING_RUN_OPTIONS = {
+  arch: { type: 'string' },
+  data: { type: 'string' },
+  out: { type: 'string' },
+  composers: { type: 'string' },
+  epochs: { type: 'string' },
+  batch: { type: 'string' },
+  lr: { type: 'string' },
+  window: { type: 'string' },
+  hidden: { type: 'string' },
+  layers: { type: 'string' },
+  'max-minutes': { type: 'string' },
+  seed: { type: 'string' },
+  backend: { type: 'string' },
+} as const;

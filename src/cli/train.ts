@@ -3,9 +3,9 @@ import { basename, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { initBackend, type BackendChoice } from '../model/backend.ts';
 import { DEFAULT_HYPERPARAMETERS, type Hyperparameters } from '../model/network.ts';
-import { composerTable, corpusHash, listCorpus, loadCorpus, splitByPiece } from '../train/corpus.ts';
+import { composerTable, corpusHash, readTrainingCorpus } from '../train/corpus.ts';
 import { trainModel } from '../train/fit.ts';
-import { UsageError, intOption, numberOption, parseBackend, terminalProgress, optionProblems } from './options.ts';
+import { TRAINING_RUN_OPTIONS, UsageError, intOption, numberOption, parseBackend, terminalProgress, optionProblems } from './options.ts';
 
 export const TRAIN_USAGE = `usage: nocturne train --data DIR --out models/NAME [options]
   --data DIR            folder of piano MIDI, one subfolder per composer (required)
@@ -46,23 +46,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   if (archArgument(argv) === 'seed') return (await import('./trainSeed.ts')).runSeedTrain(argv, log);
   const { values } = parseArgs({
     args: argv,
-    options: {
-      arch: { type: 'string' },
-      data: { type: 'string' },
-      out: { type: 'string' },
-      composers: { type: 'string' },
-      epochs: { type: 'string' },
-      batch: { type: 'string' },
-      lr: { type: 'string' },
-      window: { type: 'string' },
-      hidden: { type: 'string' },
-      layers: { type: 'string' },
-      patience: { type: 'string' },
-      'max-minutes': { type: 'string' },
-      seed: { type: 'string' },
-      resume: { type: 'boolean' },
-      backend: { type: 'string' },
-    },
+    options: { ...TRAINING_RUN_OPTIONS, patience: { type: 'string' }, resume: { type: 'boolean' } },
     strict: true,
   });
   const { problems, take: collect } = optionProblems();
@@ -85,12 +69,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   if (problems.length) throw new UsageError(problems.join('\n'), TRAIN_USAGE);
 
   await initBackend(backend, log);
-  const composers = values.composers?.split(',').map((c) => c.trim()).filter(Boolean);
-  const entries = listCorpus(values.data!, composers);
-  log(`reading ${entries.length} MIDI files from ${values.data}`);
-  const pieces = await loadCorpus(entries, log);
-  if (pieces.length < 2) throw new Error(`${values.data}: need at least 2 readable pieces, found ${pieces.length}`);
-  const { train, validation } = splitByPiece(pieces);
+  const { pieces, train, validation } = await readTrainingCorpus(values.data!, values.composers, log);
   const table = composerTable(pieces);
   const notes = pieces.reduce((s, p) => s + p.tokens.length, 0);
   log(`${pieces.length} pieces, ${notes} notes, ${table.length} composers; validation: ${validation.length} whole pieces (${validation.reduce((s, p) => s + p.tokens.length, 0)} notes)`);

@@ -4,8 +4,8 @@ import { parseArgs } from 'node:util';
 import { initBackend, type BackendChoice } from '../model/backend.ts';
 import { DEFAULT_SEED_HYPERPARAMETERS } from '../model/seed/network.ts';
 import { trainSeedModel } from '../model/seed/train.ts';
-import { composerTable, corpusHash, listCorpus, loadCorpus, splitByPiece } from '../train/corpus.ts';
-import { UsageError, intOption, numberOption, parseBackend, terminalProgress, optionProblems } from './options.ts';
+import { composerTable, corpusHash, readTrainingCorpus } from '../train/corpus.ts';
+import { TRAINING_RUN_OPTIONS, UsageError, intOption, numberOption, parseBackend, terminalProgress, optionProblems } from './options.ts';
 
 const D = DEFAULT_SEED_HYPERPARAMETERS;
 
@@ -30,23 +30,7 @@ a ${D.window}-event window with one target per window, argmax decoding.
 export async function runSeedTrain(argv: string[], log: (line: string) => void): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: {
-      arch: { type: 'string' },
-      data: { type: 'string' },
-      out: { type: 'string' },
-      composers: { type: 'string' },
-      'max-minutes': { type: 'string' },
-      stride: { type: 'string' },
-      epochs: { type: 'string' },
-      batch: { type: 'string' },
-      lr: { type: 'string' },
-      window: { type: 'string' },
-      hidden: { type: 'string' },
-      layers: { type: 'string' },
-      'min-count': { type: 'string' },
-      seed: { type: 'string' },
-      backend: { type: 'string' },
-    },
+    options: { ...TRAINING_RUN_OPTIONS, stride: { type: 'string' }, 'min-count': { type: 'string' } },
     strict: true,
   });
   const { problems, take: collect } = optionProblems();
@@ -66,12 +50,7 @@ export async function runSeedTrain(argv: string[], log: (line: string) => void):
   if (problems.length) throw new UsageError(problems.join('\n'), SEED_TRAIN_USAGE);
 
   await initBackend(backend, log);
-  const composers = values.composers?.split(',').map((c) => c.trim()).filter(Boolean);
-  const entries = listCorpus(values.data!, composers);
-  log(`reading ${entries.length} MIDI files from ${values.data}`);
-  const pieces = await loadCorpus(entries, log);
-  if (pieces.length < 2) throw new Error(`${values.data}: need at least 2 readable pieces, found ${pieces.length}`);
-  const { train, validation } = splitByPiece(pieces);
+  const { pieces, train, validation } = await readTrainingCorpus(values.data!, values.composers, log);
   const outDir = resolve(values.out!);
   const spec = await trainSeedModel({
     outDir,

@@ -97,6 +97,18 @@ export function splitByPiece<T extends { composer: string; name: string }>(piece
   return { train: pieces.filter((p) => !validationNames.has(p.name)), validation: pieces.filter((p) => validationNames.has(p.name)) };
 }
 
+/**
+ * The corpus a `train` command reads: the MIDI files of `dataDir` (only the composers in the
+ * comma-separated `composers`, when given), split by piece. At least 2 readable pieces.
+ */
+export async function readTrainingCorpus(dataDir: string, composers: string | undefined, log: (line: string) => void): Promise<{ pieces: CorpusPiece[]; train: CorpusPiece[]; validation: CorpusPiece[] }> {
+  const entries = listCorpus(dataDir, composers?.split(',').map((c) => c.trim()).filter(Boolean));
+  log(`reading ${entries.length} MIDI files from ${dataDir}`);
+  const pieces = await loadCorpus(entries, log);
+  if (pieces.length < 2) throw new Error(`${dataDir}: need at least 2 readable pieces, found ${pieces.length}`);
+  return { pieces, ...splitByPiece(pieces) };
+}
+
 /** Composer → number of pieces and the median tempo, in first-seen order sorted by name. */
 export function composerTable(pieces: readonly CorpusPiece[]): { name: string; pieces: number; tempoBpm: number }[] {
   const map = new Map<string, number[]>();
