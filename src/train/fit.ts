@@ -19,31 +19,36 @@ import { seededRandom, shuffleInPlace } from '../model/random.ts';
 import { buildBatch, chunkPieces, disposeBatch, type TokenPiece } from './batches.ts';
 import type { CorpusPiece } from './corpus.ts';
 
-export interface TrainOptions {
+/** What a training run of either architecture (this one, and src/model/seed/train.ts) takes. */
+export interface TrainingRunOptions {
   outDir: string;
   train: CorpusPiece[];
   validation: CorpusPiece[];
   composers: ComposerEntry[];
   dataHash: string;
   dataSource: string;
-  hyperparameters: Hyperparameters;
   epochs: number;
   batchSize: number;
   learningRate: number;
   clipNorm: number;
-  patience: number;
-  transpose: number;
-  composerDropout: number;
   seed: number;
-  resume: boolean;
-  /** Stop after this many minutes (the epoch in progress is finished first). */
+  /** Stop after this many minutes (when the architecture's loop checks it: see each). */
   maxMinutes?: number;
   /** Name for the model version (default: the folder name). */
   name: string;
-  /** Start from these weights (fine-tuning) instead of a fresh initialisation. */
-  initialWeights?: string;
   log: (line: string) => void;
   progress: (line: string, done: boolean) => void;
+}
+
+/** maxMinutes is checked after each epoch here (the epoch in progress is finished first). */
+export interface TrainOptions extends TrainingRunOptions {
+  hyperparameters: Hyperparameters;
+  patience: number;
+  transpose: number;
+  composerDropout: number;
+  resume: boolean;
+  /** Start from these weights (fine-tuning) instead of a fresh initialisation. */
+  initialWeights?: string;
 }
 
 export interface EpochRecord {

@@ -9,39 +9,23 @@ import * as tf from '@tensorflow/tfjs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { plotSeries } from '../../render/curve.ts';
-import type { CorpusPiece } from '../../train/corpus.ts';
-import { clippedAdamStep, formatSeconds } from '../../train/fit.ts';
+import { clippedAdamStep, formatSeconds, type TrainingRunOptions } from '../../train/fit.ts';
 import { currentBackend } from '../backend.ts';
-import { DATA_ATTRIBUTION, type ComposerEntry } from '../folder.ts';
-import type { Weights } from '../network.ts';
+import { DATA_ATTRIBUTION } from '../folder.ts';
 import { seededRandom, shuffleInPlace } from '../random.ts';
 import { saveSeedModel, type SeedBudget, type SeedModelSpec } from './folder.ts';
 import { buildSeedBatch, createSeedWeights, evenlySpread, seedLoss, seedWindows, type SeedHyperparameters } from './network.ts';
 import { scoreSeedWindows } from './predict.ts';
 import { buildVocabulary, encodeEvents, seedEvents, seedTokenSpec } from './tokens.ts';
 
-export interface SeedTrainOptions {
-  outDir: string;
-  train: CorpusPiece[];
-  validation: CorpusPiece[];
-  composers: ComposerEntry[];
-  dataHash: string;
-  dataSource: string;
+/** maxMinutes is checked after every batch here. */
+export interface SeedTrainOptions extends TrainingRunOptions {
   hyperparameters: Omit<SeedHyperparameters, 'vocabulary'>;
   /** Events seen fewer times in training become the unknown token. */
   minCount: number;
   stride: number;
-  epochs: number;
-  batchSize: number;
-  learningRate: number;
-  clipNorm: number;
-  maxMinutes?: number;
-  seed: number;
-  name: string;
   /** Validation windows scored at the end (evenly spread over the held-out pieces). */
   maxValidationWindows: number;
-  log: (line: string) => void;
-  progress: (line: string, done: boolean) => void;
 }
 
 const SAVE_EVERY_SECONDS = 180;
