@@ -11,10 +11,10 @@
  * connections of the shard that owns it (DMs: shard 0).
  * Listens on 127.0.0.1 only, on a free port.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { EventEmitter } from 'node:events';
-import { WebSocketServer, type WebSocket } from 'ws';
+import type { WebSocket, WebSocketServer } from 'ws';
+import { closeLoopback, startLoopback, waitForCall } from './loopback.ts';
 
 export interface RecordedFile {
   field: string;
@@ -113,16 +113,7 @@ export class FakeDiscord extends EventEmitter {
   }
 
   static async start(options: FakeDiscordOptions = {}): Promise<FakeDiscord> {
-    const server = createServer();
-    const wss = new WebSocketServer({ noServer: true });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const fake = new FakeDiscord(server, wss, (server.address() as AddressInfo).port, options);
-    server.on('request', (req, res) => void fake.onRequest(req, res));
-    server.on('upgrade', (req, socket, head) => {
-      if (!req.url?.startsWith('/gateway')) return socket.destroy();
-      wss.handleUpgrade(req, socket, head, (ws) => fake.onSocket(ws));
-    });
-    return fake;
+    return startLoopback('/gateway', (server, wss, port) => new FakeDiscord(server, wss, port, options));
   }
 
   get apiBase(): string {
@@ -147,21 +138,7 @@ export class FakeDiscord extends EventEmitter {
 
   /** The first recorded call matching `pred`, waiting for it up to `timeoutMs`. */
   waitFor(pred: (c: RecordedCall) => boolean, timeoutMs = 20_000, what = 'a REST call'): Promise<RecordedCall> {
-    const found = this.calls.find(pred);
-    if (found) return Promise.resolve(found);
-    return new Promise((resolve, reject) => {
-      const onCall = (c: RecordedCall) => {
-        if (!pred(c)) return;
-        clearTimeout(timer);
-        this.off('call', onCall);
-        resolve(c);
-      };
-      const timer = setTimeout(() => {
-        this.off('call', onCall);
-        reject(new Error(`fake Discord: no ${what} within ${timeoutMs} ms; calls so far:\n${this.calls.map((c) => `  ${c.method} ${c.path}`).join('\n')}`));
-      }, timeoutMs);
-      this.on('call', onCall);
-    });
+    return waitForCall(this, this.calls, pred, timeoutMs, () => `fake Discord: no ${what} within ${timeoutMs} ms; calls so far:\n${this.calls.map((c) => `  ${c.method} ${c.path}`).join('\n')}`);
   }
 
   /** Calls made for one interaction token (callbacks, edits, follow-ups), in order. */
@@ -342,7 +319,8 @@ export class FakeDiscord extends EventEmitter {
     };
   }
 
-  private onSocket(ws: WebSocket): void {
+  /** Called by startLoopback for each WebSocket connection. */
+  onSocket(ws: WebSocket): void {
     this.sockets.add(ws);
     ws.on('close', () => {
       this.sockets.delete(ws);
@@ -382,7 +360,8 @@ export class FakeDiscord extends EventEmitter {
     });
   }
 
-  private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /** Called by startLoopback for each HTTP request. */
+  async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', `http://127.0.0.1:${this.port}`);
     if (req.method === 'GET' && this.files.has(url.pathname)) {
       const f = this.files.get(url.pathname)!;
@@ -448,9 +427,6 @@ export class FakeDiscord extends EventEmitter {
   }
 
   async close(): Promise<void> {
-    for (const ws of this.sockets) ws.terminate();
-    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await closeLoopback(this.server, this.wss, this.sockets);
   }
 }

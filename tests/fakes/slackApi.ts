@@ -8,9 +8,9 @@
  */
 import { createHmac } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { WebSocketServer, type WebSocket } from 'ws';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { WebSocket, WebSocketServer } from 'ws';
+import { closeLoopback, startLoopback, waitForCall } from './loopback.ts';
 
 export interface SlackCall {
   /** Web API method ("chat.postMessage"), or "upload", or "respond". */
@@ -68,16 +68,7 @@ export class FakeSlack extends EventEmitter {
   }
 
   static async start(): Promise<FakeSlack> {
-    const server = createServer();
-    const wss = new WebSocketServer({ noServer: true });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const fake = new FakeSlack(server, wss, (server.address() as AddressInfo).port);
-    server.on('request', (req, res) => void fake.onRequest(req, res));
-    server.on('upgrade', (req, socket, head) => {
-      if (!req.url?.startsWith('/socket')) return socket.destroy();
-      wss.handleUpgrade(req, socket, head, (ws) => fake.onSocket(ws));
-    });
-    return fake;
+    return startLoopback('/socket', (server, wss, port) => new FakeSlack(server, wss, port));
   }
 
   get apiUrl(): string {
@@ -101,21 +92,7 @@ export class FakeSlack extends EventEmitter {
   }
 
   waitFor(pred: (c: SlackCall) => boolean, timeoutMs = 20_000, what = 'a Slack call'): Promise<SlackCall> {
-    const found = this.calls.find(pred);
-    if (found) return Promise.resolve(found);
-    return new Promise((resolve, reject) => {
-      const onCall = (c: SlackCall) => {
-        if (!pred(c)) return;
-        clearTimeout(timer);
-        this.off('call', onCall);
-        resolve(c);
-      };
-      const timer = setTimeout(() => {
-        this.off('call', onCall);
-        reject(new Error(`fake Slack: no ${what} within ${timeoutMs} ms; calls so far:\n${this.calls.map((c) => `  ${c.method} ${JSON.stringify(c.params).slice(0, 160)}`).join('\n')}`));
-      }, timeoutMs);
-      this.on('call', onCall);
-    });
+    return waitForCall(this, this.calls, pred, timeoutMs, () => `fake Slack: no ${what} within ${timeoutMs} ms; calls so far:\n${this.calls.map((c) => `  ${c.method} ${JSON.stringify(c.params).slice(0, 160)}`).join('\n')}`);
   }
 
   /** The files of a completed upload (files.completeUploadExternal call). */
@@ -151,7 +128,8 @@ export class FakeSlack extends EventEmitter {
     return this.sockets.size;
   }
 
-  private onSocket(ws: WebSocket): void {
+  /** Called by startLoopback for each WebSocket connection. */
+  onSocket(ws: WebSocket): void {
     this.sockets.add(ws);
     ws.on('close', () => this.sockets.delete(ws));
     ws.on('message', (raw) => {
@@ -174,7 +152,8 @@ export class FakeSlack extends EventEmitter {
     return full;
   }
 
-  private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /** Called by startLoopback for each HTTP request. */
+  async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', this.base());
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
@@ -248,10 +227,7 @@ export class FakeSlack extends EventEmitter {
   }
 
   async close(): Promise<void> {
-    for (const ws of this.sockets) ws.terminate();
-    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await closeLoopback(this.server, this.wss, this.sockets);
   }
 }
 
