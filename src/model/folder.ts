@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { tokenSchemeSpec } from '../tokens/tokenize.ts';
 import { inputWidth } from './features.ts';
@@ -13,6 +14,16 @@ import { uniqueVariableName, weightShapes, type Hyperparameters, type Weights } 
 
 export const MODEL_FORMAT = 'nocturne-model';
 export const MODEL_FORMAT_VERSION = 1;
+/** A model version's name: `<name>-YYYYMMDD-HHMM` (UTC), e.g. default-20261125-1040. */
+export function versionName(name: string, now = new Date()): string {
+  return `${name}-${now.toISOString().slice(0, 16).replace(/[-:]/g, '').replace('T', '-')}`;
+}
+
+/** The machine a model was trained on, as its spec records it ("2 × AMD EPYC …"). */
+export function trainingMachine(): string {
+  return `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}`;
+}
+
 export const DATA_ATTRIBUTION =
   'Trained on piano MIDI files by Bernd Krueger, http://www.piano-midi.de, licensed CC BY-SA 3.0 DE (https://creativecommons.org/licenses/by-sa/3.0/de/). These weights are a derived work under the same licence.';
 

@@ -7,13 +7,12 @@
 import * as tf from '@tensorflow/tfjs';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
-import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { plotTrainingCurve } from '../render/curve.ts';
 import { tokenSchemeSpec } from '../tokens/tokenize.ts';
 import { currentBackend } from '../model/backend.ts';
 import { inputWidth } from '../model/features.ts';
-import { DATA_ATTRIBUTION, loadModelFolder, saveModelFolder, writeFileAtomic, type ComposerEntry, type ModelSpec } from '../model/folder.ts';
+import { DATA_ATTRIBUTION, loadModelFolder, saveModelFolder, trainingMachine, versionName, writeFileAtomic, type ComposerEntry, type ModelSpec } from '../model/folder.ts';
 import { createWeights, sequenceLoss, type Hyperparameters, type Weights } from '../model/network.ts';
 import { seededRandom, shuffleInPlace } from '../model/random.ts';
 import { buildBatch, chunkPieces, disposeBatch, type TokenPiece } from './batches.ts';
@@ -133,7 +132,7 @@ export async function trainModel(o: TrainOptions): Promise<ModelSpec> {
   if (o.resume && existsSync(optimizerBin) && state.epoch > 0) await restoreOptimizer(optimizer, optimizerBin);
 
   const specBase = (metrics: Record<string, number>): Omit<ModelSpec, 'weights' | 'format' | 'formatVersion'> => ({
-    version: `${o.name}-${new Date().toISOString().slice(0, 16).replace(/[-:]/g, '').replace('T', '-')}`,
+    version: versionName(o.name),
     arch: 'lstm-attention',
     tokens: tokenSchemeSpec(),
     inputWidth: D,
@@ -157,7 +156,7 @@ export async function trainModel(o: TrainOptions): Promise<ModelSpec> {
       composerDropout: o.composerDropout,
       seed: o.seed,
       backend: currentBackend() ?? 'unknown',
-      machine: `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}`,
+      machine: trainingMachine(),
       startedAt: state.startedAt,
       trainSeconds: Math.round(state.trainSeconds),
       history: state.history,

@@ -6,12 +6,11 @@
  * batch. The budget actually spent is written into model.json beside the metrics.
  */
 import * as tf from '@tensorflow/tfjs';
-import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { plotSeries } from '../../render/curve.ts';
 import { clippedAdamStep, formatSeconds, type TrainingRunOptions } from '../../train/fit.ts';
 import { currentBackend } from '../backend.ts';
-import { DATA_ATTRIBUTION } from '../folder.ts';
+import { DATA_ATTRIBUTION, trainingMachine, versionName } from '../folder.ts';
 import { seededRandom, shuffleInPlace } from '../random.ts';
 import { saveSeedModel, type SeedBudget, type SeedModelSpec } from './folder.ts';
 import { buildSeedBatch, createSeedWeights, evenlySpread, seedLoss, seedWindows, type SeedHyperparameters } from './network.ts';
@@ -68,7 +67,7 @@ export async function trainSeedModel(o: SeedTrainOptions): Promise<SeedModelSpec
     saveSeedModel(
       o.outDir,
       {
-        version: `${o.name}-${new Date().toISOString().slice(0, 16).replace(/[-:]/g, '').replace('T', '-')}`,
+        version: versionName(o.name),
         tokens: seedTokenSpec(),
         vocabulary,
         window: h.window,
@@ -92,7 +91,7 @@ export async function trainSeedModel(o: SeedTrainOptions): Promise<SeedModelSpec
           epochsLimit: o.epochs,
           seed: o.seed,
           backend: currentBackend() ?? 'unknown',
-          machine: `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}`,
+          machine: trainingMachine(),
           startedAt: new Date(started).toISOString(),
         },
         metrics,
