@@ -59,8 +59,11 @@ export interface RecoverOutcome {
 export type ReplyFinder = (record: JobRecord) => Reply | undefined;
 
 const DEFAULT_RECOVER_MAX_AGE_MS = 60 * 60 * 1000;
-/** A job that was in flight during this many crashes may be what crashes the bot: stop retrying. */
-const MAX_REQUEUES = 2;
+/**
+ * A job that was being composed or rendered during this many crashes may be what crashes the bot:
+ * it gets an apology instead of a new try (so it runs at most this many times).
+ */
+export const MAX_INTERRUPTIONS = 2;
 
 function settingsKey(who: Requester): string {
   return `${who.platform}:${who.serverId ?? who.channelId}`;
@@ -289,7 +292,10 @@ export class Bot implements BotContext {
       }
       const reply = replyFor(record);
       const age = Date.now() - Date.parse(record.createdAt);
-      if (!reply || age > maxAge || (record.requeues ?? 0) >= MAX_REQUEUES) {
+      // An open state other than 'queued' means the job was in flight when the bot went down.
+      const interruptions = (record.interruptions ?? 0) + (record.state === 'queued' ? 0 : 1);
+      const why = !reply ? 'no way to answer it' : age > maxAge ? 'too old to resume' : interruptions >= MAX_INTERRUPTIONS ? `in progress during ${interruptions} crashes` : undefined;
+      if (!reply || why !== undefined) {
         const failed = await this.store.update(record.id, {
           state: 'failed',
           errorKind: 'interrupted',
@@ -297,10 +303,11 @@ export class Bot implements BotContext {
           finishedAt: new Date().toISOString(),
         });
         outcome.apologized.push(record.id);
-        this.log(`job ${record.id} (${requestText(record)}) was interrupted by a restart: apologized`);
+        this.log(`job ${record.id} (${requestText(record)}) was interrupted by a restart (${why}): apologized`);
         if (reply) await reply.error(failureLine(failed));
         continue;
       }
+      if (interruptions !== (record.interruptions ?? 0)) record = await this.store.update(record.id, { interruptions });
       void reply.progress(`the bot restarted: resuming job ${record.id} (${requestText(record)})`);
       const listener = {
         position: (place: number, eta: number) => void reply.progress(`resumed after a restart: queued #${place}, about ${eta} s`),

@@ -161,7 +161,7 @@ export async function startBot(config: Config, log: (line: string) => void, role
     owns,
   );
   if (outcome.requeued.length) log(`resumed ${outcome.requeued.length} job(s) a previous run left unfinished: ${outcome.requeued.join(', ')}`);
-  if (outcome.apologized.length) log(`apologized for ${outcome.apologized.length} job(s) too old to resume: ${outcome.apologized.join(', ')}`);
+  if (outcome.apologized.length) log(`apologized for ${outcome.apologized.length} job(s) that could not be resumed (too old, or in progress during two crashes): ${outcome.apologized.join(', ')}`);
   if (outcome.waiting.length) log(`${outcome.waiting.length} unfinished job(s) wait for a platform that is not running now: ${outcome.waiting.join(', ')}`);
   if (outcome.takenOver.length) log(`took over ${outcome.takenOver.length} job(s) of gone instance(s): ${outcome.takenOver.join(', ')}`);
   if (outcome.othersLive.length) log(`left ${outcome.othersLive.length} open job(s) to the other running bot instance(s) on this store`);

@@ -82,6 +82,12 @@ export interface JobRecord {
   /** How many times a restart re-queued this job. */
   requeues?: number;
   /**
+   * How many times the bot went down (a crash, or a shutdown that cut it off) while this job was
+   * being composed or rendered: the crash-loop guard's count. A job that only waited in the queue
+   * while the bot went down is not counted.
+   */
+  interruptions?: number;
+  /**
    * The bot instance (NOCTURNE_INSTANCE) that answers this job: the one that accepted it, or the
    * one that took it over from a gone instance. Records from before instances are ownerless.
    */
