@@ -11,6 +11,7 @@ import { DEFAULT_QUEUE_LIMITS, type QueueLimits } from './jobs/queue.ts';
 import type { WorkerOptions } from './jobs/worker.ts';
 import { DISCORD_ATTACHMENT_HOSTS, SLACK_FILE_HOSTS, parseHostList } from './chat/download.ts';
 import { redactedUrl } from './redact.ts';
+import { MUSIC_MAX_SECONDS } from './engine/types.ts';
 import { checkStoreUrl } from './storage/backend.ts';
 import { DEFAULT_HEARTBEAT_MS, DEFAULT_SCAN_MS, DEFAULT_STALE_MS, INSTANCE_NAME_PATTERN, defaultInstanceName, type InstanceSettings } from './jobs/instances.ts';
 
@@ -155,6 +156,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     userMaxOpen: int('NOCTURNE_USER_MAX_OPEN', d.userMaxOpen, 1, 1000),
     userPerMinute: int('NOCTURNE_USER_PER_MINUTE', d.userPerMinute, 1, 10_000),
     serverPerMinute: int('NOCTURNE_SERVER_PER_MINUTE', d.serverPerMinute, 1, 100_000),
+    maxMusicSeconds: int('NOCTURNE_MAX_MUSIC_MINUTES', (d.maxMusicSeconds ?? MUSIC_MAX_SECONDS) / 60, 1, 600) * 60,
   };
   const shutdownGraceMs = int('NOCTURNE_SHUTDOWN_GRACE_S', 30, 0, 600) * 1000;
   const redisUrl = get(env, 'REDIS_URL') === undefined ? undefined : url('REDIS_URL', '', ['redis:', 'rediss:']) || undefined;

@@ -17,3 +17,8 @@ export function redactedUrl(url: string, fallback = 'the configured Redis URL'):
     return fallback;
   }
 }
+
+/** Every URL with a password or a secret query parameter in `text`, redacted (for free-form error lines). Pure. */
+export function redactUrls(text: string): string {
+  return text.replace(/\b[a-z][a-z0-9+.-]*:\/\/[^\s'"<>()]+/gi, (url) => redactedUrl(url, '<a URL>'));
+}

@@ -15,6 +15,7 @@ import { storeLocation } from '../storage/backend.ts';
 import type { JobInput, JobRecord, Platform, Requester } from '../jobs/types.ts';
 import type { BackendChoice } from '../model/backend.ts';
 import { formatMegabytes } from '../jobs/audioFit.ts';
+import { removeJobOutputs } from '../jobs/cleanup.ts';
 import type { BotContext, CommandSpec, CommunityContext, Reply } from './command.ts';
 import { failureLine, requestText, resultPost } from './results.ts';
 
@@ -303,11 +304,14 @@ export class Bot implements BotContext {
           finishedAt: new Date().toISOString(),
         });
         outcome.apologized.push(record.id);
+        await removeJobOutputs(record.outDir).catch(() => undefined);
         this.log(`job ${record.id} (${requestText(record)}) was interrupted by a restart (${why}): apologized`);
         if (reply) await reply.error(failureLine(failed));
         continue;
       }
       if (interruptions !== (record.interruptions ?? 0)) record = await this.store.update(record.id, { interruptions });
+      // It starts again from its input: what a killed render left (temporary files) goes.
+      await removeJobOutputs(record.outDir).catch(() => undefined);
       void reply.progress(`the bot restarted: resuming job ${record.id} (${requestText(record)})`);
       const listener = {
         position: (place: number, eta: number) => void reply.progress(`resumed after a restart: queued #${place}, about ${eta} s`),

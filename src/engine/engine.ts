@@ -9,18 +9,28 @@ import { initBackend, type BackendChoice } from '../model/backend.ts';
 import { DATA_ATTRIBUTION, loadModelFolder, type ModelSpec } from '../model/folder.ts';
 import type { Weights } from '../model/network.ts';
 import { generateTokens, type SampleRequest } from '../model/sampling.ts';
-import { parseMidi } from '../midi/read.ts';
+import { formatDuration, parseMidi } from '../midi/read.ts';
 import { writeMidi } from '../midi/write.ts';
-import { renderAudio } from '../render/audio.ts';
+import { RELEASE_TAIL_SECONDS, describeAudioBudget, renderAudio } from '../render/audio.ts';
+import type { PianoNote } from '../midi/types.ts';
+import { unlink } from 'node:fs/promises';
 import { renderPianoRoll } from '../render/pianoRoll.ts';
 import { detokenize, tokenize, type NoteToken } from '../tokens/tokenize.ts';
 import { ANY_COMPOSER, matchComposer, unknownComposerMessage } from './composers.ts';
-import type { ComposeRequest, ComposeResult, ComposeStage, ModelInfo } from './types.ts';
+import { MUSIC_MAX_SECONDS, type ComposeRequest, type ComposeResult, type ComposeStage, type ModelInfo } from './types.ts';
+
+export { MUSIC_MAX_SECONDS };
 
 export const NOTES_MIN = 16;
 export const NOTES_MAX = 2000;
 export const DEFAULT_TEMPERATURE = 1.0;
 export const DEFAULT_TOP_P = 0.95;
+/**
+ * Seed tempi a continuation accepts (it keeps the seed's tempo). The training pieces' median tempi
+ * run from 27 to 245 BPM; a 356-byte seed at 3.58 BPM made 2000 notes last hours (1.2 GB of WAV).
+ */
+export const SEED_TEMPO_MIN_BPM = 20;
+export const SEED_TEMPO_MAX_BPM = 1000;
 
 /** A request the engine cannot honour as given: the message says what to change. */
 export class ComposeInputError extends Error {
@@ -35,6 +45,7 @@ interface ResolvedRequest {
   composer: string;
   sample: SampleRequest;
   tempoBpm: number;
+  maxMusicSeconds: number;
 }
 
 export class Engine {
@@ -75,6 +86,8 @@ export class Engine {
     if (!Number.isFinite(topP) || topP <= 0 || topP > 1) problems.push(`top-p must be in (0, 1], got ${topP}`);
     const randomSeed = request.randomSeed ?? Math.floor(Math.random() * 2 ** 31);
     if (!Number.isInteger(randomSeed) || randomSeed < 0 || randomSeed >= 2 ** 32) problems.push(`random seed must be a whole number from 0 to 4294967295, got ${randomSeed}`);
+    const maxMusicSeconds = request.maxMusicSeconds ?? MUSIC_MAX_SECONDS;
+    if (!(maxMusicSeconds > 0)) problems.push(`the music length limit must be positive, got ${maxMusicSeconds}`);
     let primer: NoteToken[] | undefined;
     let seedTempo: number | undefined;
     if (request.seedMidi) {
@@ -82,6 +95,9 @@ export class Engine {
         const piece = parseMidi(request.seedMidi, 'seed MIDI');
         primer = tokenize(piece.notes);
         seedTempo = piece.tempoBpm;
+        if (!(seedTempo >= SEED_TEMPO_MIN_BPM && seedTempo <= SEED_TEMPO_MAX_BPM)) {
+          problems.push(`the seed MIDI's tempo is ${seedTempo.toPrecision(3)} BPM; a continuation keeps it, so it must be ${SEED_TEMPO_MIN_BPM} to ${SEED_TEMPO_MAX_BPM} BPM: fix the tempo in the file`);
+        }
       } catch (e) {
         problems.push((e as Error).message);
       }
@@ -94,6 +110,7 @@ export class Engine {
       composer: composer === ANY_COMPOSER ? ANY_COMPOSER : composer!,
       sample: { composer: index, notes: request.notes, temperature, topP, randomSeed, primer },
       tempoBpm,
+      maxMusicSeconds,
     };
   }
 
@@ -121,8 +138,14 @@ export class Engine {
     return Promise.allSettled(
       resolved.map(async (r, i) => {
         if (r instanceof Error) throw r;
+        // The length is known once the notes are: refuse before anything is written or rendered.
+        const notes = detokenize(tokens[valid.indexOf(r)], r.tempoBpm);
+        const musicSeconds = notes.reduce((m, n) => Math.max(m, n.startSeconds + n.durationSeconds), 0);
+        if (musicSeconds > r.maxMusicSeconds) {
+          throw new ComposeInputError(`${r.sample.notes} notes at ${r.tempoBpm.toPrecision(3)} BPM would last ${formatDuration(musicSeconds)}, over the limit of ${formatDuration(r.maxMusicSeconds)} of music: ask for fewer notes${r.sample.primer ? ' or use a faster seed' : ''}`);
+        }
         onStage(i, 'rendering');
-        const result = await this.write(r, tokens[valid.indexOf(r)], started);
+        const result = await this.write(r, notes, started);
         onStage(i, 'done');
         return result;
       }),
@@ -135,14 +158,25 @@ export class Engine {
     return result.value;
   }
 
-  private async write(r: ResolvedRequest, tokens: NoteToken[], started: number): Promise<ComposeResult> {
+  /** Writes the MIDI, audio and piano roll; on failure removes whichever of them it wrote. */
+  private async write(r: ResolvedRequest, notes: PianoNote[], started: number): Promise<ComposeResult> {
     const { request } = r;
     await mkdir(request.outDir, { recursive: true });
-    const notes = detokenize(tokens, r.tempoBpm);
     const format = request.audio?.format ?? 'wav';
     const midiPath = join(request.outDir, 'piece.mid');
     const audioPath = join(request.outDir, `piece.${format}`);
     const pngPath = join(request.outDir, 'piece.png');
+    try {
+      return await this.writeFiles(r, notes, started, { format, midiPath, audioPath, pngPath });
+    } catch (e) {
+      await Promise.all([midiPath, audioPath, pngPath].map((p) => unlink(p).catch(() => undefined)));
+      throw e;
+    }
+  }
+
+  private async writeFiles(r: ResolvedRequest, notes: PianoNote[], started: number, paths: { format: 'wav' | 'ogg'; midiPath: string; audioPath: string; pngPath: string }): Promise<ComposeResult> {
+    const { request } = r;
+    const { format, midiPath, audioPath, pngPath } = paths;
     const p = r.sample;
     const title = `nocturne: ${r.composer === ANY_COMPOSER ? 'any style' : `in the style of ${r.composer}`}`;
     await writeMidi(midiPath, notes, r.tempoBpm, {
@@ -150,7 +184,11 @@ export class Engine {
       comment: `model ${this.spec.version}; notes ${p.notes}; temperature ${p.temperature}; top-p ${p.topP}; random seed ${p.randomSeed}${p.primer ? '; continued from a seed MIDI' : ''}`,
       copyright: DATA_ATTRIBUTION,
     });
-    await renderAudio(midiPath, audioPath, { format, sampleRate: request.audio?.sampleRate, channels: request.audio?.channels });
+    // The audio's size is bounded by the length limit; renderAudio checks its estimate before running fluidsynth.
+    const sampleRate = request.audio?.sampleRate;
+    const channels = request.audio?.channels;
+    const maxBytes = describeAudioBudget(r.maxMusicSeconds + RELEASE_TAIL_SECONDS, format, sampleRate, channels);
+    await renderAudio(midiPath, audioPath, { format, sampleRate, channels, maxBytes });
     await renderPianoRoll(notes, pngPath, { title: `${title} — ${p.notes} notes, seed ${p.randomSeed}` });
     const last = notes.reduce((m, n) => Math.max(m, n.startSeconds + n.durationSeconds), 0);
     return {

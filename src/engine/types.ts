@@ -5,6 +5,9 @@
 
 export type AudioFormat = 'wav' | 'ogg';
 
+/** Longest piece composed unless a request says otherwise (NOCTURNE_MAX_MUSIC_MINUTES): about 320 MB of stereo WAV. */
+export const MUSIC_MAX_SECONDS = 30 * 60;
+
 export interface AudioOptions {
   format: AudioFormat;
   /** 44100 (default) or 22050. */
@@ -28,6 +31,8 @@ export interface ComposeRequest {
   seedMidi?: Uint8Array;
   /** Where the files go (created if missing). */
   outDir: string;
+  /** Longest music accepted, in seconds (default MUSIC_MAX_SECONDS, 30 minutes): a longer piece is refused before it is written or rendered. */
+  maxMusicSeconds?: number;
   audio?: AudioOptions;
 }
 

@@ -20,11 +20,13 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ComposeRequest, ComposeResult, ComposeStage } from '../engine/types.ts';
+import { MUSIC_MAX_SECONDS, type ComposeRequest, type ComposeResult, type ComposeStage } from '../engine/types.ts';
 import { fitAudio } from './audioFit.ts';
+import { removeJobOutputs } from './cleanup.ts';
 import type { ComposeBackend } from './engineThread.ts';
 import type { JobStore } from './store.ts';
 import type { JobInput, JobRecord } from './types.ts';
+import { redactUrls } from '../redact.ts';
 
 export interface QueueLimits {
   /** Most jobs waiting (not counting the batch being composed). */
@@ -39,6 +41,8 @@ export interface QueueLimits {
   userPerMinute: number;
   /** Most submits per server (or DM channel) per rolling minute. */
   serverPerMinute: number;
+  /** Longest piece composed, in seconds of music (NOCTURNE_MAX_MUSIC_MINUTES); longer ones are refused before rendering. */
+  maxMusicSeconds?: number;
 }
 
 export const DEFAULT_QUEUE_LIMITS: QueueLimits = Object.freeze({
@@ -48,6 +52,7 @@ export const DEFAULT_QUEUE_LIMITS: QueueLimits = Object.freeze({
   userMaxOpen: 2,
   userPerMinute: 6,
   serverPerMinute: 60,
+  maxMusicSeconds: MUSIC_MAX_SECONDS,
 });
 
 export interface JobListener {
@@ -353,7 +358,7 @@ export class JobQueue {
       try {
         const seedMidi = record.seedPath ? new Uint8Array(await readFile(record.seedPath)) : undefined;
         const p = record.params;
-        requests.push({ composer: p.composer, notes: p.notes, temperature: p.temperature, topP: p.topP, randomSeed: p.randomSeed, seedMidi, outDir: record.outDir, audio: { format: p.format } });
+        requests.push({ composer: p.composer, notes: p.notes, temperature: p.temperature, topP: p.topP, randomSeed: p.randomSeed, seedMidi, outDir: record.outDir, audio: { format: p.format }, maxMusicSeconds: this.limits.maxMusicSeconds });
         live.push(entry);
       } catch (e) {
         this.track(this.fail(entry, `the seed MIDI of this job is gone (${(e as Error).message}); upload it again`, 'internal'));
@@ -402,7 +407,6 @@ export class JobQueue {
             const reason = s.reason as Error;
             const input = reason?.name === 'ComposeInputError';
             const line = (reason?.message ?? String(s.reason)).split('\n')[0];
-            if (!input) this.log(`job ${entry.record.id} failed: ${line}`);
             this.track(this.fail(entry, line, input ? 'input' : 'internal'));
           }
         });
@@ -449,6 +453,10 @@ export class JobQueue {
     const { record } = entry;
     this.failed++;
     this.release(`${record.who.platform}:${record.who.userId}`);
+    // Every failure gets a line, whoever caused it: the user sees only their reply. The cause is
+    // the one line the user gets; messages that may carry a connection URL lose its password.
+    this.log(`job ${record.id} (${record.kind} ${record.params.composer} ${record.params.notes}, ${record.who.platform}) failed (${errorKind}): ${redactUrls(error)}`);
+    await removeJobOutputs(record.outDir).catch((e) => this.log(`job ${record.id}: could not remove its partial files: ${(e as Error).message}`));
     let updated: JobRecord = { ...record, state: 'failed', error, errorKind };
     try {
       updated = await this.store.update(record.id, { state: 'failed', error, errorKind, finishedAt: new Date().toISOString() });

@@ -53,6 +53,7 @@ export interface ComposeJobData {
   randomSeed?: number;
   seedMidiBase64?: string;
   audio?: AudioOptions;
+  maxMusicSeconds?: number;
 }
 
 export interface ResultFile {
@@ -99,6 +100,7 @@ export function jobDataOf(request: ComposeRequest): ComposeJobData {
     randomSeed: request.randomSeed,
     seedMidiBase64: request.seedMidi ? Buffer.from(request.seedMidi).toString('base64') : undefined,
     audio: request.audio,
+    maxMusicSeconds: request.maxMusicSeconds,
   };
 }
 

@@ -155,6 +155,7 @@ export class ComposeWorker {
         seedMidi: job.data.seedMidiBase64 ? new Uint8Array(Buffer.from(job.data.seedMidiBase64, 'base64')) : undefined,
         outDir: join(scratch, String(i)),
         audio: job.data.audio,
+        maxMusicSeconds: job.data.maxMusicSeconds,
       }));
       this.batches++;
       this.jobs += batch.length;

@@ -33,6 +33,11 @@ export interface RenderAudioOptions {
   fluidsynth?: string;
   /** Accept (near-)silent output instead of rejecting it (WAV only; OGG cannot be checked). */
   allowSilence?: boolean;
+  /**
+   * Largest output accepted, in bytes. Checked twice: the estimate from the MIDI's length before
+   * fluidsynth runs (refused without rendering), and the growing file while it runs (killed).
+   */
+  maxBytes?: number;
 }
 
 export interface RenderAudioResult {
@@ -67,6 +72,17 @@ const STANDARD_SOUNDFONTS = [
   '/usr/local/share/soundfonts/default.sf2',
   '/opt/homebrew/share/soundfonts/default.sf2',
 ];
+
+/** fluidsynth renders until the last note has died away: this much after the music, at most. */
+export const RELEASE_TAIL_SECONDS = 5;
+
+/** The error renderAudio gives when the output would be (or grows) over `maxBytes`. */
+export class AudioTooLargeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'AudioTooLargeError';
+  }
+}
 
 /** Peak below this (about 2 LSB of 16-bit) counts as silence. */
 const SILENCE_PEAK = 2 / 32768;
@@ -121,6 +137,13 @@ export async function renderAudio(midiPath: string, outPath: string, opts: Rende
   const timeoutMs = opts.timeoutMs ?? 60_000;
 
   const midiSeconds = await checkMidi(midiPath);
+  const maxBytes = opts.maxBytes;
+  if (maxBytes !== undefined) {
+    const estimate = describeAudioBudget(midiSeconds + RELEASE_TAIL_SECONDS, format, sampleRate, channels);
+    if (estimate > maxBytes) {
+      throw new AudioTooLargeError(`the audio would be about ${megabytes(estimate)} (${Math.round(midiSeconds)} s of music), over the ${megabytes(maxBytes)} limit: not rendered`);
+    }
+  }
   const soundFont = findSoundFont(opts.soundFont);
   const exe = opts.fluidsynth ?? (process.env.NOCTURNE_FLUIDSYNTH || 'fluidsynth');
 
@@ -145,7 +168,9 @@ export async function renderAudio(midiPath: string, outPath: string, opts: Rende
   args.push(soundFont, midiPath);
 
   try {
-    await runFluidsynth(exe, args, timeoutMs);
+    // Raw mono input is stereo until downmixed: twice the bytes. A margin covers the estimate's roughness (OGG).
+    const watch = maxBytes === undefined ? undefined : { path: synthTarget, maxBytes: Math.ceil(maxBytes * (mono ? 2 : 1) * 1.25) + 1_000_000 };
+    await runFluidsynth(exe, args, timeoutMs, watch);
     let stats: WavStats | undefined;
     let seconds: number;
     if (mono) {
@@ -191,15 +216,33 @@ export async function renderAudio(midiPath: string, outPath: string, opts: Rende
 // ---------------------------------------------------------------------------------------------
 // fluidsynth process
 
-function runFluidsynth(exe: string, args: string[], timeoutMs: number): Promise<void> {
+function megabytes(bytes: number): string {
+  return `${(bytes / 1_000_000).toFixed(bytes < 10_000_000 ? 1 : 0)} MB`;
+}
+
+/** Runs fluidsynth; with `watch`, kills it if its output file grows past `watch.maxBytes`. */
+function runFluidsynth(exe: string, args: string[], timeoutMs: number, watch?: { path: string; maxBytes: number }): Promise<void> {
   return new Promise((resolve, reject) => {
     let stderr = '';
     let settled = false;
     const child = spawn(exe, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const watcher = watch
+      ? setInterval(() => {
+          stat(watch.path).then(
+            (st) => {
+              if (st.size <= watch.maxBytes) return;
+              child.kill('SIGKILL');
+              done(new AudioTooLargeError(`fluidsynth's output passed ${megabytes(watch.maxBytes)}, over the limit, and it was stopped`));
+            },
+            () => undefined,
+          );
+        }, 200)
+      : undefined;
     const done = (err?: Error) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      clearInterval(watcher);
       if (err) reject(err);
       else resolve();
     };
