@@ -13,12 +13,17 @@
  *   serving.json     { version, since, reason, stack, history }, replaced atomically (temp +
  *                    rename): a reader sees the old pointer or the new one, never half of one.
  * The shipped model (NOCTURNE_MODEL_DIR, models/default) is copied in as the first version.
+ *
+ * No folder enters the registry or serves without passing the loader's checks (checkModelFolder):
+ * a corrupt NOCTURNE_MODEL_DIR copied in unchecked once stayed "the first version" until someone
+ * deleted it by hand. At open, a serving version that does not load is replaced by the shipped
+ * model when that one loads; a broken copy is set aside as .broken-<version>-<time>, not deleted.
  */
 import { EventEmitter } from 'node:events';
 import { existsSync, unwatchFile, watchFile } from 'node:fs';
 import { copyFile, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readModelSpec, writeFileAtomic, type ModelSpec } from '../model/folder.ts';
+import { ModelFolderError, readModelSpec, writeFileAtomic, type ModelSpec } from '../model/folder.ts';
 import type { ModelScores } from './gate.ts';
 
 /** How a version came to be, and what the gate said (version.json). */
@@ -86,6 +91,38 @@ const VERSION_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$/;
 /** Files of a model folder that a version keeps (the training checkpoint is not kept). */
 export const VERSION_FILES = ['model.json', 'weights.bin', 'ATTRIBUTION.md', 'training-curve.png', 'history.json'] as const;
 
+/**
+ * The loader's checks (loadModelFolder) without making tensors, so the bot's main process need not
+ * start a TensorFlow backend to vet a folder: the spec (readModelSpec), then weights.bin's size
+ * against the manifest and every value finite, with the loader's messages. Throws ModelFolderError.
+ */
+export async function checkModelFolder(dir: string): Promise<ModelSpec> {
+  const spec = await readModelSpec(dir);
+  const binPath = join(dir, 'weights.bin');
+  if (!existsSync(binPath)) throw new ModelFolderError(dir, 'weights.bin is missing');
+  const buf = await readFile(binPath);
+  const expectedFloats = spec.weights.reduce((s, w) => s + w.shape.reduce((p, d) => p * d, 1), 0);
+  if (buf.byteLength !== expectedFloats * 4) throw new ModelFolderError(dir, `weights.bin holds ${buf.byteLength} bytes, the spec needs ${expectedFloats * 4}`);
+  const all = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+  let offset = 0;
+  for (const w of spec.weights) {
+    const size = w.shape.reduce((p, d) => p * d, 1);
+    for (let i = offset; i < offset + size; i++) if (!Number.isFinite(all[i])) throw new ModelFolderError(dir, `weight ${w.name} holds a non-finite value`);
+    offset += size;
+  }
+  return spec;
+}
+
+/** Why a model folder cannot serve, or undefined when it passes the loader's checks. */
+export async function modelFolderProblem(dir: string): Promise<string | undefined> {
+  try {
+    await checkModelFolder(dir);
+    return undefined;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
 export class ModelRegistry extends EventEmitter<{ serving: [ServingChange] }> {
   private servingVersion: string | undefined;
   private watching = false;
@@ -99,27 +136,63 @@ export class ModelRegistry extends EventEmitter<{ serving: [ServingChange] }> {
     const registry = new ModelRegistry(join(dataDir, 'models'));
     await mkdir(registry.root, { recursive: true });
     if (!existsSync(registry.pointerPath)) {
-      const spec = await readModelSpec(initialModelDir);
-      if (!existsSync(registry.dirOf(spec.version))) {
-        const staging = registry.stagingDir(`initial-${process.pid}`);
-        await rm(staging, { recursive: true, force: true });
-        await mkdir(staging, { recursive: true });
-        for (const f of VERSION_FILES) if (existsSync(join(initialModelDir, f))) await copyFile(join(initialModelDir, f), join(staging, f));
-        const record: VersionRecord = { version: spec.version, verdict: 'initial', reason: `the shipped model from ${initialModelDir}`, createdAt: new Date().toISOString() };
-        try {
-          await registry.publish(staging, record);
-          log(`model registry: ${spec.version} (from ${initialModelDir}) is the first version`);
-        } catch (e) {
-          // Another process published it first: theirs is the same model.
-          await rm(staging, { recursive: true, force: true });
-          if (!existsSync(registry.dirOf(spec.version))) throw e;
-        }
+      const version = await registry.installShipped(initialModelDir, log);
+      if (!existsSync(registry.pointerPath)) await registry.writePointer(version, 'initial version', undefined);
+    }
+    const pointer = await registry.readPointer();
+    const problem = await modelFolderProblem(registry.dirOf(pointer.version));
+    if (problem) {
+      // Recover with the shipped model rather than stay stuck on a folder that cannot load.
+      let version: string;
+      try {
+        version = await registry.installShipped(initialModelDir, log);
+      } catch (e) {
+        throw new RegistryError(`the serving model ${pointer.version} does not load (${problem}), and the shipped model cannot replace it: ${(e as Error).message}`);
       }
-      if (!existsSync(registry.pointerPath)) await registry.writePointer(spec.version, 'initial version', undefined);
+      if (version !== pointer.version) {
+        await registry.writePointer(version, `recovered at start: ${pointer.version} does not load`, pointer, pointer.stack.filter((v) => v !== pointer.version));
+      }
+      log(`model registry: the serving model ${pointer.version} does not load (${problem}); serving the shipped model ${version} from ${initialModelDir} instead`);
     }
     registry.servingVersion = (await registry.readPointer()).version;
-    await readModelSpec(registry.dirOf(registry.servingVersion));
+    await checkModelFolder(registry.dirOf(registry.servingVersion));
     return registry;
+  }
+
+  /**
+   * Makes sure the registry holds a loadable copy of the shipped model and returns its version.
+   * Refuses a shipped model that fails the loader's checks (nothing is copied). A broken copy under
+   * the same name is set aside first.
+   */
+  private async installShipped(initialModelDir: string, log: (line: string) => void): Promise<string> {
+    let spec: ModelSpec;
+    try {
+      spec = await checkModelFolder(initialModelDir);
+    } catch (e) {
+      throw new RegistryError(`the shipped model (NOCTURNE_MODEL_DIR) cannot serve: ${(e as Error).message}`);
+    }
+    const dir = this.dirOf(spec.version);
+    if (existsSync(dir)) {
+      const problem = await modelFolderProblem(dir);
+      if (!problem) return spec.version;
+      const aside = join(this.root, `.broken-${spec.version}-${Date.now()}`);
+      await rename(dir, aside).catch(() => undefined);
+      log(`model registry: ${spec.version} in the registry does not load (${problem}); set aside as ${aside}`);
+    }
+    const staging = this.stagingDir(`initial-${process.pid}`);
+    await rm(staging, { recursive: true, force: true });
+    await mkdir(staging, { recursive: true });
+    for (const f of VERSION_FILES) if (existsSync(join(initialModelDir, f))) await copyFile(join(initialModelDir, f), join(staging, f));
+    const record: VersionRecord = { version: spec.version, verdict: 'initial', reason: `the shipped model from ${initialModelDir}`, createdAt: new Date().toISOString() };
+    try {
+      await this.publish(staging, record);
+      log(`model registry: ${spec.version} (from ${initialModelDir}) is the first version`);
+    } catch (e) {
+      // Another process published it first: theirs is the same model.
+      await rm(staging, { recursive: true, force: true });
+      if (!existsSync(dir) || (await modelFolderProblem(dir))) throw e;
+    }
+    return spec.version;
   }
 
   get pointerPath(): string {
@@ -151,7 +224,7 @@ export class ModelRegistry extends EventEmitter<{ serving: [ServingChange] }> {
   async publish(stagingDir: string, record: VersionRecord): Promise<string> {
     const dir = this.dirOf(record.version);
     if (existsSync(dir)) throw new RegistryError(`model version ${record.version} already exists`);
-    await readModelSpec(stagingDir);
+    await checkModelFolder(stagingDir);
     await writeFileAtomic(join(stagingDir, 'version.json'), JSON.stringify(record, null, 2) + '\n');
     await rename(stagingDir, dir);
     return dir;
@@ -224,7 +297,7 @@ export class ModelRegistry extends EventEmitter<{ serving: [ServingChange] }> {
   /** Makes `version` the serving one (after checking it loads) and emits 'serving'. */
   async promote(version: string, reason: string): Promise<ServingChange> {
     const name = await this.resolve(version);
-    await readModelSpec(this.dirOf(name));
+    await checkModelFolder(this.dirOf(name));
     const previous = await this.readPointer();
     if (previous.version === name) throw new RegistryError(`${name} is already serving`);
     await this.writePointer(name, reason, previous);
@@ -249,7 +322,7 @@ export class ModelRegistry extends EventEmitter<{ serving: [ServingChange] }> {
       const at = previous.stack.lastIndexOf(target);
       stack = at >= 0 ? previous.stack.slice(0, at) : [...previous.stack, previous.version];
     }
-    await readModelSpec(this.dirOf(target));
+    await checkModelFolder(this.dirOf(target));
     const reason = `rollback from ${previous.version} by ${by}`;
     await this.writePointer(target, reason, previous, stack);
     return this.changed(previous.version, target, reason);
