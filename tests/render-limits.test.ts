@@ -141,3 +141,12 @@ test('an engine whose render fails removes the piece.mid it wrote', async () => 
     engine.dispose();
   }
 });
+
+test('`nocturne compose chopin 2000 --seed slow-tempo.mid` (a real process) refuses the seed with one line, exit 2, no files', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const out = join(fixture.dir, 'cli-slow');
+  const run = spawnSync(process.execPath, [resolve(import.meta.dirname, '../bin/nocturne.js'), 'compose', 'chopin', '2000', '--seed', resolve(import.meta.dirname, 'fixtures/slow-tempo.mid'), '--model', fixture.modelDir, '--out', out], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(run.status, 2, run.stderr);
+  assert.match(run.stderr, /the seed MIDI's tempo is 3\.58 BPM; a continuation keeps it, so it must be 20 to 1000 BPM: fix the tempo in the file/);
+  assert.equal(existsSync(out), false);
+});
