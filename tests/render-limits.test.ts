@@ -150,3 +150,16 @@ test('`nocturne compose chopin 2000 --seed slow-tempo.mid` (a real process) refu
   assert.match(run.stderr, /the seed MIDI's tempo is 3\.58 BPM; a continuation keeps it, so it must be 20 to 1000 BPM: fix the tempo in the file/);
   assert.equal(existsSync(out), false);
 });
+
+test('NOCTURNE_MAX_MUSIC_MINUTES: minutes to the queue limit in seconds; a bad value is listed with the other problems', async () => {
+  const { ConfigError, loadConfig } = await import('../src/config.ts');
+  const base = { NOCTURNE_MODEL_DIR: fixture.modelDir, NOCTURNE_COMMUNITY: 'off' };
+  assert.equal(loadConfig(base, fixture.dir).limits.maxMusicSeconds, 30 * 60);
+  assert.equal(loadConfig({ ...base, NOCTURNE_MAX_MUSIC_MINUTES: '5' }, fixture.dir).limits.maxMusicSeconds, 300);
+  assert.throws(() => loadConfig({ ...base, NOCTURNE_MAX_MUSIC_MINUTES: '0', NOCTURNE_QUEUE_MAX: 'x' }, fixture.dir), (e: Error) => {
+    assert.ok(e instanceof ConfigError);
+    assert.match(e.message, /2 problems/);
+    assert.match(e.message, /NOCTURNE_MAX_MUSIC_MINUTES must be a whole number from 1 to 600, got "0"/);
+    return true;
+  });
+});
