@@ -111,7 +111,16 @@ function sameRun(x: ArrayLike<number>, i: number, y: ArrayLike<number>, j: numbe
  */
 export function loopRate(tokens: readonly NoteToken[], n = 16, key: NoteKey = 'dt-pitch-dur'): number {
   if (!Number.isInteger(n) || n < 1) throw new Error(`loopRate: n must be a whole number ≥ 1, got ${n}`);
-  const keys = noteKeys(tokens, key);
+  return repeatedNgramShare(noteKeys(tokens, key), n);
+}
+
+/**
+ * Share of the n-grams of any integer sequence that repeat an n-gram seen earlier in it (every
+ * hash hit verified item by item). 0 when the sequence has no n-grams. loopRate is this on note
+ * keys; src/eval/realism.ts uses it on pitches and on intervals.
+ */
+export function repeatedNgramShare(keys: ArrayLike<number>, n: number): number {
+  if (!Number.isInteger(n) || n < 1) throw new Error(`repeatedNgramShare: n must be a whole number ≥ 1, got ${n}`);
   const seen = new Map<number, number[]>();
   let total = 0;
   let repeats = 0;
