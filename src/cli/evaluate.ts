@@ -1,7 +1,8 @@
 /** `nocturne evaluate --model DIR --data DIR [--json] ...`: see src/eval/evaluate.ts. */
 import { parseArgs } from 'node:util';
 import { initBackend, type BackendChoice } from '../model/backend.ts';
-import { DEFAULT_EVALUATE_OPTIONS, evaluateModel, formatReport } from '../eval/evaluate.ts';
+import { DEFAULT_EVALUATE_OPTIONS, evaluateModel, formatReport, REALISM_DEFAULT_COMPOSERS } from '../eval/evaluate.ts';
+import { EXCERPT_NOTES } from '../eval/realism.ts';
 import { UsageError, intOption, numberOption, parseBackend, optionProblems } from './options.ts';
 
 const D = DEFAULT_EVALUATE_OPTIONS;
@@ -9,7 +10,10 @@ const D = DEFAULT_EVALUATE_OPTIONS;
 export const EVALUATE_USAGE = `usage: nocturne evaluate --model DIR --data DIR [options]
 Reports the model's NLL per token on the pieces of --data it was not trained on, beside unigram
 and bigram baselines fitted on its training pieces, and statistics of music it generates per
-composer (Wasserstein distances to real music, loop rate, longest copy from the training data).
+composer (Wasserstein distances to real music, loop rate, longest copy from the training data),
+and realism: generated pieces against the held-out real pieces per ${EXCERPT_NOTES}-note excerpt
+(repetition, rhythm, texture, harmony and velocity features with the real 5–95 % band, a
+classifier's ROC-AUC, composer recognition), each beside a real-vs-real ceiling.
 Works for our models and for the study's baseline (nocturne train --arch seed).
   --model DIR                 model folder (required)
   --data DIR                  folder of piano MIDI, composer subfolders optional (required)
@@ -22,6 +26,12 @@ Works for our models and for the study's baseline (nocturne train --arch seed).
   --train-data DIR            the model's training corpus, if not at model.json's data.source
   --batch N                   chunks / windows per forward pass (default ${D.batchSize})
   --max-seed-targets N        seed model: most windows scored (default ${D.maxSeedTargets})
+  --realism-pieces N          realism: generated pieces in all, spread over the composers
+                              (default ${D.realismPieces}; 0 skips realism)
+  --realism-notes N           realism: notes per generated piece (default ${D.realismNotes}; ${EXCERPT_NOTES}..2000)
+  --realism-composers a,b     realism: composers to generate (default ${REALISM_DEFAULT_COMPOSERS.join(', ')},
+                              those the model knows and --data has)
+  --realism-only              only the realism section (no NLL, no per-composer statistics)
   --backend B                 auto | tensorflow | wasm | cpu (default auto)`;
 
 export async function runEvaluate(argv: string[], log: (line: string) => void): Promise<number> {
@@ -39,6 +49,10 @@ export async function runEvaluate(argv: string[], log: (line: string) => void): 
       'max-seed-targets': { type: 'string' },
       'smoothing-k': { type: 'string' },
       backend: { type: 'string' },
+      'realism-pieces': { type: 'string' },
+      'realism-notes': { type: 'string' },
+      'realism-composers': { type: 'string' },
+      'realism-only': { type: 'boolean' },
     },
     strict: true,
   });
@@ -51,6 +65,11 @@ export async function runEvaluate(argv: string[], log: (line: string) => void): 
   const maxSeedTargets = collect(() => intOption('--max-seed-targets', values['max-seed-targets'], D.maxSeedTargets, 1, 10_000_000), D.maxSeedTargets);
   const smoothingK = collect(() => numberOption('--smoothing-k', values['smoothing-k'], D.smoothingK, 1e-9, 1000), D.smoothingK);
   const backend = collect(() => parseBackend(values.backend), 'auto' as BackendChoice);
+  const realismPieces = collect(() => intOption('--realism-pieces', values['realism-pieces'], D.realismPieces, 0, 512), D.realismPieces);
+  const realismNotes = collect(() => intOption('--realism-notes', values['realism-notes'], D.realismNotes, EXCERPT_NOTES, 2000), D.realismNotes);
+  const realismComposers = values['realism-composers']?.split(',').map((c) => c.trim()).filter(Boolean);
+  if (values['realism-composers'] !== undefined && !realismComposers?.length) problems.push('--realism-composers needs at least one name');
+  if (values['realism-only'] && realismPieces === 0) problems.push('--realism-only needs --realism-pieces above 0');
   const composers = values.composers?.split(',').map((c) => c.trim()).filter(Boolean);
   if (values.composers !== undefined && !composers?.length) problems.push('--composers needs at least one name');
   if (problems.length) throw new UsageError(problems.join('\n'), EVALUATE_USAGE);
@@ -66,6 +85,10 @@ export async function runEvaluate(argv: string[], log: (line: string) => void): 
     batchSize,
     maxSeedTargets,
     smoothingK,
+    realismPieces,
+    realismNotes,
+    realismComposers,
+    realismOnly: values['realism-only'] ?? false,
     log,
   });
   process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatReport(report)}\n`);

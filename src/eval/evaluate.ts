@@ -15,6 +15,12 @@
  * (exact 1-D Wasserstein-1) with that composer's real pieces in --data and with all other
  * composers' pieces there; their loop rate (share of repeated 16-grams) with that of real
  * excerpts of the same length; and the longest run copied verbatim from the training pieces.
+ *
+ * Realism (issue 8). Generated pieces of several composers (default 8 each of Mozart, Beethoven,
+ * Chopin and Schubert, 500 notes) against the held-out real pieces, per 250-note excerpt: the
+ * features of realism.ts with the real 5–95 % band, a classifier two-sample test (ROC-AUC) and
+ * composer recognition, each beside a real-vs-real ceiling. Generation goes through one
+ * RealismGenerate function, so another architecture plugs in there.
  */
 import * as tf from '@tensorflow/tfjs';
 import { existsSync, realpathSync, statSync } from 'node:fs';
@@ -35,6 +41,7 @@ import { evaluatePieces } from '../train/fit.ts';
 import { addTotals, baselineTotals, DEFAULT_SMOOTHING_K, fitBaselines, NOTE_FIELD_CLASSES, noteTokenFields, perToken, type BaselineTotals } from './baselines.ts';
 import { longestCopiedRuns, loopRate, noteKeys, pooledDistributions, type MusicDistributions } from './musicStats.ts';
 import { histogram, wasserstein1 } from './wasserstein.ts';
+import { compareRealism, DEFAULT_COMPARE, FEATURE_LABELS, REALISM_FEATURES, REPETITION_FEATURES, type PieceTokens, type RealismComparison } from './realism.ts';
 
 export interface EvaluateOptions {
   modelDir: string;
@@ -51,10 +58,41 @@ export interface EvaluateOptions {
   /** Most windows the seed model scores (evenly spread over the held-out pieces). */
   maxSeedTargets: number;
   smoothingK: number;
+  /** Realism: generated pieces in all (spread evenly over the composers; 0 skips it) and notes per piece. */
+  realismPieces: number;
+  realismNotes: number;
+  /** Realism composers (default: REALISM_DEFAULT_COMPOSERS that the model knows and --data has). */
+  realismComposers?: string[];
+  /** Skip the likelihood and the per-composer generation statistics. */
+  realismOnly?: boolean;
   log: (line: string) => void;
 }
 
-export const DEFAULT_EVALUATE_OPTIONS = { notes: 250, piecesPerComposer: 4, batchSize: 32, maxSeedTargets: 4000, smoothingK: DEFAULT_SMOOTHING_K } as const;
+export const DEFAULT_EVALUATE_OPTIONS = { notes: 250, piecesPerComposer: 4, batchSize: 32, maxSeedTargets: 4000, smoothingK: DEFAULT_SMOOTHING_K, realismPieces: 32, realismNotes: 500 } as const;
+
+/** The composers the realism section generates by default: the model's composers with held-out pieces, by the issue. */
+export const REALISM_DEFAULT_COMPOSERS = ['Mozart', 'Beethoven', 'Chopin', 'Schubert'] as const;
+
+/** One piece to generate for the realism section: the composer as the model spells it. */
+export interface RealismRequest {
+  composer: string;
+  notes: number;
+  randomSeed: number;
+}
+
+/** Generates one token sequence per request, in order: the one place a model architecture plugs in. */
+export type RealismGenerate = (requests: readonly RealismRequest[]) => NoteToken[][];
+
+export interface RealismReport extends RealismComparison {
+  composers: string[];
+  piecesPerComposer: number;
+  notesPerPiece: number;
+  decoding: string;
+  /** Where the real excerpts come from, and the pieces used for composer recognition. */
+  realSource: string;
+  composerRecognitionSource: string;
+  seconds: { generation: number; analysis: number };
+}
 
 /** Distances (Wasserstein-1, in the feature's unit) from generated music to real music. */
 export interface FeatureDistance {
@@ -125,6 +163,11 @@ export interface EvaluationReport {
       longestCopiedRun: number;
     };
   };
+  /** Realism against the held-out pieces; null when skipped (realismSkipped says why). */
+  realism: RealismReport | null;
+  realismSkipped?: string;
+  /** The sections computed (--realism-only leaves out likelihood and generation). */
+  sections: ('likelihood' | 'generation' | 'realism')[];
   budget?: SeedModelSpec['budget'];
   seconds: number;
 }
@@ -265,6 +308,40 @@ function generateNoteModel(weights: Awaited<ReturnType<typeof loadModelFolder>>[
   return { notes, decoding: `temperature ${DEFAULT_TEMPERATURE}, top-p ${DEFAULT_TOP_P}, random seed per composer and piece` };
 }
 
+/** Our note model through the batched sampler, at the engine's default decoding. */
+function noteModelGenerator(weights: Awaited<ReturnType<typeof loadModelFolder>>['weights'], spec: ModelSpec): { generate: RealismGenerate; decoding: string } {
+  const index = new Map(spec.composers.map((c, i) => [c.name, i]));
+  return {
+    generate: (requests) =>
+      generateTokens(
+        weights,
+        spec.hyperparameters,
+        spec.composers.length,
+        requests.map((r) => ({ composer: index.get(r.composer)!, notes: r.notes, temperature: DEFAULT_TEMPERATURE, topP: DEFAULT_TOP_P, randomSeed: r.randomSeed })),
+      ),
+    decoding: `temperature ${DEFAULT_TEMPERATURE}, top-p ${DEFAULT_TOP_P}, one random seed per piece, all pieces in one batch`,
+  };
+}
+
+/** The seed model as the study played it (argmax from a fixed primer per composer); random seeds do not apply. */
+function seedModelGenerator(weights: Awaited<ReturnType<typeof loadSeedModel>>['weights'], spec: SeedModelSpec, training: CorpusPiece[], real: CorpusPiece[], o: EvaluateOptions): { generate: RealismGenerate; decoding: string } {
+  return {
+    generate: (requests) => {
+      const composers = [...new Set(requests.map((r) => r.composer))];
+      const most = Math.max(0, ...composers.map((c) => requests.filter((r) => r.composer === c).length));
+      const notes = Math.max(0, ...requests.map((r) => r.notes));
+      const gen = generateSeedModel(weights, spec, composers, training, real, { ...o, notes, piecesPerComposer: most });
+      const taken = new Map<string, number>();
+      return requests.map((r) => {
+        const k = taken.get(r.composer) ?? 0;
+        taken.set(r.composer, k + 1);
+        return (gen.notes.get(r.composer)?.[k] ?? []).slice(0, r.notes);
+      });
+    },
+    decoding: "argmax, primed with a fixed random window of the composer's training pieces",
+  };
+}
+
 function generateSeedModel(weights: Awaited<ReturnType<typeof loadSeedModel>>['weights'], spec: SeedModelSpec, composers: string[], training: CorpusPiece[], real: CorpusPiece[], o: EvaluateOptions): Generated {
   const trainSeqs = training.map((p) => encodeEvents(seedEvents(p.tokens), spec.vocabulary));
   const primers: Int32Array[] = [];
@@ -392,6 +469,77 @@ function summarise(reports: Map<string, GenerationReport>): NonNullable<Evaluati
 }
 
 // ---------------------------------------------------------------------------------------------
+// Realism
+
+/**
+ * The realism composers, as --data spells them (generation uses the model's spelling): the ones
+ * asked for, else the defaults that the model knows and --data has, else up to four of the
+ * model's composers with the most held-out pieces.
+ */
+function chooseRealismComposers(asked: readonly string[] | undefined, modelComposers: readonly string[], dataPieces: readonly CorpusPiece[], heldOut: readonly CorpusPiece[]): string[] {
+  const dataComposers = [...new Set(dataPieces.map((p) => p.composer))];
+  const inData = (c: string) => dataComposers.find((d) => lower(d) === lower(c));
+  const inModel = (c: string) => modelComposers.find((m) => lower(m) === lower(c));
+  if (asked?.length)
+    return asked.map((c) => {
+      const known = inModel(c);
+      if (!known) throw new Error(`--realism-composers: ${c} is not one of the model's composers (${modelComposers.join(', ')})`);
+      return inData(c) ?? known;
+    });
+  const defaults = REALISM_DEFAULT_COMPOSERS.filter((c) => inModel(c) && inData(c)).map((c) => inData(c)!);
+  if (defaults.length) return defaults;
+  const held = groupBy(heldOut.filter((p) => inModel(p.composer)), (p) => p.composer);
+  return [...held].sort((a, b) => b[1].length - a[1].length || a[0].localeCompare(b[0])).slice(0, 4).map(([c]) => c);
+}
+
+export interface RealismInput {
+  /** Real excerpts come from these pieces (the model's held-out pieces). */
+  real: readonly PieceTokens[];
+  /** Real pieces for composer recognition (all of --data's pieces of the realism composers). */
+  composerReal: readonly PieceTokens[];
+  /** Composer labels, and the model's spelling of each for generation. */
+  composers: readonly { label: string; model: string }[];
+  piecesPerComposer: number;
+  notes: number;
+  generate: RealismGenerate;
+  decoding: string;
+  realSource: string;
+  composerRecognitionSource: string;
+  log: (line: string) => void;
+}
+
+/** Generates the pieces (one call of `generate`) and compares them with the real ones. */
+export function realismSection(input: RealismInput): RealismReport {
+  const requests: RealismRequest[] = [];
+  const labels: string[] = [];
+  for (const c of input.composers)
+    for (let k = 0; k < input.piecesPerComposer; k++) {
+      requests.push({ composer: c.model, notes: input.notes, randomSeed: stableSeed(`realism/${c.model}/${k}`) });
+      labels.push(c.label);
+    }
+  input.log(`realism: generating ${requests.length} pieces × ${input.notes} notes (${input.composers.map((c) => c.label).join(', ')}, ${input.piecesPerComposer} each) in one batch`);
+  let t0 = performance.now();
+  const tokens = input.generate(requests);
+  const generation = (performance.now() - t0) / 1000;
+  input.log(`  generated in ${generation.toFixed(1)} s`);
+  const generated: PieceTokens[] = tokens.map((t, r) => ({ name: `generated/${labels[r]}/${r}`, composer: labels[r], tokens: t }));
+  t0 = performance.now();
+  const comparison = compareRealism(input.real, generated, { ...DEFAULT_COMPARE, log: input.log }, input.composerReal);
+  const analysis = (performance.now() - t0) / 1000;
+  input.log(`  realism analysed in ${analysis.toFixed(1)} s`);
+  return {
+    composers: input.composers.map((c) => c.label),
+    piecesPerComposer: input.piecesPerComposer,
+    notesPerPiece: input.notes,
+    decoding: input.decoding,
+    realSource: input.realSource,
+    composerRecognitionSource: input.composerRecognitionSource,
+    ...comparison,
+    seconds: { generation: Math.round(generation * 10) / 10, analysis: Math.round(analysis * 10) / 10 },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
 // The whole evaluation
 
 export async function evaluateModel(o: EvaluateOptions): Promise<EvaluationReport> {
@@ -463,13 +611,20 @@ export async function evaluateModel(o: EvaluateOptions): Promise<EvaluationRepor
     o.log(overlapNote);
 
     // Likelihood.
-    o.log(`likelihood on ${heldOut.length} held-out pieces`);
-    const likelihood = loaded.kind === 'seed' ? seedLikelihood(loaded.weights, loaded.spec, heldOut, training, o) : noteLikelihood(loaded.weights, loaded.spec, heldOut, training, o);
+    const sections: EvaluationReport['sections'] = [];
+    let likelihood: Likelihood;
+    if (o.realismOnly) likelihood = { unit: '', groups: new Map(), fittedOn: { pieces: training.length, tokens: training.reduce((s, p) => s + p.tokens.length, 0) } };
+    else {
+      o.log(`likelihood on ${heldOut.length} held-out pieces`);
+      likelihood = loaded.kind === 'seed' ? seedLikelihood(loaded.weights, loaded.spec, heldOut, training, o) : noteLikelihood(loaded.weights, loaded.spec, heldOut, training, o);
+      sections.push('likelihood');
+    }
 
     // Generation.
     let generated: Map<string, GenerationReport> | undefined;
     let decoding = '';
-    if (o.piecesPerComposer > 0) {
+    if (o.piecesPerComposer > 0 && !o.realismOnly) {
+      sections.push('generation');
       const genComposers = loaded.kind === 'seed' ? selected : selected.filter((c) => modelComposers.has(lower(c)));
       const canonical = (c: string) => model.composers.find((m) => lower(m) === lower(c)) ?? c;
       if (genComposers.length) {
@@ -482,6 +637,34 @@ export async function evaluateModel(o: EvaluateOptions): Promise<EvaluationRepor
         generated = generationReports(renamed, dataPieces, training, o);
         decoding = gen.decoding;
       } else o.log('no evaluated composer is known to the model: generation skipped');
+    }
+
+    // Realism.
+    let realism: RealismReport | null = null;
+    let realismSkipped: string | undefined;
+    if (o.realismPieces > 0) {
+      const composers = chooseRealismComposers(o.realismComposers, model.composers, dataPieces, heldOut);
+      const withExcerpts = heldOut.filter((p) => p.tokens.length >= DEFAULT_COMPARE.excerptNotes);
+      if (composers.length === 0) realismSkipped = 'no composer of the model has pieces in --data';
+      else if (withExcerpts.length < 4) realismSkipped = `needs at least 4 held-out pieces of ${DEFAULT_COMPARE.excerptNotes}+ notes, --data has ${withExcerpts.length}`;
+      else {
+        const gen = loaded.kind === 'seed' ? seedModelGenerator(loaded.weights, loaded.spec, training, dataPieces, o) : noteModelGenerator(loaded.weights, loaded.spec);
+        const labels = new Set(composers.map(lower));
+        realism = realismSection({
+          real: withExcerpts,
+          composerReal: dataPieces.filter((p) => labels.has(lower(p.composer))),
+          composers: composers.map((label) => ({ label, model: model.composers.find((m) => lower(m) === lower(label))! })),
+          piecesPerComposer: Math.ceil(o.realismPieces / composers.length),
+          notes: o.realismNotes,
+          generate: gen.generate,
+          decoding: gen.decoding,
+          realSource: `${withExcerpts.length} held-out pieces of --data (not in the model's training data), ${selected.length} composers`,
+          composerRecognitionSource: `every piece of --data by ${composers.join(', ')} (training pieces included: the classifier is not the model)`,
+          log: o.log,
+        });
+        sections.push('realism');
+      }
+      if (realismSkipped) o.log(`realism skipped: ${realismSkipped}`);
     }
 
     // Assemble.
@@ -516,9 +699,14 @@ export async function evaluateModel(o: EvaluateOptions): Promise<EvaluationRepor
       generation: generated
         ? { notesPerPiece: o.notes, piecesPerComposer: o.piecesPerComposer, decoding, summary: summarise(generated) }
         : null,
+      realism,
+      ...(realismSkipped ? { realismSkipped } : {}),
+      sections,
       seconds: 0,
     };
-    if (loaded.kind === 'note') {
+    if (o.realismOnly) {
+      // No likelihood was computed.
+    } else if (loaded.kind === 'note') {
       const heads = [0, 1, 2, 3].map((k) => groups.reduce((s, g) => s + (g.perHead?.[k] ?? 0), 0) / Math.max(1, tokens));
       report.nllPerHead = tokens ? { dt: heads[0], pitch: heads[1], dur: heads[2], vel: heads[3] } : null;
     } else {
@@ -542,12 +730,23 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ')).join('\n');
 }
 
-/** The report as text tables: likelihood, then generated-music statistics. */
+/** The report as text tables: likelihood, generated-music statistics, then realism. */
 export function formatReport(r: EvaluationReport): string {
   const lines: string[] = [];
   lines.push(`model ${r.model.dir}: ${r.model.version} (${r.model.arch}), ${r.model.composers.length} composers`);
   if (r.budget) lines.push(`training budget: ${r.budget.windowsTrained} windows (${r.budget.epochs} epochs at stride ${r.budget.stride}), ${r.budget.steps} steps, ${r.budget.trainSeconds} s, stopped by ${r.budget.stoppedBy}${r.budget.maxMinutes ? ` (limit ${r.budget.maxMinutes} min)` : ''}`);
   lines.push(`data ${r.data.dir}: ${r.data.pieces} pieces; ${r.data.overlapNote}`);
+  if (r.sections.includes('likelihood')) lines.push(...likelihoodLines(r));
+  if (r.generation) lines.push(...generationLines(r));
+  if (r.realism) lines.push(...realismLines(r.realism));
+  else if (r.realismSkipped) lines.push('', `realism skipped: ${r.realismSkipped}`);
+  lines.push('');
+  lines.push(`(${r.seconds} s)`);
+  return lines.join('\n');
+}
+
+function likelihoodLines(r: EvaluationReport): string[] {
+  const lines: string[] = [];
   lines.push(`baselines fitted on ${r.trainingData.pieces} training pieces (${r.trainingData.tokens} tokens) from ${r.trainingData.dir}${r.trainingData.hashMatchesModel ? '' : ' — NOT the model\'s exact training data'}, add-${r.baselines.smoothingK} smoothing`);
   lines.push('');
   lines.push(`NLL, ${r.unit}:`);
@@ -558,6 +757,11 @@ export function formatReport(r: EvaluationReport): string {
   rows.push(['ALL', String(Object.values(r.perComposer).reduce((s, p) => s + p.pieces, 0)), String(r.data.heldOutPieces), String(r.tokens), fmt(r.nll), fmt(r.baselines.unigram), fmt(r.baselines.bigram), ...(r.accuracy !== undefined ? [r.accuracy == null ? '—' : `${(r.accuracy * 100).toFixed(1)}%`] : [])]);
   lines.push(table(rows));
   if (r.nllPerHead) lines.push(`per head: dt ${fmt(r.nllPerHead.dt)}, pitch ${fmt(r.nllPerHead.pitch)}, duration ${fmt(r.nllPerHead.dur)}, velocity ${fmt(r.nllPerHead.vel)}`);
+  return lines;
+}
+
+function generationLines(r: EvaluationReport): string[] {
+  const lines: string[] = [];
   if (r.generation) {
     lines.push('');
     lines.push(`generated music: ${r.generation.piecesPerComposer} × ${r.generation.notesPerPiece} notes per composer (${r.generation.decoding})`);
@@ -576,7 +780,30 @@ export function formatReport(r: EvaluationReport): string {
     gRows.push(['closer to own', ...COMPARED_FEATURES.map((f) => `${Math.round(s.closerToOwn[f] * 100)}%`), '', '']);
     lines.push(table(gRows));
   }
-  lines.push('');
-  lines.push(`(${r.seconds} s)`);
-  return lines.join('\n');
+  return lines;
+}
+
+const pct = (x: number) => `${Math.round(x * 100)}%`;
+
+/** Realism: one row per feature, then the classifier and composer recognition. */
+function realismLines(m: RealismReport): string[] {
+  const lines = ['', `realism: ${m.generated.pieces} generated pieces × ${m.notesPerPiece} notes (${m.composers.join(', ')}; ${m.decoding}) in ${m.generated.excerpts} excerpts of ${m.excerptNotes} notes, against ${m.real.excerpts} excerpts of ${m.real.pieces} real pieces (${m.realSource})`];
+  lines.push('real-vs-real: one half of the real pieces (split by piece) against the other half; pass: the mean inside the real 5–95 % band (repetition also within 0.5–1.5× real)');
+  const rows = [['feature', 'real mean', 'real 5–95 %', 'real vs real', 'generated', 'gen/real', 'pass']];
+  for (const f of REALISM_FEATURES) {
+    const x = m.features[f];
+    const digits = f === 'velocityMean' || f === 'pitchRange' ? 1 : f === 'velocityValues' || f === 'pitchClassSetEntropy' ? 2 : 3;
+    const ratio = REPETITION_FEATURES.includes(f) ? (x.ratio == null ? '—' : `${x.ratio.toFixed(2)}×`) : '';
+    rows.push([FEATURE_LABELS[f], fmt(x.real.mean, digits), `${fmt(x.real.p5, digits)}–${fmt(x.real.p95, digits)}`, `${fmt(x.realVsReal.otherHalfMean, digits)}${x.realVsReal.pass ? '' : ' ✗'}`, fmt(x.generated.mean, digits), ratio, x.pass ? 'yes' : 'NO']);
+  }
+  lines.push(table(rows));
+  lines.push(`features passing: ${m.passed} of ${REALISM_FEATURES.length}`);
+  const c = m.classifier;
+  lines.push(`classifier (logistic regression, ${c.generatedVsReal.folds}-fold CV grouped by piece, ${c.generatedVsReal.aucs.length} repeats): ROC-AUC generated vs real ${fmt(c.generatedVsReal.auc)}, real vs real ${fmt(c.realVsReal.auc)} (target ≤ 0.70)`);
+  const k = m.composerRecognition;
+  if (k)
+    lines.push(`composer recognition (${k.composers.join(', ')}; chance ${pct(k.chance)}): real ${pct(k.real.accuracy)} (balanced ${pct(k.real.balancedAccuracy)}, ${k.real.pieces} pieces), generated ${pct(k.generated.accuracy)} (balanced ${pct(k.generated.balancedAccuracy)}; ${Object.entries(k.generated.perComposer).map(([name, a]) => `${name} ${pct(a)}`).join(', ')})`);
+  else lines.push('composer recognition: fewer than two composers with real and generated excerpts');
+  lines.push(`(realism: generation ${m.seconds.generation} s, analysis ${m.seconds.analysis} s)`);
+  return lines;
 }
