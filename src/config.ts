@@ -62,6 +62,11 @@ export interface Config {
   terminal: boolean;
   limits: QueueLimits;
   shutdownGraceMs: number;
+  /**
+   * NOCTURNE_SHUTDOWN_DEADLINE_S: after a SIGTERM/SIGINT the process exits by then whatever still
+   * hangs (a chat platform that went away keeps reconnecting); jobs not finished stay open in the store.
+   */
+  shutdownDeadlineMs: number;
   discord?: DiscordConfig;
   slack?: SlackConfig;
   /** The community loop's settings (src/community/config.ts), when it runs. */
@@ -159,6 +164,9 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     maxMusicSeconds: int('NOCTURNE_MAX_MUSIC_MINUTES', (d.maxMusicSeconds ?? MUSIC_MAX_SECONDS) / 60, 1, 600) * 60,
   };
   const shutdownGraceMs = int('NOCTURNE_SHUTDOWN_GRACE_S', 30, 0, 600) * 1000;
+  // Default: the grace period and 30 s more for the answers, the connections and the stores.
+  const shutdownDeadlineMs = int('NOCTURNE_SHUTDOWN_DEADLINE_S', shutdownGraceMs / 1000 + 30, 1, 3600) * 1000;
+  if (shutdownDeadlineMs <= shutdownGraceMs) problems.push(`NOCTURNE_SHUTDOWN_DEADLINE_S (${shutdownDeadlineMs / 1000}) must be longer than NOCTURNE_SHUTDOWN_GRACE_S (${shutdownGraceMs / 1000}): the deadline ends the whole shutdown, of which the grace period is the part pieces in progress may use`);
   const redisUrl = get(env, 'REDIS_URL') === undefined ? undefined : url('REDIS_URL', '', ['redis:', 'rediss:']) || undefined;
   const storeUrl = storeSetting(env, problems);
   const instanceRaw = get(env, 'NOCTURNE_INSTANCE');
@@ -279,7 +287,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   if (terminalRaw === 'off' && !discordToken && !botToken) problems.push('NOCTURNE_TERMINAL=off and no chat platform is configured: nothing would run (set DISCORD_TOKEN or the SLACK_ variables)');
   if (problems.length) throw new ConfigError(problems);
   const terminal = terminalRaw === 'on' || (terminalRaw === 'auto' && !discord && !slack);
-  return { modelDir, dataDir, outDir, backend: backendRaw as BackendChoice, terminal, limits, shutdownGraceMs, discord, slack, community, communityNote, redisUrl, storeUrl, instance };
+  return { modelDir, dataDir, outDir, backend: backendRaw as BackendChoice, terminal, limits, shutdownGraceMs, shutdownDeadlineMs, discord, slack, community, communityNote, redisUrl, storeUrl, instance };
 }
 
 /**

@@ -278,7 +278,7 @@ test('SIGTERM-style shutdown and restart: the waiting job resumes, an old one ge
 
   const readiesBefore = fake.readyCount;
   restarted = await startBot(
-    { modelDir: fixture.modelDir, dataDir: fixture.dataDir, outDir: fixture.outDir, backend: 'auto', terminal: false, limits: { ...DEFAULT_QUEUE_LIMITS, batchWindowMs: 20 }, shutdownGraceMs: 10_000, discord: { ...config(), guildId: '800000000000000001' } },
+    { modelDir: fixture.modelDir, dataDir: fixture.dataDir, outDir: fixture.outDir, backend: 'auto', terminal: false, limits: { ...DEFAULT_QUEUE_LIMITS, batchWindowMs: 20 }, shutdownGraceMs: 10_000, shutdownDeadlineMs: 40_000, discord: { ...config(), guildId: '800000000000000001' } },
     fixture.log,
   );
   assert.equal(fake.readyCount, readiesBefore + 1, 'logged in again');

@@ -187,8 +187,12 @@ export async function startBot(config: Config, log: (line: string) => void, role
     (stopping ??= (async () => {
       // A retraining run is stopped first (it is safe to kill); its command then reports that.
       await community?.stopRuns();
-      await bot.close(config.shutdownGraceMs);
-      await Promise.allSettled(fronts.map((f) => f.stop()));
+      // The grace period leaves time before the deadline for the answers, connections and stores.
+      await bot.close(Math.min(config.shutdownGraceMs, Math.max(0, config.shutdownDeadlineMs - 10_000)));
+      // A front end whose platform went away may never finish closing: wait a few seconds at most.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.allSettled(fronts.map((f) => f.stop())), new Promise((r) => (timer = setTimeout(r, 5000)))]);
+      clearTimeout(timer);
       await community?.close();
     })());
   // Only the terminal ends by itself; with a chat platform running, the bot runs until a signal.
@@ -222,10 +226,30 @@ export async function runStart(argv: string[], log: (line: string) => void): Pro
   const { ended, stop } = await startBot(config, log);
   up = true;
   const why = await Promise.race([ended.then(() => 'end of input'), signalled]);
-  if (why !== 'end of input') log(`${why}: finishing the jobs in flight, then stopping (send it again to quit at once)`);
   const hard = (signal: NodeJS.Signals) => process.once(signal, () => process.exit(130));
   hard('SIGTERM');
   hard('SIGINT');
+  if (why === 'end of input') {
+    await stop();
+    return 0;
+  }
+  const deadlineS = config.shutdownDeadlineMs / 1000;
+  log(`${why}: finishing the jobs in flight, then stopping, ${deadlineS} s at most (send it again to quit at once)`);
+  // A shutdown must end even when a platform went away at the same moment (discord.js then keeps
+  // reconnecting after its client is destroyed, and answers to the dropped platform never go out):
+  // at the deadline the process exits, and the jobs not finished stay open in the store, resumed
+  // by the next start.
+  const deadline = setTimeout(() => {
+    log(`shutdown deadline (NOCTURNE_SHUTDOWN_DEADLINE_S=${deadlineS}) passed: exiting now; unfinished jobs stay queued for the next start`);
+    process.exit(1);
+  }, config.shutdownDeadlineMs);
   await stop();
+  clearTimeout(deadline);
+  // Everything of ours is closed; a connection that a library keeps reopening must not hold the
+  // process (the timer is unref'd, so a process with nothing left exits at once without it).
+  setTimeout(() => {
+    log('stopped, but a connection is still open (a chat platform that went away): exiting');
+    process.exit(0);
+  }, 1000).unref();
   return 0;
 }
