@@ -6,7 +6,7 @@
 import type { JobRecord, Platform, ReplyAddress, Requester } from '../jobs/types.ts';
 import { jobForAction, parseActionId } from './actions.ts';
 import type { BotContext, CommandSpec, InfoMessage, OptionChoice, Reply, ResultPost } from './command.ts';
-import { checkOptions, type RawOptions } from './options.ts';
+import { checkOptions, parsePlainNumber, type RawOptions } from './options.ts';
 
 /** Discord shows at most 25 autocomplete choices. */
 export const MAX_CHOICES = 25;
@@ -129,7 +129,7 @@ export function autocompleteChoices(bot: BotContext, command: string, option: st
   const matching = offered.filter((c) => t === '' || String(c.value).startsWith(t) || c.name.toLowerCase().startsWith(t.toLowerCase()));
   // A typed number within the limits is offered as itself, so any value can be picked.
   if ((spec.kind === 'integer' || spec.kind === 'number') && t !== '' && !spec.choices) {
-    const v = Number(t);
+    const v = parsePlainNumber(t);
     const whole = spec.kind === 'integer';
     const ok = Number.isFinite(v) && (!whole || Number.isInteger(v)) && (spec.min === undefined || v >= spec.min) && (spec.max === undefined || v <= spec.max);
     if (ok && !matching.some((c) => c.value === v)) matching.unshift({ name: String(v), value: v });

@@ -24,6 +24,15 @@ export function formatBytes(bytes: number): string {
   return `${bytes} bytes`;
 }
 
+/**
+ * A number as people type it: digits with an optional sign and decimal point. Number() alone also
+ * takes 0x10, 1e3, 0b11 and Infinity, which nobody means as "16" or "1000" notes. NaN otherwise.
+ */
+export function parsePlainNumber(text: string): number {
+  const t = text.trim();
+  return /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)$/.test(t) ? Number(t) : Number.NaN;
+}
+
 function rangeText(o: OptionSpec): string {
   if (o.min !== undefined && o.max !== undefined) return `from ${o.min} to ${o.max}`;
   if (o.min !== undefined) return `of at least ${o.min}`;
@@ -42,7 +51,7 @@ function checkOne(o: OptionSpec, raw: RawValue): { value?: OptionValue; problem?
     case 'number': {
       if (isAttachment(raw) || typeof raw === 'boolean') return { problem: `${o.name} must be a number` };
       const text = String(raw).trim();
-      const v = typeof raw === 'number' ? raw : text === '' ? Number.NaN : Number(text);
+      const v = typeof raw === 'number' ? raw : parsePlainNumber(text);
       const whole = o.kind === 'integer';
       const what = `${o.name} must be ${whole ? 'a whole number' : 'a number'} ${rangeText(o)}`.trim();
       const hint = o.suggestions?.length ? ` (${o.suggestions.map((s) => s.value).join(' or ')} are typical)` : '';
