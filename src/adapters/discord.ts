@@ -114,8 +114,17 @@ interface MessageBody {
   components: ReturnType<ActionRowBuilder<ButtonBuilder>['toJSON']>[];
 }
 
+/**
+ * User text (a file name such as `<@&123>.mid`) shown as itself: allowed_mentions already stops
+ * the ping, but Discord still renders role, user, channel and command mentions and custom emoji,
+ * so a zero-width space after the `<` keeps them plain text.
+ */
+export function defuseMentions(text: string): string {
+  return text.replace(/<(?=[@#/:]|a:|t:)/g, '<\u200b');
+}
+
 export function progressBody(text: string): MessageBody {
-  return { content: `⏳ ${oneLine(text, 1900)}`, embeds: [], components: [] };
+  return { content: `⏳ ${defuseMentions(oneLine(text, 1900))}`, embeds: [], components: [] };
 }
 
 export function infoBody(m: InfoMessage): MessageBody {
@@ -219,7 +228,7 @@ class InteractionReply implements Reply {
     clearTimeout(this.timer);
     const late = this.late();
     if (late) return late.error(line);
-    const content = `⚠️ ${oneLine(line, 1900)}`;
+    const content = `⚠️ ${defuseMentions(oneLine(line, 1900))}`;
     if (!this.deferring && !this.answered) {
       this.answered = true;
       await this.interaction.reply({ content, flags: MessageFlags.Ephemeral });
@@ -280,7 +289,7 @@ class RecoveredReply implements Reply {
   }
 
   async error(line: string): Promise<void> {
-    const content = `⚠️ ${oneLine(line, 1900)}`;
+    const content = `⚠️ ${defuseMentions(oneLine(line, 1900))}`;
     if (this.tokenAlive) {
       await this.client.rest.post(Routes.webhook(this.address.applicationId, this.address.token), { body: { content, flags: MessageFlags.Ephemeral }, auth: false });
       return;
