@@ -18,6 +18,17 @@ export interface Hyperparameters {
   headDim: number;
   /** Training chunk length in notes (the "window"). */
   window: number;
+  /**
+   * Long-context models only (src/model/longContext.ts); absent in the local-attention model.
+   * `memory`: notes of attention memory carried from chunk to chunk (Transformer-XL style);
+   * `heads`: attention heads (attentionDim is split between them); `relativeBuckets`: learned
+   * relative-position bias buckets; `keys`: a key-conditioning input; `dropout`: training rate.
+   */
+  memory?: number;
+  heads?: number;
+  relativeBuckets?: number;
+  keys?: boolean;
+  dropout?: number;
 }
 
 export const DEFAULT_HYPERPARAMETERS: Hyperparameters = {
@@ -114,13 +125,15 @@ export function lstmLayer(w: Weights, l: number, hidden: number, inputs: tf.Tens
  * [H, T*B] × [T*B, 4H] product, which runs at the backend's full matmul rate.
  * tests/model.test.ts checks its gradients against autodiff's through lstmCell.
  */
-export function lstmRecurrence(xProj: tf.Tensor2D, wh: tf.Tensor2D, B: number, T: number): tf.Tensor2D {
+export function lstmRecurrence(xProj: tf.Tensor2D, wh: tf.Tensor2D, B: number, T: number, initial?: RecurrenceStart): tf.Tensor2D {
   const H = wh.shape[0];
   const run = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [x, weights, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.GradSaveFunc];
     const steps = tf.unstack(x.reshape([T, B, 4 * H])) as tf.Tensor2D[];
-    let h = tf.zeros([B, H]) as tf.Tensor2D;
-    let c = tf.zeros([B, H]) as tf.Tensor2D;
+    const h0 = initial ? initial.h : (tf.zeros([B, H]) as tf.Tensor2D);
+    const c0 = initial ? initial.c : (tf.zeros([B, H]) as tf.Tensor2D);
+    let h = h0;
+    let c = c0;
     const hs: tf.Tensor2D[] = [];
     const cs: tf.Tensor2D[] = [];
     const tcs: tf.Tensor2D[] = [];
@@ -142,15 +155,27 @@ export function lstmRecurrence(xProj: tf.Tensor2D, wh: tf.Tensor2D, B: number, T
       candidates.push(u);
     }
     const outputs = tf.concat(hs, 0) as tf.Tensor2D;
-    save([outputs, tf.concat(cs, 0), tf.concat(tcs, 0), tf.concat(sigmoids, 0), tf.concat(candidates, 0), weights]);
+    if (initial?.onLastCell) initial.onLastCell(tf.keep(c));
+    save([outputs, tf.concat(cs, 0), tf.concat(tcs, 0), tf.concat(sigmoids, 0), tf.concat(candidates, 0), weights, h0, c0]);
     return { value: outputs, gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => recurrenceGradients(dy as tf.Tensor2D, saved as tf.Tensor2D[], B, T, H) };
   });
   return run(xProj, wh) as tf.Tensor2D;
 }
 
+/**
+ * Where a recurrence starts: the state carried from the previous chunk (constants: no gradient
+ * flows into them), and a callback that receives the last step's cell state (kept; the caller
+ * disposes it) so that the next chunk can start there.
+ */
+export interface RecurrenceStart {
+  h: tf.Tensor2D;
+  c: tf.Tensor2D;
+  onLastCell?: (c: tf.Tensor2D) => void;
+}
+
 /** Backpropagation through time for lstmRecurrence: [dxProj, dWh]. */
 function recurrenceGradients(dy: tf.Tensor2D, saved: tf.Tensor2D[], B: number, T: number, H: number): tf.Tensor[] {
-  const [outputs, cells, tanhCells, sigmoids, candidates, wh] = saved;
+  const [outputs, cells, tanhCells, sigmoids, candidates, wh, h0, c0] = saved;
   const at = (x: tf.Tensor2D, t: number) => x.slice([t * B, 0], [B, x.shape[1]]);
   let dhNext: tf.Tensor2D | undefined;
   let dcNext: tf.Tensor2D | undefined;
@@ -164,7 +189,7 @@ function recurrenceGradients(dy: tf.Tensor2D, saved: tf.Tensor2D[], B: number, T
     // c_t = f·c_{t-1} + i·u and h_t = o·tanh(c_t)
     let dc = tf.mul(tf.mul(dh, o), tf.sub(1, tf.square(tc)));
     if (dcNext) dc = tf.add(dc, dcNext);
-    const cPrev = t > 0 ? at(cells, t - 1) : tf.zerosLike(dc);
+    const cPrev = t > 0 ? at(cells, t - 1) : c0;
     const dIfo = tf.concat([tf.mul(dc, u), tf.mul(dc, cPrev), tf.mul(dh, tc)], 1);
     const dGates = tf.concat([tf.mul(dIfo, tf.mul(s, tf.sub(1, s))), tf.mul(tf.mul(dc, i), tf.sub(1, tf.square(u)))], 1) as tf.Tensor2D;
     gateGrads[t] = dGates;
@@ -172,8 +197,8 @@ function recurrenceGradients(dy: tf.Tensor2D, saved: tf.Tensor2D[], B: number, T
     if (t > 0) dhNext = tf.matMul(dGates, wh, false, true);
   }
   const dx = tf.concat(gateGrads, 0) as tf.Tensor2D; // [T*B, 4H], time-major like xProj
-  // h_{t-1} for every step: zeros, then every output but the last.
-  const previous = tf.concat([tf.zeros([B, H]), outputs.slice([0, 0], [(T - 1) * B, H])], 0) as tf.Tensor2D;
+  // h_{t-1} for every step: the initial state, then every output but the last.
+  const previous = (T > 1 ? tf.concat([h0, outputs.slice([0, 0], [(T - 1) * B, H])], 0) : h0) as tf.Tensor2D;
   return [dx, tf.matMul(previous, dx, true, false)];
 }
 
@@ -231,8 +256,15 @@ export function sequenceHidden(w: Weights, h: Hyperparameters, inputs: tf.Tensor
  * per-head means. Teacher-forced: the pitch head sees the true dt, and so on.
  */
 export function sequenceLoss(w: Weights, h: Hyperparameters, b: SequenceBatch): { total: tf.Scalar; perHead: tf.Scalar[] } {
-  const z = sequenceHidden(w, h, b.inputs, b.batch, b.steps);
-  const [dtT, pitchT, durT, velT] = b.targets;
+  return headsLoss(w, sequenceHidden(w, h, b.inputs, b.batch, b.steps), b.targets);
+}
+
+/**
+ * The four chained heads on the shared activation z [rows, headDim], teacher-forced (the pitch
+ * head sees the true dt, and so on): mean NLL per row, in total and per head.
+ */
+export function headsLoss(w: Weights, z: tf.Tensor2D, targets: SequenceBatch['targets']): { total: tf.Scalar; perHead: tf.Scalar[] } {
+  const [dtT, pitchT, durT, velT] = targets;
   const logitsDt = tf.add(tf.matMul(z, w['head/wdt'] as tf.Tensor2D), w['head/bdt']);
   const z2 = tf.tanh(tf.add(z, tf.matMul(dtT, w['head/edt'] as tf.Tensor2D))) as tf.Tensor2D;
   const logitsPitch = tf.add(tf.matMul(z2, w['head/wpitch'] as tf.Tensor2D), w['head/bpitch']);
@@ -304,7 +336,7 @@ export function sparseInputTable(w: Weights): Float32Array {
  * bit here (tests/refeed.test.ts checks it). At batch 16 this skips a 10-MFLOP product per note
  * (the stock wasm GatherV2 is far slower than the product, so this runs on the host).
  */
-function sparseProjection(inputs: SparseInputs, n: number): tf.Tensor2D {
+export function sparseProjection(inputs: SparseInputs, n: number): tf.Tensor2D {
   const { table, columns, rows, slots } = inputs;
   const out = new Float32Array(rows * n);
   for (let r = 0; r < rows; r++) {
