@@ -2,6 +2,7 @@
 import { basename, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { initBackend, type BackendChoice } from '../model/backend.ts';
+import { LONG_CONTEXT_HYPERPARAMETERS } from '../model/longContext.ts';
 import { DEFAULT_HYPERPARAMETERS, type Hyperparameters } from '../model/network.ts';
 import { composerTable, corpusHash, readTrainingCorpus } from '../train/corpus.ts';
 import { trainModel } from '../train/fit.ts';
@@ -10,7 +11,7 @@ import { TRAINING_RUN_OPTIONS, UsageError, intOption, numberOption, parseBackend
 export const TRAIN_USAGE = `usage: nocturne train --data DIR --out models/NAME [options]
   --data DIR            folder of piano MIDI, one subfolder per composer (required)
   --out DIR             model folder to write (required)
-  --arch A              lstm-attention (default) | seed (the original study's baseline, below)
+  --arch A              lstm-attention (default) | long-context | seed (the study's baseline, below)
   --composers a,b       only these composer folders
   --epochs N            maximum epochs (default 30; early stopping may end sooner)
   --batch N             chunks per batch (default 32)
@@ -22,13 +23,17 @@ export const TRAIN_USAGE = `usage: nocturne train --data DIR --out models/NAME [
   --max-minutes M       stop after the epoch that passes M minutes
   --seed N              random seed (default 1)
   --resume              continue from DIR/checkpoint
+  --init-from DIR       start from a trained model's weights (those whose names and shapes fit)
   --backend B           auto | tensorflow | wasm | cpu (default auto)
 With --arch seed (one target per 100-event window, argmax decoding): --stride N trains on every
 N-th window per epoch (default 1), --max-minutes is checked after every batch, --min-count N
 (default 2) sets the rarest event kept in the vocabulary; defaults --window 100, --hidden 128,
---layers 2, --batch 64, --lr 0.002, --epochs 20; --patience and --resume do not apply.`;
+--layers 2, --batch 64, --lr 0.002, --epochs 20; --patience and --resume do not apply.
+With --arch long-context (whole pieces in order, attention over the last --memory notes plus
+the chunk, a key input): --memory N (default 512), --heads N (default 4), --key-dropout X
+(default 0.2), --transpose N (default 6); defaults --lr 0.002, --batch 16.`;
 
-export const ARCHES = ['lstm-attention', 'seed'] as const;
+export const ARCHES = ['lstm-attention', 'long-context', 'seed'] as const;
 
 /** The value of --arch (either `--arch X` or `--arch=X`), checked; undefined when absent. */
 function archArgument(argv: string[]): (typeof ARCHES)[number] | undefined {
@@ -46,25 +51,46 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   if (archArgument(argv) === 'seed') return (await import('./trainSeed.ts')).runSeedTrain(argv, log);
   const { values } = parseArgs({
     args: argv,
-    options: { ...TRAINING_RUN_OPTIONS, patience: { type: 'string' }, resume: { type: 'boolean' } },
+    options: {
+      ...TRAINING_RUN_OPTIONS,
+      patience: { type: 'string' },
+      resume: { type: 'boolean' },
+      'init-from': { type: 'string' },
+      memory: { type: 'string' },
+      heads: { type: 'string' },
+      'key-dropout': { type: 'string' },
+      transpose: { type: 'string' },
+    },
     strict: true,
   });
   const { problems, take: collect } = optionProblems();
   if (!values.data) problems.push('--data DIR is required');
   if (!values.out) problems.push('--out DIR is required');
+  const longContext = archArgument(argv) === 'long-context';
+  const base = longContext ? LONG_CONTEXT_HYPERPARAMETERS : DEFAULT_HYPERPARAMETERS;
+  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
   const epochs = collect(() => intOption('--epochs', values.epochs, 30, 1, 10_000), 30);
-  const batchSize = collect(() => intOption('--batch', values.batch, 32, 1, 1024), 32);
-  const learningRate = collect(() => numberOption('--lr', values.lr, 0.003, 1e-6, 1), 0.003);
+  const batchDefault = longContext ? 16 : 32;
+  const batchSize = collect(() => intOption('--batch', values.batch, batchDefault, 1, 1024), batchDefault);
+  const lrDefault = longContext ? 0.002 : 0.003;
+  const learningRate = collect(() => numberOption('--lr', values.lr, lrDefault, 1e-6, 1), lrDefault);
+  const transposeDefault = longContext ? 6 : 3;
+  const transpose = collect(() => intOption('--transpose', values.transpose, transposeDefault, 0, 12), transposeDefault);
+  const keyDropout = collect(() => numberOption('--key-dropout', values['key-dropout'], 0.2, 0, 1), 0.2);
   const patience = collect(() => intOption('--patience', values.patience, 3, 1, 1000), 3);
   const seed = collect(() => intOption('--seed', values.seed, 1, 0, 2 ** 31), 1);
   const maxMinutes = values['max-minutes'] ? collect(() => numberOption('--max-minutes', values['max-minutes'], 0, 0.01, 1e6), undefined) : undefined;
   const hyper: Hyperparameters = {
-    ...DEFAULT_HYPERPARAMETERS,
-    window: collect(() => intOption('--window', values.window, DEFAULT_HYPERPARAMETERS.window, 32, 4096), DEFAULT_HYPERPARAMETERS.window),
-    hidden: collect(() => intOption('--hidden', values.hidden, DEFAULT_HYPERPARAMETERS.hidden, 8, 4096), DEFAULT_HYPERPARAMETERS.hidden),
-    layers: collect(() => intOption('--layers', values.layers, DEFAULT_HYPERPARAMETERS.layers, 1, 8), DEFAULT_HYPERPARAMETERS.layers),
+    ...base,
+    window: collect(() => intOption('--window', values.window, base.window, 32, 4096), base.window),
+    hidden: collect(() => intOption('--hidden', values.hidden, base.hidden, 8, 4096), base.hidden),
+    layers: collect(() => intOption('--layers', values.layers, base.layers, 1, 8), base.layers),
   };
-  if (hyper.window % hyper.attentionWindow !== 0) problems.push(`--window must be a multiple of ${hyper.attentionWindow}`);
+  if (longContext) {
+    hyper.memory = collect(() => intOption('--memory', values.memory, LONG_CONTEXT_HYPERPARAMETERS.memory, 1, 8192), LONG_CONTEXT_HYPERPARAMETERS.memory);
+    hyper.heads = collect(() => intOption('--heads', values.heads, LONG_CONTEXT_HYPERPARAMETERS.heads, 1, 64), LONG_CONTEXT_HYPERPARAMETERS.heads);
+    if (hyper.attentionDim % hyper.heads !== 0) problems.push(`--heads must divide the attention size ${hyper.attentionDim}`);
+  } else if (hyper.window % hyper.attentionWindow !== 0) problems.push(`--window must be a multiple of ${hyper.attentionWindow}`);
   const backend = collect(() => parseBackend(values.backend), 'auto' as BackendChoice);
   if (problems.length) throw new UsageError(problems.join('\n'), TRAIN_USAGE);
 
@@ -87,8 +113,10 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
     learningRate,
     clipNorm: 1,
     patience,
-    transpose: 3,
+    transpose,
     composerDropout: 0.1,
+    keyDropout,
+    initialWeights: values['init-from'] ? resolve(values['init-from']) : undefined,
     seed,
     resume: values.resume ?? false,
     maxMinutes,

@@ -10,6 +10,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { tokenSchemeSpec } from '../tokens/tokenize.ts';
 import { inputWidth } from './features.ts';
+import { isLongContext, longContextShapes } from './longContext.ts';
 import { uniqueVariableName, weightShapes, type Hyperparameters, type Weights } from './network.ts';
 
 export const MODEL_FORMAT = 'nocturne-model';
@@ -40,7 +41,8 @@ export interface ModelSpec {
   formatVersion: number;
   /** e.g. "default-20261125-1012". */
   version: string;
-  arch: 'lstm-attention';
+  /** lstm-attention: local attention over the chunk; lstm-long-context: src/model/longContext.ts. */
+  arch: ModelArch;
   tokens: ReturnType<typeof tokenSchemeSpec>;
   inputWidth: number;
   hyperparameters: Hyperparameters;
@@ -49,6 +51,18 @@ export interface ModelSpec {
   training: Record<string, unknown>;
   metrics: Record<string, number>;
   weights: { name: string; shape: number[] }[];
+}
+
+export type ModelArch = 'lstm-attention' | 'lstm-long-context';
+
+/** The architecture a set of hyperparameters describes. */
+export function archOf(h: Hyperparameters): ModelArch {
+  return isLongContext(h) ? 'lstm-long-context' : 'lstm-attention';
+}
+
+/** Weight names and shapes of either note-model architecture. */
+export function modelWeightShapes(h: Hyperparameters, inputDim: number): Record<string, number[]> {
+  return isLongContext(h) ? longContextShapes(h, inputDim) : weightShapes(h, inputDim);
 }
 
 export class ModelFolderError extends Error {
@@ -135,7 +149,7 @@ export async function readSpecFile<T>(dir: string, missingHint: string, check: (
 
 /** Saves spec + weights (weights first, then the spec that points at them). */
 export async function saveModelFolder(dir: string, spec: Omit<ModelSpec, 'weights' | 'format' | 'formatVersion'>, weights: Weights): Promise<ModelSpec> {
-  const names = Object.keys(weightShapes(spec.hyperparameters, spec.inputWidth));
+  const names = Object.keys(modelWeightShapes(spec.hyperparameters, spec.inputWidth));
   const full: ModelSpec = { format: MODEL_FORMAT, formatVersion: MODEL_FORMAT_VERSION, ...spec, weights: names.map((n) => ({ name: n, shape: weights[n].shape })) };
   await writeWeightsFile(dir, names, weights);
   await writeFileAtomic(join(dir, 'model.json'), JSON.stringify(full, null, 2) + '\n');
@@ -152,13 +166,14 @@ export function specProblems(spec: ModelSpec): string[] {
   const problems: string[] = [];
   if (spec.format !== MODEL_FORMAT) return [`format is ${JSON.stringify(spec.format)}, expected ${MODEL_FORMAT}`];
   if (spec.formatVersion !== MODEL_FORMAT_VERSION) problems.push(`format version ${spec.formatVersion}, this code reads ${MODEL_FORMAT_VERSION}`);
-  if (spec.arch !== 'lstm-attention') problems.push(`architecture ${spec.arch} is not lstm-attention`);
+  if (spec.arch !== 'lstm-attention' && spec.arch !== 'lstm-long-context') problems.push(`architecture ${spec.arch} is neither lstm-attention nor lstm-long-context`);
+  else if (spec.hyperparameters && spec.arch !== archOf(spec.hyperparameters)) problems.push(`architecture ${spec.arch} does not fit its hyperparameters (they describe ${archOf(spec.hyperparameters)})`);
   const expectedTokens = JSON.stringify(tokenSchemeSpec());
   if (JSON.stringify(spec.tokens) !== expectedTokens) problems.push(`token scheme ${JSON.stringify(spec.tokens)} differs from ${expectedTokens}`);
   if (!Array.isArray(spec.composers) || spec.composers.length === 0) problems.push('no composers');
   else if (spec.inputWidth !== inputWidth(spec.composers.length)) problems.push(`input width ${spec.inputWidth} does not fit ${spec.composers.length} composers (expected ${inputWidth(spec.composers.length)})`);
   if (problems.length) return problems;
-  return manifestProblems(weightShapes(spec.hyperparameters, spec.inputWidth), spec.weights);
+  return manifestProblems(modelWeightShapes(spec.hyperparameters, spec.inputWidth), spec.weights);
 }
 
 /** Loads a folder into fresh variables. The caller disposes them. */

@@ -4,9 +4,12 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { HEAD_SIZES, inputWidth, writeInputRow } from './features.ts';
-import { conditionOn, disposeState, headLogits, initialState, sparseInputTable, stepForward, type Hyperparameters, type SparseInputs, type StepState, type Weights } from './network.ts';
+import { commitNotes, concatRings, disposeRing, initialRing, isLongContext, NOTE_WIDTH, ringBias, ringStep, type RingState } from './longContext.ts';
+import { conditionOn, disposeState, headLogits, initialState, sparseInputTable, sparseProjection, stepForward, type Hyperparameters, type SparseInputs, type StepState, type Weights } from './network.ts';
 import { seededRandom, type Random } from './random.ts';
+import { ANY_KEY } from '../tokens/key.ts';
 import { PITCH_MAX, PITCH_MIN, STEPS_PER_BEAT, beatPositions, type NoteToken } from '../tokens/tokenize.ts';
+import { targetIndices } from './features.ts';
 
 export interface SampleRequest {
   /** Composer index; the number of composers means "any composer". */
@@ -17,6 +20,11 @@ export interface SampleRequest {
   randomSeed: number;
   /** Notes to continue (the state is built from them; they are not part of the output). */
   primer?: NoteToken[];
+  /**
+   * Key to write in (src/tokens/key.ts: 0-11 major, 12-23 minor, ANY_KEY), for models with a
+   * key input; absent means any key. Models without one ignore it.
+   */
+  key?: number;
 }
 
 /** Longest primer fed to the model: earlier notes barely affect an LSTM state. */
@@ -238,6 +246,7 @@ export function advanceRows(rows: DecodeRows, requests: readonly SampleRequest[]
  */
 export function generateTokens(w: Weights, h: Hyperparameters, composerCount: number, requests: SampleRequest[]): NoteToken[][] {
   if (requests.length === 0) return [];
+  if (isLongContext(h)) return generateLongContextTokens(w, h, composerCount, requests);
   const rows = startRows(requests);
   const primers = requests.map((r) => (r.primer ?? []).slice(-MAX_PRIMER));
   const table = sparseInputTable(w);
@@ -260,6 +269,72 @@ export function generateTokens(w: Weights, h: Hyperparameters, composerCount: nu
     }
   } finally {
     if (state) disposeState(state);
+  }
+  return rows.outputs;
+}
+
+/** The notes as the attention values read them: the four heads' one-hots side by side [B, NOTE_WIDTH]. */
+function noteRows(tokens: readonly NoteToken[]): tf.Tensor2D {
+  const data = new Float32Array(tokens.length * NOTE_WIDTH);
+  tokens.forEach((t, r) => {
+    let offset = 0;
+    targetIndices(t).forEach((cls, k) => {
+      data[r * NOTE_WIDTH + offset + cls] = 1;
+      offset += HEAD_SIZES[k];
+    });
+  });
+  return tf.tensor2d(data, [tokens.length, NOTE_WIDTH]);
+}
+
+/** One long-context step: the LSTM and attention on the previous notes → o (for the ring) and z. */
+function longContextStep(w: Weights, h: Hyperparameters, state: RingState, bias: tf.Tensor2D, table: Float32Array, previous: readonly (NoteToken | undefined)[], positions: readonly number[], composers: readonly number[], composerCount: number) {
+  return ringStep(w, h, state, bias, inputRows(table, previous, positions, composers, composerCount), sparseProjection);
+}
+
+/** Feeds a primer through one row's ring (each note becomes a slot); returns the state after it. */
+function primeRing(w: Weights, h: Hyperparameters, bias: tf.Tensor2D, table: Float32Array, request: SampleRequest, composerCount: number, primer: NoteToken[]): RingState {
+  const state = initialRing(h, [request.key ?? ANY_KEY], w);
+  const positions = beatPositions(primer);
+  for (let i = 0; i < primer.length; i++) {
+    const { o, z } = longContextStep(w, h, state, bias, table, [i === 0 ? undefined : primer[i - 1]], [i === 0 ? 0 : positions[i - 1] % STEPS_PER_BEAT], [request.composer], composerCount);
+    const notes = noteRows([primer[i]]);
+    commitNotes(w, h, state, o, notes);
+    tf.dispose([o, z, notes]);
+  }
+  return state;
+}
+
+/**
+ * generateTokens for the long-context model (src/model/longContext.ts): each step runs the LSTM
+ * on the previous notes, attends over every row's ring of earlier notes, samples, and writes the
+ * chosen notes into the ring; nothing is re-run.
+ */
+function generateLongContextTokens(w: Weights, h: Hyperparameters, composerCount: number, requests: SampleRequest[]): NoteToken[][] {
+  const rows = startRows(requests);
+  const primers = requests.map((r) => (r.primer ?? []).slice(-MAX_PRIMER));
+  const table = sparseInputTable(w);
+  const bias = ringBias(w, h);
+  const composers = requests.map((r) => r.composer);
+  const total = Math.max(...requests.map((r) => r.notes));
+  let state: RingState | undefined;
+  try {
+    state = concatRings(primers.map((p, r) => (p.length > 0 ? primeRing(w, h, bias, table, requests[r], composerCount, p) : initialRing(h, [requests[r].key ?? ANY_KEY], w))));
+    for (let step = 0; step < total; step++) {
+      const { o, z } = longContextStep(w, h, state, bias, table, rows.previous, rows.onset.map((t) => t % STEPS_PER_BEAT), composers, composerCount);
+      let tokens: NoteToken[];
+      try {
+        tokens = sampleNotes(w, z, requests, rows.previous, rows.rngs);
+        const notes = noteRows(tokens);
+        commitNotes(w, h, state, o, notes);
+        notes.dispose();
+      } finally {
+        tf.dispose([o, z]);
+      }
+      advanceRows(rows, requests, tokens);
+    }
+  } finally {
+    if (state) disposeRing(state);
+    bias.dispose();
   }
   return rows.outputs;
 }

@@ -12,11 +12,13 @@ import { plotTrainingCurve } from '../render/curve.ts';
 import { tokenSchemeSpec } from '../tokens/tokenize.ts';
 import { currentBackend } from '../model/backend.ts';
 import { inputWidth } from '../model/features.ts';
-import { DATA_ATTRIBUTION, loadModelFolder, saveModelFolder, trainingMachine, versionName, writeFileAtomic, type ComposerEntry, type ModelSpec } from '../model/folder.ts';
+import { archOf, DATA_ATTRIBUTION, loadModelFolder, saveModelFolder, trainingMachine, versionName, writeFileAtomic, type ComposerEntry, type ModelSpec } from '../model/folder.ts';
+import { createLongContextWeights, isLongContext } from '../model/longContext.ts';
 import { createWeights, sequenceLoss, type Hyperparameters, type Weights } from '../model/network.ts';
 import { seededRandom, shuffleInPlace } from '../model/random.ts';
 import { buildBatch, chunkPieces, disposeBatch, type TokenPiece } from './batches.ts';
 import type { CorpusPiece } from './corpus.ts';
+import { evaluateStream, streamEpoch, withKeyLabels } from './fitLongContext.ts';
 
 /** What a training run of either architecture (this one, and src/model/seed/train.ts) takes. */
 export interface TrainingRunOptions {
@@ -46,8 +48,13 @@ export interface TrainOptions extends TrainingRunOptions {
   transpose: number;
   composerDropout: number;
   resume: boolean;
-  /** Start from these weights (fine-tuning) instead of a fresh initialisation. */
+  /**
+   * Start from these weights (fine-tuning) instead of a fresh initialisation. A long-context
+   * model may start from a local-attention folder: every weight whose name and shape match.
+   */
   initialWeights?: string;
+  /** Long-context models with keys: probability that a chunk's key label is "any key". */
+  keyDropout?: number;
 }
 
 export interface EpochRecord {
@@ -124,7 +131,14 @@ export async function trainModel(o: TrainOptions): Promise<ModelSpec> {
     o.log(`resuming after epoch ${state.epoch} (best validation loss ${state.bestValLoss.toFixed(4)} at epoch ${state.bestEpoch})`);
   } else {
     if (o.resume) o.log('--resume: no checkpoint found, starting fresh');
-    weights = o.initialWeights ? (await loadModelFolder(o.initialWeights, true)).weights : createWeights(h, D, o.seed);
+    if (isLongContext(h)) {
+      const from = o.initialWeights ? await loadModelFolder(o.initialWeights, false) : undefined;
+      weights = createLongContextWeights(h, D, o.seed, from && { weights: from.weights, hyperparameters: from.spec.hyperparameters });
+      if (from) {
+        o.log(`starting from ${o.initialWeights} (${from.spec.version})`);
+        tf.dispose(Object.values(from.weights));
+      }
+    } else weights = o.initialWeights ? (await loadModelFolder(o.initialWeights, true)).weights : createWeights(h, D, o.seed);
     state = { epoch: 0, history: [], bestValLoss: Infinity, bestEpoch: 0, badEpochs: 0, learningRate: o.learningRate, rngState: o.seed, startedAt: new Date().toISOString(), trainSeconds: 0, dataHash: o.dataHash };
   }
   const names = Object.keys(weights);
@@ -133,7 +147,7 @@ export async function trainModel(o: TrainOptions): Promise<ModelSpec> {
 
   const specBase = (metrics: Record<string, number>): Omit<ModelSpec, 'weights' | 'format' | 'formatVersion'> => ({
     version: versionName(o.name),
-    arch: 'lstm-attention',
+    arch: archOf(h),
     tokens: tokenSchemeSpec(),
     inputWidth: D,
     hyperparameters: h,
@@ -154,6 +168,7 @@ export async function trainModel(o: TrainOptions): Promise<ModelSpec> {
       clipNorm: o.clipNorm,
       transpose: o.transpose,
       composerDropout: o.composerDropout,
+      ...(isLongContext(h) ? { keyDropout: o.keyDropout ?? 0 } : {}),
       seed: o.seed,
       backend: currentBackend() ?? 'unknown',
       machine: trainingMachine(),
@@ -165,37 +180,61 @@ export async function trainModel(o: TrainOptions): Promise<ModelSpec> {
   });
 
   const rng = seededRandom(state.rngState);
+  const longContext = isLongContext(h);
+  const streamTrain = longContext && h.keys ? withKeyLabels(o.train) : o.train;
+  const validationPieces = o.validation.length ? o.validation : o.train.slice(0, 4);
   const deadline = o.maxMinutes ? Date.now() + o.maxMinutes * 60_000 : Infinity;
   let spec: ModelSpec | undefined;
   while (state.epoch < o.epochs) {
     const epoch = state.epoch + 1;
-    const chunks = shuffleInPlace(chunkPieces(o.train, h.window, rng), rng);
-    const batches = Math.ceil(chunks.length / o.batchSize);
     const started = performance.now();
     let tokens = 0;
     let lossSum = 0;
-    for (let i = 0; i < batches; i++) {
-      const batch = buildBatch(o.train, chunks.slice(i * o.batchSize, (i + 1) * o.batchSize), {
-        window: h.window,
+    let batches = 0;
+    if (longContext) {
+      const r = streamEpoch(weights, h, streamTrain, {
+        batchSize: o.batchSize,
         composerIndex,
         composers: o.composers.length,
         transpose: o.transpose,
         composerDropout: o.composerDropout,
+        keyDropout: o.keyDropout ?? 0,
         rng,
+        step: (loss) => clippedAdamStep(optimizer, weights, names, loss, o.clipNorm),
+        progress: (done, total, meanLoss, seen) => {
+          const elapsed = (performance.now() - started) / 1000;
+          o.progress(progressLine(epoch, o.epochs, done, total, meanLoss, seen / elapsed, (elapsed / done) * (total - done)), false);
+        },
       });
-      const loss = trainStep(optimizer, weights, names, h, batch, o.clipNorm);
-      disposeBatch(batch);
-      lossSum += loss;
-      tokens += batch.realTargets;
-      const elapsed = (performance.now() - started) / 1000;
-      const rate = tokens / elapsed;
-      const eta = (elapsed / (i + 1)) * (batches - i - 1);
-      o.progress(progressLine(epoch, o.epochs, i + 1, batches, lossSum / (i + 1), rate, eta), false);
+      tokens = r.tokens;
+      batches = 1;
+      lossSum = r.loss;
+    } else {
+      const chunks = shuffleInPlace(chunkPieces(o.train, h.window, rng), rng);
+      batches = Math.ceil(chunks.length / o.batchSize);
+      for (let i = 0; i < batches; i++) {
+        const batch = buildBatch(o.train, chunks.slice(i * o.batchSize, (i + 1) * o.batchSize), {
+          window: h.window,
+          composerIndex,
+          composers: o.composers.length,
+          transpose: o.transpose,
+          composerDropout: o.composerDropout,
+          rng,
+        });
+        const loss = trainStep(optimizer, weights, names, h, batch, o.clipNorm);
+        disposeBatch(batch);
+        lossSum += loss;
+        tokens += batch.realTargets;
+        const elapsed = (performance.now() - started) / 1000;
+        const rate = tokens / elapsed;
+        const eta = (elapsed / (i + 1)) * (batches - i - 1);
+        o.progress(progressLine(epoch, o.epochs, i + 1, batches, lossSum / (i + 1), rate, eta), false);
+      }
     }
     const seconds = (performance.now() - started) / 1000;
-    const val = evaluatePieces(weights, h, o.validation.length ? o.validation : o.train.slice(0, 4), composerIndex, o.composers.length, o.batchSize);
+    const val = (longContext ? evaluateStream : evaluatePieces)(weights, h, validationPieces, composerIndex, o.composers.length, o.batchSize);
     const record: EpochRecord = { epoch, trainLoss: lossSum / batches, valLoss: val.loss, valPerHead: val.perHead, tokensPerSecond: Math.round(tokens / seconds), seconds: Math.round(seconds), learningRate: state.learningRate };
-    o.progress(`${progressLine(epoch, o.epochs, batches, batches, record.trainLoss, record.tokensPerSecond, 0)} val ${val.loss.toFixed(4)}`, true);
+    o.progress(`epoch ${epoch}/${o.epochs} done: train ${record.trainLoss.toFixed(4)} val ${val.loss.toFixed(4)} ${record.tokensPerSecond} tok/s ${formatSeconds(seconds)}`, true);
     state.history.push(record);
     state.trainSeconds += seconds;
     state.epoch = epoch;

@@ -1,0 +1,89 @@
+/**
+ * The long-context model's epoch and evaluation: whole pieces streamed chunk by chunk
+ * (stream.ts), the LSTM state and attention memory carried between chunks without gradient.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { advanceMemory, chunkLoss, disposeMemory, emptyMemory, memoryMaskFor, type ChunkCarry } from '../model/longContext.ts';
+import type { Hyperparameters, Weights } from '../model/network.ts';
+import type { Random } from '../model/random.ts';
+import { segmentKeys } from '../tokens/key.ts';
+import type { TokenPiece } from './batches.ts';
+import { disposeChunk, PieceStream, planRows, streamSteps, type StreamPiece } from './stream.ts';
+
+/** Pieces with their key labels (computed once; a key-conditioned model trains on them). */
+export function withKeyLabels<T extends TokenPiece>(pieces: readonly T[]): (T & StreamPiece)[] {
+  return pieces.map((p) => ((p as StreamPiece).keys ? (p as T & StreamPiece) : { ...p, keys: segmentKeys(p.tokens) }));
+}
+
+export interface StreamEpochOptions {
+  batchSize: number;
+  composerIndex: Map<string, number>;
+  composers: number;
+  transpose: number;
+  composerDropout: number;
+  keyDropout: number;
+  rng: Random;
+  /** One optimiser step on a loss; returns its value (fit.ts's clipped Adam). */
+  step: (loss: () => tf.Scalar) => number;
+  progress: (done: number, total: number, meanLoss: number, tokens: number) => void;
+}
+
+/** One pass over every training piece; returns the mean loss per real note and the notes seen. */
+export function streamEpoch(weights: Weights, h: Hyperparameters, pieces: readonly StreamPiece[], o: StreamEpochOptions): { loss: number; tokens: number; steps: number } {
+  const queues = planRows(pieces, o.batchSize, o.rng);
+  const total = streamSteps(pieces, queues, h.window);
+  const stream = new PieceStream(pieces, queues, { window: h.window, composerIndex: o.composerIndex, composers: o.composers, transpose: o.transpose, composerDropout: o.composerDropout, keyDropout: o.keyDropout, keyed: h.keys, rng: o.rng });
+  let memory = emptyMemory(h, stream.rows);
+  let lossSum = 0;
+  let tokens = 0;
+  let steps = 0;
+  try {
+    for (let chunk = stream.next(); chunk; chunk = stream.next()) {
+      const { batch } = chunk;
+      const mask = memoryMaskFor(chunk.memory, h.memory ?? 0);
+      const keep = tf.tensor2d(chunk.keep, [batch.batch, 1]);
+      let carried: ChunkCarry | undefined;
+      const scale = (batch.batch * batch.steps) / Math.max(1, batch.realTargets);
+      const loss = o.step(() => tf.mul(chunkLoss(weights, h, batch, memory, mask, keep, h.dropout ?? 0, (c) => (carried = c)).total, scale) as tf.Scalar);
+      memory = advanceMemory(h, memory, carried!);
+      tf.dispose([mask, keep]);
+      disposeChunk(batch);
+      lossSum += loss * batch.realTargets;
+      tokens += batch.realTargets;
+      steps++;
+      o.progress(steps, total, lossSum / Math.max(1, tokens), tokens);
+    }
+  } finally {
+    disposeMemory(memory);
+  }
+  return { loss: lossSum / Math.max(1, tokens), tokens, steps };
+}
+
+/** Mean NLL per note (sum over heads) over whole pieces, each read from its first note on. */
+export function evaluateStream(weights: Weights, h: Hyperparameters, pieces: readonly TokenPiece[], composerIndex: Map<string, number>, composers: number, batchSize: number): { loss: number; perHead: number[]; notes: number } {
+  const labelled = h.keys ? withKeyLabels(pieces) : pieces;
+  const queues = planRows(labelled, Math.min(batchSize, Math.max(1, labelled.length)));
+  const stream = new PieceStream(labelled, queues, { window: h.window, composerIndex, composers, keyed: h.keys });
+  let memory = emptyMemory(h, stream.rows);
+  const perHead = [0, 0, 0, 0];
+  let notes = 0;
+  try {
+    for (let chunk = stream.next(); chunk; chunk = stream.next()) {
+      const { batch } = chunk;
+      const mask = memoryMaskFor(chunk.memory, h.memory ?? 0);
+      const keep = tf.tensor2d(chunk.keep, [batch.batch, 1]);
+      let carried: ChunkCarry | undefined;
+      const values = tf.tidy(() => tf.stack(chunkLoss(weights, h, batch, memory, mask, keep, 0, (c) => (carried = c)).perHead).dataSync());
+      memory = advanceMemory(h, memory, carried!);
+      const rows = batch.batch * batch.steps; // the loss averages over every row, padding included
+      for (let k = 0; k < 4; k++) perHead[k] += values[k] * rows;
+      notes += batch.realTargets;
+      tf.dispose([mask, keep]);
+      disposeChunk(batch);
+    }
+  } finally {
+    disposeMemory(memory);
+  }
+  const total = perHead.reduce((s, v) => s + v, 0);
+  return { loss: total / Math.max(1, notes), perHead: perHead.map((v) => v / Math.max(1, notes)), notes };
+}

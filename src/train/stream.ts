@@ -1,0 +1,178 @@
+/**
+ * Whole pieces, in order, for the long-context model: each of B rows plays a queue of pieces
+ * chunk after chunk, so the LSTM state and the attention memory carried from one chunk to the
+ * next are the ones sampling will have at that point of a piece. A piece's first chunk starts
+ * from a reset state with an empty memory; its last chunk is padded (zero targets) and the row
+ * moves on to its next piece. Pieces go to rows longest-first onto the shortest queue, so the
+ * rows run out at about the same time and little is padding.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { HEAD_SIZES, inputWidth, targetIndices, writeInputRow } from '../model/features.ts';
+import type { ChunkBatch } from '../model/longContext.ts';
+import type { Random } from '../model/random.ts';
+import { ANY_KEY, KEY_SLOTS, transposeKey } from '../tokens/key.ts';
+import { PITCH_MAX, PITCH_MIN, STEPS_PER_BEAT, beatPositions, type NoteToken } from '../tokens/tokenize.ts';
+import type { TokenPiece } from './batches.ts';
+
+export interface StreamPiece extends TokenPiece {
+  /** Key label of every note (segmentKeys), for key-conditioned models. */
+  keys?: Uint8Array;
+}
+
+interface Cursor {
+  queue: number[];
+  piece: number;
+  pos: number;
+  shift: number;
+  composer: number;
+  /** Memory slots of this piece so far (0 at a piece's first chunk). */
+  memory: number;
+}
+
+export interface StreamOptions {
+  window: number;
+  composerIndex: Map<string, number>;
+  composers: number;
+  /** Random transposition range in semitones, drawn once per piece (0 = none). */
+  transpose?: number;
+  /** Probability that a piece is labelled "any composer". */
+  composerDropout?: number;
+  /** Probability that a chunk's key label is "any key". */
+  keyDropout?: number;
+  keyed?: boolean;
+  rng?: Random;
+}
+
+export interface StreamChunk {
+  batch: ChunkBatch;
+  /** Per row: 1 continues the piece of the previous chunk, 0 starts fresh. */
+  keep: number[];
+  /** Per row: memory slots open for this chunk. */
+  memory: number[];
+}
+
+/** Longest-first onto the shortest row: piece indices per row (order shuffled by `rng` first). */
+export function planRows(pieces: readonly TokenPiece[], rows: number, rng?: Random): number[][] {
+  const order = pieces.map((_, i) => i).filter((i) => pieces[i].tokens.length >= 2);
+  if (rng)
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = Math.floor(rng.next() * (i + 1));
+      [order[i], order[j]] = [order[j], order[i]];
+    }
+  const queues: number[][] = Array.from({ length: rows }, () => []);
+  const load = new Array(rows).fill(0);
+  for (const i of [...order].sort((a, b) => pieces[b].tokens.length - pieces[a].tokens.length)) {
+    let r = 0;
+    for (let k = 1; k < rows; k++) if (load[k] < load[r]) r = k;
+    queues[r].push(i);
+    load[r] += pieces[i].tokens.length;
+  }
+  // Keep the shuffled order within each row (the sort was only for the assignment).
+  if (rng) queues.forEach((q) => q.sort((a, b) => order.indexOf(a) - order.indexOf(b)));
+  return queues.filter((q) => q.length > 0);
+}
+
+/** Steps an epoch takes over these rows (for progress). */
+export function streamSteps(pieces: readonly TokenPiece[], queues: readonly number[][], window: number): number {
+  return Math.max(0, ...queues.map((q) => q.reduce((s, i) => s + Math.ceil(pieces[i].tokens.length / window), 0)));
+}
+
+export class PieceStream {
+  private readonly cursors: Cursor[];
+  private readonly positions = new Map<number, Int32Array>();
+
+  constructor(
+    private readonly pieces: readonly StreamPiece[],
+    queues: readonly number[][],
+    private readonly o: StreamOptions,
+  ) {
+    this.cursors = queues.map((q) => ({ queue: [...q], piece: -1, pos: 0, shift: 0, composer: 0, memory: 0 }));
+  }
+
+  get rows(): number {
+    return this.cursors.length;
+  }
+
+  private startNext(c: Cursor): void {
+    c.piece = c.queue.shift() ?? -1;
+    c.pos = 0;
+    c.memory = 0;
+    c.shift = 0;
+    if (c.piece < 0) return;
+    const piece = this.pieces[c.piece];
+    c.composer = this.o.composerIndex.get(piece.composer) ?? this.o.composers;
+    const rng = this.o.rng;
+    if (rng && this.o.composerDropout && rng.next() < this.o.composerDropout) c.composer = this.o.composers;
+    if (rng && this.o.transpose) {
+      let lo = Infinity;
+      let hi = -Infinity;
+      for (const t of piece.tokens) {
+        lo = Math.min(lo, t.pitch);
+        hi = Math.max(hi, t.pitch);
+      }
+      const down = Math.max(-this.o.transpose, PITCH_MIN - lo);
+      const up = Math.min(this.o.transpose, PITCH_MAX - hi);
+      if (up >= down) c.shift = down + Math.floor(rng.next() * (up - down + 1));
+    }
+  }
+
+  private beatPositionsOf(index: number): Int32Array {
+    let p = this.positions.get(index);
+    if (!p) {
+      p = beatPositions(this.pieces[index].tokens);
+      this.positions.set(index, p);
+    }
+    return p;
+  }
+
+  /** The next chunk of every row, or undefined when every row has played its queue. */
+  next(): StreamChunk | undefined {
+    for (const c of this.cursors) if (c.piece < 0 && c.queue.length > 0) this.startNext(c);
+    if (this.cursors.every((c) => c.piece < 0)) return undefined;
+    const B = this.cursors.length;
+    const T = this.o.window;
+    const D = inputWidth(this.o.composers);
+    const inputs = new Float32Array(T * B * D);
+    const targets = HEAD_SIZES.map((n) => new Float32Array(T * B * n));
+    const keyInputs = this.o.keyed ? new Float32Array(T * B * KEY_SLOTS) : undefined;
+    const keep: number[] = [];
+    const memory: number[] = [];
+    let real = 0;
+    this.cursors.forEach((c, b) => {
+      keep.push(c.piece >= 0 && c.pos > 0 ? 1 : 0);
+      memory.push(c.memory);
+      if (c.piece < 0) return;
+      const piece = this.pieces[c.piece];
+      const positions = this.beatPositionsOf(c.piece);
+      const moved = (t: NoteToken): NoteToken => (c.shift ? { ...t, pitch: t.pitch + c.shift } : t);
+      const to = Math.min(piece.tokens.length, c.pos + T);
+      const chunkKeyDropped = this.o.rng && this.o.keyDropout ? this.o.rng.next() < this.o.keyDropout : false;
+      for (let i = c.pos; i < to; i++) {
+        const row = (i - c.pos) * B + b;
+        writeInputRow(inputs, row * D, i > 0 ? moved(piece.tokens[i - 1]) : undefined, i > 0 ? positions[i - 1] % STEPS_PER_BEAT : 0, c.composer);
+        targetIndices(moved(piece.tokens[i])).forEach((cls, h) => (targets[h][row * HEAD_SIZES[h] + cls] = 1));
+        if (keyInputs) {
+          const key = chunkKeyDropped || !piece.keys ? ANY_KEY : transposeKey(piece.keys[i], c.shift);
+          keyInputs[row * KEY_SLOTS + key] = 1;
+        }
+        real++;
+      }
+      c.memory += to - c.pos;
+      c.pos = to;
+      if (to >= piece.tokens.length) c.piece = -1; // the next chunk starts this row's next piece
+    });
+    const batch: ChunkBatch = {
+      inputs: tf.tensor2d(inputs, [T * B, D]),
+      targets: targets.map((t, h) => tf.tensor2d(t, [T * B, HEAD_SIZES[h]])) as ChunkBatch['targets'],
+      keyInputs: keyInputs ? tf.tensor2d(keyInputs, [T * B, KEY_SLOTS]) : undefined,
+      batch: B,
+      steps: T,
+      realTargets: real,
+    };
+    return { batch, keep, memory };
+  }
+}
+
+export function disposeChunk(b: ChunkBatch): void {
+  tf.dispose([b.inputs, ...b.targets, ...(b.keyInputs ? [b.keyInputs] : [])]);
+}
