@@ -323,6 +323,7 @@ async function runLocked(
     patience: config.retrain.patience,
     transpose: 3,
     composerDropout: 0.1,
+    keyDropout: 0.2,
     seed: seq,
     resume: false,
     maxMinutes: config.retrain.maxMinutes,

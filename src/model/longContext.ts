@@ -414,7 +414,7 @@ export function ringStep(w: Weights, h: Hyperparameters, state: RingState, bias:
     const attention = tf.softmax(tf.concat([scores, nullScores], 2)).reshape([B * heads, R + 1]).slice([0, 0], [B * heads, R]).reshape([B * heads, 1, R]) as tf.Tensor3D;
     const context = tf.matMul(attention, state.values.reshape([B * heads, R, dk])).reshape([B, A]);
     const z = tf.tanh(tf.add(tf.matMul(tf.concat([x, context], 1), w['head/wz'] as tf.Tensor2D), w['head/bz'])) as tf.Tensor2D;
-    return { hs, cs, o: x, z };
+    return { hs, cs, o: x.clone(), z }; // o is the caller's to dispose; the state keeps x
   });
   tf.dispose([...state.h, ...state.c]);
   state.h = result.hs;

@@ -88,8 +88,13 @@ export function formatSeconds(s: number): string {
   return m > 0 ? `${m}m${String(Math.round(s % 60)).padStart(2, '0')}s` : `${Math.round(s)}s`;
 }
 
-/** Mean NLL per note (sum over heads) over whole pieces, without augmentation. */
+/**
+ * Mean NLL per note (sum over heads) over whole pieces, without augmentation: 128-note chunks
+ * from a fresh state for the local-attention model, each piece streamed from its first note
+ * for the long-context model (what each model's sampler does).
+ */
 export function evaluatePieces(weights: Weights, h: Hyperparameters, pieces: readonly TokenPiece[], composerIndex: Map<string, number>, composers: number, batchSize: number): { loss: number; perHead: number[]; notes: number } {
+  if (isLongContext(h)) return evaluateStream(weights, h, pieces, composerIndex, composers, batchSize);
   const chunks = chunkPieces(pieces, h.window);
   let total = 0;
   const perHead = [0, 0, 0, 0];
@@ -232,7 +237,7 @@ export async function trainModel(o: TrainOptions): Promise<ModelSpec> {
       }
     }
     const seconds = (performance.now() - started) / 1000;
-    const val = (longContext ? evaluateStream : evaluatePieces)(weights, h, validationPieces, composerIndex, o.composers.length, o.batchSize);
+    const val = evaluatePieces(weights, h, validationPieces, composerIndex, o.composers.length, o.batchSize);
     const record: EpochRecord = { epoch, trainLoss: lossSum / batches, valLoss: val.loss, valPerHead: val.perHead, tokensPerSecond: Math.round(tokens / seconds), seconds: Math.round(seconds), learningRate: state.learningRate };
     o.progress(`epoch ${epoch}/${o.epochs} done: train ${record.trainLoss.toFixed(4)} val ${val.loss.toFixed(4)} ${record.tokensPerSecond} tok/s ${formatSeconds(seconds)}`, true);
     state.history.push(record);

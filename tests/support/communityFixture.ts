@@ -10,6 +10,7 @@ import { communityConfigFromEnv, type CommunityConfig } from '../../src/communit
 import { parseMidi } from '../../src/midi/read.ts';
 import type { PianoNote } from '../../src/midi/types.ts';
 import { encodeMidi } from '../../src/midi/write.ts';
+import type { Hyperparameters } from '../../src/model/network.ts';
 import { createTinyModel } from './tinyModel.ts';
 
 export const DATASET = join(import.meta.dirname, '../../../shared/datasets/piano-midi-de/midis');
@@ -37,7 +38,7 @@ export interface CommunityWorld {
   config: CommunityConfig;
 }
 
-export async function createCommunityWorld(env: Record<string, string> = {}): Promise<CommunityWorld> {
+export async function createCommunityWorld(env: Record<string, string> = {}, hyperparameters?: Hyperparameters): Promise<CommunityWorld> {
   const root = await mkdtemp(join(tmpdir(), 'nocturne-community-'));
   const datasetDir = join(root, 'dataset');
   for (const f of TINY_CORPUS) {
@@ -45,7 +46,7 @@ export async function createCommunityWorld(env: Record<string, string> = {}): Pr
     await copyFile(join(DATASET, f), join(datasetDir, f));
   }
   const modelDir = join(root, 'shipped');
-  await createTinyModel(modelDir, ['Chopin', 'Schumann']);
+  await createTinyModel(modelDir, ['Chopin', 'Schumann'], 3, hyperparameters);
   const fullEnv: Record<string, string> = {
     NOCTURNE_DATA_DIR: join(root, 'data'),
     NOCTURNE_DATASET_DIR: datasetDir,

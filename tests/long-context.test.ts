@@ -1,0 +1,299 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/model/backend.ts';
+import { HEAD_SIZES, inputWidth, targetIndices, writeInputRow } from '../src/model/features.ts';
+import { loadModelFolder } from '../src/model/folder.ts';
+import {
+  advanceMemory,
+  chunkHidden,
+  commitNotes,
+  createLongContextWeights,
+  disposeMemory,
+  disposeRing,
+  emptyMemory,
+  initialRing,
+  memoryMaskFor,
+  NOTE_WIDTH,
+  relativeBucket,
+  ringBias,
+  ringLength,
+  ringStep,
+  type ChunkCarry,
+} from '../src/model/longContext.ts';
+import { createWeights, type Weights } from '../src/model/network.ts';
+import { seededRandom } from '../src/model/random.ts';
+import { generateTokens } from '../src/model/sampling.ts';
+import { clippedAdamStep } from '../src/train/fit.ts';
+import { evaluateStream, streamEpoch } from '../src/train/fitLongContext.ts';
+import { PieceStream, planRows, type StreamPiece } from '../src/train/stream.ts';
+import { ANY_KEY, estimateKey, keyName, parseKey, segmentKeys, transposeKey } from '../src/tokens/key.ts';
+import { PITCH_MIN, STEPS_PER_BEAT, beatPositions, type NoteToken } from '../src/tokens/tokenize.ts';
+import { createTinyModel, TINY_HYPERPARAMETERS, TINY_LONG_CONTEXT_HYPERPARAMETERS as H } from './support/tinyModel.ts';
+
+let dir: string;
+before(async () => {
+  await initBackend('wasm', () => {});
+  dir = await mkdtemp(join(tmpdir(), 'nocturne-long-context-'));
+});
+after(async () => rm(dir, { recursive: true, force: true }));
+
+const COMPOSERS = 2;
+const D = inputWidth(COMPOSERS);
+const composerIndex = new Map([
+  ['Chopin', 0],
+  ['Mozart', 1],
+]);
+
+const melody = (n: number, seed = 1): NoteToken[] => {
+  const rng = seededRandom(seed);
+  return Array.from({ length: n }, (_, i) => ({ dt: i === 0 ? 0 : Math.floor(rng.next() * 4) * 3, pitch: 48 + Math.floor(rng.next() * 30), dur: 1 + Math.floor(rng.next() * 12), vel: Math.floor(rng.next() * 8) }));
+};
+
+const noteOneHots = (notes: readonly NoteToken[]): tf.Tensor2D => {
+  const data = new Float32Array(notes.length * NOTE_WIDTH);
+  notes.forEach((t, r) => {
+    let offset = 0;
+    targetIndices(t).forEach((cls, k) => {
+      data[r * NOTE_WIDTH + offset + cls] = 1;
+      offset += HEAD_SIZES[k];
+    });
+  });
+  return tf.tensor2d(data, [notes.length, NOTE_WIDTH]);
+};
+
+/** z of every real note of one piece, through the training path: chunk after chunk with memory carried. */
+function chunkPath(w: Weights, piece: StreamPiece): number[][] {
+  const stream = new PieceStream([piece], [[0]], { window: H.window, composerIndex, composers: COMPOSERS, keyed: true });
+  let memory = emptyMemory(H, 1);
+  const rows: number[][] = [];
+  for (let chunk = stream.next(); chunk; chunk = stream.next()) {
+    const mask = memoryMaskFor(chunk.memory, H.memory!);
+    const keep = tf.tensor2d(chunk.keep, [1, 1]);
+    let carried: ChunkCarry | undefined;
+    const z = chunkHidden(w, H, chunk.batch, memory, mask, keep, 0, (c) => (carried = c));
+    const values = z.arraySync();
+    rows.push(...values.slice(0, Math.min(H.window, piece.tokens.length - rows.length)));
+    memory = advanceMemory(H, memory, carried!);
+    tf.dispose([z, mask, keep, chunk.batch.inputs, ...chunk.batch.targets, chunk.batch.keyInputs!]);
+  }
+  disposeMemory(memory);
+  return rows;
+}
+
+/** The same notes through the sampling path: one step at a time with the ring. */
+function ringPath(w: Weights, piece: StreamPiece, key: number): number[][] {
+  const state = initialRing(H, [key], w);
+  const bias = ringBias(w, H);
+  const positions = beatPositions(piece.tokens);
+  const rows: number[][] = [];
+  piece.tokens.forEach((note, i) => {
+    const input = new Float32Array(D);
+    writeInputRow(input, 0, i > 0 ? piece.tokens[i - 1] : undefined, i > 0 ? positions[i - 1] % STEPS_PER_BEAT : 0, composerIndex.get(piece.composer)!);
+    const x = tf.tensor2d(input, [1, D]);
+    const { o, z } = ringStep(w, H, state, bias, x, () => assert.fail('dense inputs need no projection'));
+    rows.push(z.arraySync()[0]);
+    const hot = noteOneHots([note]);
+    commitNotes(w, H, state, o, hot);
+    tf.dispose([x, o, z, hot]);
+  });
+  disposeRing(state);
+  bias.dispose();
+  return rows;
+}
+
+describe('long-context model', () => {
+  test('relative buckets: exact for near notes, log-spaced and monotone beyond, within range', () => {
+    const R = 639;
+    for (let d = 1; d <= 16; d++) assert.equal(relativeBucket(d, 32, R), d - 1);
+    let last = 0;
+    for (let d = 1; d <= R; d++) {
+      const b = relativeBucket(d, 32, R);
+      assert.ok(b >= last && b < 32, `distance ${d} → bucket ${b}`);
+      last = b;
+    }
+    assert.equal(relativeBucket(R, 32, R), 31);
+  });
+
+  test('a note changes only the predictions after it (training is causal)', () => {
+    const w = createLongContextWeights(H, D, 5);
+    const notes = melody(H.window, 2);
+    const changed = notes.map((t, i) => (i === 5 ? { ...t, pitch: t.pitch + 7, vel: (t.vel + 3) % 8 } : t));
+    const run = (tokens: NoteToken[]) => chunkPath(w, { composer: 'Chopin', tokens, keys: new Uint8Array(tokens.length).fill(3) });
+    const a = run(notes);
+    const b = run(changed);
+    const differs = a.map((row, t) => Math.max(...row.map((v, j) => Math.abs(v - b[t][j]))));
+    for (let t = 0; t <= 5; t++) assert.equal(differs[t], 0, `step ${t} reads notes before 5 only`);
+    // Note 5 is read as step 6's input and as an attention value from step 6 on.
+    for (let t = 6; t < H.window; t++) assert.ok(differs[t] > 1e-6, `step ${t} sees note 5`);
+    tf.dispose(Object.values(w));
+  });
+
+  test('sampling one note at a time computes what training computed over chunks with carried memory', () => {
+    const w = createLongContextWeights(H, D, 7);
+    // Two chunks; every note of the second sees every earlier note in both paths (25 notes ≤ memory + 1).
+    const tokens = melody(H.memory! + 1, 4);
+    const piece: StreamPiece = { composer: 'Mozart', tokens, keys: new Uint8Array(tokens.length).fill(14) };
+    const trained = chunkPath(w, piece);
+    const sampled = ringPath(w, piece, 14);
+    assert.equal(trained.length, tokens.length);
+    assert.equal(sampled.length, tokens.length);
+    let worst = 0;
+    trained.forEach((row, t) => row.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - sampled[t][j])))));
+    assert.ok(worst < 1e-4, `largest difference ${worst}`);
+    tf.dispose(Object.values(w));
+  });
+
+  test('the stream plays pieces whole and in order, and transposition moves notes and key label together', () => {
+    const pieces: StreamPiece[] = [
+      { composer: 'Chopin', tokens: melody(40, 1), keys: new Uint8Array(40).fill(2) }, // D major
+      { composer: 'Mozart', tokens: melody(10, 2), keys: new Uint8Array(10).fill(21) }, // A minor
+    ];
+    const queues = planRows(pieces, 1);
+    assert.deepEqual(queues, [[0, 1]]);
+    const stream = new PieceStream(pieces, queues, { window: H.window, composerIndex, composers: COMPOSERS, keyed: true, transpose: 5, rng: seededRandom(9) });
+    const seen: { pitch: number; key: number }[] = [];
+    const keeps: number[] = [];
+    const memories: number[] = [];
+    for (let chunk = stream.next(); chunk; chunk = stream.next()) {
+      keeps.push(chunk.keep[0]);
+      memories.push(chunk.memory[0]);
+      const pitch = chunk.batch.targets[1].argMax(1).arraySync() as number[];
+      const real = chunk.batch.targets[1].sum(1).arraySync() as number[];
+      const key = chunk.batch.keyInputs!.argMax(1).arraySync() as number[];
+      pitch.forEach((p, r) => real[r] > 0 && seen.push({ pitch: p + PITCH_MIN, key: key[r] }));
+      tf.dispose([chunk.batch.inputs, ...chunk.batch.targets, chunk.batch.keyInputs!]);
+    }
+    // 40 notes: chunks of 16, 16, 8 (padded), then the 10-note piece from a fresh state.
+    assert.deepEqual(keeps, [0, 1, 1, 0]);
+    assert.deepEqual(memories, [0, 16, 32, 0]);
+    assert.equal(seen.length, 50);
+    for (const [p, from, to] of [
+      [0, 0, 40],
+      [1, 40, 50],
+    ] as const) {
+      const shift = seen[from].pitch - pieces[p].tokens[0].pitch;
+      assert.ok(Math.abs(shift) <= 5);
+      for (let i = from; i < to; i++) {
+        assert.equal(seen[i].pitch, pieces[p].tokens[i - from].pitch + shift, 'one shift for the whole piece');
+        assert.equal(seen[i].key, transposeKey(pieces[p].keys![0], shift), 'the key label moves with the notes');
+      }
+    }
+  });
+
+  test('key dropout labels whole chunks "any key"', () => {
+    const pieces: StreamPiece[] = [{ composer: 'Chopin', tokens: melody(16 * 40, 3), keys: new Uint8Array(16 * 40).fill(7) }];
+    const stream = new PieceStream(pieces, [[0]], { window: H.window, composerIndex, composers: COMPOSERS, keyed: true, keyDropout: 0.5, rng: seededRandom(1) });
+    let any = 0;
+    let chunks = 0;
+    for (let chunk = stream.next(); chunk; chunk = stream.next()) {
+      const keys = new Set(chunk.batch.keyInputs!.argMax(1).arraySync() as number[]);
+      assert.equal(keys.size, 1);
+      if (keys.has(ANY_KEY)) any++;
+      else assert.ok(keys.has(7));
+      chunks++;
+      tf.dispose([chunk.batch.inputs, ...chunk.batch.targets, chunk.batch.keyInputs!]);
+    }
+    assert.equal(chunks, 40);
+    assert.ok(any > 8 && any < 32, `${any} of 40 chunks unlabelled`);
+  });
+
+  test('streamed training lowers the loss on whole pieces', () => {
+    const w = createLongContextWeights(H, D, 11);
+    const pieces: StreamPiece[] = [0, 1, 2].map((i) => ({ composer: i ? 'Mozart' : 'Chopin', tokens: melody(48, 20 + i), keys: new Uint8Array(48).fill(i) }));
+    const optimizer = tf.train.adam(0.01);
+    const names = Object.keys(w);
+    const before = evaluateStream(w, H, pieces, composerIndex, COMPOSERS, 2).loss;
+    const rng = seededRandom(3);
+    for (let epoch = 0; epoch < 12; epoch++)
+      streamEpoch(w, H, pieces, { batchSize: 2, composerIndex, composers: COMPOSERS, transpose: 0, composerDropout: 0, keyDropout: 0, rng, step: (loss) => clippedAdamStep(optimizer, w, names, loss, 1), progress: () => {} });
+    const afterTraining = evaluateStream(w, H, pieces, composerIndex, COMPOSERS, 2).loss;
+    assert.ok(afterTraining < before - 1, `loss ${before.toFixed(3)} → ${afterTraining.toFixed(3)}`);
+    optimizer.dispose();
+    tf.dispose(Object.values(w));
+  });
+
+  test('a warm start from a local-attention model makes head 0 that model\'s attention', () => {
+    const local = { ...TINY_HYPERPARAMETERS, attentionDim: 4 };
+    const old = createWeights(local, D, 2);
+    const w = createLongContextWeights(H, D, 2, { weights: old, hyperparameters: local });
+    const same = (a: tf.Tensor, b: tf.Tensor) => assert.deepEqual(Array.from(a.dataSync()), Array.from(b.dataSync()));
+    same(w['lstm0/wx'], old['lstm0/wx']);
+    same(w['head/wpitch'], old['head/wpitch']);
+    for (const n of ['attn/wq', 'attn/wk', 'attn/wv']) same(w[n].slice([0, 0], [16, 4]), old[n]);
+    same(w['head/wz'].slice([0, 0], [20, 16]), old['head/wz']);
+    assert.ok(w['lstm0/wkey'].dataSync().every((v) => v === 0), 'the key input starts silent');
+    assert.ok(w['attn/wnote'].slice([0, 0], [NOTE_WIDTH, 4]).dataSync().every((v) => v === 0));
+    const bias = w['attn/bias'].arraySync() as number[][];
+    const R = ringLength(H);
+    for (let d = 1; d <= R; d++) {
+      const b = relativeBucket(d, H.relativeBuckets!, R);
+      if (d <= local.attentionWindow - 1) assert.equal(bias[b][0], 0, `distance ${d}`);
+      else if (relativeBucket(local.attentionWindow - 1, H.relativeBuckets!, R) !== b) assert.equal(bias[b][0], -8, `distance ${d}`);
+      assert.equal(bias[b][1], 0, 'the other heads start without a preference');
+    }
+    tf.dispose([...Object.values(old), ...Object.values(w)]);
+  });
+
+  test('generation: seeded, primed, key-conditioned, and leaves tf.memory() unchanged', async () => {
+    await createTinyModel(join(dir, 'lc'), ['Chopin', 'Mozart'], 4, H);
+    const { spec, weights } = await loadModelFolder(join(dir, 'lc'));
+    assert.equal(spec.arch, 'lstm-long-context');
+    const request = { composer: 0, notes: 60, temperature: 1, topP: 0.95, randomSeed: 5 };
+    generateTokens(weights, spec.hyperparameters, 2, [request]); // warm the kernels
+    const tensors = tf.memory().numTensors;
+    const [a] = generateTokens(weights, spec.hyperparameters, 2, [request]);
+    const [b, primed, inD, inF] = generateTokens(weights, spec.hyperparameters, 2, [request, { ...request, primer: melody(40, 8) }, { ...request, key: 2 }, { ...request, key: 17 }]);
+    assert.equal(tf.memory().numTensors, tensors, 'no tensor outlives a generation');
+    assert.equal(a.length, 60);
+    assert.deepEqual(a, b, 'same seed, same notes, alone or in a batch');
+    assert.notDeepEqual(primed, a, 'the primer is heard');
+    assert.notDeepEqual(inD, inF, 'the key input is heard');
+    for (const t of [...a, ...primed]) assert.ok(t.pitch >= 21 && t.pitch <= 108 && t.dur >= 1 && t.vel >= 0 && t.vel < 8);
+    tf.dispose(Object.values(weights));
+  });
+
+  test('the loader refuses a long-context folder whose spec does not match its weights or architecture', async () => {
+    await createTinyModel(join(dir, 'lc-bad'), ['Chopin', 'Mozart'], 4, H);
+    const path = join(dir, 'lc-bad', 'model.json');
+    const spec = JSON.parse(await readFile(path, 'utf8'));
+    await writeFile(path, JSON.stringify({ ...spec, arch: 'lstm-attention' }));
+    await assert.rejects(loadModelFolder(join(dir, 'lc-bad')), /architecture lstm-attention does not fit its hyperparameters/);
+    await writeFile(path, JSON.stringify({ ...spec, hyperparameters: { ...spec.hyperparameters, heads: 4 } }));
+    await assert.rejects(loadModelFolder(join(dir, 'lc-bad')), /weight attn\/bias is 8x2, expected 8x4/);
+  });
+});
+
+describe('keys', () => {
+  test('names in several spellings parse to one of 24 keys or "any"', () => {
+    assert.equal(parseKey('C major'), 0);
+    assert.equal(parseKey('D minor'), 14);
+    assert.equal(parseKey('f#m'), 18);
+    assert.equal(parseKey('Gb major'), 6);
+    assert.equal(parseKey('Bb'), 10);
+    assert.equal(parseKey('c sharp minor'), 13);
+    assert.equal(parseKey('any'), ANY_KEY);
+    assert.equal(parseKey('H major'), undefined);
+    assert.equal(parseKey('D dorian'), undefined);
+    assert.equal(keyName(parseKey('eb minor')!), 'D# minor');
+  });
+
+  test('transposing a key moves its tonic and keeps its mode; "any" stays "any"', () => {
+    assert.equal(transposeKey(0, 2), 2);
+    assert.equal(transposeKey(23, 1), 12);
+    assert.equal(transposeKey(2, -5), 9);
+    assert.equal(transposeKey(ANY_KEY, 3), ANY_KEY);
+  });
+
+  test('segment labels follow a modulation', () => {
+    const scale = (tonic: number, steps: number[]) => Array.from({ length: 128 }, (_, i) => ({ dt: 6, pitch: 60 + tonic + steps[i % steps.length], dur: 6, vel: 4 }));
+    const major = [0, 2, 4, 5, 7, 9, 11, 12, 7, 4, 0, 7];
+    const labels = segmentKeys([...scale(0, major), ...scale(7, major)], 64, 0);
+    assert.equal(labels[0], 0, 'C major');
+    assert.equal(labels[200], 7, 'G major');
+    assert.equal(estimateKey(scale(2, [0, 2, 3, 5, 7, 8, 10, 12, 7, 3, 0, 7]))!.name, 'D minor');
+  });
+});
