@@ -278,7 +278,7 @@ describe('keys', () => {
     assert.equal(parseKey('any'), ANY_KEY);
     assert.equal(parseKey('H major'), undefined);
     assert.equal(parseKey('D dorian'), undefined);
-    assert.equal(keyName(parseKey('eb minor')!), 'D# minor');
+    assert.equal(keyName(parseKey('d# minor')!), 'Eb minor');
   });
 
   test('transposing a key moves its tonic and keeps its mode; "any" stays "any"', () => {

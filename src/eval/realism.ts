@@ -29,6 +29,7 @@
  * Everything is deterministic (seeded folds and splits, fixed-step gradient descent).
  */
 import { seededRandom, shuffleInPlace } from '../model/random.ts';
+import { bestKey, pitchClassWeights } from '../tokens/key.ts';
 import { STEPS_PER_BEAT, type NoteToken } from '../tokens/tokenize.ts';
 import { musicDistributions, repeatedNgramShare } from './musicStats.ts';
 import { histogram } from './wasserstein.ts';
@@ -140,20 +141,6 @@ export function polyphony(tokens: readonly NoteToken[]): number {
 // ---------------------------------------------------------------------------------------------
 // Pitch classes, scales and keys
 
-/**
- * Duration-weighted pitch-class profile: how many grid steps each of the 12 pitch classes sounds,
- * counting only the part of each note inside [from, to) (in steps from the first onset).
- */
-export function pitchClassWeights(tokens: readonly NoteToken[], from = 0, to = Infinity): Float64Array {
-  const out = new Float64Array(12);
-  const on = onsets(tokens);
-  tokens.forEach((t, i) => {
-    const overlap = Math.min(to, on[i] + t.dur) - Math.max(from, on[i]);
-    if (overlap > 0) out[t.pitch % 12] += overlap;
-  });
-  return out;
-}
-
 const MAJOR_SCALE = [0, 2, 4, 5, 7, 9, 11];
 const HARMONIC_MINOR_SCALE = [0, 2, 3, 5, 7, 8, 11];
 
@@ -171,75 +158,8 @@ export function scaleConsistency(tokens: readonly NoteToken[]): number {
   return best / total;
 }
 
-/** Krumhansl & Kessler (1982) probe-tone ratings, from the tonic upwards. */
-export const KK_MAJOR_PROFILE = [6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88] as const;
-export const KK_MINOR_PROFILE = [6.33, 2.68, 3.52, 5.38, 2.6, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17] as const;
-
-const MAJOR_NAMES = ['C', 'C#', 'D', 'Eb', 'E', 'F', 'F#', 'G', 'Ab', 'A', 'Bb', 'B'];
-const MINOR_NAMES = ['C', 'C#', 'D', 'Eb', 'E', 'F', 'F#', 'G', 'G#', 'A', 'Bb', 'B'];
-
-export type KeyMode = 'major' | 'minor';
-
-export interface Key {
-  /** Pitch class of the tonic, 0 = C. */
-  tonic: number;
-  mode: KeyMode;
-  /** "D minor", "Eb major". */
-  name: string;
-}
-
-export interface KeyEstimate extends Key {
-  /** Pearson correlation of the pitch-class profile with this key's profile, −1..1. */
-  correlation: number;
-}
-
-/** The 24 keys in a fixed order: C major … B major, then C minor … B minor. */
-export const KEYS: readonly Key[] = (['major', 'minor'] as const).flatMap((mode) =>
-  Array.from({ length: 12 }, (_, tonic) => ({ tonic, mode, name: `${(mode === 'major' ? MAJOR_NAMES : MINOR_NAMES)[tonic]} ${mode}` })),
-);
-
-function pearson(x: ArrayLike<number>, y: ArrayLike<number>): number {
-  const mx = mean(x);
-  const my = mean(y);
-  let sxy = 0;
-  let sxx = 0;
-  let syy = 0;
-  for (let i = 0; i < x.length; i++) {
-    sxy += (x[i] - mx) * (y[i] - my);
-    sxx += (x[i] - mx) ** 2;
-    syy += (y[i] - my) ** 2;
-  }
-  // A flat profile (every pitch class equally long, or none) says nothing about the key.
-  return sxx === 0 || syy === 0 ? 0 : sxy / Math.sqrt(sxx * syy);
-}
-
-/** Correlation of a 12-bin pitch-class profile with each of the 24 keys, in the order of KEYS. */
-export function keyCorrelations(profile: ArrayLike<number>): number[] {
-  if (profile.length !== 12) throw new Error(`keyCorrelations: a pitch-class profile has 12 values, got ${profile.length}`);
-  return KEYS.map((key) => {
-    const template = key.mode === 'major' ? KK_MAJOR_PROFILE : KK_MINOR_PROFILE;
-    // The profile rotated so that index 0 is this key's tonic.
-    const rotated = Array.from({ length: 12 }, (_, d) => profile[(key.tonic + d) % 12]);
-    return pearson(rotated, template);
-  });
-}
-
-function bestKey(profile: ArrayLike<number>): KeyEstimate {
-  const correlations = keyCorrelations(profile);
-  let best = 0;
-  for (let k = 1; k < correlations.length; k++) if (correlations[k] > correlations[best]) best = k;
-  return { ...KEYS[best], correlation: correlations[best] };
-}
-
-/**
- * The key of a passage (Krumhansl–Schmuckler): the one of the 24 major and minor keys whose
- * Krumhansl–Kessler profile correlates best with the duration-weighted pitch-class profile.
- * Ties go to the earlier key in KEYS. Throws for a passage without notes.
- */
-export function estimateKey(tokens: readonly NoteToken[]): KeyEstimate {
-  if (tokens.length === 0) throw new Error('estimateKey: no notes');
-  return bestKey(pitchClassWeights(tokens));
-}
+// The key estimate lives with the tokens (src/tokens/key.ts), where training's key labels use it.
+export { estimateKey, keyCorrelations, KEYS, KK_MAJOR_PROFILE, KK_MINOR_PROFILE, pitchClassWeights, type Key, type KeyEstimate, type KeyMode } from '../tokens/key.ts';
 
 export const KEY_WINDOW_BEATS = 8;
 

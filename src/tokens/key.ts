@@ -6,34 +6,46 @@
  * Key index k: 0..11 are C major .. B major (tonic = k), 12..23 are C minor .. B minor
  * (tonic = k - 12). ANY_KEY (24) is "any key", the model's unconditioned slot.
  */
-import { STEPS_PER_BEAT, type NoteToken } from './tokenize.ts';
+import type { NoteToken } from './tokenize.ts';
 
 export const KEY_COUNT = 24;
 export const ANY_KEY = 24;
 /** Key slots of a key-conditioned model's input: 24 keys and "any". */
 export const KEY_SLOTS = KEY_COUNT + 1;
 
-const TONIC_NAMES = ['C', 'C#', 'D', 'Eb', 'E', 'F', 'F#', 'G', 'Ab', 'A', 'Bb', 'B'] as const;
-const MINOR_TONIC_NAMES = ['C', 'C#', 'D', 'D#', 'E', 'F', 'F#', 'G', 'G#', 'A', 'Bb', 'B'] as const;
+const MAJOR_NAMES = ['C', 'C#', 'D', 'Eb', 'E', 'F', 'F#', 'G', 'Ab', 'A', 'Bb', 'B'] as const;
+const MINOR_NAMES = ['C', 'C#', 'D', 'Eb', 'E', 'F', 'F#', 'G', 'G#', 'A', 'Bb', 'B'] as const;
 
-/** Krumhansl–Kessler probe-tone profiles, tonic first. */
-const MAJOR_PROFILE = [6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88];
-const MINOR_PROFILE = [6.33, 2.68, 3.52, 5.38, 2.6, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17];
+/** Krumhansl & Kessler (1982) probe-tone ratings, from the tonic upwards. */
+export const KK_MAJOR_PROFILE = [6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88] as const;
+export const KK_MINOR_PROFILE = [6.33, 2.68, 3.52, 5.38, 2.6, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17] as const;
+
+export type KeyMode = 'major' | 'minor';
 
 export interface Key {
   /** 0..23, see the file header. */
   index: number;
+  /** Pitch class of the tonic, 0 = C. */
   tonic: number;
-  mode: 'major' | 'minor';
+  mode: KeyMode;
+  /** "D minor", "Eb major". */
   name: string;
+}
+
+export interface KeyEstimate extends Key {
+  /** Pearson correlation of the pitch-class profile with this key's profile, −1..1. */
+  correlation: number;
 }
 
 export function keyOf(index: number): Key {
   if (!Number.isInteger(index) || index < 0 || index >= KEY_COUNT) throw new Error(`key index must be 0..23, got ${index}`);
-  const minor = index >= 12;
-  const tonic = index % 12;
-  return { index, tonic, mode: minor ? 'minor' : 'major', name: `${minor ? MINOR_TONIC_NAMES[tonic] : TONIC_NAMES[tonic]} ${minor ? 'minor' : 'major'}` };
+  return KEYS[index];
 }
+
+/** The 24 keys in index order: C major … B major, then C minor … B minor. */
+export const KEYS: readonly Key[] = (['major', 'minor'] as const).flatMap((mode, m) =>
+  Array.from({ length: 12 }, (_, tonic) => ({ index: m * 12 + tonic, tonic, mode, name: `${(mode === 'major' ? MAJOR_NAMES : MINOR_NAMES)[tonic]} ${mode}` })),
+);
 
 export const keyName = (index: number): string => (index === ANY_KEY ? 'any' : keyOf(index).name);
 
@@ -63,55 +75,67 @@ export function parseKey(text: string): number | undefined {
   return (minor ? 12 : 0) + tonic;
 }
 
-/** Duration-weighted pitch-class histogram of tokens [from, to). */
-export function pitchClassWeights(tokens: readonly NoteToken[], from = 0, to = tokens.length): Float64Array {
-  const w = new Float64Array(12);
-  for (let i = Math.max(0, from); i < Math.min(to, tokens.length); i++) w[tokens[i].pitch % 12] += Math.min(tokens[i].dur, 2 * STEPS_PER_BEAT);
-  return w;
-}
-
-function pearson(x: ArrayLike<number>, y: ArrayLike<number>, shift: number): number {
-  let mx = 0;
-  let my = 0;
-  for (let i = 0; i < 12; i++) {
-    mx += x[i];
-    my += y[i];
-  }
-  mx /= 12;
-  my /= 12;
-  let sxy = 0;
-  let sxx = 0;
-  let syy = 0;
-  for (let i = 0; i < 12; i++) {
-    const a = x[(i + shift) % 12] - mx;
-    const b = y[i] - my;
-    sxy += a * b;
-    sxx += a * a;
-    syy += b * b;
-  }
-  return sxx > 0 && syy > 0 ? sxy / Math.sqrt(sxx * syy) : 0;
-}
-
-/** Correlation of a pitch-class histogram with each of the 24 key profiles (index order). */
-export function keyCorrelations(weights: ArrayLike<number>): number[] {
-  const out: number[] = [];
-  for (let k = 0; k < KEY_COUNT; k++) out.push(pearson(weights, k < 12 ? MAJOR_PROFILE : MINOR_PROFILE, k % 12));
+/**
+ * Duration-weighted pitch-class profile: how many grid steps each of the 12 pitch classes sounds,
+ * counting only the part of each note inside [from, to) (in steps from the first onset).
+ */
+export function pitchClassWeights(tokens: readonly NoteToken[], from = 0, to = Infinity): Float64Array {
+  const out = new Float64Array(12);
+  let onset = 0;
+  tokens.forEach((t, i) => {
+    if (i > 0) onset += t.dt;
+    const overlap = Math.min(to, onset + t.dur) - Math.max(from, onset);
+    if (overlap > 0) out[t.pitch % 12] += overlap;
+  });
   return out;
 }
 
-/** The best-correlating key of a pitch-class histogram, with its correlation. */
-export function bestKey(weights: ArrayLike<number>): { key: number; correlation: number } {
-  const c = keyCorrelations(weights);
-  let key = 0;
-  for (let k = 1; k < KEY_COUNT; k++) if (c[k] > c[key]) key = k;
-  return { key, correlation: c[key] };
+function pearson(x: ArrayLike<number>, y: ArrayLike<number>): number {
+  let mx = 0;
+  let my = 0;
+  for (let i = 0; i < x.length; i++) {
+    mx += x[i] / x.length;
+    my += y[i] / y.length;
+  }
+  let sxy = 0;
+  let sxx = 0;
+  let syy = 0;
+  for (let i = 0; i < x.length; i++) {
+    sxy += (x[i] - mx) * (y[i] - my);
+    sxx += (x[i] - mx) ** 2;
+    syy += (y[i] - my) ** 2;
+  }
+  // A flat profile (every pitch class equally long, or none) says nothing about the key.
+  return sxx === 0 || syy === 0 ? 0 : sxy / Math.sqrt(sxx * syy);
 }
 
-/** Key estimate of a whole run of notes; undefined for an empty run. */
-export function estimateKey(tokens: readonly NoteToken[]): (Key & { correlation: number }) | undefined {
-  if (tokens.length === 0) return undefined;
-  const { key, correlation } = bestKey(pitchClassWeights(tokens));
-  return { ...keyOf(key), correlation };
+/** Correlation of a 12-bin pitch-class profile with each of the 24 keys, in index order. */
+export function keyCorrelations(profile: ArrayLike<number>): number[] {
+  if (profile.length !== 12) throw new Error(`keyCorrelations: a pitch-class profile has 12 values, got ${profile.length}`);
+  return KEYS.map((key) => {
+    const template = key.mode === 'major' ? KK_MAJOR_PROFILE : KK_MINOR_PROFILE;
+    // The profile rotated so that index 0 is this key's tonic.
+    const rotated = Array.from({ length: 12 }, (_, d) => profile[(key.tonic + d) % 12]);
+    return pearson(rotated, template);
+  });
+}
+
+/** The best-correlating key of a pitch-class profile (ties: the lower index). */
+export function bestKey(profile: ArrayLike<number>): KeyEstimate {
+  const correlations = keyCorrelations(profile);
+  let best = 0;
+  for (let k = 1; k < correlations.length; k++) if (correlations[k] > correlations[best]) best = k;
+  return { ...KEYS[best], correlation: correlations[best] };
+}
+
+/**
+ * The key of a passage (Krumhansl–Schmuckler): the one of the 24 major and minor keys whose
+ * Krumhansl–Kessler profile correlates best with the duration-weighted pitch-class profile.
+ * Ties go to the earlier key. Throws for a passage without notes.
+ */
+export function estimateKey(tokens: readonly NoteToken[]): KeyEstimate {
+  if (tokens.length === 0) throw new Error('estimateKey: no notes');
+  return bestKey(pitchClassWeights(tokens));
 }
 
 /**
@@ -123,8 +147,8 @@ export function estimateKey(tokens: readonly NoteToken[]): (Key & { correlation:
 export function segmentKeys(tokens: readonly NoteToken[], segment = 64, context = 64): Uint8Array {
   const labels = new Uint8Array(tokens.length);
   for (let s = 0; s < tokens.length; s += segment) {
-    const { key } = bestKey(pitchClassWeights(tokens, s - context, s + segment + context));
-    labels.fill(key, s, Math.min(tokens.length, s + segment));
+    const { index } = bestKey(pitchClassWeights(tokens.slice(Math.max(0, s - context), s + segment + context)));
+    labels.fill(index, s, Math.min(tokens.length, s + segment));
   }
   return labels;
 }
