@@ -1,7 +1,8 @@
 /** `nocturne evaluate --model DIR --data DIR [--json] ...`: see src/eval/evaluate.ts. */
 import { parseArgs } from 'node:util';
 import { initBackend, type BackendChoice } from '../model/backend.ts';
-import { DEFAULT_EVALUATE_OPTIONS, evaluateModel, formatReport, REALISM_DEFAULT_COMPOSERS } from '../eval/evaluate.ts';
+import { DEFAULT_EVALUATE_OPTIONS, DEFAULT_REALISM_DECODING, evaluateModel, formatReport, REALISM_DEFAULT_COMPOSERS } from '../eval/evaluate.ts';
+import { parseHeadDecodings } from '../model/sampling.ts';
 import { EXCERPT_NOTES } from '../eval/realism.ts';
 import { UsageError, intOption, numberOption, parseBackend, optionProblems } from './options.ts';
 
@@ -32,6 +33,10 @@ Works for our models and for the study's baseline (nocturne train --arch seed).
   --realism-composers a,b     realism: composers to generate (default ${REALISM_DEFAULT_COMPOSERS.join(', ')},
                               those the model knows and --data has)
   --realism-only              only the realism section (no NLL, no per-composer statistics)
+  --temperature T             realism: sampling temperature (default: the engine's)
+  --top-p P                   realism: nucleus mass (default: the engine's)
+  --head-decoding SPEC        realism: per-head temperature/top-p, e.g. dt=1/1,vel=1.1/1
+                              (heads dt, pitch, dur, vel; default: the engine's)
   --backend B                 auto | tensorflow | wasm | cpu (default auto)`;
 
 export async function runEvaluate(argv: string[], log: (line: string) => void): Promise<number> {
@@ -53,6 +58,9 @@ export async function runEvaluate(argv: string[], log: (line: string) => void): 
       'realism-notes': { type: 'string' },
       'realism-composers': { type: 'string' },
       'realism-only': { type: 'boolean' },
+      temperature: { type: 'string' },
+      'top-p': { type: 'string' },
+      'head-decoding': { type: 'string' },
     },
     strict: true,
   });
@@ -70,6 +78,9 @@ export async function runEvaluate(argv: string[], log: (line: string) => void): 
   const realismComposers = values['realism-composers']?.split(',').map((c) => c.trim()).filter(Boolean);
   if (values['realism-composers'] !== undefined && !realismComposers?.length) problems.push('--realism-composers needs at least one name');
   if (values['realism-only'] && realismPieces === 0) problems.push('--realism-only needs --realism-pieces above 0');
+  const temperature = collect(() => numberOption('--temperature', values.temperature, DEFAULT_REALISM_DECODING.temperature, 0, 5), DEFAULT_REALISM_DECODING.temperature);
+  const topP = collect(() => numberOption('--top-p', values['top-p'], DEFAULT_REALISM_DECODING.topP, 1e-6, 1), DEFAULT_REALISM_DECODING.topP);
+  const heads = values['head-decoding'] !== undefined ? collect(() => parseHeadDecodings(values['head-decoding']!), undefined) : DEFAULT_REALISM_DECODING.heads;
   const composers = values.composers?.split(',').map((c) => c.trim()).filter(Boolean);
   if (values.composers !== undefined && !composers?.length) problems.push('--composers needs at least one name');
   if (problems.length) throw new UsageError(problems.join('\n'), EVALUATE_USAGE);
@@ -89,6 +100,7 @@ export async function runEvaluate(argv: string[], log: (line: string) => void): 
     realismNotes,
     realismComposers,
     realismOnly: values['realism-only'] ?? false,
+    realismDecoding: { temperature, topP, heads },
     log,
   });
   process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatReport(report)}\n`);

@@ -29,7 +29,7 @@ import { dirname, join, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
 import { DEFAULT_TEMPERATURE, DEFAULT_TOP_P } from '../engine/engine.ts';
 import { loadModelFolder, ModelFolderError, type ModelSpec } from '../model/folder.ts';
-import { generateTokens, type SampleRequest } from '../model/sampling.ts';
+import { describeDecoding, generateTokens, type HeadDecodings, type SampleRequest } from '../model/sampling.ts';
 import { loadSeedModel, isSeedModelSpec, type SeedModelSpec } from '../model/seed/folder.ts';
 import { evenlySpread, seedWindows } from '../model/seed/network.ts';
 import { generateSeedEvents, scoreSeedWindows } from '../model/seed/predict.ts';
@@ -65,6 +65,8 @@ export interface EvaluateOptions {
   realismComposers?: string[];
   /** Skip the likelihood and the per-composer generation statistics. */
   realismOnly?: boolean;
+  /** Decoding of the realism section's pieces (default: the engine's). */
+  realismDecoding?: RealismDecoding;
   log: (line: string) => void;
 }
 
@@ -308,8 +310,16 @@ function generateNoteModel(weights: Awaited<ReturnType<typeof loadModelFolder>>[
   return { notes, decoding: `temperature ${DEFAULT_TEMPERATURE}, top-p ${DEFAULT_TOP_P}, random seed per composer and piece` };
 }
 
-/** Our note model through the batched sampler, at the engine's default decoding. */
-function noteModelGenerator(weights: Awaited<ReturnType<typeof loadModelFolder>>['weights'], spec: ModelSpec): { generate: RealismGenerate; decoding: string } {
+export interface RealismDecoding {
+  temperature: number;
+  topP: number;
+  heads?: HeadDecodings;
+}
+
+export const DEFAULT_REALISM_DECODING: RealismDecoding = { temperature: DEFAULT_TEMPERATURE, topP: DEFAULT_TOP_P };
+
+/** Our note model through the batched sampler, at the given decoding (the engine's by default). */
+function noteModelGenerator(weights: Awaited<ReturnType<typeof loadModelFolder>>['weights'], spec: ModelSpec, decoding: RealismDecoding): { generate: RealismGenerate; decoding: string } {
   const index = new Map(spec.composers.map((c, i) => [c.name, i]));
   return {
     generate: (requests) =>
@@ -317,9 +327,9 @@ function noteModelGenerator(weights: Awaited<ReturnType<typeof loadModelFolder>>
         weights,
         spec.hyperparameters,
         spec.composers.length,
-        requests.map((r) => ({ composer: index.get(r.composer)!, notes: r.notes, temperature: DEFAULT_TEMPERATURE, topP: DEFAULT_TOP_P, randomSeed: r.randomSeed })),
+        requests.map((r) => ({ composer: index.get(r.composer)!, notes: r.notes, temperature: decoding.temperature, topP: decoding.topP, heads: decoding.heads, randomSeed: r.randomSeed })),
       ),
-    decoding: `temperature ${DEFAULT_TEMPERATURE}, top-p ${DEFAULT_TOP_P}, one random seed per piece, all pieces in one batch`,
+    decoding: `${describeDecoding(decoding.temperature, decoding.topP, decoding.heads)}, one random seed per piece, all pieces in one batch`,
   };
 }
 
@@ -648,7 +658,7 @@ export async function evaluateModel(o: EvaluateOptions): Promise<EvaluationRepor
       if (composers.length === 0) realismSkipped = 'no composer of the model has pieces in --data';
       else if (withExcerpts.length < 4) realismSkipped = `needs at least 4 held-out pieces of ${DEFAULT_COMPARE.excerptNotes}+ notes, --data has ${withExcerpts.length}`;
       else {
-        const gen = loaded.kind === 'seed' ? seedModelGenerator(loaded.weights, loaded.spec, training, dataPieces, o) : noteModelGenerator(loaded.weights, loaded.spec);
+        const gen = loaded.kind === 'seed' ? seedModelGenerator(loaded.weights, loaded.spec, training, dataPieces, o) : noteModelGenerator(loaded.weights, loaded.spec, o.realismDecoding ?? DEFAULT_REALISM_DECODING);
         const labels = new Set(composers.map(lower));
         realism = realismSection({
           real: withExcerpts,

@@ -11,12 +11,49 @@ import { ANY_KEY } from '../tokens/key.ts';
 import { PITCH_MAX, PITCH_MIN, STEPS_PER_BEAT, beatPositions, type NoteToken } from '../tokens/tokenize.ts';
 import { targetIndices } from './features.ts';
 
+/** The four heads, in the order they are sampled. */
+export const HEAD_NAMES = ['dt', 'pitch', 'dur', 'vel'] as const;
+export type HeadName = (typeof HEAD_NAMES)[number];
+
+export interface HeadDecoding {
+  temperature: number;
+  topP: number;
+}
+
+/** Per-head decoding that replaces the request's temperature and top-p for those heads. */
+export type HeadDecodings = Partial<Record<HeadName, HeadDecoding>>;
+
+/**
+ * "dt=1.0/0.98,vel=1.1/1" → per-head decoding (temperature/top-p); throws with the reason for
+ * anything else. Used by `nocturne evaluate --head-decoding` to choose defaults by measurement.
+ */
+export function parseHeadDecodings(text: string): HeadDecodings {
+  const out: HeadDecodings = {};
+  for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const m = /^(dt|pitch|dur|vel)=([0-9.]+)\/([0-9.]+)$/.exec(part);
+    if (!m) throw new Error(`head decoding "${part}" is not HEAD=TEMPERATURE/TOP_P with HEAD one of ${HEAD_NAMES.join(', ')}`);
+    const temperature = Number(m[2]);
+    const topP = Number(m[3]);
+    if (!(temperature >= 0 && temperature <= 5)) throw new Error(`head decoding "${part}": temperature must be 0..5`);
+    if (!(topP > 0 && topP <= 1)) throw new Error(`head decoding "${part}": top-p must be in (0, 1]`);
+    out[m[1] as HeadName] = { temperature, topP };
+  }
+  return out;
+}
+
+export function describeDecoding(temperature: number, topP: number, heads: HeadDecodings = {}): string {
+  const overrides = HEAD_NAMES.filter((h) => heads[h]).map((h) => `${h} ${heads[h]!.temperature}/${heads[h]!.topP}`);
+  return `temperature ${temperature}, top-p ${topP}${overrides.length ? ` (per head: ${overrides.join(', ')})` : ''}`;
+}
+
 export interface SampleRequest {
   /** Composer index; the number of composers means "any composer". */
   composer: number;
   notes: number;
   temperature: number;
   topP: number;
+  /** Per-head overrides of temperature and top-p. */
+  heads?: HeadDecodings;
   randomSeed: number;
   /** Notes to continue (the state is built from them; they are not part of the output). */
   primer?: NoteToken[];
@@ -165,6 +202,10 @@ function prime(w: Weights, h: Hyperparameters, table: Float32Array, composer: nu
   return state;
 }
 
+function decodingOf(req: SampleRequest, head: HeadName): HeadDecoding {
+  return req.heads?.[head] ?? req;
+}
+
 /**
  * Samples one note per row from the shared head activation z [B, headDim]: dt, then pitch
  * conditioned on it, then duration and velocity conditioned on both. `previous` is each row's
@@ -180,7 +221,8 @@ export function sampleNotes(w: Weights, z: tf.Tensor2D, requests: readonly Sampl
     const prev = previous[r];
     // A chord is ordered low to high: nothing can follow the top key at the same onset.
     const blockChord = prev !== undefined && prev.pitch >= PITCH_MAX;
-    return sampleNext(dtValues.subarray(r * DT, (r + 1) * DT), req.temperature, req.topP, rngs[r], blockChord ? (i) => i > 0 : undefined);
+    const d = decodingOf(req, 'dt');
+    return sampleNext(dtValues.subarray(r * DT, (r + 1) * DT), d.temperature, d.topP, rngs[r], blockChord ? (i) => i > 0 : undefined);
   });
   const dtHot = oneHot(dts, DT);
   const z2 = conditionOn(w, z, 'dt', dtHot);
@@ -191,7 +233,8 @@ export function sampleNotes(w: Weights, z: tf.Tensor2D, requests: readonly Sampl
   const pitches = requests.map((req, r) => {
     const prev = previous[r];
     const floor = dts[r] === 0 && prev !== undefined ? prev.pitch - PITCH_MIN : -1;
-    return sampleNext(pitchValues.subarray(r * PITCH, (r + 1) * PITCH), req.temperature, req.topP, rngs[r], floor >= 0 ? (i) => i > floor : undefined);
+    const d = decodingOf(req, 'pitch');
+    return sampleNext(pitchValues.subarray(r * PITCH, (r + 1) * PITCH), d.temperature, d.topP, rngs[r], floor >= 0 ? (i) => i > floor : undefined);
   });
   const pitchHot = oneHot(pitches, PITCH);
   const z3 = conditionOn(w, z2, 'pitch', pitchHot);
@@ -202,12 +245,16 @@ export function sampleNotes(w: Weights, z: tf.Tensor2D, requests: readonly Sampl
   const durValues = durLogits.dataSync();
   const velValues = velLogits.dataSync();
   tf.dispose([durLogits, velLogits]);
-  return requests.map((req, r) => ({
-    dt: dts[r],
-    pitch: pitches[r] + PITCH_MIN,
-    dur: sampleNext(durValues.subarray(r * DUR, (r + 1) * DUR), req.temperature, req.topP, rngs[r]) + 1,
-    vel: sampleNext(velValues.subarray(r * VEL, (r + 1) * VEL), req.temperature, req.topP, rngs[r]),
-  }));
+  return requests.map((req, r) => {
+    const dur = decodingOf(req, 'dur');
+    const vel = decodingOf(req, 'vel');
+    return {
+      dt: dts[r],
+      pitch: pitches[r] + PITCH_MIN,
+      dur: sampleNext(durValues.subarray(r * DUR, (r + 1) * DUR), dur.temperature, dur.topP, rngs[r]) + 1,
+      vel: sampleNext(velValues.subarray(r * VEL, (r + 1) * VEL), vel.temperature, vel.topP, rngs[r]),
+    };
+  });
 }
 
 /** Per-row bookkeeping shared by the stateful and the re-feed decoders. */
