@@ -19,7 +19,8 @@ import {
   memoryMaskFor,
   NOTE_WIDTH,
   relativeBucket,
-  ringBias,
+  ringConstants,
+  disposeRingConstants,
   ringLength,
   ringStep,
   type ChunkCarry,
@@ -87,7 +88,7 @@ function chunkPath(w: Weights, piece: StreamPiece): number[][] {
 /** The same notes through the sampling path: one step at a time with the ring. */
 function ringPath(w: Weights, piece: StreamPiece, key: number): number[][] {
   const state = initialRing(H, [key], w);
-  const bias = ringBias(w, H);
+  const bias = ringConstants(w, H);
   const positions = beatPositions(piece.tokens);
   const rows: number[][] = [];
   piece.tokens.forEach((note, i) => {
@@ -101,7 +102,7 @@ function ringPath(w: Weights, piece: StreamPiece, key: number): number[][] {
     tf.dispose([x, o, z, hot]);
   });
   disposeRing(state);
-  bias.dispose();
+  disposeRingConstants(bias);
   return rows;
 }
 

@@ -303,18 +303,53 @@ export function memoryMaskFor(valid: readonly number[], M: number): tf.Tensor2D 
 
 // ---------------------------------------------------------------------------------------------
 // Sampling: one step at a time with a ring of slots.
+//
+// Every wasm kernel call costs tens of microseconds, so the ring is laid out for the fewest
+// calls per note: slot 0 of each row and head is the null slot (key knull, value 0) and slots
+// 1..R hold the notes, oldest first; keys are stored transposed ([dk, R+1] per row and head) so
+// that the scores are one product with no transpose; the relative bias and the mask of empty
+// slots are one host-built tensor, rebuilt only while some ring is still filling; the query
+// weights carry the 1/sqrt(dk) scale.
 
-/** Decoding state of B rows: LSTM state per layer and a ring of R slots per row and head. */
+/** Decoding state of B rows: LSTM state per layer and a ring of R note slots per row and head. */
 export interface RingState {
   h: tf.Tensor2D[];
   c: tf.Tensor2D[];
-  /** [B*heads, R*dk]: row (b, head), slots oldest first, dk values each. */
+  /** [B*heads*dk, R+1]: for row (b, head), dk rows of slot keys; column 0 is the null key. */
   keys: tf.Tensor2D;
+  /** [B*heads, (R+1)*dk]: row (b, head), slot values of dk each; slot 0 (null) is zero. */
   values: tf.Tensor2D;
-  /** Slots filled per row (the newest `filled` slots are real). */
+  /** Notes in each row's ring (the newest `filled` slots are real). */
   filled: number[];
   /** Each row's key-input row [B, 4H] (key-conditioned models). */
   keyRows?: tf.Tensor2D;
+  /** Bias and mask [B, heads, R+1] for the current fill, and the fill it was built for. */
+  scoreBias?: { tensor: tf.Tensor3D; filled: string };
+}
+
+/** What a generation reads once: the scaled query weights and the relative bias on the host. */
+export interface RingConstants {
+  wq: tf.Tensor2D;
+  /** [heads, R]: bias of note slot s (1..R), which is R + 1 - s notes back. */
+  bias: Float32Array;
+}
+
+export function ringConstants(w: Weights, h: Hyperparameters): RingConstants {
+  const heads = h.heads ?? 1;
+  const R = ringLength(h);
+  const buckets = h.relativeBuckets ?? 32;
+  const table = w['attn/bias'].dataSync();
+  const bias = new Float32Array(heads * R);
+  for (let s = 0; s < R; s++) {
+    const bucket = relativeBucket(R - s, buckets, R);
+    for (let k = 0; k < heads; k++) bias[k * R + s] = table[bucket * heads + k];
+  }
+  const wq = tf.tidy(() => tf.mul(w['attn/wq'], 1 / Math.sqrt(h.attentionDim / heads)) as tf.Tensor2D);
+  return { wq, bias };
+}
+
+export function disposeRingConstants(c: RingConstants): void {
+  c.wq.dispose();
 }
 
 export function initialRing(h: Hyperparameters, keys: readonly number[], w: Weights): RingState {
@@ -322,18 +357,21 @@ export function initialRing(h: Hyperparameters, keys: readonly number[], w: Weig
   const heads = h.heads ?? 1;
   const R = ringLength(h);
   const dk = h.attentionDim / heads;
-  return {
-    h: Array.from({ length: h.layers }, () => tf.zeros([B, h.hidden]) as tf.Tensor2D),
-    c: Array.from({ length: h.layers }, () => tf.zeros([B, h.hidden]) as tf.Tensor2D),
-    keys: tf.zeros([B * heads, R * dk]),
-    values: tf.zeros([B * heads, R * dk]),
-    filled: new Array(B).fill(0),
-    keyRows: h.keys ? tf.tidy(() => tf.matMul(oneHotRows(keys as number[], KEY_SLOTS), w['lstm0/wkey'] as tf.Tensor2D)) : undefined,
-  };
+  return tf.tidy(() => {
+    const nullKeys = (w['attn/knull'] as tf.Tensor1D).reshape([1, heads * dk, 1]).tile([B, 1, 1]).reshape([B * heads * dk, 1]);
+    return {
+      h: Array.from({ length: h.layers }, () => tf.zeros([B, h.hidden]) as tf.Tensor2D),
+      c: Array.from({ length: h.layers }, () => tf.zeros([B, h.hidden]) as tf.Tensor2D),
+      keys: tf.concat([nullKeys, tf.zeros([B * heads * dk, R])], 1) as tf.Tensor2D,
+      values: tf.zeros([B * heads, (R + 1) * dk]) as tf.Tensor2D,
+      filled: new Array(B).fill(0),
+      keyRows: h.keys ? (tf.matMul(oneHotRows(keys as number[], KEY_SLOTS), w['lstm0/wkey'] as tf.Tensor2D) as tf.Tensor2D) : undefined,
+    };
+  });
 }
 
 export function disposeRing(s: RingState): void {
-  tf.dispose([...s.h, ...s.c, s.keys, s.values, ...(s.keyRows ? [s.keyRows] : [])]);
+  tf.dispose([...s.h, ...s.c, s.keys, s.values, ...(s.keyRows ? [s.keyRows] : []), ...(s.scoreBias ? [s.scoreBias.tensor] : [])]);
 }
 
 /** Joins single-row states into one batch (disposes the parts). */
@@ -357,24 +395,23 @@ export function oneHotRows(indices: readonly number[], classes: number): tf.Tens
   return tf.tensor2d(data, [indices.length, classes]);
 }
 
-/** The relative bias of every ring slot [heads, R] (slot s is R - s notes back), on the host. */
-export function ringBias(w: Weights, h: Hyperparameters): tf.Tensor2D {
-  const heads = h.heads ?? 1;
-  const R = ringLength(h);
-  const buckets = h.relativeBuckets ?? 32;
-  const table = w['attn/bias'].dataSync();
-  const out = new Float32Array(heads * R);
-  for (let s = 0; s < R; s++) {
-    const bucket = relativeBucket(R - s, buckets, R);
-    for (let k = 0; k < heads; k++) out[k * R + s] = table[bucket * heads + k];
-  }
-  return tf.tensor2d(out, [heads, R]);
-}
-
-function ringMask(filled: readonly number[], R: number): tf.Tensor3D {
-  const m = new Float32Array(filled.length * R).fill(-1e9);
-  filled.forEach((f, b) => m.fill(0, b * R + R - Math.min(f, R), (b + 1) * R));
-  return tf.tensor3d(m, [filled.length, 1, R]);
+/** The bias and mask of every slot for the rings' current fill (cached once every ring is full). */
+function scoreBias(state: RingState, constants: RingConstants, heads: number, R: number): tf.Tensor3D {
+  const key = state.filled.every((f) => f >= R) ? 'full' : state.filled.join(',');
+  if (state.scoreBias?.filled === key) return state.scoreBias.tensor;
+  state.scoreBias?.tensor.dispose();
+  const B = state.filled.length;
+  const out = new Float32Array(B * heads * (R + 1));
+  state.filled.forEach((f, b) => {
+    for (let k = 0; k < heads; k++) {
+      const row = (b * heads + k) * (R + 1);
+      // Slot 0 (null) has no bias; empty slots are masked.
+      for (let s = 1; s <= R; s++) out[row + s] = s > R - Math.min(f, R) ? constants.bias[k * R + s - 1] : -1e9;
+    }
+  });
+  const tensor = tf.tensor3d(out, [B, heads, R + 1]);
+  state.scoreBias = { tensor, filled: key };
+  return tensor;
 }
 
 /**
@@ -382,13 +419,14 @@ function ringMask(filled: readonly number[], R: number): tf.Tensor3D {
  * network.ts with `project` doing the first product), attention over the ring → o [B, H] (for
  * commitNotes) and z [B, headDim]. The LSTM state in `state` is replaced (old tensors freed).
  */
-export function ringStep(w: Weights, h: Hyperparameters, state: RingState, bias: tf.Tensor2D, inputs: tf.Tensor2D | SparseInputs, project: (s: SparseInputs, n: number) => tf.Tensor2D): { o: tf.Tensor2D; z: tf.Tensor2D } {
+export function ringStep(w: Weights, h: Hyperparameters, state: RingState, constants: RingConstants, inputs: tf.Tensor2D | SparseInputs, project: (s: SparseInputs, n: number) => tf.Tensor2D): { o: tf.Tensor2D; z: tf.Tensor2D } {
   const sparse = inputs instanceof tf.Tensor ? undefined : inputs;
   const B = state.filled.length;
   const heads = h.heads ?? 1;
   const A = h.attentionDim;
   const dk = A / heads;
   const R = ringLength(h);
+  const bias = scoreBias(state, constants, heads, R);
   const result = tf.tidy(() => {
     let x = inputs as tf.Tensor2D;
     const hs: tf.Tensor2D[] = [];
@@ -402,17 +440,10 @@ export function ringStep(w: Weights, h: Hyperparameters, state: RingState, bias:
       cs.push(cn);
       x = hn;
     }
-    const scale = 1 / Math.sqrt(dk);
-    const q = tf.matMul(x, w['attn/wq'] as tf.Tensor2D).reshape([B * heads, 1, dk]);
-    const scores = tf
-      .matMul(q, state.keys.reshape([B * heads, R, dk]), false, true)
-      .mul(scale)
-      .reshape([B, heads, R])
-      .add(bias)
-      .add(ringMask(state.filled, R));
-    const nullScores = tf.sum(tf.mul(q.reshape([B, heads, dk]), (w['attn/knull'] as tf.Tensor1D).reshape([1, heads, dk])), 2, true).mul(scale);
-    const attention = tf.softmax(tf.concat([scores, nullScores], 2)).reshape([B * heads, R + 1]).slice([0, 0], [B * heads, R]).reshape([B * heads, 1, R]) as tf.Tensor3D;
-    const context = tf.matMul(attention, state.values.reshape([B * heads, R, dk])).reshape([B, A]);
+    const q = tf.matMul(x, constants.wq).reshape([B * heads, 1, dk]);
+    const scores = tf.matMul(q, state.keys.reshape([B * heads, dk, R + 1])).reshape([B, heads, R + 1]).add(bias);
+    const attention = tf.softmax(scores).reshape([B * heads, 1, R + 1]);
+    const context = tf.matMul(attention, state.values.reshape([B * heads, R + 1, dk])).reshape([B, A]);
     const z = tf.tanh(tf.add(tf.matMul(tf.concat([x, context], 1), w['head/wz'] as tf.Tensor2D), w['head/bz'])) as tf.Tensor2D;
     return { hs, cs, o: x.clone(), z }; // o is the caller's to dispose; the state keeps x
   });
@@ -429,11 +460,12 @@ export function commitNotes(w: Weights, h: Hyperparameters, state: RingState, o:
   const dk = h.attentionDim / heads;
   const R = ringLength(h);
   const next = tf.tidy(() => {
-    const k = tf.matMul(o, w['attn/wk'] as tf.Tensor2D).reshape([B * heads, dk]);
+    const k = tf.matMul(o, w['attn/wk'] as tf.Tensor2D).reshape([B * heads * dk, 1]);
     const v = tf.add(tf.matMul(o, w['attn/wv'] as tf.Tensor2D), tf.matMul(notes, w['attn/wnote'] as tf.Tensor2D)).reshape([B * heads, dk]);
-    // Drop the oldest slot, append the newest: 2-D slices (the copy-only patched kernel).
-    const shift = (ring: tf.Tensor2D, item: tf.Tensor) => tf.concat([ring.slice([0, dk], [B * heads, (R - 1) * dk]), item], 1) as tf.Tensor2D;
-    return { keys: shift(state.keys, k), values: shift(state.values, v) };
+    // Keep the null slot, drop the oldest note, append the newest: 2-D slices (the copy-only patched kernel).
+    const keys = tf.concat([state.keys.slice([0, 0], [B * heads * dk, 1]), state.keys.slice([0, 2], [B * heads * dk, R - 1]), k], 1) as tf.Tensor2D;
+    const values = tf.concat([state.values.slice([0, 0], [B * heads, dk]), state.values.slice([0, 2 * dk], [B * heads, (R - 1) * dk]), v], 1) as tf.Tensor2D;
+    return { keys, values };
   });
   tf.dispose([state.keys, state.values]);
   state.keys = next.keys;

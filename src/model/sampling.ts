@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { HEAD_SIZES, inputWidth, writeInputRow } from './features.ts';
-import { commitNotes, concatRings, disposeRing, initialRing, isLongContext, NOTE_WIDTH, ringBias, ringStep, type RingState } from './longContext.ts';
+import { commitNotes, concatRings, disposeRing, disposeRingConstants, initialRing, isLongContext, NOTE_WIDTH, ringConstants, ringStep, type RingConstants, type RingState } from './longContext.ts';
 import { conditionOn, disposeState, headLogits, initialState, sparseInputTable, sparseProjection, stepForward, type Hyperparameters, type SparseInputs, type StepState, type Weights } from './network.ts';
 import { seededRandom, type Random } from './random.ts';
 import { ANY_KEY } from '../tokens/key.ts';
@@ -334,12 +334,12 @@ function noteRows(tokens: readonly NoteToken[]): tf.Tensor2D {
 }
 
 /** One long-context step: the LSTM and attention on the previous notes → o (for the ring) and z. */
-function longContextStep(w: Weights, h: Hyperparameters, state: RingState, bias: tf.Tensor2D, table: Float32Array, previous: readonly (NoteToken | undefined)[], positions: readonly number[], composers: readonly number[], composerCount: number) {
+function longContextStep(w: Weights, h: Hyperparameters, state: RingState, bias: RingConstants, table: Float32Array, previous: readonly (NoteToken | undefined)[], positions: readonly number[], composers: readonly number[], composerCount: number) {
   return ringStep(w, h, state, bias, inputRows(table, previous, positions, composers, composerCount), sparseProjection);
 }
 
 /** Feeds a primer through one row's ring (each note becomes a slot); returns the state after it. */
-function primeRing(w: Weights, h: Hyperparameters, bias: tf.Tensor2D, table: Float32Array, request: SampleRequest, composerCount: number, primer: NoteToken[]): RingState {
+function primeRing(w: Weights, h: Hyperparameters, bias: RingConstants, table: Float32Array, request: SampleRequest, composerCount: number, primer: NoteToken[]): RingState {
   const state = initialRing(h, [request.key ?? ANY_KEY], w);
   const positions = beatPositions(primer);
   for (let i = 0; i < primer.length; i++) {
@@ -360,7 +360,7 @@ function generateLongContextTokens(w: Weights, h: Hyperparameters, composerCount
   const rows = startRows(requests);
   const primers = requests.map((r) => (r.primer ?? []).slice(-MAX_PRIMER));
   const table = sparseInputTable(w);
-  const bias = ringBias(w, h);
+  const bias = ringConstants(w, h);
   const composers = requests.map((r) => r.composer);
   const total = Math.max(...requests.map((r) => r.notes));
   let state: RingState | undefined;
@@ -381,7 +381,7 @@ function generateLongContextTokens(w: Weights, h: Hyperparameters, composerCount
     }
   } finally {
     if (state) disposeRing(state);
-    bias.dispose();
+    disposeRingConstants(bias);
   }
   return rows.outputs;
 }
