@@ -27,7 +27,8 @@ import {
 } from '../src/model/longContext.ts';
 import { createWeights, type Weights } from '../src/model/network.ts';
 import { seededRandom } from '../src/model/random.ts';
-import { generateTokens } from '../src/model/sampling.ts';
+import { generateTokens, parseHeadDecodings } from '../src/model/sampling.ts';
+import { Engine } from '../src/engine/engine.ts';
 import { clippedAdamStep } from '../src/train/fit.ts';
 import { evaluateStream, streamEpoch } from '../src/train/fitLongContext.ts';
 import { PieceStream, planRows, type StreamPiece } from '../src/train/stream.ts';
@@ -296,5 +297,38 @@ describe('keys', () => {
     assert.equal(labels[0], 0, 'C major');
     assert.equal(labels[200], 7, 'G major');
     assert.equal(estimateKey(scale(2, [0, 2, 3, 5, 7, 8, 10, 12, 7, 3, 0, 7]))!.name, 'D minor');
+  });
+});
+
+describe('decoding carried by the model', () => {
+  test('the engine plays a model at its own decoding unless the request sets temperature or top-p', async () => {
+    const folder = join(dir, 'decoding');
+    await createTinyModel(folder, ['Chopin', 'Mozart'], 4, H);
+    const path = join(folder, 'model.json');
+    const spec = JSON.parse(await readFile(path, 'utf8'));
+    const decoding = { temperature: 1, topP: 0.98, heads: { dt: { temperature: 1, topP: 1 } }, chosenBy: 'test' };
+    await writeFile(path, JSON.stringify({ ...spec, decoding }));
+    const engine = await Engine.open(folder, 'wasm');
+    try {
+      const own = engine.resolve({ outDir: dir, composer: 'chopin', notes: 50, randomSeed: 1 }).sample;
+      assert.equal(own.topP, 0.98);
+      assert.deepEqual(own.heads, decoding.heads);
+      const asked = engine.resolve({ outDir: dir, composer: 'chopin', notes: 50, randomSeed: 1, temperature: 0.8 }).sample;
+      assert.equal(asked.temperature, 0.8);
+      assert.equal(asked.topP, 0.98, 'the unset knob keeps the model\'s value');
+      assert.equal(asked.heads, undefined, 'a request\'s knob applies to every head');
+      // Per-head decoding changes what is drawn.
+      const [a, b] = engine.sample([engine.resolve({ outDir: dir, composer: 'chopin', notes: 60, randomSeed: 2 }), engine.resolve({ outDir: dir, composer: 'chopin', notes: 60, randomSeed: 2, topP: 0.98 })]);
+      assert.notDeepEqual(a, b);
+    } finally {
+      engine.dispose();
+    }
+  });
+
+  test('head decodings parse from "head=temperature/top-p" lists and refuse anything else', () => {
+    assert.deepEqual(parseHeadDecodings('dt=1/1, vel=1.1/0.9'), { dt: { temperature: 1, topP: 1 }, vel: { temperature: 1.1, topP: 0.9 } });
+    assert.throws(() => parseHeadDecodings('rhythm=1/1'), /HEAD=TEMPERATURE\/TOP_P/);
+    assert.throws(() => parseHeadDecodings('dt=1/0'), /top-p must be in/);
+    assert.throws(() => parseHeadDecodings('dt=9/1'), /temperature must be 0..5/);
   });
 });

@@ -12,8 +12,9 @@ export const COMPOSE_USAGE = `usage: nocturne compose <composer> <notes> [option
   <composer>            a composer the model knows (see \`nocturne styles\`), or "any"
   <notes>               how many notes to write, ${NOTES_MIN}..${NOTES_MAX} (250 or 500 are typical)
   --seed FILE.mid       continue this piano MIDI file
-  --temperature T       0..5, default ${DEFAULT_TEMPERATURE} (lower is safer, 0 is greedy)
-  --top-p P             nucleus mass in (0, 1], default ${DEFAULT_TOP_P}
+  --temperature T       0..5 (lower is safer, 0 is greedy); default: the model's own decoding
+                        (model.json "decoding"), else ${DEFAULT_TEMPERATURE}
+  --top-p P             nucleus mass in (0, 1]; default: the model's, else ${DEFAULT_TOP_P}
   --random-seed S       same seed and parameters give the same notes (default: random)
   --format wav|ogg      audio format (default wav)
   --out DIR             where piece.mid, piece.<format> and piece.png go (default ./out)
@@ -43,8 +44,9 @@ export async function runCompose(argv: string[], log: (line: string) => void): P
   if (positionals.length > 2) problems.push(`unexpected arguments: ${positionals.slice(2).join(' ')}`);
   const [composer, notesRaw] = positionals;
   const notes = notesRaw === undefined ? undefined : take(() => intOption('<notes>', notesRaw, 0, NOTES_MIN, NOTES_MAX));
-  const temperature = take(() => numberOption('--temperature', values.temperature, DEFAULT_TEMPERATURE, 0, 5));
-  const topP = take(() => numberOption('--top-p', values['top-p'], DEFAULT_TOP_P, 1e-6, 1));
+  // Unset knobs stay unset: the engine then uses the model's own decoding (model.json).
+  const temperature = values.temperature === undefined ? undefined : take(() => numberOption('--temperature', values.temperature, DEFAULT_TEMPERATURE, 0, 5));
+  const topP = values['top-p'] === undefined ? undefined : take(() => numberOption('--top-p', values['top-p'], DEFAULT_TOP_P, 1e-6, 1));
   const randomSeed = values['random-seed'] === undefined ? undefined : take(() => intOption('--random-seed', values['random-seed'], 0, 0, 2 ** 32 - 1));
   const format = values.format ?? 'wav';
   if (format !== 'wav' && format !== 'ogg') problems.push(`--format must be wav or ogg, got ${JSON.stringify(format)}`);

@@ -33,10 +33,11 @@ Works for our models and for the study's baseline (nocturne train --arch seed).
   --realism-composers a,b     realism: composers to generate (default ${REALISM_DEFAULT_COMPOSERS.join(', ')},
                               those the model knows and --data has)
   --realism-only              only the realism section (no NLL, no per-composer statistics)
-  --temperature T             realism: sampling temperature (default: the engine's)
-  --top-p P                   realism: nucleus mass (default: the engine's)
+  --temperature T             realism: sampling temperature (default 1)
+  --top-p P                   realism: nucleus mass (default 0.95)
   --head-decoding SPEC        realism: per-head temperature/top-p, e.g. dt=1/1,vel=1.1/1
-                              (heads dt, pitch, dur, vel; default: the engine's)
+                              (heads dt, pitch, dur, vel). Without any of these three the
+                              realism pieces use the model's own decoding (model.json)
   --backend B                 auto | tensorflow | wasm | cpu (default auto)`;
 
 export async function runEvaluate(argv: string[], log: (line: string) => void): Promise<number> {
@@ -78,9 +79,11 @@ export async function runEvaluate(argv: string[], log: (line: string) => void): 
   const realismComposers = values['realism-composers']?.split(',').map((c) => c.trim()).filter(Boolean);
   if (values['realism-composers'] !== undefined && !realismComposers?.length) problems.push('--realism-composers needs at least one name');
   if (values['realism-only'] && realismPieces === 0) problems.push('--realism-only needs --realism-pieces above 0');
+  // Any of the three replaces the model's own decoding (model.json "decoding") for the realism pieces.
+  const decodingGiven = values.temperature !== undefined || values['top-p'] !== undefined || values['head-decoding'] !== undefined;
   const temperature = collect(() => numberOption('--temperature', values.temperature, DEFAULT_REALISM_DECODING.temperature, 0, 5), DEFAULT_REALISM_DECODING.temperature);
   const topP = collect(() => numberOption('--top-p', values['top-p'], DEFAULT_REALISM_DECODING.topP, 1e-6, 1), DEFAULT_REALISM_DECODING.topP);
-  const heads = values['head-decoding'] !== undefined ? collect(() => parseHeadDecodings(values['head-decoding']!), undefined) : DEFAULT_REALISM_DECODING.heads;
+  const heads = values['head-decoding'] !== undefined ? collect(() => parseHeadDecodings(values['head-decoding']!), undefined) : undefined;
   const composers = values.composers?.split(',').map((c) => c.trim()).filter(Boolean);
   if (values.composers !== undefined && !composers?.length) problems.push('--composers needs at least one name');
   if (problems.length) throw new UsageError(problems.join('\n'), EVALUATE_USAGE);
@@ -100,7 +103,7 @@ export async function runEvaluate(argv: string[], log: (line: string) => void): 
     realismNotes,
     realismComposers,
     realismOnly: values['realism-only'] ?? false,
-    realismDecoding: { temperature, topP, heads },
+    realismDecoding: decodingGiven ? { temperature, topP, heads } : undefined,
     log,
   });
   process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatReport(report)}\n`);

@@ -324,6 +324,7 @@ async function runLocked(
     transpose: 3,
     composerDropout: 0.1,
     keyDropout: 0.2,
+    decoding: fromScratch ? undefined : servingSpec.decoding,
     seed: seq,
     resume: false,
     maxMinutes: config.retrain.maxMinutes,

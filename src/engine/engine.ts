@@ -80,9 +80,12 @@ export class Engine {
     const composer = matchComposer(request.composer, this.composerNames);
     if (!composer) problems.push(unknownComposerMessage(request.composer, this.composerNames));
     if (!Number.isInteger(request.notes) || request.notes < NOTES_MIN || request.notes > NOTES_MAX) problems.push(`notes must be a whole number from ${NOTES_MIN} to ${NOTES_MAX} (250 or 500 are typical), got ${request.notes}`);
-    const temperature = request.temperature ?? DEFAULT_TEMPERATURE;
+    // The model's own decoding applies while the request leaves both knobs alone; a request's
+    // temperature or top-p applies to every head.
+    const modelDecoding = request.temperature === undefined && request.topP === undefined ? this.spec.decoding : undefined;
+    const temperature = request.temperature ?? this.spec.decoding?.temperature ?? DEFAULT_TEMPERATURE;
     if (!Number.isFinite(temperature) || temperature < 0 || temperature > 5) problems.push(`temperature must be between 0 and 5 (1.0 is the model's own distribution, 0 is greedy), got ${temperature}`);
-    const topP = request.topP ?? DEFAULT_TOP_P;
+    const topP = request.topP ?? this.spec.decoding?.topP ?? DEFAULT_TOP_P;
     if (!Number.isFinite(topP) || topP <= 0 || topP > 1) problems.push(`top-p must be in (0, 1], got ${topP}`);
     const randomSeed = request.randomSeed ?? Math.floor(Math.random() * 2 ** 31);
     if (!Number.isInteger(randomSeed) || randomSeed < 0 || randomSeed >= 2 ** 32) problems.push(`random seed must be a whole number from 0 to 4294967295, got ${randomSeed}`);
@@ -108,7 +111,7 @@ export class Engine {
     return {
       request,
       composer: composer === ANY_COMPOSER ? ANY_COMPOSER : composer!,
-      sample: { composer: index, notes: request.notes, temperature, topP, randomSeed, primer },
+      sample: { composer: index, notes: request.notes, temperature, topP, heads: modelDecoding?.heads, randomSeed, primer },
       tempoBpm,
       maxMusicSeconds,
     };

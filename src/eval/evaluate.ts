@@ -658,7 +658,7 @@ export async function evaluateModel(o: EvaluateOptions): Promise<EvaluationRepor
       if (composers.length === 0) realismSkipped = 'no composer of the model has pieces in --data';
       else if (withExcerpts.length < 4) realismSkipped = `needs at least 4 held-out pieces of ${DEFAULT_COMPARE.excerptNotes}+ notes, --data has ${withExcerpts.length}`;
       else {
-        const gen = loaded.kind === 'seed' ? seedModelGenerator(loaded.weights, loaded.spec, training, dataPieces, o) : noteModelGenerator(loaded.weights, loaded.spec, o.realismDecoding ?? DEFAULT_REALISM_DECODING);
+        const gen = loaded.kind === 'seed' ? seedModelGenerator(loaded.weights, loaded.spec, training, dataPieces, o) : noteModelGenerator(loaded.weights, loaded.spec, o.realismDecoding ?? loaded.spec.decoding ?? DEFAULT_REALISM_DECODING);
         const labels = new Set(composers.map(lower));
         realism = realismSection({
           real: withExcerpts,

@@ -50,7 +50,21 @@ export interface ModelSpec {
   data: { hash: string; source: string; pieces: number; notes: number; validationPieces: string[]; attribution: string };
   training: Record<string, unknown>;
   metrics: Record<string, number>;
+  /**
+   * The decoding this model plays best at, chosen by the realism measures (`nocturne evaluate
+   * --temperature --top-p --head-decoding`); the engine uses it when a request sets neither
+   * temperature nor top-p. Absent: temperature 1, top-p 0.95 for every head.
+   */
+  decoding?: ModelDecoding;
   weights: { name: string; shape: number[] }[];
+}
+
+export interface ModelDecoding {
+  temperature: number;
+  topP: number;
+  heads?: Partial<Record<'dt' | 'pitch' | 'dur' | 'vel', { temperature: number; topP: number }>>;
+  /** How it was chosen (a line for the model card). */
+  chosenBy?: string;
 }
 
 export type ModelArch = 'lstm-attention' | 'lstm-long-context';

@@ -55,6 +55,8 @@ export interface TrainOptions extends TrainingRunOptions {
   initialWeights?: string;
   /** Long-context models with keys: probability that a chunk's key label is "any key". */
   keyDropout?: number;
+  /** Decoding to record in the spec (a fine-tuned model keeps its parent's). */
+  decoding?: ModelSpec['decoding'];
 }
 
 export interface EpochRecord {
@@ -182,6 +184,7 @@ export async function trainModel(o: TrainOptions): Promise<ModelSpec> {
       history: state.history,
     },
     metrics,
+    ...(o.decoding ? { decoding: o.decoding } : {}),
   });
 
   const rng = seededRandom(state.rngState);
