@@ -1,12 +1,14 @@
 /**
  * `continue` with an attached seed MIDI (or a job id) and an optional composer: continues that
  * piece. The upload is refused, with the reason from `nocturne check`, if it is not a solo-piano
- * MIDI file within the limits.
+ * MIDI file within the limits. A job id reaches only a job made in the same server, workspace or
+ * DM.
  */
 import { ANY_COMPOSER } from '../src/engine/composers.ts';
 import { checkMidiBytes } from '../src/midi/check.ts';
 import { MIDI_LIMITS } from '../src/midi/read.ts';
 import { looksLikeJobId } from '../src/jobs/store.ts';
+import { reachableJob } from '../src/jobs/tenant.ts';
 import { isAttachment } from '../src/chat/options.ts';
 import type { CommandSpec } from '../src/chat/command.ts';
 import { DEFAULT_NOTES, composerOption, notesOption, resolveComposer } from './compose.ts';
@@ -45,7 +47,8 @@ export const continueCommand: CommandSpec = {
       seedName = midi.name;
     } else {
       const id = jobId!.trim().toLowerCase();
-      const parent = looksLikeJobId(id) ? await bot.store.get(id) : undefined;
+      // Another tenant's job is answered exactly as an unknown id (src/jobs/tenant.ts).
+      const parent = await reachableJob(bot.store, id, request.who);
       if (!parent) return reply.error(`no piece with job id ${JSON.stringify(jobId)}: the id is under each piece the bot posts`);
       if (parent.state !== 'done' || !parent.outputs) return reply.error(`job ${id} has not finished yet: continue it once it is posted`);
       try {

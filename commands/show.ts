@@ -1,7 +1,11 @@
-/** `show <job-id>`: recalls a past piece (parameters, model version, random seed) and re-posts its files. */
+/**
+ * `show <job-id>`: recalls a past piece (parameters, model version, random seed) and re-posts its
+ * files. Only in the server, workspace or DM the piece was made in: elsewhere the id is answered
+ * as unknown (src/jobs/tenant.ts).
+ */
 import type { CommandSpec } from '../src/chat/command.ts';
 import { failureLine, jobFields, requestText } from '../src/chat/results.ts';
-import { looksLikeJobId } from '../src/jobs/store.ts';
+import { reachableJob } from '../src/jobs/tenant.ts';
 
 export const show: CommandSpec = {
   name: 'show',
@@ -9,7 +13,7 @@ export const show: CommandSpec = {
   options: [{ name: 'job', kind: 'string', description: 'the job id printed under the piece', required: true, max: 32 }],
   async execute(request, reply) {
     const id = String(request.options.job).trim().toLowerCase();
-    const record = looksLikeJobId(id) ? await request.bot.store.get(id) : undefined;
+    const record = await reachableJob(request.bot.store, id, request.who);
     if (!record) return reply.error(`no piece with job id ${JSON.stringify(String(request.options.job))}: the id is under each piece the bot posts`);
     if (record.state === 'done') return request.bot.postResult(record, reply);
     const lines = jobFields(record).map(([k, v]) => `${k}: ${v}`);

@@ -8,6 +8,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { JobInput, JobKind, JobRecord, ReplyAddress, Requester } from '../jobs/types.ts';
+import { reachableBy } from '../jobs/tenant.ts';
 import type { ResultAction } from './command.ts';
 
 export const ACTION_PREFIX = 'nocturne';
@@ -36,7 +37,9 @@ export function resultActions(jobId: string): ResultAction[] {
 
 /**
  * The job a button press asks for, built from the stored job it names. Throws an Error with a
- * one-line message when that job cannot be acted on (unknown, not finished, files gone).
+ * one-line message when that job cannot be acted on (unknown, not finished, files gone). A job of
+ * another tenant (server, workspace, DM: src/jobs/tenant.ts) is answered exactly as an unknown
+ * one, before anything else about it is looked at: its seed MIDI never feeds a job elsewhere.
  */
 export async function jobForAction(
   action: ActionName,
@@ -47,7 +50,7 @@ export async function jobForAction(
   format: 'wav' | 'ogg',
   uploadLimitBytes: number | undefined,
 ): Promise<JobInput> {
-  if (!parent) throw new Error(`job ${jobId} is not in this bot's records (it may belong to another installation)`);
+  if (!parent || !reachableBy(parent, who)) throw new Error(`job ${jobId} is not in this bot's records (it may belong to another installation)`);
   const base = { parentId: parent.id, who, address, uploadLimitBytes };
   const composer = parent.outputs?.composer ?? parent.params.composer;
   const p = parent.params;

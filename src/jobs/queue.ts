@@ -26,6 +26,7 @@ import { removeJobOutputs } from './cleanup.ts';
 import type { ComposeBackend } from './engineThread.ts';
 import type { JobStore } from './store.ts';
 import type { JobInput, JobRecord } from './types.ts';
+import { tenantOf } from './tenant.ts';
 import { redactUrls } from '../redact.ts';
 
 export interface QueueLimits {
@@ -188,6 +189,7 @@ export class JobQueue {
         kind: input.kind,
         parentId: input.parentId,
         who: input.who,
+        tenant: tenantOf(input.who),
         address: input.address,
         params: { ...input.params, randomSeed: input.params.randomSeed ?? Math.floor(Math.random() * 2 ** 31) },
         seedPath,

@@ -62,6 +62,11 @@ export interface JobRecord {
   /** The job a button acted on (Continue, Variation, Regenerate). */
   parentId?: string;
   who: Requester;
+  /**
+   * The server, workspace or DM the job belongs to (src/jobs/tenant.ts): its id reaches it only
+   * from there. Records from before this field take it from `who`.
+   */
+  tenant?: string;
   address?: ReplyAddress;
   params: JobParams;
   /** The seed MIDI, copied into the job's folder (continuations only). */
