@@ -241,7 +241,8 @@ function noteLikelihood(weights: Awaited<ReturnType<typeof loadModelFolder>>['we
   const byComposer = groupBy(heldOut, (p) => p.composer);
   let done = 0;
   for (const [composer, pieces] of byComposer) {
-    const r = evaluatePieces(weights, spec.hyperparameters, pieces, composerIndex, spec.composers.length, o.batchSize);
+    // A key-conditioned model is scored with key "any" (as a request without a key): comparable with models without one.
+    const r = evaluatePieces(weights, spec.hyperparameters, pieces, composerIndex, spec.composers.length, o.batchSize, true);
     groups.set(composer, {
       nll: r.loss * r.notes,
       tokens: r.notes,

@@ -93,10 +93,11 @@ export function formatSeconds(s: number): string {
 /**
  * Mean NLL per note (sum over heads) over whole pieces, without augmentation: 128-note chunks
  * from a fresh state for the local-attention model, each piece streamed from its first note
- * for the long-context model (what each model's sampler does).
+ * for the long-context model (what each model's sampler does). `anyKey`: a key-conditioned
+ * model reads "any key" instead of each segment's estimated key (see evaluateStream).
  */
-export function evaluatePieces(weights: Weights, h: Hyperparameters, pieces: readonly TokenPiece[], composerIndex: Map<string, number>, composers: number, batchSize: number): { loss: number; perHead: number[]; notes: number } {
-  if (isLongContext(h)) return evaluateStream(weights, h, pieces, composerIndex, composers, batchSize);
+export function evaluatePieces(weights: Weights, h: Hyperparameters, pieces: readonly TokenPiece[], composerIndex: Map<string, number>, composers: number, batchSize: number, anyKey = false): { loss: number; perHead: number[]; notes: number } {
+  if (isLongContext(h)) return evaluateStream(weights, h, pieces, composerIndex, composers, batchSize, anyKey);
   const chunks = chunkPieces(pieces, h.window);
   let total = 0;
   const perHead = [0, 0, 0, 0];

@@ -59,9 +59,15 @@ export function streamEpoch(weights: Weights, h: Hyperparameters, pieces: readon
   return { loss: lossSum / Math.max(1, tokens), tokens, steps };
 }
 
-/** Mean NLL per note (sum over heads) over whole pieces, each read from its first note on. */
-export function evaluateStream(weights: Weights, h: Hyperparameters, pieces: readonly TokenPiece[], composerIndex: Map<string, number>, composers: number, batchSize: number): { loss: number; perHead: number[]; notes: number } {
-  const labelled = h.keys ? withKeyLabels(pieces) : pieces;
+/**
+ * Mean NLL per note (sum over heads) over whole pieces, each read from its first note on.
+ * A key-conditioned model reads each segment's estimated key, which is estimated with 64 notes
+ * of context either side and so tells the model a little about the notes to come; `anyKey`
+ * reads "any key" instead, as a request without a key does (the figure comparable with a model
+ * that has no key input).
+ */
+export function evaluateStream(weights: Weights, h: Hyperparameters, pieces: readonly TokenPiece[], composerIndex: Map<string, number>, composers: number, batchSize: number, anyKey = false): { loss: number; perHead: number[]; notes: number } {
+  const labelled = h.keys && !anyKey ? withKeyLabels(pieces) : pieces.map((p) => ({ composer: p.composer, tokens: p.tokens }));
   const queues = planRows(labelled, Math.min(batchSize, Math.max(1, labelled.length)));
   const stream = new PieceStream(labelled, queues, { window: h.window, composerIndex, composers, keyed: h.keys });
   let memory = emptyMemory(h, stream.rows);
