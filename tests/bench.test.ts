@@ -9,11 +9,14 @@ import * as tf from '@tensorflow/tfjs';
 import { backwardFlops, forwardFlops, stepFlops, trainStepFlops } from '../src/bench/flops.ts';
 import { REQUIRED_FIELDS, checkTargets, formatTable } from '../src/bench/report.ts';
 import { median, round, summarize } from '../src/bench/stats.ts';
-import { lastPositionLoss } from '../src/bench/training.ts';
+import { benchLongContext, lastPositionLoss } from '../src/bench/training.ts';
 import { chatFields, runBench } from '../src/bench/main.ts';
 import { initBackend } from '../src/model/backend.ts';
 import { HEAD_SIZES, inputWidth } from '../src/model/features.ts';
+import { createLongContextWeights } from '../src/model/longContext.ts';
 import { DEFAULT_HYPERPARAMETERS, createWeights, sequenceLoss, type Hyperparameters, type SequenceBatch } from '../src/model/network.ts';
+import { seededRandom } from '../src/model/random.ts';
+import { TINY_LONG_CONTEXT_HYPERPARAMETERS } from './support/tinyModel.ts';
 
 // Dimensions chosen all different, so that each product's shapes say which axis is inner.
 const H: Hyperparameters = { hidden: 12, layers: 1, attentionDim: 5, attentionWindow: 4, headDim: 7, window: 12 };
@@ -147,4 +150,36 @@ test('chat load results become chat_* fields and their targets', () => {
   assert.equal(checks.chat_idle_compose500_p50_ms, true);
   assert.doesNotMatch(formatTable({}), /chat load/); // optional rows stay out when not measured
   assert.match(formatTable(f), /chat load, requests lost\s+0\s+= 0\s+✓/);
+});
+
+test('the long-context training bench steps streamed chunks with carried memory and reports their real notes', async () => {
+  await initBackend('wasm', () => {});
+  const h = TINY_LONG_CONTEXT_HYPERPARAMETERS;
+  const w = createLongContextWeights(h, inputWidth(COMPOSERS), 3);
+  const before = Object.fromEntries(Object.entries(w).map(([k, v]) => [k, v.dataSync().slice()]));
+  const rng = seededRandom(2);
+  const piece = (composer: string, n: number) => ({ composer, tokens: Array.from({ length: n }, (_, i) => ({ dt: i ? 3 : 0, pitch: 50 + Math.floor(rng.next() * 20), dur: 6, vel: 4 })) });
+  // Three rows: two whole chunks each at least, the third row's piece ends inside its third chunk.
+  const pieces = [piece('Chopin', 3 * h.window), piece('Mozart', 3 * h.window), piece('Chopin', 2 * h.window + 5)];
+  const lines: string[] = [];
+  const r = benchLongContext({ weights: w, h, pieces, composerIndex: new Map([['Chopin', 0], ['Mozart', 1]]), composers: COMPOSERS, batchSize: 4, warmup: 1, reps: 2, log: (l) => lines.push(l) });
+  assert.equal(r.batch, 3); // fewer pieces than the batch size: one row each
+  assert.equal(r.window, h.window);
+  assert.equal(r.memory, h.memory);
+  // Warm-up 16+16+16 notes, then 16+16+16 and 16+16+5 timed (row 3's last chunk is padding after 5 notes).
+  assert.equal(r.targets, (48 + 37) / 2);
+  assert.ok(r.stepMs > 0 && r.targetsPerSecond > 0);
+  assert.match(lines.join('\n'), /long-context, 3 rows × 16-note chunks with 24 notes of memory/);
+  assert.ok(Object.entries(w).some(([k, v]) => v.dataSync().some((x, i) => x !== before[k][i])), 'the Adam steps moved the weights');
+  await assert.rejects(async () => benchLongContext({ weights: w, h, pieces: pieces.slice(2), composerIndex: new Map([['Chopin', 0]]), composers: COMPOSERS, batchSize: 16, warmup: 2, reps: 2, log: () => {} }), /gives 3 chunks of 1 × 16 notes, 4 needed/);
+  tf.dispose(Object.values(w));
+});
+
+test('the table without the local-attention-only figures (a long-context bench)', () => {
+  const table = formatTable({ train_tokens_per_s: 2500, train_step_ms: 800, train_batch: 16, train_window: 128, train_memory: 512, train_share_of_matmul: null, m2m_over_m2o: null, refeed_over_stateful: null });
+  assert.match(table, /training, many-to-many\s+2500 tok\/s\s+B=16 × 128 notes \+ 512 memory \(long-context\), 800 ms\/step/);
+  assert.match(table, /many-to-many \/ many-to-one\s+n\/a\s*\n/);
+  assert.match(table, /training FLOP rate \/ matmul\s+n\/a\s+≥ 50%\s+–/);
+  assert.match(table, /re-feed \/ stateful, per note\s+n\/a\s+≥ 30×\s+–/);
+  assert.doesNotMatch(formatTable({ train_tokens_per_s: 2500, train_batch: 32, train_window: 128, train_step_ms: 1600 }), /long-context/);
 });

@@ -6,6 +6,10 @@
  *   re-feed      whole-window re-feed vs stateful stepping, per note, same run
  *   training     many-to-many tokens/s (fit.ts's step) vs the study's many-to-one
  *   matmul       the backend's own tf.matMul GFLOP/s, and training's useful FLOP rate as a share
+ *
+ * A long-context model (src/model/longContext.ts) skips re-feed (it has no whole-window path)
+ * and trains with its own streamed-chunk step, without the FLOP share or many-to-one figures
+ * (flops.ts counts the local-attention network only); the notes say so.
  *   compose      Engine.compose chopin 500 → OGG, end to end
  *   memory       peak RSS of the process
  *   chat         src/bench/chatLoad.ts's figures, when that module exists
@@ -24,6 +28,7 @@ import { initBackend } from '../model/backend.ts';
 import { inputWidth } from '../model/features.ts';
 import { DATA_ATTRIBUTION, loadModelFolder, saveModelFolder, type ModelSpec } from '../model/folder.ts';
 import { DEFAULT_HYPERPARAMETERS, createWeights, type Hyperparameters, type Weights } from '../model/network.ts';
+import { isLongContext } from '../model/longContext.ts';
 import { generateTokens } from '../model/sampling.ts';
 import { listCorpus, loadCorpus, type CorpusPiece } from '../train/corpus.ts';
 import { tokenSchemeSpec, type NoteToken } from '../tokens/tokenize.ts';
@@ -32,7 +37,7 @@ import { benchGeneration, benchRefeed, type GenerationModel } from './generation
 import { benchMatmul } from './matmul.ts';
 import { REQUIRED_FIELDS, checkTargets, formatTable, type Figures } from './report.ts';
 import { round } from './stats.ts';
-import { benchManyToMany, benchManyToOne } from './training.ts';
+import { benchLongContext, benchManyToMany, benchManyToOne } from './training.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const DEFAULT_MODEL = join(ROOT, 'models/default');
@@ -194,6 +199,7 @@ export async function runBench(argv: string[], log: (line: string) => void, out:
   try {
     const model = await resolveModel(modelDir, dataDir, tempDir, notes, log);
     const h = model.spec.hyperparameters;
+    const longContext = isLongContext(h);
     const composerNames = model.spec.composers.map((c) => c.name);
     const chopin = Math.max(0, composerNames.findIndex((n) => n.toLowerCase() === 'chopin'));
     Object.assign(f, {
@@ -251,6 +257,10 @@ export async function runBench(argv: string[], log: (line: string) => void, out:
     });
 
     await section('refeed', async () => {
+      if (longContext) {
+        notes.push('re-feed: skipped for the long-context model: it has no whole-window re-feed path (its sampler steps a ring of attention slots and never re-runs anything; tests/long-context.test.ts checks that it computes what chunked training computes)');
+        return;
+      }
       const m = await genModel();
       // A real piece's opening as the primer, so that every re-feed step runs a full window.
       let primer: NoteToken[] | undefined;
@@ -274,6 +284,29 @@ export async function runBench(argv: string[], log: (line: string) => void, out:
       const p = await pieces();
       const trainable = (await loadModelFolder(model.dir, true)).weights;
       try {
+        if (longContext) {
+          // `nocturne train --arch long-context` defaults to batch 16 (32 for the local-attention model).
+          const lc = benchLongContext({
+            weights: trainable,
+            h,
+            pieces: p,
+            composerIndex: new Map(composerNames.map((n, i) => [n, i])),
+            composers: composerNames.length,
+            batchSize: 16,
+            warmup: plan.trainWarmup,
+            reps: plan.trainReps,
+            log,
+          });
+          f.train_tokens_per_s = round(lc.targetsPerSecond);
+          f.train_step_ms = round(lc.stepMs);
+          f.train_batch = lc.batch;
+          f.train_window = lc.window;
+          f.train_memory = lc.memory;
+          notes.push(
+            `training: long-context step (one streamed chunk of ${lc.batch} × ${lc.window} notes with ${lc.memory} notes of carried memory, as streamEpoch runs it); no FLOP share or many-to-one figures: src/bench/flops.ts models the local-attention network only, and many-to-one is the study's regime for that network`,
+          );
+          return;
+        }
         const input = {
           weights: trainable,
           h,

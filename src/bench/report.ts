@@ -93,7 +93,7 @@ function detail(field: string, f: Figures): string {
     case 'refeed_over_stateful':
       return `re-feed ${n('refeed_ms_per_note', 'ms')}/note over ${f.refeed_window ?? '?'} notes (${f.refeed_notes ?? '?'} notes) vs ${n('stateful_ms_per_note', 'ms')}/note`;
     case 'train_tokens_per_s':
-      return `B=${f.train_batch ?? '?'} × ${f.train_window ?? '?'} notes, ${n('train_step_ms', 'ms')}/step`;
+      return `B=${f.train_batch ?? '?'} × ${f.train_window ?? '?'} notes${num(f, 'train_memory') !== undefined ? ` + ${f.train_memory} memory (long-context)` : ''}, ${n('train_step_ms', 'ms')}/step`;
     case 'm2m_over_m2o':
       return `many-to-one ${n('m2o_targets_per_s', 'targets/s')} (${f.m2o_window ?? '?'}-note window, ${n('m2o_step_ms', 'ms')}/step)`;
     case 'matmul_gflops':

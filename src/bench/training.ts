@@ -2,13 +2,18 @@
  * Training throughput on real batches of the dataset: many-to-many (ours: a target at every
  * position of a 128-note chunk, fit.ts's own trainStep) against many-to-one (the original
  * study: a 100-note window, one target per window), same network, same Adam and clipping.
+ * A long-context model (src/model/longContext.ts) gets its own step instead: one streamed
+ * chunk with the carried memory, as fitLongContext.ts's streamEpoch runs it.
  */
 import * as tf from '@tensorflow/tfjs';
 import { inputWidth } from '../model/features.ts';
 import { conditionOn, headLogits, sequenceHidden, type Hyperparameters, type SequenceBatch, type Weights } from '../model/network.ts';
+import { advanceMemory, chunkLoss, disposeMemory, emptyMemory, memoryMaskFor, type ChunkCarry } from '../model/longContext.ts';
 import { seededRandom, shuffleInPlace } from '../model/random.ts';
 import { buildBatch, chunkPieces, disposeBatch, type Chunk, type TokenPiece } from '../train/batches.ts';
 import { clippedAdamStep, trainStep } from '../train/fit.ts';
+import { withKeyLabels } from '../train/fitLongContext.ts';
+import { disposeChunk, PieceStream, planRows } from '../train/stream.ts';
 import { trainStepFlops } from './flops.ts';
 import { median } from './stats.ts';
 
@@ -133,4 +138,72 @@ export function benchManyToOne(input: TrainBenchInput): StepFigures {
     window: T,
     attentionWindow: W,
   };
+}
+
+export interface LongContextStepFigures {
+  stepMs: number;
+  /** Supervised targets per step (real notes, padding excluded). */
+  targets: number;
+  targetsPerSecond: number;
+  /** Rows of the batch (the requested batch size, or fewer when the sample has fewer pieces). */
+  batch: number;
+  window: number;
+  memory: number;
+}
+
+// `nocturne train --arch long-context`'s defaults (src/cli/train.ts): they change what the
+// chunks hold, not the work of a step, but the bench feeds what training feeds.
+const LONG_CONTEXT_LEARNING_RATE = 0.002;
+const LONG_CONTEXT_AUGMENTATION = { transpose: 6, composerDropout: 0.1, keyDropout: 0.2 };
+
+/**
+ * The long-context training step, as streamEpoch runs it for each chunk: whole pieces streamed
+ * on `batchSize` rows (planRows, PieceStream), chunkLoss over the chunk and the carried memory
+ * with the model's dropout, fit.ts's clipped Adam step, then advanceMemory. The timer covers
+ * the step and the memory update, not the host-side chunk building (as buildBatch is left out
+ * of the many-to-many figure). The memory tensors have a fixed size (empty slots are masked),
+ * so a step costs the same at a piece's first chunk as later on.
+ */
+export function benchLongContext(input: Omit<TrainBenchInput, 'm2oWindow'>): LongContextStepFigures {
+  const { h, weights } = input;
+  const M = h.memory ?? 0;
+  const rng = seededRandom(11);
+  const pieces = h.keys ? withKeyLabels(input.pieces) : input.pieces;
+  const queues = planRows(pieces, input.batchSize, rng);
+  const stream = new PieceStream(pieces, queues, { window: h.window, composerIndex: input.composerIndex, composers: input.composers, keyed: h.keys, rng, ...LONG_CONTEXT_AUGMENTATION });
+  const names = Object.keys(weights);
+  const optimizer = tf.train.adam(LONG_CONTEXT_LEARNING_RATE);
+  let memory = emptyMemory(h, stream.rows);
+  const times: number[] = [];
+  let targets = 0;
+  const steps = input.warmup + input.reps;
+  input.log(`training: long-context, ${stream.rows} rows × ${h.window}-note chunks with ${M} notes of memory (${input.warmup} warm-up + ${input.reps} steps)`);
+  try {
+    for (let i = 0; i < steps; i++) {
+      const chunk = stream.next();
+      if (!chunk) throw new Error(`training bench (long-context): the dataset sample gives ${i} chunks of ${stream.rows} × ${h.window} notes, ${steps} needed`);
+      const { batch } = chunk;
+      const mask = memoryMaskFor(chunk.memory, M);
+      const keep = tf.tensor2d(chunk.keep, [batch.batch, 1]);
+      let carried: ChunkCarry | undefined;
+      const scale = (batch.batch * batch.steps) / Math.max(1, batch.realTargets);
+      const t0 = performance.now();
+      const loss = clippedAdamStep(optimizer, weights, names, () => tf.mul(chunkLoss(weights, h, batch, memory, mask, keep, h.dropout ?? 0, (c) => (carried = c)).total, scale) as tf.Scalar, CLIP_NORM);
+      memory = advanceMemory(h, memory, carried!);
+      const ms = performance.now() - t0;
+      tf.dispose([mask, keep]);
+      disposeChunk(batch);
+      if (!Number.isFinite(loss)) throw new Error(`training bench (long-context): loss is ${loss}`);
+      if (i >= input.warmup) {
+        times.push(ms);
+        targets += batch.realTargets;
+      }
+    }
+  } finally {
+    disposeMemory(memory);
+    optimizer.dispose();
+  }
+  const stepMs = median(times);
+  const perStep = targets / times.length;
+  return { stepMs, targets: perStep, targetsPerSecond: perStep / (stepMs / 1000), batch: stream.rows, window: h.window, memory: M };
 }
