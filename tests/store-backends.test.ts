@@ -29,7 +29,7 @@ import { CommunityStore } from '../src/community/store.ts';
 import { ConfigError, loadConfig } from '../src/config.ts';
 import { JobStore, looksLikeJobId } from '../src/jobs/store.ts';
 import type { JobRecord, JobState } from '../src/jobs/types.ts';
-import { checkStoreUrl, describeStore, POSTGRES_TABLE, REDIS_NAMESPACE_PREFIX, storeLocation, type StoreLocation } from '../src/storage/backend.ts';
+import { checkStoreUrl, describeStore, POSTGRES_TABLE, REDIS_NAMESPACE_PREFIX, Store, storeLocation, type StoreLocation } from '../src/storage/backend.ts';
 import { chatFixture, type ChatFixture } from './support/chatBot.ts';
 import { createCommunityWorld, datasetBytes, NEW_PIECES, type CommunityWorld } from './support/communityFixture.ts';
 import { postgresSkip } from './support/postgres.ts';
@@ -303,6 +303,55 @@ for (const backend of BACKENDS) {
         await store.delete('hash:abc');
         await plain.close();
         await store.close();
+      }
+    });
+
+    test('insert if absent with a time to live: expires for keyv too, an expired entry is taken over by exactly one, expired rows are removed', async () => {
+      const opened = await Promise.all([Store.open(location, ['ttl_test'], { log }), Store.open(location, ['ttl_test'], { log })]);
+      const [a, b] = opened.map((s) => s.table<{ n: number }>('ttl_test'));
+      const plain = await plainKeyv(location, 'ttl_test');
+      const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+      try {
+        assert.equal(await a.insertIfAbsent('k1', { n: 1 }, 1000), true);
+        assert.equal(await b.insertIfAbsent('k1', { n: 2 }, 60_000), false, 'live: another connection is refused');
+        assert.deepEqual(await plain.keyv.get('k1'), { n: 1 }, 'written in keyv\'s own form');
+        if (backend.name === 'redis') {
+          const client = await (plain.keyv.store as unknown as { getClient(): Promise<{ pTTL(key: string): Promise<number> }> }).getClient();
+          const ttl = await client.pTTL(a.storedKey('k1'));
+          assert.ok(ttl > 0 && ttl <= 1000, `Redis expires the key itself (PTTL ${ttl})`);
+        }
+        await sleep(1100);
+        // Expired: keyv reads nothing, and the key can be claimed again (without a read first).
+        assert.equal(await b.insertIfAbsent('k1', { n: 3 }, 60_000), true);
+        assert.equal(await a.insertIfAbsent('k1', { n: 4 }, 60_000), false);
+        assert.deepEqual(await plain.keyv.get('k1'), { n: 3 });
+        // Several connections racing for one expired entry: exactly one wins.
+        assert.equal(await a.insertIfAbsent('k2', { n: 0 }, 100), true);
+        await sleep(200);
+        const wins = await Promise.all(Array.from({ length: 8 }, (_, i) => (i % 2 ? a : b).insertIfAbsent('k2', { n: i + 1 }, 60_000)));
+        assert.equal(wins.filter(Boolean).length, 1, `winners: ${wins}`);
+        assert.equal((await plain.keyv.get<{ n: number }>('k2'))!.n, wins.indexOf(true) + 1);
+        // Without a time to live nothing expires; an expired row is removed, a live one kept.
+        assert.equal(await a.insertIfAbsent('k3', { n: 5 }), true);
+        assert.equal(await a.insertIfAbsent('k4', { n: 6 }, 100), true);
+        await sleep(200);
+        const removed = await a.deleteExpired();
+        if (backend.name !== 'redis') assert.equal(removed, 1);
+        assert.equal(await a.getRaw('k4'), undefined, 'the expired row is gone');
+        assert.deepEqual((await a.list()).map((e) => e.key), ['k1', 'k2', 'k3']);
+        await assert.rejects(a.insertIfAbsent('k5', { n: 7 }, 0), /positive whole number/);
+      } finally {
+        await plain.close();
+        await Promise.all(opened.map((s) => s.close()));
+      }
+      // The job store's delivery claims (Slack replays) on the same primitive, across two bots' stores.
+      const [x, y] = await Promise.all([JobStore.open(location, log), JobStore.open(location, log)]);
+      try {
+        const claims = await Promise.all([x.claimDelivery('slack-request:abc', 60_000), y.claimDelivery('slack-request:abc', 60_000), x.claimDelivery('slack-request:abc', 60_000)]);
+        assert.deepEqual(claims.sort(), [false, false, true]);
+        assert.equal(await y.claimDelivery('slack-request:def', 60_000), true);
+      } finally {
+        await Promise.all([x.close(), y.close()]);
       }
     });
 

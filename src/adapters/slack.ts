@@ -12,10 +12,18 @@
  * - Moderator commands run for the user ids in NOCTURNE_SLACK_MODERATORS; notices for the
  *   moderators go to NOCTURNE_SLACK_MODERATOR_CHANNEL.
  * - Errors and help are ephemeral (only the person who asked sees them).
+ * - Replays: a signed request is valid for Bolt's 5 minutes, so the same request posted again
+ *   would run again. Before a request is acted on, its signature (with its timestamp) is claimed
+ *   in the job store, and an Events API event's id too (Slack's own retries are newly signed but
+ *   keep the event id); a request whose claim is already taken, by this bot or another sharing the
+ *   store, is acknowledged (200, so Slack does not retry) and not acted on, with one log line.
+ *   A timestamp more than a minute ahead of this machine's clock is refused with 401, as a stale
+ *   one is by Bolt.
  */
-import type { Server } from 'node:http';
+import { createHash } from 'node:crypto';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { App, LogLevel, type Logger, type SlashCommand } from '@slack/bolt';
+import { App, HTTPReceiver, LogLevel, type Context, type Logger, type SlashCommand } from '@slack/bolt';
 import type { KnownBlock } from '@slack/types';
 import type { WebClient } from '@slack/web-api';
 import type { Attachment, BotContext, ChannelRef, CommandSpec, InfoMessage, Reply, ResultPost } from '../chat/command.ts';
@@ -35,6 +43,33 @@ export interface SlackAdapterOptions {
 
 /** Commands whose files arrive as a message that shares them and starts with the command's name. */
 export const FILE_COMMANDS = ['continue', 'contribute'];
+
+/** Bolt refuses a request whose timestamp is more than this many seconds old (a stale signature). */
+const BOLT_STALE_S = 5 * 60;
+/** A request whose timestamp is more than this many seconds ahead of this machine's clock is refused with 401. */
+export const SLACK_FUTURE_SKEW_S = 60;
+/**
+ * How long a handled request's signature stays claimed. A signed request is accepted from
+ * SLACK_FUTURE_SKEW_S before its timestamp until BOLT_STALE_S after it; a claim made at the
+ * earliest moment still covers the latest, with a minute to spare for the clocks of bots sharing
+ * the store.
+ */
+export const SLACK_REPLAY_TTL_MS = (SLACK_FUTURE_SKEW_S + BOLT_STALE_S + 60) * 1000;
+/**
+ * How long an Events API event id stays claimed: Slack retries an unacknowledged delivery about
+ * 1 and 5 minutes after the first, each time newly signed but with the same event id.
+ */
+export const SLACK_EVENT_TTL_MS = 15 * 60_000;
+
+/** Bolt context properties (from the receiver) carrying the request's signature headers. */
+const SIGNATURE_PROPERTY = 'nocturneSlackSignature';
+const TIMESTAMP_PROPERTY = 'nocturneSlackTimestamp';
+
+function headerValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
 export function slackUsage(spec: CommandSpec): string {
   return usageText(spec, '/', `share the file with the bot in a message that starts with "${spec.name}"`).join('\n');
@@ -203,6 +238,10 @@ export class SlackAdapter {
   private readonly log: (line: string) => void;
   private server: Server | undefined;
   private stopping = false;
+  /** Claims whose repeats were logged already (each repeat of one request is logged once). */
+  private readonly repeatsLogged = new Set<string>();
+  /** Requests refused for a future timestamp: logged at most once a minute, with a count. */
+  private futureRefusals = { loggedAt: -Infinity, unlogged: 0 };
 
   constructor(
     private readonly bot: BotContext,
@@ -213,18 +252,31 @@ export class SlackAdapter {
     this.log = (line) => log(`slack: ${line}`);
     const clientOptions = { slackApiUrl: config.apiUrl, ...(options.retries !== undefined ? { retryConfig: { retries: options.retries } } : {}) };
     const common = { token: config.botToken, clientOptions, logger: quietLogger(log), logLevel: LogLevel.WARN };
-    this.app =
-      config.mode === 'socket'
-        ? new App({ ...common, appToken: config.appToken, socketMode: true, installerOptions: { clientOptions } })
-        : new App({ ...common, signingSecret: config.signingSecret });
+    if (config.mode === 'socket') {
+      this.app = new App({ ...common, appToken: config.appToken, socketMode: true, installerOptions: { clientOptions } });
+    } else {
+      const receiver = new HTTPReceiver({
+        signingSecret: config.signingSecret ?? '',
+        logger: common.logger,
+        // Bolt verifies the signature; the headers reach the listeners' context for the replay claim.
+        customPropertiesExtractor: (req) => ({ [SIGNATURE_PROPERTY]: headerValue(req.headers['x-slack-signature']), [TIMESTAMP_PROPERTY]: headerValue(req.headers['x-slack-request-timestamp']) }),
+      });
+      const verifyAndHandle = receiver.requestListener;
+      receiver.requestListener = (req, res) => {
+        if (!this.refuseFutureTimestamp(req, res)) verifyAndHandle(req, res);
+      };
+      this.app = new App({ ...common, receiver });
+    }
 
-    this.app.command(/^\/.+/, async ({ command, ack, respond }) => {
+    this.app.command(/^\/.+/, async ({ command, ack, respond, body, context }) => {
       await ack();
-      if (!this.stopping) void this.onSlash(command, respond as Respond);
+      if (this.stopping || !(await this.firstDelivery(body, context, `${command.command} from ${command.user_id} in ${command.channel_id}`))) return;
+      void this.onSlash(command, respond as Respond);
     });
-    this.app.action(/^nocturne:/, async ({ ack, body, action, client, respond }) => {
+    this.app.action(/^nocturne:/, async ({ ack, body, action, client, respond, context }) => {
       await ack();
       if (this.stopping || body.type !== 'block_actions' || !('action_id' in action)) return;
+      if (!(await this.firstDelivery(body, context, `button ${action.action_id} from ${body.user.id}`))) return;
       const who: Requester = {
         platform: 'slack',
         userId: body.user.id,
@@ -238,13 +290,14 @@ export class SlackAdapter {
       const reply = orderedReply(new SlackReply(client, place, this.config.uploadLimitBytes, respond as Respond), this.log);
       void runButton({ bot: this.bot, customId: action.action_id, who, address: this.address(place), reply, log: this.log });
     });
-    this.app.event('message', async ({ event, client }) => {
+    this.app.event('message', async ({ event, client, body, context }) => {
       if (this.stopping) return;
       const m = event as { subtype?: string; text?: string; files?: SlackFile[]; user?: string; channel: string; team?: string; thread_ts?: string; bot_id?: string };
       if (m.bot_id || !m.user || !m.files?.length) return;
       const words = splitWords((m.text ?? '').replace(/<@[A-Z0-9]+>/g, ' '));
       const name = words[0]?.replace(/^\//, '').toLowerCase() ?? '';
       if (!FILE_COMMANDS.includes(name)) return;
+      if (!(await this.firstDelivery(body, context, `"${name}" with files from ${m.user} in ${m.channel}`))) return;
       await this.onFileShare(client, m as Required<Pick<typeof m, 'user' | 'channel'>> & typeof m, name, words.slice(1));
     });
     this.app.error(async (e) => this.log(`error: ${e.message}`));
@@ -283,6 +336,69 @@ export class SlackAdapter {
     if (!channel || (from?.platform === 'slack' && from.channelId === channel)) return;
     await this.app.client.chat.postMessage({ channel, text: `${m.title}\n${m.lines.join('\n')}`, blocks: asBlocks(infoBlocks(m)) });
     await uploadInfoFiles(this.app.client, channel, m, m.title);
+  }
+
+  /**
+   * Refuses (401) a request whose timestamp is more than SLACK_FUTURE_SKEW_S ahead of this
+   * machine's clock, before Bolt reads it: Bolt refuses only stale ones, and a request signed for
+   * the future would stay valid for longer than its 5 minutes. Returns whether it refused.
+   */
+  private refuseFutureTimestamp(req: IncomingMessage, res: ServerResponse): boolean {
+    if (req.method !== 'POST') return false;
+    const timestamp = Number(headerValue(req.headers['x-slack-request-timestamp']));
+    const now = Date.now();
+    const ahead = Math.round(timestamp - now / 1000);
+    if (!Number.isFinite(timestamp) || ahead <= SLACK_FUTURE_SKEW_S) return false;
+    req.resume();
+    res.writeHead(401);
+    res.end();
+    const refusals = this.futureRefusals;
+    if (now - refusals.loggedAt < 60_000) {
+      refusals.unlogged++;
+    } else {
+      const more = refusals.unlogged ? ` (and ${refusals.unlogged} more such since the last line)` : '';
+      this.log(`refused a request timestamped ${ahead} s ahead of this machine's clock (more than ${SLACK_FUTURE_SKEW_S} s: forged, or this clock is wrong)${more}`);
+      this.futureRefusals = { loggedAt: now, unlogged: 0 };
+    }
+    return true;
+  }
+
+  /**
+   * Claims this request in the job store, so that it is acted on once by all bots sharing the
+   * store: its signature with its timestamp (HTTP mode), and an Events API event's id. False (and
+   * one log line) when a claim is taken already: a replay of a request handled before, or Slack's
+   * retry of an event handled before. If the store fails the request goes ahead (logged): a
+   * store that is down fails the job itself visibly.
+   */
+  private async firstDelivery(body: unknown, context: Context, what: string): Promise<boolean> {
+    const claims: { key: string; ttlMs: number; why: string }[] = [];
+    const signature = context[SIGNATURE_PROPERTY];
+    const timestamp = context[TIMESTAMP_PROPERTY];
+    if (typeof signature === 'string' && typeof timestamp === 'string') {
+      claims.push({ key: `slack-request:${sha256(`${signature}:${timestamp}`)}`, ttlMs: SLACK_REPLAY_TTL_MS, why: 'the same signed request was handled already (a replay)' });
+    }
+    const b = body as { type?: string; event_id?: unknown; team_id?: unknown };
+    if (b.type === 'event_callback' && typeof b.event_id === 'string') {
+      claims.push({ key: `slack-event:${sha256(`${String(b.team_id ?? '')}:${b.event_id}`)}`, ttlMs: SLACK_EVENT_TTL_MS, why: `event ${b.event_id} was handled already` });
+    }
+    for (const claim of claims) {
+      let first: boolean;
+      try {
+        first = await this.bot.store.claimDelivery(claim.key, claim.ttlMs);
+      } catch (e) {
+        this.log(`could not check whether ${what} was handled already (${(e as Error).message}); handling it`);
+        return true;
+      }
+      if (first) continue;
+      if (!this.repeatsLogged.has(claim.key)) {
+        if (this.repeatsLogged.size >= 1000) this.repeatsLogged.clear();
+        this.repeatsLogged.add(claim.key);
+        const retry = typeof context.retryNum === 'number' ? ` (Slack's retry #${context.retryNum}${context.retryReason ? `, ${context.retryReason}` : ''})` : '';
+        this.log(`acknowledged but ignored ${what}${retry}: ${claim.why}`);
+      }
+      return false;
+    }
+    return true;
   }
 
   private isModerator(userId: string): boolean {

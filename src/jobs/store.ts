@@ -2,9 +2,11 @@
  * Job records and per-server settings in keyv, on the store STORE_URL chooses
  * (src/storage/backend.ts: the data folder's SQLite file by default, or Redis, or Postgres).
  *
- * Four tables: `jobs` (every record, kept), `open_jobs` (one key per job not yet done or failed,
- * so a restart finds them without scanning all history), `server_settings` and `instances` (the
- * bots' heartbeats, src/jobs/instances.ts). A record is
+ * Five tables: `jobs` (every record, kept), `open_jobs` (one key per job not yet done or failed,
+ * so a restart finds them without scanning all history), `server_settings`, `instances` (the
+ * bots' heartbeats, src/jobs/instances.ts) and `deliveries` (requests from a chat platform
+ * already acted on, each kept for a while, so that a replayed or retried request is acted on
+ * once by whichever bot sharing the store gets it first). A record is
  * written before its id enters `open_jobs` and leaves `open_jobs` only after its final state is
  * written, so a crash at any point leaves either a finished record or an open one. The index is
  * a key per job rather than one list record, so bots sharing a store never overwrite each
@@ -26,6 +28,13 @@ export const DEFAULT_SERVER_SETTINGS: ServerSettings = Object.freeze({ audio: 'w
 
 /** SQLite: milliseconds a write waits for another connection's lock before failing. */
 const BUSY_TIMEOUT_MS = 5000;
+/** How often (at most) one process removes expired `deliveries` rows (SQLite and Postgres keep them until then). */
+const DELIVERY_PRUNE_MS = 60_000;
+
+/** What a `deliveries` entry holds: when it was claimed (the key says what was delivered). */
+export interface DeliveryClaim {
+  claimedAt: string;
+}
 
 /** Lower-case letters and digits without look-alikes (no 0/o, 1/l/i): easy to type into `show`. */
 const ID_ALPHABET = 'abcdefghjkmnpqrstuvwxyz23456789';
@@ -49,6 +58,8 @@ export function looksLikeJobId(text: string): boolean {
 
 export class JobStore {
   private readonly chains = new Map<string, Promise<unknown>>();
+  private lastPrune = 0;
+  private pruning: Promise<unknown> | undefined;
 
   private constructor(
     private readonly store: Store,
@@ -57,6 +68,8 @@ export class JobStore {
     private readonly settings: StoreTable<ServerSettings>,
     /** Heartbeat records of the bot instances sharing this store (src/jobs/instances.ts). */
     readonly instances: StoreTable<InstanceRecord>,
+    private readonly deliveries: StoreTable<DeliveryClaim>,
+    private readonly log: (line: string) => void,
   ) {}
 
   /**
@@ -68,8 +81,8 @@ export class JobStore {
     // On SQLite, WAL lets the three connections read while one writes, and synchronous=NORMAL
     // makes each write one fsync-free append (a power cut may lose the last writes but never
     // corrupts the file).
-    const store = await Store.open(location, ['jobs', 'open_jobs', 'server_settings', 'instances'], { log, label: 'job store', busyTimeoutMs: BUSY_TIMEOUT_MS, sqliteWal: true });
-    return new JobStore(store, store.table('jobs'), store.table('open_jobs'), store.table('server_settings'), store.table('instances'));
+    const store = await Store.open(location, ['jobs', 'open_jobs', 'server_settings', 'instances', 'deliveries'], { log, label: 'job store', busyTimeoutMs: BUSY_TIMEOUT_MS, sqliteWal: true });
+    return new JobStore(store, store.table('jobs'), store.table('open_jobs'), store.table('server_settings'), store.table('instances'), store.table('deliveries'), log);
   }
 
   /** Which store this is, for log lines (no password). */
@@ -148,9 +161,33 @@ export class JobStore {
     await this.settings.set(key, settings);
   }
 
-  /** Waits for pending writes, then closes the database connections. */
+  /**
+   * Claims the delivery `key` (e.g. a Slack request's signature) for `ttlMs`: true for the first
+   * claim, false while that claim lasts, whichever bot sharing this store made it (atomic across
+   * processes). A request is acted on only by the caller that got true.
+   */
+  async claimDelivery(key: string, ttlMs: number): Promise<boolean> {
+    this.pruneDeliveries();
+    return this.deliveries.insertIfAbsent(key, { claimedAt: new Date().toISOString() }, ttlMs);
+  }
+
+  /** Removes expired delivery claims now and then (in the background; a failure is only logged). */
+  private pruneDeliveries(): void {
+    const now = Date.now();
+    if (this.pruning || now - this.lastPrune < DELIVERY_PRUNE_MS) return;
+    this.lastPrune = now;
+    this.pruning = this.deliveries
+      .deleteExpired()
+      .catch((e: Error) => this.log(`job store: could not remove expired delivery claims: ${e.message}`))
+      .finally(() => (this.pruning = undefined));
+  }
+
+  /** Waits for pending writes (and up to 2 s for a removal of expired claims), then closes the database connections. */
   async close(): Promise<void> {
-    await Promise.allSettled([...this.chains.values()]);
+    let timer: NodeJS.Timeout | undefined;
+    const pruned = this.pruning ? Promise.race([this.pruning, new Promise((r) => (timer = setTimeout(r, 2000)))]) : undefined;
+    await Promise.allSettled([...this.chains.values(), pruned]);
+    clearTimeout(timer);
     await this.store.close();
   }
 

@@ -16,8 +16,14 @@
  * | | insert if absent | compare and set / delete (on the exact stored text) |
  * |---|---|---|
  * | SQLite | INSERT … ON CONFLICT DO NOTHING | UPDATE / DELETE … WHERE key = ? AND value = ? (SQLite serialises writers) |
- * | Redis | SET key value NX | a Lua script (EVAL): GET, compare, SET / DEL, run as one command |
+ * | Redis | SET key value NX (PX ttl) | a Lua script (EVAL): GET, compare, SET (PX ttl) / DEL, run as one command |
  * | Postgres | INSERT … ON CONFLICT DO NOTHING | UPDATE / DELETE … WHERE key = $1 AND value = $2 (row lock, re-checked after a concurrent commit) |
+ *
+ * Insert if absent may carry a time to live (`insertIfAbsent(key, value, ttlMs)`): the entry
+ * holds keyv's own `expires`, so keyv reads it as gone once it has expired, and an expired entry
+ * counts as absent: it is replaced by compare and set on its exact text, so of several processes
+ * that find it expired exactly one wins. Redis also gets the TTL natively (PX) and drops the key
+ * itself; on SQLite and Postgres the rows stay until read or `deleteExpired` removes them.
  *
  * Listing by key prefix (`list`) works on every backend and returns keys in code-unit order
  * (Redis SCAN has no order and Postgres sorts by its collation, so the order is made here).
@@ -125,8 +131,9 @@ export abstract class StoreTable<T = unknown> {
   /** The key as the backend stores it (what keyv turns `key` into). */
   abstract storedKey(key: string): string;
   protected abstract readText(stored: string): Promise<string | undefined>;
-  protected abstract insertText(stored: string, text: string): Promise<boolean>;
-  protected abstract replaceText(stored: string, expected: string, text: string): Promise<boolean>;
+  /** `ttlMs`: the text carries keyv's `expires` already; a backend that expires keys itself also sets its own TTL. */
+  protected abstract insertText(stored: string, text: string, ttlMs?: number): Promise<boolean>;
+  protected abstract replaceText(stored: string, expected: string, text: string, ttlMs?: number): Promise<boolean>;
   protected abstract deleteText(stored: string, expected: string): Promise<boolean>;
   /** [stored key, stored text] of every key starting with the stored prefix, in any order. */
   protected abstract listTexts(storedPrefix: string): Promise<[string, string][]>;
@@ -147,9 +154,9 @@ export abstract class StoreTable<T = unknown> {
     return this.keyv.has(key);
   }
 
-  /** keyv's serialised form of `value` (what keyv.set would store). */
-  async serialise(value: T): Promise<string> {
-    const text = await this.keyv.serializeData({ value, expires: undefined });
+  /** keyv's serialised form of `value` (what keyv.set would store, with `ttlMs` as keyv's own `expires`). */
+  async serialise(value: T, ttlMs?: number): Promise<string> {
+    const text = await this.keyv.serializeData({ value, expires: ttlMs === undefined ? undefined : Date.now() + ttlMs });
     if (typeof text !== 'string') throw new Error(`store table ${this.name}: keyv returned a non-string serialisation`);
     return text;
   }
@@ -157,6 +164,12 @@ export abstract class StoreTable<T = unknown> {
   private async deserialise(text: string): Promise<T | undefined> {
     const data = await this.keyv.deserializeData<T>(text);
     return data?.value ?? undefined;
+  }
+
+  /** Whether stored text carries keyv's `expires` and it has passed (keyv.get would answer nothing). */
+  private async expiredText(text: string): Promise<boolean> {
+    const data = await this.keyv.deserializeData<T>(text).catch(() => undefined);
+    return typeof data?.expires === 'number' && data.expires <= Date.now();
   }
 
   /** Every entry whose key starts with `prefix`, in key order (code units), on every backend. */
@@ -180,9 +193,40 @@ export abstract class StoreTable<T = unknown> {
     return value === undefined ? undefined : { value, text };
   }
 
-  /** Stores `value` only if `key` holds nothing; true if this call stored it. Atomic across processes. */
-  async insertIfAbsent(key: string, value: T): Promise<boolean> {
-    return this.insertText(this.storedKey(key), await this.serialise(value));
+  /**
+   * Stores `value` only if `key` holds nothing (or an entry whose time to live has passed); true
+   * if this call stored it. Atomic across processes: of several calls for one key, exactly one
+   * gets true. With `ttlMs` the entry expires that many milliseconds from now (keyv's `expires`,
+   * and on Redis the key's own TTL), after which the key counts as absent again.
+   */
+  async insertIfAbsent(key: string, value: T, ttlMs?: number): Promise<boolean> {
+    if (ttlMs !== undefined && !(Number.isSafeInteger(ttlMs) && ttlMs > 0)) throw new Error(`store table ${this.name}: a time to live must be a positive whole number of milliseconds, got ${ttlMs}`);
+    const stored = this.storedKey(key);
+    const text = await this.serialise(value, ttlMs);
+    // Each lost round means another process changed the key meanwhile (took over the expired
+    // entry, which then is live, or deleted it, so the insert can be tried again).
+    for (let round = 0; round < 5; round++) {
+      if (await this.insertText(stored, text, ttlMs)) return true;
+      const current = await this.readText(stored);
+      if (current === undefined) continue;
+      if (!(await this.expiredText(current))) return false;
+      if (await this.replaceText(stored, current, text, ttlMs)) return true;
+    }
+    throw new Error(`store table ${this.name}: key ${key} kept changing while it was being inserted`);
+  }
+
+  /**
+   * Deletes the entries whose time to live has passed (each only if unchanged since it was read,
+   * so a fresh claim made meanwhile stays); returns how many. keyv deletes an expired entry only
+   * when it is read, so on SQLite and Postgres the rows of keys never read again stay until this
+   * runs. Redis drops expired keys itself.
+   */
+  async deleteExpired(prefix = ''): Promise<number> {
+    let deleted = 0;
+    for (const [stored, text] of await this.listTexts(this.storedKey(prefix))) {
+      if ((await this.expiredText(text)) && (await this.deleteText(stored, text))) deleted++;
+    }
+    return deleted;
   }
 
   /** Replaces the value only if it is still stored as `expectedText`; true if replaced. Atomic across processes. */
@@ -250,7 +294,7 @@ class SqliteTable<T> extends StoreTable<T> {
 /** The commands used on @keyv/redis's node-redis client (a single server, not a cluster). */
 interface RedisCommands {
   get(key: string): Promise<string | null>;
-  set(key: string, value: string, options: { condition: 'NX' }): Promise<string | null>;
+  set(key: string, value: string, options: { condition: 'NX'; expiration?: { type: 'PX'; value: number } }): Promise<string | null>;
   eval(script: string, options: { keys: string[]; arguments: string[] }): Promise<unknown>;
   scan(cursor: string, options: { MATCH: string; COUNT: number; TYPE: string }): Promise<{ cursor: string | number; keys: string[] }>;
   mGet(keys: string[]): Promise<(string | null)[]>;
@@ -258,6 +302,8 @@ interface RedisCommands {
 
 /** KEYS[1] still holds ARGV[1] exactly: replace it with ARGV[2]. One script runs atomically. */
 const REDIS_COMPARE_AND_SET = `if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return 1 end return 0`;
+/** The same, and the new value expires after ARGV[3] milliseconds. */
+const REDIS_COMPARE_AND_SET_PX = `if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end return 0`;
 /** KEYS[1] still holds ARGV[1] exactly: delete it. */
 const REDIS_COMPARE_AND_DELETE = `if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end return 0`;
 
@@ -284,12 +330,19 @@ class RedisTable<T> extends StoreTable<T> {
     return (await (await this.client()).get(stored)) ?? undefined;
   }
 
-  protected async insertText(stored: string, text: string): Promise<boolean> {
-    return (await (await this.client()).set(stored, text, { condition: 'NX' })) === 'OK';
+  protected async insertText(stored: string, text: string, ttlMs?: number): Promise<boolean> {
+    const options = ttlMs === undefined ? { condition: 'NX' as const } : { condition: 'NX' as const, expiration: { type: 'PX' as const, value: ttlMs } };
+    return (await (await this.client()).set(stored, text, options)) === 'OK';
   }
 
-  protected async replaceText(stored: string, expected: string, text: string): Promise<boolean> {
-    return Number(await (await this.client()).eval(REDIS_COMPARE_AND_SET, { keys: [stored], arguments: [expected, text] })) === 1;
+  protected async replaceText(stored: string, expected: string, text: string, ttlMs?: number): Promise<boolean> {
+    const [script, args] = ttlMs === undefined ? [REDIS_COMPARE_AND_SET, [expected, text]] : [REDIS_COMPARE_AND_SET_PX, [expected, text, String(ttlMs)]];
+    return Number(await (await this.client()).eval(script, { keys: [stored], arguments: args })) === 1;
+  }
+
+  /** Redis drops expired keys itself (they were written with PX). */
+  override async deleteExpired(): Promise<number> {
+    return 0;
   }
 
   protected async deleteText(stored: string, expected: string): Promise<boolean> {
