@@ -36,9 +36,13 @@ import type { RawOptions } from '../chat/options.ts';
 import type { DiscordConfig } from '../config.ts';
 import { DISCORD_ATTACHMENT_HOSTS, attachmentByteLimit, downloadAttachment } from '../chat/download.ts';
 import type { JobRecord, ReplyAddress, Requester } from '../jobs/types.ts';
+import { REPLY_TOKEN_USABLE_MS, replyTokenUsable } from '../jobs/replyToken.ts';
 
-/** Discord's interaction tokens last 15 minutes; after 14, a recovered job posts a new message. */
-const TOKEN_LIFETIME_MS = 14 * 60 * 1000;
+/**
+ * Discord's interaction tokens last 15 minutes; after 14, a recovered job posts a new message (and
+ * job records drop the token: src/jobs/replyToken.ts).
+ */
+const TOKEN_LIFETIME_MS = REPLY_TOKEN_USABLE_MS;
 /** Defer if the command has not answered by then (Discord's limit is 3 s). */
 const AUTO_DEFER_MS = 2000;
 const EMBED_COLOUR = 0x3b4a6b;
@@ -255,8 +259,7 @@ class RecoveredReply implements Reply {
   ) {}
 
   private get tokenAlive(): boolean {
-    const at = Number(this.address.createdAt);
-    return Boolean(this.address.token && this.address.applicationId) && Date.now() - at < TOKEN_LIFETIME_MS;
+    return Boolean(this.address.applicationId) && replyTokenUsable(this.address);
   }
 
   private async send(body: MessageBody, files: { name: string; data: Buffer }[] = []): Promise<void> {

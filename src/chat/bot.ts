@@ -16,6 +16,7 @@ import type { JobInput, JobRecord, Platform, Requester } from '../jobs/types.ts'
 import type { BackendChoice } from '../model/backend.ts';
 import { formatMegabytes } from '../jobs/audioFit.ts';
 import { removeJobOutputs } from '../jobs/cleanup.ts';
+import { replyTokenExpiresAt, withoutReplyToken } from '../jobs/replyToken.ts';
 import type { BotContext, CommandSpec, CommunityContext, Reply } from './command.ts';
 import { failureLine, requestText, resultPost } from './results.ts';
 
@@ -276,7 +277,11 @@ export class Bot implements BotContext {
       }
       if (platforms.includes(record.who.platform) && owns && !owns(record)) continue;
       if (!platforms.includes(record.who.platform)) {
-        if (owner === me || owner === undefined) outcome.waiting.push(record.id);
+        if (owner === me || owner === undefined) {
+          outcome.waiting.push(record.id);
+          // It waits for a start that runs its platform; its reply token expires meanwhile.
+          if ((replyTokenExpiresAt(record.address) ?? Infinity) <= Date.now()) await this.store.update(record.id, { address: withoutReplyToken(record.address) });
+        }
         continue;
       }
       if (owner !== me) {
@@ -298,6 +303,7 @@ export class Bot implements BotContext {
       const why = !reply ? 'no way to answer it' : age > maxAge ? 'too old to resume' : interruptions >= MAX_INTERRUPTIONS ? `in progress during ${interruptions} crashes` : undefined;
       if (!reply || why !== undefined) {
         const failed = await this.store.update(record.id, {
+          address: withoutReplyToken(record.address),
           state: 'failed',
           errorKind: 'interrupted',
           error: 'interrupted by a restart',

@@ -9,6 +9,8 @@
  * - Rate limited: per user, at most `userMaxOpen` jobs waiting or running and `userPerMinute`
  *   submits per rolling minute; per server, `serverPerMinute` submits per rolling minute.
  * - Every state change is written to the JobStore; listeners hear positions, stages and the end.
+ * - A reply address's token (a Discord interaction token) leaves the record when the job ends,
+ *   or once it can no longer be used if the job is still open then (src/jobs/replyToken.ts).
  * - stop(): refuses new jobs, leaves the waiting ones queued in the store (a restart re-queues
  *   them), and waits (bounded) for the batch in flight.
  * - With a remote backend (Redis: backend.remoteQueue), jobs are handed over as soon as their
@@ -27,6 +29,7 @@ import type { ComposeBackend } from './engineThread.ts';
 import type { JobStore } from './store.ts';
 import type { JobInput, JobRecord } from './types.ts';
 import { tenantOf } from './tenant.ts';
+import { replyTokenExpiresAt, withoutReplyToken } from './replyToken.ts';
 import { redactUrls } from '../redact.ts';
 
 export interface QueueLimits {
@@ -113,6 +116,8 @@ export class JobQueue {
   private readonly recent = new Map<string, number[]>(); // rate key -> submit times
   private readonly finishing = new Set<Promise<void>>();
   private readonly batchesInFlight = new Set<Promise<void>>();
+  /** Per open job with a reply token: the timer that drops the token from its record when it expires. */
+  private readonly tokenTimers = new Map<string, NodeJS.Timeout>();
   private current: Promise<void> | undefined;
   private composingCount = 0;
   private stopping = false;
@@ -206,6 +211,7 @@ export class JobQueue {
       this.release(userKey);
       throw e;
     }
+    this.expireReplyToken(record);
     this.enqueue({ record, listener });
     return record;
   }
@@ -215,11 +221,42 @@ export class JobQueue {
    * the user already waited once. Recovery runs at start, so these are normally first in line.
    */
   async requeue(record: JobRecord, listener: JobListener): Promise<JobRecord> {
-    const updated = await this.store.update(record.id, { state: 'queued', requeues: (record.requeues ?? 0) + 1, modelVersion: this.backend.info().version });
+    const expired = (replyTokenExpiresAt(record.address) ?? Infinity) <= Date.now();
+    const updated = await this.store.update(record.id, {
+      state: 'queued',
+      requeues: (record.requeues ?? 0) + 1,
+      modelVersion: this.backend.info().version,
+      ...(expired ? { address: withoutReplyToken(record.address) } : {}),
+    });
     const userKey = `${record.who.platform}:${record.who.userId}`;
     this.open.set(userKey, (this.open.get(userKey) ?? 0) + 1);
+    this.expireReplyToken(updated);
     this.enqueue({ record: updated, listener });
     return updated;
+  }
+
+  /**
+   * Drops the job's reply token from its record when the token stops being usable, if the job is
+   * still open then (its end drops it otherwise). The timer does not keep the process alive, and
+   * stop() clears it: a stopped bot's next start drops the tokens that expired meanwhile.
+   */
+  private expireReplyToken(record: JobRecord): void {
+    const at = replyTokenExpiresAt(record.address);
+    if (at === undefined) return;
+    clearTimeout(this.tokenTimers.get(record.id));
+    const timer = setTimeout(() => {
+      this.tokenTimers.delete(record.id);
+      this.store.update(record.id, { address: withoutReplyToken(record.address) }).catch((e) => this.log(`job ${record.id}: could not drop its expired reply token: ${(e as Error).message}`));
+    }, Math.max(0, at - Date.now()));
+    timer.unref();
+    this.tokenTimers.set(record.id, timer);
+  }
+
+  /** The job ended: its record's patch drops the reply token, and the expiry timer goes. */
+  private endPatch(record: JobRecord): Partial<JobRecord> {
+    clearTimeout(this.tokenTimers.get(record.id));
+    this.tokenTimers.delete(record.id);
+    return record.address && 'token' in record.address ? { address: withoutReplyToken(record.address) } : {};
   }
 
   /**
@@ -228,6 +265,8 @@ export class JobQueue {
    */
   async stop(graceMs: number): Promise<void> {
     this.stopping = true;
+    for (const timer of this.tokenTimers.values()) clearTimeout(timer);
+    this.tokenTimers.clear();
     for (const entry of this.waiting.splice(0)) safely(() => entry.listener.paused?.(entry.record), this.log);
     const inFlight = Promise.allSettled([this.current, ...this.finishing]);
     let timer: NodeJS.Timeout | undefined;
@@ -429,6 +468,7 @@ export class JobQueue {
     try {
       const fitted = await fitAudio(result.midiPath, result.audioPath, record.uploadLimitBytes);
       const updated = await this.store.update(record.id, {
+        ...this.endPatch(record),
         state: 'done',
         finishedAt: new Date().toISOString(),
         modelVersion: result.modelVersion,
@@ -459,9 +499,10 @@ export class JobQueue {
     // the one line the user gets; messages that may carry a connection URL lose its password.
     this.log(`job ${record.id} (${record.kind} ${record.params.composer} ${record.params.notes}, ${record.who.platform}) failed (${errorKind}): ${redactUrls(error)}`);
     await removeJobOutputs(record.outDir).catch((e) => this.log(`job ${record.id}: could not remove its partial files: ${(e as Error).message}`));
-    let updated: JobRecord = { ...record, state: 'failed', error, errorKind };
+    const ended = this.endPatch(record);
+    let updated: JobRecord = { ...record, ...ended, state: 'failed', error, errorKind };
     try {
-      updated = await this.store.update(record.id, { state: 'failed', error, errorKind, finishedAt: new Date().toISOString() });
+      updated = await this.store.update(record.id, { ...ended, state: 'failed', error, errorKind, finishedAt: new Date().toISOString() });
     } catch (e) {
       this.log(`job ${record.id}: could not store its failure: ${(e as Error).message}`);
     }
