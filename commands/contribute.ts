@@ -3,6 +3,10 @@
  * the files to the community loop for the next retraining. Each file gets its own verdict line:
  * accepted, flagged for a moderator (with its similarity to the training corpus), or refused with
  * the reason (the `nocturne check` verdict, a duplicate, the daily limit, a bad label).
+ *
+ * Every file offered counts against the member's hourly allowance (NOCTURNE_CONTRIBUTION_ATTEMPTS_PER_HOUR),
+ * refused ones included; files beyond it are answered "slow down" without being downloaded. The
+ * terminal (the operator at their own machine) is exempt, as from the job queue's rate limits.
  */
 import { displayName, type ContributionOutcome } from '../src/community/contributions.ts';
 import { MIDI_LIMITS } from '../src/midi/read.ts';
@@ -24,6 +28,12 @@ export const CONTRIBUTION_FILE_OPTIONS: OptionSpec[] = Array.from({ length: MAX_
   required: i === 0,
   accepts: isMidiName,
 }));
+
+/** The answer once a member's allowance of files is used up. */
+export function slowDownLine(limit: number, retryAfterSeconds: number): string {
+  const wait = retryAfterSeconds >= 90 ? `${Math.ceil(retryAfterSeconds / 60)} min` : `${retryAfterSeconds} s`;
+  return `slow down: you offered ${limit} file${limit === 1 ? '' : 's'} to contribute in the last hour (the limit, refused files included); try again in ~${wait}`;
+}
 
 /** One line per file: "name: accepted as c… (Chopin), 286 notes, similarity 0.58". */
 export function contributionLine(o: ContributionOutcome, name: string, threshold: number): string {
@@ -52,6 +62,7 @@ export const contribute: CommandSpec = {
   details: [
     `Up to ${MAX_CONTRIBUTION_FILES} files at a time, each a solo-piano MIDI file of at most ${formatBytes(MIDI_LIMITS.maxBytes)}. Each is checked like /continue's files; copies of training pieces or of earlier contributions (also re-saved or transposed) are refused.`,
     'Files far from the training music are flagged for a moderator instead of being used at once. Accepted ones are used at the next retraining.',
+    'Every file you offer counts against an hourly allowance (20 unless the operator changed it), refused ones too; beyond it the answer is "slow down".',
   ],
   async execute(request, reply) {
     const { bot, who, options } = request;
@@ -60,10 +71,19 @@ export const contribute: CommandSpec = {
     const files = CONTRIBUTION_FILE_OPTIONS.map((o) => options[o.name]).filter(isAttachment);
     if (files.length === 0) return reply.error('attach at least one solo-piano MIDI file (the midi option)');
     const label = options.label as string | undefined;
+    // Taken before anything is fetched, so that a refusal costs the member an attempt too.
+    const allowance =
+      who.platform === 'terminal' ? { granted: files.length, limit: files.length, retryAfterSeconds: 0 } : service.community.contributions.takeAttempts({ uploader: who.userId, platform: who.platform }, files.length);
+    if (allowance.granted === 0) return reply.error(slowDownLine(allowance.limit, allowance.retryAfterSeconds));
     await reply.progress(`checking ${files.length === 1 ? files[0].name : `${files.length} files`}…`);
     const lines: string[] = [];
     const counts = { accepted: 0, flagged: 0, refused: 0 };
-    for (const file of files) {
+    for (const [i, file] of files.entries()) {
+      if (i >= allowance.granted) {
+        lines.push(`${displayName(file.name)}: not checked, ${slowDownLine(allowance.limit, allowance.retryAfterSeconds)}`);
+        counts.refused++;
+        continue;
+      }
       if (file.bytes > MIDI_LIMITS.maxBytes) {
         lines.push(`${displayName(file.name)}: refused, it is ${formatBytes(file.bytes)}, over the ${formatBytes(MIDI_LIMITS.maxBytes)} limit`);
         counts.refused++;

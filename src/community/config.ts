@@ -58,6 +58,11 @@ export interface CommunityConfig {
   initialModelDir: string;
   /** Contributions one user may make in 24 hours. */
   contributionsPerDay: number;
+  /**
+   * Files one user may offer to `contribute` in a rolling hour, accepted or refused (each costs a
+   * download and a check); beyond it, files are refused with "slow down" before any download.
+   */
+  contributionAttemptsPerHour: number;
   /** A new composer label gets its own slot once this many accepted pieces carry it. */
   newLabelMinPieces: number;
   /** Share of contributions held back for validation (decided once per contribution). */
@@ -76,6 +81,7 @@ export const COMMUNITY_ENV_DEFAULTS = {
   NOCTURNE_DATASET_DIR: '../shared/datasets/piano-midi-de',
   NOCTURNE_MODEL_DIR: 'models/default',
   NOCTURNE_CONTRIBUTIONS_PER_DAY: '10',
+  NOCTURNE_CONTRIBUTION_ATTEMPTS_PER_HOUR: '20',
   NOCTURNE_NEW_LABEL_MIN_PIECES: '3',
   NOCTURNE_CONTRIBUTION_HOLDOUT: '0.1',
   NOCTURNE_DRIFT_THRESHOLD: '0.35',
@@ -167,6 +173,7 @@ export function communityConfigFromEnv(env: Record<string, string | undefined> =
     datasetDir: resolve(cwd, raw('NOCTURNE_DATASET_DIR')),
     initialModelDir: resolve(cwd, raw('NOCTURNE_MODEL_DIR')),
     contributionsPerDay: number('NOCTURNE_CONTRIBUTIONS_PER_DAY', 0, 100_000, true),
+    contributionAttemptsPerHour: number('NOCTURNE_CONTRIBUTION_ATTEMPTS_PER_HOUR', 1, 100_000, true),
     newLabelMinPieces: number('NOCTURNE_NEW_LABEL_MIN_PIECES', 1, 100_000, true),
     holdoutFraction: number('NOCTURNE_CONTRIBUTION_HOLDOUT', 0, 0.5),
     driftThreshold: number('NOCTURNE_DRIFT_THRESHOLD', 0, 1),

@@ -85,6 +85,8 @@ export type ContributionOutcome =
 export interface ContributionSettings {
   dataDir: string;
   contributionsPerDay: number;
+  /** Files one user may offer in a rolling hour, accepted or refused (default DEFAULT_ATTEMPTS_PER_HOUR). */
+  contributionAttemptsPerHour?: number;
   holdoutFraction: number;
   driftThreshold: number;
 }
@@ -102,6 +104,20 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 /** A hash claim with no record is taken over after this long (its writer crashed). */
 const ORPHAN_CLAIM_MS = 60_000;
 const MAX_LABEL = 40;
+const HOUR_MS = 60 * 60 * 1000;
+/** NOCTURNE_CONTRIBUTION_ATTEMPTS_PER_HOUR's default. */
+export const DEFAULT_ATTEMPTS_PER_HOUR = 20;
+/** Members remembered before the attempt windows of those idle for an hour are swept. */
+const ATTEMPT_SWEEP_SIZE = 1000;
+
+/** What takeAttempts allows: how many of the offered files may be fetched and checked now. */
+export interface AttemptGrant {
+  granted: number;
+  /** The hourly limit. */
+  limit: number;
+  /** When granted is short of what was asked: seconds until the next attempt is free. */
+  retryAfterSeconds: number;
+}
 
 interface HashClaim {
   id: string;
@@ -145,6 +161,8 @@ export function isHeldBack(id: string, fraction: number): boolean {
 
 export class Contributions {
   private chain: Promise<unknown> = Promise.resolve();
+  /** Per user (platform:uploader): times of the files offered in the last hour, oldest first. */
+  private readonly attempts = new Map<string, number[]>();
 
   constructor(
     private readonly store: CommunityStore,
@@ -161,6 +179,31 @@ export class Contributions {
   filePath(id: string): string {
     if (!isContributionId(id)) throw new ContributionError(`${JSON.stringify(id.slice(0, 40))} is not a contribution id (ids are "c" followed by lower-case letters and digits)`);
     return join(this.folder, `${id}.mid`);
+  }
+
+  /**
+   * Takes up to `files` attempts from the user's hourly allowance (contributionAttemptsPerHour)
+   * and says how many of the offered files may be downloaded and checked now. Every file counts,
+   * whatever its verdict: a refused one (not MIDI, too big, a duplicate, a host not allowed, the
+   * daily limit) costs a download and a check just as an accepted one does, so refusals cannot be
+   * repeated without end. Files beyond the allowance must be refused without a download.
+   *
+   * Kept in this process's memory, like the job queue's per-minute limits: each bot process
+   * sharing a store counts on its own, and a restart starts afresh.
+   */
+  takeAttempts(who: { uploader: string; platform: string }, files: number, now = Date.now()): AttemptGrant {
+    const limit = this.settings.contributionAttemptsPerHour ?? DEFAULT_ATTEMPTS_PER_HOUR;
+    if (this.attempts.size > ATTEMPT_SWEEP_SIZE) {
+      for (const [key, times] of this.attempts) if (times.every((t) => now - t >= HOUR_MS)) this.attempts.delete(key);
+    }
+    const key = `${who.platform}:${who.uploader}`;
+    const times = (this.attempts.get(key) ?? []).filter((t) => now - t < HOUR_MS);
+    const granted = Math.max(0, Math.min(files, limit - times.length));
+    for (let i = 0; i < granted; i++) times.push(now);
+    if (times.length) this.attempts.set(key, times);
+    else this.attempts.delete(key);
+    const retryAfterSeconds = granted < files ? Math.max(1, Math.ceil((times[times.length - limit] + HOUR_MS - now) / 1000)) : 0;
+    return { granted, limit, retryAfterSeconds };
   }
 
   /** Checks and stores one uploaded file. Never throws for bad input: refusals are outcomes. */

@@ -88,6 +88,8 @@ export class FakeDiscord extends EventEmitter {
   readonly botUserId = '900000000000000002';
   readonly calls: RecordedCall[] = [];
   readonly files = new Map<string, { bytes: Buffer; contentType: string }>();
+  /** The path of every request to the attachment CDN (/cdn/…), hosted file or not, in order. */
+  readonly fileRequests: string[] = [];
   private readonly sockets = new Set<WebSocket>();
   /** Each connection's shard, once it has identified. */
   private readonly shardOfSocket = new Map<WebSocket, [number, number]>();
@@ -363,6 +365,7 @@ export class FakeDiscord extends EventEmitter {
   /** Called by startLoopback for each HTTP request. */
   async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', `http://127.0.0.1:${this.port}`);
+    if (url.pathname.startsWith('/cdn/')) this.fileRequests.push(url.pathname);
     if (req.method === 'GET' && this.files.has(url.pathname)) {
       const f = this.files.get(url.pathname)!;
       res.writeHead(200, { 'content-type': f.contentType, 'content-length': f.bytes.length });
