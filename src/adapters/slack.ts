@@ -19,6 +19,10 @@
  *   store, is acknowledged (200, so Slack does not retry) and not acted on, with one log line.
  *   A timestamp more than a minute ahead of this machine's clock is refused with 401, as a stale
  *   one is by Bolt.
+ * - Refusals anyone can cause (a missing, wrong or stale signature, a body Bolt could not read,
+ *   a future timestamp) are logged at most once a minute: the first at once, the rest counted,
+ *   with their reasons, in one line when the minute is up (or when the adapter stops). Bolt
+ *   would write a warning for each; its other warnings are logged as they come.
  */
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
@@ -39,6 +43,8 @@ export const UMBRELLA_COMMAND = 'nocturne';
 export interface SlackAdapterOptions {
   /** Retries of failed Web API calls (tests use 0). */
   retries?: number;
+  /** At most one log line per this many ms for each kind of refused request (default a minute; tests use less). */
+  refusalLogIntervalMs?: number;
 }
 
 /** Commands whose files arrive as a message that shares them and starts with the command's name. */
@@ -216,6 +222,77 @@ export function pickSeedFile(files: SlackFile[]): SlackFile | undefined {
   return files.find((f) => /\.midi?$/i.test(f.name ?? '') || /midi/i.test(f.mimetype ?? '')) ?? files[0];
 }
 
+/**
+ * The log lines for one kind of refused request, which anyone can send (a flood of them would
+ * otherwise write a line each): a refusal when none was logged for `intervalMs` is logged at
+ * once; later ones are counted, by reason, and logged as one line when the interval since the
+ * last line is up (a timer that does not keep the process alive), or at flush().
+ */
+export class RefusalLog {
+  private loggedAt = -Infinity;
+  private count = 0;
+  private readonly reasons = new Map<string, number>();
+  private latest = '';
+  private timer: NodeJS.Timeout | undefined;
+
+  /**
+   * `line(count, reasons, latest)`: the line for `count` refusals, with each distinct reason and
+   * its count (most frequent first) and the latest refusal's detail.
+   */
+  constructor(
+    private readonly log: (line: string) => void,
+    private readonly intervalMs: number,
+    private readonly line: (count: number, reasons: [string, number][], latest: string) => string,
+  ) {}
+
+  /** Counts a refusal for `reason` (a fixed text: a few distinct ones are kept, the rest counted as other). */
+  refused(reason: string, detail = reason): void {
+    this.count++;
+    this.latest = detail;
+    const clipped = reason.slice(0, 200);
+    const key = this.reasons.has(clipped) || this.reasons.size < 8 ? clipped : 'other';
+    this.reasons.set(key, (this.reasons.get(key) ?? 0) + 1);
+    const wait = this.loggedAt + this.intervalMs - Date.now();
+    if (wait <= 0) this.flush();
+    else this.timer ??= setTimeout(() => this.flush(), wait).unref();
+  }
+
+  /** Logs the refusals counted since the last line, if any (also when the adapter stops). */
+  flush(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (!this.count) return;
+    this.log(this.line(this.count, [...this.reasons].sort((a, b) => b[1] - a[1]), this.latest));
+    this.loggedAt = Date.now();
+    this.count = 0;
+    this.reasons.clear();
+  }
+}
+
+const reasonList = (reasons: [string, number][]) => reasons.map(([r, n]) => (n > 1 ? `${n} × ${r}` : r)).join('; ');
+
+/** Bolt's HTTPReceiver warning for a request it refused with 401 before verifying it (bolt 5.1, receivers/HTTPReceiver.js). */
+const BOLT_UNVERIFIED = 'Failed to parse and verify the request data: ';
+/** The start of verifySlackRequest's and getHeader's errors: a missing, malformed, stale or wrong signature. */
+const BOLT_AUTHENTICITY = 'Failed to verify authenticity: ';
+/** Bolt's warning for a request body over its limit, refused with 413 before verification. */
+const BOLT_TOO_LARGE = 'Request body exceeded the maximum allowed size';
+
+/**
+ * The reason, when `msg` is Bolt's warning for a request it refused before verifying its
+ * signature (401, or 413 for a body over the limit); otherwise undefined.
+ */
+export function unverifiedRefusalReason(msg: unknown[]): string | undefined {
+  const text = msg.length === 1 && typeof msg[0] === 'string' ? msg[0] : undefined;
+  if (text?.startsWith(BOLT_UNVERIFIED)) {
+    let why = text.slice(BOLT_UNVERIFIED.length);
+    if (why.startsWith(BOLT_AUTHENTICITY)) why = why.slice(BOLT_AUTHENTICITY.length).replace(/^header (\S+) did not have the expected type \(received undefined, .*\)$/, 'no $1 header');
+    return `${why} (401)`;
+  }
+  if (text?.startsWith(BOLT_TOO_LARGE)) return `${text} (413)`;
+  return undefined;
+}
+
 const quietLogger = (log: (line: string) => void): Logger => {
   let level = LogLevel.WARN;
   const emit = (lvl: LogLevel, msg: unknown[]) => {
@@ -241,7 +318,9 @@ export class SlackAdapter {
   /** Claims whose repeats were logged already (each repeat of one request is logged once). */
   private readonly repeatsLogged = new Set<string>();
   /** Requests refused for a future timestamp: logged at most once a minute, with a count. */
-  private futureRefusals = { loggedAt: -Infinity, unlogged: 0 };
+  private readonly futureRefusals: RefusalLog;
+  /** Requests Bolt refused before verifying them (no, a wrong or a stale signature): likewise. */
+  private readonly unverifiedRefusals: RefusalLog;
 
   constructor(
     private readonly bot: BotContext,
@@ -250,14 +329,35 @@ export class SlackAdapter {
     options: SlackAdapterOptions = {},
   ) {
     this.log = (line) => log(`slack: ${line}`);
+    const every = options.refusalLogIntervalMs ?? 60_000;
+    const once = `at most once ${every === 60_000 ? 'a minute' : `per ${every} ms`}, with a count`;
+    this.futureRefusals = new RefusalLog(this.log, every, (count, reasons, latest) =>
+      count === 1
+        ? `refused a request timestamped ${latest} s ahead of this machine's clock (more than ${SLACK_FUTURE_SKEW_S} s: forged, or this clock is wrong; such refusals are logged ${once})`
+        : `refused ${count} requests timestamped more than ${SLACK_FUTURE_SKEW_S} s ahead of this machine's clock since the last such line (${reasonList(reasons)}; the latest ${latest} s ahead)`,
+    );
+    this.unverifiedRefusals = new RefusalLog(this.log, every, (count, reasons) =>
+      count === 1
+        ? `refused an unverified request: ${reasons[0][0]} (such refusals are logged ${once})`
+        : `refused ${count} unverified requests since the last such line: ${reasonList(reasons)}`,
+    );
     const clientOptions = { slackApiUrl: config.apiUrl, ...(options.retries !== undefined ? { retryConfig: { retries: options.retries } } : {}) };
     const common = { token: config.botToken, clientOptions, logger: quietLogger(log), logLevel: LogLevel.WARN };
     if (config.mode === 'socket') {
       this.app = new App({ ...common, appToken: config.appToken, socketMode: true, installerOptions: { clientOptions } });
     } else {
+      // Bolt warns once per request it refuses unverified; those go to the counted log, the rest as they are.
+      const receiverLogger: Logger = {
+        ...common.logger,
+        warn: (...msg) => {
+          const reason = unverifiedRefusalReason(msg);
+          if (reason) this.unverifiedRefusals.refused(reason);
+          else common.logger.warn(...msg);
+        },
+      };
       const receiver = new HTTPReceiver({
         signingSecret: config.signingSecret ?? '',
-        logger: common.logger,
+        logger: receiverLogger,
         // Bolt verifies the signature; the headers reach the listeners' context for the replay claim.
         customPropertiesExtractor: (req) => ({ [SIGNATURE_PROPERTY]: headerValue(req.headers['x-slack-signature']), [TIMESTAMP_PROPERTY]: headerValue(req.headers['x-slack-request-timestamp']) }),
       });
@@ -320,6 +420,8 @@ export class SlackAdapter {
     this.stopping = true;
     this.server?.closeAllConnections?.();
     await this.app.stop().catch((e: Error) => this.log(`stop: ${e.message}`));
+    this.futureRefusals.flush();
+    this.unverifiedRefusals.flush();
   }
 
   /** A reply to the person who asked for a job, for jobs recovered after a restart. */
@@ -352,14 +454,7 @@ export class SlackAdapter {
     req.resume();
     res.writeHead(401);
     res.end();
-    const refusals = this.futureRefusals;
-    if (now - refusals.loggedAt < 60_000) {
-      refusals.unlogged++;
-    } else {
-      const more = refusals.unlogged ? ` (and ${refusals.unlogged} more such since the last line)` : '';
-      this.log(`refused a request timestamped ${ahead} s ahead of this machine's clock (more than ${SLACK_FUTURE_SKEW_S} s: forged, or this clock is wrong)${more}`);
-      this.futureRefusals = { loggedAt: now, unlogged: 0 };
-    }
+    this.futureRefusals.refused(ahead > 3600 ? 'over an hour ahead' : ahead > 300 ? '5 minutes to an hour ahead' : 'up to 5 minutes ahead', String(ahead));
     return true;
   }
 
