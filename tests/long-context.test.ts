@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/model/backend.ts';
-import { HEAD_SIZES, inputWidth, targetIndices, writeInputRow } from '../src/model/features.ts';
+import { inputWidth, writeInputRow } from '../src/model/features.ts';
 import { loadModelFolder } from '../src/model/folder.ts';
 import {
   advanceMemory,
@@ -18,6 +18,7 @@ import {
   initialRing,
   memoryMaskFor,
   NOTE_WIDTH,
+  noteOneHots,
   relativeBucket,
   ringConstants,
   disposeRingConstants,
@@ -53,18 +54,6 @@ const composerIndex = new Map([
 const melody = (n: number, seed = 1): NoteToken[] => {
   const rng = seededRandom(seed);
   return Array.from({ length: n }, (_, i) => ({ dt: i === 0 ? 0 : Math.floor(rng.next() * 4) * 3, pitch: 48 + Math.floor(rng.next() * 30), dur: 1 + Math.floor(rng.next() * 12), vel: Math.floor(rng.next() * 8) }));
-};
-
-const noteOneHots = (notes: readonly NoteToken[]): tf.Tensor2D => {
-  const data = new Float32Array(notes.length * NOTE_WIDTH);
-  notes.forEach((t, r) => {
-    let offset = 0;
-    targetIndices(t).forEach((cls, k) => {
-      data[r * NOTE_WIDTH + offset + cls] = 1;
-      offset += HEAD_SIZES[k];
-    });
-  });
-  return tf.tensor2d(data, [notes.length, NOTE_WIDTH]);
 };
 
 /** z of every real note of one piece, through the training path: chunk after chunk with memory carried. */

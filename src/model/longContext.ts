@@ -21,8 +21,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { KEY_SLOTS } from '../tokens/key.ts';
-import { HEAD_SIZES } from './features.ts';
-import { headsLoss, lstmCell, lstmRecurrence, uniqueVariableName, type Hyperparameters, type SequenceBatch, type SparseInputs, type Weights } from './network.ts';
+import { HEAD_SIZES, targetIndices } from './features.ts';
+import type { NoteToken } from '../tokens/tokenize.ts';
+import { headShapes, headsLoss, lstmCell, lstmRecurrence, lstmShapes, uniqueVariableName, type Hyperparameters, type SequenceBatch, type SparseInputs, type Weights } from './network.ts';
 
 /** Width of a note as the attention values read it: the four heads' one-hots side by side. */
 export const NOTE_WIDTH = HEAD_SIZES.reduce((s, n) => s + n, 0);
@@ -41,6 +42,19 @@ export const LONG_CONTEXT_HYPERPARAMETERS: Required<Hyperparameters> = {
   dropout: 0.1,
 };
 
+/** Notes as the attention values read them: the four heads' one-hots side by side [n, NOTE_WIDTH]. */
+export function noteOneHots(tokens: readonly NoteToken[]): tf.Tensor2D {
+  const data = new Float32Array(tokens.length * NOTE_WIDTH);
+  tokens.forEach((t, r) => {
+    let offset = 0;
+    targetIndices(t).forEach((cls, k) => {
+      data[r * NOTE_WIDTH + offset + cls] = 1;
+      offset += HEAD_SIZES[k];
+    });
+  });
+  return tf.tensor2d(data, [tokens.length, NOTE_WIDTH]);
+}
+
 export function isLongContext(h: Hyperparameters): boolean {
   return (h.memory ?? 0) > 0;
 }
@@ -51,13 +65,8 @@ export function ringLength(h: Hyperparameters): number {
 }
 
 export function longContextShapes(h: Hyperparameters, inputDim: number): Record<string, number[]> {
-  const s: Record<string, number[]> = {};
+  const s = lstmShapes(h, inputDim);
   const H = h.hidden;
-  for (let l = 0; l < h.layers; l++) {
-    s[`lstm${l}/wx`] = [l === 0 ? inputDim : H, 4 * H];
-    s[`lstm${l}/wh`] = [H, 4 * H];
-    s[`lstm${l}/b`] = [4 * H];
-  }
   if (h.keys) s['lstm0/wkey'] = [KEY_SLOTS, 4 * H];
   const A = h.attentionDim;
   s['attn/wq'] = [H, A];
@@ -66,20 +75,7 @@ export function longContextShapes(h: Hyperparameters, inputDim: number): Record<
   s['attn/wnote'] = [NOTE_WIDTH, A];
   s['attn/knull'] = [A];
   s['attn/bias'] = [h.relativeBuckets ?? 32, h.heads ?? 1];
-  s['head/wz'] = [H + A, h.headDim];
-  s['head/bz'] = [h.headDim];
-  const [dt, pitch, dur, vel] = HEAD_SIZES;
-  s['head/wdt'] = [h.headDim, dt];
-  s['head/bdt'] = [dt];
-  s['head/edt'] = [dt, h.headDim];
-  s['head/wpitch'] = [h.headDim, pitch];
-  s['head/bpitch'] = [pitch];
-  s['head/epitch'] = [pitch, h.headDim];
-  s['head/wdur'] = [h.headDim, dur];
-  s['head/bdur'] = [dur];
-  s['head/wvel'] = [h.headDim, vel];
-  s['head/bvel'] = [vel];
-  return s;
+  return { ...s, ...headShapes(h, H + A) };
 }
 
 /** A trained local-attention model (network.ts) to start from. */

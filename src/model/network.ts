@@ -44,29 +44,41 @@ export type Weights = Record<string, tf.Variable>;
 
 /** Weight names and shapes for given sizes: the manifest a saved model must match. */
 export function weightShapes(h: Hyperparameters, inputDim: number): Record<string, number[]> {
+  const s: Record<string, number[]> = lstmShapes(h, inputDim);
+  s['attn/wq'] = [h.hidden, h.attentionDim];
+  s['attn/wk'] = [h.hidden, h.attentionDim];
+  s['attn/wv'] = [h.hidden, h.attentionDim];
+  return { ...s, ...headShapes(h, h.hidden + h.attentionDim) };
+}
+
+/** The LSTM layers' weights, shared by both architectures (in manifest order). */
+export function lstmShapes(h: Hyperparameters, inputDim: number): Record<string, number[]> {
   const s: Record<string, number[]> = {};
   for (let l = 0; l < h.layers; l++) {
     s[`lstm${l}/wx`] = [l === 0 ? inputDim : h.hidden, 4 * h.hidden];
     s[`lstm${l}/wh`] = [h.hidden, 4 * h.hidden];
     s[`lstm${l}/b`] = [4 * h.hidden];
   }
-  s['attn/wq'] = [h.hidden, h.attentionDim];
-  s['attn/wk'] = [h.hidden, h.attentionDim];
-  s['attn/wv'] = [h.hidden, h.attentionDim];
-  s['head/wz'] = [h.hidden + h.attentionDim, h.headDim];
-  s['head/bz'] = [h.headDim];
-  const [dt, pitch, dur, vel] = HEAD_SIZES;
-  s['head/wdt'] = [h.headDim, dt];
-  s['head/bdt'] = [dt];
-  s['head/edt'] = [dt, h.headDim];
-  s['head/wpitch'] = [h.headDim, pitch];
-  s['head/bpitch'] = [pitch];
-  s['head/epitch'] = [pitch, h.headDim];
-  s['head/wdur'] = [h.headDim, dur];
-  s['head/bdur'] = [dur];
-  s['head/wvel'] = [h.headDim, vel];
-  s['head/bvel'] = [vel];
   return s;
+}
+
+/** The shared tanh layer on `zInput` features and the four chained heads (in manifest order). */
+export function headShapes(h: Hyperparameters, zInput: number): Record<string, number[]> {
+  const [dt, pitch, dur, vel] = HEAD_SIZES;
+  return {
+    'head/wz': [zInput, h.headDim],
+    'head/bz': [h.headDim],
+    'head/wdt': [h.headDim, dt],
+    'head/bdt': [dt],
+    'head/edt': [dt, h.headDim],
+    'head/wpitch': [h.headDim, pitch],
+    'head/bpitch': [pitch],
+    'head/epitch': [pitch, h.headDim],
+    'head/wdur': [h.headDim, dur],
+    'head/bdur': [dur],
+    'head/wvel': [h.headDim, vel],
+    'head/bvel': [vel],
+  };
 }
 
 let variableCounter = 0;

@@ -4,12 +4,11 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { HEAD_SIZES, inputWidth, writeInputRow } from './features.ts';
-import { commitNotes, concatRings, disposeRing, disposeRingConstants, initialRing, isLongContext, NOTE_WIDTH, ringConstants, ringStep, type RingConstants, type RingState } from './longContext.ts';
+import { commitNotes, concatRings, disposeRing, disposeRingConstants, initialRing, isLongContext, noteOneHots, ringConstants, ringStep, type RingConstants, type RingState } from './longContext.ts';
 import { conditionOn, disposeState, headLogits, initialState, sparseInputTable, sparseProjection, stepForward, type Hyperparameters, type SparseInputs, type StepState, type Weights } from './network.ts';
 import { seededRandom, type Random } from './random.ts';
 import { ANY_KEY } from '../tokens/key.ts';
 import { PITCH_MAX, PITCH_MIN, STEPS_PER_BEAT, beatPositions, type NoteToken } from '../tokens/tokenize.ts';
-import { targetIndices } from './features.ts';
 
 /** The four heads, in the order they are sampled. */
 export const HEAD_NAMES = ['dt', 'pitch', 'dur', 'vel'] as const;
@@ -320,19 +319,6 @@ export function generateTokens(w: Weights, h: Hyperparameters, composerCount: nu
   return rows.outputs;
 }
 
-/** The notes as the attention values read them: the four heads' one-hots side by side [B, NOTE_WIDTH]. */
-function noteRows(tokens: readonly NoteToken[]): tf.Tensor2D {
-  const data = new Float32Array(tokens.length * NOTE_WIDTH);
-  tokens.forEach((t, r) => {
-    let offset = 0;
-    targetIndices(t).forEach((cls, k) => {
-      data[r * NOTE_WIDTH + offset + cls] = 1;
-      offset += HEAD_SIZES[k];
-    });
-  });
-  return tf.tensor2d(data, [tokens.length, NOTE_WIDTH]);
-}
-
 /** One long-context step: the LSTM and attention on the previous notes → o (for the ring) and z. */
 function longContextStep(w: Weights, h: Hyperparameters, state: RingState, bias: RingConstants, table: Float32Array, previous: readonly (NoteToken | undefined)[], positions: readonly number[], composers: readonly number[], composerCount: number) {
   return ringStep(w, h, state, bias, inputRows(table, previous, positions, composers, composerCount), sparseProjection);
@@ -344,7 +330,7 @@ function primeRing(w: Weights, h: Hyperparameters, bias: RingConstants, table: F
   const positions = beatPositions(primer);
   for (let i = 0; i < primer.length; i++) {
     const { o, z } = longContextStep(w, h, state, bias, table, [i === 0 ? undefined : primer[i - 1]], [i === 0 ? 0 : positions[i - 1] % STEPS_PER_BEAT], [request.composer], composerCount);
-    const notes = noteRows([primer[i]]);
+    const notes = noteOneHots([primer[i]]);
     commitNotes(w, h, state, o, notes);
     tf.dispose([o, z, notes]);
   }
@@ -371,7 +357,7 @@ function generateLongContextTokens(w: Weights, h: Hyperparameters, composerCount
       let tokens: NoteToken[];
       try {
         tokens = sampleNotes(w, z, requests, rows.previous, rows.rngs);
-        const notes = noteRows(tokens);
+        const notes = noteOneHots(tokens);
         commitNotes(w, h, state, o, notes);
         notes.dispose();
       } finally {
