@@ -3,7 +3,7 @@
  * (stream.ts), the LSTM state and attention memory carried between chunks without gradient.
  */
 import * as tf from '@tensorflow/tfjs';
-import { advanceMemory, chunkLoss, disposeMemory, emptyMemory, memoryMaskFor, type ChunkCarry } from '../model/longContext.ts';
+import { advanceMemory, chunkLoss, disposeMemory, emptyMemory, memoryMaskFor, type ChunkBatch, type ChunkCarry } from '../model/longContext.ts';
 import type { Hyperparameters, Weights } from '../model/network.ts';
 import type { Random } from '../model/random.ts';
 import { segmentKeys } from '../tokens/key.ts';
@@ -28,34 +28,49 @@ export interface StreamEpochOptions {
   progress: (done: number, total: number, meanLoss: number, tokens: number) => void;
 }
 
-/** One pass over every training piece; returns the mean loss per real note and the notes seen. */
-export function streamEpoch(weights: Weights, h: Hyperparameters, pieces: readonly StreamPiece[], o: StreamEpochOptions): { loss: number; tokens: number; steps: number } {
-  const queues = planRows(pieces, o.batchSize, o.rng);
-  const total = streamSteps(pieces, queues, h.window);
-  const stream = new PieceStream(pieces, queues, { window: h.window, composerIndex: o.composerIndex, composers: o.composers, transpose: o.transpose, composerDropout: o.composerDropout, keyDropout: o.keyDropout, keyed: h.keys, rng: o.rng });
+/**
+ * Plays a stream chunk by chunk: `use` gets each chunk and its loss function (the carried memory,
+ * its mask and the reset flags wired in) and must call that function once; the memory then moves
+ * on to the chunk's slots and the chunk's tensors are freed.
+ */
+function forEachChunk(weights: Weights, h: Hyperparameters, stream: PieceStream, dropout: number, use: (batch: ChunkBatch, chunkLossOf: () => ReturnType<typeof chunkLoss>) => void): void {
   let memory = emptyMemory(h, stream.rows);
-  let lossSum = 0;
-  let tokens = 0;
-  let steps = 0;
   try {
     for (let chunk = stream.next(); chunk; chunk = stream.next()) {
       const { batch } = chunk;
       const mask = memoryMaskFor(chunk.memory, h.memory ?? 0);
       const keep = tf.tensor2d(chunk.keep, [batch.batch, 1]);
       let carried: ChunkCarry | undefined;
-      const scale = (batch.batch * batch.steps) / Math.max(1, batch.realTargets);
-      const loss = o.step(() => tf.mul(chunkLoss(weights, h, batch, memory, mask, keep, h.dropout ?? 0, (c) => (carried = c)).total, scale) as tf.Scalar);
-      memory = advanceMemory(h, memory, carried!);
-      tf.dispose([mask, keep]);
-      disposeChunk(batch);
-      lossSum += loss * batch.realTargets;
-      tokens += batch.realTargets;
-      steps++;
-      o.progress(steps, total, lossSum / Math.max(1, tokens), tokens);
+      try {
+        use(batch, () => chunkLoss(weights, h, batch, memory, mask, keep, dropout, (c) => (carried = c)));
+        if (!carried) throw new Error('forEachChunk: the chunk\'s loss was not computed');
+        memory = advanceMemory(h, memory, carried);
+      } finally {
+        tf.dispose([mask, keep]);
+        disposeChunk(batch);
+      }
     }
   } finally {
     disposeMemory(memory);
   }
+}
+
+/** One pass over every training piece; returns the mean loss per real note and the notes seen. */
+export function streamEpoch(weights: Weights, h: Hyperparameters, pieces: readonly StreamPiece[], o: StreamEpochOptions): { loss: number; tokens: number; steps: number } {
+  const queues = planRows(pieces, o.batchSize, o.rng);
+  const total = streamSteps(pieces, queues, h.window);
+  const stream = new PieceStream(pieces, queues, { window: h.window, composerIndex: o.composerIndex, composers: o.composers, transpose: o.transpose, composerDropout: o.composerDropout, keyDropout: o.keyDropout, keyed: h.keys, rng: o.rng });
+  let lossSum = 0;
+  let tokens = 0;
+  let steps = 0;
+  forEachChunk(weights, h, stream, h.dropout ?? 0, (batch, chunkLossOf) => {
+    const scale = (batch.batch * batch.steps) / Math.max(1, batch.realTargets);
+    const loss = o.step(() => tf.mul(chunkLossOf().total, scale) as tf.Scalar);
+    lossSum += loss * batch.realTargets;
+    tokens += batch.realTargets;
+    steps++;
+    o.progress(steps, total, lossSum / Math.max(1, tokens), tokens);
+  });
   return { loss: lossSum / Math.max(1, tokens), tokens, steps };
 }
 
@@ -70,26 +85,14 @@ export function evaluateStream(weights: Weights, h: Hyperparameters, pieces: rea
   const labelled = h.keys && !anyKey ? withKeyLabels(pieces) : pieces.map((p) => ({ composer: p.composer, tokens: p.tokens }));
   const queues = planRows(labelled, Math.min(batchSize, Math.max(1, labelled.length)));
   const stream = new PieceStream(labelled, queues, { window: h.window, composerIndex, composers, keyed: h.keys });
-  let memory = emptyMemory(h, stream.rows);
   const perHead = [0, 0, 0, 0];
   let notes = 0;
-  try {
-    for (let chunk = stream.next(); chunk; chunk = stream.next()) {
-      const { batch } = chunk;
-      const mask = memoryMaskFor(chunk.memory, h.memory ?? 0);
-      const keep = tf.tensor2d(chunk.keep, [batch.batch, 1]);
-      let carried: ChunkCarry | undefined;
-      const values = tf.tidy(() => tf.stack(chunkLoss(weights, h, batch, memory, mask, keep, 0, (c) => (carried = c)).perHead).dataSync());
-      memory = advanceMemory(h, memory, carried!);
-      const rows = batch.batch * batch.steps; // the loss averages over every row, padding included
-      for (let k = 0; k < 4; k++) perHead[k] += values[k] * rows;
-      notes += batch.realTargets;
-      tf.dispose([mask, keep]);
-      disposeChunk(batch);
-    }
-  } finally {
-    disposeMemory(memory);
-  }
+  forEachChunk(weights, h, stream, 0, (batch, chunkLossOf) => {
+    const values = tf.tidy(() => tf.stack(chunkLossOf().perHead).dataSync());
+    const rows = batch.batch * batch.steps; // the loss averages over every row, padding included
+    for (let k = 0; k < 4; k++) perHead[k] += values[k] * rows;
+    notes += batch.realTargets;
+  });
   const total = perHead.reduce((s, v) => s + v, 0);
   return { loss: total / Math.max(1, notes), perHead: perHead.map((v) => v / Math.max(1, notes)), notes };
 }
