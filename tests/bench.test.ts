@@ -23,7 +23,7 @@ const H: Hyperparameters = { hidden: 12, layers: 1, attentionDim: 5, attentionWi
 const COMPOSERS = 2;
 const B = 3;
 
-function randomBatch(h: Hyperparameters, batch: number, steps: number): SequenceBatch {
+function randomBatch(batch: number, steps: number): SequenceBatch {
   const D = inputWidth(COMPOSERS);
   const rows = batch * steps;
   const inputs = tf.tidy(() => tf.cast(tf.greater(tf.randomUniform([rows, D], 0, 1, 'float32', 5), 0.97), 'float32')) as tf.Tensor2D;
@@ -53,7 +53,7 @@ test('the FLOP counter matches the products a training step runs, forward and ba
   await initBackend('wasm', () => {});
   const D = inputWidth(COMPOSERS);
   const w = createWeights(H, D, 9);
-  const batch = randomBatch(H, B, H.window);
+  const batch = randomBatch(B, H.window);
   const vars = Object.values(w);
   const forward = await profiledMatmulFlops(() => tf.tidy(() => void sequenceLoss(w, H, batch).total));
   assert.equal(forward, forwardFlops(H, D, B, H.window).total);
@@ -90,7 +90,7 @@ test('many-to-one loss is the many-to-many loss of the last position', async () 
   const D = inputWidth(COMPOSERS);
   const w = createWeights(H, D, 4);
   const T = H.window;
-  const batch = randomBatch(H, B, T);
+  const batch = randomBatch(B, T);
   // Keep only the last position's targets: sequenceLoss then averages B real rows over T·B.
   const lastMask = tf.concat([tf.zeros([(T - 1) * B, 1]), tf.ones([B, 1])], 0);
   const masked = { ...batch, targets: batch.targets.map((t) => tf.mul(t, lastMask)) as SequenceBatch['targets'] };

@@ -22,9 +22,9 @@ const SECRET = 'test-signing-secret';
 const SLACK_FUTURE_SKEW_S = 60;
 let fake: FakeSlack;
 let fixture: ChatFixture;
-let bots: Bot[] = [];
-let adapters: SlackAdapter[] = [];
-let urls: string[] = [];
+const bots: Bot[] = [];
+const adapters: SlackAdapter[] = [];
+const urls: string[] = [];
 let channelSeq = 0;
 
 const slackConfig = (): SlackConfig => ({ botToken: 'xoxb-fake-token', mode: 'http', signingSecret: SECRET, port: 0, apiUrl: fake.apiUrl, uploadLimitBytes: 1_000_000_000, fileHosts: ['127.0.0.1'] });

@@ -82,7 +82,7 @@ export function slackUsage(spec: CommandSpec): string {
 }
 
 /** Slack's mrkdwn needs &, < and > escaped in user-visible text. */
-function escape(text: string): string {
+function escapeMrkdwn(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
@@ -96,10 +96,10 @@ const asBlocks = (blocks: Block[]): KnownBlock[] => blocks as unknown as KnownBl
 
 /** The summary under a piece: title, notice, parameters, attribution and the buttons (Block Kit). */
 export function resultBlocks(post: ResultPost): Block[] {
-  const blocks: Block[] = [{ type: 'section', text: { type: 'mrkdwn', text: clip(`*${escape(post.title)}*${post.notice ? `\n_${escape(post.notice)}_` : ''}`, 3000) } }];
-  const fields = post.fields.slice(0, 10).map(([k, v]) => ({ type: 'mrkdwn', text: clip(`*${escape(k)}*\n${escape(v)}`, 2000) }));
+  const blocks: Block[] = [{ type: 'section', text: { type: 'mrkdwn', text: clip(`*${escapeMrkdwn(post.title)}*${post.notice ? `\n_${escapeMrkdwn(post.notice)}_` : ''}`, 3000) } }];
+  const fields = post.fields.slice(0, 10).map(([k, v]) => ({ type: 'mrkdwn', text: clip(`*${escapeMrkdwn(k)}*\n${escapeMrkdwn(v)}`, 2000) }));
   if (fields.length) blocks.push({ type: 'section', fields });
-  blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: clip(escape(post.attribution), 3000) }] });
+  blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: clip(escapeMrkdwn(post.attribution), 3000) }] });
   blocks.push({
     type: 'actions',
     block_id: `nocturne-${post.jobId}`,
@@ -110,8 +110,8 @@ export function resultBlocks(post: ResultPost): Block[] {
 
 export function infoBlocks(m: InfoMessage): Block[] {
   return [
-    { type: 'section', text: { type: 'mrkdwn', text: clip(`*${escape(m.title)}*`, 3000) } },
-    { type: 'section', text: { type: 'mrkdwn', text: clip(m.lines.map(escape).join('\n') || '—', 3000) } },
+    { type: 'section', text: { type: 'mrkdwn', text: clip(`*${escapeMrkdwn(m.title)}*`, 3000) } },
+    { type: 'section', text: { type: 'mrkdwn', text: clip(m.lines.map(escapeMrkdwn).join('\n') || '—', 3000) } },
   ];
 }
 
@@ -134,7 +134,7 @@ class SlackReply implements Reply {
   ) {}
 
   async progress(text: string): Promise<void> {
-    const line = `<@${this.place.user}> ⏳ ${escape(oneLine(text, 2900))}`;
+    const line = `<@${this.place.user}> ⏳ ${escapeMrkdwn(oneLine(text, 2900))}`;
     if (this.progressTs) {
       await this.client.chat.update({ channel: this.place.channel, ts: this.progressTs, text: line });
       return;
@@ -194,7 +194,7 @@ class SlackReply implements Reply {
 
   async error(line: string): Promise<void> {
     await this.dropProgress();
-    await this.ephemeral(`⚠️ ${escape(oneLine(line, 2900))}`);
+    await this.ephemeral(`⚠️ ${escapeMrkdwn(oneLine(line, 2900))}`);
   }
 }
 

@@ -51,7 +51,7 @@ export function niceTicks(lo: number, hi: number, target = 6): number[] {
   if (hi < lo) [lo, hi] = [hi, lo];
   if (hi === lo) return [lo];
   const raw = (hi - lo) / Math.max(1, target);
-  const mag = Math.pow(10, Math.floor(Math.log10(raw)));
+  const mag = 10 ** Math.floor(Math.log10(raw));
   const norm = raw / mag;
   const step = (norm <= 1 ? 1 : norm <= 2 ? 2 : norm <= 5 ? 5 : 10) * mag;
   const out: number[] = [];
