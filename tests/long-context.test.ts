@@ -5,11 +5,12 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/model/backend.ts';
-import { inputWidth, writeInputRow } from '../src/model/features.ts';
+import { inputWidth, OFFSET_PITCH, writeInputRow } from '../src/model/features.ts';
 import { loadModelFolder } from '../src/model/folder.ts';
 import {
   advanceMemory,
   chunkHidden,
+  chunkLoss,
   commitNotes,
   createLongContextWeights,
   disposeMemory,
@@ -32,9 +33,9 @@ import { generateTokens, parseHeadDecodings } from '../src/model/sampling.ts';
 import { Engine } from '../src/engine/engine.ts';
 import { clippedAdamStep } from '../src/train/fit.ts';
 import { evaluateStream, streamEpoch } from '../src/train/fitLongContext.ts';
-import { PieceStream, planRows, type StreamPiece } from '../src/train/stream.ts';
+import { disposeChunk, PieceStream, planRows, type StreamPiece } from '../src/train/stream.ts';
 import { ANY_KEY, estimateKey, keyName, parseKey, segmentKeys, transposeKey } from '../src/tokens/key.ts';
-import { PITCH_MIN, STEPS_PER_BEAT, beatPositions, type NoteToken } from '../src/tokens/tokenize.ts';
+import { DT_CLASSES, PITCH_MIN, STEPS_PER_BEAT, beatPositions, type NoteToken } from '../src/tokens/tokenize.ts';
 import { createTinyModel, TINY_HYPERPARAMETERS, TINY_LONG_CONTEXT_HYPERPARAMETERS as H } from './support/tinyModel.ts';
 
 let dir: string;
@@ -200,10 +201,73 @@ describe('long-context model', () => {
     const before = evaluateStream(w, H, pieces, composerIndex, COMPOSERS, 2).loss;
     const rng = seededRandom(3);
     for (let epoch = 0; epoch < 12; epoch++)
-      streamEpoch(w, H, pieces, { batchSize: 2, composerIndex, composers: COMPOSERS, transpose: 0, composerDropout: 0, keyDropout: 0, rng, step: (loss) => clippedAdamStep(optimizer, w, names, loss, 1), progress: () => {} });
+      streamEpoch(w, H, pieces, { batchSize: 2, composerIndex, composers: COMPOSERS, transpose: 0, composerDropout: 0, keyDropout: 0, inputNoise: 0.05, rng, step: (loss) => clippedAdamStep(optimizer, w, names, loss, 1), progress: () => {} });
     const afterTraining = evaluateStream(w, H, pieces, composerIndex, COMPOSERS, 2).loss;
     assert.ok(afterTraining < before - 1, `loss ${before.toFixed(3)} → ${afterTraining.toFixed(3)}`);
     optimizer.dispose();
+    tf.dispose(Object.values(w));
+  });
+
+  test('noisy teacher forcing: a displaced note is what the next step and the attention values read, across chunks', () => {
+    const piece: StreamPiece = { composer: 'Chopin', tokens: melody(60, 4), keys: new Uint8Array(60).fill(0) };
+    const stream = new PieceStream([piece], [[0]], { window: H.window, composerIndex, composers: COMPOSERS, keyed: true, inputNoise: 0.3, rng: seededRandom(2) });
+    const targets: number[] = [];
+    const readBack: number[] = [];
+    const inputs: number[] = [];
+    for (let chunk = stream.next(); chunk; chunk = stream.next()) {
+      const b = chunk.batch;
+      assert.ok(b.noteRows, 'a noisy stream hands the values their own note rows');
+      const real = b.targets[1].sum(1).arraySync() as number[];
+      const t = b.targets[1].argMax(1).arraySync() as number[];
+      const v = b.noteRows!.slice([0, DT_CLASSES], [b.steps * b.batch, 88]).argMax(1).arraySync() as number[];
+      const x = b.inputs.slice([0, OFFSET_PITCH], [b.steps * b.batch, 88]);
+      const xi = x.argMax(1).arraySync() as number[];
+      const xs = x.sum(1).arraySync() as number[];
+      x.dispose();
+      real.forEach((r, i) => {
+        if (!r) return;
+        targets.push(t[i] + PITCH_MIN);
+        readBack.push(v[i] + PITCH_MIN);
+        inputs.push(xs[i] ? xi[i] + PITCH_MIN : -1);
+      });
+      disposeChunk(b);
+    }
+    assert.deepEqual(targets, piece.tokens.map((n) => n.pitch), 'the targets stay true');
+    assert.equal(inputs[0], -1, 'the first note reads the start of the piece');
+    for (let i = 1; i < 60; i++) assert.equal(inputs[i], readBack[i - 1], `step ${i} reads note ${i - 1} as the values do`);
+    const moved = readBack.filter((p, i) => p !== targets[i]);
+    assert.ok(moved.length >= 8 && moved.length <= 30, `${moved.length} of 60 displaced`);
+    readBack.forEach((p, i) => assert.ok(Math.abs(p - targets[i]) <= 7));
+    const clean = new PieceStream([piece], [[0]], { window: H.window, composerIndex, composers: COMPOSERS, keyed: true, rng: seededRandom(2) }).next()!;
+    assert.equal(clean.batch.noteRows, undefined, 'without noise the values read the targets');
+    disposeChunk(clean.batch);
+  });
+
+  test('the key table biases the pitch head in training and in sampling alike', () => {
+    const w = createLongContextWeights(H, D, 6);
+    const gMajor = new Set([7, 9, 11, 0, 2, 4, 6]);
+    const table = Array.from({ length: 25 }, (_, k) => Array.from({ length: 88 }, (_, p) => (k === 7 ? (gMajor.has((p + PITCH_MIN) % 12) ? 10 : -10) : 0)));
+    const inKey: StreamPiece = { composer: 'Chopin', tokens: melody(16, 5).map((n, i) => ({ ...n, pitch: [55, 57, 59, 60, 62, 64, 66, 67][i % 8] })), keys: new Uint8Array(16).fill(7) };
+    const pitchLoss = () => {
+      const chunk = new PieceStream([inKey], [[0]], { window: H.window, composerIndex, composers: COMPOSERS, keyed: true }).next()!;
+      const memory = emptyMemory(H, 1);
+      const mask = memoryMaskFor(chunk.memory, H.memory!);
+      const keep = tf.tensor2d(chunk.keep, [1, 1]);
+      const { total, perHead } = chunkLoss(w, H, chunk.batch, memory, mask, keep, 0);
+      const loss = perHead[1].dataSync()[0];
+      tf.dispose([total, ...perHead, mask, keep]);
+      disposeMemory(memory);
+      disposeChunk(chunk.batch);
+      return loss;
+    };
+    const before = pitchLoss();
+    w['head/keypitch'].assign(tf.tensor2d(table));
+    const after = pitchLoss();
+    assert.ok(after < before - 0.4, `pitch NLL of a G major tune labelled G major (51 of 88 keys in the scale): ${before.toFixed(2)} → ${after.toFixed(2)}`);
+    const request = { composer: 0, notes: 80, temperature: 1, topP: 1, randomSeed: 3 };
+    const [inG, anyKey] = generateTokens(w, H, COMPOSERS, [{ ...request, key: 7 }, request]);
+    assert.deepEqual(inG.filter((n) => !gMajor.has(n.pitch % 12)), [], 'G major asked: only its pitch classes');
+    assert.ok(anyKey.some((n) => !gMajor.has(n.pitch % 12)), 'any key: the table stays silent');
     tf.dispose(Object.values(w));
   });
 

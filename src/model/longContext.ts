@@ -40,19 +40,28 @@ export const LONG_CONTEXT_HYPERPARAMETERS: Required<Hyperparameters> = {
   relativeBuckets: 32,
   keys: true,
   dropout: 0.1,
+  keyPitch: true,
 };
+
+/** Writes the one-hots of `t` (the four heads side by side) into row `row` of `out` [rows, NOTE_WIDTH]. */
+export function writeNoteRow(out: Float32Array, row: number, t: NoteToken): void {
+  let offset = row * NOTE_WIDTH;
+  targetIndices(t).forEach((cls, k) => {
+    out[offset + cls] = 1;
+    offset += HEAD_SIZES[k];
+  });
+}
 
 /** Notes as the attention values read them: the four heads' one-hots side by side [n, NOTE_WIDTH]. */
 export function noteOneHots(tokens: readonly NoteToken[]): tf.Tensor2D {
   const data = new Float32Array(tokens.length * NOTE_WIDTH);
-  tokens.forEach((t, r) => {
-    let offset = 0;
-    targetIndices(t).forEach((cls, k) => {
-      data[r * NOTE_WIDTH + offset + cls] = 1;
-      offset += HEAD_SIZES[k];
-    });
-  });
+  tokens.forEach((t, r) => writeNoteRow(data, r, t));
   return tf.tensor2d(data, [tokens.length, NOTE_WIDTH]);
+}
+
+/** Whether the key also biases the pitch head (`head/keypitch`). */
+export function hasKeyPitch(h: Hyperparameters): boolean {
+  return Boolean(h.keys && h.keyPitch);
 }
 
 export function isLongContext(h: Hyperparameters): boolean {
@@ -75,7 +84,9 @@ export function longContextShapes(h: Hyperparameters, inputDim: number): Record<
   s['attn/wnote'] = [NOTE_WIDTH, A];
   s['attn/knull'] = [A];
   s['attn/bias'] = [h.relativeBuckets ?? 32, h.heads ?? 1];
-  return { ...s, ...headShapes(h, H + A) };
+  const heads = headShapes(h, H + A);
+  if (hasKeyPitch(h)) heads['head/keypitch'] = [KEY_SLOTS, HEAD_SIZES[1]];
+  return { ...s, ...heads };
 }
 
 /** A trained local-attention model (network.ts) to start from. */
@@ -108,6 +119,7 @@ export function createLongContextWeights(h: Hyperparameters, inputDim: number, s
     const init = tf.tidy(() => {
       if (source && source.shape.join('x') === shape.join('x')) return source.clone();
       if (name === 'lstm0/wkey' && old) return tf.zeros(shape);
+      if (name === 'head/keypitch') return tf.zeros(shape);
       if (shape.length === 1 || name === 'attn/bias') {
         const values = new Float32Array(shape.reduce((p, d) => p * d, 1));
         if (name.startsWith('lstm') && name.endsWith('/b')) values.fill(1, h.hidden, 2 * h.hidden);
@@ -182,6 +194,11 @@ export function batchedMatMul(a: tf.Tensor3D, b: tf.Tensor3D, transposeA = false
 export interface ChunkBatch extends SequenceBatch {
   /** One-hot key label per row [T*B, KEY_SLOTS] (key-conditioned models). */
   keyInputs?: tf.Tensor2D;
+  /**
+   * The notes as the attention values read them back [T*B, NOTE_WIDTH], when they differ from
+   * the targets (noisy teacher forcing); absent means the targets.
+   */
+  noteRows?: tf.Tensor2D;
   realTargets: number;
 }
 
@@ -246,7 +263,7 @@ export function chunkHidden(w: Weights, h: Hyperparameters, b: ChunkBatch, memor
   const o = dropout > 0 ? (tf.dropout(x, dropout) as tf.Tensor2D) : x;
   const toHeads = (t: tf.Tensor2D) => t.reshape([T, B, heads, dk]).transpose([1, 2, 0, 3]).reshape([B * heads, T, dk]) as tf.Tensor3D;
   const memHeads = (t: tf.Tensor3D) => t.reshape([B, M, heads, dk]).transpose([0, 2, 1, 3]).reshape([B * heads, M, dk]) as tf.Tensor3D;
-  const noteRows = tf.concat(b.targets, 1) as tf.Tensor2D;
+  const noteRows = b.noteRows ?? (tf.concat(b.targets, 1) as tf.Tensor2D);
   const q = tf.matMul(o, w['attn/wq'] as tf.Tensor2D) as tf.Tensor2D;
   const k = tf.matMul(o, w['attn/wk'] as tf.Tensor2D) as tf.Tensor2D;
   const v = tf.add(tf.matMul(o, w['attn/wv'] as tf.Tensor2D), tf.matMul(noteRows, w['attn/wnote'] as tf.Tensor2D)) as tf.Tensor2D;
@@ -272,7 +289,8 @@ export function chunkHidden(w: Weights, h: Hyperparameters, b: ChunkBatch, memor
 
 /** Mean NLL per row of a chunk (padding rows have zero targets and add nothing). */
 export function chunkLoss(w: Weights, h: Hyperparameters, b: ChunkBatch, memory: ChunkMemory, memoryMask: tf.Tensor2D, keep: tf.Tensor2D, dropout: number, carry?: (c: ChunkCarry) => void): { total: tf.Scalar; perHead: tf.Scalar[] } {
-  return headsLoss(w, chunkHidden(w, h, b, memory, memoryMask, keep, dropout, carry), b.targets);
+  const pitchBias = hasKeyPitch(h) && b.keyInputs ? (tf.matMul(b.keyInputs, w['head/keypitch'] as tf.Tensor2D) as tf.Tensor2D) : undefined;
+  return headsLoss(w, chunkHidden(w, h, b, memory, memoryMask, keep, dropout, carry), b.targets, pitchBias);
 }
 
 /** The next chunk's memory: the last M slots of the old memory and this chunk's slots. */

@@ -22,13 +22,16 @@ export interface Hyperparameters {
    * Long-context models only (src/model/longContext.ts); absent in the local-attention model.
    * `memory`: notes of attention memory carried from chunk to chunk (Transformer-XL style);
    * `heads`: attention heads (attentionDim is split between them); `relativeBuckets`: learned
-   * relative-position bias buckets; `keys`: a key-conditioning input; `dropout`: training rate.
+   * relative-position bias buckets; `keys`: a key-conditioning input; `dropout`: training rate;
+   * `keyPitch` (with `keys`): the key also biases the pitch head directly (a learned [key, pitch]
+   * table), so that a requested key holds from the first note.
    */
   memory?: number;
   heads?: number;
   relativeBuckets?: number;
   keys?: boolean;
   dropout?: number;
+  keyPitch?: boolean;
 }
 
 export const DEFAULT_HYPERPARAMETERS: Hyperparameters = {
@@ -273,13 +276,15 @@ export function sequenceLoss(w: Weights, h: Hyperparameters, b: SequenceBatch): 
 
 /**
  * The four chained heads on the shared activation z [rows, headDim], teacher-forced (the pitch
- * head sees the true dt, and so on): mean NLL per row, in total and per head.
+ * head sees the true dt, and so on): mean NLL per row, in total and per head. `pitchBias`
+ * [rows, pitch classes] is added to the pitch logits (a key-conditioned model's key table).
  */
-export function headsLoss(w: Weights, z: tf.Tensor2D, targets: SequenceBatch['targets']): { total: tf.Scalar; perHead: tf.Scalar[] } {
+export function headsLoss(w: Weights, z: tf.Tensor2D, targets: SequenceBatch['targets'], pitchBias?: tf.Tensor2D): { total: tf.Scalar; perHead: tf.Scalar[] } {
   const [dtT, pitchT, durT, velT] = targets;
   const logitsDt = tf.add(tf.matMul(z, w['head/wdt'] as tf.Tensor2D), w['head/bdt']);
   const z2 = tf.tanh(tf.add(z, tf.matMul(dtT, w['head/edt'] as tf.Tensor2D))) as tf.Tensor2D;
-  const logitsPitch = tf.add(tf.matMul(z2, w['head/wpitch'] as tf.Tensor2D), w['head/bpitch']);
+  const pitchLinear = tf.add(tf.matMul(z2, w['head/wpitch'] as tf.Tensor2D), w['head/bpitch']);
+  const logitsPitch = pitchBias ? tf.add(pitchLinear, pitchBias) : pitchLinear;
   const z3 = tf.tanh(tf.add(z2, tf.matMul(pitchT, w['head/epitch'] as tf.Tensor2D))) as tf.Tensor2D;
   const logitsDur = tf.add(tf.matMul(z3, w['head/wdur'] as tf.Tensor2D), w['head/bdur']);
   const logitsVel = tf.add(tf.matMul(z3, w['head/wvel'] as tf.Tensor2D), w['head/bvel']);

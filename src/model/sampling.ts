@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { HEAD_SIZES, inputWidth, writeInputRow } from './features.ts';
-import { commitNotes, concatRings, disposeRing, disposeRingConstants, initialRing, isLongContext, noteOneHots, ringConstants, ringStep, type RingConstants, type RingState } from './longContext.ts';
+import { commitNotes, concatRings, disposeRing, disposeRingConstants, hasKeyPitch, initialRing, isLongContext, noteOneHots, ringConstants, ringStep, type RingConstants, type RingState } from './longContext.ts';
 import { conditionOn, disposeState, headLogits, initialState, sparseInputTable, sparseProjection, stepForward, type Hyperparameters, type SparseInputs, type StepState, type Weights } from './network.ts';
 import { seededRandom, type Random } from './random.ts';
 import { ANY_KEY } from '../tokens/key.ts';
@@ -210,8 +210,9 @@ function decodingOf(req: SampleRequest, head: HeadName): HeadDecoding {
  * conditioned on it, then duration and velocity conditioned on both. `previous` is each row's
  * last note (chord-order masks). z stays the caller's; everything else made here is freed.
  * Used by stateful decoding and by whole-window re-feed (src/model/refeed.ts) alike.
+ * `pitchBias` (a key-conditioned model's key table row per request) is added to the pitch logits.
  */
-export function sampleNotes(w: Weights, z: tf.Tensor2D, requests: readonly SampleRequest[], previous: readonly (NoteToken | undefined)[], rngs: readonly Random[]): NoteToken[] {
+export function sampleNotes(w: Weights, z: tf.Tensor2D, requests: readonly SampleRequest[], previous: readonly (NoteToken | undefined)[], rngs: readonly Random[], pitchBias?: readonly Float32Array[]): NoteToken[] {
   const [DT, PITCH, DUR, VEL] = HEAD_SIZES;
   const dtLogits = headLogits(w, z, 'dt');
   const dtValues = dtLogits.dataSync();
@@ -227,8 +228,9 @@ export function sampleNotes(w: Weights, z: tf.Tensor2D, requests: readonly Sampl
   const z2 = conditionOn(w, z, 'dt', dtHot);
   dtHot.dispose();
   const pitchLogits = headLogits(w, z2, 'pitch');
-  const pitchValues = pitchLogits.dataSync();
+  const pitchValues = pitchLogits.dataSync() as Float32Array;
   pitchLogits.dispose();
+  if (pitchBias) pitchBias.forEach((row, r) => row.forEach((v, i) => (pitchValues[r * PITCH + i] += v)));
   const pitches = requests.map((req, r) => {
     const prev = previous[r];
     const floor = dts[r] === 0 && prev !== undefined ? prev.pitch - PITCH_MIN : -1;
@@ -337,6 +339,14 @@ function primeRing(w: Weights, h: Hyperparameters, bias: RingConstants, table: F
   return state;
 }
 
+/** Each request's row of the key→pitch table (models with `keyPitch`), or undefined. */
+function keyPitchRows(w: Weights, h: Hyperparameters, requests: readonly SampleRequest[]): Float32Array[] | undefined {
+  if (!hasKeyPitch(h)) return undefined;
+  const table = w['head/keypitch'].dataSync() as Float32Array;
+  const width = HEAD_SIZES[1];
+  return requests.map((r) => table.slice((r.key ?? ANY_KEY) * width, ((r.key ?? ANY_KEY) + 1) * width));
+}
+
 /**
  * generateTokens for the long-context model (src/model/longContext.ts): each step runs the LSTM
  * on the previous notes, attends over every row's ring of earlier notes, samples, and writes the
@@ -349,6 +359,7 @@ function generateLongContextTokens(w: Weights, h: Hyperparameters, composerCount
   const bias = ringConstants(w, h);
   const composers = requests.map((r) => r.composer);
   const total = Math.max(...requests.map((r) => r.notes));
+  const pitchBias = keyPitchRows(w, h, requests);
   let state: RingState | undefined;
   try {
     state = concatRings(primers.map((p, r) => (p.length > 0 ? primeRing(w, h, bias, table, requests[r], composerCount, p) : initialRing(h, [requests[r].key ?? ANY_KEY], w))));
@@ -356,7 +367,7 @@ function generateLongContextTokens(w: Weights, h: Hyperparameters, composerCount
       const { o, z } = longContextStep(w, h, state, bias, table, rows.previous, rows.onset.map((t) => t % STEPS_PER_BEAT), composers, composerCount);
       let tokens: NoteToken[];
       try {
-        tokens = sampleNotes(w, z, requests, rows.previous, rows.rngs);
+        tokens = sampleNotes(w, z, requests, rows.previous, rows.rngs, pitchBias);
         const notes = noteOneHots(tokens);
         commitNotes(w, h, state, o, notes);
         notes.dispose();

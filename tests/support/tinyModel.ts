@@ -12,7 +12,7 @@ import { tokenSchemeSpec } from '../../src/tokens/tokenize.ts';
 export const TINY_HYPERPARAMETERS: Hyperparameters = { hidden: 16, layers: 1, attentionDim: 8, attentionWindow: 8, headDim: 16, window: 32 };
 
 /** A long-context model of the same size: 2 heads of 4, 24 notes of memory, a key input. */
-export const TINY_LONG_CONTEXT_HYPERPARAMETERS: Hyperparameters = { hidden: 16, layers: 1, attentionDim: 8, attentionWindow: 0, headDim: 16, window: 16, memory: 24, heads: 2, relativeBuckets: 8, keys: true, dropout: 0 };
+export const TINY_LONG_CONTEXT_HYPERPARAMETERS: Hyperparameters = { hidden: 16, layers: 1, attentionDim: 8, attentionWindow: 0, headDim: 16, window: 16, memory: 24, heads: 2, relativeBuckets: 8, keys: true, dropout: 0, keyPitch: true };
 
 export async function createTinyModel(dir: string, composers = ['Chopin', 'Mozart'], seed = 3, hyperparameters = TINY_HYPERPARAMETERS): Promise<ModelSpec> {
   const width = inputWidth(composers.length);
