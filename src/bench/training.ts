@@ -13,7 +13,7 @@ import { seededRandom, shuffleInPlace } from '../model/random.ts';
 import { buildBatch, chunkPieces, disposeBatch, type Chunk, type TokenPiece } from '../train/batches.ts';
 import { clippedAdamStep, trainStep } from '../train/fit.ts';
 import { withKeyLabels } from '../train/fitLongContext.ts';
-import { disposeChunk, PieceStream, planRows } from '../train/stream.ts';
+import { DEFAULT_INPUT_NOISE, disposeChunk, PieceStream, planRows } from '../train/stream.ts';
 import { trainStepFlops } from './flops.ts';
 import { median } from './stats.ts';
 
@@ -154,7 +154,7 @@ export interface LongContextStepFigures {
 // `nocturne train --arch long-context`'s defaults (src/cli/train.ts): they change what the
 // chunks hold, not the work of a step, but the bench feeds what training feeds.
 const LONG_CONTEXT_LEARNING_RATE = 0.002;
-const LONG_CONTEXT_AUGMENTATION = { transpose: 6, composerDropout: 0.1, keyDropout: 0.2 };
+const LONG_CONTEXT_AUGMENTATION = { transpose: 6, composerDropout: 0.1, keyDropout: 0.2, inputNoise: DEFAULT_INPUT_NOISE };
 
 /**
  * The long-context training step, as streamEpoch runs it for each chunk: whole pieces streamed

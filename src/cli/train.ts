@@ -3,6 +3,7 @@ import { basename, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { initBackend, type BackendChoice } from '../model/backend.ts';
 import { LONG_CONTEXT_HYPERPARAMETERS } from '../model/longContext.ts';
+import { DEFAULT_INPUT_NOISE } from '../train/stream.ts';
 import { DEFAULT_HYPERPARAMETERS, type Hyperparameters } from '../model/network.ts';
 import { composerTable, corpusHash, readTrainingCorpus } from '../train/corpus.ts';
 import { trainModel } from '../train/fit.ts';
@@ -30,8 +31,9 @@ N-th window per epoch (default 1), --max-minutes is checked after every batch, -
 (default 2) sets the rarest event kept in the vocabulary; defaults --window 100, --hidden 128,
 --layers 2, --batch 64, --lr 0.002, --epochs 20; --patience and --resume do not apply.
 With --arch long-context (whole pieces in order, attention over the last --memory notes plus
-the chunk, a key input): --memory N (default 512), --heads N (default 4), --key-dropout X
-(default 0.2), --transpose N (default 6); defaults --lr 0.002, --batch 16.`;
+the chunk, a key input): --memory N (default 512), --heads N (default 3), --key-dropout X
+(default 0.2), --input-noise X (default 0.05: the share of notes read back with a displaced
+pitch, against copy loops), --transpose N (default 6); defaults --lr 0.002, --batch 16.`;
 
 export const ARCHES = ['lstm-attention', 'long-context', 'seed'] as const;
 
@@ -59,6 +61,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
       memory: { type: 'string' },
       heads: { type: 'string' },
       'key-dropout': { type: 'string' },
+      'input-noise': { type: 'string' },
       transpose: { type: 'string' },
     },
     strict: true,
@@ -68,7 +71,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   if (!values.out) problems.push('--out DIR is required');
   const longContext = archArgument(argv) === 'long-context';
   const base = longContext ? LONG_CONTEXT_HYPERPARAMETERS : DEFAULT_HYPERPARAMETERS;
-  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
+  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
   const epochs = collect(() => intOption('--epochs', values.epochs, 30, 1, 10_000), 30);
   const batchDefault = longContext ? 16 : 32;
   const batchSize = collect(() => intOption('--batch', values.batch, batchDefault, 1, 1024), batchDefault);
@@ -77,6 +80,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   const transposeDefault = longContext ? 6 : 3;
   const transpose = collect(() => intOption('--transpose', values.transpose, transposeDefault, 0, 12), transposeDefault);
   const keyDropout = collect(() => numberOption('--key-dropout', values['key-dropout'], 0.2, 0, 1), 0.2);
+  const inputNoise = collect(() => numberOption('--input-noise', values['input-noise'], DEFAULT_INPUT_NOISE, 0, 0.5), DEFAULT_INPUT_NOISE);
   const patience = collect(() => intOption('--patience', values.patience, 3, 1, 1000), 3);
   const seed = collect(() => intOption('--seed', values.seed, 1, 0, 2 ** 31), 1);
   const maxMinutes = values['max-minutes'] ? collect(() => numberOption('--max-minutes', values['max-minutes'], 0, 0.01, 1e6), undefined) : undefined;
@@ -116,6 +120,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
     transpose,
     composerDropout: 0.1,
     keyDropout,
+    inputNoise,
     initialWeights: values['init-from'] ? resolve(values['init-from']) : undefined,
     seed,
     resume: values.resume ?? false,

@@ -30,6 +30,7 @@ import { readModelSpec, writeFileAtomic } from '../model/folder.ts';
 import { tokenize } from '../tokens/tokenize.ts';
 import { composerTable, corpusHash, listCorpus, loadCorpus, splitByPiece, type CorpusPiece } from '../train/corpus.ts';
 import { trainModel } from '../train/fit.ts';
+import { DEFAULT_INPUT_NOISE } from '../train/stream.ts';
 import type { CommunityConfig } from './config.ts';
 import { composerFor, planComposers, writeExpandedModel } from './composerSlots.ts';
 import { Contributions, type ContributionRecord } from './contributions.ts';
@@ -324,6 +325,7 @@ async function runLocked(
     transpose: 3,
     composerDropout: 0.1,
     keyDropout: 0.2,
+    inputNoise: DEFAULT_INPUT_NOISE,
     decoding: fromScratch ? undefined : servingSpec.decoding,
     seed: seq,
     resume: false,

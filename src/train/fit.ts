@@ -55,6 +55,8 @@ export interface TrainOptions extends TrainingRunOptions {
   initialWeights?: string;
   /** Long-context models with keys: probability that a chunk's key label is "any key". */
   keyDropout?: number;
+  /** Long-context models: probability that a note is read back with a displaced pitch (noisy teacher forcing). */
+  inputNoise?: number;
   /** Decoding to record in the spec (a fine-tuned model keeps its parent's). */
   decoding?: ModelSpec['decoding'];
 }
@@ -176,7 +178,7 @@ export async function trainModel(o: TrainOptions): Promise<ModelSpec> {
       clipNorm: o.clipNorm,
       transpose: o.transpose,
       composerDropout: o.composerDropout,
-      ...(isLongContext(h) ? { keyDropout: o.keyDropout ?? 0 } : {}),
+      ...(isLongContext(h) ? { keyDropout: o.keyDropout ?? 0, inputNoise: o.inputNoise ?? 0 } : {}),
       seed: o.seed,
       backend: currentBackend() ?? 'unknown',
       machine: trainingMachine(),
@@ -208,6 +210,7 @@ export async function trainModel(o: TrainOptions): Promise<ModelSpec> {
         transpose: o.transpose,
         composerDropout: o.composerDropout,
         keyDropout: o.keyDropout ?? 0,
+        inputNoise: o.inputNoise ?? 0,
         rng,
         step: (loss) => clippedAdamStep(optimizer, weights, names, loss, o.clipNorm),
         progress: (done, total, meanLoss, seen) => {

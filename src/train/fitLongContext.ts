@@ -22,6 +22,8 @@ export interface StreamEpochOptions {
   transpose: number;
   composerDropout: number;
   keyDropout: number;
+  /** Probability that a note is read back displaced (stream.ts inputNoise). */
+  inputNoise: number;
   rng: Random;
   /** One optimiser step on a loss; returns its value (fit.ts's clipped Adam). */
   step: (loss: () => tf.Scalar) => number;
@@ -59,7 +61,7 @@ function forEachChunk(weights: Weights, h: Hyperparameters, stream: PieceStream,
 export function streamEpoch(weights: Weights, h: Hyperparameters, pieces: readonly StreamPiece[], o: StreamEpochOptions): { loss: number; tokens: number; steps: number } {
   const queues = planRows(pieces, o.batchSize, o.rng);
   const total = streamSteps(pieces, queues, h.window);
-  const stream = new PieceStream(pieces, queues, { window: h.window, composerIndex: o.composerIndex, composers: o.composers, transpose: o.transpose, composerDropout: o.composerDropout, keyDropout: o.keyDropout, keyed: h.keys, rng: o.rng });
+  const stream = new PieceStream(pieces, queues, { window: h.window, composerIndex: o.composerIndex, composers: o.composers, transpose: o.transpose, composerDropout: o.composerDropout, keyDropout: o.keyDropout, inputNoise: o.inputNoise, keyed: h.keys, rng: o.rng });
   let lossSum = 0;
   let tokens = 0;
   let steps = 0;

@@ -8,7 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { HEAD_SIZES, inputWidth, targetIndices, writeInputRow } from '../model/features.ts';
-import type { ChunkBatch } from '../model/longContext.ts';
+import { NOTE_WIDTH, writeNoteRow, type ChunkBatch } from '../model/longContext.ts';
 import type { Random } from '../model/random.ts';
 import { ANY_KEY, KEY_SLOTS, transposeKey } from '../tokens/key.ts';
 import { PITCH_MAX, PITCH_MIN, STEPS_PER_BEAT, beatPositions, type NoteToken } from '../tokens/tokenize.ts';
@@ -27,6 +27,8 @@ interface Cursor {
   composer: number;
   /** Memory slots of this piece so far (0 at a piece's first chunk). */
   memory: number;
+  /** The last note of the previous chunk as the next step reads it (displaced or not). */
+  readBack?: NoteToken;
 }
 
 export interface StreamOptions {
@@ -40,7 +42,23 @@ export interface StreamOptions {
   /** Probability that a chunk's key label is "any key". */
   keyDropout?: number;
   keyed?: boolean;
+  /**
+   * Probability that a note, where it is read as the input of the next step, has its pitch moved
+   * by 1 to 7 semitones (the target stays true). Noisy teacher forcing: the model learns that the
+   * notes it reads back may be wrong, which keeps it from copying itself into a loop at sampling.
+   */
+  inputNoise?: number;
   rng?: Random;
+}
+
+/** Default share of notes read back displaced when a long-context model trains (CLI and retraining). */
+export const DEFAULT_INPUT_NOISE = 0.05;
+
+/** `t` with its pitch moved by ±1..7 semitones, kept on the keyboard. */
+export function displacePitch(t: NoteToken, rng: Random): NoteToken {
+  const step = 1 + Math.floor(rng.next() * 7);
+  const up = rng.next() < 0.5 ? t.pitch + step <= PITCH_MAX : t.pitch - step < PITCH_MIN;
+  return { ...t, pitch: up ? t.pitch + step : t.pitch - step };
 }
 
 export interface StreamChunk {
@@ -135,6 +153,8 @@ export class PieceStream {
     const inputs = new Float32Array(T * B * D);
     const targets = HEAD_SIZES.map((n) => new Float32Array(T * B * n));
     const keyInputs = this.o.keyed ? new Float32Array(T * B * KEY_SLOTS) : undefined;
+    const noise = this.o.rng && this.o.inputNoise ? this.o.inputNoise : 0;
+    const noteRows = noise > 0 ? new Float32Array(T * B * NOTE_WIDTH) : undefined;
     const keep: number[] = [];
     const memory: number[] = [];
     let real = 0;
@@ -147,16 +167,22 @@ export class PieceStream {
       const moved = (t: NoteToken): NoteToken => (c.shift ? { ...t, pitch: t.pitch + c.shift } : t);
       const to = Math.min(piece.tokens.length, c.pos + T);
       const chunkKeyDropped = this.o.rng && this.o.keyDropout ? this.o.rng.next() < this.o.keyDropout : false;
+      let previous = c.pos > 0 ? c.readBack : undefined;
       for (let i = c.pos; i < to; i++) {
         const row = (i - c.pos) * B + b;
-        writeInputRow(inputs, row * D, i > 0 ? moved(piece.tokens[i - 1]) : undefined, i > 0 ? positions[i - 1] % STEPS_PER_BEAT : 0, c.composer);
-        targetIndices(moved(piece.tokens[i])).forEach((cls, h) => (targets[h][row * HEAD_SIZES[h] + cls] = 1));
+        writeInputRow(inputs, row * D, previous, i > 0 ? positions[i - 1] % STEPS_PER_BEAT : 0, c.composer);
+        const target = moved(piece.tokens[i]);
+        targetIndices(target).forEach((cls, h) => (targets[h][row * HEAD_SIZES[h] + cls] = 1));
+        // The note as the next step and the attention values read it back: sometimes displaced.
+        previous = noteRows && this.o.rng!.next() < noise ? displacePitch(target, this.o.rng!) : target;
+        if (noteRows) writeNoteRow(noteRows, row, previous);
         if (keyInputs) {
           const key = chunkKeyDropped || !piece.keys ? ANY_KEY : transposeKey(piece.keys[i], c.shift);
           keyInputs[row * KEY_SLOTS + key] = 1;
         }
         real++;
       }
+      c.readBack = previous;
       c.memory += to - c.pos;
       c.pos = to;
       if (to >= piece.tokens.length) c.piece = -1; // the next chunk starts this row's next piece
@@ -165,6 +191,7 @@ export class PieceStream {
       inputs: tf.tensor2d(inputs, [T * B, D]),
       targets: targets.map((t, h) => tf.tensor2d(t, [T * B, HEAD_SIZES[h]])) as ChunkBatch['targets'],
       keyInputs: keyInputs ? tf.tensor2d(keyInputs, [T * B, KEY_SLOTS]) : undefined,
+      noteRows: noteRows ? tf.tensor2d(noteRows, [T * B, NOTE_WIDTH]) : undefined,
       batch: B,
       steps: T,
       realTargets: real,
@@ -174,5 +201,5 @@ export class PieceStream {
 }
 
 export function disposeChunk(b: ChunkBatch): void {
-  tf.dispose([b.inputs, ...b.targets, ...(b.keyInputs ? [b.keyInputs] : [])]);
+  tf.dispose([b.inputs, ...b.targets, ...(b.keyInputs ? [b.keyInputs] : []), ...(b.noteRows ? [b.noteRows] : [])]);
 }
