@@ -15,6 +15,7 @@ import {
   excerpts,
   groupedFolds,
   intervalRepetition,
+  longestLoop,
   keyClarity,
   KEYS,
   logIoiStd,
@@ -74,6 +75,17 @@ describe('realism features on hand-built excerpts', () => {
     // An 8-note window is 7 steps: the copy's only one repeats the motif's.
     close(intervalRepetition(tokens, 8), 1 / 9);
     assert.equal(intervalRepetition(tokens, 1), 0);
+  });
+
+  test('longest loop: a hammered note, a repeated figure, and a figure broken by one note', () => {
+    assert.equal(longestLoop(melody(Array(40).fill(97))), 40, 'one note 40 times');
+    const figure = [48, 55, 52, 55];
+    assert.equal(longestLoop(melody([60, ...figure, ...figure, ...figure, 72])), 12, 'an Alberti figure three times');
+    assert.equal(longestLoop(melody([...figure, ...figure, 50, ...figure])), 8, 'a changed note ends the loop');
+    assert.equal(longestLoop([...melody([60, 62]), ...melody([60, 62], 6)]), 1, 'the same pitches in another rhythm do not loop');
+    const rising = melody(Array.from({ length: 30 }, (_, i) => 30 + i));
+    assert.equal(longestLoop(rising), 1);
+    assert.equal(longestLoop([]), 0);
   });
 
   test('rhythm: std of ln IOI, quarter-note and triplet gaps ignore chord notes and the first dt', () => {

@@ -76,6 +76,29 @@ export function intervalRepetition(tokens: readonly NoteToken[], n: number): num
   return repeatedNgramShare(steps, n - 1);
 }
 
+/** Longest period looked at by longestLoop: a bar of sixteenths. */
+export const LOOP_MAX_PERIOD = 16;
+
+/**
+ * Length in notes of the longest stretch that keeps repeating itself: every note has the pitch
+ * and onset gap of the note `period` before it, for one period of 1..LOOP_MAX_PERIOD. A figure
+ * played twice counts two periods (a figure must come round at least twice); a single note
+ * hammered 40 times counts 40; 1 when nothing loops. In the 250-note excerpts of piano-midi.de
+ * the median is 10 and the 95th percentile 39 (an Alberti bass, a trill); a model that copies
+ * itself into a loop runs into the hundreds.
+ */
+export function longestLoop(tokens: readonly NoteToken[], maxPeriod = LOOP_MAX_PERIOD): number {
+  let longest = Math.min(tokens.length, 1);
+  for (let period = 1; period <= maxPeriod && period < tokens.length; period++) {
+    let run = 0;
+    for (let i = period; i < tokens.length; i++) {
+      run = tokens[i].pitch === tokens[i - period].pitch && tokens[i].dt === tokens[i - period].dt ? run + 1 : 0;
+      if (run >= period) longest = Math.max(longest, run + period); // at least twice round
+    }
+  }
+  return longest;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Rhythm and texture
 
@@ -208,6 +231,7 @@ export const REALISM_FEATURES = [
   'intervalRepetition4',
   'intervalRepetition8',
   'intervalRepetition16',
+  'longestLoop',
   'logIoiStd',
   'quarterGapShare',
   'tripletGapShare',
@@ -232,6 +256,7 @@ export const FEATURE_LABELS: Readonly<Record<RealismFeature, string>> = {
   intervalRepetition4: 'interval 4-note repeats',
   intervalRepetition8: 'interval 8-note repeats',
   intervalRepetition16: 'interval 16-note repeats',
+  longestLoop: 'longest loop (notes)',
   logIoiStd: 'std of ln IOI',
   quarterGapShare: 'quarter-note gaps',
   tripletGapShare: 'triplet gaps',
@@ -254,6 +279,7 @@ export function realismFeatures(tokens: readonly NoteToken[]): Record<RealismFea
     intervalRepetition4: intervalRepetition(tokens, 4),
     intervalRepetition8: intervalRepetition(tokens, 8),
     intervalRepetition16: intervalRepetition(tokens, 16),
+    longestLoop: longestLoop(tokens),
     logIoiStd: logIoiStd(tokens),
     quarterGapShare: quarterGapShare(tokens),
     tripletGapShare: tripletGapShare(tokens),
