@@ -89,7 +89,7 @@ function ringPath(w: Weights, piece: StreamPiece, key: number): number[][] {
     const { o, z } = ringStep(w, H, state, bias, x, () => assert.fail('dense inputs need no projection'));
     rows.push(z.arraySync()[0]);
     const hot = noteOneHots([note]);
-    commitNotes(w, H, state, o, hot);
+    commitNotes(w, state, bias, o, hot);
     tf.dispose([x, o, z, hot]);
   });
   disposeRing(state);

@@ -18,6 +18,9 @@
  * The relative bias: distance d = t - j (1 .. memory + window - 1) falls in one of
  * `relativeBuckets` buckets, exact for short distances and log-spaced beyond; each head
  * learns one bias per bucket.
+ *
+ * With `keys` the key label enters the LSTM input, and with `keyPitch` also the pitch logits
+ * through a learned [key, pitch] table, so that a requested key holds from the first note.
  */
 import * as tf from '@tensorflow/tfjs';
 import { KEY_SLOTS } from '../tokens/key.ts';
@@ -318,84 +321,100 @@ export function memoryMaskFor(valid: readonly number[], M: number): tf.Tensor2D 
 // ---------------------------------------------------------------------------------------------
 // Sampling: one step at a time with a ring of slots.
 //
-// Every wasm kernel call costs tens of microseconds, so the ring is laid out for the fewest
-// calls per note: slot 0 of each row and head is the null slot (key knull, value 0) and slots
-// 1..R hold the notes, oldest first; keys are stored transposed ([dk, R+1] per row and head) so
-// that the scores are one product with no transpose; the relative bias and the mask of empty
-// slots are one host-built tensor, rebuilt only while some ring is still filling; the query
-// weights carry the 1/sqrt(dk) scale.
+// The ring lives on the host, circular: each row and head holds R slots of keys and values
+// ([B, heads, R, dk]), a note is written over the oldest slot, and nothing moves. A tensor ring
+// had to be shifted every note (two 0.5 MB copies per array on wasm, most of a step's time), and
+// its fixed shape paid for every empty slot; here a step reads only the filled slots, which for
+// a 500-note piece is half the ring on average. The LSTM, the query and the heads stay tensor
+// ops; the attention itself (R·dk products per head) is a plain loop, in the order that makes
+// every read contiguous. The query weights carry the 1/sqrt(dk) scale.
 
-/** Decoding state of B rows: LSTM state per layer and a ring of R note slots per row and head. */
+/** Decoding state of B rows: LSTM state per layer and a circular ring of R note slots per row and head. */
 export interface RingState {
   h: tf.Tensor2D[];
   c: tf.Tensor2D[];
-  /** [B*heads*dk, R+1]: for row (b, head), dk rows of slot keys; column 0 is the null key. */
-  keys: tf.Tensor2D;
-  /** [B*heads, (R+1)*dk]: row (b, head), slot values of dk each; slot 0 (null) is zero. */
-  values: tf.Tensor2D;
-  /** Notes in each row's ring (the newest `filled` slots are real). */
+  /** [B, heads, R, dk]: slot keys, circular; row b's next write goes to slot next[b]. */
+  keys: Float32Array;
+  /** [B, heads, R, dk]: slot values, laid out as the keys. */
+  values: Float32Array;
+  /** Per row: the slot the next note is written to. */
+  next: number[];
+  /** Notes in each row's ring (at most R; the newest `filled` slots are real). */
   filled: number[];
   /** Each row's key-input row [B, 4H] (key-conditioned models). */
   keyRows?: tf.Tensor2D;
-  /** Bias and mask [B, heads, R+1] for the current fill, and the fill it was built for. */
-  scoreBias?: { tensor: tf.Tensor3D; filled: string };
 }
 
-/** What a generation reads once: the scaled query weights and the relative bias on the host. */
+/** What a generation reads once: scaled query weights, the key and value weights side by side, the null keys and the relative bias. */
 export interface RingConstants {
   wq: tf.Tensor2D;
-  /** [heads, R]: bias of note slot s (1..R), which is R + 1 - s notes back. */
+  /** [H, 2A]: attn/wk then attn/wv, so that a slot's key and value are one product. */
+  wkv: tf.Tensor2D;
+  /** [heads, dk]: each head's null key (its value is zero). */
+  knull: Float32Array;
+  /** [heads, R]: bias of the note `d + 1` notes back, at [k * R + d]. */
   bias: Float32Array;
+  heads: number;
+  dk: number;
+  R: number;
 }
 
 export function ringConstants(w: Weights, h: Hyperparameters): RingConstants {
   const heads = h.heads ?? 1;
+  const dk = h.attentionDim / heads;
   const R = ringLength(h);
   const buckets = h.relativeBuckets ?? 32;
   const table = w['attn/bias'].dataSync();
   const bias = new Float32Array(heads * R);
-  for (let s = 0; s < R; s++) {
-    const bucket = relativeBucket(R - s, buckets, R);
-    for (let k = 0; k < heads; k++) bias[k * R + s] = table[bucket * heads + k];
+  for (let d = 0; d < R; d++) {
+    const bucket = relativeBucket(d + 1, buckets, R);
+    for (let k = 0; k < heads; k++) bias[k * R + d] = table[bucket * heads + k];
   }
-  const wq = tf.tidy(() => tf.mul(w['attn/wq'], 1 / Math.sqrt(h.attentionDim / heads)) as tf.Tensor2D);
-  return { wq, bias };
+  const wq = tf.tidy(() => tf.mul(w['attn/wq'], 1 / Math.sqrt(dk)) as tf.Tensor2D);
+  const wkv = tf.concat([w['attn/wk'], w['attn/wv']], 1) as tf.Tensor2D;
+  return { wq, wkv, knull: w['attn/knull'].dataSync() as Float32Array, bias, heads, dk, R };
 }
 
 export function disposeRingConstants(c: RingConstants): void {
-  c.wq.dispose();
+  tf.dispose([c.wq, c.wkv]);
 }
 
 export function initialRing(h: Hyperparameters, keys: readonly number[], w: Weights): RingState {
   const B = keys.length;
-  const heads = h.heads ?? 1;
-  const R = ringLength(h);
-  const dk = h.attentionDim / heads;
-  return tf.tidy(() => {
-    const nullKeys = (w['attn/knull'] as tf.Tensor1D).reshape([1, heads * dk, 1]).tile([B, 1, 1]).reshape([B * heads * dk, 1]);
-    return {
-      h: Array.from({ length: h.layers }, () => tf.zeros([B, h.hidden]) as tf.Tensor2D),
-      c: Array.from({ length: h.layers }, () => tf.zeros([B, h.hidden]) as tf.Tensor2D),
-      keys: tf.concat([nullKeys, tf.zeros([B * heads * dk, R])], 1) as tf.Tensor2D,
-      values: tf.zeros([B * heads, (R + 1) * dk]) as tf.Tensor2D,
-      filled: new Array(B).fill(0),
-      keyRows: h.keys ? (tf.matMul(oneHotRows(keys as number[], KEY_SLOTS), w['lstm0/wkey'] as tf.Tensor2D) as tf.Tensor2D) : undefined,
-    };
-  });
+  const size = B * h.attentionDim * ringLength(h);
+  return {
+    h: Array.from({ length: h.layers }, () => tf.zeros([B, h.hidden]) as tf.Tensor2D),
+    c: Array.from({ length: h.layers }, () => tf.zeros([B, h.hidden]) as tf.Tensor2D),
+    keys: new Float32Array(size),
+    values: new Float32Array(size),
+    next: new Array(B).fill(0),
+    filled: new Array(B).fill(0),
+    keyRows: h.keys ? tf.tidy(() => tf.matMul(oneHotRows(keys as number[], KEY_SLOTS), w['lstm0/wkey'] as tf.Tensor2D) as tf.Tensor2D) : undefined,
+  };
 }
 
 export function disposeRing(s: RingState): void {
-  tf.dispose([...s.h, ...s.c, s.keys, s.values, ...(s.keyRows ? [s.keyRows] : []), ...(s.scoreBias ? [s.scoreBias.tensor] : [])]);
+  tf.dispose([...s.h, ...s.c, ...(s.keyRows ? [s.keyRows] : [])]);
 }
 
 /** Joins single-row states into one batch (disposes the parts). */
 export function concatRings(states: RingState[]): RingState {
   if (states.length === 1) return states[0];
+  const join = (parts: Float32Array[]) => {
+    const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+    let offset = 0;
+    for (const p of parts) {
+      out.set(p, offset);
+      offset += p.length;
+    }
+    return out;
+  };
   const joined: RingState = {
     h: states[0].h.map((_, l) => tf.concat(states.map((s) => s.h[l]), 0) as tf.Tensor2D),
     c: states[0].c.map((_, l) => tf.concat(states.map((s) => s.c[l]), 0) as tf.Tensor2D),
-    keys: tf.concat(states.map((s) => s.keys), 0) as tf.Tensor2D,
-    values: tf.concat(states.map((s) => s.values), 0) as tf.Tensor2D,
+    keys: join(states.map((s) => s.keys)),
+    values: join(states.map((s) => s.values)),
+    next: states.flatMap((s) => s.next),
     filled: states.flatMap((s) => s.filled),
     keyRows: states[0].keyRows ? (tf.concat(states.map((s) => s.keyRows!), 0) as tf.Tensor2D) : undefined,
   };
@@ -409,23 +428,52 @@ export function oneHotRows(indices: readonly number[], classes: number): tf.Tens
   return tf.tensor2d(data, [indices.length, classes]);
 }
 
-/** The bias and mask of every slot for the rings' current fill (cached once every ring is full). */
-function scoreBias(state: RingState, constants: RingConstants, heads: number, R: number): tf.Tensor3D {
-  const key = state.filled.every((f) => f >= R) ? 'full' : state.filled.join(',');
-  if (state.scoreBias?.filled === key) return state.scoreBias.tensor;
-  state.scoreBias?.tensor.dispose();
+/** Scratch for the attention weights of one row and head (the null slot and R notes). */
+let scratchScores = new Float64Array(1024);
+
+/**
+ * Attention of every row and head over its ring: q [B, heads*dk] (scaled) → context [B, heads*dk].
+ * The null slot scores q·knull and contributes nothing; note slots score q·key + bias(distance).
+ */
+export function ringAttention(state: RingState, c: RingConstants, q: Float32Array): Float32Array {
+  const { heads, dk, R, knull, bias } = c;
+  const { keys, values } = state;
   const B = state.filled.length;
-  const out = new Float32Array(B * heads * (R + 1));
-  state.filled.forEach((f, b) => {
+  const A = heads * dk;
+  const context = new Float32Array(B * A);
+  if (scratchScores.length < R) scratchScores = new Float64Array(R);
+  const scores = scratchScores;
+  for (let b = 0; b < B; b++) {
+    const filled = state.filled[b];
+    const newest = (state.next[b] + R - 1) % R;
     for (let k = 0; k < heads; k++) {
-      const row = (b * heads + k) * (R + 1);
-      // Slot 0 (null) has no bias; empty slots are masked.
-      for (let s = 1; s <= R; s++) out[row + s] = s > R - Math.min(f, R) ? constants.bias[k * R + s - 1] : -1e9;
+      const qo = b * A + k * dk;
+      const ring = (b * heads + k) * R * dk;
+      let nullScore = 0;
+      for (let i = 0; i < dk; i++) nullScore += q[qo + i] * knull[k * dk + i];
+      let max = nullScore;
+      // d notes back is slot newest - d, wrapping once below zero.
+      for (let d = 0, slot = newest; d < filled; d++, slot = slot === 0 ? R - 1 : slot - 1) {
+        const at = ring + slot * dk;
+        let score = bias[k * R + d];
+        for (let i = 0; i < dk; i++) score += q[qo + i] * keys[at + i];
+        scores[d] = score;
+        if (score > max) max = score;
+      }
+      let total = Math.exp(nullScore - max);
+      for (let d = 0; d < filled; d++) {
+        const e = Math.exp(scores[d] - max);
+        scores[d] = e;
+        total += e;
+      }
+      for (let d = 0, slot = newest; d < filled; d++, slot = slot === 0 ? R - 1 : slot - 1) {
+        const p = scores[d] / total;
+        const at = ring + slot * dk;
+        for (let i = 0; i < dk; i++) context[qo + i] += p * values[at + i];
+      }
     }
-  });
-  const tensor = tf.tensor3d(out, [B, heads, R + 1]);
-  state.scoreBias = { tensor, filled: key };
-  return tensor;
+  }
+  return context;
 }
 
 /**
@@ -436,12 +484,7 @@ function scoreBias(state: RingState, constants: RingConstants, heads: number, R:
 export function ringStep(w: Weights, h: Hyperparameters, state: RingState, constants: RingConstants, inputs: tf.Tensor2D | SparseInputs, project: (s: SparseInputs, n: number) => tf.Tensor2D): { o: tf.Tensor2D; z: tf.Tensor2D } {
   const sparse = inputs instanceof tf.Tensor ? undefined : inputs;
   const B = state.filled.length;
-  const heads = h.heads ?? 1;
-  const A = h.attentionDim;
-  const dk = A / heads;
-  const R = ringLength(h);
-  const bias = scoreBias(state, constants, heads, R);
-  const result = tf.tidy(() => {
+  const lstm = tf.tidy(() => {
     let x = inputs as tf.Tensor2D;
     const hs: tf.Tensor2D[] = [];
     const cs: tf.Tensor2D[] = [];
@@ -454,35 +497,40 @@ export function ringStep(w: Weights, h: Hyperparameters, state: RingState, const
       cs.push(cn);
       x = hn;
     }
-    const q = tf.matMul(x, constants.wq).reshape([B * heads, 1, dk]);
-    const scores = tf.matMul(q, state.keys.reshape([B * heads, dk, R + 1])).reshape([B, heads, R + 1]).add(bias);
-    const attention = tf.softmax(scores).reshape([B * heads, 1, R + 1]);
-    const context = tf.matMul(attention, state.values.reshape([B * heads, R + 1, dk])).reshape([B, A]);
-    const z = tf.tanh(tf.add(tf.matMul(tf.concat([x, context], 1), w['head/wz'] as tf.Tensor2D), w['head/bz'])) as tf.Tensor2D;
-    return { hs, cs, o: x.clone(), z }; // o is the caller's to dispose; the state keeps x
+    return { hs, cs, o: x.clone(), q: tf.matMul(x, constants.wq) as tf.Tensor2D }; // o is the caller's; the state keeps x
   });
   tf.dispose([...state.h, ...state.c]);
-  state.h = result.hs;
-  state.c = result.cs;
-  return { o: result.o, z: result.z };
+  state.h = lstm.hs;
+  state.c = lstm.cs;
+  const context = ringAttention(state, constants, lstm.q.dataSync() as Float32Array);
+  lstm.q.dispose();
+  const z = tf.tidy(() => {
+    const ctx = tf.tensor2d(context, [B, h.attentionDim]);
+    return tf.tanh(tf.add(tf.matMul(tf.concat([lstm.o, ctx], 1), w['head/wz'] as tf.Tensor2D), w['head/bz'])) as tf.Tensor2D;
+  });
+  return { o: lstm.o, z };
 }
 
-/** Writes each row's new slot: key from o, value from o and the note just chosen (one-hots [B, NOTE_WIDTH]). */
-export function commitNotes(w: Weights, h: Hyperparameters, state: RingState, o: tf.Tensor2D, notes: tf.Tensor2D): void {
+/** Writes each row's new slot over its oldest: key from o, value from o and the note just chosen (one-hots [B, NOTE_WIDTH]). */
+export function commitNotes(w: Weights, state: RingState, constants: RingConstants, o: tf.Tensor2D, notes: tf.Tensor2D): void {
+  const { heads, dk, R } = constants;
+  const A = heads * dk;
   const B = state.filled.length;
-  const heads = h.heads ?? 1;
-  const dk = h.attentionDim / heads;
-  const R = ringLength(h);
-  const next = tf.tidy(() => {
-    const k = tf.matMul(o, w['attn/wk'] as tf.Tensor2D).reshape([B * heads * dk, 1]);
-    const v = tf.add(tf.matMul(o, w['attn/wv'] as tf.Tensor2D), tf.matMul(notes, w['attn/wnote'] as tf.Tensor2D)).reshape([B * heads, dk]);
-    // Keep the null slot, drop the oldest note, append the newest: 2-D slices (the copy-only patched kernel).
-    const keys = tf.concat([state.keys.slice([0, 0], [B * heads * dk, 1]), state.keys.slice([0, 2], [B * heads * dk, R - 1]), k], 1) as tf.Tensor2D;
-    const values = tf.concat([state.values.slice([0, 0], [B * heads, dk]), state.values.slice([0, 2 * dk], [B * heads, (R - 1) * dk]), v], 1) as tf.Tensor2D;
-    return { keys, values };
+  const kv = tf.tidy(() => {
+    const both = tf.matMul(o, constants.wkv);
+    const [k, v] = tf.split(both, 2, 1);
+    return tf.concat([k, tf.add(v, tf.matMul(notes, w['attn/wnote'] as tf.Tensor2D))], 1);
   });
-  tf.dispose([state.keys, state.values]);
-  state.keys = next.keys;
-  state.values = next.values;
-  state.filled = state.filled.map((f) => Math.min(f + 1, R));
+  const data = kv.dataSync();
+  kv.dispose();
+  for (let b = 0; b < B; b++) {
+    const slot = state.next[b];
+    for (let k = 0; k < heads; k++) {
+      const at = ((b * heads + k) * R + slot) * dk;
+      state.keys.set(data.subarray(b * 2 * A + k * dk, b * 2 * A + (k + 1) * dk), at);
+      state.values.set(data.subarray(b * 2 * A + A + k * dk, b * 2 * A + A + (k + 1) * dk), at);
+    }
+    state.next[b] = (slot + 1) % R;
+    state.filled[b] = Math.min(state.filled[b] + 1, R);
+  }
 }

@@ -333,7 +333,7 @@ function primeRing(w: Weights, h: Hyperparameters, bias: RingConstants, table: F
   for (let i = 0; i < primer.length; i++) {
     const { o, z } = longContextStep(w, h, state, bias, table, [i === 0 ? undefined : primer[i - 1]], [i === 0 ? 0 : positions[i - 1] % STEPS_PER_BEAT], [request.composer], composerCount);
     const notes = noteOneHots([primer[i]]);
-    commitNotes(w, h, state, o, notes);
+    commitNotes(w, state, bias, o, notes);
     tf.dispose([o, z, notes]);
   }
   return state;
@@ -369,7 +369,7 @@ function generateLongContextTokens(w: Weights, h: Hyperparameters, composerCount
       try {
         tokens = sampleNotes(w, z, requests, rows.previous, rows.rngs, pitchBias);
         const notes = noteOneHots(tokens);
-        commitNotes(w, h, state, o, notes);
+        commitNotes(w, state, bias, o, notes);
         notes.dispose();
       } finally {
         tf.dispose([o, z]);
