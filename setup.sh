@@ -10,6 +10,7 @@ cd "$(dirname "$0")"
 need_apt=()
 command -v fluidsynth >/dev/null 2>&1 || need_apt+=(fluidsynth)
 [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need_apt+=(fluid-soundfont-gm)
+command -v xmllint >/dev/null 2>&1 || need_apt+=(libxml2-utils)  # the MusicXML schema test (issue 10)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} with apt-get" >&2
   sudo_cmd=()
