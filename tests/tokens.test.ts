@@ -5,6 +5,7 @@ import { readMidiFile } from '../src/midi/read.ts';
 import { encodeMidi } from '../src/midi/write.ts';
 import { parseMidi } from '../src/midi/read.ts';
 import { listCorpus } from '../src/train/corpus.ts';
+import { seededRandom } from '../src/model/random.ts';
 import { MAX_DUR, MAX_DT, STEPS_PER_BEAT, VELOCITY_CENTRES, beatPositions, detokenize, tokenHash, tokenize, velocityBucket } from '../src/tokens/tokenize.ts';
 
 const DATASET = '../shared/datasets/piano-midi-de';
@@ -64,6 +65,27 @@ describe('token scheme', () => {
     const tokens = tokenize([note(0, 60, 1, 20), note(1, 60, 1, 64), note(2, 60, 1, 120)]);
     assert.deepEqual(tokens.map((t) => t.vel), [0, 4, 7]);
     assert.deepEqual(detokenize(tokens).map((n) => n.velocity), [VELOCITY_CENTRES[0], VELOCITY_CENTRES[4], VELOCITY_CENTRES[7]]);
+  });
+
+  test('spread velocities stay in their bucket, vary, centre on the bucket and repeat with the seed', () => {
+    const tokens = Array.from({ length: 800 }, (_, i) => ({ dt: 3, pitch: 60, dur: 3, vel: i % 8 }));
+    const draw = (seed: number) => {
+      const rng = seededRandom(seed);
+      return detokenize(tokens, 100, 0, () => rng.next()).map((n) => n.velocity);
+    };
+    const v = draw(4);
+    v.forEach((x, i) => {
+      assert.equal(velocityBucket(x), tokens[i].vel, `velocity ${x} left bucket ${tokens[i].vel}`);
+      assert.ok(x >= 15 && x <= 120);
+    });
+    assert.ok(new Set(v).size > 40, `${new Set(v).size} distinct velocities`);
+    for (let b = 0; b < 8; b++) {
+      const inBucket = v.filter((_, i) => tokens[i].vel === b);
+      const mean = inBucket.reduce((s, x) => s + x, 0) / inBucket.length;
+      assert.ok(Math.abs(mean - VELOCITY_CENTRES[b]) < 4, `bucket ${b}: mean ${mean.toFixed(1)} against centre ${VELOCITY_CENTRES[b]}`);
+    }
+    assert.deepEqual(draw(4), v, 'the same seed, the same velocities');
+    assert.notDeepEqual(draw(5), v);
   });
 
   test('out-of-range pitches fold by octaves into the piano, long values clamp', () => {

@@ -9,6 +9,7 @@ import { initBackend, type BackendChoice } from '../model/backend.ts';
 import { DATA_ATTRIBUTION, loadModelFolder, type ModelSpec } from '../model/folder.ts';
 import type { Weights } from '../model/network.ts';
 import { generateTokens, type SampleRequest } from '../model/sampling.ts';
+import { seededRandom } from '../model/random.ts';
 import { formatDuration, parseMidi } from '../midi/read.ts';
 import { writeMidi } from '../midi/write.ts';
 import { RELEASE_TAIL_SECONDS, describeAudioBudget, renderAudio } from '../render/audio.ts';
@@ -31,6 +32,8 @@ export const DEFAULT_TOP_P = 0.95;
  */
 export const SEED_TEMPO_MIN_BPM = 20;
 export const SEED_TEMPO_MAX_BPM = 1000;
+/** Mixed into a request's random seed for its velocity draws, so that they differ from the sampler's. */
+const VELOCITY_SEED_SALT = 0x5ee1;
 
 /** A request the engine cannot honour as given: the message says what to change. */
 export class ComposeInputError extends Error {
@@ -142,7 +145,9 @@ export class Engine {
       resolved.map(async (r, i) => {
         if (r instanceof Error) throw r;
         // The length is known once the notes are: refuse before anything is written or rendered.
-        const notes = detokenize(tokens[valid.indexOf(r)], r.tempoBpm);
+        // Velocities spread inside their buckets, drawn from the request's own seed (reproducible).
+        const velocityDraws = seededRandom(r.sample.randomSeed ^ VELOCITY_SEED_SALT);
+        const notes = detokenize(tokens[valid.indexOf(r)], r.tempoBpm, 0, () => velocityDraws.next());
         const musicSeconds = notes.reduce((m, n) => Math.max(m, n.startSeconds + n.durationSeconds), 0);
         if (musicSeconds > r.maxMusicSeconds) {
           throw new ComposeInputError(`${r.sample.notes} notes at ${r.tempoBpm.toPrecision(3)} BPM would last ${formatDuration(musicSeconds)}, over the limit of ${formatDuration(r.maxMusicSeconds)} of music: ask for fewer notes${r.sample.primer ? ' or use a faster seed' : ''}`);

@@ -85,11 +85,28 @@ export function tokenize(notes: readonly PianoNote[]): NoteToken[] {
   return tokens;
 }
 
+/** Velocities a bucket is written back as when spread: its range (the outer buckets capped at 15 and 120). */
+export const VELOCITY_RANGES: readonly (readonly [number, number])[] = VELOCITY_EDGES.map((hi, b) => [b === 0 ? 15 : VELOCITY_EDGES[b - 1], Math.min(hi - 1, 120)] as const);
+
+/**
+ * A velocity inside bucket `b`, drawn with `uniform` (two draws in [0, 1), a triangular spread
+ * around the bucket's centre), so that a piece has many velocities as played music does instead
+ * of eight.
+ */
+export function spreadVelocity(b: number, uniform: () => number): number {
+  const [lo, hi] = VELOCITY_RANGES[b];
+  const centre = VELOCITY_CENTRES[b];
+  const u = (uniform() + uniform()) / 2; // 0..1, peaked at 1/2
+  const v = u < 0.5 ? lo + (centre - lo) * 2 * u : centre + (hi - centre) * (2 * u - 1);
+  return Math.round(Math.min(hi, Math.max(lo, v)));
+}
+
 /**
  * Tokens → notes, timed in beats and (at a constant tempo) seconds.
- * The first token's dt is ignored: a piece starts at its first note.
+ * The first token's dt is ignored: a piece starts at its first note. Velocities are each
+ * bucket's centre, or spread inside the bucket with `uniform` (spreadVelocity).
  */
-export function detokenize(tokens: readonly NoteToken[], tempoBpm = 100, startBeat = 0): PianoNote[] {
+export function detokenize(tokens: readonly NoteToken[], tempoBpm = 100, startBeat = 0, uniform?: () => number): PianoNote[] {
   const secondsPerBeat = 60 / tempoBpm;
   const notes: PianoNote[] = [];
   let onset = 0;
@@ -99,7 +116,7 @@ export function detokenize(tokens: readonly NoteToken[], tempoBpm = 100, startBe
     const length = t.dur / STEPS_PER_BEAT;
     notes.push({
       pitch: t.pitch,
-      velocity: VELOCITY_CENTRES[t.vel],
+      velocity: uniform ? spreadVelocity(t.vel, uniform) : VELOCITY_CENTRES[t.vel],
       startBeat: beat,
       durationBeats: length,
       startSeconds: beat * secondsPerBeat,
