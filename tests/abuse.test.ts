@@ -18,8 +18,8 @@ import { DiscordAdapter } from '../src/adapters/discord.ts';
 import { SlackAdapter } from '../src/adapters/slack.ts';
 import type { Bot } from '../src/chat/bot.ts';
 import { ConfigError, loadConfig } from '../src/config.ts';
-import { FakeDiscord, type RecordedCall } from './fakes/discordServer.ts';
-import { FakeSlack, fileShareEventBody, postSigned, slashCommandBody } from './fakes/slackApi.ts';
+import { FakeDiscord, type RecordedCall } from '../src/testing/discordServer.ts';
+import { FakeSlack, fileShareEventBody, postSigned, slashCommandBody } from '../src/testing/slackApi.ts';
 import { chatFixture, pianoMidi, type ChatFixture } from './support/chatBot.ts';
 
 const DISCORD_TOKEN = 'MTAwSECRETDSC.fakeZZ9.tokenQQ7';

@@ -1,7 +1,7 @@
 /**
  * The community loop from chat, end to end: `startBot` from a loadConfig'd environment (the tiny
  * community world: 9 corpus pieces, the tiny model as the shipped one) with the real discord.js 14
- * client and the real @slack/bolt 5 app (Socket Mode) against the fakes in tests/fakes, plus the
+ * client and the real @slack/bolt 5 app (Socket Mode) against the fakes in src/testing, plus the
  * terminal adapter in-process. Covers: moderator refusals on both platforms, contributions
  * (accepted, duplicate, drum file, flagged), moderation, models, a real retraining run with
  * progress edits, its verdict and the moderator-channel notice, the engine switch on promotion
@@ -22,8 +22,8 @@ import { Community } from '../src/community/community.ts';
 import { acquireRetrainLock, newLockOwner, readRetrainLock, releaseRetrainLock } from '../src/community/lock.ts';
 import type { RunRecord } from '../src/community/retrain.ts';
 import { loadConfig } from '../src/config.ts';
-import { FakeDiscord, MANAGE_GUILD, type RecordedCall } from './fakes/discordServer.ts';
-import { FakeSlack, fileShareEventBody, slashCommandPayload, type SlackCall } from './fakes/slackApi.ts';
+import { FakeDiscord, MANAGE_GUILD, type RecordedCall } from '../src/testing/discordServer.ts';
+import { FakeSlack, fileShareEventBody, slashCommandPayload, type SlackCall } from '../src/testing/slackApi.ts';
 import { FAST_TEMPO_BPM, drumMidi, isPng, writeTemp } from './support/chatBot.ts';
 import { createCommunityWorld, datasetBytes, NEW_PIECES, outlandishPiece, resaved, TINY_CORPUS, type CommunityWorld } from './support/communityFixture.ts';
 

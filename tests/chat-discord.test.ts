@@ -1,5 +1,5 @@
 /**
- * End to end through the real discord.js 14 client against the fake Discord in tests/fakes:
+ * End to end through the real discord.js 14 client against the fake Discord in src/testing:
  * command registration, autocomplete, /compose with its attachments and buttons, bad input,
  * uploads that are refused, rate limits, and job records that survive a restart.
  */
@@ -11,7 +11,7 @@ import { startBot } from '../src/chat/start.ts';
 import { DEFAULT_QUEUE_LIMITS } from '../src/jobs/queue.ts';
 import { JobStore } from '../src/jobs/store.ts';
 import type { JobRecord } from '../src/jobs/types.ts';
-import { FakeDiscord, MANAGE_GUILD, type RecordedCall } from './fakes/discordServer.ts';
+import { FakeDiscord, MANAGE_GUILD, type RecordedCall } from '../src/testing/discordServer.ts';
 import { chatFixture, drumMidi, isOgg, isPng, isWav, midiNoteCount, pianoMidi, type ChatFixture } from './support/chatBot.ts';
 
 let fake: FakeDiscord;

@@ -1,6 +1,6 @@
 /**
  * Unverified Slack requests, end to end through the real @slack/bolt 5 app against the fake Slack
- * in tests/fakes: anyone can POST to the Request URL, and Bolt warns once per request with a
+ * in src/testing: anyone can POST to the Request URL, and Bolt warns once per request with a
  * missing, wrong or stale signature, so a flood of them flooded the log. Here 50 such requests
  * each get 401 and make one log line at once, and one more line with their count and reasons
  * when the minute is up (at stop, here; with a short interval, by the timer); a signed request
@@ -12,7 +12,7 @@ import { after, before, test } from 'node:test';
 import { SlackAdapter } from '../src/adapters/slack.ts';
 import type { Bot } from '../src/chat/bot.ts';
 import type { SlackConfig } from '../src/config.ts';
-import { FakeSlack, slackSignature, slashCommandBody } from './fakes/slackApi.ts';
+import { FakeSlack, slackSignature, slashCommandBody } from '../src/testing/slackApi.ts';
 import { chatFixture, type ChatFixture } from './support/chatBot.ts';
 
 const SECRET = 'test-signing-secret';

@@ -1,6 +1,6 @@
 /**
  * Slack replays, end to end through the real @slack/bolt 5 app against the fake Slack in
- * tests/fakes, with the job store's SQLite file: the same signed slash command posted twice runs
+ * src/testing, with the job store's SQLite file: the same signed slash command posted twice runs
  * one job (the second is answered 200 and logged, not run); Slack's retry of a file-share event
  * (newly signed, same event id, x-slack-retry-num) runs no second job; a timestamp more than the
  * allowed skew in the future is refused with 401 and runs nothing, while one within it is
@@ -14,7 +14,7 @@ import { Bot } from '../src/chat/bot.ts';
 import type { SlackConfig } from '../src/config.ts';
 import type { JobRecord } from '../src/jobs/types.ts';
 import { Store, storeLocation } from '../src/storage/backend.ts';
-import { FakeSlack, fileShareEventBody, slackSignature, slashCommandBody } from './fakes/slackApi.ts';
+import { FakeSlack, fileShareEventBody, slackSignature, slashCommandBody } from '../src/testing/slackApi.ts';
 import { chatFixture, pianoMidi, type ChatFixture } from './support/chatBot.ts';
 
 const SECRET = 'test-signing-secret';

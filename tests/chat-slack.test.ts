@@ -1,5 +1,5 @@
 /**
- * End to end through the real @slack/bolt 5 app against the fake Slack in tests/fakes: signed
+ * End to end through the real @slack/bolt 5 app against the fake Slack in src/testing: signed
  * slash commands (and a forged one), progress and files.uploadV2, Block Kit buttons, MIDI files
  * shared with "continue" (good, not MIDI, drums, too big), the umbrella command, and Socket Mode.
  */
@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { SlackAdapter } from '../src/adapters/slack.ts';
 import type { Bot } from '../src/chat/bot.ts';
 import type { SlackConfig } from '../src/config.ts';
-import { FakeSlack, buttonBody, fileShareEventBody, postSigned, slashCommandBody, slashCommandPayload, type SlackCall } from './fakes/slackApi.ts';
+import { FakeSlack, buttonBody, fileShareEventBody, postSigned, slashCommandBody, slashCommandPayload, type SlackCall } from '../src/testing/slackApi.ts';
 import { chatFixture, drumMidi, isOgg, isPng, isWav, midiNoteCount, pianoMidi, type ChatFixture } from './support/chatBot.ts';
 
 const SECRET = 'test-signing-secret';

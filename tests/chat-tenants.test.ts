@@ -1,7 +1,7 @@
 /**
  * Job ids are scoped to the server, workspace or DM that made them (src/jobs/tenant.ts). One bot,
  * driven through the real @slack/bolt app and the real discord.js client at once (against the
- * fakes in tests/fakes), as one process serving both platforms is: a Slack job, continued from an
+ * fakes in src/testing), as one process serving both platforms is: a Slack job, continued from an
  * uploaded seed, is not reachable by /show, /continue <id> or a button from a Discord guild nor
  * from another Slack workspace, each answered exactly as an unknown id, and its seed feeds no job
  * there; the same member (and the same workspace) still reaches it. A Discord button pressed in
@@ -16,8 +16,8 @@ import { SlackAdapter } from '../src/adapters/slack.ts';
 import type { Bot } from '../src/chat/bot.ts';
 import { jobTenant, reachableBy, tenantOf } from '../src/jobs/tenant.ts';
 import type { JobRecord, Requester } from '../src/jobs/types.ts';
-import { FakeDiscord, type RecordedCall } from './fakes/discordServer.ts';
-import { FakeSlack, TEAM_ID, buttonBody, fileShareEventBody, postSigned, slashCommandBody, type SlackCall } from './fakes/slackApi.ts';
+import { FakeDiscord, type RecordedCall } from '../src/testing/discordServer.ts';
+import { FakeSlack, TEAM_ID, buttonBody, fileShareEventBody, postSigned, slashCommandBody, type SlackCall } from '../src/testing/slackApi.ts';
 import { chatFixture, midiNoteCount, pianoMidi, type ChatFixture } from './support/chatBot.ts';
 
 const SECRET = 'test-signing-secret';

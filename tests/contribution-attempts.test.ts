@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { startBot } from '../src/chat/start.ts';
 import { Contributions } from '../src/community/contributions.ts';
 import { loadConfig } from '../src/config.ts';
-import { FakeDiscord, type RecordedCall } from './fakes/discordServer.ts';
+import { FakeDiscord, type RecordedCall } from '../src/testing/discordServer.ts';
 import { FAST_TEMPO_BPM } from './support/chatBot.ts';
 import { createCommunityWorld, datasetBytes, NEW_PIECES, type CommunityWorld } from './support/communityFixture.ts';
 

@@ -19,7 +19,7 @@ import { DEFAULT_QUEUE_LIMITS, JobQueue } from '../src/jobs/queue.ts';
 import { REPLY_TOKEN_USABLE_MS } from '../src/jobs/replyToken.ts';
 import { JobStore } from '../src/jobs/store.ts';
 import type { JobRecord } from '../src/jobs/types.ts';
-import { FakeDiscord, type RecordedCall } from './fakes/discordServer.ts';
+import { FakeDiscord, type RecordedCall } from '../src/testing/discordServer.ts';
 import { chatFixture, midiNoteCount, type ChatFixture } from './support/chatBot.ts';
 
 let fake: FakeDiscord;

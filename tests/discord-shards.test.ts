@@ -12,9 +12,9 @@ import { join } from 'node:path';
 import { ownsJob, shardExecArgv, shardOfGuild, shardRoleFromEnv } from '../src/adapters/discordShards.ts';
 import { ConfigError, loadConfig } from '../src/config.ts';
 import type { JobRecord } from '../src/jobs/types.ts';
-import { FakeDiscord, guildForShard, shardOf, type RecordedCall } from './fakes/discordServer.ts';
+import { FakeDiscord, guildForShard, shardOf, type RecordedCall } from '../src/testing/discordServer.ts';
 import { chatFixture, isOgg, isPng, isWav, midiNoteCount, type ChatFixture } from './support/chatBot.ts';
-import { NocturneProcess, TestRedis, botProcessEnv, redisSkip } from './support/redis.ts';
+import { NocturneProcess, TestRedis, botProcessEnv, redisSkip } from '../src/testing/redis.ts';
 
 const SHARDS = 2;
 /** Two guilds owned by each shard. */

@@ -30,10 +30,10 @@ import { processExists } from '../src/community/lock.ts';
 import type { RunRecord } from '../src/community/retrain.ts';
 import { readLock } from '../src/jobs/redisLock.ts';
 import { retrainLockKey, type RetrainLockInfo } from '../src/jobs/retrainQueue.ts';
-import { FakeDiscord, MANAGE_GUILD, type RecordedCall } from './fakes/discordServer.ts';
+import { FakeDiscord, MANAGE_GUILD, type RecordedCall } from '../src/testing/discordServer.ts';
 import { FAST_TEMPO_BPM, isPng, midiNoteCount } from './support/chatBot.ts';
 import { createCommunityWorld, datasetBytes, NEW_PIECES, type CommunityWorld } from './support/communityFixture.ts';
-import { NocturneProcess, TestRedis, redisSkip } from './support/redis.ts';
+import { NocturneProcess, TestRedis, redisSkip } from '../src/testing/redis.ts';
 
 const GUILD = '800000000000000001';
 const MOD_CHANNEL = '830000000000000001';

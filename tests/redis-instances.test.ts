@@ -9,9 +9,9 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
-import { FakeDiscord, type RecordedCall } from './fakes/discordServer.ts';
+import { FakeDiscord, type RecordedCall } from '../src/testing/discordServer.ts';
 import { chatFixture, midiNoteCount, type ChatFixture } from './support/chatBot.ts';
-import { NocturneProcess, TestRedis, botProcessEnv, redisSkip } from './support/redis.ts';
+import { NocturneProcess, TestRedis, botProcessEnv, redisSkip } from '../src/testing/redis.ts';
 import { JobStore } from '../src/jobs/store.ts';
 import { storeLocation } from '../src/storage/backend.ts';
 

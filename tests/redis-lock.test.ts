@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { RetrainSchedule } from '../src/community/schedule.ts';
 import { RedisLock, readLock, redisRunCoordinator } from '../src/jobs/redisLock.ts';
-import { TestRedis, redisSkip } from './support/redis.ts';
+import { TestRedis, redisSkip } from '../src/testing/redis.ts';
 
 let redis: TestRedis;
 let a: Redis;

@@ -11,7 +11,7 @@ import { Bot } from '../src/chat/bot.ts';
 import type { InfoMessage, Reply, ResultPost } from '../src/chat/command.ts';
 import type { JobInput, JobRecord } from '../src/jobs/types.ts';
 import { chatFixture, type ChatFixture } from './support/chatBot.ts';
-import { NocturneProcess, TestRedis, redisSkip } from './support/redis.ts';
+import { NocturneProcess, TestRedis, redisSkip } from '../src/testing/redis.ts';
 
 let redis: TestRedis;
 let fixture: ChatFixture;

@@ -15,7 +15,7 @@ import type { RunRecord } from '../src/community/retrain.ts';
 import { RETRAIN_QUEUE, RedisRetraining, RetrainJobWorker, type RetrainJobData } from '../src/jobs/retrainQueue.ts';
 import { DEFAULT_REDIS_PREFIX } from '../src/jobs/redisQueue.ts';
 import { NEW_PIECES, createCommunityWorld, datasetBytes, type CommunityWorld } from './support/communityFixture.ts';
-import { TestRedis, redisSkip } from './support/redis.ts';
+import { TestRedis, redisSkip } from '../src/testing/redis.ts';
 
 let redis: TestRedis;
 let world: CommunityWorld;

@@ -10,12 +10,12 @@ import { DiscordAdapter } from '../src/adapters/discord.ts';
 import { Bot } from '../src/chat/bot.ts';
 import { ConfigError, loadConfig, loadWorkerConfig } from '../src/config.ts';
 import { jobDataOf, redactedUrl } from '../src/jobs/redisQueue.ts';
-import { FakeDiscord, type RecordedCall } from './fakes/discordServer.ts';
+import { FakeDiscord, type RecordedCall } from '../src/testing/discordServer.ts';
 import { join } from 'node:path';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createTinyModel } from './support/tinyModel.ts';
 import { chatFixture, isOgg, isPng, isWav, midiNoteCount, type ChatFixture } from './support/chatBot.ts';
-import { NocturneProcess, TestRedis, botProcessEnv, redisSkip } from './support/redis.ts';
+import { NocturneProcess, TestRedis, botProcessEnv, redisSkip } from '../src/testing/redis.ts';
 
 let redis: TestRedis;
 let fake: FakeDiscord;

@@ -8,9 +8,9 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
-import { FakeDiscord } from './fakes/discordServer.ts';
+import { FakeDiscord } from '../src/testing/discordServer.ts';
 import { chatFixture, type ChatFixture } from './support/chatBot.ts';
-import { NocturneProcess } from './support/redis.ts';
+import { NocturneProcess } from '../src/testing/redis.ts';
 import { JobStore } from '../src/jobs/store.ts';
 import { OPEN_STATES } from '../src/jobs/types.ts';
 

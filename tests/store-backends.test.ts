@@ -33,7 +33,7 @@ import { checkStoreUrl, describeStore, POSTGRES_TABLE, REDIS_NAMESPACE_PREFIX, S
 import { chatFixture, type ChatFixture } from './support/chatBot.ts';
 import { createCommunityWorld, datasetBytes, NEW_PIECES, type CommunityWorld } from './support/communityFixture.ts';
 import { postgresSkip } from './support/postgres.ts';
-import { TestRedis, redisSkip } from './support/redis.ts';
+import { TestRedis, redisSkip } from '../src/testing/redis.ts';
 import { storeBackends, type StoreServer } from './support/storeBackends.ts';
 
 const ROOT = join(import.meta.dirname, '..');

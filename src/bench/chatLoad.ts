@@ -1,7 +1,7 @@
 /**
  * Chat load benchmark: N simulated users send `/compose` at the same moment through the real
  * discord.js client, connected to the local fake Discord gateway and REST API of the tests
- * (tests/fakes/discordServer.ts; loopback only). Measures the time from each interaction to the
+ * (src/testing/discordServer.ts; loopback only). Measures the time from each interaction to the
  * final reply with its attachments, jobs lost, throughput, and the same load with batching off
  * (one request per sampling pass) to show what batching changes. Also the idle latency of a
  * single `compose chopin 500`.
@@ -12,7 +12,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FakeDiscord } from '../../tests/fakes/discordServer.ts';
+import { FakeDiscord } from '../testing/discordServer.ts';
 import { DiscordAdapter } from '../adapters/discord.ts';
 import { Bot } from '../chat/bot.ts';
 

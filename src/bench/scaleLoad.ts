@@ -1,6 +1,6 @@
 /**
  * Scale-out load benchmark: N simulated users send `/compose` at once through the real discord.js
- * client and the fake Discord gateway (tests/fakes; loopback only) to a bot that composes through
+ * client and the fake Discord gateway (src/testing; loopback only) to a bot that composes through
  * Redis (BullMQ) with 1, then 2 `nocturne worker` processes on this machine. Reports per worker
  * count: served, lost, throughput, p50/p99/max time to the final reply with its attachments, and
  * the scaling ratio (throughput with 2 workers / with 1).
@@ -14,8 +14,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FakeDiscord } from '../../tests/fakes/discordServer.ts';
-import { NocturneProcess, TestRedis } from '../../tests/support/redis.ts';
+import { FakeDiscord } from '../testing/discordServer.ts';
+import { NocturneProcess, TestRedis } from '../testing/redis.ts';
 import { DiscordAdapter } from '../adapters/discord.ts';
 import { Bot } from '../chat/bot.ts';
 

@@ -12,21 +12,12 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { CommunityConfig } from './config.ts';
 import { releaseRetrainLock } from './lock.ts';
-import type { RetrainOutcome, RetrainProgress, RetrainRequest, RunOptions, RunRecord } from './retrain.ts';
-import type { FromRetrainWorker } from './retrainWorker.ts';
+import type { RetrainOutcome, RetrainProgress, RetrainRequest, RunRecord } from './retrain.ts';
+import type { FromRetrainWorker, RetrainProcessOptions } from './retrainMessages.ts';
 import type { CommunityStore } from './store.ts';
 
 const WORKER = fileURLToPath(new URL('./retrainWorker.ts', import.meta.url));
 const STDERR_KEPT = 4000;
-
-export interface RetrainProcessOptions extends RunOptions {
-  /**
-   * The child ends as soon as this process is gone (its IPC channel closes), and never promotes
-   * after that. A `nocturne worker` sets it: its Redis lock dies with it, so a run that outlived
-   * it would overlap with the run that takes the lock over.
-   */
-  exitWithParent?: boolean;
-}
 
 export class RetrainProcess {
   /** The run's id once the child has taken the lock (from its first progress event). */

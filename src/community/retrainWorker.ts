@@ -7,10 +7,8 @@
  */
 import { initBackend } from '../model/backend.ts';
 import type { CommunityConfig } from './config.ts';
-import { runRetraining, type RetrainOutcome, type RetrainProgress, type RetrainRequest } from './retrain.ts';
-import type { RetrainProcessOptions } from './retrainProcess.ts';
-
-export type FromRetrainWorker = { type: 'progress'; progress: RetrainProgress } | { type: 'outcome'; outcome: RetrainOutcome };
+import { runRetraining, type RetrainRequest } from './retrain.ts';
+import type { FromRetrainWorker, RetrainProcessOptions } from './retrainMessages.ts';
 
 let exitWithParent = false;
 

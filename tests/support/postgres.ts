@@ -10,7 +10,7 @@ import { existsSync, readdirSync, realpathSync } from 'node:fs';
 import { chown, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { freePort } from './redis.ts';
+import { freePort } from '../../src/testing/redis.ts';
 
 /** The folder holding initdb and postgres: beside `initdb` on PATH, else the newest /usr/lib/postgresql/<ver>/bin. */
 function findPostgresBin(): string | undefined {

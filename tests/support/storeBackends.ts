@@ -5,7 +5,7 @@
  */
 import { storeLocation, type StoreLocation } from '../../src/storage/backend.ts';
 import { TestPostgres, postgresSkip } from './postgres.ts';
-import { TestRedis, redisSkip } from './redis.ts';
+import { TestRedis, redisSkip } from '../../src/testing/redis.ts';
 
 export interface StoreServer {
   location(dataDir: string): StoreLocation;
