@@ -1,7 +1,7 @@
 /**
  * A throw-away redis-server on 127.0.0.1 for the scale-out tests (a free port; no persistence
  * unless asked for),
- * and helpers to run real `nocturne` processes against it. `.ci/run` installs redis-server; where
+ * and helpers to run real `nocturne` processes against it. `./setup.sh` installs redis-server; where
  * it is missing the tests skip, unless NOCTURNE_REQUIRE_REDIS=1 (CI) makes that a failure.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -11,7 +11,7 @@ import { join } from 'node:path';
 export const HAVE_REDIS = spawnSync('redis-server', ['--version']).status === 0;
 export const REQUIRE_REDIS = process.env.NOCTURNE_REQUIRE_REDIS === '1';
 /** node:test's skip option for tests that need redis-server. */
-export const redisSkip = !HAVE_REDIS && !REQUIRE_REDIS ? 'redis-server is not installed (.ci/run installs it)' : false;
+export const redisSkip = !HAVE_REDIS && !REQUIRE_REDIS ? 'redis-server is not installed (./setup.sh installs it)' : false;
 
 export async function freePort(): Promise<number> {
   const server = createServer();

@@ -2,7 +2,7 @@
  * A throw-away Postgres cluster on 127.0.0.1 for the store tests: `initdb` into a temp folder,
  * then `postgres` on a free port with its socket in that folder, trust authentication on
  * loopback, no fsync. Postgres refuses to run as root, so under root (here and in CI) both run as
- * the `postgres` system user, which owns the temp folder. `.ci/run` installs Debian's postgresql;
+ * the `postgres` system user, which owns the temp folder. `./setup.sh` installs Debian's postgresql;
  * where it is missing the tests skip, unless NOCTURNE_REQUIRE_POSTGRES=1 (CI) makes that a failure.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -31,7 +31,7 @@ export const POSTGRES_BIN = findPostgresBin();
 export const HAVE_POSTGRES = POSTGRES_BIN !== undefined;
 export const REQUIRE_POSTGRES = process.env.NOCTURNE_REQUIRE_POSTGRES === '1';
 /** node:test's skip option for tests that need Postgres. */
-export const postgresSkip = !HAVE_POSTGRES && !REQUIRE_POSTGRES ? 'Postgres (initdb, postgres) is not installed (.ci/run installs it)' : false;
+export const postgresSkip = !HAVE_POSTGRES && !REQUIRE_POSTGRES ? 'Postgres (initdb, postgres) is not installed (./setup.sh installs it)' : false;
 
 /** uid/gid of the `postgres` user when this process is root (Postgres will not run as root). */
 function runAs(): { uid: number; gid: number } | undefined {
