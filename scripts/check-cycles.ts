@@ -146,7 +146,8 @@ for (const comp of components(graph)) {
 }
 
 if (withFolders) {
-  const folderOf = (f: string) => dirname(f);
+  // A file directly in src/ (config.ts, redact.ts) is a node of its own: src/ is not a layer.
+  const folderOf = (f: string) => (dirname(f) === 'src' ? f : dirname(f));
   const folders = new Map<string, Set<string>>();
   for (const [file, edges] of graph) {
     const from = folderOf(file);
