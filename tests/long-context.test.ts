@@ -32,6 +32,7 @@ import { seededRandom } from '../src/model/random.ts';
 import { generateTokens, parseHeadDecodings } from '../src/model/sampling.ts';
 import { Engine } from '../src/engine/engine.ts';
 import { clippedAdamStep } from '../src/train/fit.ts';
+import { keyRequests, measureKeyAdherence, parallelKey, relativeKey } from '../src/eval/keyAdherence.ts';
 import { evaluateStream, streamEpoch } from '../src/train/fitLongContext.ts';
 import { disposeChunk, PieceStream, planRows, type StreamPiece } from '../src/train/stream.ts';
 import { ANY_KEY, estimateKey, keyName, parseKey, segmentKeys, transposeKey } from '../src/tokens/key.ts';
@@ -323,6 +324,23 @@ describe('long-context model', () => {
 });
 
 describe('keys', () => {
+  test('key adherence counts exact, top-three and relative/parallel estimates', () => {
+    const scale = (tonic: number, minor: boolean) =>
+      Array.from({ length: 64 }, (_, i) => ({ dt: 6, pitch: 60 + tonic + (minor ? [0, 2, 3, 5, 7, 8, 11, 12] : [0, 2, 4, 5, 7, 9, 11, 12])[i % 8], dur: 6, vel: 4 }));
+    assert.equal(keyName(relativeKey(parseKey('C major')!)), 'A minor');
+    assert.equal(keyName(relativeKey(parseKey('F# minor')!)), 'A major');
+    assert.equal(keyName(parallelKey(parseKey('Eb major')!)), 'Eb minor');
+    const requests = keyRequests(['Chopin', 'Mozart'], 64, [parseKey('D major')!, parseKey('G minor')!, parseKey('E major')!]);
+    assert.deepEqual(requests.map((r) => r.composer), ['Chopin', 'Mozart', 'Chopin']);
+    // D major and G minor played as asked; "E major" answered in C major.
+    const k = measureKeyAdherence(requests, [scale(2, false), scale(7, true), scale(0, false)]);
+    assert.equal(k.pieces, 3);
+    assert.equal(k.agreed, 2);
+    assert.deepEqual(k.results.map((r) => r.estimated), ['D major', 'G minor', 'C major']);
+    assert.ok(k.topThree >= 2 && k.topThree <= 3);
+    assert.equal(k.relativeOrParallel, 0);
+  });
+
   test('names in several spellings parse to one of 24 keys or "any"', () => {
     assert.equal(parseKey('C major'), 0);
     assert.equal(parseKey('D minor'), 14);

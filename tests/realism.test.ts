@@ -34,7 +34,7 @@ import {
 import { writeMidi } from '../src/midi/write.ts';
 import { seededRandom } from '../src/model/random.ts';
 import { detokenize, type NoteToken } from '../src/tokens/tokenize.ts';
-import { createTinyModel } from './support/tinyModel.ts';
+import { createTinyModel, TINY_LONG_CONTEXT_HYPERPARAMETERS } from './support/tinyModel.ts';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 const run = promisify(execFile);
@@ -319,6 +319,7 @@ before(async () => {
     await writeMidi(join(dir, 'train', c, 'train.mid'), detokenize(structuredPiece(c.length * 100, 300, 5)), 100, { title: `${c} train` });
   }
   await createTinyModel(join(dir, 'tiny'));
+  await createTinyModel(join(dir, 'tiny-keys'), ['Chopin', 'Mozart'], 3, TINY_LONG_CONTEXT_HYPERPARAMETERS);
 });
 after(async () => rm(dir, { recursive: true, force: true }));
 
@@ -345,6 +346,17 @@ describe('nocturne evaluate: the realism section', () => {
     assert.ok(m.classifier.generatedVsReal.auc >= 0 && m.classifier.generatedVsReal.auc <= 1);
     assert.equal(typeof m.features.pitchRepetition8.pass, 'boolean');
     assert.match(r.stderr, /realism: generating 4 pieces × 250 notes/);
+  });
+
+  test('a key-conditioned model is also asked for each of the 24 keys, and the report says how often it kept them', async () => {
+    const r = await run('node', ['--import', 'tsx', 'src/cli/main.ts', 'evaluate', '--model', join(dir, 'tiny-keys'), '--data', join(dir, 'data'), '--train-data', join(dir, 'train'), '--backend', 'cpu', '--realism-only', '--realism-pieces', '4', '--realism-notes', '250', '--json'], { cwd: REPO, maxBuffer: 1 << 24 });
+    const json = JSON.parse(r.stdout);
+    assert.equal(json.keys.pieces, 24);
+    assert.equal(json.keys.results.length, 24);
+    assert.deepEqual(json.keys.results.slice(0, 3).map((k: { requested: string }) => k.requested), ['C major', 'C# major', 'D major']);
+    assert.ok(json.keys.agreed >= 0 && json.keys.agreed <= json.keys.topThree && json.keys.topThree <= 24);
+    const plain = await cli('--realism-only', '--realism-pieces', '4', '--realism-notes', '250', '--json');
+    assert.equal(JSON.parse(plain.stdout).keys, undefined, 'a model without a key input is not asked');
   });
 
   test('the text report has the realism table; bad realism options get one clear line', async () => {

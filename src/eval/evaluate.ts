@@ -41,7 +41,8 @@ import { evaluatePieces } from '../train/fit.ts';
 import { addTotals, baselineTotals, DEFAULT_SMOOTHING_K, fitBaselines, NOTE_FIELD_CLASSES, noteTokenFields, perToken, type BaselineTotals } from './baselines.ts';
 import { longestCopiedRuns, loopRate, noteKeys, pooledDistributions, type MusicDistributions } from './musicStats.ts';
 import { histogram, wasserstein1 } from './wasserstein.ts';
-import { compareRealism, DEFAULT_COMPARE, FEATURE_LABELS, REALISM_FEATURES, REPETITION_FEATURES, type PieceTokens, type RealismComparison } from './realism.ts';
+import { compareRealism, DEFAULT_COMPARE, EXCERPT_NOTES, FEATURE_LABELS, REALISM_FEATURES, REPETITION_FEATURES, type PieceTokens, type RealismComparison } from './realism.ts';
+import { keyAdherenceLines, keyRequests, measureKeyAdherence, type KeyAdherence } from './keyAdherence.ts';
 
 export interface EvaluateOptions {
   modelDir: string;
@@ -80,6 +81,8 @@ export interface RealismRequest {
   composer: string;
   notes: number;
   randomSeed: number;
+  /** Requested key (src/tokens/key.ts), for key-conditioned models; absent means any key. */
+  key?: number;
 }
 
 /** Generates one token sequence per request, in order: the one place a model architecture plugs in. */
@@ -168,6 +171,8 @@ export interface EvaluationReport {
   /** Realism against the held-out pieces; null when skipped (realismSkipped says why). */
   realism: RealismReport | null;
   realismSkipped?: string;
+  /** Key-conditioned models: how often a requested key is the key of the music (with the realism section). */
+  keys?: KeyAdherence;
   /** The sections computed (--realism-only leaves out likelihood and generation). */
   sections: ('likelihood' | 'generation' | 'realism')[];
   budget?: SeedModelSpec['budget'];
@@ -328,7 +333,7 @@ function noteModelGenerator(weights: Awaited<ReturnType<typeof loadModelFolder>>
         weights,
         spec.hyperparameters,
         spec.composers.length,
-        requests.map((r) => ({ composer: index.get(r.composer)!, notes: r.notes, temperature: decoding.temperature, topP: decoding.topP, heads: decoding.heads, randomSeed: r.randomSeed })),
+        requests.map((r) => ({ composer: index.get(r.composer)!, notes: r.notes, temperature: decoding.temperature, topP: decoding.topP, heads: decoding.heads, randomSeed: r.randomSeed, key: r.key })),
       ),
     decoding: `${describeDecoding(decoding.temperature, decoding.topP, decoding.heads)}, one random seed per piece, all pieces in one batch`,
   };
@@ -653,6 +658,7 @@ export async function evaluateModel(o: EvaluateOptions): Promise<EvaluationRepor
     // Realism.
     let realism: RealismReport | null = null;
     let realismSkipped: string | undefined;
+    let keys: KeyAdherence | undefined;
     if (o.realismPieces > 0) {
       const composers = chooseRealismComposers(o.realismComposers, model.composers, dataPieces, heldOut);
       const withExcerpts = heldOut.filter((p) => p.tokens.length >= DEFAULT_COMPARE.excerptNotes);
@@ -674,6 +680,11 @@ export async function evaluateModel(o: EvaluateOptions): Promise<EvaluationRepor
           log: o.log,
         });
         sections.push('realism');
+        if (loaded.kind === 'note' && loaded.spec.hyperparameters.keys) {
+          const requests = keyRequests(composers.map((label) => model.composers.find((m) => lower(m) === lower(label))!), EXCERPT_NOTES);
+          o.log(`key adherence: ${requests.length} pieces × ${EXCERPT_NOTES} notes, one per key`);
+          keys = measureKeyAdherence(requests, gen.generate(requests));
+        }
       }
       if (realismSkipped) o.log(`realism skipped: ${realismSkipped}`);
     }
@@ -712,6 +723,7 @@ export async function evaluateModel(o: EvaluateOptions): Promise<EvaluationRepor
         : null,
       realism,
       ...(realismSkipped ? { realismSkipped } : {}),
+      ...(keys ? { keys } : {}),
       sections,
       seconds: 0,
     };
@@ -750,6 +762,7 @@ export function formatReport(r: EvaluationReport): string {
   if (r.sections.includes('likelihood')) lines.push(...likelihoodLines(r));
   if (r.generation) lines.push(...generationLines(r));
   if (r.realism) lines.push(...realismLines(r.realism));
+  if (r.keys) lines.push(...keyAdherenceLines(r.keys));
   else if (r.realismSkipped) lines.push('', `realism skipped: ${r.realismSkipped}`);
   lines.push('');
   lines.push(`(${r.seconds} s)`);
