@@ -42,7 +42,7 @@ function headerXml(s: ScoreLayout): string {
     `    <encoding>${tag('software', 'nocturne')}</encoding>`,
     '  </identification>',
     `  <credit page="1">${tag('credit-type', 'title')}${tag('credit-words', escapeXml(s.title), ' default-x="600" default-y="1600" justify="center" valign="top" font-size="20"')}</credit>`,
-    `  <credit page="1">${tag('credit-type', 'composer')}${tag('credit-words', escapeXml(s.composer), ' default-x="1150" default-y="1530" justify="right" valign="top" font-size="10"')}</credit>`,
+    `  <credit page="1">${tag('credit-type', 'composer')}${tag('credit-words', escapeXml(s.composer), ' default-x="600" default-y="1540" justify="center" valign="top" font-size="10"')}</credit>`,
     '  <part-list>',
     '    <score-part id="P1"><part-name>Piano</part-name><score-instrument id="P1-I1"><instrument-name>Piano</instrument-name></score-instrument><midi-instrument id="P1-I1"><midi-channel>1</midi-channel><midi-program>1</midi-program></midi-instrument></score-part>',
     '  </part-list>',
