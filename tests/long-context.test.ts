@@ -29,7 +29,7 @@ import {
 } from '../src/model/longContext.ts';
 import { createWeights, type Weights } from '../src/model/network.ts';
 import { seededRandom } from '../src/model/random.ts';
-import { generateTokens, parseHeadDecodings } from '../src/model/sampling.ts';
+import { generateTokens, keyPitchRows, parseHeadDecodings } from '../src/model/sampling.ts';
 import { Engine } from '../src/engine/engine.ts';
 import { clippedAdamStep } from '../src/train/fit.ts';
 import { keyRequests, measureKeyAdherence, parallelKey, relativeKey } from '../src/eval/keyAdherence.ts';
@@ -269,6 +269,26 @@ describe('long-context model', () => {
     const [inG, anyKey] = generateTokens(w, H, COMPOSERS, [{ ...request, key: 7 }, request]);
     assert.deepEqual(inG.filter((n) => !gMajor.has(n.pitch % 12)), [], 'G major asked: only its pitch classes');
     assert.ok(anyKey.some((n) => !gMajor.has(n.pitch % 12)), 'any key: the table stays silent');
+    tf.dispose(Object.values(w));
+  });
+
+  test('key guidance scales the key table against "any key" and holds a weakly learnt key', () => {
+    const w = createLongContextWeights(H, D, 6);
+    const gMajor = new Set([7, 9, 11, 0, 2, 4, 6]);
+    const table = Array.from({ length: 25 }, (_, k) => Array.from({ length: 88 }, (_, p) => (k === 7 ? (gMajor.has((p + PITCH_MIN) % 12) ? 0.4 : -0.4) : k === ANY_KEY ? 0.1 : 0)));
+    w['head/keypitch'].assign(tf.tensor2d(table));
+    const [plain, guided, any] = keyPitchRows(w, H, [
+      { composer: 0, notes: 1, temperature: 1, topP: 1, randomSeed: 1, key: 7 },
+      { composer: 0, notes: 1, temperature: 1, topP: 1, randomSeed: 1, key: 7, keyGuidance: 4 },
+      { composer: 0, notes: 1, temperature: 1, topP: 1, randomSeed: 1, keyGuidance: 4 },
+    ])!;
+    assert.ok(Math.abs(plain[60 - PITCH_MIN] - 0.4) < 1e-6 && Math.abs(plain[61 - PITCH_MIN] + 0.4) < 1e-6);
+    assert.ok(Math.abs(guided[60 - PITCH_MIN] - (4 * 0.4 - 3 * 0.1)) < 1e-6, 'g·table[key] − (g − 1)·table[any]');
+    assert.ok(Math.abs(any[60 - PITCH_MIN] - 0.1) < 1e-6, '"any key" is not guided');
+    const request = { composer: 0, notes: 200, temperature: 1, topP: 1, randomSeed: 8, key: 7 };
+    const [weak, firm] = generateTokens(w, H, COMPOSERS, [request, { ...request, keyGuidance: 10 }]);
+    const inKey = (t: NoteToken[]) => t.filter((n) => gMajor.has(n.pitch % 12)).length / t.length;
+    assert.ok(inKey(firm) > inKey(weak) + 0.15, `in G major: ${inKey(weak).toFixed(2)} unguided, ${inKey(firm).toFixed(2)} at guidance 10`);
     tf.dispose(Object.values(w));
   });
 

@@ -38,6 +38,8 @@ Works for our models and for the study's baseline (nocturne train --arch seed).
   --head-decoding SPEC        realism: per-head temperature/top-p, e.g. dt=1/1,vel=1.1/1
                               (heads dt, pitch, dur, vel). Without any of these three the
                               realism pieces use the model's own decoding (model.json)
+  --key-guidance G            key adherence: key guidance of models with a key table, 1..20
+                              (default the model's decoding's, else 1)
   --backend B                 auto | tensorflow | wasm | cpu (default auto)`;
 
 export async function runEvaluate(argv: string[], log: (line: string) => void): Promise<number> {
@@ -62,6 +64,7 @@ export async function runEvaluate(argv: string[], log: (line: string) => void): 
       temperature: { type: 'string' },
       'top-p': { type: 'string' },
       'head-decoding': { type: 'string' },
+      'key-guidance': { type: 'string' },
     },
     strict: true,
   });
@@ -84,6 +87,7 @@ export async function runEvaluate(argv: string[], log: (line: string) => void): 
   const temperature = collect(() => numberOption('--temperature', values.temperature, DEFAULT_REALISM_DECODING.temperature, 0, 5), DEFAULT_REALISM_DECODING.temperature);
   const topP = collect(() => numberOption('--top-p', values['top-p'], DEFAULT_REALISM_DECODING.topP, 1e-6, 1), DEFAULT_REALISM_DECODING.topP);
   const heads = values['head-decoding'] !== undefined ? collect(() => parseHeadDecodings(values['head-decoding']!), undefined) : undefined;
+  const keyGuidance = values['key-guidance'] !== undefined ? collect(() => numberOption('--key-guidance', values['key-guidance'], 1, 1, 20), undefined) : undefined;
   const composers = values.composers?.split(',').map((c) => c.trim()).filter(Boolean);
   if (values.composers !== undefined && !composers?.length) problems.push('--composers needs at least one name');
   if (problems.length) throw new UsageError(problems.join('\n'), EVALUATE_USAGE);
@@ -104,6 +108,7 @@ export async function runEvaluate(argv: string[], log: (line: string) => void): 
     realismComposers,
     realismOnly: values['realism-only'] ?? false,
     realismDecoding: decodingGiven ? { temperature, topP, heads } : undefined,
+    keyGuidance,
     log,
   });
   process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatReport(report)}\n`);

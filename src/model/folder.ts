@@ -63,6 +63,8 @@ export interface ModelDecoding {
   temperature: number;
   topP: number;
   heads?: Partial<Record<'dt' | 'pitch' | 'dur' | 'vel', { temperature: number; topP: number }>>;
+  /** Key guidance for models with a key table (SampleRequest.keyGuidance); it applies to every request. */
+  keyGuidance?: number;
   /** How it was chosen (a line for the model card). */
   chosenBy?: string;
 }

@@ -61,6 +61,13 @@ export interface SampleRequest {
    * key input; absent means any key. Models without one ignore it.
    */
   key?: number;
+  /**
+   * Key guidance g ≥ 1 for models with a key table (`keyPitch`): the pitch logits get
+   * g·table[key] − (g − 1)·table[any], classifier-free guidance on the key's direct path (the
+   * model trained with key dropout, so table[any] is its unconditioned answer). 1 (default) is
+   * the model as trained; larger holds a requested key more firmly. No effect on "any key".
+   */
+  keyGuidance?: number;
 }
 
 /** Longest primer fed to the model: earlier notes barely affect an LSTM state. */
@@ -339,12 +346,19 @@ function primeRing(w: Weights, h: Hyperparameters, bias: RingConstants, table: F
   return state;
 }
 
-/** Each request's row of the key→pitch table (models with `keyPitch`), or undefined. */
-function keyPitchRows(w: Weights, h: Hyperparameters, requests: readonly SampleRequest[]): Float32Array[] | undefined {
+/** Each request's pitch bias from the key table (models with `keyPitch`), with its key guidance; undefined without a table. */
+export function keyPitchRows(w: Weights, h: Hyperparameters, requests: readonly SampleRequest[]): Float32Array[] | undefined {
   if (!hasKeyPitch(h)) return undefined;
   const table = w['head/keypitch'].dataSync() as Float32Array;
   const width = HEAD_SIZES[1];
-  return requests.map((r) => table.slice((r.key ?? ANY_KEY) * width, ((r.key ?? ANY_KEY) + 1) * width));
+  const row = (k: number) => table.subarray(k * width, (k + 1) * width);
+  return requests.map((r) => {
+    const key = r.key ?? ANY_KEY;
+    const g = key === ANY_KEY ? 1 : (r.keyGuidance ?? 1);
+    const conditioned = row(key);
+    const unconditioned = row(ANY_KEY);
+    return Float32Array.from(conditioned, (v, i) => g * v - (g - 1) * unconditioned[i]);
+  });
 }
 
 /**
