@@ -702,10 +702,10 @@ export async function evaluateModel(o: EvaluateOptions): Promise<EvaluationRepor
         pieces: pieces.length,
         heldOutPieces: heldOut.filter((p) => p.composer === c).length,
         tokens: g?.tokens ?? 0,
-        nll: g && g.tokens ? g.nll / g.tokens : null,
+        nll: g?.tokens ? g.nll / g.tokens : null,
         baselines: g ? perToken(g.baselines) : { unigram: null, bigram: null },
       };
-      if (loaded.kind === 'seed') perComposer[c].accuracy = g && g.tokens ? g.correct! / g.tokens : null;
+      if (loaded.kind === 'seed') perComposer[c].accuracy = g?.tokens ? g.correct! / g.tokens : null;
       const gen = generated?.get(c);
       if (gen) perComposer[c].generation = gen;
     }
