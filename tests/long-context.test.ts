@@ -19,7 +19,6 @@ import {
   initialRing,
   memoryMaskFor,
   NOTE_WIDTH,
-  noteOneHots,
   relativeBucket,
   ringConstants,
   disposeRingConstants,
@@ -87,11 +86,10 @@ function ringPath(w: Weights, piece: StreamPiece, key: number): number[][] {
     const input = new Float32Array(D);
     writeInputRow(input, 0, i > 0 ? piece.tokens[i - 1] : undefined, i > 0 ? positions[i - 1] % STEPS_PER_BEAT : 0, composerIndex.get(piece.composer)!);
     const x = tf.tensor2d(input, [1, D]);
-    const { o, z } = ringStep(w, H, state, bias, x, () => assert.fail('dense inputs need no projection'));
+    const z = ringStep(w, H, state, bias, x, () => assert.fail('dense inputs need no projection'));
     rows.push(z.arraySync()[0]);
-    const hot = noteOneHots([note]);
-    commitNotes(w, state, bias, o, hot);
-    tf.dispose([x, o, z, hot]);
+    commitNotes(state, bias, [note]);
+    tf.dispose([x, z]);
   });
   disposeRing(state);
   disposeRingConstants(bias);

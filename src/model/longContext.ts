@@ -55,13 +55,6 @@ export function writeNoteRow(out: Float32Array, row: number, t: NoteToken): void
   });
 }
 
-/** Notes as the attention values read them: the four heads' one-hots side by side [n, NOTE_WIDTH]. */
-export function noteOneHots(tokens: readonly NoteToken[]): tf.Tensor2D {
-  const data = new Float32Array(tokens.length * NOTE_WIDTH);
-  tokens.forEach((t, r) => writeNoteRow(data, r, t));
-  return tf.tensor2d(data, [tokens.length, NOTE_WIDTH]);
-}
-
 /** Whether the key also biases the pitch head (`head/keypitch`). */
 export function hasKeyPitch(h: Hyperparameters): boolean {
   return Boolean(h.keys && h.keyPitch);
@@ -343,13 +336,16 @@ export interface RingState {
   filled: number[];
   /** Each row's key-input row [B, 4H] (key-conditioned models). */
   keyRows?: tf.Tensor2D;
+  /** [B, 2A]: the key and the LSTM part of the value of the note being chosen (ringStep → commitNotes). */
+  pending?: Float32Array;
 }
 
-/** What a generation reads once: scaled query weights, the key and value weights side by side, the null keys and the relative bias. */
+/** What a generation reads once: the query, key and value weights side by side, the note values, the null keys and the relative bias. */
 export interface RingConstants {
-  wq: tf.Tensor2D;
-  /** [H, 2A]: attn/wk then attn/wv, so that a slot's key and value are one product. */
-  wkv: tf.Tensor2D;
+  /** [H, 3A]: attn/wq (carrying the 1/sqrt(dk) scale), attn/wk, attn/wv: one product per step. */
+  wqkv: tf.Tensor2D;
+  /** [NOTE_WIDTH, A]: attn/wnote on the host (a note's value part is the sum of four rows). */
+  wnote: Float32Array;
   /** [heads, dk]: each head's null key (its value is zero). */
   knull: Float32Array;
   /** [heads, R]: bias of the note `d + 1` notes back, at [k * R + d]. */
@@ -370,13 +366,12 @@ export function ringConstants(w: Weights, h: Hyperparameters): RingConstants {
     const bucket = relativeBucket(d + 1, buckets, R);
     for (let k = 0; k < heads; k++) bias[k * R + d] = table[bucket * heads + k];
   }
-  const wq = tf.tidy(() => tf.mul(w['attn/wq'], 1 / Math.sqrt(dk)) as tf.Tensor2D);
-  const wkv = tf.concat([w['attn/wk'], w['attn/wv']], 1) as tf.Tensor2D;
-  return { wq, wkv, knull: w['attn/knull'].dataSync() as Float32Array, bias, heads, dk, R };
+  const wqkv = tf.tidy(() => tf.concat([tf.mul(w['attn/wq'], 1 / Math.sqrt(dk)), w['attn/wk'], w['attn/wv']], 1) as tf.Tensor2D);
+  return { wqkv, wnote: w['attn/wnote'].dataSync() as Float32Array, knull: w['attn/knull'].dataSync() as Float32Array, bias, heads, dk, R };
 }
 
 export function disposeRingConstants(c: RingConstants): void {
-  tf.dispose([c.wq, c.wkv]);
+  c.wqkv.dispose();
 }
 
 export function initialRing(h: Hyperparameters, keys: readonly number[], w: Weights): RingState {
@@ -416,6 +411,7 @@ export function concatRings(states: RingState[]): RingState {
     values: join(states.map((s) => s.values)),
     next: states.flatMap((s) => s.next),
     filled: states.flatMap((s) => s.filled),
+    pending: undefined,
     keyRows: states[0].keyRows ? (tf.concat(states.map((s) => s.keyRows!), 0) as tf.Tensor2D) : undefined,
   };
   states.forEach(disposeRing);
@@ -478,12 +474,14 @@ export function ringAttention(state: RingState, c: RingConstants, q: Float32Arra
 
 /**
  * One step for every row: the LSTM on the previous notes' inputs (dense, or the sparse rows of
- * network.ts with `project` doing the first product), attention over the ring → o [B, H] (for
- * commitNotes) and z [B, headDim]. The LSTM state in `state` is replaced (old tensors freed).
+ * network.ts with `project` doing the first product), one product for this step's query and the
+ * key and value of the slot it will fill, attention over the ring → z [B, headDim]. The LSTM
+ * state in `state` is replaced (old tensors freed); commitNotes then writes the chosen notes.
  */
-export function ringStep(w: Weights, h: Hyperparameters, state: RingState, constants: RingConstants, inputs: tf.Tensor2D | SparseInputs, project: (s: SparseInputs, n: number) => tf.Tensor2D): { o: tf.Tensor2D; z: tf.Tensor2D } {
+export function ringStep(w: Weights, h: Hyperparameters, state: RingState, constants: RingConstants, inputs: tf.Tensor2D | SparseInputs, project: (s: SparseInputs, n: number) => tf.Tensor2D): tf.Tensor2D {
   const sparse = inputs instanceof tf.Tensor ? undefined : inputs;
   const B = state.filled.length;
+  const A = h.attentionDim;
   const lstm = tf.tidy(() => {
     let x = inputs as tf.Tensor2D;
     const hs: tf.Tensor2D[] = [];
@@ -497,40 +495,54 @@ export function ringStep(w: Weights, h: Hyperparameters, state: RingState, const
       cs.push(cn);
       x = hn;
     }
-    return { hs, cs, o: x.clone(), q: tf.matMul(x, constants.wq) as tf.Tensor2D }; // o is the caller's; the state keeps x
+    return { hs, cs, qkv: tf.matMul(x, constants.wqkv) as tf.Tensor2D };
   });
   tf.dispose([...state.h, ...state.c]);
   state.h = lstm.hs;
   state.c = lstm.cs;
-  const context = ringAttention(state, constants, lstm.q.dataSync() as Float32Array);
-  lstm.q.dispose();
-  const z = tf.tidy(() => {
-    const ctx = tf.tensor2d(context, [B, h.attentionDim]);
-    return tf.tanh(tf.add(tf.matMul(tf.concat([lstm.o, ctx], 1), w['head/wz'] as tf.Tensor2D), w['head/bz'])) as tf.Tensor2D;
+  const qkv = lstm.qkv.dataSync() as Float32Array;
+  lstm.qkv.dispose();
+  const q = new Float32Array(B * A);
+  const pending = new Float32Array(B * 2 * A);
+  for (let b = 0; b < B; b++) {
+    q.set(qkv.subarray(b * 3 * A, b * 3 * A + A), b * A);
+    pending.set(qkv.subarray(b * 3 * A + A, (b + 1) * 3 * A), b * 2 * A);
+  }
+  state.pending = pending;
+  const context = ringAttention(state, constants, q);
+  const x = state.h[h.layers - 1];
+  return tf.tidy(() => {
+    const ctx = tf.tensor2d(context, [B, A]);
+    return tf.tanh(tf.add(tf.matMul(tf.concat([x, ctx], 1), w['head/wz'] as tf.Tensor2D), w['head/bz'])) as tf.Tensor2D;
   });
-  return { o: lstm.o, z };
 }
 
-/** Writes each row's new slot over its oldest: key from o, value from o and the note just chosen (one-hots [B, NOTE_WIDTH]). */
-export function commitNotes(w: Weights, state: RingState, constants: RingConstants, o: tf.Tensor2D, notes: tf.Tensor2D): void {
-  const { heads, dk, R } = constants;
+/**
+ * Writes each row's chosen note over its oldest slot: the key and value ringStep computed from
+ * the LSTM output, the value plus the note's own part (its four one-hot rows of attn/wnote).
+ */
+export function commitNotes(state: RingState, constants: RingConstants, notes: readonly NoteToken[]): void {
+  const { heads, dk, R, wnote } = constants;
   const A = heads * dk;
   const B = state.filled.length;
-  const kv = tf.tidy(() => {
-    const both = tf.matMul(o, constants.wkv);
-    const [k, v] = tf.split(both, 2, 1);
-    return tf.concat([k, tf.add(v, tf.matMul(notes, w['attn/wnote'] as tf.Tensor2D))], 1);
-  });
-  const data = kv.dataSync();
-  kv.dispose();
+  const pending = state.pending;
+  if (!pending) throw new Error('commitNotes: no step to commit (call ringStep first)');
   for (let b = 0; b < B; b++) {
+    const kv = b * 2 * A;
+    let offset = 0;
+    targetIndices(notes[b]).forEach((cls, f) => {
+      const row = (offset + cls) * A;
+      for (let i = 0; i < A; i++) pending[kv + A + i] += wnote[row + i];
+      offset += HEAD_SIZES[f];
+    });
     const slot = state.next[b];
     for (let k = 0; k < heads; k++) {
       const at = ((b * heads + k) * R + slot) * dk;
-      state.keys.set(data.subarray(b * 2 * A + k * dk, b * 2 * A + (k + 1) * dk), at);
-      state.values.set(data.subarray(b * 2 * A + A + k * dk, b * 2 * A + A + (k + 1) * dk), at);
+      state.keys.set(pending.subarray(kv + k * dk, kv + (k + 1) * dk), at);
+      state.values.set(pending.subarray(kv + A + k * dk, kv + A + (k + 1) * dk), at);
     }
     state.next[b] = (slot + 1) % R;
     state.filled[b] = Math.min(state.filled[b] + 1, R);
   }
+  state.pending = undefined;
 }

@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { HEAD_SIZES, inputWidth, writeInputRow } from './features.ts';
-import { commitNotes, concatRings, disposeRing, disposeRingConstants, hasKeyPitch, initialRing, isLongContext, noteOneHots, ringConstants, ringStep, type RingConstants, type RingState } from './longContext.ts';
+import { commitNotes, concatRings, disposeRing, disposeRingConstants, hasKeyPitch, initialRing, isLongContext, ringConstants, ringStep, type RingConstants, type RingState } from './longContext.ts';
 import { conditionOn, disposeState, headLogits, initialState, sparseInputTable, sparseProjection, stepForward, type Hyperparameters, type SparseInputs, type StepState, type Weights } from './network.ts';
 import { seededRandom, type Random } from './random.ts';
 import { ANY_KEY } from '../tokens/key.ts';
@@ -338,10 +338,9 @@ function primeRing(w: Weights, h: Hyperparameters, bias: RingConstants, table: F
   const state = initialRing(h, [request.key ?? ANY_KEY], w);
   const positions = beatPositions(primer);
   for (let i = 0; i < primer.length; i++) {
-    const { o, z } = longContextStep(w, h, state, bias, table, [i === 0 ? undefined : primer[i - 1]], [i === 0 ? 0 : positions[i - 1] % STEPS_PER_BEAT], [request.composer], composerCount);
-    const notes = noteOneHots([primer[i]]);
-    commitNotes(w, state, bias, o, notes);
-    tf.dispose([o, z, notes]);
+    const z = longContextStep(w, h, state, bias, table, [i === 0 ? undefined : primer[i - 1]], [i === 0 ? 0 : positions[i - 1] % STEPS_PER_BEAT], [request.composer], composerCount);
+    z.dispose();
+    commitNotes(state, bias, [primer[i]]);
   }
   return state;
 }
@@ -378,16 +377,14 @@ function generateLongContextTokens(w: Weights, h: Hyperparameters, composerCount
   try {
     state = concatRings(primers.map((p, r) => (p.length > 0 ? primeRing(w, h, bias, table, requests[r], composerCount, p) : initialRing(h, [requests[r].key ?? ANY_KEY], w))));
     for (let step = 0; step < total; step++) {
-      const { o, z } = longContextStep(w, h, state, bias, table, rows.previous, rows.onset.map((t) => t % STEPS_PER_BEAT), composers, composerCount);
+      const z = longContextStep(w, h, state, bias, table, rows.previous, rows.onset.map((t) => t % STEPS_PER_BEAT), composers, composerCount);
       let tokens: NoteToken[];
       try {
         tokens = sampleNotes(w, z, requests, rows.previous, rows.rngs, pitchBias);
-        const notes = noteOneHots(tokens);
-        commitNotes(w, state, bias, o, notes);
-        notes.dispose();
       } finally {
-        tf.dispose([o, z]);
+        z.dispose();
       }
+      commitNotes(state, bias, tokens);
       advanceRows(rows, requests, tokens);
     }
   } finally {
