@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/model/backend.ts';
-import { inputWidth, OFFSET_PITCH, writeInputRow } from '../src/model/features.ts';
+import { inputWidth, OFFSET_COMPOSER, OFFSET_PITCH, writeInputRow } from '../src/model/features.ts';
 import { loadModelFolder } from '../src/model/folder.ts';
 import {
   advanceMemory,
@@ -287,6 +287,25 @@ describe('long-context model', () => {
     const [weak, firm] = generateTokens(w, H, COMPOSERS, [request, { ...request, keyGuidance: 10 }]);
     const inKey = (t: NoteToken[]) => t.filter((n) => gMajor.has(n.pitch % 12)).length / t.length;
     assert.ok(inKey(firm) > inKey(weak) + 0.15, `in G major: ${inKey(weak).toFixed(2)} unguided, ${inKey(firm).toFixed(2)} at guidance 10`);
+    tf.dispose(Object.values(w));
+  });
+
+  test('composer guidance: a shadow "any composer" row, exact when the composer changes nothing, and no effect on the rest of the batch', () => {
+    const w = createLongContextWeights(H, D, 9);
+    const request = { composer: 0, notes: 50, temperature: 1, topP: 1, randomSeed: 21 };
+    generateTokens(w, H, COMPOSERS, [request]);
+    const tensors = tf.memory().numTensors;
+    const [plain, guided, other] = generateTokens(w, H, COMPOSERS, [request, { ...request, composerGuidance: 2 }, { ...request, composer: 1, randomSeed: 22 }]);
+    assert.equal(tf.memory().numTensors, tensors, 'no tensor outlives a guided generation');
+    assert.notDeepEqual(guided, plain, 'guidance moves away from "any composer"');
+    assert.deepEqual(generateTokens(w, H, COMPOSERS, [{ ...request, composer: 1, randomSeed: 22 }])[0], other, 'an unguided row is untouched by a guided one');
+    assert.deepEqual(generateTokens(w, H, COMPOSERS, [{ ...request, composerGuidance: 1 }])[0], plain, 'guidance 1 is the model as trained');
+    // Make Chopin's input row the same as "any composer": then 2·logits − logits is the same logits.
+    const wx = w['lstm0/wx'].arraySync() as number[][];
+    wx[OFFSET_COMPOSER + 0] = [...wx[OFFSET_COMPOSER + COMPOSERS]];
+    w['lstm0/wx'].assign(tf.tensor2d(wx));
+    const [same, sameGuided] = generateTokens(w, H, COMPOSERS, [request, { ...request, composerGuidance: 2 }]);
+    assert.deepEqual(sameGuided, same, 'the shadow row reads the same notes as its request');
     tf.dispose(Object.values(w));
   });
 

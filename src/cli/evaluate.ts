@@ -40,6 +40,8 @@ Works for our models and for the study's baseline (nocturne train --arch seed).
                               realism pieces use the model's own decoding (model.json)
   --key-guidance G            key adherence: key guidance of models with a key table, 1..20
                               (default the model's decoding's, else 1)
+  --composer-guidance G       realism: composer guidance of long-context models, 1..5
+                              (default the model's decoding's, else 1)
   --backend B                 auto | tensorflow | wasm | cpu (default auto)`;
 
 export async function runEvaluate(argv: string[], log: (line: string) => void): Promise<number> {
@@ -65,6 +67,7 @@ export async function runEvaluate(argv: string[], log: (line: string) => void): 
       'top-p': { type: 'string' },
       'head-decoding': { type: 'string' },
       'key-guidance': { type: 'string' },
+      'composer-guidance': { type: 'string' },
     },
     strict: true,
   });
@@ -88,6 +91,7 @@ export async function runEvaluate(argv: string[], log: (line: string) => void): 
   const topP = collect(() => numberOption('--top-p', values['top-p'], DEFAULT_REALISM_DECODING.topP, 1e-6, 1), DEFAULT_REALISM_DECODING.topP);
   const heads = values['head-decoding'] !== undefined ? collect(() => parseHeadDecodings(values['head-decoding']!), undefined) : undefined;
   const keyGuidance = values['key-guidance'] !== undefined ? collect(() => numberOption('--key-guidance', values['key-guidance'], 1, 1, 20), undefined) : undefined;
+  const composerGuidance = values['composer-guidance'] !== undefined ? collect(() => numberOption('--composer-guidance', values['composer-guidance'], 1, 1, 5), undefined) : undefined;
   const composers = values.composers?.split(',').map((c) => c.trim()).filter(Boolean);
   if (values.composers !== undefined && !composers?.length) problems.push('--composers needs at least one name');
   if (problems.length) throw new UsageError(problems.join('\n'), EVALUATE_USAGE);
@@ -109,6 +113,7 @@ export async function runEvaluate(argv: string[], log: (line: string) => void): 
     realismOnly: values['realism-only'] ?? false,
     realismDecoding: decodingGiven ? { temperature, topP, heads } : undefined,
     keyGuidance,
+    composerGuidance,
     log,
   });
   process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatReport(report)}\n`);

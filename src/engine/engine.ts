@@ -114,7 +114,7 @@ export class Engine {
     return {
       request,
       composer: composer === ANY_COMPOSER ? ANY_COMPOSER : composer!,
-      sample: { composer: index, notes: request.notes, temperature, topP, heads: modelDecoding?.heads, keyGuidance: this.spec.decoding?.keyGuidance, randomSeed, primer },
+      sample: { composer: index, notes: request.notes, temperature, topP, heads: modelDecoding?.heads, keyGuidance: this.spec.decoding?.keyGuidance, composerGuidance: this.spec.decoding?.composerGuidance, randomSeed, primer },
       tempoBpm,
       maxMusicSeconds,
     };

@@ -70,6 +70,8 @@ export interface EvaluateOptions {
   realismDecoding?: RealismDecoding;
   /** Key guidance of the key requests (default: the model's decoding's, as the engine plays it). */
   keyGuidance?: number;
+  /** Composer guidance of every generated piece (default: the model's decoding's). */
+  composerGuidance?: number;
   log: (line: string) => void;
 }
 
@@ -324,6 +326,8 @@ export interface RealismDecoding {
   heads?: HeadDecodings;
   /** Key guidance of key requests (models with a key table); default the model's, else 1. */
   keyGuidance?: number;
+  /** Composer guidance (long-context models); default the model's, else 1. */
+  composerGuidance?: number;
 }
 
 export const DEFAULT_REALISM_DECODING: RealismDecoding = { temperature: DEFAULT_TEMPERATURE, topP: DEFAULT_TOP_P };
@@ -337,9 +341,9 @@ function noteModelGenerator(weights: Awaited<ReturnType<typeof loadModelFolder>>
         weights,
         spec.hyperparameters,
         spec.composers.length,
-        requests.map((r) => ({ composer: index.get(r.composer)!, notes: r.notes, temperature: decoding.temperature, topP: decoding.topP, heads: decoding.heads, randomSeed: r.randomSeed, key: r.key, keyGuidance: decoding.keyGuidance })),
+        requests.map((r) => ({ composer: index.get(r.composer)!, notes: r.notes, temperature: decoding.temperature, topP: decoding.topP, heads: decoding.heads, randomSeed: r.randomSeed, key: r.key, keyGuidance: decoding.keyGuidance, composerGuidance: decoding.composerGuidance })),
       ),
-    decoding: `${describeDecoding(decoding.temperature, decoding.topP, decoding.heads)}${decoding.keyGuidance && decoding.keyGuidance !== 1 ? `, key guidance ${decoding.keyGuidance}` : ''}, one random seed per piece, all pieces in one batch`,
+    decoding: `${describeDecoding(decoding.temperature, decoding.topP, decoding.heads)}${decoding.composerGuidance && decoding.composerGuidance !== 1 ? `, composer guidance ${decoding.composerGuidance}` : ''}${decoding.keyGuidance && decoding.keyGuidance !== 1 ? `, key guidance ${decoding.keyGuidance}` : ''}, one random seed per piece, all pieces in one batch`,
   };
 }
 
@@ -669,7 +673,7 @@ export async function evaluateModel(o: EvaluateOptions): Promise<EvaluationRepor
       if (composers.length === 0) realismSkipped = 'no composer of the model has pieces in --data';
       else if (withExcerpts.length < 4) realismSkipped = `needs at least 4 held-out pieces of ${DEFAULT_COMPARE.excerptNotes}+ notes, --data has ${withExcerpts.length}`;
       else {
-        const gen = loaded.kind === 'seed' ? seedModelGenerator(loaded.weights, loaded.spec, training, dataPieces, o) : noteModelGenerator(loaded.weights, loaded.spec, { ...(o.realismDecoding ?? loaded.spec.decoding ?? DEFAULT_REALISM_DECODING), keyGuidance: o.keyGuidance ?? loaded.spec.decoding?.keyGuidance });
+        const gen = loaded.kind === 'seed' ? seedModelGenerator(loaded.weights, loaded.spec, training, dataPieces, o) : noteModelGenerator(loaded.weights, loaded.spec, { ...(o.realismDecoding ?? loaded.spec.decoding ?? DEFAULT_REALISM_DECODING), keyGuidance: o.keyGuidance ?? loaded.spec.decoding?.keyGuidance, composerGuidance: o.composerGuidance ?? loaded.spec.decoding?.composerGuidance });
         const labels = new Set(composers.map(lower));
         realism = realismSection({
           real: withExcerpts,

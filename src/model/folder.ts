@@ -65,6 +65,8 @@ export interface ModelDecoding {
   heads?: Partial<Record<'dt' | 'pitch' | 'dur' | 'vel', { temperature: number; topP: number }>>;
   /** Key guidance for models with a key table (SampleRequest.keyGuidance); it applies to every request. */
   keyGuidance?: number;
+  /** Composer guidance (SampleRequest.composerGuidance); it applies to every request. */
+  composerGuidance?: number;
   /** How it was chosen (a line for the model card). */
   chosenBy?: string;
 }

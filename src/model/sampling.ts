@@ -68,6 +68,45 @@ export interface SampleRequest {
    * the model as trained; larger holds a requested key more firmly. No effect on "any key".
    */
   keyGuidance?: number;
+  /**
+   * Composer guidance g ≥ 1 (long-context models): every head's logits become
+   * g·logits(composer) − (g − 1)·logits(any composer), classifier-free guidance from a shadow
+   * row that plays the same notes as "any composer" (the model trained with composer dropout).
+   * 1 (default) is the model as trained; a request for "any composer" is never guided.
+   */
+  composerGuidance?: number;
+}
+
+/**
+ * Shadow rows for composer guidance: z carries the primary rows 0..B-1, then one shadow row per
+ * guided request (`shadowOf[r]`, or -1), with `scale[r]` its g.
+ */
+export interface Guidance {
+  shadowOf: number[];
+  scale: number[];
+}
+
+/** The primary rows' logits, each guided against its shadow row where it has one. */
+function guidedLogits(values: Float32Array, width: number, guidance: Guidance | undefined, rows: number): Float32Array {
+  if (!guidance) return values;
+  const out = values.slice(0, rows * width);
+  for (let r = 0; r < rows; r++) {
+    const s = guidance.shadowOf[r];
+    if (s < 0) continue;
+    const g = guidance.scale[r];
+    for (let i = 0; i < width; i++) out[r * width + i] = g * values[r * width + i] - (g - 1) * values[s * width + i];
+  }
+  return out;
+}
+
+/** The classes chosen for the primary rows, repeated for their shadow rows (z's row order). */
+function withShadows(classes: number[], guidance: Guidance | undefined): number[] {
+  if (!guidance) return classes;
+  const all = [...classes];
+  guidance.shadowOf.forEach((s, r) => {
+    if (s >= 0) all[s] = classes[r];
+  });
+  return all;
 }
 
 /** Longest primer fed to the model: earlier notes barely affect an LSTM state. */
@@ -217,12 +256,14 @@ function decodingOf(req: SampleRequest, head: HeadName): HeadDecoding {
  * conditioned on it, then duration and velocity conditioned on both. `previous` is each row's
  * last note (chord-order masks). z stays the caller's; everything else made here is freed.
  * Used by stateful decoding and by whole-window re-feed (src/model/refeed.ts) alike.
- * `pitchBias` (a key-conditioned model's key table row per request) is added to the pitch logits.
+ * `pitchBias` (a key-conditioned model's key table row per request) is added to the pitch logits;
+ * with `guidance`, z also holds shadow rows and every head is guided (SampleRequest.composerGuidance).
  */
-export function sampleNotes(w: Weights, z: tf.Tensor2D, requests: readonly SampleRequest[], previous: readonly (NoteToken | undefined)[], rngs: readonly Random[], pitchBias?: readonly Float32Array[]): NoteToken[] {
+export function sampleNotes(w: Weights, z: tf.Tensor2D, requests: readonly SampleRequest[], previous: readonly (NoteToken | undefined)[], rngs: readonly Random[], pitchBias?: readonly Float32Array[], guidance?: Guidance): NoteToken[] {
   const [DT, PITCH, DUR, VEL] = HEAD_SIZES;
+  const B = requests.length;
   const dtLogits = headLogits(w, z, 'dt');
-  const dtValues = dtLogits.dataSync();
+  const dtValues = guidedLogits(dtLogits.dataSync() as Float32Array, DT, guidance, B);
   dtLogits.dispose();
   const dts = requests.map((req, r) => {
     const prev = previous[r];
@@ -231,11 +272,11 @@ export function sampleNotes(w: Weights, z: tf.Tensor2D, requests: readonly Sampl
     const d = decodingOf(req, 'dt');
     return sampleNext(dtValues.subarray(r * DT, (r + 1) * DT), d.temperature, d.topP, rngs[r], blockChord ? (i) => i > 0 : undefined);
   });
-  const dtHot = oneHot(dts, DT);
+  const dtHot = oneHot(withShadows(dts, guidance), DT);
   const z2 = conditionOn(w, z, 'dt', dtHot);
   dtHot.dispose();
   const pitchLogits = headLogits(w, z2, 'pitch');
-  const pitchValues = pitchLogits.dataSync() as Float32Array;
+  const pitchValues = guidedLogits(pitchLogits.dataSync() as Float32Array, PITCH, guidance, B);
   pitchLogits.dispose();
   if (pitchBias) pitchBias.forEach((row, r) => row.forEach((v, i) => (pitchValues[r * PITCH + i] += v)));
   const pitches = requests.map((req, r) => {
@@ -244,14 +285,14 @@ export function sampleNotes(w: Weights, z: tf.Tensor2D, requests: readonly Sampl
     const d = decodingOf(req, 'pitch');
     return sampleNext(pitchValues.subarray(r * PITCH, (r + 1) * PITCH), d.temperature, d.topP, rngs[r], floor >= 0 ? (i) => i > floor : undefined);
   });
-  const pitchHot = oneHot(pitches, PITCH);
+  const pitchHot = oneHot(withShadows(pitches, guidance), PITCH);
   const z3 = conditionOn(w, z2, 'pitch', pitchHot);
   tf.dispose([pitchHot, z2]);
   const durLogits = headLogits(w, z3, 'dur');
   const velLogits = headLogits(w, z3, 'vel');
   z3.dispose();
-  const durValues = durLogits.dataSync();
-  const velValues = velLogits.dataSync();
+  const durValues = guidedLogits(durLogits.dataSync() as Float32Array, DUR, guidance, B);
+  const velValues = guidedLogits(velLogits.dataSync() as Float32Array, VEL, guidance, B);
   tf.dispose([durLogits, velLogits]);
   return requests.map((req, r) => {
     const dur = decodingOf(req, 'dur');
@@ -363,28 +404,44 @@ export function keyPitchRows(w: Weights, h: Hyperparameters, requests: readonly 
 /**
  * generateTokens for the long-context model (src/model/longContext.ts): each step runs the LSTM
  * on the previous notes, attends over every row's ring of earlier notes, samples, and writes the
- * chosen notes into the ring; nothing is re-run.
+ * chosen notes into the ring; nothing is re-run. A request with composer guidance gets a shadow
+ * row after the primary rows: the same notes, the same key, "any composer".
  */
 function generateLongContextTokens(w: Weights, h: Hyperparameters, composerCount: number, requests: SampleRequest[]): NoteToken[][] {
   const rows = startRows(requests);
-  const primers = requests.map((r) => (r.primer ?? []).slice(-MAX_PRIMER));
+  const B = requests.length;
+  const shadowOf = requests.map(() => -1);
+  const parents: number[] = [];
+  requests.forEach((r, i) => {
+    if ((r.composerGuidance ?? 1) !== 1 && r.composer !== composerCount) {
+      shadowOf[i] = B + parents.length;
+      parents.push(i);
+    }
+  });
+  const guidance: Guidance | undefined = parents.length ? { shadowOf, scale: requests.map((r) => r.composerGuidance ?? 1) } : undefined;
+  // Every ring row: the primaries, then their shadows ("any composer").
+  const ringRequests = [...requests, ...parents.map((p) => ({ ...requests[p], composer: composerCount }))];
+  const shadowed = <T>(values: readonly T[]): T[] => [...values, ...parents.map((p) => values[p])];
   const table = sparseInputTable(w);
   const bias = ringConstants(w, h);
-  const composers = requests.map((r) => r.composer);
+  const composers = ringRequests.map((r) => r.composer);
   const total = Math.max(...requests.map((r) => r.notes));
   const pitchBias = keyPitchRows(w, h, requests);
   let state: RingState | undefined;
   try {
-    state = concatRings(primers.map((p, r) => (p.length > 0 ? primeRing(w, h, bias, table, requests[r], composerCount, p) : initialRing(h, [requests[r].key ?? ANY_KEY], w))));
+    state = concatRings(ringRequests.map((r) => {
+      const primer = (r.primer ?? []).slice(-MAX_PRIMER);
+      return primer.length > 0 ? primeRing(w, h, bias, table, r, composerCount, primer) : initialRing(h, [r.key ?? ANY_KEY], w);
+    }));
     for (let step = 0; step < total; step++) {
-      const z = longContextStep(w, h, state, bias, table, rows.previous, rows.onset.map((t) => t % STEPS_PER_BEAT), composers, composerCount);
+      const z = longContextStep(w, h, state, bias, table, shadowed(rows.previous), shadowed(rows.onset).map((t) => t % STEPS_PER_BEAT), composers, composerCount);
       let tokens: NoteToken[];
       try {
-        tokens = sampleNotes(w, z, requests, rows.previous, rows.rngs, pitchBias);
+        tokens = sampleNotes(w, z, requests, rows.previous, rows.rngs, pitchBias, guidance);
       } finally {
         z.dispose();
       }
-      commitNotes(state, bias, tokens);
+      commitNotes(state, bias, shadowed(tokens));
       advanceRows(rows, requests, tokens);
     }
   } finally {
