@@ -270,6 +270,8 @@ describe('compareRealism', () => {
     assert.ok(rep.real.mean > 0.5 && rep.generated.mean < 0.05, `${rep.real.mean} / ${rep.generated.mean}`);
     assert.equal(rep.pass, false);
     assert.ok(rep.ratio! < 0.5);
+    assert.equal(rep.separation, 1, 'every aimless excerpt repeats less than every structured one');
+    for (const f of REALISM_FEATURES) assert.ok(r.features[f].separation >= 0.5 && r.features[f].separation <= 1, f);
     assert.equal(r.features.scaleConsistency.real.mean, 1);
     assert.equal(r.features.scaleConsistency.pass, false);
     assert.ok(r.passed < REALISM_FEATURES.length);

@@ -820,13 +820,13 @@ const pct = (x: number) => `${Math.round(x * 100)}%`;
 /** Realism: one row per feature, then the classifier and composer recognition. */
 function realismLines(m: RealismReport): string[] {
   const lines = ['', `realism: ${m.generated.pieces} generated pieces × ${m.notesPerPiece} notes (${m.composers.join(', ')}; ${m.decoding}) in ${m.generated.excerpts} excerpts of ${m.excerptNotes} notes, against ${m.real.excerpts} excerpts of ${m.real.pieces} real pieces (${m.realSource})`];
-  lines.push('real-vs-real: one half of the real pieces (split by piece) against the other half; pass: the mean inside the real 5–95 % band (repetition also within 0.5–1.5× real)');
-  const rows = [['feature', 'real mean', 'real 5–95 %', 'real vs real', 'generated', 'gen/real', 'pass']];
+  lines.push('real-vs-real: one half of the real pieces (split by piece) against the other half; pass: the mean inside the real 5–95 % band (repetition also within 0.5–1.5× real); alone AUC: how well the feature by itself tells generated from real (0.5 none)');
+  const rows = [['feature', 'real mean', 'real 5–95 %', 'real vs real', 'generated', 'gen/real', 'pass', 'alone AUC']];
   for (const f of REALISM_FEATURES) {
     const x = m.features[f];
     const digits = f === 'velocityMean' || f === 'pitchRange' ? 1 : f === 'velocityValues' || f === 'pitchClassSetEntropy' ? 2 : 3;
     const ratio = REPETITION_FEATURES.includes(f) ? (x.ratio == null ? '—' : `${x.ratio.toFixed(2)}×`) : '';
-    rows.push([FEATURE_LABELS[f], fmt(x.real.mean, digits), `${fmt(x.real.p5, digits)}–${fmt(x.real.p95, digits)}`, `${fmt(x.realVsReal.otherHalfMean, digits)}${x.realVsReal.pass ? '' : ' ✗'}`, fmt(x.generated.mean, digits), ratio, x.pass ? 'yes' : 'NO']);
+    rows.push([FEATURE_LABELS[f], fmt(x.real.mean, digits), `${fmt(x.real.p5, digits)}–${fmt(x.real.p95, digits)}`, `${fmt(x.realVsReal.otherHalfMean, digits)}${x.realVsReal.pass ? '' : ' ✗'}`, fmt(x.generated.mean, digits), ratio, x.pass ? 'yes' : 'NO', fmt(x.separation, 2)]);
   }
   lines.push(table(rows));
   lines.push(`features passing: ${m.passed} of ${REALISM_FEATURES.length}`);

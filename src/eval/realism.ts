@@ -558,6 +558,11 @@ export interface FeatureComparison extends FeatureVerdict {
   generated: Band;
   /** The ceiling: the other half of the real pieces judged against one half's band. */
   realVsReal: { referenceHalf: Band; otherHalfMean: number } & FeatureVerdict;
+  /**
+   * How well this feature alone tells generated excerpts from real ones: ROC-AUC of the raw
+   * value, folded to 0.5–1 (0.5: no help; the classifier combines all of them).
+   */
+  separation: number;
 }
 
 function verdict(feature: RealismFeature, reference: Band, compared: number): FeatureVerdict {
@@ -685,7 +690,10 @@ export function compareRealism(real: readonly PieceTokens[], generated: readonly
     const genBand = band(genRows.map((r) => r.values[f]));
     const reference = band(realRows.filter((r) => halfA.has(r.piece)).map((r) => r.values[f]));
     const otherHalfMean = mean(realRows.filter((r) => halfB.has(r.piece)).map((r) => r.values[f]));
-    features[f] = { real: realBand, generated: genBand, ...verdict(f, realBand, genBand.mean), realVsReal: { referenceHalf: reference, otherHalfMean, ...verdict(f, reference, otherHalfMean) } };
+    const values = [...realRows, ...genRows].map((r) => r.values[f]);
+    const auc = rocAuc(values, [...realRows.map(() => 0), ...genRows.map(() => 1)]);
+    const separation = Math.max(auc, 1 - auc);
+    features[f] = { real: realBand, generated: genBand, ...verdict(f, realBand, genBand.mean), realVsReal: { referenceHalf: reference, otherHalfMean, ...verdict(f, reference, otherHalfMean) }, separation };
   }
 
   log(`  realism: classifier two-sample tests (${o.folds}-fold grouped by piece, ${o.repeats} repeats)`);
