@@ -1,12 +1,16 @@
 /**
- * MIDI -> audio with the fluidsynth command-line synthesizer.
+ * MIDI -> audio: fluidsynth renders 32-bit float samples, they are normalised to one loudness
+ * (src/render/loudness.ts: TARGET_LUFS integrated, true peak at most TRUE_PEAK_MAX_DBTP), then
+ * written as 16-bit WAV here or encoded by ffmpeg (OGG Vorbis, MP3, Opus).
  *
  * fluidsynth exits 0 on several failures (unwritable output, truncated MIDI), so everything it
  * writes is checked before it reaches the caller: the MIDI is validated structurally first, the
  * output is rendered to a temporary name in the destination folder, its header and length are
  * verified, and only then is it renamed onto `outPath`. A failure never leaves a file at `outPath`.
+ * The encoder's output is checked the same way: its header, then decoded back by ffmpeg, whose
+ * length must match what went in and whose true peak must be within the limit.
  *
- * fluidsynth only writes stereo, so mono WAV is rendered as raw s16le stereo and downmixed here.
+ * fluidsynth only writes stereo, so mono is downmixed here ((L+R)/2) before the loudness is measured.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
@@ -14,24 +18,35 @@ import { open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import tonejs from '@tonejs/midi';
+import { LIMITER_CEILING_DBTP, LoudnessMeter, MAX_GAIN_DB, TARGET_LUFS, TRUE_PEAK_MAX_DBTP, TruePeakLimiter, TruePeakMeter, gainToDb } from './loudness.ts';
 
-export type RenderFormat = 'wav' | 'ogg';
+export type RenderFormat = 'wav' | 'ogg' | 'mp3' | 'opus';
+/** Every format renderAudio writes; the file extension is the format's name. */
+export const RENDER_FORMATS: readonly RenderFormat[] = ['wav', 'ogg', 'mp3', 'opus'];
+/** Sample rates an MP3 can have (MPEG-1, 2 and 2.5 layer III). */
+const MP3_RATES = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000];
 
 export interface RenderAudioOptions {
   format: RenderFormat;
-  /** Output sample rate in Hz: 44100 (default) or 22050 (anything 8000..96000 is passed through). */
+  /** Output sample rate in Hz: 44100 (default) or 22050 (anything 8000..96000 is passed through; MP3 takes the MPEG rates only; Opus is always 48 kHz in the file). */
   sampleRate?: number;
-  /** 2 (default) or 1. Mono is WAV only (fluidsynth writes stereo; we downmix). */
+  /** 2 (default) or 1 (downmixed here). */
   channels?: 1 | 2;
-  /** fluidsynth master gain 0..10 (default 1.0; fluidsynth's own default of 0.2 is very quiet). */
+  /** MP3 and Opus (and OGG, which otherwise uses Vorbis quality 4): kbit/s; default defaultBitrateKbps(). */
+  bitrateKbps?: number;
+  /** Loudness-normalise to TARGET_LUFS (default true). Off, the render keeps its level; the true-peak limiter applies either way. */
+  normalize?: boolean;
+  /** fluidsynth master gain 0..10 (default 1.0; fluidsynth's own default of 0.2 is very quiet). Normalisation undoes it. */
   gain?: number;
   /** A .sf2/.sf3 file; else env NOCTURNE_SOUNDFONT, else the standard Debian/Ubuntu/Fedora/Homebrew paths. */
   soundFont?: string;
-  /** Kill fluidsynth and reject after this long (default 60 000 ms). */
+  /** Kill fluidsynth (and, separately, the encoder and its check) and reject after this long (default 60 000 ms). */
   timeoutMs?: number;
   /** The fluidsynth executable; else env NOCTURNE_FLUIDSYNTH, else `fluidsynth` on PATH. */
   fluidsynth?: string;
-  /** Accept (near-)silent output instead of rejecting it (WAV only; OGG cannot be checked). */
+  /** The ffmpeg executable (OGG, MP3, Opus); else env NOCTURNE_FFMPEG, else `ffmpeg` on PATH. */
+  ffmpeg?: string;
+  /** Accept (near-)silent output instead of rejecting it. */
   allowSilence?: boolean;
   /**
    * Largest output accepted, in bytes. Checked twice: the estimate from the MIDI's length before
@@ -46,19 +61,33 @@ export interface RenderAudioResult {
   /** Seconds of audio in the file (the MIDI's length plus fluidsynth's release tail). */
   seconds: number;
   format: RenderFormat;
+  /** The file's sample rate (Opus: 48000 whatever was rendered). */
   sampleRate: number;
   channels: 1 | 2;
-  /** WAV only: peak |sample| in 0..1. */
+  /** MP3, Opus, and OGG given a bitrate: the encoder's bitrate, kbit/s. */
+  bitrateKbps?: number;
+  /** Peak |sample| in 0..1, of what is in the file (lossy formats: decoded). */
   peak?: number;
-  /** WAV only: RMS over all samples in 0..1 (silence is 0; a piano piece is typically 0.02..0.2). */
+  /** RMS over all samples in 0..1 (silence is 0; a normalised piano piece is typically 0.05..0.15). */
   rms?: number;
+  /** Integrated loudness of what is in the file (lossy formats: decoded by ffmpeg), LUFS. */
+  lufs: number;
+  /** True peak (4x oversampled) of what is in the file, dBTP. */
+  truePeakDb: number;
+  /** Loudness of fluidsynth's render before normalisation, LUFS (−Infinity for silence). */
+  renderedLufs: number;
+  /** The gain normalisation applied, dB. */
+  gainDb: number;
+  /** The limiter's deepest gain reduction, dB (0 or negative). */
+  limitedDb: number;
   /** Length of the MIDI's music in seconds (end of the last note), from its tempo map. */
   midiSeconds: number;
-  /** Wall-clock milliseconds spent rendering (fluidsynth plus checks). */
+  /** Wall-clock milliseconds spent rendering (fluidsynth, normalising, encoding and checks). */
   renderMs: number;
 }
 
 export const FLUIDSYNTH_FIX = 'install it with `apt-get install fluidsynth fluid-soundfont-gm`';
+export const FFMPEG_FIX = 'install it with `apt-get install ffmpeg` (OGG, MP3 and Opus are encoded by ffmpeg; WAV needs only fluidsynth)';
 
 const STANDARD_SOUNDFONTS = [
   '/usr/share/sounds/sf2/FluidR3_GM.sf2',
@@ -110,28 +139,103 @@ function isFile(p: string): boolean {
   }
 }
 
+/** The bitrate a lossy format is encoded at unless asked otherwise, kbit/s (WAV, and OGG at Vorbis quality 4: undefined). */
+export function defaultBitrateKbps(format: RenderFormat, channels: 1 | 2 = 2): number | undefined {
+  if (format === 'mp3') return channels === 1 ? 96 : 192;
+  if (format === 'opus') return channels === 1 ? 64 : 128;
+  return undefined;
+}
+
 /**
  * Estimated output size in bytes, for choosing a format under an upload limit.
  * WAV is exact up to fluidsynth's release tail (pass the rendered seconds for an exact figure);
- * OGG is a rough 1 MB per minute (fluidsynth's Vorbis is usually 0.5..1 MB/min for solo piano).
+ * MP3 (constant bitrate) is within a frame or two; Opus (variable bitrate) and OGG at a bitrate
+ * are given 10 % over theirs; OGG at its default quality is a rough 1 MB per minute (usually
+ * 0.5..1 MB/min for solo piano).
  */
-export function describeAudioBudget(seconds: number, format: RenderFormat, sampleRate = 44100, channels: 1 | 2 = 2): number {
+export function describeAudioBudget(seconds: number, format: RenderFormat, sampleRate = 44100, channels: 1 | 2 = 2, bitrateKbps?: number): number {
   const s = Math.max(0, seconds);
+  const kbps = bitrateKbps ?? defaultBitrateKbps(format, channels);
+  if (format === 'mp3') return Math.round(4096 + s * kbps! * 125 * 1.01);
+  if (format === 'opus' || (format === 'ogg' && kbps !== undefined)) return Math.round(8192 + s * kbps! * 125 * 1.1);
   if (format === 'ogg') return Math.round(8192 + (s / 60) * 1_000_000);
   return 44 + Math.ceil(s * sampleRate) * channels * 2;
+}
+
+/** Seconds of audio whose estimate (describeAudioBudget) is `bytes`. */
+function secondsWithin(bytes: number, format: RenderFormat, sampleRate: number, channels: 1 | 2, bitrateKbps?: number): number {
+  const perHour = describeAudioBudget(3600, format, sampleRate, channels, bitrateKbps) - describeAudioBudget(0, format, sampleRate, channels, bitrateKbps);
+  return (bytes / perHour) * 3600;
+}
+
+/** The MIDI's musical length in seconds, after the same structural check renderAudio makes. */
+export async function midiSeconds(midiPath: string): Promise<number> {
+  return checkMidi(midiPath);
+}
+
+/** The encodings tried, best first, when a lossy file has to fit under a size (renderAudioWithin). */
+export const FIT_LADDER: Record<Exclude<RenderFormat, 'wav'>, { bitrateKbps?: number; channels: 1 | 2; sampleRate: number }[]> = {
+  mp3: [
+    { bitrateKbps: 192, channels: 2, sampleRate: 44100 },
+    { bitrateKbps: 128, channels: 2, sampleRate: 44100 },
+    { bitrateKbps: 96, channels: 2, sampleRate: 44100 },
+    { bitrateKbps: 64, channels: 1, sampleRate: 44100 },
+    { bitrateKbps: 48, channels: 1, sampleRate: 22050 },
+    { bitrateKbps: 32, channels: 1, sampleRate: 22050 },
+  ],
+  opus: [
+    { bitrateKbps: 128, channels: 2, sampleRate: 44100 },
+    { bitrateKbps: 96, channels: 2, sampleRate: 44100 },
+    { bitrateKbps: 64, channels: 2, sampleRate: 44100 },
+    { bitrateKbps: 48, channels: 1, sampleRate: 44100 },
+    { bitrateKbps: 32, channels: 1, sampleRate: 44100 },
+    { bitrateKbps: 24, channels: 1, sampleRate: 44100 },
+  ],
+  ogg: [
+    { channels: 2, sampleRate: 44100 },
+    { bitrateKbps: 96, channels: 2, sampleRate: 44100 },
+    { bitrateKbps: 64, channels: 1, sampleRate: 44100 },
+    { bitrateKbps: 40, channels: 1, sampleRate: 22050 },
+  ],
+};
+
+/**
+ * Renders `format` (OGG, MP3 or Opus) at the best rung of FIT_LADDER whose file is at most
+ * `limitBytes`: rungs whose estimate is over are skipped without rendering, a rung whose file
+ * comes out over is replaced by the next. Undefined when none fits (nothing is left at outPath).
+ */
+export async function renderAudioWithin(
+  midiPath: string,
+  outPath: string,
+  format: Exclude<RenderFormat, 'wav'>,
+  limitBytes: number,
+  opts: Omit<RenderAudioOptions, 'format' | 'sampleRate' | 'channels' | 'bitrateKbps' | 'maxBytes'> = {},
+  /** The first rung to try: 1 when the file at the format's defaults (rung 0) is known to be over. */
+  firstRung = 0,
+): Promise<RenderAudioResult | undefined> {
+  const seconds = (await checkMidi(midiPath)) + RELEASE_TAIL_SECONDS;
+  for (const rung of FIT_LADDER[format].slice(firstRung)) {
+    if (describeAudioBudget(seconds, format, rung.sampleRate, rung.channels, rung.bitrateKbps) > limitBytes) continue;
+    const r = await renderAudio(midiPath, outPath, { ...opts, format, ...rung });
+    if (r.bytes <= limitBytes) return r;
+  }
+  await unlink(outPath).catch(() => undefined);
+  return undefined;
 }
 
 export async function renderAudio(midiPath: string, outPath: string, opts: RenderAudioOptions): Promise<RenderAudioResult> {
   const t0 = performance.now();
   const format = opts.format;
-  if (format !== 'wav' && format !== 'ogg') throw new Error(`unsupported audio format: ${String(format)} (use 'wav' or 'ogg')`);
+  if (!RENDER_FORMATS.includes(format)) throw new Error(`unsupported audio format: ${String(format)} (use ${RENDER_FORMATS.map((f) => `'${f}'`).join(', ')})`);
   const sampleRate = opts.sampleRate ?? 44100;
   if (!Number.isInteger(sampleRate) || sampleRate < 8000 || sampleRate > 96000) {
     throw new Error(`sampleRate must be an integer 8000..96000 (44100 or 22050), got ${sampleRate}`);
   }
+  if (format === 'mp3' && !MP3_RATES.includes(sampleRate)) throw new Error(`an MP3's sample rate is one of ${MP3_RATES.join(', ')}, got ${sampleRate}`);
   const channels = opts.channels ?? 2;
   if (channels !== 1 && channels !== 2) throw new Error(`channels must be 1 or 2, got ${String(channels)}`);
-  if (channels === 1 && format === 'ogg') throw new Error('mono output is WAV only: fluidsynth writes stereo Ogg Vorbis (already compact)');
+  const bitrateKbps = format === 'wav' ? undefined : (opts.bitrateKbps ?? defaultBitrateKbps(format, channels));
+  if (bitrateKbps !== undefined && (!Number.isInteger(bitrateKbps) || bitrateKbps < 8 || bitrateKbps > 320)) throw new Error(`bitrateKbps must be a whole number 8..320, got ${bitrateKbps}`);
   const gain = opts.gain ?? 1.0;
   if (!Number.isFinite(gain) || gain < 0 || gain > 10) throw new Error(`gain must be 0..10, got ${gain}`);
   const timeoutMs = opts.timeoutMs ?? 60_000;
@@ -139,13 +243,14 @@ export async function renderAudio(midiPath: string, outPath: string, opts: Rende
   const midiSeconds = await checkMidi(midiPath);
   const maxBytes = opts.maxBytes;
   if (maxBytes !== undefined) {
-    const estimate = describeAudioBudget(midiSeconds + RELEASE_TAIL_SECONDS, format, sampleRate, channels);
+    const estimate = describeAudioBudget(midiSeconds + RELEASE_TAIL_SECONDS, format, sampleRate, channels, bitrateKbps);
     if (estimate > maxBytes) {
       throw new AudioTooLargeError(`the audio would be about ${megabytes(estimate)} (${Math.round(midiSeconds)} s of music), over the ${megabytes(maxBytes)} limit: not rendered`);
     }
   }
   const soundFont = findSoundFont(opts.soundFont);
   const exe = opts.fluidsynth ?? (process.env.NOCTURNE_FLUIDSYNTH || 'fluidsynth');
+  const ffmpeg = opts.ffmpeg ?? (process.env.NOCTURNE_FFMPEG || 'ffmpeg');
 
   const outDir = dirname(outPath);
   let dirOk = false;
@@ -158,59 +263,339 @@ export async function renderAudio(midiPath: string, outPath: string, opts: Rende
 
   const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
   const tmpOut = join(outDir, `.${basename(outPath)}.${tag}.tmp`);
-  const tmpRaw = join(outDir, `.${basename(outPath)}.${tag}.raw`);
-  const mono = channels === 1;
-  const synthTarget = mono ? tmpRaw : tmpOut;
-  const fileType = mono ? 'raw' : format === 'wav' ? 'wav' : 'oga';
-
-  const args = ['-ni', '-q', '-F', synthTarget, '-T', fileType, '-r', String(sampleRate), '-g', String(gain)];
-  if (fileType !== 'oga') args.push('-O', 's16', '-E', 'little');
-  args.push(soundFont, midiPath);
+  // fluidsynth's own output: 32-bit float stereo WAV (no clipping before the gain is set; 8 bytes a frame)
+  const tmpSynth = join(outDir, `.${basename(outPath)}.${tag}.synth.tmp`);
+  const args = ['-ni', '-q', '-F', tmpSynth, '-T', 'wav', '-O', 'float', '-E', 'little', '-r', String(sampleRate), '-g', String(gain), soundFont, midiPath];
 
   try {
-    // Raw mono input is stereo until downmixed: twice the bytes. A margin covers the estimate's roughness (OGG).
-    const watch = maxBytes === undefined ? undefined : { path: synthTarget, maxBytes: Math.ceil(maxBytes * (mono ? 2 : 1) * 1.25) + 1_000_000 };
+    // A margin covers the estimate's roughness (lossy formats).
+    const watch = maxBytes === undefined ? undefined : { path: tmpSynth, maxBytes: Math.ceil(secondsWithin(maxBytes, format, sampleRate, channels, bitrateKbps) * sampleRate * 8 * 1.25) + 1_000_000 };
     await runFluidsynth(exe, args, timeoutMs, watch);
-    let stats: WavStats | undefined;
-    let seconds: number;
-    if (mono) {
-      stats = await downmixRawToMonoWav(tmpRaw, tmpOut, sampleRate);
-      seconds = stats.seconds;
-    } else if (format === 'wav') {
-      stats = await checkWav(tmpOut, 2, sampleRate);
-      seconds = stats.seconds;
-    } else {
-      seconds = await checkOgg(tmpOut);
+    if (!existsSync(tmpSynth)) throw new Error('fluidsynth wrote no output file');
+    const synth = await readWavHeader(tmpSynth, 'fluidsynth');
+    if (synth.channels !== 2 || synth.sampleRate !== sampleRate || !synth.float) {
+      throw new Error(`fluidsynth wrote ${synth.channels} ch ${synth.sampleRate} Hz ${synth.bitsPerSample}-bit ${synth.float ? 'float' : 'integer'}, expected 2 ch ${sampleRate} Hz 32-bit float`);
     }
+    const seconds = synth.seconds;
     // fluidsynth renders until the last note's release has died away, so anything shorter than
     // the music means it stopped early (e.g. a file it only partly understood).
     if (seconds + 0.05 < midiSeconds) {
       throw new Error(`fluidsynth stopped early: ${seconds.toFixed(2)} s of audio for ${midiSeconds.toFixed(2)} s of music`);
     }
-    if (stats && !opts.allowSilence && stats.peak < SILENCE_PEAK) {
-      throw new Error(`rendered audio is silent (peak ${stats.peak.toExponential(2)}): does ${soundFont} have a piano preset?`);
+    const frames = synth.dataBytes / 8;
+
+    // Pass 1: the render's loudness and peak.
+    const inMeter = new LoudnessMeter(sampleRate, channels);
+    let inPeak = 0;
+    for await (const chunk of readFloatFrames(tmpSynth, synth.dataOffset, frames, channels)) {
+      inMeter.add(chunk);
+      for (let i = 0; i < chunk.length; i++) {
+        const a = Math.abs(chunk[i]!);
+        if (a > inPeak) inPeak = a;
+      }
+    }
+    if (!opts.allowSilence && inPeak < SILENCE_PEAK) {
+      throw new Error(`rendered audio is silent (peak ${inPeak.toExponential(2)}): does ${soundFont} have a piano preset?`);
+    }
+    const renderedLufs = inMeter.integrated();
+    const normalize = opts.normalize ?? true;
+    let gainDb = normalize && Number.isFinite(renderedLufs) ? Math.min(MAX_GAIN_DB, TARGET_LUFS - renderedLufs) : 0;
+    let ceilingDb = LIMITER_CEILING_DBTP;
+
+    // Pass 2: gain, limiter, the file; measured as written. A limiter that took the loudness
+    // more than 0.5 LU off, or a codec whose overshoot passed the true-peak limit, is met by
+    // doing it again with the gain or the ceiling corrected (rare: at most three times).
+    const job: OutputJob = { tmpSynth, dataOffset: synth.dataOffset, frames, sampleRate, channels, format, bitrateKbps, tmpOut, ffmpeg, timeoutMs };
+    let out: OutputMeasure;
+    for (let attempt = 1; ; attempt++) {
+      out = await writeOutput(job, gainDb, ceilingDb);
+      if (Math.abs(out.seconds - seconds) > 0.1) throw new Error(`the ${format.toUpperCase()} file holds ${out.seconds.toFixed(2)} s of audio, ${seconds.toFixed(2)} s went in`);
+      const off = TARGET_LUFS - out.lufs;
+      const retry = attempt < 4;
+      if (out.truePeakDb > TRUE_PEAK_MAX_DBTP) {
+        if (!retry) throw new Error(`the ${format.toUpperCase()} file's true peak is ${out.truePeakDb.toFixed(2)} dBTP, over ${TRUE_PEAK_MAX_DBTP}, after ${attempt} tries`);
+        ceilingDb -= out.truePeakDb - TRUE_PEAK_MAX_DBTP + 0.3;
+        continue;
+      }
+      if (normalize && retry && Number.isFinite(off) && Math.abs(off) > 0.5 && gainDb + off <= MAX_GAIN_DB) {
+        gainDb += off;
+        continue;
+      }
+      break;
     }
     await rename(tmpOut, outPath);
     const bytes = (await stat(outPath)).size;
     const result: RenderAudioResult = {
       path: outPath,
       bytes,
-      seconds,
+      seconds: out.seconds,
       format,
-      sampleRate,
+      sampleRate: format === 'opus' ? 48000 : sampleRate,
       channels,
+      peak: out.peak,
+      rms: out.rms,
+      lufs: out.lufs,
+      truePeakDb: out.truePeakDb,
+      renderedLufs,
+      gainDb,
+      limitedDb: out.limitedDb,
       midiSeconds,
       renderMs: performance.now() - t0,
     };
-    if (stats) {
-      result.peak = stats.peak;
-      result.rms = stats.rms;
-    }
+    if (bitrateKbps !== undefined) result.bitrateKbps = bitrateKbps;
     return result;
   } finally {
-    await unlink(tmpRaw).catch(() => undefined);
+    await unlink(tmpSynth).catch(() => undefined);
     await unlink(tmpOut).catch(() => undefined);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Normalised output: WAV here, the lossy formats through ffmpeg
+
+interface OutputJob {
+  tmpSynth: string;
+  dataOffset: number;
+  frames: number;
+  sampleRate: number;
+  channels: 1 | 2;
+  format: RenderFormat;
+  bitrateKbps?: number;
+  tmpOut: string;
+  ffmpeg: string;
+  timeoutMs: number;
+}
+
+interface OutputMeasure {
+  seconds: number;
+  lufs: number;
+  truePeakDb: number;
+  peak: number;
+  rms: number;
+  limitedDb: number;
+}
+
+/** Float frames of the synth WAV (stereo), as `channels` per frame (mono: (L+R)/2), a chunk at a time. */
+async function* readFloatFrames(path: string, dataOffset: number, frames: number, channels: 1 | 2): AsyncGenerator<Float32Array> {
+  const fh = await open(path, 'r');
+  try {
+    const buf = Buffer.alloc(CHUNK); // a multiple of 8 bytes: whole stereo frames
+    const stereo = new Float32Array(buf.buffer, buf.byteOffset, CHUNK / 4);
+    let done = 0;
+    while (done < frames) {
+      const want = Math.min(CHUNK / 8, frames - done);
+      const { bytesRead } = await fh.read(buf, 0, want * 8, dataOffset + done * 8);
+      if (bytesRead !== want * 8) throw new Error(`fluidsynth's output ended early at frame ${done + Math.floor(bytesRead / 8)} of ${frames}`);
+      if (channels === 2) {
+        yield stereo.slice(0, want * 2);
+      } else {
+        const mono = new Float32Array(want);
+        for (let i = 0; i < want; i++) mono[i] = (stereo[2 * i]! + stereo[2 * i + 1]!) * 0.5;
+        yield mono;
+      }
+      done += want;
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Peak and RMS of float samples. */
+class FloatStats {
+  private peakAbs = 0;
+  private sumSq = 0;
+  private n = 0;
+  add(x: Float32Array): void {
+    let peak = this.peakAbs;
+    let sum = 0;
+    for (let i = 0; i < x.length; i++) {
+      const v = x[i]!;
+      const a = v < 0 ? -v : v;
+      if (a > peak) peak = a;
+      sum += v * v;
+    }
+    this.peakAbs = peak;
+    this.sumSq += sum;
+    this.n += x.length;
+  }
+  result(): { peak: number; rms: number } {
+    return { peak: this.peakAbs, rms: this.n === 0 ? 0 : Math.sqrt(this.sumSq / this.n) };
+  }
+}
+
+/** One pass: gain and limiter over the synth file into job.tmpOut, then what was written, measured. */
+async function writeOutput(job: OutputJob, gainDb: number, ceilingDb: number): Promise<OutputMeasure> {
+  const { sampleRate, channels } = job;
+  const limiter = new TruePeakLimiter(sampleRate, channels, gainDb, ceilingDb);
+  if (job.format === 'wav') {
+    // The float output is what is quantised: measure it on the way (16-bit rounding moves it by < 0.001 dB).
+    const loud = new LoudnessMeter(sampleRate, channels);
+    const tp = new TruePeakMeter(channels);
+    const stats = new SampleStats();
+    const dataBytes = job.frames * channels * 2;
+    const fh = await open(job.tmpOut, 'w');
+    let pos = 44;
+    try {
+      await fh.write(wavHeader(dataBytes, sampleRate, channels), 0, 44, 0);
+      const put = async (y: Float32Array) => {
+        if (y.length === 0) return;
+        loud.add(y);
+        tp.add(y);
+        const s16 = toInt16(y);
+        stats.add(s16);
+        await fh.write(Buffer.from(s16.buffer, s16.byteOffset, s16.byteLength), 0, s16.byteLength, pos);
+        pos += s16.byteLength;
+      };
+      for await (const chunk of readFloatFrames(job.tmpSynth, job.dataOffset, job.frames, channels)) await put(limiter.process(chunk));
+      await put(limiter.flush());
+    } finally {
+      await fh.close();
+    }
+    const h = await readWavHeader(job.tmpOut, 'the WAV writer'); // re-read what we wrote: cheap, and catches a short write
+    if (h.fileBytes !== 44 + dataBytes || pos !== 44 + dataBytes) throw new Error(`the WAV writer wrote ${h.fileBytes} bytes, expected ${44 + dataBytes}`);
+    return { seconds: h.seconds, lufs: loud.integrated(), truePeakDb: gainToDb(tp.truePeak()), ...stats.result(), limitedDb: limiter.reductionDb };
+  }
+  await encode(job, limiter);
+  await checkEncodedHeader(job.tmpOut, job.format);
+  return { ...(await decodeAndMeasure(job)), limitedDb: limiter.reductionDb };
+}
+
+/** Float -> s16 (round to nearest; the limiter keeps |x| < 1, the clamp is a guard). */
+function toInt16(y: Float32Array): Int16Array {
+  const out = new Int16Array(y.length);
+  for (let i = 0; i < y.length; i++) {
+    const v = Math.round(y[i]! * 32768);
+    out[i] = Math.min(32767, Math.max(-32768, v));
+  }
+  return out;
+}
+
+function encoderArgs(job: OutputJob): string[] {
+  const input = ['-hide_banner', '-loglevel', 'error', '-f', 'f32le', '-ar', String(job.sampleRate), '-ac', String(job.channels), '-i', 'pipe:0', '-map_metadata', '-1'];
+  const kbps = job.bitrateKbps;
+  const out = ['-y', job.tmpOut];
+  if (job.format === 'mp3') return [...input, '-c:a', 'libmp3lame', '-b:a', `${kbps}k`, '-f', 'mp3', ...out];
+  // Opus: constrained VBR, so that the size follows the bitrate (plain VBR spent 170 kbit/s on a quiet piece at 128)
+  if (job.format === 'opus') return [...input, '-c:a', 'libopus', '-b:a', `${kbps}k`, '-vbr', 'constrained', '-ar', '48000', '-f', 'opus', ...out];
+  return [...input, '-c:a', 'libvorbis', ...(kbps === undefined ? ['-q:a', '4'] : ['-b:a', `${kbps}k`]), '-f', 'ogg', ...out];
+}
+
+/** Streams the limited float samples into ffmpeg, which writes job.tmpOut. */
+async function encode(job: OutputJob, limiter: TruePeakLimiter): Promise<void> {
+  const tool = startTool(job.ffmpeg, encoderArgs(job), job.timeoutMs, 'the encoder (ffmpeg)');
+  try {
+    for await (const chunk of readFloatFrames(job.tmpSynth, job.dataOffset, job.frames, job.channels)) await tool.write(limiter.process(chunk));
+    await tool.write(limiter.flush());
+    await tool.end();
+  } catch (e) {
+    tool.kill();
+    await tool.end().catch(() => undefined);
+    throw e;
+  }
+}
+
+/** The encoder's file: the container's magic and the codec's header, before it is decoded. */
+async function checkEncodedHeader(path: string, format: RenderFormat): Promise<void> {
+  if (!existsSync(path)) throw new Error('the encoder (ffmpeg) wrote no output file');
+  const fh = await open(path, 'r');
+  let head: Buffer;
+  let size: number;
+  try {
+    size = (await fh.stat()).size;
+    head = Buffer.alloc(Math.min(size, 8192));
+    await fh.read(head, 0, head.length, 0);
+  } finally {
+    await fh.close();
+  }
+  const bad = (why: string) => new Error(`the encoder (ffmpeg) wrote an invalid ${format.toUpperCase()} (${size} bytes): ${why}`);
+  if (size < 1024) throw bad('too small to hold any audio');
+  if (format === 'mp3') {
+    let at = 0;
+    if (head.toString('latin1', 0, 3) === 'ID3') at = 10 + ((head[6]! & 0x7f) << 21) + ((head[7]! & 0x7f) << 14) + ((head[8]! & 0x7f) << 7) + (head[9]! & 0x7f);
+    if (at + 4 > head.length || head[at] !== 0xff || (head[at + 1]! & 0xe6) !== 0xe2) throw bad('no MPEG layer III frame after the ID3 tag');
+    return;
+  }
+  if (head.toString('latin1', 0, 4) !== 'OggS') throw bad('no OggS magic');
+  const id = format === 'opus' ? 'OpusHead' : '\x01vorbis';
+  if (head.indexOf(id, 0, 'latin1') < 0) throw bad(`no ${format === 'opus' ? 'Opus' : 'Vorbis'} identification header`);
+}
+
+/** Decodes job.tmpOut with ffmpeg: its length, loudness, true peak, peak and RMS. */
+async function decodeAndMeasure(job: OutputJob): Promise<Omit<OutputMeasure, 'limitedDb'>> {
+  const rate = job.format === 'opus' ? 48000 : job.sampleRate;
+  const ch = job.channels;
+  const loud = new LoudnessMeter(rate, ch);
+  const tp = new TruePeakMeter(ch);
+  const stats = new FloatStats();
+  let carry = Buffer.alloc(0);
+  let samples = 0;
+  const onData = (d: Buffer) => {
+    const all = carry.length ? Buffer.concat([carry, d]) : d;
+    const whole = all.length - (all.length % (4 * ch));
+    if (whole > 0) {
+      const copy = Buffer.from(all.subarray(0, whole)); // own, aligned memory
+      const x = new Float32Array(copy.buffer, copy.byteOffset, whole / 4);
+      loud.add(x);
+      tp.add(x);
+      stats.add(x);
+      samples += x.length;
+    }
+    carry = Buffer.from(all.subarray(whole));
+  };
+  const args = ['-hide_banner', '-loglevel', 'error', '-i', job.tmpOut, '-f', 'f32le', '-ac', String(ch), '-ar', String(rate), 'pipe:1'];
+  const tool = startTool(job.ffmpeg, args, job.timeoutMs, 'the decoder check (ffmpeg)', onData);
+  await tool.end();
+  return { seconds: samples / ch / rate, lufs: loud.integrated(), truePeakDb: gainToDb(tp.truePeak()), ...stats.result() };
+}
+
+interface Tool {
+  write(x: Float32Array): Promise<void>;
+  /** Closes its stdin and waits for it; rejects on a non-zero exit, a timeout or a spawn error. */
+  end(): Promise<void>;
+  kill(): void;
+}
+
+/** Runs ffmpeg: stdin takes float samples (when written to), stdout goes to `onStdout`. */
+function startTool(exe: string, args: string[], timeoutMs: number, what: string, onStdout?: (d: Buffer) => void): Tool {
+  const child = spawn(exe, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  let failure: Error | undefined;
+  child.stderr.on('data', (d: Buffer) => {
+    if (stderr.length < 16_384) stderr += d.toString('utf8');
+  });
+  child.stdout.on('data', (d: Buffer) => onStdout?.(d));
+  child.stdin.on('error', () => undefined); // EPIPE when it exits early: the exit code says why
+  const exited = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      failure = new Error(`${what} timed out after ${timeoutMs} ms and was killed`);
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.on('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(e.code === 'ENOENT' ? new Error(`ffmpeg not found: ${FFMPEG_FIX}`) : new Error(`could not run ${what} (${exe}): ${e.message}`));
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (failure) reject(failure);
+      else if (code !== 0) reject(new Error(`${what} failed: ${stderr.trim().split('\n')[0] || (signal ? `killed by ${signal}` : `exit code ${code}`)}`));
+      else resolve();
+    });
+  });
+  exited.catch(() => undefined); // observed by end(); a write to a dead process rejects on its own
+  return {
+    write: (x) =>
+      new Promise<void>((resolve, reject) => {
+        if (x.length === 0) return resolve();
+        child.stdin.write(Buffer.from(x.buffer, x.byteOffset, x.byteLength), (e) => (e ? exited.then(() => reject(e), reject) : resolve()));
+      }),
+    end: () => {
+      child.stdin.end();
+      return exited;
+    },
+    kill: () => {
+      child.kill('SIGKILL');
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -318,13 +703,7 @@ async function checkMidi(midiPath: string): Promise<number> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// WAV / OGG checks
-
-interface WavStats {
-  seconds: number;
-  peak: number;
-  rms: number;
-}
+// WAV headers and sample statistics
 
 const CHUNK = 1 << 20;
 
@@ -351,14 +730,17 @@ class SampleStats {
   }
 }
 
-/** Parses a RIFF/WAVE file's header: PCM 16-bit, the expected channels and rate, a data chunk that fits the file. */
-export async function readWavHeader(path: string): Promise<{ channels: number; sampleRate: number; bitsPerSample: number; dataOffset: number; dataBytes: number; fileBytes: number; seconds: number }> {
+/**
+ * Parses a RIFF/WAVE file's header: PCM 16-bit (what renderAudio writes) or 32-bit float (what
+ * fluidsynth renders for it), a data chunk that fits the file. `writer` names who wrote it in errors.
+ */
+export async function readWavHeader(path: string, writer = 'fluidsynth'): Promise<{ channels: number; sampleRate: number; bitsPerSample: number; float: boolean; dataOffset: number; dataBytes: number; fileBytes: number; seconds: number }> {
   const fh = await open(path, 'r');
   try {
     const fileBytes = (await fh.stat()).size;
     const head = Buffer.alloc(Math.min(fileBytes, 4096));
     await fh.read(head, 0, head.length, 0);
-    const bad = (why: string) => new Error(`fluidsynth wrote an invalid WAV (${fileBytes} bytes): ${why}`);
+    const bad = (why: string) => new Error(`${writer} wrote an invalid WAV (${fileBytes} bytes): ${why}`);
     if (head.length < 44 || head.toString('latin1', 0, 4) !== 'RIFF' || head.toString('latin1', 8, 12) !== 'WAVE') throw bad('no RIFF/WAVE header');
     const riffSize = head.readUInt32LE(4);
     if (riffSize + 8 > fileBytes + 1 || riffSize + 8 < fileBytes - 1) throw bad(`RIFF size ${riffSize} does not match the file`);
@@ -375,16 +757,20 @@ export async function readWavHeader(path: string): Promise<{ channels: number; s
           sampleRate: head.readUInt32LE(off + 12),
           bitsPerSample: head.readUInt16LE(off + 22),
         };
+        // WAVE_FORMAT_EXTENSIBLE: the sub-format GUID's first two bytes are the real format tag
+        if (fmt.formatTag === 0xfffe && len >= 40 && off + 8 + 26 <= head.length) fmt.formatTag = head.readUInt16LE(off + 8 + 24);
       } else if (id === 'data') {
         if (!fmt) throw bad('data before fmt');
-        if (fmt.formatTag !== 1 && fmt.formatTag !== 0xfffe) throw bad(`not PCM (format ${fmt.formatTag})`);
-        if (fmt.bitsPerSample !== 16) throw bad(`${fmt.bitsPerSample}-bit, expected 16`);
+        if (fmt.formatTag !== 1 && fmt.formatTag !== 3) throw bad(`not PCM (format ${fmt.formatTag})`);
+        const float = fmt.formatTag === 3;
+        if (float ? fmt.bitsPerSample !== 32 : fmt.bitsPerSample !== 16) throw bad(`${fmt.bitsPerSample}-bit, expected 16 (or 32-bit float)`);
         const dataOffset = off + 8;
-        const frame = fmt.channels * 2;
+        const frame = (fmt.channels * fmt.bitsPerSample) / 8;
         if (len === 0) throw bad('empty data chunk');
         if (dataOffset + len > fileBytes) throw bad(`data chunk says ${len} bytes, file has ${fileBytes - dataOffset}`);
         if (len % frame !== 0) throw bad(`data size ${len} is not whole frames`);
-        return { channels: fmt.channels, sampleRate: fmt.sampleRate, bitsPerSample: 16, dataOffset, dataBytes: len, fileBytes, seconds: len / frame / fmt.sampleRate };
+        if (fmt.channels < 1 || fmt.sampleRate < 1) throw bad(`${fmt.channels} channels at ${fmt.sampleRate} Hz`);
+        return { channels: fmt.channels, sampleRate: fmt.sampleRate, bitsPerSample: fmt.bitsPerSample, float, dataOffset, dataBytes: len, fileBytes, seconds: len / frame / fmt.sampleRate };
       }
       off += 8 + len + (len & 1);
     }
@@ -392,32 +778,6 @@ export async function readWavHeader(path: string): Promise<{ channels: number; s
   } finally {
     await fh.close();
   }
-}
-
-async function checkWav(path: string, channels: number, sampleRate: number): Promise<WavStats> {
-  if (!existsSync(path)) throw new Error('fluidsynth wrote no output file');
-  const h = await readWavHeader(path);
-  if (h.channels !== channels || h.sampleRate !== sampleRate) {
-    throw new Error(`fluidsynth wrote ${h.channels} ch ${h.sampleRate} Hz, expected ${channels} ch ${sampleRate} Hz`);
-  }
-  const stats = new SampleStats();
-  const fh = await open(path, 'r');
-  try {
-    const buf = Buffer.alloc(CHUNK);
-    let pos = h.dataOffset;
-    const end = h.dataOffset + h.dataBytes;
-    while (pos < end) {
-      const want = Math.min(CHUNK, end - pos);
-      const { bytesRead } = await fh.read(buf, 0, want, pos);
-      if (bytesRead <= 0) break;
-      const even = bytesRead & ~1;
-      stats.add(new Int16Array(buf.buffer, buf.byteOffset, even / 2));
-      pos += bytesRead;
-    }
-  } finally {
-    await fh.close();
-  }
-  return { seconds: h.seconds, ...stats.result() };
 }
 
 /** Writes a canonical 44-byte PCM 16-bit WAV header. */
@@ -437,61 +797,4 @@ export function wavHeader(dataBytes: number, sampleRate: number, channels: numbe
   b.write('data', 36, 'latin1');
   b.writeUInt32LE(dataBytes, 40);
   return b;
-}
-
-/** Raw s16le stereo -> mono 16-bit WAV ((L+R)/2), computing stats on the way. */
-async function downmixRawToMonoWav(rawPath: string, wavPath: string, sampleRate: number): Promise<WavStats> {
-  if (!existsSync(rawPath)) throw new Error('fluidsynth wrote no output file');
-  const inFh = await open(rawPath, 'r');
-  const outFh = await open(wavPath, 'w');
-  const stats = new SampleStats();
-  try {
-    const rawBytes = (await inFh.stat()).size;
-    const frames = Math.floor(rawBytes / 4);
-    if (frames === 0) throw new Error('fluidsynth wrote no audio');
-    const dataBytes = frames * 2;
-    await outFh.write(wavHeader(dataBytes, sampleRate, 1), 0, 44, 0);
-    const inBuf = Buffer.alloc(CHUNK); // multiple of 4
-    const outBuf = Buffer.alloc(CHUNK / 2);
-    let inPos = 0;
-    let outPos = 44;
-    const end = frames * 4;
-    while (inPos < end) {
-      const want = Math.min(CHUNK, end - inPos);
-      const { bytesRead } = await inFh.read(inBuf, 0, want, inPos);
-      if (bytesRead <= 0) throw new Error('raw audio ended early');
-      const n = Math.floor(bytesRead / 4);
-      const src = new Int16Array(inBuf.buffer, inBuf.byteOffset, n * 2);
-      const dst = new Int16Array(outBuf.buffer, outBuf.byteOffset, n);
-      for (let i = 0; i < n; i++) dst[i] = (src[2 * i]! + src[2 * i + 1]!) >> 1;
-      stats.add(dst);
-      await outFh.write(outBuf, 0, n * 2, outPos);
-      outPos += n * 2;
-      inPos += n * 4;
-    }
-  } finally {
-    await outFh.close();
-    await inFh.close();
-  }
-  const h = await readWavHeader(wavPath); // re-read what we wrote: cheap, and catches a short write
-  return { seconds: h.seconds, ...stats.result() };
-}
-
-/** Checks an Ogg Vorbis file's magic and size; returns its duration from the last page's granule position. */
-async function checkOgg(path: string): Promise<number> {
-  if (!existsSync(path)) throw new Error('fluidsynth wrote no output file');
-  const buf = await readFile(path);
-  const bad = (why: string) => new Error(`fluidsynth wrote an invalid OGG (${buf.length} bytes): ${why}`);
-  if (buf.length < 4 || buf.toString('latin1', 0, 4) !== 'OggS') throw bad('no OggS magic');
-  if (buf.length < 4096) throw bad('too small to hold any audio');
-  // Vorbis identification header: first packet, "\x01vorbis", version u32, channels u8, rate u32
-  const id = buf.indexOf('\x01vorbis', 0, 'latin1');
-  if (id < 0 || id + 16 > buf.length) throw bad('no Vorbis identification header');
-  const rate = buf.readUInt32LE(id + 12);
-  if (rate <= 0) throw bad('sample rate 0');
-  const last = buf.lastIndexOf('OggS', buf.length - 4, 'latin1');
-  if (last < 0 || last + 14 > buf.length) throw bad('no final page');
-  const granule = Number(buf.readBigInt64LE(last + 6));
-  if (!(granule > 0)) throw bad('no audio samples');
-  return granule / rate;
 }
