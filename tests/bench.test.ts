@@ -10,7 +10,7 @@ import { backwardFlops, forwardFlops, stepFlops, trainStepFlops } from '../src/b
 import { REQUIRED_FIELDS, checkTargets, formatTable } from '../src/bench/report.ts';
 import { median, round, summarize } from '../src/bench/stats.ts';
 import { benchLongContext, lastPositionLoss } from '../src/bench/training.ts';
-import { chatFields, runBench } from '../src/bench/main.ts';
+import { chatFields, runBench } from '../src/cli/bench.ts';
 import { initBackend } from '../src/model/backend.ts';
 import { HEAD_SIZES, inputWidth } from '../src/model/features.ts';
 import { createLongContextWeights } from '../src/model/longContext.ts';

@@ -9,13 +9,13 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { COMMANDS } from '../commands/index.ts';
 import { contributionLine } from '../commands/contribute.ts';
-import { discordCommandJson } from '../src/adapters/discord.ts';
-import { slackUsage } from '../src/adapters/slack.ts';
+import { discordCommandJson } from '../src/adapters/discord/discord.ts';
+import { slackUsage } from '../src/adapters/slack/slack.ts';
 import { retrainMessage } from '../src/chat/community.ts';
 import { checkOptions, parseOptionWords, splitWords } from '../src/chat/options.ts';
 import type { ContributionRecord } from '../src/community/contributions.ts';
 import type { RetrainOutcome } from '../src/community/retrain.ts';
-import { ConfigError, loadConfig } from '../src/config.ts';
+import { ConfigError, loadConfig } from '../src/app/config.ts';
 import { createCommunityWorld, type CommunityWorld } from './support/communityFixture.ts';
 
 const spec = (name: string) => COMMANDS.find((c) => c.name === name)!;

@@ -5,9 +5,9 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DiscordAdapter } from '../src/adapters/discord.ts';
+import { DiscordAdapter } from '../src/adapters/discord/discord.ts';
 import type { Bot } from '../src/chat/bot.ts';
-import { startBot } from '../src/chat/start.ts';
+import { startBot } from '../src/app/start.ts';
 import { DEFAULT_QUEUE_LIMITS } from '../src/jobs/queue.ts';
 import { JobStore } from '../src/jobs/store.ts';
 import type { JobRecord } from '../src/jobs/types.ts';

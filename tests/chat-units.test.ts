@@ -9,12 +9,12 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { COMMANDS } from '../commands/index.ts';
-import { discordCommandJson, discordUsage } from '../src/adapters/discord.ts';
-import { slackUsage } from '../src/adapters/slack.ts';
+import { discordCommandJson, discordUsage } from '../src/adapters/discord/discord.ts';
+import { slackUsage } from '../src/adapters/slack/slack.ts';
 import { parseActionId, actionId } from '../src/chat/actions.ts';
 import { autocompleteChoices } from '../src/chat/dispatch.ts';
 import { checkOptions, parseOptionWords, splitWords } from '../src/chat/options.ts';
-import { ConfigError, loadConfig } from '../src/config.ts';
+import { ConfigError, loadConfig } from '../src/app/config.ts';
 import type { ComposeRequest, ComposeResult, ModelInfo } from '../src/engine/types.ts';
 import type { ComposeBackend } from '../src/jobs/engineThread.ts';
 import { JobQueue, QueueRefusal, type QueueLimits } from '../src/jobs/queue.ts';

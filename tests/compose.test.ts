@@ -66,6 +66,7 @@ describe('compose', () => {
     await assert.rejects(engine.compose({ composer: 'chopin', notes: 99999, outDir: join(dir, 'x') }), /notes must be a whole number from 16 to 2000/);
     await assert.rejects(engine.compose({ composer: 'chopin', notes: 50, temperature: -1, topP: 2, outDir: join(dir, 'x') }), /temperature.*; top-p/);
     await assert.rejects(engine.compose({ composer: 'chopin', notes: 50, seedMidi: new TextEncoder().encode('hello'), outDir: join(dir, 'x') }), /seed MIDI: not a MIDI file/);
+    await assert.rejects(engine.compose({ composer: 'chopin', notes: 50, outDir: join(dir, 'x'), audio: { format: 'aiff' as 'wav' } }), (e: Error) => e instanceof ComposeInputError && /audio format must be wav, ogg, mp3, opus, got "aiff"/.test(e.message));
     assert.equal(existsSync(join(dir, 'x')), false);
   });
 
@@ -100,11 +101,11 @@ describe('nocturne CLI', () => {
   });
 
   test('bad arguments exit 2 with every problem listed and no stack trace', async () => {
-    const r = await cli('compose', 'mozart', '99999', '--temperature', 'hot', '--format', 'mp3', '--model', join(dir, 'model'));
+    const r = await cli('compose', 'mozart', '99999', '--temperature', 'hot', '--format', 'aiff', '--model', join(dir, 'model'));
     assert.equal(r.code, 2);
     assert.match(r.stderr, /<notes> must be between 16 and 2000/);
     assert.match(r.stderr, /--temperature must be a number/);
-    assert.match(r.stderr, /--format must be wav or ogg/);
+    assert.match(r.stderr, /--format must be wav, ogg, mp3, opus, got "aiff"/);
     assert.doesNotMatch(r.stderr, /\n\s+at /);
   });
 

@@ -1,7 +1,7 @@
 /** A file name like `<@&123>` must not show as a role mention in the Discord "checking …" line. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { defuseMentions, progressBody } from '../src/adapters/discord.ts';
+import { defuseMentions, progressBody } from '../src/adapters/discord/discord.ts';
 
 test('mention syntax in user text is shown as plain text', () => {
   const body = progressBody('checking <@&123456789012345678>.mid…');

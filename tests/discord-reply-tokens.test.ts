@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DiscordAdapter } from '../src/adapters/discord.ts';
+import { DiscordAdapter } from '../src/adapters/discord/discord.ts';
 import type { Bot } from '../src/chat/bot.ts';
 import type { ComposeRequest, ComposeResult, ModelInfo } from '../src/engine/types.ts';
 import type { ComposeBackend } from '../src/jobs/engineThread.ts';

@@ -9,8 +9,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { ownsJob, shardExecArgv, shardOfGuild, shardRoleFromEnv } from '../src/adapters/discordShards.ts';
-import { ConfigError, loadConfig } from '../src/config.ts';
+import { ownsJob, shardExecArgv, shardOfGuild, shardRoleFromEnv } from '../src/app/discordShards.ts';
+import { ConfigError, loadConfig } from '../src/app/config.ts';
 import type { JobRecord } from '../src/jobs/types.ts';
 import { FakeDiscord, guildForShard, shardOf, type RecordedCall } from '../src/testing/discordServer.ts';
 import { chatFixture, isOgg, isPng, isWav, midiNoteCount, type ChatFixture } from './support/chatBot.ts';

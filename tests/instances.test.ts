@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Bot } from '../src/chat/bot.ts';
 import type { Reply } from '../src/chat/command.ts';
-import { ConfigError, loadConfig } from '../src/config.ts';
+import { ConfigError, loadConfig } from '../src/app/config.ts';
 import { defaultInstanceName, type InstanceRecord, type InstanceSettings } from '../src/jobs/instances.ts';
 import { JobStore } from '../src/jobs/store.ts';
 import type { JobRecord } from '../src/jobs/types.ts';

@@ -25,7 +25,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { Community } from '../src/community/community.ts';
-import { ConfigError, loadWorkerConfig } from '../src/config.ts';
+import { ConfigError, loadWorkerConfig } from '../src/app/config.ts';
 import { processExists } from '../src/community/lock.ts';
 import type { RunRecord } from '../src/community/retrain.ts';
 import { readLock } from '../src/jobs/redisLock.ts';

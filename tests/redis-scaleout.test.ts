@@ -6,9 +6,9 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DiscordAdapter } from '../src/adapters/discord.ts';
+import { DiscordAdapter } from '../src/adapters/discord/discord.ts';
 import { Bot } from '../src/chat/bot.ts';
-import { ConfigError, loadConfig, loadWorkerConfig } from '../src/config.ts';
+import { ConfigError, loadConfig, loadWorkerConfig } from '../src/app/config.ts';
 import { jobDataOf, redactedUrl } from '../src/jobs/redisQueue.ts';
 import { FakeDiscord, type RecordedCall } from '../src/testing/discordServer.ts';
 import { join } from 'node:path';

@@ -152,7 +152,7 @@ test('`nocturne compose chopin 2000 --seed slow-tempo.mid` (a real process) refu
 });
 
 test('NOCTURNE_MAX_MUSIC_MINUTES: minutes to the queue limit in seconds; a bad value is listed with the other problems', async () => {
-  const { ConfigError, loadConfig } = await import('../src/config.ts');
+  const { ConfigError, loadConfig } = await import('../src/app/config.ts');
   const base = { NOCTURNE_MODEL_DIR: fixture.modelDir, NOCTURNE_COMMUNITY: 'off' };
   assert.equal(loadConfig(base, fixture.dir).limits.maxMusicSeconds, 30 * 60);
   assert.equal(loadConfig({ ...base, NOCTURNE_MAX_MUSIC_MINUTES: '5' }, fixture.dir).limits.maxMusicSeconds, 300);

@@ -71,7 +71,7 @@ test('SIGTERM while the Discord gateway goes away: the node process exits within
 });
 
 test('NOCTURNE_SHUTDOWN_DEADLINE_S: default grace + 30 s, and it must be longer than the grace', async () => {
-  const { loadConfig, ConfigError } = await import('../src/config.ts');
+  const { loadConfig, ConfigError } = await import('../src/app/config.ts');
   const env = { NOCTURNE_MODEL_DIR: fixture.modelDir, NOCTURNE_COMMUNITY: 'off', NOCTURNE_SHUTDOWN_GRACE_S: '20' };
   assert.equal(loadConfig(env).shutdownDeadlineMs, 50_000);
   assert.throws(() => loadConfig({ ...env, NOCTURNE_SHUTDOWN_DEADLINE_S: '20' }), (e: unknown) => e instanceof ConfigError && /NOCTURNE_SHUTDOWN_DEADLINE_S \(20\) must be longer than NOCTURNE_SHUTDOWN_GRACE_S \(20\)/.test(e.message));

@@ -26,7 +26,7 @@ import { communityConfigFromEnv } from '../src/community/config.ts';
 import { acquireRetrainLock, newLockOwner, readRetrainLock, refreshRetrainLock, releaseRetrainLock, RETRAIN_LOCK_KEY, type LockOwner } from '../src/community/lock.ts';
 import { RetrainProcess } from '../src/community/retrainProcess.ts';
 import { CommunityStore } from '../src/community/store.ts';
-import { ConfigError, loadConfig } from '../src/config.ts';
+import { ConfigError, loadConfig } from '../src/app/config.ts';
 import { JobStore, looksLikeJobId } from '../src/jobs/store.ts';
 import type { JobRecord, JobState } from '../src/jobs/types.ts';
 import { checkStoreUrl, describeStore, POSTGRES_TABLE, REDIS_NAMESPACE_PREFIX, Store, storeLocation, type StoreLocation } from '../src/storage/backend.ts';

@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakeDiscord } from '../testing/discordServer.ts';
-import { DiscordAdapter } from '../adapters/discord.ts';
+import { DiscordAdapter } from '../adapters/discord/discord.ts';
 import { Bot } from '../chat/bot.ts';
 
 export interface ChatLoadOptions {

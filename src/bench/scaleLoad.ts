@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakeDiscord } from '../testing/discordServer.ts';
 import { NocturneProcess, TestRedis } from '../testing/redis.ts';
-import { DiscordAdapter } from '../adapters/discord.ts';
+import { DiscordAdapter } from '../adapters/discord/discord.ts';
 import { Bot } from '../chat/bot.ts';
 
 export interface ScaleLoadOptions {

@@ -7,6 +7,7 @@
  *   gives the same notes again, freshly rendered; a retrained model gives its own take).
  */
 import { readFile } from 'node:fs/promises';
+import type { AudioFormat } from '../engine/types.ts';
 import type { JobInput, JobKind, JobRecord, ReplyAddress, Requester } from '../jobs/types.ts';
 import { reachableBy } from '../jobs/tenant.ts';
 import type { ResultAction } from './command.ts';
@@ -47,7 +48,7 @@ export async function jobForAction(
   jobId: string,
   who: Requester,
   address: ReplyAddress | undefined,
-  format: 'wav' | 'ogg',
+  format: AudioFormat,
   uploadLimitBytes: number | undefined,
 ): Promise<JobInput> {
   if (!parent || !reachableBy(parent, who)) throw new Error(`job ${jobId} is not in this bot's records (it may belong to another installation)`);

@@ -3,6 +3,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Engine, ComposeInputError, DEFAULT_TEMPERATURE, DEFAULT_TOP_P, NOTES_MAX, NOTES_MIN } from '../engine/engine.ts';
+import { AUDIO_FORMATS, type AudioFormat } from '../engine/types.ts';
 import { MIDI_LIMITS } from '../midi/read.ts';
 import { UsageError, intOption, numberOption, optionProblems, parseBackend } from './options.ts';
 
@@ -16,7 +17,7 @@ export const COMPOSE_USAGE = `usage: nocturne compose <composer> <notes> [option
                         (model.json "decoding"), else ${DEFAULT_TEMPERATURE}
   --top-p P             nucleus mass in (0, 1]; default: the model's, else ${DEFAULT_TOP_P}
   --random-seed S       same seed and parameters give the same notes (default: random)
-  --format wav|ogg      audio format (default wav)
+  --format F            audio format: wav (default), ogg, mp3 or opus; all about -16 LUFS
   --out DIR             where piece.mid, piece.<format> and piece.png go (default ./out)
   --model DIR           model folder (default models/default)
   --backend B           auto | tensorflow | wasm | cpu
@@ -49,7 +50,7 @@ export async function runCompose(argv: string[], log: (line: string) => void): P
   const topP = values['top-p'] === undefined ? undefined : take(() => numberOption('--top-p', values['top-p'], DEFAULT_TOP_P, 1e-6, 1));
   const randomSeed = values['random-seed'] === undefined ? undefined : take(() => intOption('--random-seed', values['random-seed'], 0, 0, 2 ** 32 - 1));
   const format = values.format ?? 'wav';
-  if (format !== 'wav' && format !== 'ogg') problems.push(`--format must be wav or ogg, got ${JSON.stringify(format)}`);
+  if (!(AUDIO_FORMATS as readonly string[]).includes(format)) problems.push(`--format must be ${AUDIO_FORMATS.join(', ')}, got ${JSON.stringify(format)}`);
   const backend = take(() => parseBackend(values.backend));
   let seedMidi: Uint8Array | undefined;
   if (values.seed) {
@@ -70,7 +71,7 @@ export async function runCompose(argv: string[], log: (line: string) => void): P
     const outDir = resolve(values.out ?? 'out');
     const result = await engine
       .compose(
-        { composer: composer!, notes: notes!, temperature, topP, randomSeed, seedMidi, outDir, audio: { format: format as 'wav' | 'ogg' } },
+        { composer: composer!, notes: notes!, temperature, topP, randomSeed, seedMidi, outDir, audio: { format: format as AudioFormat } },
         (stage) => !quiet && stage !== 'done' && log(`${stage}…`),
       )
       .catch((e) => {

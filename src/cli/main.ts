@@ -8,7 +8,7 @@ export const USAGE = `nocturne — composes classical piano music
 
 usage:
   nocturne compose <composer> <notes> [--seed FILE.mid] [--temperature T] [--top-p P]
-                   [--random-seed S] [--format wav|ogg] [--out DIR] [--model DIR] [--json]
+                   [--random-seed S] [--format wav|ogg|mp3|opus] [--out DIR] [--model DIR] [--json]
   nocturne check FILE...
   nocturne train --data DIR --out models/NAME [--composers a,b] [--epochs N] [--resume]
   nocturne evaluate --model DIR --data DIR [--json]
@@ -42,15 +42,15 @@ const commands: Record<string, () => Promise<{ run: Runner; usage: string }>> = 
     return { run: m.runEvaluate, usage: m.EVALUATE_USAGE };
   },
   bench: async () => {
-    const m = await import('../bench/main.ts');
+    const m = await import('./bench.ts');
     return { run: m.runBench, usage: m.BENCH_USAGE };
   },
   worker: async () => {
-    const m = await import('./worker.ts');
+    const m = await import('../app/worker.ts');
     return { run: m.runWorker, usage: m.WORKER_USAGE };
   },
   start: async () => {
-    const m = await import('../chat/start.ts');
+    const m = await import('../app/start.ts');
     return { run: m.runStart, usage: m.START_USAGE };
   },
 };

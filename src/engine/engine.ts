@@ -18,7 +18,7 @@ import { unlink } from 'node:fs/promises';
 import { renderPianoRoll } from '../render/pianoRoll.ts';
 import { detokenize, tokenize, type NoteToken } from '../tokens/tokenize.ts';
 import { ANY_COMPOSER, matchComposer, unknownComposerMessage } from './composers.ts';
-import { MUSIC_MAX_SECONDS, type ComposeRequest, type ComposeResult, type ComposeStage, type ModelInfo } from './types.ts';
+import { AUDIO_FORMATS, MUSIC_MAX_SECONDS, type AudioFormat, type ComposeRequest, type ComposeResult, type ComposeStage, type ModelInfo } from './types.ts';
 
 export { MUSIC_MAX_SECONDS };
 
@@ -92,6 +92,8 @@ export class Engine {
     if (!Number.isFinite(topP) || topP <= 0 || topP > 1) problems.push(`top-p must be in (0, 1], got ${topP}`);
     const randomSeed = request.randomSeed ?? Math.floor(Math.random() * 2 ** 31);
     if (!Number.isInteger(randomSeed) || randomSeed < 0 || randomSeed >= 2 ** 32) problems.push(`random seed must be a whole number from 0 to 4294967295, got ${randomSeed}`);
+    const format = request.audio?.format ?? 'wav';
+    if (!AUDIO_FORMATS.includes(format)) problems.push(`audio format must be ${AUDIO_FORMATS.join(', ')}, got ${JSON.stringify(format)}`);
     const maxMusicSeconds = request.maxMusicSeconds ?? MUSIC_MAX_SECONDS;
     if (!(maxMusicSeconds > 0)) problems.push(`the music length limit must be positive, got ${maxMusicSeconds}`);
     let primer: NoteToken[] | undefined;
@@ -182,7 +184,7 @@ export class Engine {
     }
   }
 
-  private async writeFiles(r: ResolvedRequest, notes: PianoNote[], started: number, paths: { format: 'wav' | 'ogg'; midiPath: string; audioPath: string; pngPath: string }): Promise<ComposeResult> {
+  private async writeFiles(r: ResolvedRequest, notes: PianoNote[], started: number, paths: { format: AudioFormat; midiPath: string; audioPath: string; pngPath: string }): Promise<ComposeResult> {
     const { request } = r;
     const { format, midiPath, audioPath, pngPath } = paths;
     const p = r.sample;

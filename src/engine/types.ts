@@ -3,12 +3,15 @@
  * Nothing here mentions tensors: front ends only ever see these plain objects.
  */
 
-export type AudioFormat = 'wav' | 'ogg';
+/** The audio formats a piece can be written in (src/render/audio.ts); WAV is the default. */
+export const AUDIO_FORMATS = ['wav', 'ogg', 'mp3', 'opus'] as const;
+export type AudioFormat = (typeof AUDIO_FORMATS)[number];
 
 /** Longest piece composed unless a request says otherwise (NOCTURNE_MAX_MUSIC_MINUTES): about 320 MB of stereo WAV. */
 export const MUSIC_MAX_SECONDS = 30 * 60;
 
 export interface AudioOptions {
+  /** wav (default; 16-bit PCM), ogg (Vorbis), mp3 or opus: all loudness-normalised alike (about −16 LUFS, true peak ≤ −1 dBTP). */
   format: AudioFormat;
   /** 44100 (default) or 22050. */
   sampleRate?: number;

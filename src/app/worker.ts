@@ -7,7 +7,7 @@
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { ConfigError, loadWorkerConfig } from '../config.ts';
+import { ConfigError, loadWorkerConfig } from './config.ts';
 
 export const WORKER_USAGE = `usage: nocturne worker
 Takes compose jobs from Redis (REDIS_URL) and runs the model; start as many as you like, on any

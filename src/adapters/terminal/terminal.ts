@@ -12,11 +12,11 @@ import { readFile, stat } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { basename, relative, resolve } from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
-import { actionId, type ActionName } from '../chat/actions.ts';
-import type { Attachment, BotContext, CommandSpec, InfoMessage, Reply, ResultPost } from '../chat/command.ts';
-import { findCommand, orderedReply, runButton, runCommand } from '../chat/dispatch.ts';
-import { parseOptionWords, splitWords, usageText, type RawOptions } from '../chat/options.ts';
-import type { JobRecord, Requester } from '../jobs/types.ts';
+import { actionId, type ActionName } from '../../chat/actions.ts';
+import type { Attachment, BotContext, CommandSpec, InfoMessage, Reply, ResultPost } from '../../chat/command.ts';
+import { findCommand, orderedReply, runButton, runCommand } from '../../chat/dispatch.ts';
+import { parseOptionWords, splitWords, usageText, type RawOptions } from '../../chat/options.ts';
+import type { JobRecord, Requester } from '../../jobs/types.ts';
 
 export interface TerminalOptions {
   input?: NodeJS.ReadableStream;

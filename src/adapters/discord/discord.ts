@@ -30,13 +30,13 @@ import {
   type ChatInputCommandInteraction,
   type RESTPostAPIChatInputApplicationCommandsJSONBody,
 } from 'discord.js';
-import type { Attachment, BotContext, ChannelRef, CommandSpec, InfoMessage, OptionSpec, Reply, ResultPost } from '../chat/command.ts';
-import { autocompleteChoices, oneLine, orderedReply, runButton, runCommand } from '../chat/dispatch.ts';
-import type { RawOptions } from '../chat/options.ts';
-import type { DiscordConfig } from '../config.ts';
-import { DISCORD_ATTACHMENT_HOSTS, attachmentByteLimit, downloadAttachment } from '../chat/download.ts';
-import type { JobRecord, ReplyAddress, Requester } from '../jobs/types.ts';
-import { REPLY_TOKEN_USABLE_MS, replyTokenUsable } from '../jobs/replyToken.ts';
+import type { Attachment, BotContext, ChannelRef, CommandSpec, InfoMessage, OptionSpec, Reply, ResultPost } from '../../chat/command.ts';
+import { autocompleteChoices, oneLine, orderedReply, runButton, runCommand } from '../../chat/dispatch.ts';
+import type { RawOptions } from '../../chat/options.ts';
+import type { DiscordConfig } from '../../app/config.ts';
+import { DISCORD_ATTACHMENT_HOSTS, attachmentByteLimit, downloadAttachment } from '../../chat/download.ts';
+import type { JobRecord, ReplyAddress, Requester } from '../../jobs/types.ts';
+import { REPLY_TOKEN_USABLE_MS, replyTokenUsable } from '../../jobs/replyToken.ts';
 
 /**
  * Discord's interaction tokens last 15 minutes; after 14, a recovered job posts a new message (and

@@ -23,7 +23,7 @@ import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { UsageError, intOption, parseBackend } from '../cli/options.ts';
+import { UsageError, intOption, parseBackend } from './options.ts';
 import { initBackend } from '../model/backend.ts';
 import { inputWidth } from '../model/features.ts';
 import { DATA_ATTRIBUTION, loadModelFolder, saveModelFolder, type ModelSpec } from '../model/folder.ts';
@@ -32,12 +32,12 @@ import { isLongContext } from '../model/longContext.ts';
 import { generateTokens } from '../model/sampling.ts';
 import { listCorpus, loadCorpus, type CorpusPiece } from '../train/corpus.ts';
 import { tokenSchemeSpec, type NoteToken } from '../tokens/tokenize.ts';
-import { benchCompose } from './compose.ts';
-import { benchGeneration, benchRefeed, type GenerationModel } from './generation.ts';
-import { benchMatmul } from './matmul.ts';
-import { REQUIRED_FIELDS, checkTargets, formatTable, type Figures } from './report.ts';
-import { round } from './stats.ts';
-import { benchLongContext, benchManyToMany, benchManyToOne } from './training.ts';
+import { benchCompose } from '../bench/compose.ts';
+import { benchGeneration, benchRefeed, type GenerationModel } from '../bench/generation.ts';
+import { benchMatmul } from '../bench/matmul.ts';
+import { REQUIRED_FIELDS, checkTargets, formatTable, type Figures } from '../bench/report.ts';
+import { round } from '../bench/stats.ts';
+import { benchLongContext, benchManyToMany, benchManyToOne } from '../bench/training.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const DEFAULT_MODEL = join(ROOT, 'models/default');
@@ -350,7 +350,7 @@ export async function runBench(argv: string[], log: (line: string) => void, out:
     });
 
     await section('chat', async () => {
-      const path = fileURLToPath(new URL('./chatLoad.ts', import.meta.url));
+      const path = fileURLToPath(new URL('../bench/chatLoad.ts', import.meta.url));
       if (!existsSync(path)) {
         notes.push('chat load: src/bench/chatLoad.ts is not there yet, skipped');
         return;
@@ -367,7 +367,7 @@ export async function runBench(argv: string[], log: (line: string) => void, out:
     });
 
     await section('scale', async () => {
-      const { runScaleLoad, formatScaleLoad } = await import('./scaleLoad.ts');
+      const { runScaleLoad, formatScaleLoad } = await import('../bench/scaleLoad.ts');
       log(`scale-out load: ${scaleUsers} concurrent /compose with 1 and 2 worker processes over Redis`);
       const r = await runScaleLoad({ users: scaleUsers, modelDir: model.dir, log });
       f.scale_users = r.users;

@@ -20,10 +20,10 @@ import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { REST, Routes, ShardingManager, type Shard } from 'discord.js';
 import { botCommands } from '../chat/bot.ts';
-import type { StartRole, Started } from '../chat/start.ts';
-import type { Config, DiscordConfig } from '../config.ts';
+import type { StartRole, Started } from './start.ts';
+import type { Config, DiscordConfig } from './config.ts';
 import type { JobRecord } from '../jobs/types.ts';
-import { discordCommandsJson } from './discord.ts';
+import { discordCommandsJson } from '../adapters/discord/discord.ts';
 
 /** The script each shard process runs. */
 export const SHARD_ENTRY = fileURLToPath(new URL('./discordShardMain.ts', import.meta.url));

@@ -10,11 +10,11 @@
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { ConfigError, loadConfig, type Config } from '../config.ts';
+import { ConfigError, loadConfig, type Config } from './config.ts';
 import type { JobRecord, Platform } from '../jobs/types.ts';
-import type { Bot, ReplyFinder } from './bot.ts';
-import type { ChannelRef, InfoMessage } from './command.ts';
-import type { CommunityService } from './community.ts';
+import type { Bot, ReplyFinder } from '../chat/bot.ts';
+import type { ChannelRef, InfoMessage } from '../chat/command.ts';
+import type { CommunityService } from '../chat/community.ts';
 
 export const START_USAGE = `usage: nocturne start   (npm start)
 Runs the chat bot. With no chat tokens set, opens a prompt in this terminal where
@@ -59,18 +59,18 @@ export interface Started {
 export async function startBot(config: Config, log: (line: string) => void, role: StartRole = {}): Promise<Started> {
   if (config.discord?.shards !== undefined && !role.shard) {
     // The shard manager: no Discord client here; one process per shard runs startBot with its role.
-    const { startShardManager } = await import('../adapters/discordShards.ts');
+    const { startShardManager } = await import('./discordShards.ts');
     return startShardManager(config, log, (rest, restRole) => startBot(rest, log, restRole));
   }
   // Loaded only once the configuration is known to be good, so a bad one fails fast.
-  const { Bot } = await import('./bot.ts');
+  const { Bot } = await import('../chat/bot.ts');
   const { describeStore, storeLocation } = await import('../storage/backend.ts');
   log(`store: job records, settings${config.community ? ' and the community loop\'s records' : ''} in ${describeStore(storeLocation(config.dataDir, config.storeUrl))}${config.storeUrl ? ` (STORE_URL; contributed files and model versions stay in ${config.dataDir})` : ''}`);
   let community: CommunityService | undefined;
   let modelDir = config.modelDir;
   if (config.community) {
     const { Community } = await import('../community/community.ts');
-    const { CommunityService } = await import('./community.ts');
+    const { CommunityService } = await import('../chat/community.ts');
     community = new CommunityService(await Community.open(config.community, log), log);
     if (config.redisUrl) {
       // Retraining runs on `nocturne worker` processes too (src/jobs/retrainQueue.ts).
@@ -118,19 +118,19 @@ export async function startBot(config: Config, log: (line: string) => void, role
   const fronts: FrontEnd[] = [];
   try {
     if (config.discord) {
-      const { DiscordAdapter } = await import('../adapters/discord.ts');
+      const { DiscordAdapter } = await import('../adapters/discord/discord.ts');
       const shard = role.shard;
       const discord = new DiscordAdapter(bot, config.discord, log, shard ? { registerCommands: false, shardLabel: `shard ${shard.ids.join(',')} of ${shard.count}` } : {});
       fronts.push({ platform: 'discord', start: () => discord.start(), stop: () => discord.stop(), replyFor: (r) => discord.replyFor(r), announce: (m, from) => discord.announce(m, from) });
     }
     if (config.slack) {
-      const { SlackAdapter } = await import('../adapters/slack.ts');
+      const { SlackAdapter } = await import('../adapters/slack/slack.ts');
       const slack = new SlackAdapter(bot, config.slack, log);
       fronts.push({ platform: 'slack', start: () => slack.start(), stop: () => slack.stop(), replyFor: (r) => slack.replyFor(r), announce: (m, from) => slack.announce(m, from) });
     }
     let terminalEnded: Promise<void> | undefined;
     if (config.terminal) {
-      const { TerminalAdapter } = await import('../adapters/terminal.ts');
+      const { TerminalAdapter } = await import('../adapters/terminal/terminal.ts');
       const terminal = new TerminalAdapter(bot, { log });
       let release!: () => void;
       terminalEnded = new Promise<void>((r) => (release = r));
@@ -151,7 +151,7 @@ export async function startBot(config: Config, log: (line: string) => void, role
   }
   let owns: ((record: JobRecord) => boolean) | undefined;
   if (role.shard) {
-    const { ownsJob } = await import('../adapters/discordShards.ts');
+    const { ownsJob } = await import('./discordShards.ts');
     const { ids, count } = role.shard;
     owns = (record) => ownsJob(record, ids, count);
   }

@@ -5,8 +5,8 @@
  * bot (chat/start.ts), which itself imports discordShards.ts for the manager, and the two files
  * would import each other.
  */
-import type { Started } from '../chat/start.ts';
-import type { Config } from '../config.ts';
+import type { Started } from './start.ts';
+import type { Config } from './config.ts';
 import { shardRoleFromEnv } from './discordShards.ts';
 
 /**
@@ -15,8 +15,8 @@ import { shardRoleFromEnv } from './discordShards.ts';
  * then stops each shard once).
  */
 export async function runShard(write: (line: string) => void): Promise<number> {
-  const { ConfigError, loadConfig } = await import('../config.ts');
-  const { startBot } = await import('../chat/start.ts');
+  const { ConfigError, loadConfig } = await import('./config.ts');
+  const { startBot } = await import('./start.ts');
   let role: { ids: number[]; count: number };
   try {
     role = shardRoleFromEnv();

@@ -30,12 +30,12 @@ import type { AddressInfo } from 'node:net';
 import { App, HTTPReceiver, LogLevel, type Context, type Logger, type SlashCommand } from '@slack/bolt';
 import type { KnownBlock } from '@slack/types';
 import type { WebClient } from '@slack/web-api';
-import type { Attachment, BotContext, ChannelRef, CommandSpec, InfoMessage, Reply, ResultPost } from '../chat/command.ts';
-import { findCommand, oneLine, orderedReply, runButton, runCommand } from '../chat/dispatch.ts';
-import { parseOptionWords, splitWords, usageText, type RawOptions } from '../chat/options.ts';
-import type { SlackConfig } from '../config.ts';
-import { SLACK_FILE_HOSTS, attachmentByteLimit, downloadAttachment } from '../chat/download.ts';
-import type { JobRecord, ReplyAddress, Requester } from '../jobs/types.ts';
+import type { Attachment, BotContext, ChannelRef, CommandSpec, InfoMessage, Reply, ResultPost } from '../../chat/command.ts';
+import { findCommand, oneLine, orderedReply, runButton, runCommand } from '../../chat/dispatch.ts';
+import { parseOptionWords, splitWords, usageText, type RawOptions } from '../../chat/options.ts';
+import type { SlackConfig } from '../../app/config.ts';
+import { SLACK_FILE_HOSTS, attachmentByteLimit, downloadAttachment } from '../../chat/download.ts';
+import type { JobRecord, ReplyAddress, Requester } from '../../jobs/types.ts';
 
 /** The umbrella command: `/nocturne compose chopin 500`, `/nocturne status`. */
 export const UMBRELLA_COMMAND = 'nocturne';
