@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { SlackAdapter } from '../src/adapters/slack/slack.ts';
 import { Bot } from '../src/chat/bot.ts';
-import type { SlackConfig } from '../src/app/config.ts';
+import type { SlackConfig } from '../src/adapters/slack/slack.ts';
 import type { JobRecord } from '../src/jobs/types.ts';
 import { Store, storeLocation } from '../src/storage/backend.ts';
 import { FakeSlack, fileShareEventBody, slackSignature, slashCommandBody } from '../src/testing/slackApi.ts';

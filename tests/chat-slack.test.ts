@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SlackAdapter } from '../src/adapters/slack/slack.ts';
 import type { Bot } from '../src/chat/bot.ts';
-import type { SlackConfig } from '../src/app/config.ts';
+import type { SlackConfig } from '../src/adapters/slack/slack.ts';
 import { FakeSlack, buttonBody, fileShareEventBody, postSigned, slashCommandBody, slashCommandPayload, type SlackCall } from '../src/testing/slackApi.ts';
 import { chatFixture, drumMidi, isOgg, isPng, isWav, midiNoteCount, pianoMidi, type ChatFixture } from './support/chatBot.ts';
 

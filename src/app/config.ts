@@ -10,6 +10,8 @@ import { BACKEND_CHOICES, type BackendChoice } from '../model/backend.ts';
 import { DEFAULT_QUEUE_LIMITS, type QueueLimits } from '../jobs/queue.ts';
 import type { WorkerOptions } from '../jobs/worker.ts';
 import { DISCORD_ATTACHMENT_HOSTS, SLACK_FILE_HOSTS, parseHostList } from '../chat/download.ts';
+import type { DiscordConfig } from '../adapters/discord/discord.ts';
+import type { SlackConfig } from '../adapters/slack/slack.ts';
 import { redactedUrl } from '../redact.ts';
 import { MUSIC_MAX_SECONDS } from '../engine/types.ts';
 import { checkStoreUrl } from '../storage/backend.ts';
@@ -20,38 +22,6 @@ export const DEFAULT_SLACK_API_URL = 'https://slack.com/api/';
 /** Discord's upload limit for bots without boosts: 10 MB per request. */
 export const DEFAULT_DISCORD_UPLOAD_LIMIT_MB = 10;
 export const DEFAULT_SLACK_UPLOAD_LIMIT_MB = 1000;
-
-export interface DiscordConfig {
-  token: string;
-  /** Register the commands in this guild only (instant), instead of globally. */
-  guildId?: string;
-  apiBase: string;
-  uploadLimitBytes: number;
-  /** Members with one of these roles moderate the community loop (as do those with Manage Server). */
-  moderatorRoleIds?: string[];
-  /** Channel for the moderators' notices (retraining outcomes, promotions, rollbacks). */
-  moderatorChannelId?: string;
-  /** Hosts attachments may be downloaded from (DISCORD_ATTACHMENT_HOSTS; default Discord's CDN). */
-  attachmentHosts?: readonly string[];
-  /** DISCORD_SHARDS: run a ShardingManager with this many shard processes ('auto': Discord's recommendation); unset: one client, no sharding. */
-  shards?: number | 'auto';
-}
-
-export interface SlackConfig {
-  botToken: string;
-  mode: 'http' | 'socket';
-  signingSecret?: string;
-  appToken?: string;
-  port: number;
-  apiUrl: string;
-  uploadLimitBytes: number;
-  /** User ids that moderate the community loop. */
-  moderators?: string[];
-  /** Channel for the moderators' notices. */
-  moderatorChannelId?: string;
-  /** Hosts shared files may be downloaded from (SLACK_FILE_HOSTS; default files.slack.com). */
-  fileHosts?: readonly string[];
-}
 
 export interface Config {
   modelDir: string;

@@ -2,7 +2,7 @@
  * The script discord.js's ShardingManager forks for each shard (see discordShards.ts). It runs
  * under tsx: the manager passes `--import tsx` in the child's execArgv.
  * runShard lives here, in the shard process's entry, and not in discordShards.ts: it starts the
- * bot (chat/start.ts), which itself imports discordShards.ts for the manager, and the two files
+ * bot (app/start.ts), which itself imports discordShards.ts for the manager, and the two files
  * would import each other.
  */
 import type { Started } from './start.ts';

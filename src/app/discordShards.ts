@@ -6,7 +6,7 @@
  *     Discord client. It registers the slash commands once, over REST, then runs discord.js's
  *     ShardingManager in 'process' mode: one child process per shard, respawned when it dies.
  *     Slack and the terminal, when configured, run here too, once, with a bot of their own.
- *   - each shard process (src/adapters/discordShardMain.ts → runShard) is a whole bot for its
+ *   - each shard process (src/app/discordShardMain.ts → runShard) is a whole bot for its
  *     shards: discord.js reads its shard ids from SHARDS/SHARD_COUNT, Discord sends it the servers
  *     (and the interactions) with (guild_id >> 22) % count among them, and it composes through
  *     Redis (REDIS_URL is required: no shard loads the model). After a restart it re-queues only
@@ -21,7 +21,8 @@ import { fileURLToPath } from 'node:url';
 import { REST, Routes, ShardingManager, type Shard } from 'discord.js';
 import { botCommands } from '../chat/bot.ts';
 import type { StartRole, Started } from './start.ts';
-import type { Config, DiscordConfig } from './config.ts';
+import type { DiscordConfig } from '../adapters/discord/discord.ts';
+import type { Config } from './config.ts';
 import type { JobRecord } from '../jobs/types.ts';
 import { discordCommandsJson } from '../adapters/discord/discord.ts';
 

@@ -6,7 +6,7 @@
  * SIGTERM/SIGINT: stop a retraining run this process started, stop taking jobs, finish (or leave
  * queued) the ones in flight, close connections, the schedule and the community store.
  * With DISCORD_SHARDS it runs the Discord shard processes instead of a Discord client
- * (src/adapters/discordShards.ts).
+ * (src/app/discordShards.ts).
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -36,7 +36,7 @@ interface FrontEnd {
   announce?: (message: InfoMessage, from?: ChannelRef) => Promise<void>;
 }
 
-/** This process's part when DISCORD_SHARDS is set (src/adapters/discordShards.ts). */
+/** This process's part when DISCORD_SHARDS is set (src/app/discordShards.ts). */
 export interface StartRole {
   /** This process is a shard process: its Discord client holds these shard ids of `count`. */
   shard?: { ids: number[]; count: number };

@@ -6,7 +6,7 @@
  * the scaling ratio (throughput with 2 workers / with 1).
  *
  * Needs redis-server on PATH (started on a free 127.0.0.1 port for the run, then stopped).
- * Exported for src/bench/main.ts:
+ * Exported for src/cli/bench.ts:
  *
  *   const r = await runScaleLoad({ users: 200, modelDir: 'models/default', workerCounts: [1, 2] });
  *   for (const line of formatScaleLoad(r)) console.log(line);

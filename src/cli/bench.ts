@@ -9,7 +9,7 @@
  *
  * A long-context model (src/model/longContext.ts) skips re-feed (it has no whole-window path)
  * and trains with its own streamed-chunk step, without the FLOP share or many-to-one figures
- * (flops.ts counts the local-attention network only); the notes say so.
+ * (src/bench/flops.ts counts the local-attention network only); the notes say so.
  *   compose      Engine.compose chopin 500 → OGG, end to end
  *   memory       peak RSS of the process
  *   chat         src/bench/chatLoad.ts's figures, when that module exists

@@ -16,7 +16,7 @@ import type { ReplyAddress } from './types.ts';
 /**
  * How long an address's token is used and kept: 14 minutes, a minute short of Discord's 15, so
  * that an edit started just before the end does not race the expiry. After that, a recovered or
- * long-running job posts a new message in the channel instead (src/adapters/discord.ts).
+ * long-running job posts a new message in the channel instead (src/adapters/discord/discord.ts).
  */
 export const REPLY_TOKEN_USABLE_MS = 14 * 60 * 1000;
 

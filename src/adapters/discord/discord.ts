@@ -33,10 +33,27 @@ import {
 import type { Attachment, BotContext, ChannelRef, CommandSpec, InfoMessage, OptionSpec, Reply, ResultPost } from '../../chat/command.ts';
 import { autocompleteChoices, oneLine, orderedReply, runButton, runCommand } from '../../chat/dispatch.ts';
 import type { RawOptions } from '../../chat/options.ts';
-import type { DiscordConfig } from '../../app/config.ts';
 import { DISCORD_ATTACHMENT_HOSTS, attachmentByteLimit, downloadAttachment } from '../../chat/download.ts';
 import type { JobRecord, ReplyAddress, Requester } from '../../jobs/types.ts';
 import { REPLY_TOKEN_USABLE_MS, replyTokenUsable } from '../../jobs/replyToken.ts';
+
+/** What this adapter needs from the configuration (src/app/config.ts reads it from the environment). */
+export interface DiscordConfig {
+  token: string;
+  /** Register the commands in this guild only (instant), instead of globally. */
+  guildId?: string;
+  apiBase: string;
+  uploadLimitBytes: number;
+  /** Members with one of these roles moderate the community loop (as do those with Manage Server). */
+  moderatorRoleIds?: string[];
+  /** Channel for the moderators' notices (retraining outcomes, promotions, rollbacks). */
+  moderatorChannelId?: string;
+  /** Hosts attachments may be downloaded from (DISCORD_ATTACHMENT_HOSTS; default Discord's CDN). */
+  attachmentHosts?: readonly string[];
+  /** DISCORD_SHARDS: run a ShardingManager with this many shard processes ('auto': Discord's recommendation); unset: one client, no sharding. */
+  shards?: number | 'auto';
+}
+
 
 /**
  * Discord's interaction tokens last 15 minutes; after 14, a recovered job posts a new message (and

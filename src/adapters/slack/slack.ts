@@ -33,9 +33,26 @@ import type { WebClient } from '@slack/web-api';
 import type { Attachment, BotContext, ChannelRef, CommandSpec, InfoMessage, Reply, ResultPost } from '../../chat/command.ts';
 import { findCommand, oneLine, orderedReply, runButton, runCommand } from '../../chat/dispatch.ts';
 import { parseOptionWords, splitWords, usageText, type RawOptions } from '../../chat/options.ts';
-import type { SlackConfig } from '../../app/config.ts';
 import { SLACK_FILE_HOSTS, attachmentByteLimit, downloadAttachment } from '../../chat/download.ts';
 import type { JobRecord, ReplyAddress, Requester } from '../../jobs/types.ts';
+
+/** What this adapter needs from the configuration (src/app/config.ts reads it from the environment). */
+export interface SlackConfig {
+  botToken: string;
+  mode: 'http' | 'socket';
+  signingSecret?: string;
+  appToken?: string;
+  port: number;
+  apiUrl: string;
+  uploadLimitBytes: number;
+  /** User ids that moderate the community loop. */
+  moderators?: string[];
+  /** Channel for the moderators' notices. */
+  moderatorChannelId?: string;
+  /** Hosts shared files may be downloaded from (SLACK_FILE_HOSTS; default files.slack.com). */
+  fileHosts?: readonly string[];
+}
+
 
 /** The umbrella command: `/nocturne compose chopin 500`, `/nocturne status`. */
 export const UMBRELLA_COMMAND = 'nocturne';
