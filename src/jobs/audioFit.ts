@@ -4,11 +4,13 @@
  * The product sends WAV. When the stereo 44.1 kHz WAV is over the limit, the piece is rendered
  * again as mono 22.05 kHz WAV (about 2.6 MB per minute); when that would still be over, as OGG
  * (about 1 MB per minute), and the message says so. If even the OGG is over, the audio is left out
- * and the message points to the MIDI. The oversized files are deleted.
+ * and the message points to the MIDI. The oversized files are deleted. An MP3, Opus or OGG piece
+ * over the limit is rendered again in its own format at lower bitrates (FIT_LADDER in
+ * src/render/audio.ts) until one fits.
  */
 import { stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { describeAudioBudget, readWavHeader, renderAudio } from '../render/audio.ts';
+import { describeAudioBudget, readWavHeader, renderAudio, renderAudioWithin } from '../render/audio.ts';
 
 export interface FittedAudio {
   /** The file to send, or undefined when no audio fits. */
@@ -52,6 +54,12 @@ export async function fitAudio(midiPath: string, audioPath: string, limitBytes: 
     }
     await unlink(ogg).catch(() => undefined);
   }
+  // MP3, Opus, OGG: the same format at a lower bitrate (then mono, then 22.05 kHz), in place.
+  const lossy = /\.(mp3|opus|ogg)$/.exec(audioPath)?.[1] as 'mp3' | 'opus' | 'ogg' | undefined;
+  if (lossy) {
+    const r = await renderAudioWithin(midiPath, audioPath, lossy, limitBytes, {}, 1);
+    if (r) return { audioPath, note: `audio is ${lossy.toUpperCase()} at ${r.bitrateKbps} kbit/s${r.channels === 1 ? ' mono' : ''}: at its usual bitrate it would be ${formatMegabytes(bytes)}, over the ${limit} upload limit` };
+  }
   await unlink(audioPath).catch(() => undefined);
-  return { note: `no audio: the piece is too long for the ${limit} upload limit even as OGG (${formatMegabytes(bytes)}); play the MIDI file instead, or ask for fewer notes` };
+  return { note: `no audio: the piece is too long for the ${limit} upload limit even as ${lossy ? `${lossy.toUpperCase()} at its lowest bitrate` : 'OGG'} (${formatMegabytes(bytes)}); play the MIDI file instead, or ask for fewer notes` };
 }
