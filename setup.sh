@@ -13,6 +13,7 @@ need_apt=()
 command -v fluidsynth >/dev/null 2>&1 || need_apt+=(fluidsynth)
 [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need_apt+=(fluid-soundfont-gm)
 command -v xmllint >/dev/null 2>&1 || need_apt+=(libxml2-utils)  # the MusicXML schema test (issue 10)
+command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)  # OGG, MP3 and Opus encoding and the loudness test (issue 10)
 # The tests start their own redis-server (src/testing/redis.ts: from PATH) and Postgres
 # (tests/support/postgres.ts: initdb and postgres from PATH or /usr/lib/postgresql/<ver>/bin, run
 # as the `postgres` user under root) in temp folders on free ports; the Debian services are not used.
