@@ -19,7 +19,7 @@ import { after, before, describe, test } from 'node:test';
 import { Bot } from '../src/chat/bot.ts';
 import type { Reply } from '../src/chat/command.ts';
 import { ConfigError, loadConfig } from '../src/app/config.ts';
-import { defaultInstanceName, type InstanceRecord, type InstanceSettings } from '../src/jobs/instances.ts';
+import { defaultInstanceName, type InstanceRecord, type InstanceSettings } from '../src/scaleout/instances.ts';
 import { JobStore } from '../src/jobs/store.ts';
 import type { JobRecord } from '../src/jobs/types.ts';
 import type { StoreLocation } from '../src/storage/backend.ts';

@@ -1,5 +1,5 @@
 /**
- * The Redis lock (src/jobs/redisLock.ts) against a real redis-server: SET NX PX, a heartbeat that
+ * The Redis lock (src/scaleout/redisLock.ts) against a real redis-server: SET NX PX, a heartbeat that
  * keeps it past its TTL, release and renewal only by the owner, take-over after the TTL when the
  * owner stops renewing, re-taking a lock Redis lost, and the cron run coordinator (one runner per
  * scheduled slot among several processes).
@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { RetrainSchedule } from '../src/community/schedule.ts';
-import { RedisLock, readLock, redisRunCoordinator } from '../src/jobs/redisLock.ts';
+import { RedisLock, readLock, redisRunCoordinator } from '../src/scaleout/redisLock.ts';
 import { TestRedis, redisSkip } from '../src/testing/redis.ts';
 
 let redis: TestRedis;

@@ -12,8 +12,8 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Community } from '../src/community/community.ts';
 import type { RunRecord } from '../src/community/retrain.ts';
-import { RETRAIN_QUEUE, RedisRetraining, RetrainJobWorker, type RetrainJobData } from '../src/jobs/retrainQueue.ts';
-import { DEFAULT_REDIS_PREFIX } from '../src/jobs/redisQueue.ts';
+import { RETRAIN_QUEUE, RedisRetraining, RetrainJobWorker, type RetrainJobData } from '../src/scaleout/retrainQueue.ts';
+import { DEFAULT_REDIS_PREFIX } from '../src/scaleout/redisQueue.ts';
 import { NEW_PIECES, createCommunityWorld, datasetBytes, type CommunityWorld } from './support/communityFixture.ts';
 import { TestRedis, redisSkip } from '../src/testing/redis.ts';
 

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { DiscordAdapter } from '../src/adapters/discord/discord.ts';
 import { Bot } from '../src/chat/bot.ts';
 import { ConfigError, loadConfig, loadWorkerConfig } from '../src/app/config.ts';
-import { jobDataOf, redactedUrl } from '../src/jobs/redisQueue.ts';
+import { jobDataOf, redactedUrl } from '../src/scaleout/redisQueue.ts';
 import { FakeDiscord, type RecordedCall } from '../src/testing/discordServer.ts';
 import { join } from 'node:path';
 import { readFileSync, writeFileSync } from 'node:fs';

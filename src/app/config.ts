@@ -8,14 +8,14 @@ import { join, resolve } from 'node:path';
 import { COMMUNITY_ENV_DEFAULTS, CommunityConfigError, communityConfigFromEnv, type CommunityConfig } from '../community/config.ts';
 import { BACKEND_CHOICES, type BackendChoice } from '../model/backend.ts';
 import { DEFAULT_QUEUE_LIMITS, type QueueLimits } from '../jobs/queue.ts';
-import type { WorkerOptions } from '../jobs/worker.ts';
+import type { WorkerOptions } from '../scaleout/worker.ts';
 import { DISCORD_ATTACHMENT_HOSTS, SLACK_FILE_HOSTS, parseHostList } from '../chat/download.ts';
 import type { DiscordConfig } from '../adapters/discord/discord.ts';
 import type { SlackConfig } from '../adapters/slack/slack.ts';
 import { redactedUrl } from '../redact.ts';
 import { MUSIC_MAX_SECONDS } from '../engine/types.ts';
 import { checkStoreUrl } from '../storage/backend.ts';
-import { DEFAULT_HEARTBEAT_MS, DEFAULT_SCAN_MS, DEFAULT_STALE_MS, INSTANCE_NAME_PATTERN, defaultInstanceName, type InstanceSettings } from '../jobs/instances.ts';
+import { DEFAULT_HEARTBEAT_MS, DEFAULT_SCAN_MS, DEFAULT_STALE_MS, INSTANCE_NAME_PATTERN, defaultInstanceName, type InstanceSettings } from '../scaleout/instances.ts';
 
 export const DEFAULT_DISCORD_API_BASE = 'https://discord.com/api';
 export const DEFAULT_SLACK_API_URL = 'https://slack.com/api/';

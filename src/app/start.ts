@@ -73,9 +73,9 @@ export async function startBot(config: Config, log: (line: string) => void, role
     const { CommunityService } = await import('../chat/community.ts');
     community = new CommunityService(await Community.open(config.community, log), log);
     if (config.redisUrl) {
-      // Retraining runs on `nocturne worker` processes too (src/jobs/retrainQueue.ts).
+      // Retraining runs on `nocturne worker` processes too (src/scaleout/retrainQueue.ts).
       try {
-        const { RedisRetraining } = await import('../jobs/retrainQueue.ts');
+        const { RedisRetraining } = await import('../scaleout/retrainQueue.ts');
         community.community.useRemoteRetraining(await RedisRetraining.open(config.redisUrl, log));
         log('community: retraining runs on nocturne worker processes (Redis queue "retrain"), one at a time across all of them');
       } catch (e) {
@@ -91,7 +91,7 @@ export async function startBot(config: Config, log: (line: string) => void, role
     log(config.communityNote);
   }
   // Each shard process is a bot process of its own on the shared store: its own instance name.
-  const { defaultInstanceSettings } = await import('../jobs/instances.ts');
+  const { defaultInstanceSettings } = await import('../scaleout/instances.ts');
   const base = config.instance ?? defaultInstanceSettings();
   const instance = role.shard ? { ...base, name: `${base.name.slice(0, 48)}-shard${role.shard.ids.join('.')}` } : base;
   let bot: Bot;

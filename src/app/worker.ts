@@ -35,12 +35,12 @@ export async function runWorker(argv: string[], log: (line: string) => void): Pr
     }
     throw e;
   }
-  const { ComposeWorker } = await import('../jobs/worker.ts');
+  const { ComposeWorker } = await import('../scaleout/worker.ts');
   const { retrain, retrainLockMs, storeUrl, ...composeConfig } = config;
   const worker = await ComposeWorker.start({ ...composeConfig, log });
-  let retrainer: import('../jobs/retrainQueue.ts').RetrainJobWorker | undefined;
+  let retrainer: import('../scaleout/retrainQueue.ts').RetrainJobWorker | undefined;
   if (retrain) {
-    const { RetrainJobWorker } = await import('../jobs/retrainQueue.ts');
+    const { RetrainJobWorker } = await import('../scaleout/retrainQueue.ts');
     retrainer = await RetrainJobWorker.start({ redisUrl: config.redisUrl, lockTtlMs: retrainLockMs, lockDurationMs: config.lockDurationMs, storeUrl, log });
   }
   const signal = await new Promise<string>((done) => {

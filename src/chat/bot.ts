@@ -7,10 +7,10 @@ import { stat } from 'node:fs/promises';
 import { COMMANDS } from '../../commands/index.ts';
 import type { ModelInfo } from '../engine/types.ts';
 import { EngineThread, type ComposeBackend } from '../jobs/engineThread.ts';
-import { RemoteComposeBackend } from '../jobs/redisQueue.ts';
+import { RemoteComposeBackend } from '../scaleout/redisQueue.ts';
 import { DEFAULT_QUEUE_LIMITS, JobQueue, QueueRefusal, type QueueLimits, type QueueStats } from '../jobs/queue.ts';
 import { JobStore, type ServerSettings } from '../jobs/store.ts';
-import { defaultInstanceSettings, Heartbeat, heartbeatFresh, type InstanceSettings } from '../jobs/instances.ts';
+import { defaultInstanceSettings, Heartbeat, heartbeatFresh, type InstanceSettings } from '../scaleout/instances.ts';
 import { storeLocation } from '../storage/backend.ts';
 import type { JobInput, JobRecord, Platform, Requester } from '../jobs/types.ts';
 import type { BackendChoice } from '../model/backend.ts';
@@ -40,7 +40,7 @@ export interface BotOptions {
   /** Compose through `nocturne worker` processes over Redis (BullMQ) instead of loading the model here. */
   redisUrl?: string;
   /**
-   * This process's instance name and heartbeat timing (NOCTURNE_INSTANCE, src/jobs/instances.ts);
+   * This process's instance name and heartbeat timing (NOCTURNE_INSTANCE, src/scaleout/instances.ts);
    * default: the host name, 10 s heartbeats, stale after 60 s, a scan for orphaned jobs every 30 s.
    */
   instance?: Partial<InstanceSettings>;

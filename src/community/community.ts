@@ -33,7 +33,7 @@ export interface RetrainStatusReport {
 
 /**
  * Where retraining runs when it does not run in a child of this process: a queue that `nocturne
- * worker` processes take runs from (src/jobs/retrainQueue.ts). It answers "busy" itself, from its
+ * worker` processes take runs from (src/scaleout/retrainQueue.ts). It answers "busy" itself, from its
  * own lock; progress and the outcome come back from the worker.
  */
 export interface RemoteRetraining {

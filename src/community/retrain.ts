@@ -151,7 +151,7 @@ async function contributionPieces(contributions: Contributions, records: Contrib
 export interface RunOptions {
   /**
    * The caller already holds the one-at-a-time lock elsewhere (the Redis lock of a `nocturne
-   * worker`, src/jobs/retrainQueue.ts): the store's lock row is then taken over whoever holds it,
+   * worker`, src/scaleout/retrainQueue.ts): the store's lock row is then taken over whoever holds it,
    * since its holder can only be a run that died (possibly on another host, where its pid cannot
    * be checked). The row is still written, so the run records and status work as before.
    */

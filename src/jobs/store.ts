@@ -4,7 +4,7 @@
  *
  * Five tables: `jobs` (every record, kept), `open_jobs` (one key per job not yet done or failed,
  * so a restart finds them without scanning all history), `server_settings`, `instances` (the
- * bots' heartbeats, src/jobs/instances.ts) and `deliveries` (requests from a chat platform
+ * bots' heartbeats, src/scaleout/instances.ts) and `deliveries` (requests from a chat platform
  * already acted on, each kept for a while, so that a replayed or retried request is acted on
  * once by whichever bot sharing the store gets it first). A record is
  * written before its id enters `open_jobs` and leaves `open_jobs` only after its final state is
@@ -16,8 +16,7 @@
 import { randomBytes } from 'node:crypto';
 import { Store, storeLocation, type StoreLocation, type StoreTable } from '../storage/backend.ts';
 import type { AudioFormat } from '../engine/types.ts';
-import type { InstanceRecord } from './instances.ts';
-import { OPEN_STATES, type JobRecord } from './types.ts';
+import { OPEN_STATES, type InstanceRecord, type JobRecord } from './types.ts';
 
 export interface ServerSettings {
   /** 'ogg': always send OGG audio (smaller); 'wav': WAV, shrunk or OGG only when over the upload limit. */
@@ -66,7 +65,7 @@ export class JobStore {
     private readonly jobs: StoreTable<JobRecord>,
     private readonly open: StoreTable<string>,
     private readonly settings: StoreTable<ServerSettings>,
-    /** Heartbeat records of the bot instances sharing this store (src/jobs/instances.ts). */
+    /** Heartbeat records of the bot instances sharing this store (src/scaleout/instances.ts). */
     readonly instances: StoreTable<InstanceRecord>,
     private readonly deliveries: StoreTable<DeliveryClaim>,
     private readonly log: (line: string) => void,

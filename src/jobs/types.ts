@@ -110,3 +110,14 @@ export interface JobInput {
   seedMidi?: Uint8Array;
   uploadLimitBytes?: number;
 }
+
+/** A bot instance's heartbeat record in the job store (src/scaleout/instances.ts keeps it fresh). */
+export interface InstanceRecord {
+  name: string;
+  pid: number;
+  host: string;
+  startedAt: string;
+  beatAt: string;
+  /** Tells two processes apart that share host and pid (a container restarted with pid 1). */
+  token: string;
+}

@@ -6,7 +6,7 @@
  *   arrive within `batchWindowMs` of the first are sampled in one composeMany pass, as in the
  *   in-process queue.
  * - Progress: 'composing' and 'rendering' go to the bot as BullMQ job progress events.
- * - Files go back in the job's return value (see src/jobs/redisQueue.ts for why and the bounds).
+ * - Files go back in the job's return value (see src/scaleout/redisQueue.ts for why and the bounds).
  * - A worker that dies mid-job stops renewing its lock; BullMQ's stalled-job check hands the job
  *   to another worker (lockDurationMs), so the user still gets exactly one answer.
  * - Promotions: a message on `<prefix>:serving` names a model folder; the worker opens it and
@@ -21,8 +21,8 @@ import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { ComposeRequest, ComposeStage } from '../engine/types.ts';
 import type { BackendChoice } from '../model/backend.ts';
-import { fitAudio } from './audioFit.ts';
-import { EngineThread } from './engineThread.ts';
+import { fitAudio } from '../jobs/audioFit.ts';
+import { EngineThread } from '../jobs/engineThread.ts';
 import { COMPOSE_QUEUE, DEFAULT_REDIS_PREFIX, INPUT_ERROR_PREFIX, RESULT_MAX_BYTES, SERVING_CHANNEL, SERVING_KEY, redactedUrl, redisConnection, type ComposeJobData, type ComposeJobProgress, type ComposeJobResult } from './redisQueue.ts';
 
 export interface WorkerOptions {

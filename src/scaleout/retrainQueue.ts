@@ -4,7 +4,7 @@
  * (src/community/retrainProcess.ts, as the single-process mode does), so it keeps composing.
  *
  * - One at a time across all workers: a worker holds the Redis lock `<prefix>:retrain:lock`
- *   (src/jobs/redisLock.ts: SET NX PX, heartbeat, token-checked release) for the whole run. A
+ *   (src/scaleout/redisLock.ts: SET NX PX, heartbeat, token-checked release) for the whole run. A
  *   worker that dies (kill -9) stops renewing it, and it expires after NOCTURNE_RETRAIN_LOCK_MS.
  * - "busy": a bot answers at once when the lock is held or a run is already queued, naming who
  *   asked and when; if two requests race past that check, the worker that takes the second job

@@ -14,17 +14,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
+import type { InstanceRecord } from '../jobs/types.ts';
 import type { StoreTable } from '../storage/backend.ts';
 
-export interface InstanceRecord {
-  name: string;
-  pid: number;
-  host: string;
-  startedAt: string;
-  beatAt: string;
-  /** Tells two processes apart that share host and pid (a container restarted with pid 1). */
-  token: string;
-}
+export type { InstanceRecord };
 
 export interface InstanceSettings {
   name: string;

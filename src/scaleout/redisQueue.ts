@@ -1,7 +1,7 @@
 /**
  * Scale-out over Redis with BullMQ: the bot side. With REDIS_URL set, the bot's JobQueue (limits,
  * positions, the job store) composes through RemoteComposeBackend instead of an engine thread:
- * each request becomes a BullMQ job that any `nocturne worker` process takes (src/jobs/worker.ts).
+ * each request becomes a BullMQ job that any `nocturne worker` process takes (src/scaleout/worker.ts).
  * The bot never loads the model: it reads only model.json for names and version.
  *
  * Generated files come back inside the job's return value in Redis (base64, at most
@@ -26,7 +26,7 @@ import { Redis } from 'ioredis';
 import { ComposeInputError } from '../engine/engine.ts';
 import type { AudioOptions, ComposeRequest, ComposeResult, ComposeStage, ModelInfo } from '../engine/types.ts';
 import { readModelSpec, type ModelSpec } from '../model/folder.ts';
-import type { ComposeBackend } from './engineThread.ts';
+import type { ComposeBackend } from '../jobs/engineThread.ts';
 import { redactedUrl } from '../redact.ts';
 
 export const COMPOSE_QUEUE = 'compose';
