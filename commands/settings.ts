@@ -1,5 +1,6 @@
-/** `settings [audio=wav|ogg]`: this server's audio format (managers only); without options, shows it. */
+/** `settings [audio=wav|mp3|opus|ogg]`: this server's audio format (managers only); without options, shows it. */
 import type { CommandSpec } from '../src/chat/command.ts';
+import type { AudioFormat } from '../src/engine/types.ts';
 
 export const settings: CommandSpec = {
   name: 'settings',
@@ -9,9 +10,11 @@ export const settings: CommandSpec = {
     {
       name: 'audio',
       kind: 'string',
-      description: 'wav: WAV, smaller only when needed; ogg: always OGG (smaller files)',
+      description: 'wav: WAV, smaller only when needed; mp3, opus, ogg: always that (smaller; MP3 plays everywhere)',
       choices: [
         { name: 'WAV (shrunk only when over the upload limit)', value: 'wav' },
+        { name: 'MP3 always (plays inline on phones)', value: 'mp3' },
+        { name: 'Opus always', value: 'opus' },
         { name: 'OGG always', value: 'ogg' },
       ],
     },
@@ -19,12 +22,12 @@ export const settings: CommandSpec = {
   async execute(request, reply) {
     const { bot, who, options } = request;
     const current = await bot.settingsFor(who);
-    const audio = options.audio as 'wav' | 'ogg' | undefined;
+    const audio = options.audio as AudioFormat | undefined;
     if (audio && audio !== current.audio) await bot.saveSettingsFor(who, { ...current, audio });
     const now = audio ?? current.audio;
     await reply.info({
       title: audio ? 'Settings saved' : 'Settings',
-      lines: [now === 'ogg' ? 'audio: OGG always' : 'audio: WAV (mono 22.05 kHz, then OGG, only when a WAV is over the upload limit)'],
+      lines: [now === 'wav' ? 'audio: WAV (mono 22.05 kHz, then OGG, only when a WAV is over the upload limit)' : `audio: ${now.toUpperCase()} always (a lower bitrate only when over the upload limit)`],
     });
   },
 };
