@@ -11,9 +11,9 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ConfigError, loadConfig, type Config } from './config.ts';
-import type { JobRecord, Platform } from '../jobs/types.ts';
-import type { Bot, ReplyFinder } from '../chat/bot.ts';
-import type { ChannelRef, InfoMessage } from '../chat/command.ts';
+import type { FrontEnd } from '../adapters/frontEnd.ts';
+import type { JobRecord } from '../jobs/types.ts';
+import type { Bot } from '../chat/bot.ts';
 import type { CommunityService } from '../chat/community.ts';
 
 export const START_USAGE = `usage: nocturne start   (npm start)
@@ -24,17 +24,6 @@ Piped input runs each line and exits when all jobs are done:
 With DISCORD_TOKEN and/or SLACK_BOT_TOKEN (+ SLACK_SIGNING_SECRET or SLACK_APP_TOKEN) set, runs those
 instead (NOCTURNE_TERMINAL=on for both). Every variable is described in .env.example; a .env file
 in the current folder is read first.`;
-
-interface FrontEnd {
-  platform: Platform;
-  start(): Promise<unknown>;
-  stop(): Promise<void>;
-  replyFor: ReplyFinder;
-  /** Resolves when the front end ends by itself (the terminal at end of input). */
-  ended?: Promise<void>;
-  /** Posts a notice to this platform's moderator channel, if one is configured. */
-  announce?: (message: InfoMessage, from?: ChannelRef) => Promise<void>;
-}
 
 /** This process's part when DISCORD_SHARDS is set (src/app/discordShards.ts). */
 export interface StartRole {
@@ -63,33 +52,55 @@ export async function startBot(config: Config, log: (line: string) => void, role
     return startShardManager(config, log, (rest, restRole) => startBot(rest, log, restRole));
   }
   // Loaded only once the configuration is known to be good, so a bad one fails fast.
-  const { Bot } = await import('../chat/bot.ts');
   const { describeStore, storeLocation } = await import('../storage/backend.ts');
   log(`store: job records, settings${config.community ? ' and the community loop\'s records' : ''} in ${describeStore(storeLocation(config.dataDir, config.storeUrl))}${config.storeUrl ? ` (STORE_URL; contributed files and model versions stay in ${config.dataDir})` : ''}`);
-  let community: CommunityService | undefined;
-  let modelDir = config.modelDir;
-  if (config.community) {
-    const { Community } = await import('../community/community.ts');
-    const { CommunityService } = await import('../chat/community.ts');
-    community = new CommunityService(await Community.open(config.community, log), log);
-    if (config.redisUrl) {
-      // Retraining runs on `nocturne worker` processes too (src/scaleout/retrainQueue.ts).
-      try {
-        const { RedisRetraining } = await import('../scaleout/retrainQueue.ts');
-        community.community.useRemoteRetraining(await RedisRetraining.open(config.redisUrl, log));
-        log('community: retraining runs on nocturne worker processes (Redis queue "retrain"), one at a time across all of them');
-      } catch (e) {
-        await community.close();
-        throw e;
-      }
-    }
-    // The registry decides what serves (the shipped model at first, then promotions and rollbacks).
-    const serving = await community.community.registry.current();
-    modelDir = serving.dir;
-    log(`community: serving model ${serving.version} from ${serving.dir}`);
-  } else if (config.communityNote) {
-    log(config.communityNote);
+  const community = await openCommunity(config, log);
+  const modelDir = community ? await servingModelDir(community, log) : config.modelDir;
+  const bot = await openBot(config, log, role, modelDir, community);
+  community?.attach(bot);
+  const fronts = await startFrontEnds(config, log, role, bot, community);
+  const owns = await shardOwnership(role);
+  await recoverJobs(bot, fronts, owns, log);
+  if (community) await armCommunity(community, fronts, role, log);
+  const stop = stopper(config, bot, fronts, community);
+  // Only the terminal ends by itself; with a chat platform running, the bot runs until a signal.
+  const ended = fronts.every((f) => f.ended) ? Promise.all(fronts.map((f) => f.ended)).then(() => undefined) : new Promise<void>(() => {});
+  return { bot, community, ended, stop };
+}
+
+/** The community loop, when it is on (with retraining on the workers when REDIS_URL is set). */
+async function openCommunity(config: Config, log: (line: string) => void): Promise<CommunityService | undefined> {
+  if (!config.community) {
+    if (config.communityNote) log(config.communityNote);
+    return undefined;
   }
+  const { Community } = await import('../community/community.ts');
+  const { CommunityService } = await import('../chat/community.ts');
+  const community = new CommunityService(await Community.open(config.community, log), log);
+  if (config.redisUrl) {
+    // Retraining runs on `nocturne worker` processes too (src/scaleout/retrainQueue.ts).
+    try {
+      const { RedisRetraining } = await import('../scaleout/retrainQueue.ts');
+      community.community.useRemoteRetraining(await RedisRetraining.open(config.redisUrl, log));
+      log('community: retraining runs on nocturne worker processes (Redis queue "retrain"), one at a time across all of them');
+    } catch (e) {
+      await community.close();
+      throw e;
+    }
+  }
+  return community;
+}
+
+/** The registry decides what serves (the shipped model at first, then promotions and rollbacks). */
+async function servingModelDir(community: CommunityService, log: (line: string) => void): Promise<string> {
+  const serving = await community.community.registry.current();
+  log(`community: serving model ${serving.version} from ${serving.dir}`);
+  return serving.dir;
+}
+
+/** The bot on `modelDir`, under this process's instance name (closes the community loop if it cannot open). */
+async function openBot(config: Config, log: (line: string) => void, role: StartRole, modelDir: string, community: CommunityService | undefined): Promise<Bot> {
+  const { Bot } = await import('../chat/bot.ts');
   // Each shard process is a bot process of its own on the shared store: its own instance name.
   const { defaultInstanceSettings } = await import('../scaleout/instances.ts');
   const base = config.instance ?? defaultInstanceSettings();
@@ -107,40 +118,32 @@ export async function startBot(config: Config, log: (line: string) => void, role
       community,
       redisUrl: config.redisUrl,
       storeUrl: config.storeUrl,
-      onPiece: community ? (record) => community!.recordPiece(record) : undefined,
+      onPiece: community ? (record) => community.recordPiece(record) : undefined,
     });
   } catch (e) {
     await community?.close();
     throw e;
   }
   log(`instance ${instance.name} (NOCTURNE_INSTANCE): heartbeat every ${instance.heartbeatMs / 1000} s; open jobs of instances silent for ${instance.staleMs / 1000} s are taken over`);
-  community?.attach(bot);
+  return bot;
+}
+
+/** The configured front ends, started; if one cannot start, everything opened so far is closed. */
+async function startFrontEnds(config: Config, log: (line: string) => void, role: StartRole, bot: Bot, community: CommunityService | undefined): Promise<FrontEnd[]> {
   const fronts: FrontEnd[] = [];
   try {
     if (config.discord) {
       const { DiscordAdapter } = await import('../adapters/discord/discord.ts');
       const shard = role.shard;
-      const discord = new DiscordAdapter(bot, config.discord, log, shard ? { registerCommands: false, shardLabel: `shard ${shard.ids.join(',')} of ${shard.count}` } : {});
-      fronts.push({ platform: 'discord', start: () => discord.start(), stop: () => discord.stop(), replyFor: (r) => discord.replyFor(r), announce: (m, from) => discord.announce(m, from) });
+      fronts.push(new DiscordAdapter(bot, config.discord, log, shard ? { registerCommands: false, shardLabel: `shard ${shard.ids.join(',')} of ${shard.count}` } : {}));
     }
     if (config.slack) {
       const { SlackAdapter } = await import('../adapters/slack/slack.ts');
-      const slack = new SlackAdapter(bot, config.slack, log);
-      fronts.push({ platform: 'slack', start: () => slack.start(), stop: () => slack.stop(), replyFor: (r) => slack.replyFor(r), announce: (m, from) => slack.announce(m, from) });
+      fronts.push(new SlackAdapter(bot, config.slack, log));
     }
-    let terminalEnded: Promise<void> | undefined;
     if (config.terminal) {
       const { TerminalAdapter } = await import('../adapters/terminal/terminal.ts');
-      const terminal = new TerminalAdapter(bot, { log });
-      let release!: () => void;
-      terminalEnded = new Promise<void>((r) => (release = r));
-      fronts.push({
-        platform: 'terminal',
-        start: async () => void terminal.start().finally(release),
-        stop: async () => terminal.close(),
-        replyFor: (r) => terminal.replyFor(r),
-        ended: terminalEnded,
-      });
+      fronts.push(new TerminalAdapter(bot, { log }));
     }
     for (const f of fronts) await f.start();
   } catch (e) {
@@ -149,41 +152,46 @@ export async function startBot(config: Config, log: (line: string) => void, role
     await community?.close();
     throw e;
   }
-  let owns: ((record: JobRecord) => boolean) | undefined;
-  if (role.shard) {
-    const { ownsJob } = await import('./discordShards.ts');
-    const { ids, count } = role.shard;
-    owns = (record) => ownsJob(record, ids, count);
-  }
-  const outcome = await bot.recover(
-    fronts.map((f) => f.platform),
-    (record) => fronts.find((f) => f.platform === record.who.platform)?.replyFor(record),
-    owns,
-  );
+  return fronts;
+}
+
+/** In a shard process, which open jobs are its own (its servers' and, on shard 0, the DMs). */
+async function shardOwnership(role: StartRole): Promise<((record: JobRecord) => boolean) | undefined> {
+  if (!role.shard) return undefined;
+  const { ownsJob } = await import('./discordShards.ts');
+  const { ids, count } = role.shard;
+  return (record) => ownsJob(record, ids, count);
+}
+
+/** Answers the jobs a previous run left open, and watches for those of instances that go away. */
+async function recoverJobs(bot: Bot, fronts: FrontEnd[], owns: ((record: JobRecord) => boolean) | undefined, log: (line: string) => void): Promise<void> {
+  const platforms = fronts.map((f) => f.platform);
+  const replyFor = (record: JobRecord) => fronts.find((f) => f.platform === record.who.platform)?.replyFor(record);
+  const outcome = await bot.recover(platforms, replyFor, owns);
   if (outcome.requeued.length) log(`resumed ${outcome.requeued.length} job(s) a previous run left unfinished: ${outcome.requeued.join(', ')}`);
   if (outcome.apologized.length) log(`apologized for ${outcome.apologized.length} job(s) that could not be resumed (too old, or in progress during two crashes): ${outcome.apologized.join(', ')}`);
   if (outcome.waiting.length) log(`${outcome.waiting.length} unfinished job(s) wait for a platform that is not running now: ${outcome.waiting.join(', ')}`);
   if (outcome.takenOver.length) log(`took over ${outcome.takenOver.length} job(s) of gone instance(s): ${outcome.takenOver.join(', ')}`);
   if (outcome.othersLive.length) log(`left ${outcome.othersLive.length} open job(s) to the other running bot instance(s) on this store`);
   // A bot that crashed and does not come back: its jobs are taken over while this one runs.
-  bot.watchOrphans(
-    fronts.map((f) => f.platform),
-    (record) => fronts.find((f) => f.platform === record.who.platform)?.replyFor(record),
-    owns,
-  );
+  bot.watchOrphans(platforms, replyFor, owns);
+}
 
-  if (community) {
-    // Notices for the moderators: each platform's moderator channel (the service also logs them).
-    community.setAnnouncer(async (m, from) => {
-      const results = await Promise.allSettled(fronts.filter((f) => f.announce).map((f) => f.announce!(m, from)));
-      for (const r of results) if (r.status === 'rejected') log(`could not post to a moderator channel: ${(r.reason as Error).message}`);
-    });
-    if (role.shard && !role.shard.ids.includes(0)) community.foreignNotices = false;
-    if (role.schedule !== false) await community.startSchedule().catch((e: Error) => log(`community: the retraining schedule could not start (${e.message}); moderators can still /retrain`));
-  }
+/** The moderators' notices go to each platform's moderator channel; the retraining schedule is armed. */
+async function armCommunity(community: CommunityService, fronts: FrontEnd[], role: StartRole, log: (line: string) => void): Promise<void> {
+  // The service also logs each notice.
+  community.setAnnouncer(async (m, from) => {
+    const results = await Promise.allSettled(fronts.filter((f) => f.announce).map((f) => f.announce!(m, from)));
+    for (const r of results) if (r.status === 'rejected') log(`could not post to a moderator channel: ${(r.reason as Error).message}`);
+  });
+  if (role.shard && !role.shard.ids.includes(0)) community.foreignNotices = false;
+  if (role.schedule !== false) await community.startSchedule().catch((e: Error) => log(`community: the retraining schedule could not start (${e.message}); moderators can still /retrain`));
+}
 
+/** The graceful stop, once however often it is asked for. */
+function stopper(config: Config, bot: Bot, fronts: FrontEnd[], community: CommunityService | undefined): () => Promise<void> {
   let stopping: Promise<void> | undefined;
-  const stop = () =>
+  return () =>
     (stopping ??= (async () => {
       // A retraining run is stopped first (it is safe to kill); its command then reports that.
       await community?.stopRuns();
@@ -195,9 +203,6 @@ export async function startBot(config: Config, log: (line: string) => void, role
       clearTimeout(timer);
       await community?.close();
     })());
-  // Only the terminal ends by itself; with a chat platform running, the bot runs until a signal.
-  const ended = fronts.every((f) => f.ended) ? Promise.all(fronts.map((f) => f.ended)).then(() => undefined) : new Promise<void>(() => {});
-  return { bot, community, ended, stop };
 }
 
 export async function runStart(argv: string[], log: (line: string) => void): Promise<number> {

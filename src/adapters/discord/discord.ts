@@ -35,6 +35,7 @@ import { autocompleteChoices, oneLine, orderedReply, runButton, runCommand } fro
 import type { RawOptions } from '../../chat/options.ts';
 import { DISCORD_ATTACHMENT_HOSTS, attachmentByteLimit, downloadAttachment } from '../../chat/download.ts';
 import type { JobRecord, ReplyAddress, Requester } from '../../jobs/types.ts';
+import type { FrontEnd } from '../frontEnd.ts';
 import { REPLY_TOKEN_USABLE_MS, replyTokenUsable } from '../../jobs/replyToken.ts';
 
 /** What this adapter needs from the configuration (src/app/config.ts reads it from the environment). */
@@ -328,7 +329,8 @@ export interface DiscordAdapterOptions {
   shardLabel?: string;
 }
 
-export class DiscordAdapter {
+export class DiscordAdapter implements FrontEnd {
+  readonly platform = 'discord' as const;
   readonly client: Client;
   private readonly log: (line: string) => void;
   private readyPromise: Promise<void> | undefined;

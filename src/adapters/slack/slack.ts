@@ -35,6 +35,7 @@ import { findCommand, oneLine, orderedReply, runButton, runCommand } from '../..
 import { parseOptionWords, splitWords, usageText, type RawOptions } from '../../chat/options.ts';
 import { SLACK_FILE_HOSTS, attachmentByteLimit, downloadAttachment } from '../../chat/download.ts';
 import type { JobRecord, ReplyAddress, Requester } from '../../jobs/types.ts';
+import type { FrontEnd } from '../frontEnd.ts';
 
 /** What this adapter needs from the configuration (src/app/config.ts reads it from the environment). */
 export interface SlackConfig {
@@ -327,7 +328,8 @@ const quietLogger = (log: (line: string) => void): Logger => {
   };
 };
 
-export class SlackAdapter {
+export class SlackAdapter implements FrontEnd {
+  readonly platform = 'slack' as const;
   readonly app: App;
   private readonly log: (line: string) => void;
   private server: Server | undefined;

@@ -4,7 +4,7 @@
  *
  * Interactive (stdin is a TTY): each line runs in the background, so more can be typed while a
  * piece is composing. Not interactive (`echo "/compose chopin 32" | npm start`): lines run one
- * after another, and start() resolves at end of input once every job has finished.
+ * after another, and `ended` resolves at end of input once every job has finished.
  *
  * The result buttons are typed: /continue <job-id>, /variation <job-id>, /regenerate <job-id>.
  */
@@ -17,6 +17,7 @@ import type { Attachment, BotContext, CommandSpec, InfoMessage, Reply, ResultPos
 import { findCommand, orderedReply, runButton, runCommand } from '../../chat/dispatch.ts';
 import { parseOptionWords, splitWords, usageText, type RawOptions } from '../../chat/options.ts';
 import type { JobRecord, Requester } from '../../jobs/types.ts';
+import type { FrontEnd } from '../frontEnd.ts';
 
 export interface TerminalOptions {
   input?: NodeJS.ReadableStream;
@@ -53,7 +54,12 @@ async function fileAttachment(path: string): Promise<Attachment | string> {
   }
 }
 
-export class TerminalAdapter {
+export class TerminalAdapter implements FrontEnd {
+  readonly platform = 'terminal' as const;
+  /** Resolves at end of input (or after stop()), once the lines still running have finished. */
+  readonly ended: Promise<void>;
+  private release!: () => void;
+  private running: Promise<void> | undefined;
   private readonly output: NodeJS.WritableStream;
   private readonly input: NodeJS.ReadableStream;
   private readonly interactive: boolean;
@@ -71,10 +77,21 @@ export class TerminalAdapter {
     this.output = options.output ?? process.stdout;
     this.interactive = options.interactive ?? Boolean((this.input as NodeJS.ReadStream).isTTY);
     this.log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
+    this.ended = new Promise<void>((resolve) => (this.release = resolve));
+  }
+
+  /** Opens the prompt (or starts reading piped lines) and resolves at once; see `ended`. */
+  async start(): Promise<void> {
+    this.running ??= this.run();
+    void this.running.finally(this.release);
+  }
+
+  async stop(): Promise<void> {
+    this.close();
   }
 
   /** Reads commands until end of input (or close()), then waits for the jobs still running. */
-  async start(): Promise<void> {
+  private async run(): Promise<void> {
     const names = this.bot.composerNames;
     const example = (names.find((n) => n.toLowerCase() === 'chopin') ?? names[0] ?? 'any').toLowerCase();
     this.print(`nocturne: model ${this.bot.model.version} with ${names.length} composers. Try /compose ${example} 250, or /help.`);
@@ -98,7 +115,7 @@ export class TerminalAdapter {
     await Promise.allSettled([...this.pending]);
   }
 
-  /** Stops reading input; start() resolves once running lines finish. */
+  /** Stops reading input; `ended` resolves once running lines finish. */
   close(): void {
     this.closed = true;
     this.rl?.close();
