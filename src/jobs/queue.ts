@@ -5,7 +5,8 @@
  *   "busy, try again in ~N s" (an estimate from recent batch times).
  * - Batched: jobs that arrive together (within `batchWindowMs` of the first, up to `maxBatch`)
  *   are sampled in one composeMany pass. A batch only takes jobs of similar length (within a factor
- *   of two of the first job's notes), so a 16-note request never waits for a 2000-note one.
+ *   of two of the first job's notes), so a 16-note request never waits for a 2000-note one: the
+ *   rule is src/jobs/batching.ts's, which the Redis worker (src/scaleout/worker.ts) applies too.
  * - Rate limited: per user, at most `userMaxOpen` jobs waiting or running and `userPerMinute`
  *   submits per rolling minute; per server, `serverPerMinute` submits per rolling minute.
  * - Every state change is written to the JobStore; listeners hear positions, stages and the end.
@@ -24,6 +25,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MUSIC_MAX_SECONDS, type ComposeRequest, type ComposeResult, type ComposeStage } from '../engine/types.ts';
 import { fitAudio } from './audioFit.ts';
+import { takeBatch } from './batching.ts';
 import { removeJobOutputs } from './cleanup.ts';
 import type { ComposeBackend } from './engineThread.ts';
 import type { JobStore } from './store.ts';
@@ -361,16 +363,10 @@ export class JobQueue {
     await this.compose(batch);
   }
 
-  /** The first waiting job and the next ones of similar length, up to maxBatch, in order. */
+  /** The next batch (src/jobs/batching.ts: the first waiting job and the next ones of similar length). */
   private takeBatch(): Entry[] {
-    const head = this.waiting[0];
-    const notes = head.record.params.notes;
-    const batch: Entry[] = [];
-    for (let i = 0; i < this.waiting.length && batch.length < this.limits.maxBatch; ) {
-      const n = this.waiting[i].record.params.notes;
-      if (n <= notes * 2 && n * 2 >= notes) batch.push(...this.waiting.splice(i, 1));
-      else i++;
-    }
+    const { batch, rest } = takeBatch(this.waiting, (entry) => entry.record.params.notes, this.limits.maxBatch);
+    this.waiting.splice(0, this.waiting.length, ...rest);
     return batch;
   }
 

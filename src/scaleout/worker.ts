@@ -3,8 +3,9 @@
  * engine thread), any number of them on any machine. A class because it has a lifecycle.
  *
  * - Batching per worker: BullMQ hands this process up to `maxBatch` jobs at once; the ones that
- *   arrive within `batchWindowMs` of the first are sampled in one composeMany pass, as in the
- *   in-process queue.
+ *   arrive within `batchWindowMs` of the first are batched by the in-process queue's rule
+ *   (src/jobs/batching.ts: jobs of similar length together), each batch sampled in one
+ *   composeMany pass.
  * - Progress: 'composing' and 'rendering' go to the bot as BullMQ job progress events.
  * - Files go back in the job's return value (see src/scaleout/redisQueue.ts for why and the bounds).
  * - A worker that dies mid-job stops renewing its lock; BullMQ's stalled-job check hands the job
@@ -22,6 +23,7 @@ import type { Redis } from 'ioredis';
 import type { ComposeRequest, ComposeStage } from '../engine/types.ts';
 import type { BackendChoice } from '../model/backend.ts';
 import { fitAudio } from '../jobs/audioFit.ts';
+import { takeBatch } from '../jobs/batching.ts';
 import { EngineThread } from '../jobs/engineThread.ts';
 import { COMPOSE_QUEUE, DEFAULT_REDIS_PREFIX, INPUT_ERROR_PREFIX, RESULT_MAX_BYTES, SERVING_CHANNEL, SERVING_KEY, redactedUrl, redisConnection, type ComposeJobData, type ComposeJobProgress, type ComposeJobResult } from './redisQueue.ts';
 
@@ -138,9 +140,12 @@ export class ComposeWorker {
   private flush(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
-    const batch = this.pending.splice(0, this.o.maxBatch);
-    if (batch.length === 0) return;
-    this.running = this.running.then(() => this.compose(batch)).catch((e) => this.o.log(`worker: ${(e as Error).message}`));
+    // Every job in hand has waited its window: those of other lengths form the next batches.
+    while (this.pending.length > 0) {
+      const { batch, rest } = takeBatch(this.pending, (p) => p.job.data.notes, this.o.maxBatch);
+      this.pending = rest;
+      this.running = this.running.then(() => this.compose(batch)).catch((e) => this.o.log(`worker: ${(e as Error).message}`));
+    }
   }
 
   private async compose(batch: Pending[]): Promise<void> {
