@@ -1,5 +1,6 @@
 /** `compose <composer> [notes=250] [temperature] [seed]`: a new piece in a composer's style. */
 import { NOTES_MAX, NOTES_MIN } from '../src/engine/engine.ts';
+import { RANDOM_SEED_MAX, TEMPERATURE_MAX } from '../src/engine/types.ts';
 import { ANY_COMPOSER, matchComposer, suggestComposers, unknownComposerMessage } from '../src/engine/composers.ts';
 import type { BotContext, CommandSpec, OptionChoice, OptionSpec } from '../src/chat/command.ts';
 
@@ -44,8 +45,8 @@ export const compose: CommandSpec = {
   options: [
     composerOption(true),
     notesOption(`how many notes to write, ${NOTES_MIN}–${NOTES_MAX} (a chord of three counts as three)`),
-    { name: 'temperature', kind: 'number', description: 'randomness: 1.0 is the model\'s own, lower is safer, 0 is greedy', min: 0, max: 5, defaultText: '1.0' },
-    { name: 'seed', kind: 'integer', description: 'random seed: the same seed and settings give the same piece', min: 0, max: 2 ** 32 - 1 },
+    { name: 'temperature', kind: 'number', description: 'randomness: 1.0 is the model\'s own, lower is safer, 0 is greedy', min: 0, max: TEMPERATURE_MAX, defaultText: '1.0' },
+    { name: 'seed', kind: 'integer', description: 'random seed: the same seed and settings give the same piece', min: 0, max: RANDOM_SEED_MAX },
   ],
   details: ['Posts the audio, the MIDI file and a piano-roll picture, with buttons to continue the piece or vary it.'],
   async execute(request, reply) {

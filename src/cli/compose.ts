@@ -3,7 +3,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Engine, ComposeInputError, DEFAULT_TEMPERATURE, DEFAULT_TOP_P, NOTES_MAX, NOTES_MIN } from '../engine/engine.ts';
-import { AUDIO_FORMATS, type AudioFormat } from '../engine/types.ts';
+import { AUDIO_FORMATS, RANDOM_SEED_MAX, TEMPERATURE_MAX, type AudioFormat } from '../engine/types.ts';
 import { MIDI_LIMITS } from '../midi/read.ts';
 import { UsageError, intOption, numberOption, optionProblems, parseBackend } from './options.ts';
 
@@ -46,9 +46,9 @@ export async function runCompose(argv: string[], log: (line: string) => void): P
   const [composer, notesRaw] = positionals;
   const notes = notesRaw === undefined ? undefined : take(() => intOption('<notes>', notesRaw, 0, NOTES_MIN, NOTES_MAX));
   // Unset knobs stay unset: the engine then uses the model's own decoding (model.json).
-  const temperature = values.temperature === undefined ? undefined : take(() => numberOption('--temperature', values.temperature, DEFAULT_TEMPERATURE, 0, 5));
+  const temperature = values.temperature === undefined ? undefined : take(() => numberOption('--temperature', values.temperature, DEFAULT_TEMPERATURE, 0, TEMPERATURE_MAX));
   const topP = values['top-p'] === undefined ? undefined : take(() => numberOption('--top-p', values['top-p'], DEFAULT_TOP_P, 1e-6, 1));
-  const randomSeed = values['random-seed'] === undefined ? undefined : take(() => intOption('--random-seed', values['random-seed'], 0, 0, 2 ** 32 - 1));
+  const randomSeed = values['random-seed'] === undefined ? undefined : take(() => intOption('--random-seed', values['random-seed'], 0, 0, RANDOM_SEED_MAX));
   const format = values.format ?? 'wav';
   if (!(AUDIO_FORMATS as readonly string[]).includes(format)) problems.push(`--format must be ${AUDIO_FORMATS.join(', ')}, got ${JSON.stringify(format)}`);
   const backend = take(() => parseBackend(values.backend));

@@ -18,7 +18,7 @@ import { unlink } from 'node:fs/promises';
 import { renderPianoRoll } from '../render/pianoRoll.ts';
 import { detokenize, tokenize, type NoteToken } from '../tokens/tokenize.ts';
 import { ANY_COMPOSER, matchComposer, unknownComposerMessage } from './composers.ts';
-import { AUDIO_FORMATS, MUSIC_MAX_SECONDS, type AudioFormat, type ComposeRequest, type ComposeResult, type ComposeStage, type ModelInfo } from './types.ts';
+import { AUDIO_FORMATS, MUSIC_MAX_SECONDS, RANDOM_SEED_MAX, TEMPERATURE_MAX, type AudioFormat, type ComposeRequest, type ComposeResult, type ComposeStage, type ModelInfo } from './types.ts';
 
 export { MUSIC_MAX_SECONDS };
 
@@ -87,11 +87,11 @@ export class Engine {
     // temperature or top-p applies to every head.
     const modelDecoding = request.temperature === undefined && request.topP === undefined ? this.spec.decoding : undefined;
     const temperature = request.temperature ?? this.spec.decoding?.temperature ?? DEFAULT_TEMPERATURE;
-    if (!Number.isFinite(temperature) || temperature < 0 || temperature > 5) problems.push(`temperature must be between 0 and 5 (1.0 is the model's own distribution, 0 is greedy), got ${temperature}`);
+    if (!Number.isFinite(temperature) || temperature < 0 || temperature > TEMPERATURE_MAX) problems.push(`temperature must be between 0 and ${TEMPERATURE_MAX} (1.0 is the model's own distribution, 0 is greedy), got ${temperature}`);
     const topP = request.topP ?? this.spec.decoding?.topP ?? DEFAULT_TOP_P;
     if (!Number.isFinite(topP) || topP <= 0 || topP > 1) problems.push(`top-p must be in (0, 1], got ${topP}`);
     const randomSeed = request.randomSeed ?? Math.floor(Math.random() * 2 ** 31);
-    if (!Number.isInteger(randomSeed) || randomSeed < 0 || randomSeed >= 2 ** 32) problems.push(`random seed must be a whole number from 0 to 4294967295, got ${randomSeed}`);
+    if (!Number.isInteger(randomSeed) || randomSeed < 0 || randomSeed > RANDOM_SEED_MAX) problems.push(`random seed must be a whole number from 0 to ${RANDOM_SEED_MAX}, got ${randomSeed}`);
     const format = request.audio?.format ?? 'wav';
     if (!AUDIO_FORMATS.includes(format)) problems.push(`audio format must be ${AUDIO_FORMATS.join(', ')}, got ${JSON.stringify(format)}`);
     const maxMusicSeconds = request.maxMusicSeconds ?? MUSIC_MAX_SECONDS;

@@ -7,6 +7,11 @@
 export const AUDIO_FORMATS = ['wav', 'ogg', 'mp3', 'opus'] as const;
 export type AudioFormat = (typeof AUDIO_FORMATS)[number];
 
+/** Highest sampling temperature a request may ask for (0 is greedy, 1.0 the model's own distribution). */
+export const TEMPERATURE_MAX = 5;
+/** Highest random seed (seeds are 32-bit: 0 to 2³² − 1). */
+export const RANDOM_SEED_MAX = 2 ** 32 - 1;
+
 /** Longest piece composed unless a request says otherwise (NOCTURNE_MAX_MUSIC_MINUTES): about 320 MB of stereo WAV. */
 export const MUSIC_MAX_SECONDS = 30 * 60;
 
