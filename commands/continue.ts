@@ -8,11 +8,11 @@ import { ANY_COMPOSER } from '../src/engine/composers.ts';
 import { checkMidiBytes } from '../src/midi/check.ts';
 import { MIDI_LIMITS } from '../src/midi/read.ts';
 import { looksLikeJobId } from '../src/jobs/store.ts';
+import { continuationOf } from '../src/jobs/continuation.ts';
 import { reachableJob } from '../src/jobs/tenant.ts';
 import { isAttachment } from '../src/chat/options.ts';
 import type { CommandSpec } from '../src/chat/command.ts';
 import { DEFAULT_NOTES, composerOption, notesOption, resolveComposer } from './compose.ts';
-import { readFile } from 'node:fs/promises';
 
 export const continueCommand: CommandSpec = {
   name: 'continue',
@@ -50,15 +50,12 @@ export const continueCommand: CommandSpec = {
       // Another tenant's job is answered exactly as an unknown id (src/jobs/tenant.ts).
       const parent = await reachableJob(bot.store, id, request.who);
       if (!parent) return reply.error(`no piece with job id ${JSON.stringify(jobId)}: the id is under each piece the bot posts`);
-      if (parent.state !== 'done' || !parent.outputs) return reply.error(`job ${id} has not finished yet: continue it once it is posted`);
       try {
-        seedMidi = new Uint8Array(await readFile(parent.outputs.midi));
-      } catch {
-        return reply.error(`the MIDI file of job ${id} is gone; use /show ${id} or Regenerate first`);
+        ({ seedMidi, seedName, composer: parentComposer } = await continuationOf(parent));
+      } catch (e) {
+        return reply.error((e as Error).message);
       }
-      seedName = `job ${id}`;
-      parentComposer = parent.outputs.composer;
-      parentId = id;
+      parentId = parent.id;
     }
     let composer = parentComposer ?? ANY_COMPOSER;
     if (options.composer !== undefined) {

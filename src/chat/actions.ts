@@ -9,6 +9,7 @@
 import { readFile } from 'node:fs/promises';
 import type { AudioFormat } from '../engine/types.ts';
 import type { JobInput, JobKind, JobRecord, ReplyAddress, Requester } from '../jobs/types.ts';
+import { continuationOf } from '../jobs/continuation.ts';
 import { reachableBy } from '../jobs/tenant.ts';
 import type { ResultAction } from './command.ts';
 
@@ -53,17 +54,10 @@ export async function jobForAction(
 ): Promise<JobInput> {
   if (!parent || !reachableBy(parent, who)) throw new Error(`job ${jobId} is not in this bot's records (it may belong to another installation)`);
   const base = { parentId: parent.id, who, address, uploadLimitBytes };
-  const composer = parent.outputs?.composer ?? parent.params.composer;
   const p = parent.params;
   if (action === 'continue') {
-    if (parent.state !== 'done' || !parent.outputs) throw new Error(`job ${jobId} has not finished, so there is nothing to continue yet`);
-    let seedMidi: Uint8Array;
-    try {
-      seedMidi = new Uint8Array(await readFile(parent.outputs.midi));
-    } catch {
-      throw new Error(`the MIDI file of job ${jobId} is gone; press Regenerate on it first`);
-    }
-    return { ...base, kind: 'continue', seedMidi, params: { composer, notes: CONTINUE_NOTES, temperature: p.temperature, topP: p.topP, format, seedName: `job ${jobId}` } };
+    const { seedMidi, seedName, composer } = await continuationOf(parent);
+    return { ...base, kind: 'continue', seedMidi, params: { composer, notes: CONTINUE_NOTES, temperature: p.temperature, topP: p.topP, format, seedName } };
   }
   let seedMidi: Uint8Array | undefined;
   if (parent.seedPath) {
