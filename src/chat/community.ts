@@ -73,9 +73,8 @@ export class CommunityService implements CommunityContext {
 
   /** Whether a serving change was made by this process (decided when the registry emits it). */
   private isOwn(change: ServingChange): boolean {
-    const runId = /retraining run (\S+):/.exec(change.reason)?.[1];
-    if (runId) return this.ownRuns.has(runId);
-    if (change.reason.startsWith('rollback from') && this.ownRollbacks > 0) {
+    if (change.runId) return this.ownRuns.has(change.runId);
+    if (change.rollback && this.ownRollbacks > 0) {
       this.ownRollbacks--;
       return true;
     }

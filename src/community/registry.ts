@@ -52,6 +52,10 @@ export interface ServingEntry {
   version: string;
   since: string;
   reason: string;
+  /** The retraining run that promoted this version, when one did. */
+  runId?: string;
+  /** Set when a rollback made this version serve. */
+  rollback?: boolean;
 }
 
 export interface ServingPointer extends ServingEntry {
@@ -67,6 +71,10 @@ export interface ServingChange {
   /** The model folder to open. */
   dir: string;
   reason: string;
+  /** The retraining run that made the change, when one did (so a process can tell its own runs' promotions). */
+  runId?: string;
+  /** The change is a rollback. */
+  rollback?: boolean;
 }
 
 export interface ModelVersionInfo {
@@ -238,9 +246,9 @@ export class ModelRegistry extends EventEmitter<{ serving: [ServingChange] }> {
     }
   }
 
-  private async writePointer(version: string, reason: string, previous: ServingPointer | undefined, stack?: string[]): Promise<ServingPointer> {
+  private async writePointer(version: string, reason: string, previous: ServingPointer | undefined, stack?: string[], about: Pick<ServingEntry, 'runId' | 'rollback'> = {}): Promise<ServingPointer> {
     const since = new Date().toISOString();
-    const entry: ServingEntry = { version, since, reason };
+    const entry: ServingEntry = { version, since, reason, ...about };
     const pointer: ServingPointer = { ...entry, stack: stack ?? (previous ? [...previous.stack, previous.version] : []), history: [...(previous?.history ?? []), entry] };
     await writeFileAtomic(this.pointerPath, JSON.stringify(pointer, null, 2) + '\n');
     return pointer;
@@ -294,14 +302,14 @@ export class ModelRegistry extends EventEmitter<{ serving: [ServingChange] }> {
     throw new RegistryError(`no model version "${text.slice(0, 40)}"; known: ${versions.slice(0, 8).join(', ')}`);
   }
 
-  /** Makes `version` the serving one (after checking it loads) and emits 'serving'. */
-  async promote(version: string, reason: string): Promise<ServingChange> {
+  /** Makes `version` the serving one (after checking it loads) and emits 'serving'; `runId`: the retraining run promoting it. */
+  async promote(version: string, reason: string, runId?: string): Promise<ServingChange> {
     const name = await this.resolve(version);
     await checkModelFolder(this.dirOf(name));
     const previous = await this.readPointer();
     if (previous.version === name) throw new RegistryError(`${name} is already serving`);
-    await this.writePointer(name, reason, previous);
-    return this.changed(previous.version, name, reason);
+    await this.writePointer(name, reason, previous, undefined, runId ? { runId } : {});
+    return this.changed(previous.version, name, reason, runId ? { runId } : {});
   }
 
   /**
@@ -324,15 +332,15 @@ export class ModelRegistry extends EventEmitter<{ serving: [ServingChange] }> {
     }
     await checkModelFolder(this.dirOf(target));
     const reason = `rollback from ${previous.version} by ${by}`;
-    await this.writePointer(target, reason, previous, stack);
-    return this.changed(previous.version, target, reason);
+    await this.writePointer(target, reason, previous, stack, { rollback: true });
+    return this.changed(previous.version, target, reason, { rollback: true });
   }
 
   /** Re-reads the pointer (another process may have changed it); emits 'serving' if it moved. */
   async refresh(): Promise<ServingChange | undefined> {
     const pointer = await this.readPointer();
     if (pointer.version === this.servingVersion) return undefined;
-    return this.changed(this.servingVersion, pointer.version, pointer.reason);
+    return this.changed(this.servingVersion, pointer.version, pointer.reason, { ...(pointer.runId ? { runId: pointer.runId } : {}), ...(pointer.rollback ? { rollback: true } : {}) });
   }
 
   /** Polls the pointer file so changes made by other processes (a retraining run) are seen. */
@@ -350,9 +358,9 @@ export class ModelRegistry extends EventEmitter<{ serving: [ServingChange] }> {
     this.removeAllListeners();
   }
 
-  private changed(from: string | undefined, to: string, reason: string): ServingChange {
+  private changed(from: string | undefined, to: string, reason: string, about: Pick<ServingChange, 'runId' | 'rollback'> = {}): ServingChange {
     this.servingVersion = to;
-    const change: ServingChange = { from, to, dir: this.dirOf(to), reason };
+    const change: ServingChange = { from, to, dir: this.dirOf(to), reason, ...about };
     this.emit('serving', change);
     return change;
   }

@@ -373,6 +373,6 @@ async function runLocked(
   if (now.version !== serving.version) {
     return finish({ ...common, status: 'rejected', reason: `${candidateSpec.version} passed the gate against ${serving.version}, but ${now.version} started serving during the run; promote it by hand if wanted`, servingAfter: now.version, seconds: (Date.now() - started) / 1000 });
   }
-  await registry.promote(candidateSpec.version, `${request.trigger} retraining run ${runId}: ${decision.reason}`);
+  await registry.promote(candidateSpec.version, `${request.trigger} retraining run ${runId}: ${decision.reason}`, runId);
   return finish({ ...common, status: 'promoted', reason: `${candidateSpec.version} promoted, it ${decision.reason}`, servingAfter: candidateSpec.version, seconds: (Date.now() - started) / 1000 });
 }
