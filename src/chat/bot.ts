@@ -6,7 +6,7 @@
 import { stat } from 'node:fs/promises';
 import { COMMANDS } from '../../commands/index.ts';
 import type { ModelInfo } from '../engine/types.ts';
-import { EngineThread, type ComposeBackend } from '../jobs/engineThread.ts';
+import { EngineThread, type ServingBackend } from '../jobs/engineThread.ts';
 import { RemoteComposeBackend } from '../scaleout/redisQueue.ts';
 import { DEFAULT_QUEUE_LIMITS, JobQueue, QueueRefusal, type QueueLimits, type QueueStats } from '../jobs/queue.ts';
 import { JobStore, type ServerSettings } from '../jobs/store.ts';
@@ -85,7 +85,7 @@ export class Bot implements BotContext {
   private closing = false;
 
   private constructor(
-    private engine: ComposeBackend & { close?: (drainMs?: number) => Promise<void> },
+    private engine: ServingBackend,
     readonly store: JobStore,
     readonly queue: JobQueue,
     private readonly options: BotOptions,
@@ -112,7 +112,7 @@ export class Bot implements BotContext {
       await store.close();
       throw e;
     }
-    let engine: EngineThread | RemoteComposeBackend;
+    let engine: ServingBackend;
     try {
       engine = options.redisUrl ? await RemoteComposeBackend.open(options.redisUrl, options.modelDir, log) : await EngineThread.open(options.modelDir, options.backend ?? 'auto', log);
     } catch (e) {
@@ -184,17 +184,16 @@ export class Bot implements BotContext {
    * If it cannot be opened, the current model keeps serving and this rejects with the reason.
    */
   async useModel(modelDir: string): Promise<ModelInfo> {
-    if (this.engine instanceof RemoteComposeBackend) {
-      // The workers load it (each reloads without a restart); this process only reads its names.
-      await this.engine.announceServing(modelDir);
-      this.log(`now serving model ${this.engine.info().version} from ${modelDir} (announced to the workers)`);
-      return this.engine.info();
-    }
-    const next = await EngineThread.open(modelDir, this.options.backend ?? 'auto', this.log);
     const previous = this.engine;
+    const next = await previous.serve(modelDir);
+    if (next === previous) {
+      // Loaded elsewhere: the Redis workers reload it without a restart.
+      this.log(`now serving model ${next.info().version} from ${modelDir} (announced to the workers)`);
+      return next.info();
+    }
     this.engine = next;
     await this.queue.useBackend(next);
-    await previous.close?.();
+    await previous.close();
     this.log(`now serving model ${next.info().version} from ${modelDir}`);
     return next.info();
   }
@@ -369,7 +368,7 @@ export class Bot implements BotContext {
     await Promise.race([Promise.allSettled([...this.running]), new Promise((r) => (timer = setTimeout(r, Math.min(graceMs, 10_000))))]);
     clearTimeout(timer);
     // Whatever is still composing after the grace period stays open in the store for the next start.
-    await this.engine.close?.(1000);
+    await this.engine.close(1000);
     // Removed last: from now on another running bot may take over what is still open.
     await this.heartbeat.stop();
     await this.store.close();

@@ -25,6 +25,17 @@ export interface ComposeBackend {
   remoteWaiting?(): number;
 }
 
+/** A backend the bot composes with, which can change the model it serves (Bot.useModel). */
+export interface ServingBackend extends ComposeBackend {
+  /**
+   * Serves the model in `modelDir` from now on. Resolves with the backend that serves it: a new one
+   * (the caller moves the queue to it, then closes this one), or this one, when the model is loaded
+   * elsewhere (the Redis workers, told to reload it).
+   */
+  serve(modelDir: string): Promise<ServingBackend>;
+  close(drainMs?: number): Promise<void>;
+}
+
 export type ToEngineThread = { type: 'compose'; batchId: number; requests: ComposeRequest[] } | { type: 'close' };
 
 export type SettledMessage = { status: 'fulfilled'; value: ComposeResult } | { status: 'rejected'; name: string; message: string };
@@ -58,7 +69,7 @@ function workerBootstrap(): string {
   ].join('\n');
 }
 
-export class EngineThread implements ComposeBackend {
+export class EngineThread implements ServingBackend {
   private worker: Worker | undefined;
   private readonly pending = new Map<number, PendingBatch>();
   private nextBatchId = 1;
@@ -95,6 +106,11 @@ export class EngineThread implements ComposeBackend {
       this.pending.set(batchId, { size: requests.length, onStage, resolve });
       this.worker!.postMessage({ type: 'compose', batchId, requests } satisfies ToEngineThread);
     });
+  }
+
+  /** A new thread on `modelDir` (same backend choice and log); this one keeps running until closed. */
+  serve(modelDir: string): Promise<EngineThread> {
+    return EngineThread.open(modelDir, this.backend, this.log);
   }
 
   /**

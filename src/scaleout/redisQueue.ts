@@ -26,7 +26,7 @@ import { Redis } from 'ioredis';
 import { ComposeInputError } from '../engine/engine.ts';
 import type { AudioOptions, ComposeRequest, ComposeResult, ComposeStage, ModelInfo } from '../engine/types.ts';
 import { readModelSpec, type ModelSpec } from '../model/folder.ts';
-import type { ComposeBackend } from '../jobs/engineThread.ts';
+import type { ServingBackend } from '../jobs/engineThread.ts';
 import { redactedUrl } from '../redact.ts';
 
 export const COMPOSE_QUEUE = 'compose';
@@ -104,7 +104,7 @@ export function jobDataOf(request: ComposeRequest): ComposeJobData {
   };
 }
 
-export class RemoteComposeBackend implements ComposeBackend {
+export class RemoteComposeBackend implements ServingBackend {
   /** Jobs wait in Redis, not in the bot: the JobQueue hands them over at once, places come from here. */
   readonly remoteQueue = true;
   private readonly listeners = new Map<string, (stage: ComposeStage) => void>();
@@ -263,6 +263,12 @@ export class RemoteComposeBackend implements ComposeBackend {
     this.spec = await readModelSpec(modelDir);
     await this.publisher.set(`${this.prefix}:${SERVING_KEY}`, modelDir);
     await this.publisher.publish(`${this.prefix}:${SERVING_CHANNEL}`, modelDir);
+  }
+
+  /** The workers load the model (each reloads without a restart); this process only reads its names. */
+  async serve(modelDir: string): Promise<this> {
+    await this.announceServing(modelDir);
+    return this;
   }
 
   async close(): Promise<void> {
