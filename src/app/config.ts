@@ -97,9 +97,18 @@ function storeSetting(env: Env, problems: string[]): string | undefined {
   return checked.url;
 }
 
-export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config {
+/** The helpers every step of loadConfig reads with; each bad value is added to `problems`. */
+interface Reader {
+  env: Env;
+  cwd: string;
+  problems: string[];
+  get: (name: string) => string | undefined;
+  int: (name: string, fallback: number, min: number, max: number) => number;
+  url: (name: string, fallback: string, protocols: string[]) => string;
+}
+
+function reader(env: Env, cwd: string): Reader {
   const problems: string[] = [];
-  const int = (name: string, fallback: number, min: number, max: number): number => intSetting(env, problems, name, fallback, min, max);
   const url = (name: string, fallback: string, protocols: string[]): string => {
     const raw = get(env, name);
     if (raw === undefined) return fallback;
@@ -113,151 +122,184 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       return fallback;
     }
   };
+  return { env, cwd, problems, get: (name) => get(env, name), int: (name, fallback, min, max) => intSetting(env, problems, name, fallback, min, max), url };
+}
 
-  const modelDir = resolve(cwd, get(env, 'NOCTURNE_MODEL_DIR') ?? 'models/default');
-  if (!existsSync(join(modelDir, 'model.json'))) problems.push(`NOCTURNE_MODEL_DIR: no model.json in ${modelDir} (train one with \`nocturne train\`, or point this at a model folder)`);
-  const dataDir = resolve(cwd, get(env, 'NOCTURNE_DATA_DIR') ?? 'data');
-  const outDir = resolve(cwd, get(env, 'NOCTURNE_OUT_DIR') ?? 'out');
-  const backendRaw = get(env, 'NOCTURNE_BACKEND') ?? 'auto';
-  if (!(BACKEND_CHOICES as readonly string[]).includes(backendRaw)) problems.push(`NOCTURNE_BACKEND must be one of ${BACKEND_CHOICES.join(', ')}, got ${JSON.stringify(backendRaw)}`);
-  const terminalRaw = (get(env, 'NOCTURNE_TERMINAL') ?? 'auto').toLowerCase();
-  if (!['auto', 'on', 'off'].includes(terminalRaw)) problems.push(`NOCTURNE_TERMINAL must be auto, on or off, got ${JSON.stringify(terminalRaw)}`);
+export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config {
+  const r = reader(env, cwd);
+  const { modelDir, dataDir, outDir, backend, terminalRaw } = folderSettings(r);
+  const limits = queueLimits(r);
+  const { shutdownGraceMs, shutdownDeadlineMs } = shutdownSettings(r);
+  const redisUrl = r.get('REDIS_URL') === undefined ? undefined : r.url('REDIS_URL', '', ['redis:', 'rediss:']) || undefined;
+  const storeUrl = storeSetting(env, r.problems);
+  const instance = instanceSettings(r);
+  const attachmentHosts = hostsSetting(r, 'DISCORD_ATTACHMENT_HOSTS', DISCORD_ATTACHMENT_HOSTS);
+  const fileHosts = hostsSetting(r, 'SLACK_FILE_HOSTS', SLACK_FILE_HOSTS);
+  let discord = discordSettings(r, attachmentHosts, redisUrl);
+  let slack = slackSettings(r, fileHosts);
+  const moderation = moderationSettings(r);
+  if (discord) discord = { ...discord, moderatorRoleIds: moderation.discordRoles ?? [], moderatorChannelId: moderation.discordChannel };
+  if (slack) slack = { ...slack, moderators: moderation.slackModerators ?? [], moderatorChannelId: moderation.slackChannel };
+  const { community, communityNote } = communitySettings(r);
+  if (terminalRaw === 'off' && !r.get('DISCORD_TOKEN') && !r.get('SLACK_BOT_TOKEN')) r.problems.push('NOCTURNE_TERMINAL=off and no chat platform is configured: nothing would run (set DISCORD_TOKEN or the SLACK_ variables)');
+  if (r.problems.length) throw new ConfigError(r.problems);
+  const terminal = terminalRaw === 'on' || (terminalRaw === 'auto' && !discord && !slack);
+  return { modelDir, dataDir, outDir, backend, terminal, limits, shutdownGraceMs, shutdownDeadlineMs, discord, slack, community, communityNote, redisUrl, storeUrl, instance };
+}
 
+/** The model, data and output folders, the tfjs backend and NOCTURNE_TERMINAL (auto, on or off). */
+function folderSettings(r: Reader): { modelDir: string; dataDir: string; outDir: string; backend: BackendChoice; terminalRaw: string } {
+  const modelDir = resolve(r.cwd, r.get('NOCTURNE_MODEL_DIR') ?? 'models/default');
+  if (!existsSync(join(modelDir, 'model.json'))) r.problems.push(`NOCTURNE_MODEL_DIR: no model.json in ${modelDir} (train one with \`nocturne train\`, or point this at a model folder)`);
+  const dataDir = resolve(r.cwd, r.get('NOCTURNE_DATA_DIR') ?? 'data');
+  const outDir = resolve(r.cwd, r.get('NOCTURNE_OUT_DIR') ?? 'out');
+  const backendRaw = r.get('NOCTURNE_BACKEND') ?? 'auto';
+  if (!(BACKEND_CHOICES as readonly string[]).includes(backendRaw)) r.problems.push(`NOCTURNE_BACKEND must be one of ${BACKEND_CHOICES.join(', ')}, got ${JSON.stringify(backendRaw)}`);
+  const terminalRaw = (r.get('NOCTURNE_TERMINAL') ?? 'auto').toLowerCase();
+  if (!['auto', 'on', 'off'].includes(terminalRaw)) r.problems.push(`NOCTURNE_TERMINAL must be auto, on or off, got ${JSON.stringify(terminalRaw)}`);
+  return { modelDir, dataDir, outDir, backend: backendRaw as BackendChoice, terminalRaw };
+}
+
+/** The queue's bound, batching and rate limits, and the longest music. */
+function queueLimits(r: Reader): QueueLimits {
   const d = DEFAULT_QUEUE_LIMITS;
-  const limits: QueueLimits = {
-    maxWaiting: int('NOCTURNE_QUEUE_MAX', d.maxWaiting, 1, 100_000),
-    maxBatch: int('NOCTURNE_BATCH_MAX', d.maxBatch, 1, 64),
-    batchWindowMs: int('NOCTURNE_BATCH_WINDOW_MS', d.batchWindowMs, 0, 5000),
-    userMaxOpen: int('NOCTURNE_USER_MAX_OPEN', d.userMaxOpen, 1, 1000),
-    userPerMinute: int('NOCTURNE_USER_PER_MINUTE', d.userPerMinute, 1, 10_000),
-    serverPerMinute: int('NOCTURNE_SERVER_PER_MINUTE', d.serverPerMinute, 1, 100_000),
-    maxMusicSeconds: int('NOCTURNE_MAX_MUSIC_MINUTES', (d.maxMusicSeconds ?? MUSIC_MAX_SECONDS) / 60, 1, 600) * 60,
+  return {
+    maxWaiting: r.int('NOCTURNE_QUEUE_MAX', d.maxWaiting, 1, 100_000),
+    maxBatch: r.int('NOCTURNE_BATCH_MAX', d.maxBatch, 1, 64),
+    batchWindowMs: r.int('NOCTURNE_BATCH_WINDOW_MS', d.batchWindowMs, 0, 5000),
+    userMaxOpen: r.int('NOCTURNE_USER_MAX_OPEN', d.userMaxOpen, 1, 1000),
+    userPerMinute: r.int('NOCTURNE_USER_PER_MINUTE', d.userPerMinute, 1, 10_000),
+    serverPerMinute: r.int('NOCTURNE_SERVER_PER_MINUTE', d.serverPerMinute, 1, 100_000),
+    maxMusicSeconds: r.int('NOCTURNE_MAX_MUSIC_MINUTES', (d.maxMusicSeconds ?? MUSIC_MAX_SECONDS) / 60, 1, 600) * 60,
   };
-  const shutdownGraceMs = int('NOCTURNE_SHUTDOWN_GRACE_S', 30, 0, 600) * 1000;
+}
+
+/** The grace period for pieces in progress, and the deadline of the whole shutdown. */
+function shutdownSettings(r: Reader): { shutdownGraceMs: number; shutdownDeadlineMs: number } {
+  const shutdownGraceMs = r.int('NOCTURNE_SHUTDOWN_GRACE_S', 30, 0, 600) * 1000;
   // Default: the grace period and 30 s more for the answers, the connections and the stores.
-  const shutdownDeadlineMs = int('NOCTURNE_SHUTDOWN_DEADLINE_S', shutdownGraceMs / 1000 + 30, 1, 3600) * 1000;
-  if (shutdownDeadlineMs <= shutdownGraceMs) problems.push(`NOCTURNE_SHUTDOWN_DEADLINE_S (${shutdownDeadlineMs / 1000}) must be longer than NOCTURNE_SHUTDOWN_GRACE_S (${shutdownGraceMs / 1000}): the deadline ends the whole shutdown, of which the grace period is the part pieces in progress may use`);
-  const redisUrl = get(env, 'REDIS_URL') === undefined ? undefined : url('REDIS_URL', '', ['redis:', 'rediss:']) || undefined;
-  const storeUrl = storeSetting(env, problems);
-  const instanceRaw = get(env, 'NOCTURNE_INSTANCE');
-  if (instanceRaw !== undefined && !INSTANCE_NAME_PATTERN.test(instanceRaw)) problems.push(`NOCTURNE_INSTANCE must be a name of up to 64 letters, digits, dots, dashes and underscores, starting with a letter or digit (one per bot process sharing a store), got ${JSON.stringify(instanceRaw.slice(0, 80))}`);
-  const heartbeatS = int('NOCTURNE_HEARTBEAT_S', DEFAULT_HEARTBEAT_MS / 1000, 1, 600);
-  const staleS = int('NOCTURNE_INSTANCE_STALE_S', DEFAULT_STALE_MS / 1000, 2, 3600);
-  const scanS = int('NOCTURNE_TAKEOVER_SCAN_S', DEFAULT_SCAN_MS / 1000, 1, 3600);
-  if (staleS < 2 * heartbeatS) problems.push(`NOCTURNE_INSTANCE_STALE_S (${staleS}) must be at least twice NOCTURNE_HEARTBEAT_S (${heartbeatS}): a running bot whose heartbeat is merely late would otherwise count as gone and lose its jobs`);
-  const instance: InstanceSettings = {
+  const shutdownDeadlineMs = r.int('NOCTURNE_SHUTDOWN_DEADLINE_S', shutdownGraceMs / 1000 + 30, 1, 3600) * 1000;
+  if (shutdownDeadlineMs <= shutdownGraceMs) r.problems.push(`NOCTURNE_SHUTDOWN_DEADLINE_S (${shutdownDeadlineMs / 1000}) must be longer than NOCTURNE_SHUTDOWN_GRACE_S (${shutdownGraceMs / 1000}): the deadline ends the whole shutdown, of which the grace period is the part pieces in progress may use`);
+  return { shutdownGraceMs, shutdownDeadlineMs };
+}
+
+/** NOCTURNE_INSTANCE and the heartbeat timing. */
+function instanceSettings(r: Reader): InstanceSettings {
+  const instanceRaw = r.get('NOCTURNE_INSTANCE');
+  if (instanceRaw !== undefined && !INSTANCE_NAME_PATTERN.test(instanceRaw)) r.problems.push(`NOCTURNE_INSTANCE must be a name of up to 64 letters, digits, dots, dashes and underscores, starting with a letter or digit (one per bot process sharing a store), got ${JSON.stringify(instanceRaw.slice(0, 80))}`);
+  const heartbeatS = r.int('NOCTURNE_HEARTBEAT_S', DEFAULT_HEARTBEAT_MS / 1000, 1, 600);
+  const staleS = r.int('NOCTURNE_INSTANCE_STALE_S', DEFAULT_STALE_MS / 1000, 2, 3600);
+  const scanS = r.int('NOCTURNE_TAKEOVER_SCAN_S', DEFAULT_SCAN_MS / 1000, 1, 3600);
+  if (staleS < 2 * heartbeatS) r.problems.push(`NOCTURNE_INSTANCE_STALE_S (${staleS}) must be at least twice NOCTURNE_HEARTBEAT_S (${heartbeatS}): a running bot whose heartbeat is merely late would otherwise count as gone and lose its jobs`);
+  return {
     name: instanceRaw !== undefined && INSTANCE_NAME_PATTERN.test(instanceRaw) ? instanceRaw : defaultInstanceName(),
     heartbeatMs: heartbeatS * 1000,
     staleMs: staleS * 1000,
     scanMs: scanS * 1000,
   };
+}
 
-  const hosts = (name: string, fallback: readonly string[]): readonly string[] => {
-    const raw = get(env, name);
-    if (raw === undefined) return fallback;
-    const { hosts: list, bad } = parseHostList(raw);
-    if (bad.length || list.length === 0) problems.push(`${name} must be host names separated by commas (where the platform serves uploaded files), got ${JSON.stringify(raw.slice(0, 200))}`);
-    return list.length ? list : fallback;
-  };
-  const attachmentHosts = hosts('DISCORD_ATTACHMENT_HOSTS', DISCORD_ATTACHMENT_HOSTS);
-  const fileHosts = hosts('SLACK_FILE_HOSTS', SLACK_FILE_HOSTS);
+/** Hosts a platform's uploaded files may be downloaded from. */
+function hostsSetting(r: Reader, name: string, fallback: readonly string[]): readonly string[] {
+  const raw = r.get(name);
+  if (raw === undefined) return fallback;
+  const { hosts: list, bad } = parseHostList(raw);
+  if (bad.length || list.length === 0) r.problems.push(`${name} must be host names separated by commas (where the platform serves uploaded files), got ${JSON.stringify(raw.slice(0, 200))}`);
+  return list.length ? list : fallback;
+}
 
-  let discord: DiscordConfig | undefined;
-  const discordToken = get(env, 'DISCORD_TOKEN');
-  const guildId = get(env, 'DISCORD_GUILD_ID');
-  const discordApi = url('DISCORD_API_BASE', DEFAULT_DISCORD_API_BASE, ['http:', 'https:']);
-  const discordLimit = int('DISCORD_UPLOAD_LIMIT_MB', DEFAULT_DISCORD_UPLOAD_LIMIT_MB, 1, 500);
-  if (guildId !== undefined && !/^\d{15,21}$/.test(guildId)) problems.push(`DISCORD_GUILD_ID must be a server id (15–21 digits: right-click the server, Copy Server ID), got ${JSON.stringify(guildId)}`);
-  const shardsRaw = get(env, 'DISCORD_SHARDS')?.toLowerCase();
+/** The Discord bot, when DISCORD_TOKEN is set (moderation is added by loadConfig). */
+function discordSettings(r: Reader, attachmentHosts: readonly string[], redisUrl: string | undefined): DiscordConfig | undefined {
+  const discordToken = r.get('DISCORD_TOKEN');
+  const guildId = r.get('DISCORD_GUILD_ID');
+  const discordApi = r.url('DISCORD_API_BASE', DEFAULT_DISCORD_API_BASE, ['http:', 'https:']);
+  const discordLimit = r.int('DISCORD_UPLOAD_LIMIT_MB', DEFAULT_DISCORD_UPLOAD_LIMIT_MB, 1, 500);
+  if (guildId !== undefined && !/^\d{15,21}$/.test(guildId)) r.problems.push(`DISCORD_GUILD_ID must be a server id (15–21 digits: right-click the server, Copy Server ID), got ${JSON.stringify(guildId)}`);
+  const shardsRaw = r.get('DISCORD_SHARDS')?.toLowerCase();
   let shards: number | 'auto' | undefined;
   if (shardsRaw !== undefined) {
     shards = shardsRaw === 'auto' ? 'auto' : Number(shardsRaw);
     if (shards !== 'auto' && (!Number.isInteger(shards) || shards < 1 || shards > 1000)) {
-      problems.push(`DISCORD_SHARDS must be auto or a whole number of shards from 1 to 1000, got ${JSON.stringify(shardsRaw)}`);
+      r.problems.push(`DISCORD_SHARDS must be auto or a whole number of shards from 1 to 1000, got ${JSON.stringify(shardsRaw)}`);
       shards = undefined;
     }
-    if (!discordToken) problems.push('DISCORD_SHARDS is set but DISCORD_TOKEN is not: sharding is for the Discord bot');
+    if (!discordToken) r.problems.push('DISCORD_SHARDS is set but DISCORD_TOKEN is not: sharding is for the Discord bot');
     // Every shard is a bot process; without Redis each would load its own copy of the model.
-    else if (redisUrl === undefined) problems.push('DISCORD_SHARDS needs REDIS_URL: each shard process would otherwise load its own copy of the model (run redis-server and `nocturne worker`, see docs/scaling.md)');
+    else if (redisUrl === undefined) r.problems.push('DISCORD_SHARDS needs REDIS_URL: each shard process would otherwise load its own copy of the model (run redis-server and `nocturne worker`, see docs/scaling.md)');
   }
   if (discordToken) {
-    if (/\s/.test(discordToken) || discordToken.split('.').length !== 3) problems.push('DISCORD_TOKEN does not look like a bot token (three dot-separated parts, from the Bot page of your Discord application)');
-    discord = { token: discordToken.replace(/^Bot\s+/i, ''), guildId, apiBase: discordApi.replace(/\/+$/, ''), uploadLimitBytes: discordLimit * 1_000_000, attachmentHosts, ...(shards !== undefined ? { shards } : {}) };
-  } else if (guildId) {
-    problems.push('DISCORD_GUILD_ID is set but DISCORD_TOKEN is not: set the bot token too, or unset DISCORD_GUILD_ID');
+    if (/\s/.test(discordToken) || discordToken.split('.').length !== 3) r.problems.push('DISCORD_TOKEN does not look like a bot token (three dot-separated parts, from the Bot page of your Discord application)');
+    return { token: discordToken.replace(/^Bot\s+/i, ''), guildId, apiBase: discordApi.replace(/\/+$/, ''), uploadLimitBytes: discordLimit * 1_000_000, attachmentHosts, ...(shards !== undefined ? { shards } : {}) };
   }
+  if (guildId) r.problems.push('DISCORD_GUILD_ID is set but DISCORD_TOKEN is not: set the bot token too, or unset DISCORD_GUILD_ID');
+  return undefined;
+}
 
-  let slack: SlackConfig | undefined;
-  const botToken = get(env, 'SLACK_BOT_TOKEN');
-  const signingSecret = get(env, 'SLACK_SIGNING_SECRET');
-  const appToken = get(env, 'SLACK_APP_TOKEN');
-  const slackPort = int('SLACK_PORT', 3000, 0, 65535);
-  const slackApi = url('SLACK_API_URL', DEFAULT_SLACK_API_URL, ['http:', 'https:']);
-  const slackLimit = int('SLACK_UPLOAD_LIMIT_MB', DEFAULT_SLACK_UPLOAD_LIMIT_MB, 1, 1000);
-  if (botToken || signingSecret || appToken) {
-    if (!botToken) problems.push('SLACK_BOT_TOKEN is missing (the xoxb- token from OAuth & Permissions), needed with SLACK_SIGNING_SECRET or SLACK_APP_TOKEN');
-    else if (!botToken.startsWith('xoxb-')) problems.push('SLACK_BOT_TOKEN must be a bot token starting with xoxb-');
-    if (appToken && !appToken.startsWith('xapp-')) problems.push('SLACK_APP_TOKEN must be an app-level token starting with xapp- (Basic Information → App-Level Tokens, scope connections:write)');
-    if (!appToken && !signingSecret) problems.push('Slack needs SLACK_SIGNING_SECRET (HTTP mode) or SLACK_APP_TOKEN (Socket Mode)');
-    if (botToken) {
-      slack = {
-        botToken,
-        mode: appToken ? 'socket' : 'http',
-        signingSecret,
-        appToken,
-        port: slackPort,
-        apiUrl: slackApi.endsWith('/') ? slackApi : `${slackApi}/`,
-        uploadLimitBytes: slackLimit * 1_000_000,
-        fileHosts,
-      };
-    }
-  }
+/** The Slack app, when its tokens are set (moderation is added by loadConfig). */
+function slackSettings(r: Reader, fileHosts: readonly string[]): SlackConfig | undefined {
+  const botToken = r.get('SLACK_BOT_TOKEN');
+  const signingSecret = r.get('SLACK_SIGNING_SECRET');
+  const appToken = r.get('SLACK_APP_TOKEN');
+  const slackPort = r.int('SLACK_PORT', 3000, 0, 65535);
+  const slackApi = r.url('SLACK_API_URL', DEFAULT_SLACK_API_URL, ['http:', 'https:']);
+  const slackLimit = r.int('SLACK_UPLOAD_LIMIT_MB', DEFAULT_SLACK_UPLOAD_LIMIT_MB, 1, 1000);
+  if (!botToken && !signingSecret && !appToken) return undefined;
+  if (!botToken) r.problems.push('SLACK_BOT_TOKEN is missing (the xoxb- token from OAuth & Permissions), needed with SLACK_SIGNING_SECRET or SLACK_APP_TOKEN');
+  else if (!botToken.startsWith('xoxb-')) r.problems.push('SLACK_BOT_TOKEN must be a bot token starting with xoxb-');
+  if (appToken && !appToken.startsWith('xapp-')) r.problems.push('SLACK_APP_TOKEN must be an app-level token starting with xapp- (Basic Information → App-Level Tokens, scope connections:write)');
+  if (!appToken && !signingSecret) r.problems.push('Slack needs SLACK_SIGNING_SECRET (HTTP mode) or SLACK_APP_TOKEN (Socket Mode)');
+  if (!botToken) return undefined;
+  return {
+    botToken,
+    mode: appToken ? 'socket' : 'http',
+    signingSecret,
+    appToken,
+    port: slackPort,
+    apiUrl: slackApi.endsWith('/') ? slackApi : `${slackApi}/`,
+    uploadLimitBytes: slackLimit * 1_000_000,
+    fileHosts,
+  };
+}
 
-  // Moderation of the community loop.
+/** Who moderates the community loop on each platform, and where its notices go. */
+function moderationSettings(r: Reader): { discordRoles?: string[]; discordChannel?: string; slackModerators?: string[]; slackChannel?: string } {
   const ids = (name: string, pattern: RegExp, what: string): string[] | undefined => {
-    const raw = get(env, name);
+    const raw = r.get(name);
     if (raw === undefined) return undefined;
     const list = raw.split(/[\s,]+/).filter(Boolean);
     const bad = list.filter((id) => !pattern.test(id));
-    if (bad.length) problems.push(`${name} must be ${what}, got ${bad.map((b) => JSON.stringify(b)).join(', ')}`);
+    if (bad.length) r.problems.push(`${name} must be ${what}, got ${bad.map((b) => JSON.stringify(b)).join(', ')}`);
     return list.filter((id) => pattern.test(id));
   };
-  const moderatorRoleIds = ids('NOCTURNE_MODERATOR_ROLE_IDS', /^\d{15,21}$/, 'Discord role ids separated by commas (15–21 digits: Server Settings → Roles → right-click a role → Copy Role ID)');
+  const discordRoles = ids('NOCTURNE_MODERATOR_ROLE_IDS', /^\d{15,21}$/, 'Discord role ids separated by commas (15–21 digits: Server Settings → Roles → right-click a role → Copy Role ID)');
   const discordChannel = ids('NOCTURNE_DISCORD_MODERATOR_CHANNEL', /^\d{15,21}$/, 'one Discord channel id (15–21 digits: right-click the channel → Copy Channel ID)');
   const slackModerators = ids('NOCTURNE_SLACK_MODERATORS', /^[UW][A-Z0-9]{2,}$/, 'Slack user ids separated by commas (U… or W…: a profile → ⋮ → Copy member ID)');
   const slackChannel = ids('NOCTURNE_SLACK_MODERATOR_CHANNEL', /^[CG][A-Z0-9]{2,}$/, 'one Slack channel id (C… or G…: the channel\'s details, at the bottom)');
-  if ((discordChannel?.length ?? 0) > 1) problems.push('NOCTURNE_DISCORD_MODERATOR_CHANNEL must be one channel id');
-  if ((slackChannel?.length ?? 0) > 1) problems.push('NOCTURNE_SLACK_MODERATOR_CHANNEL must be one channel id');
-  if (discord) discord = { ...discord, moderatorRoleIds: moderatorRoleIds ?? [], moderatorChannelId: discordChannel?.[0] };
-  if (slack) slack = { ...slack, moderators: slackModerators ?? [], moderatorChannelId: slackChannel?.[0] };
+  if ((discordChannel?.length ?? 0) > 1) r.problems.push('NOCTURNE_DISCORD_MODERATOR_CHANNEL must be one channel id');
+  if ((slackChannel?.length ?? 0) > 1) r.problems.push('NOCTURNE_SLACK_MODERATOR_CHANNEL must be one channel id');
+  return { discordRoles, discordChannel: discordChannel?.[0], slackModerators, slackChannel: slackChannel?.[0] };
+}
 
-  // The community loop: its settings are checked with the rest, and its problems join this message.
-  const communityRaw = (get(env, 'NOCTURNE_COMMUNITY') ?? 'auto').toLowerCase();
-  if (!['auto', 'on', 'off'].includes(communityRaw)) problems.push(`NOCTURNE_COMMUNITY must be auto, on or off, got ${JSON.stringify(communityRaw)}`);
-  let community: CommunityConfig | undefined;
-  let communityNote: string | undefined;
-  const defaultDataset = resolve(cwd, COMMUNITY_ENV_DEFAULTS.NOCTURNE_DATASET_DIR);
-  if (communityRaw === 'off') {
-    communityNote = 'community: contributions and retraining are off (NOCTURNE_COMMUNITY=off)';
-  } else if (communityRaw === 'auto' && get(env, 'NOCTURNE_DATASET_DIR') === undefined && !existsSync(defaultDataset)) {
+/** The community loop's settings, checked with the rest (its problems join the one message), or why it is off. */
+function communitySettings(r: Reader): { community?: CommunityConfig; communityNote?: string } {
+  const communityRaw = (r.get('NOCTURNE_COMMUNITY') ?? 'auto').toLowerCase();
+  if (!['auto', 'on', 'off'].includes(communityRaw)) r.problems.push(`NOCTURNE_COMMUNITY must be auto, on or off, got ${JSON.stringify(communityRaw)}`);
+  const defaultDataset = resolve(r.cwd, COMMUNITY_ENV_DEFAULTS.NOCTURNE_DATASET_DIR);
+  if (communityRaw === 'off') return { communityNote: 'community: contributions and retraining are off (NOCTURNE_COMMUNITY=off)' };
+  if (communityRaw === 'auto' && r.get('NOCTURNE_DATASET_DIR') === undefined && !existsSync(defaultDataset)) {
     // A bot without the training corpus cannot measure drift or retrain: compose only.
-    communityNote = `community: contributions and retraining are off: no training corpus at ${defaultDataset} (set NOCTURNE_DATASET_DIR, or NOCTURNE_COMMUNITY=on to require it)`;
-  } else {
-    try {
-      community = communityConfigFromEnv(env, cwd);
-    } catch (e) {
-      if (!(e instanceof CommunityConfigError)) throw e;
-      // The model folder and STORE_URL are reported once, by the checks above.
-      const variable = (p: string) => /^([A-Z][A-Z0-9_]+)\b/.exec(p)?.[1];
-      const reported = new Set(problems.map(variable).filter(Boolean));
-      problems.push(...e.problems.filter((p) => !reported.has(variable(p))));
-    }
+    return { communityNote: `community: contributions and retraining are off: no training corpus at ${defaultDataset} (set NOCTURNE_DATASET_DIR, or NOCTURNE_COMMUNITY=on to require it)` };
   }
-
-  if (terminalRaw === 'off' && !discordToken && !botToken) problems.push('NOCTURNE_TERMINAL=off and no chat platform is configured: nothing would run (set DISCORD_TOKEN or the SLACK_ variables)');
-  if (problems.length) throw new ConfigError(problems);
-  const terminal = terminalRaw === 'on' || (terminalRaw === 'auto' && !discord && !slack);
-  return { modelDir, dataDir, outDir, backend: backendRaw as BackendChoice, terminal, limits, shutdownGraceMs, shutdownDeadlineMs, discord, slack, community, communityNote, redisUrl, storeUrl, instance };
+  try {
+    return { community: communityConfigFromEnv(r.env, r.cwd) };
+  } catch (e) {
+    if (!(e instanceof CommunityConfigError)) throw e;
+    // The model folder and STORE_URL are reported once, by the checks above.
+    const variable = (p: string) => /^([A-Z][A-Z0-9_]+)\b/.exec(p)?.[1];
+    const reported = new Set(r.problems.map(variable).filter(Boolean));
+    r.problems.push(...e.problems.filter((p) => !reported.has(variable(p))));
+    return {};
+  }
 }
 
 /**
