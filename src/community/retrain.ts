@@ -211,6 +211,54 @@ export async function cleanUpInterruptedRuns(store: CommunityStore, registry: Mo
   return interrupted;
 }
 
+/** The run's progress: shown through onProgress, kept in the run record, with the lock refreshed. */
+class RunReport {
+  private lastSaved = 0;
+  private lastShown = 0;
+  // Progress and heartbeat are written in the background, one write after another (so an old
+  // progress line never lands after the final record); a failed write is not fatal.
+  private writes: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly store: CommunityStore,
+    private readonly runId: string,
+    private record: RunRecord,
+    private readonly onProgress: (p: RetrainProgress) => void,
+  ) {}
+
+  /**
+   * `save` marks a line that matters (a stage change, an epoch's end): always shown and saved;
+   * the others (each training batch) at most once a second, and saved every 10 s.
+   */
+  readonly line = (stage: RetrainStage, line: string, save = true): void => {
+    const now = Date.now();
+    if (save || now - this.lastShown >= 1000) {
+      this.lastShown = now;
+      this.onProgress({ runId: this.runId, stage, line });
+    }
+    this.record = { ...this.record, stage, line, updatedAt: new Date().toISOString() };
+    if (save || now - this.lastSaved > 10_000) {
+      this.lastSaved = now;
+      const snapshot = this.record;
+      this.writes = this.writes.then(() => this.store.set(`run:${this.runId}`, snapshot)).then(() => refreshRetrainLock(this.store, this.runId)).catch(() => undefined);
+    }
+  };
+
+  /** Stores the record as it is now (the run's first write, awaited). */
+  async save(): Promise<void> {
+    await this.store.set(`run:${this.runId}`, this.record);
+  }
+
+  /** The run's end: after the background writes, the final record, then the last progress line. */
+  readonly finish = async (outcome: RetrainOutcome): Promise<RetrainOutcome> => {
+    await this.writes;
+    this.record = { ...this.record, state: 'finished', stage: 'finished', line: outcome.reason, updatedAt: new Date().toISOString(), outcome };
+    await this.store.set(`run:${this.runId}`, this.record);
+    this.onProgress({ runId: this.runId, stage: 'finished', line: outcome.reason });
+    return outcome;
+  };
+}
+
 async function runLocked(
   config: CommunityConfig,
   request: RetrainRequest,
@@ -222,57 +270,87 @@ async function runLocked(
   started: number,
 ): Promise<RetrainOutcome> {
   const runDir = join(config.dataDir, 'runs', runId);
-  let record: RunRecord = { runId, state: 'running', pid: process.pid, trigger: request.trigger, requestedBy: request.requestedBy, startedAt: new Date(started).toISOString(), updatedAt: new Date().toISOString(), stage: 'starting', line: 'starting' };
-  let lastSaved = 0;
-  let lastShown = 0;
-  // Progress and heartbeat are written in the background, one write after another (so an old
-  // progress line never lands after the final record); a failed write is not fatal.
-  let writes: Promise<unknown> = Promise.resolve();
-  // `save` marks a line that matters (a stage change, an epoch's end): always shown and saved;
-  // the others (each training batch) at most once a second, and saved every 10 s.
-  const report = (stage: RetrainStage, line: string, save = true) => {
-    const now = Date.now();
-    if (save || now - lastShown >= 1000) {
-      lastShown = now;
-      onProgress({ runId, stage, line });
-    }
-    record = { ...record, stage, line, updatedAt: new Date().toISOString() };
-    if (save || now - lastSaved > 10_000) {
-      lastSaved = now;
-      const snapshot = record;
-      writes = writes.then(() => store.set(`run:${runId}`, snapshot)).then(() => refreshRetrainLock(store, runId)).catch(() => undefined);
-    }
-  };
-  await store.set(`run:${runId}`, record);
+  const report = new RunReport(store, runId, { runId, state: 'running', pid: process.pid, trigger: request.trigger, requestedBy: request.requestedBy, startedAt: new Date(started).toISOString(), updatedAt: new Date().toISOString(), stage: 'starting', line: 'starting' }, onProgress);
+  await report.save();
   const interrupted = await cleanUpInterruptedRuns(store, registry, config.dataDir, runId);
-  report('starting', `run ${runId} started${interrupted.length ? `; earlier run ${interrupted.join(', ')} had been interrupted and was cleaned up` : replacedRun ? `; took over the stale lock of run ${replacedRun}` : ''}`);
+  report.line('starting', `run ${runId} started${interrupted.length ? `; earlier run ${interrupted.join(', ')} had been interrupted and was cleaned up` : replacedRun ? `; took over the stale lock of run ${replacedRun}` : ''}`);
   await mkdir(runDir, { recursive: true });
+  const seconds = () => (Date.now() - started) / 1000;
 
-  // Data.
-  report('preparing', 'reading the corpus and the contributions');
+  report.line('preparing', 'reading the corpus and the contributions');
+  const inputs = await readInputs(config, store, registry);
+  const { serving } = inputs;
+  const base = { runId, servingBefore: serving.version, contributionsUsed: inputs.usable.training.length, heldBack: inputs.usable.heldBack.length };
+  if (!request.force) {
+    const reason = await nothingNew(registry, inputs);
+    if (reason) return report.finish({ ...base, status: 'skipped', reason: `nothing to do: ${reason}; a moderator can force a run`, servingAfter: serving.version, newComposers: [], waitingLabels: [], seconds: seconds() });
+  }
+  const data = await trainingData(config, registry, inputs, report.line);
+  const fromScratch = request.fromScratch ?? config.retrain.fromScratch;
+  const outcomeBase = { ...base, newComposers: data.plan.newComposers, waitingLabels: data.plan.waiting };
+
+  const candidateDir = join(runDir, 'candidate');
+  const candidateSpec = await trainCandidate(config, request, store, registry, inputs, data, fromScratch, runDir, candidateDir, report.line);
+  const { before, after, decision } = await gate(config, inputs, data, candidateSpec.version, candidateDir, report.line);
+
+  // Publish the candidate (promoted or not, it is kept with its spec, metrics and curve).
+  report.line('publishing', `keeping ${candidateSpec.version} as a model version`);
+  await rm(join(candidateDir, 'checkpoint'), { recursive: true, force: true });
+  const versionRecord: VersionRecord = {
+    version: candidateSpec.version,
+    verdict: decision.promote ? 'passed' : 'rejected',
+    reason: decision.reason,
+    createdAt: new Date().toISOString(),
+    runId,
+    trigger: request.trigger,
+    requestedBy: request.requestedBy,
+    baseVersion: serving.version,
+    fromScratch,
+    before,
+    after,
+    contributions: data.trainingContributions.map((c) => c.record.id),
+    heldBack: data.heldBackContributions.map((c) => c.record.id),
+    newComposers: data.plan.newComposers,
+  };
+  const versionDir = await registry.publish(candidateDir, versionRecord);
+  const common = { ...outcomeBase, version: candidateSpec.version, before, after, metrics: candidateSpec.metrics, curvePng: existsSync(join(versionDir, 'training-curve.png')) ? join(versionDir, 'training-curve.png') : undefined };
+
+  if (!decision.promote) return report.finish({ ...common, status: 'rejected', reason: `${candidateSpec.version} not promoted, it ${decision.reason}`, servingAfter: serving.version, seconds: seconds() });
+  report.line('promoting', `promoting ${candidateSpec.version}`);
+  const now = await registry.current();
+  if (now.version !== serving.version) {
+    return report.finish({ ...common, status: 'rejected', reason: `${candidateSpec.version} passed the gate against ${serving.version}, but ${now.version} started serving during the run; promote it by hand if wanted`, servingAfter: now.version, seconds: seconds() });
+  }
+  await registry.promote(candidateSpec.version, `${request.trigger} retraining run ${runId}: ${decision.reason}`, runId);
+  return report.finish({ ...common, status: 'promoted', reason: `${candidateSpec.version} promoted, it ${decision.reason}`, servingAfter: candidateSpec.version, seconds: seconds() });
+}
+
+type Report = RunReport['line'];
+
+/** What a run starts from: the serving model, the corpus profile and the usable contributions. */
+async function readInputs(config: CommunityConfig, store: CommunityStore, registry: ModelRegistry) {
   const serving = await registry.current();
   const servingSpec = await readModelSpec(serving.dir);
   const profile = await loadCorpusProfile(config.datasetDir, join(config.dataDir, 'corpus-profile.json'));
   const contributions = new Contributions(store, profile, config, () => servingSpec.composers.map((c) => c.name));
   const usable = await contributions.usable();
   const servingRecord = await registry.versionRecord(serving.version);
-  const base = { runId, servingBefore: serving.version, contributionsUsed: usable.training.length, heldBack: usable.heldBack.length };
-  const finish = async (outcome: RetrainOutcome): Promise<RetrainOutcome> => {
-    await writes;
-    record = { ...record, state: 'finished', stage: 'finished', line: outcome.reason, updatedAt: new Date().toISOString(), outcome };
-    await store.set(`run:${runId}`, record);
-    onProgress({ runId, stage: 'finished', line: outcome.reason });
-    return outcome;
-  };
-  const trainingIds = usable.training.map((r) => r.id);
-  if (!request.force) {
-    const skip = (reason: string) => finish({ ...base, status: 'skipped', reason: `nothing to do: ${reason}; a moderator can force a run`, servingAfter: serving.version, newComposers: [], waitingLabels: [], seconds: (Date.now() - started) / 1000 });
-    if (sameSet(trainingIds, servingRecord.contributions ?? [])) return skip(`no new accepted contributions since ${serving.version} was made (${trainingIds.length} in use)`);
-    // A candidate trained on exactly these contributions after the serving one was made and not promoted: same data, same answer.
-    const tried = (await registry.list()).find((v) => v.record.verdict === 'rejected' && v.record.createdAt > servingRecord.createdAt && sameSet(trainingIds, v.record.contributions ?? []));
-    if (tried) return skip(`the same ${trainingIds.length} contributions were already tried in ${tried.version}, which was not promoted`);
-  }
+  return { serving, servingSpec, profile, contributions, usable, servingRecord };
+}
+type Inputs = Awaited<ReturnType<typeof readInputs>>;
 
+/** Why an unforced run has nothing to do, if it has not: the same contributions as before. */
+async function nothingNew(registry: ModelRegistry, { serving, usable, servingRecord }: Inputs): Promise<string | undefined> {
+  const trainingIds = usable.training.map((r) => r.id);
+  if (sameSet(trainingIds, servingRecord.contributions ?? [])) return `no new accepted contributions since ${serving.version} was made (${trainingIds.length} in use)`;
+  // A candidate trained on exactly these contributions after the serving one was made and not promoted: same data, same answer.
+  const tried = (await registry.list()).find((v) => v.record.verdict === 'rejected' && v.record.createdAt > servingRecord.createdAt && sameSet(trainingIds, v.record.contributions ?? []));
+  if (tried) return `the same ${trainingIds.length} contributions were already tried in ${tried.version}, which was not promoted`;
+  return undefined;
+}
+
+/** The training pieces, the early-stopping selection, the fixed validation set of the gate and the composer plan. */
+async function trainingData(config: CommunityConfig, registry: ModelRegistry, { serving, servingSpec, contributions, usable }: Inputs, report: Report) {
   const warn = (line: string) => report('preparing', line, false);
   const corpus = await loadCorpus(listCorpus(config.datasetDir), warn);
   const initialVersion = (await registry.readPointer()).history[0]?.version ?? serving.version;
@@ -290,10 +368,13 @@ async function runLocked(
   const train = [...corpusTrain, ...trainingContributions.map(asPiece)];
   const gateSet = [...corpusValidation, ...heldBackContributions.map(asPiece)];
   if (gateSet.length === 0) throw new Error('the fixed validation set is empty (no validation pieces in the corpus and no held-back contributions)');
-  const fromScratch = request.fromScratch ?? config.retrain.fromScratch;
-  const outcomeBase = { ...base, newComposers: plan.newComposers, waitingLabels: plan.waiting };
   report('preparing', `${train.length} training pieces (${trainingContributions.length} contributions), ${selection.length} for early stopping, ${gateSet.length} in the validation set (${heldBackContributions.length} held-back contributions)${plan.newComposers.length ? `; new composers: ${plan.newComposers.join(', ')}` : ''}${plan.waiting.length ? `; trained as "any" until ${config.newLabelMinPieces} pieces: ${plan.waiting.map((w) => `${w.label} (${w.pieces})`).join(', ')}` : ''}`);
+  return { train, selection, gateSet, plan, trainingContributions, heldBackContributions };
+}
+type TrainingData = Awaited<ReturnType<typeof trainingData>>;
 
+/** Fine-tunes the serving model (widened when composers are new) or trains from scratch, into `candidateDir`. */
+async function trainCandidate(config: CommunityConfig, request: RetrainRequest, store: CommunityStore, registry: ModelRegistry, { serving, servingSpec }: Inputs, { train, selection, plan, trainingContributions }: TrainingData, fromScratch: boolean, runDir: string, candidateDir: string, report: Report) {
   let initialWeights: string | undefined;
   if (!fromScratch) {
     if (plan.composers.length > servingSpec.composers.length) {
@@ -302,14 +383,12 @@ async function runLocked(
     } else initialWeights = serving.dir;
   }
 
-  // Training.
   const seq = Math.max((await store.get<number>('retrain:seq')) ?? 0, ...(await registry.list()).map((v) => Number(/^r(\d+)-/.exec(v.version)?.[1] ?? 0))) + 1;
   await store.set('retrain:seq', seq);
-  const candidateDir = join(runDir, 'candidate');
   const epochs = request.epochs ?? config.retrain.epochs;
   report('training', `${fromScratch ? 'training from scratch' : `fine-tuning ${serving.version}`} for up to ${epochs} epochs (${config.retrain.maxMinutes} min at most)`);
   await new Promise((r) => setImmediate(r));
-  const candidateSpec = await trainModel({
+  return trainModel({
     outDir: candidateDir,
     train,
     validation: selection,
@@ -335,44 +414,16 @@ async function runLocked(
     log: (line) => report('training', line),
     progress: (line, done) => report('training', line, done),
   });
+}
 
-  // Gate.
-  report('evaluating', `scoring ${serving.version} and ${candidateSpec.version} on ${gateSet.length} validation pieces`);
+/** Scores the serving model and the candidate on the fixed validation set; the gate's decision. */
+async function gate(config: CommunityConfig, { serving, profile }: Inputs, { gateSet }: TrainingData, candidateVersion: string, candidateDir: string, report: Report) {
+  report('evaluating', `scoring ${serving.version} and ${candidateVersion} on ${gateSet.length} validation pieces`);
   await new Promise((r) => setImmediate(r));
   const samples = { samples: config.gate.samples, sampleNotes: config.gate.sampleNotes };
   const before = await scoreModel(serving.dir, gateSet, profile.histograms, samples, config.retrain.batchSize);
   const after = await scoreModel(candidateDir, gateSet, profile.histograms, samples, config.retrain.batchSize);
   const decision = gateDecision(before, after, { nllTolerance: config.gate.nllTolerance, driftThreshold: config.driftThreshold, driftTolerance: config.gate.driftTolerance });
   report('evaluating', decision.reason);
-
-  // Publish the candidate (promoted or not, it is kept with its spec, metrics and curve).
-  report('publishing', `keeping ${candidateSpec.version} as a model version`);
-  await rm(join(candidateDir, 'checkpoint'), { recursive: true, force: true });
-  const versionRecord: VersionRecord = {
-    version: candidateSpec.version,
-    verdict: decision.promote ? 'passed' : 'rejected',
-    reason: decision.reason,
-    createdAt: new Date().toISOString(),
-    runId,
-    trigger: request.trigger,
-    requestedBy: request.requestedBy,
-    baseVersion: serving.version,
-    fromScratch,
-    before,
-    after,
-    contributions: trainingContributions.map((c) => c.record.id),
-    heldBack: heldBackContributions.map((c) => c.record.id),
-    newComposers: plan.newComposers,
-  };
-  const versionDir = await registry.publish(candidateDir, versionRecord);
-  const common = { ...outcomeBase, version: candidateSpec.version, before, after, metrics: candidateSpec.metrics, curvePng: existsSync(join(versionDir, 'training-curve.png')) ? join(versionDir, 'training-curve.png') : undefined };
-
-  if (!decision.promote) return finish({ ...common, status: 'rejected', reason: `${candidateSpec.version} not promoted, it ${decision.reason}`, servingAfter: serving.version, seconds: (Date.now() - started) / 1000 });
-  report('promoting', `promoting ${candidateSpec.version}`);
-  const now = await registry.current();
-  if (now.version !== serving.version) {
-    return finish({ ...common, status: 'rejected', reason: `${candidateSpec.version} passed the gate against ${serving.version}, but ${now.version} started serving during the run; promote it by hand if wanted`, servingAfter: now.version, seconds: (Date.now() - started) / 1000 });
-  }
-  await registry.promote(candidateSpec.version, `${request.trigger} retraining run ${runId}: ${decision.reason}`, runId);
-  return finish({ ...common, status: 'promoted', reason: `${candidateSpec.version} promoted, it ${decision.reason}`, servingAfter: candidateSpec.version, seconds: (Date.now() - started) / 1000 });
+  return { before, after, decision };
 }
