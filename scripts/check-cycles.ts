@@ -4,7 +4,9 @@
  *   - files import each other in a cycle (a file cycle),
  *   - product code (src/, commands/) imports from tests/, or
  *   - the bot imports src/testing/ (the fakes and throw-away servers that tests/ and the load
- *     benches in src/bench/ share).
+ *     benches in src/bench/ share), or
+ *   - anything but the command-line dispatcher (src/cli/main.ts), src/app/ itself and tests/
+ *     imports src/app/ (the process entry points and their wiring sit on top of every layer).
  *
  * Only value imports count, as Node runs them: static `import`/`export ... from`, bare
  * `import './x.ts'` and dynamic `import('./x.ts')`. `import type`, `{ type X }` specifiers and
@@ -26,6 +28,9 @@ const PRODUCT = ['src', 'commands'];
 /** src/testing/ may be imported from these folders only. */
 const TESTING = 'src/testing/';
 const MAY_USE_TESTING = ['tests/', 'src/bench/', TESTING];
+/** src/app/ may be imported from these only. */
+const APP = 'src/app/';
+const MAY_USE_APP = ['tests/', 'src/cli/main.ts', APP];
 
 const withTypes = process.argv.includes('--types');
 const withFolders = process.argv.includes('--folders');
@@ -78,6 +83,7 @@ for (const file of files) {
     edges.add(target);
     if (PRODUCT.some((d) => file.startsWith(`${d}/`)) && target.startsWith('tests/')) problems.push(`product code imports test code: ${file} -> ${target}`);
     if (target.startsWith(TESTING) && !MAY_USE_TESTING.some((d) => file.startsWith(d))) problems.push(`only tests/ and src/bench/ may import ${TESTING}: ${file} -> ${target}`);
+    if (target.startsWith(APP) && !MAY_USE_APP.some((d) => file.startsWith(d))) problems.push(`only src/cli/main.ts (and tests/) may import ${APP}: ${file} -> ${target}`);
   }
   graph.set(file, edges);
 }
@@ -165,4 +171,4 @@ if (problems.length) {
   console.error(`check-cycles: ${problems.length} problem(s) in the ${kind} of ${files.length} files`);
   process.exit(1);
 }
-console.log(`check-cycles: no file cycles in the ${kind} of ${files.length} files; product code does not import tests/ (nor, outside src/bench, src/testing/)`);
+console.log(`check-cycles: no file cycles in the ${kind} of ${files.length} files; product code does not import tests/ (nor, outside src/bench, src/testing/; nor, outside src/cli/main.ts, src/app/)`);

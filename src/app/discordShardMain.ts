@@ -5,7 +5,7 @@
  * bot (app/start.ts), which itself imports discordShards.ts for the manager, and the two files
  * would import each other.
  */
-import type { Started } from './start.ts';
+import type { Started } from './started.ts';
 import type { Config } from './config.ts';
 import { shardRoleFromEnv } from './discordShards.ts';
 

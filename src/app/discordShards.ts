@@ -20,7 +20,7 @@ import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { REST, Routes, ShardingManager, type Shard } from 'discord.js';
 import { botCommands } from '../chat/bot.ts';
-import type { StartRole, Started } from './start.ts';
+import type { StartRole, Started } from './started.ts';
 import type { DiscordConfig } from '../adapters/discord/discord.ts';
 import type { Config } from './config.ts';
 import type { JobRecord } from '../jobs/types.ts';

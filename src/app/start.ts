@@ -12,6 +12,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import type { FrontEnd } from '../adapters/frontEnd.ts';
+import type { StartRole, Started } from './started.ts';
 import type { JobRecord } from '../jobs/types.ts';
 import type { Bot } from '../chat/bot.ts';
 import type { CommunityService } from '../chat/community.ts';
@@ -24,22 +25,6 @@ Piped input runs each line and exits when all jobs are done:
 With DISCORD_TOKEN and/or SLACK_BOT_TOKEN (+ SLACK_SIGNING_SECRET or SLACK_APP_TOKEN) set, runs those
 instead (NOCTURNE_TERMINAL=on for both). Every variable is described in .env.example; a .env file
 in the current folder is read first.`;
-
-/** This process's part when DISCORD_SHARDS is set (src/app/discordShards.ts). */
-export interface StartRole {
-  /** This process is a shard process: its Discord client holds these shard ids of `count`. */
-  shard?: { ids: number[]; count: number };
-  /** Arm the retraining schedule here (default true; with sharding only shard 0 does). */
-  schedule?: boolean;
-}
-
-export interface Started {
-  /** Absent in a shard manager that runs no other front end (it then runs no bot itself). */
-  bot?: Bot;
-  community?: CommunityService;
-  ended: Promise<void>;
-  stop: () => Promise<void>;
-}
 
 /**
  * Starts everything per `config`; resolves with a stop function once all front ends are up. With
