@@ -40,7 +40,7 @@ export interface RenderAudioOptions {
   gain?: number;
   /** A .sf2/.sf3 file; else env NOCTURNE_SOUNDFONT, else the standard Debian/Ubuntu/Fedora/Homebrew paths. */
   soundFont?: string;
-  /** Kill fluidsynth (and, separately, the encoder and its check) and reject after this long (default 60 000 ms). */
+  /** Kill fluidsynth (and, separately, the encoder and its decoding check, which get at least 0.1 s per second of audio) and reject after this long (default 60 000 ms). */
   timeoutMs?: number;
   /** The fluidsynth executable; else env NOCTURNE_FLUIDSYNTH, else `fluidsynth` on PATH. */
   fluidsynth?: string;
@@ -305,7 +305,9 @@ export async function renderAudio(midiPath: string, outPath: string, opts: Rende
     // Pass 2: gain, limiter, the file; measured as written. A limiter that took the loudness
     // more than 0.5 LU off, or a codec whose overshoot passed the true-peak limit, is met by
     // doing it again with the gain or the ceiling corrected (rare: at most three times).
-    const job: OutputJob = { tmpSynth, dataOffset: synth.dataOffset, frames, sampleRate, channels, format, bitrateKbps, tmpOut, ffmpeg, timeoutMs };
+    // ffmpeg gets at least 0.1 s per second of audio (a 30-minute piece encodes in about 40 s on one busy core)
+    const toolTimeoutMs = Math.max(timeoutMs, Math.ceil(seconds * 100));
+    const job: OutputJob = { tmpSynth, dataOffset: synth.dataOffset, frames, sampleRate, channels, format, bitrateKbps, tmpOut, ffmpeg, timeoutMs: toolTimeoutMs };
     let out: OutputMeasure;
     for (let attempt = 1; ; attempt++) {
       out = await writeOutput(job, gainDb, ceilingDb);
@@ -441,8 +443,7 @@ async function writeOutput(job: OutputJob, gainDb: number, ceilingDb: number): P
         if (y.length === 0) return;
         loud.add(y);
         tp.add(y);
-        const s16 = toInt16(y);
-        stats.add(s16);
+        const s16 = toInt16(y, stats);
         await fh.write(Buffer.from(s16.buffer, s16.byteOffset, s16.byteLength), 0, s16.byteLength, pos);
         pos += s16.byteLength;
       };
@@ -460,13 +461,22 @@ async function writeOutput(job: OutputJob, gainDb: number, ceilingDb: number): P
   return { ...(await decodeAndMeasure(job)), limitedDb: limiter.reductionDb };
 }
 
-/** Float -> s16 (round to nearest; the limiter keeps |x| < 1, the clamp is a guard). */
-function toInt16(y: Float32Array): Int16Array {
+/** Float -> s16 (round to nearest; the limiter keeps |x| < 1, the clamp is a guard), counted into `stats`. */
+function toInt16(y: Float32Array, stats: SampleStats): Int16Array {
   const out = new Int16Array(y.length);
+  let peak = 0;
+  let sumSq = 0;
   for (let i = 0; i < y.length; i++) {
-    const v = Math.round(y[i]! * 32768);
-    out[i] = Math.min(32767, Math.max(-32768, v));
+    const v = y[i]! * 32768;
+    let q = v < 0 ? -((0.5 - v) | 0) : (v + 0.5) | 0;
+    if (q > 32767) q = 32767;
+    else if (q < -32768) q = -32768;
+    out[i] = q;
+    const a = q < 0 ? -q : q;
+    if (a > peak) peak = a;
+    sumSq += q * q;
   }
+  stats.addCounted(peak, sumSq, y.length);
   return out;
 }
 
@@ -724,6 +734,12 @@ class SampleStats {
     this.peakAbs = peak;
     this.sumSq += sum;
     this.n += samples.length;
+  }
+  /** Adds samples already counted elsewhere: their largest |value|, sum of squares and number. */
+  addCounted(peak: number, sumSq: number, n: number): void {
+    if (peak > this.peakAbs) this.peakAbs = peak;
+    this.sumSq += sumSq;
+    this.n += n;
   }
   result(): { peak: number; rms: number } {
     return { peak: this.peakAbs / 32768, rms: this.n === 0 ? 0 : Math.sqrt(this.sumSq / this.n) / 32768 };

@@ -95,17 +95,20 @@ export class LoudnessMeter {
     const { b0: c0, b1: c1, b2: c2, a1: d1, a2: d2 } = this.f2;
     const st = this.state;
     const frames = Math.floor(samples.length / ch);
-    let inHop = this.inHop;
-    let sum = this.hopSum;
-    // channel by channel over the whole chunk (the filter states stay in locals); the squares are
-    // summed per frame in a scratch array, then into 100 ms segments
-    const scratch = this.scratchFor(frames);
-    scratch.fill(0, 0, frames);
+    const hop = this.hop;
+    // The 100 ms segments this chunk touches: the open one, then one per hop boundary crossed.
+    const nSeg = Math.floor((this.inHop + frames) / hop) + 1;
+    const seg = new Float64Array(nSeg);
+    seg[0] = this.hopSum;
+    // channel by channel over the whole chunk (the filter states stay in locals)
     for (let c = 0; c < ch; c++) {
       let s1 = st[c * 4]!;
       let s2 = st[c * 4 + 1]!;
       let t1 = st[c * 4 + 2]!;
       let t2 = st[c * 4 + 3]!;
+      let k = 0;
+      let left = hop - this.inHop;
+      let acc = 0;
       for (let i = 0, j = c; i < frames; i++, j += ch) {
         const x = samples[j]!;
         const y = b0 * x + s1;
@@ -114,31 +117,23 @@ export class LoudnessMeter {
         const z = c0 * y + t1;
         t1 = c1 * y - d1 * z + t2;
         t2 = c2 * y - d2 * z;
-        scratch[i] += z * z;
+        acc += z * z;
+        if (--left === 0) {
+          seg[k++] += acc;
+          acc = 0;
+          left = hop;
+        }
       }
+      seg[k] += acc;
       st[c * 4] = s1;
       st[c * 4 + 1] = s2;
       st[c * 4 + 2] = t1;
       st[c * 4 + 3] = t2;
     }
-    const hop = this.hop;
-    for (let i = 0; i < frames; i++) {
-      sum += scratch[i]!;
-      if (++inHop === hop) {
-        this.segments.push(sum);
-        sum = 0;
-        inHop = 0;
-      }
-    }
-    this.inHop = inHop;
-    this.hopSum = sum;
+    for (let k = 0; k < nSeg - 1; k++) this.segments.push(seg[k]!);
+    this.hopSum = seg[nSeg - 1]!;
+    this.inHop = (this.inHop + frames) % hop;
     this.frames += frames;
-  }
-
-  private scratch = new Float64Array(0);
-  private scratchFor(n: number): Float64Array {
-    if (this.scratch.length < n) this.scratch = new Float64Array(n);
-    return this.scratch;
   }
 
   /** Integrated loudness in LUFS; −Infinity when every block is under the absolute gate (silence). */
