@@ -1,7 +1,8 @@
 /**
  * Generation figures: 500 notes stateful at batch 1 and 16 (generateTokens, as compose uses
- * it), and whole-window re-feed against stateful stepping per note, in the same run.
+ * it, at the model's own decoding: composer guidance adds a shadow row per request), and whole-window re-feed against stateful stepping per note, in the same run.
  */
+import type { ModelDecoding } from '../model/folder.ts';
 import type { Hyperparameters, Weights } from '../model/network.ts';
 import { generateTokensRefeed } from '../model/refeed.ts';
 import { generateTokens, type SampleRequest } from '../model/sampling.ts';
@@ -14,13 +15,17 @@ export interface GenerationModel {
   composerCount: number;
   /** Composer index used for every request (Chopin where the model knows him). */
   composer: number;
+  /** The model's own decoding (model.json), as compose plays it; absent: temperature 1, top-p 0.95. */
+  decoding?: ModelDecoding;
 }
 
 const request = (m: GenerationModel, notes: number, seed: number, primer?: NoteToken[]): SampleRequest => ({
   composer: m.composer,
   notes,
-  temperature: 1,
-  topP: 0.95,
+  temperature: m.decoding?.temperature ?? 1,
+  topP: m.decoding?.topP ?? 0.95,
+  heads: m.decoding?.heads,
+  composerGuidance: m.decoding?.composerGuidance,
   randomSeed: seed,
   primer,
 });

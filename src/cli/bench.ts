@@ -81,7 +81,7 @@ const PLANS: Record<'full' | 'quick', Plan> = {
 };
 
 interface BenchModel {
-  spec: Pick<ModelSpec, 'version' | 'composers' | 'hyperparameters'>;
+  spec: Pick<ModelSpec, 'version' | 'composers' | 'hyperparameters' | 'decoding'>;
   dir: string;
   randomWeights: boolean;
 }
@@ -241,7 +241,7 @@ export async function runBench(argv: string[], log: (line: string) => void, out:
     let weights: Weights | undefined;
     const genModel = async (): Promise<GenerationModel> => {
       weights ??= (await loadModelFolder(model.dir)).weights;
-      return { weights, h, composerCount: composerNames.length, composer: chopin };
+      return { weights, h, composerCount: composerNames.length, composer: chopin, decoding: model.spec.decoding };
     };
     let corpus: CorpusPiece[] | undefined;
     const pieces = async () => (corpus ??= await sampleCorpus(dataDir, plan.corpusFiles, log));
