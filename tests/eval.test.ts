@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -291,6 +291,17 @@ describe('nocturne evaluate', () => {
     }
     assert.equal(json.generation.summary.composers, 2);
     assert.match(r.stderr, /generating 2 × 32 notes/);
+    assert.match(json.generation.decoding, /^temperature 1, top-p 0.95/, 'a model without its own decoding plays the engine defaults');
+  });
+
+  test('the generated-music statistics play the model at its own decoding, as compose does', async () => {
+    const model = join(dir, 'tiny-decoding');
+    await cp(join(dir, 'tiny'), model, { recursive: true });
+    const spec = JSON.parse(await readFile(join(model, 'model.json'), 'utf8'));
+    await writeFile(join(model, 'model.json'), JSON.stringify({ ...spec, decoding: { temperature: 0.7, topP: 0.9, chosenBy: 'test' } }));
+    const r = await cli('evaluate', '--model', model, '--data', dataDir, '--train-data', trainDir, '--json', '--notes', '16', '--pieces-per-composer', '1', '--realism-pieces', '0');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(JSON.parse(r.stdout).generation.decoding, /^temperature 0.7, top-p 0.9, random seed per composer and piece/);
   });
 
   test('the human-readable report is a table; --composers adds a composer the model does not know', async () => {

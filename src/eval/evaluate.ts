@@ -29,7 +29,7 @@ import { dirname, join, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
 import { DEFAULT_TEMPERATURE, DEFAULT_TOP_P } from '../engine/engine.ts';
 import { loadModelFolder, ModelFolderError, type ModelSpec } from '../model/folder.ts';
-import { describeDecoding, generateTokens, type HeadDecodings, type SampleRequest } from '../model/sampling.ts';
+import { describeDecoding, generateTokens, type HeadDecodings } from '../model/sampling.ts';
 import { loadSeedModel, isSeedModelSpec, type SeedModelSpec } from '../model/seed/folder.ts';
 import { evenlySpread, seedWindows } from '../model/seed/network.ts';
 import { generateSeedEvents, scoreSeedWindows } from '../model/seed/predict.ts';
@@ -305,19 +305,14 @@ interface Generated {
   events?: { generated: Map<string, Int32Array[]>; training: Int32Array[] };
 }
 
+/** The per-composer pieces, at the model's own decoding (model.json `decoding`, else the engine's defaults), as compose plays it. */
 function generateNoteModel(weights: Awaited<ReturnType<typeof loadModelFolder>>['weights'], spec: ModelSpec, composers: string[], o: EvaluateOptions): Generated {
-  const index = new Map(spec.composers.map((c, i) => [c.name, i]));
-  const requests: SampleRequest[] = [];
-  const owners: string[] = [];
-  for (const c of composers)
-    for (let k = 0; k < o.piecesPerComposer; k++) {
-      requests.push({ composer: index.get(c)!, notes: o.notes, temperature: DEFAULT_TEMPERATURE, topP: DEFAULT_TOP_P, randomSeed: stableSeed(`${c}/${k}`) });
-      owners.push(c);
-    }
-  const out = generateTokens(weights, spec.hyperparameters, spec.composers.length, requests);
+  const gen = noteModelGenerator(weights, spec, spec.decoding ?? DEFAULT_REALISM_DECODING);
+  const requests = composers.flatMap((composer) => Array.from({ length: o.piecesPerComposer }, (_, k) => ({ composer, notes: o.notes, randomSeed: stableSeed(`${composer}/${k}`) })));
+  const out = gen.generate(requests);
   const notes = new Map<string, NoteToken[][]>();
-  out.forEach((tokens, r) => notes.set(owners[r], [...(notes.get(owners[r]) ?? []), tokens]));
-  return { notes, decoding: `temperature ${DEFAULT_TEMPERATURE}, top-p ${DEFAULT_TOP_P}, random seed per composer and piece` };
+  out.forEach((tokens, r) => notes.set(requests[r].composer, [...(notes.get(requests[r].composer) ?? []), tokens]));
+  return { notes, decoding: gen.decoding.replace('one random seed per piece, all pieces in one batch', 'random seed per composer and piece') };
 }
 
 export interface RealismDecoding {
