@@ -3,7 +3,8 @@ import { readFile, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Engine, ComposeInputError, DEFAULT_TEMPERATURE, DEFAULT_TOP_P, NOTES_MAX, NOTES_MIN } from '../engine/engine.ts';
-import { AUDIO_FORMATS, RANDOM_SEED_MAX, TEMPERATURE_MAX, type AudioFormat } from '../engine/types.ts';
+import { AUDIO_FORMATS, RANDOM_SEED_MAX, TEMPERATURE_MAX, TEMPO_MAX_BPM, TEMPO_MIN_BPM, type AudioFormat } from '../engine/types.ts';
+import { ANY_KEY, parseKey } from '../tokens/key.ts';
 import { MIDI_LIMITS } from '../midi/read.ts';
 import { UsageError, intOption, numberOption, optionProblems, parseBackend } from './options.ts';
 
@@ -17,8 +18,13 @@ export const COMPOSE_USAGE = `usage: nocturne compose <composer> <notes> [option
                         (model.json "decoding"), else ${DEFAULT_TEMPERATURE}
   --top-p P             nucleus mass in (0, 1]; default: the model's, else ${DEFAULT_TOP_P}
   --random-seed S       same seed and parameters give the same notes (default: random)
+  --key K               the key: one of the 24 major and minor keys, e.g. "D minor", "C# minor",
+                        "Db major", "f#m", "Bb"; default any
+  --tempo BPM           ${TEMPO_MIN_BPM}..${TEMPO_MAX_BPM}; the MIDI and the audio follow it (default: the composer's,
+                        or the seed's)
+  --score               also write the score: piece.musicxml (MusicXML 4.0) and piece-score.png
   --format F            audio format: wav (default), ogg, mp3 or opus; all about -16 LUFS
-  --out DIR             where piece.mid, piece.<format> and piece.png go (default ./out)
+  --out DIR             where piece.mid, piece.<format>, piece.png (and the score) go (default ./out)
   --model DIR           model folder (default models/default)
   --backend B           auto | tensorflow | wasm | cpu
   --json                print one JSON object instead of text`;
@@ -33,6 +39,9 @@ export async function runCompose(argv: string[], log: (line: string) => void): P
       'top-p': { type: 'string' },
       'random-seed': { type: 'string' },
       format: { type: 'string' },
+      key: { type: 'string' },
+      tempo: { type: 'string' },
+      score: { type: 'boolean' },
       out: { type: 'string' },
       model: { type: 'string' },
       backend: { type: 'string' },
@@ -51,6 +60,13 @@ export async function runCompose(argv: string[], log: (line: string) => void): P
   const randomSeed = values['random-seed'] === undefined ? undefined : take(() => intOption('--random-seed', values['random-seed'], 0, 0, RANDOM_SEED_MAX));
   const format = values.format ?? 'wav';
   if (!(AUDIO_FORMATS as readonly string[]).includes(format)) problems.push(`--format must be ${AUDIO_FORMATS.join(', ')}, got ${JSON.stringify(format)}`);
+  let key: number | undefined;
+  if (values.key !== undefined) {
+    const parsed = parseKey(values.key);
+    if (parsed === undefined) problems.push(`--key must be a major or minor key such as "D minor", "C# minor", "Db major", "f#m" or "Bb" (sharps #, flats b; a bare letter is major), or "any"; got ${JSON.stringify(values.key)}`);
+    else if (parsed !== ANY_KEY) key = parsed;
+  }
+  const tempoBpm = values.tempo === undefined ? undefined : take(() => numberOption('--tempo', values.tempo, 0, TEMPO_MIN_BPM, TEMPO_MAX_BPM));
   const backend = take(() => parseBackend(values.backend));
   let seedMidi: Uint8Array | undefined;
   if (values.seed) {
@@ -71,7 +87,7 @@ export async function runCompose(argv: string[], log: (line: string) => void): P
     const outDir = resolve(values.out ?? 'out');
     const result = await engine
       .compose(
-        { composer: composer!, notes: notes!, temperature, topP, randomSeed, seedMidi, outDir, audio: { format: format as AudioFormat } },
+        { composer: composer!, notes: notes!, temperature, topP, randomSeed, seedMidi, outDir, key, tempoBpm, score: values.score === true, audio: { format: format as AudioFormat } },
         (stage) => !quiet && stage !== 'done' && log(`${stage}…`),
       )
       .catch((e) => {
@@ -84,6 +100,7 @@ export async function runCompose(argv: string[], log: (line: string) => void): P
           midi: result.midiPath,
           audio: result.audioPath,
           pianoRoll: result.pngPath,
+          ...(result.scorePath ? { score: result.scorePath, scorePicture: result.scorePicturePath } : {}),
           modelVersion: result.modelVersion,
           composer: result.composer,
           notes: result.noteCount,
@@ -98,9 +115,11 @@ export async function runCompose(argv: string[], log: (line: string) => void): P
         [
           `composed ${result.noteCount} notes (${result.musicSeconds.toFixed(1)} s of music) in the style of ${result.composer} in ${result.seconds.toFixed(2)} s`,
           `  model ${result.modelVersion}; temperature ${p.temperature}, top-p ${p.topP}, random seed ${p.randomSeed}${p.seeded ? ', continuing --seed' : ''}`,
+          `  key ${p.key}, tempo ${Number(p.tempoBpm.toFixed(1))} BPM${p.keyNote ? ` (${p.keyNote})` : ''}`,
           `  ${result.midiPath}`,
           `  ${result.audioPath}`,
           `  ${result.pngPath}`,
+          ...(result.scorePath ? [`  ${result.scorePath}`, `  ${result.scorePicturePath}`] : []),
           '',
         ].join('\n'),
       );

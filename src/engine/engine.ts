@@ -3,7 +3,7 @@
  * piano roll). A class because it has a lifecycle: open (load weights) and dispose.
  */
 import * as tf from '@tensorflow/tfjs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { initBackend, type BackendChoice } from '../model/backend.ts';
 import { DATA_ATTRIBUTION, loadModelFolder, type ModelSpec } from '../model/folder.ts';
@@ -16,9 +16,13 @@ import { RELEASE_TAIL_SECONDS, describeAudioBudget, renderAudio } from '../rende
 import type { PianoNote } from '../midi/types.ts';
 import { unlink } from 'node:fs/promises';
 import { renderPianoRoll } from '../render/pianoRoll.ts';
+import { scoreToMusicXml } from '../render/score.ts';
+import { renderScorePicture } from '../render/scorePicture.ts';
+import { ANY_KEY, KEY_COUNT, KEYS, estimateKey, keyName } from '../tokens/key.ts';
+import { PITCH_MAX, PITCH_MIN } from '../tokens/tokenize.ts';
 import { detokenize, tokenize, type NoteToken } from '../tokens/tokenize.ts';
 import { ANY_COMPOSER, matchComposer, unknownComposerMessage } from './composers.ts';
-import { AUDIO_FORMATS, MUSIC_MAX_SECONDS, RANDOM_SEED_MAX, TEMPERATURE_MAX, type AudioFormat, type ComposeRequest, type ComposeResult, type ComposeStage, type ModelInfo } from './types.ts';
+import { AUDIO_FORMATS, MUSIC_MAX_SECONDS, RANDOM_SEED_MAX, TEMPERATURE_MAX, TEMPO_MAX_BPM, TEMPO_MIN_BPM, type AudioFormat, type ComposeRequest, type ComposeResult, type ComposeStage, type ModelInfo } from './types.ts';
 
 export { MUSIC_MAX_SECONDS };
 
@@ -49,6 +53,34 @@ interface ResolvedRequest {
   sample: SampleRequest;
   tempoBpm: number;
   maxMusicSeconds: number;
+  /** Requested key index, ANY_KEY when none. */
+  key: number;
+  /** The model has no key input: transpose the result to the requested tonic (transposeToTonic). */
+  transposeFallback: boolean;
+}
+
+/**
+ * The fallback for a model without a key input: the notes moved by the smallest interval (−5..+6
+ * semitones) that takes their estimated tonic to `tonic`; a note that would leave the piano moves
+ * an octave back. The mode is the piece's own: transposition cannot change it.
+ */
+export function transposeToTonic(tokens: readonly NoteToken[], tonic: number): { tokens: NoteToken[]; from: number; to: number } {
+  const from = estimateKey(tokens);
+  const up = (((tonic - from.tonic) % 12) + 12) % 12;
+  const shift = up > 6 ? up - 12 : up;
+  const moved = tokens.map((t) => {
+    let pitch = t.pitch + shift;
+    if (pitch > PITCH_MAX) pitch -= 12;
+    if (pitch < PITCH_MIN) pitch += 12;
+    return { ...t, pitch };
+  });
+  return { tokens: moved, from: from.index, to: (from.mode === 'minor' ? 12 : 0) + tonic };
+}
+
+/** The key a piece is written in, and why when it is not the model's own doing. */
+interface KeyWritten {
+  key: number;
+  note?: string;
 }
 
 export class Engine {
@@ -96,6 +128,9 @@ export class Engine {
     if (!AUDIO_FORMATS.includes(format)) problems.push(`audio format must be ${AUDIO_FORMATS.join(', ')}, got ${JSON.stringify(format)}`);
     const maxMusicSeconds = request.maxMusicSeconds ?? MUSIC_MAX_SECONDS;
     if (!(maxMusicSeconds > 0)) problems.push(`the music length limit must be positive, got ${maxMusicSeconds}`);
+    const key = request.key ?? ANY_KEY;
+    if (!(Number.isInteger(key) && key >= 0 && key <= ANY_KEY)) problems.push(`key must be one of the 24 major and minor keys (index 0 to ${KEY_COUNT - 1}, e.g. "D minor"), or any, got ${request.key}`);
+    if (request.tempoBpm !== undefined && !(Number.isFinite(request.tempoBpm) && request.tempoBpm >= TEMPO_MIN_BPM && request.tempoBpm <= TEMPO_MAX_BPM)) problems.push(`tempo must be ${TEMPO_MIN_BPM} to ${TEMPO_MAX_BPM} BPM, got ${request.tempoBpm}`);
     let primer: NoteToken[] | undefined;
     let seedTempo: number | undefined;
     if (request.seedMidi) {
@@ -103,8 +138,8 @@ export class Engine {
         const piece = parseMidi(request.seedMidi, 'seed MIDI');
         primer = tokenize(piece.notes);
         seedTempo = piece.tempoBpm;
-        if (!(seedTempo >= SEED_TEMPO_MIN_BPM && seedTempo <= SEED_TEMPO_MAX_BPM)) {
-          problems.push(`the seed MIDI's tempo is ${seedTempo.toPrecision(3)} BPM; a continuation keeps it, so it must be ${SEED_TEMPO_MIN_BPM} to ${SEED_TEMPO_MAX_BPM} BPM: fix the tempo in the file`);
+        if (request.tempoBpm === undefined && !(seedTempo >= SEED_TEMPO_MIN_BPM && seedTempo <= SEED_TEMPO_MAX_BPM)) {
+          problems.push(`the seed MIDI's tempo is ${seedTempo.toPrecision(3)} BPM; a continuation keeps it, so it must be ${SEED_TEMPO_MIN_BPM} to ${SEED_TEMPO_MAX_BPM} BPM: fix the tempo in the file or ask for a tempo`);
         }
       } catch (e) {
         problems.push((e as Error).message);
@@ -112,13 +147,16 @@ export class Engine {
     }
     if (problems.length) throw new ComposeInputError(problems.join('; '));
     const index = composer === ANY_COMPOSER ? this.spec.composers.length : this.composerNames.indexOf(composer!);
-    const tempoBpm = seedTempo ?? (composer === ANY_COMPOSER ? 100 : this.spec.composers[index].tempoBpm);
+    const tempoBpm = request.tempoBpm ?? seedTempo ?? (composer === ANY_COMPOSER ? 100 : this.spec.composers[index].tempoBpm);
+    const keyInput = this.spec.hyperparameters.keys === true;
     return {
       request,
       composer: composer === ANY_COMPOSER ? ANY_COMPOSER : composer!,
-      sample: { composer: index, notes: request.notes, temperature, topP, heads: modelDecoding?.heads, keyGuidance: this.spec.decoding?.keyGuidance, composerGuidance: this.spec.decoding?.composerGuidance, randomSeed, primer },
+      sample: { composer: index, notes: request.notes, temperature, topP, heads: modelDecoding?.heads, key: keyInput && key !== ANY_KEY ? key : undefined, keyGuidance: this.spec.decoding?.keyGuidance, composerGuidance: this.spec.decoding?.composerGuidance, randomSeed, primer },
       tempoBpm,
       maxMusicSeconds,
+      key,
+      transposeFallback: !keyInput && key !== ANY_KEY,
     };
   }
 
@@ -149,13 +187,20 @@ export class Engine {
         // The length is known once the notes are: refuse before anything is written or rendered.
         // Velocities spread inside their buckets, drawn from the request's own seed (reproducible).
         const velocityDraws = seededRandom(r.sample.randomSeed ^ VELOCITY_SEED_SALT);
-        const notes = detokenize(tokens[valid.indexOf(r)], r.tempoBpm, 0, () => velocityDraws.next());
+        let pieceTokens = tokens[valid.indexOf(r)];
+        let written: KeyWritten = { key: r.key };
+        if (r.transposeFallback) {
+          const moved = transposeToTonic(pieceTokens, KEYS[r.key].tonic);
+          pieceTokens = moved.tokens;
+          written = { key: moved.to, note: `this model has no key input: the piece was transposed from ${keyName(moved.from)} to ${keyName(moved.to)}; transposition cannot change the mode` };
+        }
+        const notes = detokenize(pieceTokens, r.tempoBpm, 0, () => velocityDraws.next());
         const musicSeconds = notes.reduce((m, n) => Math.max(m, n.startSeconds + n.durationSeconds), 0);
         if (musicSeconds > r.maxMusicSeconds) {
           throw new ComposeInputError(`${r.sample.notes} notes at ${r.tempoBpm.toPrecision(3)} BPM would last ${formatDuration(musicSeconds)}, over the limit of ${formatDuration(r.maxMusicSeconds)} of music: ask for fewer notes${r.sample.primer ? ' or use a faster seed' : ''}`);
         }
         onStage(i, 'rendering');
-        const result = await this.write(r, notes, started);
+        const result = await this.write(r, notes, pieceTokens, written, started);
         onStage(i, 'done');
         return result;
       }),
@@ -169,29 +214,38 @@ export class Engine {
   }
 
   /** Writes the MIDI, audio and piano roll; on failure removes whichever of them it wrote. */
-  private async write(r: ResolvedRequest, notes: PianoNote[], started: number): Promise<ComposeResult> {
+  private async write(r: ResolvedRequest, notes: PianoNote[], tokens: NoteToken[], written: KeyWritten, started: number): Promise<ComposeResult> {
     const { request } = r;
     await mkdir(request.outDir, { recursive: true });
     const format = request.audio?.format ?? 'wav';
     const midiPath = join(request.outDir, 'piece.mid');
     const audioPath = join(request.outDir, `piece.${format}`);
     const pngPath = join(request.outDir, 'piece.png');
+    const scorePath = request.score ? join(request.outDir, 'piece.musicxml') : undefined;
+    const scorePicturePath = request.score ? join(request.outDir, 'piece-score.png') : undefined;
     try {
-      return await this.writeFiles(r, notes, started, { format, midiPath, audioPath, pngPath });
+      return await this.writeFiles(r, notes, tokens, written, started, { format, midiPath, audioPath, pngPath, scorePath, scorePicturePath });
     } catch (e) {
-      await Promise.all([midiPath, audioPath, pngPath].map((p) => unlink(p).catch(() => undefined)));
+      await Promise.all([midiPath, audioPath, pngPath, scorePath, scorePicturePath].filter((p): p is string => p !== undefined).map((p) => unlink(p).catch(() => undefined)));
       throw e;
     }
   }
 
-  private async writeFiles(r: ResolvedRequest, notes: PianoNote[], started: number, paths: { format: AudioFormat; midiPath: string; audioPath: string; pngPath: string }): Promise<ComposeResult> {
+  private async writeFiles(
+    r: ResolvedRequest,
+    notes: PianoNote[],
+    tokens: NoteToken[],
+    written: KeyWritten,
+    started: number,
+    paths: { format: AudioFormat; midiPath: string; audioPath: string; pngPath: string; scorePath?: string; scorePicturePath?: string },
+  ): Promise<ComposeResult> {
     const { request } = r;
-    const { format, midiPath, audioPath, pngPath } = paths;
+    const { format, midiPath, audioPath, pngPath, scorePath, scorePicturePath } = paths;
     const p = r.sample;
     const title = `nocturne: ${r.composer === ANY_COMPOSER ? 'any style' : `in the style of ${r.composer}`}`;
     await writeMidi(midiPath, notes, r.tempoBpm, {
       title,
-      comment: `model ${this.spec.version}; notes ${p.notes}; temperature ${p.temperature}; top-p ${p.topP}; random seed ${p.randomSeed}${p.primer ? '; continued from a seed MIDI' : ''}`,
+      comment: `model ${this.spec.version}; notes ${p.notes}; temperature ${p.temperature}; top-p ${p.topP}; random seed ${p.randomSeed}; key ${keyName(written.key)}${p.primer ? '; continued from a seed MIDI' : ''}`,
       copyright: DATA_ATTRIBUTION,
     });
     // The audio's size is bounded by the length limit; renderAudio checks its estimate before running fluidsynth.
@@ -200,17 +254,24 @@ export class Engine {
     const maxBytes = describeAudioBudget(r.maxMusicSeconds + RELEASE_TAIL_SECONDS, format, sampleRate, channels);
     await renderAudio(midiPath, audioPath, { format, sampleRate, channels, maxBytes });
     await renderPianoRoll(notes, pngPath, { title: `${title} — ${p.notes} notes, seed ${p.randomSeed}` });
+    if (scorePath && scorePicturePath) {
+      // The same tokens as the MIDI; the key signature is the requested key (estimated for "any").
+      const xml = scoreToMusicXml({ tokens, tempoBpm: r.tempoBpm, key: written.key, title, composer: `nocturne ${this.spec.version}, random seed ${p.randomSeed}`, attribution: DATA_ATTRIBUTION });
+      await writeFile(scorePath, xml);
+      await writeFile(scorePicturePath, await renderScorePicture(xml));
+    }
     const last = notes.reduce((m, n) => Math.max(m, n.startSeconds + n.durationSeconds), 0);
     return {
       midiPath,
       audioPath,
       pngPath,
+      ...(scorePath ? { scorePath, scorePicturePath } : {}),
       noteCount: notes.length,
       composer: r.composer,
       modelVersion: this.spec.version,
       seconds: (performance.now() - started) / 1000,
       musicSeconds: last,
-      params: { temperature: p.temperature, topP: p.topP, randomSeed: p.randomSeed, notes: p.notes, seeded: p.primer !== undefined, format },
+      params: { temperature: p.temperature, topP: p.topP, randomSeed: p.randomSeed, notes: p.notes, seeded: p.primer !== undefined, format, key: keyName(written.key), ...(written.note ? { keyNote: written.note } : {}), tempoBpm: r.tempoBpm },
     };
   }
 

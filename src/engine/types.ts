@@ -12,6 +12,10 @@ export const TEMPERATURE_MAX = 5;
 /** Highest random seed (seeds are 32-bit: 0 to 2³² − 1). */
 export const RANDOM_SEED_MAX = 2 ** 32 - 1;
 
+/** Tempo range a request may ask for, in quarter notes per minute. */
+export const TEMPO_MIN_BPM = 30;
+export const TEMPO_MAX_BPM = 240;
+
 /** Longest piece composed unless a request says otherwise (NOCTURNE_MAX_MUSIC_MINUTES): about 320 MB of stereo WAV. */
 export const MUSIC_MAX_SECONDS = 30 * 60;
 
@@ -42,12 +46,22 @@ export interface ComposeRequest {
   /** Longest music accepted, in seconds (default MUSIC_MAX_SECONDS, 30 minutes): a longer piece is refused before it is written or rendered. */
   maxMusicSeconds?: number;
   audio?: AudioOptions;
+  /** Key to write in: src/tokens/key.ts index 0..23 (0-11 major, 12-23 minor); absent = any key. */
+  key?: number;
+  /** Tempo in BPM, TEMPO_MIN_BPM..TEMPO_MAX_BPM; absent = the composer's (or the seed's) tempo. The MIDI and the audio follow it. */
+  tempoBpm?: number;
+  /** Also write the score: piece.musicxml and a picture of its first page, piece-score.png. */
+  score?: boolean;
 }
 
 export interface ComposeResult {
   midiPath: string;
   audioPath: string;
   pngPath: string;
+  /** piece.musicxml, when the request asked for the score. */
+  scorePath?: string;
+  /** piece-score.png, the score's first page, when the request asked for the score. */
+  scorePicturePath?: string;
   noteCount: number;
   composer: string;
   modelVersion: string;
@@ -55,7 +69,20 @@ export interface ComposeResult {
   seconds: number;
   /** Duration of the music in seconds. */
   musicSeconds: number;
-  params: { temperature: number; topP: number; randomSeed: number; notes: number; seeded: boolean; format: AudioFormat };
+  params: {
+    temperature: number;
+    topP: number;
+    randomSeed: number;
+    notes: number;
+    seeded: boolean;
+    format: AudioFormat;
+    /** The key written in ("D minor"), or "any". */
+    key: string;
+    /** Set when the model has no key input and the piece was transposed to the requested tonic instead (the mode cannot change). */
+    keyNote?: string;
+    /** Tempo of the MIDI and the audio, BPM. */
+    tempoBpm: number;
+  };
 }
 
 export type ComposeStage = 'composing' | 'rendering' | 'done';
