@@ -23,7 +23,7 @@ import { chatFixture, type ChatFixture } from './support/chatBot.ts';
 const SLOW_SEED = readFileSync(resolve(import.meta.dirname, 'fixtures/slow-tempo.mid'));
 let fixture: ChatFixture;
 let calls: string;
-const saved = { synth: process.env.NOCTURNE_FLUIDSYNTH, font: process.env.NOCTURNE_SOUNDFONT };
+const saved = { synth: process.env.NOCTURNE_FLUIDSYNTH, font: process.env.NOCTURNE_SOUNDFONT, ffmpeg: process.env.NOCTURNE_FFMPEG };
 
 before(async () => {
   fixture = await chatFixture('render-limits');
@@ -108,20 +108,19 @@ test('renderAudio refuses audio estimated over maxBytes without running fluidsyn
 test('a job that fails after its audio was rendered leaves no partial file, and the failure is logged', async () => {
   const bot: Bot = await fixture.openBot();
   try {
-    // The engine thread renders with the real soundfont; the audio-fitting step in this thread
-    // (the OGG fallback that timed out in the probe) then fails on a soundfont that is not one.
-    const bogus = join(fixture.dir, 'not-a-soundfont.sf2');
-    writeFileSync(bogus, 'not a soundfont');
-    process.env.NOCTURNE_SOUNDFONT = bogus;
+    // The engine thread renders the WAV with the real fluidsynth; the audio-fitting step in this
+    // thread (the OGG fallback that timed out in the probe, encoded from that WAV) then fails on
+    // an encoder that is not there.
+    process.env.NOCTURNE_FFMPEG = join(fixture.dir, 'no-such-ffmpeg');
     const failed = (await bot.runJob(job({ notes: 16 }, { uploadLimitBytes: 1000 }), silentReply)) as JobRecord;
     assert.equal(failed.state, 'failed');
     assert.equal(failed.errorKind, 'internal');
-    assert.match(failed.error!, /could not finish the files: fluidsynth failed/);
+    assert.match(failed.error!, /could not finish the files: ffmpeg not found/);
     assert.equal(existsSync(failed.outDir), false, `no partial files: ${existsSync(failed.outDir) ? readdirSync(failed.outDir).join(', ') : ''}`);
-    assert.ok(fixture.logs.some((l) => l.includes(`job ${failed.id} (compose chopin 16, terminal) failed (internal): could not finish the files: fluidsynth failed`)), fixture.logs.join('\n'));
+    assert.ok(fixture.logs.some((l) => l.includes(`job ${failed.id} (compose chopin 16, terminal) failed (internal): could not finish the files: ffmpeg not found`)), fixture.logs.join('\n'));
   } finally {
-    if (saved.font === undefined) delete process.env.NOCTURNE_SOUNDFONT;
-    else process.env.NOCTURNE_SOUNDFONT = saved.font;
+    if (saved.ffmpeg === undefined) delete process.env.NOCTURNE_FFMPEG;
+    else process.env.NOCTURNE_FFMPEG = saved.ffmpeg;
     await bot.close(1000);
   }
 });

@@ -2,8 +2,8 @@
  * Fitting a rendered piece's audio under a platform's upload limit (Discord: 10 MB per file).
  *
  * The product sends WAV. When the stereo 44.1 kHz WAV is over the limit, the piece is rendered
- * again as mono 22.05 kHz WAV (about 2.6 MB per minute); when that would still be over, as OGG
- * (about 1 MB per minute), and the message says so. If even the OGG is over, the audio is left out
+ * again as mono 22.05 kHz WAV (about 2.6 MB per minute); when that would still be over, the WAV
+ * is encoded as OGG (about 1 MB per minute; fluidsynth does not run again), and the message says so. If even the OGG is over, the audio is left out
  * and the message points to the MIDI. The oversized files are deleted. An MP3, Opus or OGG piece
  * over the limit is rendered again in its own format at lower bitrates (FIT_LADDER in
  * src/render/audio.ts) until one fits.
@@ -46,7 +46,8 @@ export async function fitAudio(midiPath: string, audioPath: string, limitBytes: 
       await unlink(small).catch(() => undefined);
     }
     const ogg = join(dir, 'piece.ogg');
-    await renderAudio(midiPath, ogg, { format: 'ogg' });
+    // encoded from the WAV already rendered (and normalised), not rendered again
+    await renderAudio(midiPath, ogg, { format: 'ogg', source: audioPath });
     const oggBytes = (await stat(ogg)).size;
     if (oggBytes <= limitBytes) {
       await unlink(audioPath).catch(() => undefined);

@@ -10,6 +10,12 @@
  * The encoder's output is checked the same way: its header, then decoded back by ffmpeg, whose
  * length must match what went in and whose true peak must be within the limit.
  *
+ * Encoding is the slow step (a 17-minute piece takes 8..16 s of one core in ffmpeg), so the lossy
+ * formats are encoded once: the gain is settled first on the limited float samples (the limiter
+ * and the loudness meter, no encoder), and the limiter's ceiling leaves room for the codec's
+ * overshoot (lossyCeilingDb), so the decoded check rarely asks for a second encoding. A piece
+ * already rendered as WAV can be encoded from that WAV (`source`) without running fluidsynth again.
+ *
  * fluidsynth only writes stereo, so mono is downmixed here ((L+R)/2) before the loudness is measured.
  */
 import { spawn } from 'node:child_process';
@@ -18,7 +24,7 @@ import { open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import tonejs from '@tonejs/midi';
-import { LIMITER_CEILING_DBTP, LoudnessMeter, MAX_GAIN_DB, TARGET_LUFS, TRUE_PEAK_MAX_DBTP, TruePeakLimiter, TruePeakMeter, gainToDb } from './loudness.ts';
+import { LIMITER_CEILING_DBTP, LoudnessMeter, MAX_GAIN_DB, TARGET_LUFS, lossyCeilingDb, TRUE_PEAK_MAX_DBTP, TruePeakLimiter, TruePeakMeter, gainToDb } from './loudness.ts';
 
 export type RenderFormat = 'wav' | 'ogg' | 'mp3' | 'opus';
 /** Every format renderAudio writes; the file extension is the format's name. */
@@ -53,6 +59,12 @@ export interface RenderAudioOptions {
    * fluidsynth runs (refused without rendering), and the growing file while it runs (killed).
    */
   maxBytes?: number;
+  /**
+   * A 16-bit WAV that renderAudio wrote for this same MIDI (already normalised): when its sample
+   * rate is the one asked for and it has at least the channels asked for, its samples are
+   * normalised and written instead of running fluidsynth again. Otherwise the MIDI is rendered.
+   */
+  source?: string;
 }
 
 export interface RenderAudioResult {
@@ -268,31 +280,38 @@ export async function renderAudio(midiPath: string, outPath: string, opts: Rende
   const args = ['-ni', '-q', '-F', tmpSynth, '-T', 'wav', '-O', 'float', '-E', 'little', '-r', String(sampleRate), '-g', String(gain), soundFont, midiPath];
 
   try {
-    // A margin covers the estimate's roughness (lossy formats).
-    const watch = maxBytes === undefined ? undefined : { path: tmpSynth, maxBytes: Math.ceil(secondsWithin(maxBytes, format, sampleRate, channels, bitrateKbps) * sampleRate * 8 * 1.25) + 1_000_000 };
-    await runFluidsynth(exe, args, timeoutMs, watch);
-    if (!existsSync(tmpSynth)) throw new Error('fluidsynth wrote no output file');
-    const synth = await readWavHeader(tmpSynth, 'fluidsynth');
-    if (synth.channels !== 2 || synth.sampleRate !== sampleRate || !synth.float) {
-      throw new Error(`fluidsynth wrote ${synth.channels} ch ${synth.sampleRate} Hz ${synth.bitsPerSample}-bit ${synth.float ? 'float' : 'integer'}, expected 2 ch ${sampleRate} Hz 32-bit float`);
+    let src: SampleFile | undefined = opts.source === undefined ? undefined : await usableSource(opts.source, sampleRate, channels);
+    if (src === undefined) {
+      // A margin covers the estimate's roughness (lossy formats).
+      const watch = maxBytes === undefined ? undefined : { path: tmpSynth, maxBytes: Math.ceil(secondsWithin(maxBytes, format, sampleRate, channels, bitrateKbps) * sampleRate * 8 * 1.25) + 1_000_000 };
+      await runFluidsynth(exe, args, timeoutMs, watch);
+      if (!existsSync(tmpSynth)) throw new Error('fluidsynth wrote no output file');
+      const synth = await readWavHeader(tmpSynth, 'fluidsynth');
+      if (synth.channels !== 2 || synth.sampleRate !== sampleRate || !synth.float) {
+        throw new Error(`fluidsynth wrote ${synth.channels} ch ${synth.sampleRate} Hz ${synth.bitsPerSample}-bit ${synth.float ? 'float' : 'integer'}, expected 2 ch ${sampleRate} Hz 32-bit float`);
+      }
+      src = { path: tmpSynth, dataOffset: synth.dataOffset, frames: synth.dataBytes / 8, channels: 2, float: true, seconds: synth.seconds };
     }
-    const seconds = synth.seconds;
+    const seconds = src.seconds;
     // fluidsynth renders until the last note's release has died away, so anything shorter than
     // the music means it stopped early (e.g. a file it only partly understood).
     if (seconds + 0.05 < midiSeconds) {
-      throw new Error(`fluidsynth stopped early: ${seconds.toFixed(2)} s of audio for ${midiSeconds.toFixed(2)} s of music`);
+      throw new Error(`${src.float ? 'fluidsynth stopped early' : `the source WAV ${src.path} is short`}: ${seconds.toFixed(2)} s of audio for ${midiSeconds.toFixed(2)} s of music`);
     }
-    const frames = synth.dataBytes / 8;
+    const frames = src.frames;
 
     // Pass 1: the render's loudness and peak.
     const inMeter = new LoudnessMeter(sampleRate, channels);
     let inPeak = 0;
-    for await (const chunk of readFloatFrames(tmpSynth, synth.dataOffset, frames, channels)) {
+    for await (const chunk of readFloatFrames(src, channels)) {
       inMeter.add(chunk);
+      let p = inPeak;
       for (let i = 0; i < chunk.length; i++) {
-        const a = Math.abs(chunk[i]!);
-        if (a > inPeak) inPeak = a;
+        const v = chunk[i]!;
+        const a = v < 0 ? -v : v;
+        if (a > p) p = a;
       }
+      inPeak = p;
     }
     if (!opts.allowSilence && inPeak < SILENCE_PEAK) {
       throw new Error(`rendered audio is silent (peak ${inPeak.toExponential(2)}): does ${soundFont} have a piano preset?`);
@@ -300,16 +319,23 @@ export async function renderAudio(midiPath: string, outPath: string, opts: Rende
     const renderedLufs = inMeter.integrated();
     const normalize = opts.normalize ?? true;
     let gainDb = normalize && Number.isFinite(renderedLufs) ? Math.min(MAX_GAIN_DB, TARGET_LUFS - renderedLufs) : 0;
-    let ceilingDb = LIMITER_CEILING_DBTP;
+    const lossy = format !== 'wav';
+    let ceilingDb = lossy ? lossyCeilingDb(bitrateKbps) : LIMITER_CEILING_DBTP;
 
     // Pass 2: gain, limiter, the file; measured as written. A limiter that took the loudness
     // more than 0.5 LU off, or a codec whose overshoot passed the true-peak limit, is met by
     // doing it again with the gain or the ceiling corrected (rare: at most three times).
     // ffmpeg gets at least 0.1 s per second of audio (a 30-minute piece encodes in about 40 s on one busy core)
     const toolTimeoutMs = Math.max(timeoutMs, Math.ceil(seconds * 100));
-    const job: OutputJob = { tmpSynth, dataOffset: synth.dataOffset, frames, sampleRate, channels, format, bitrateKbps, tmpOut, ffmpeg, timeoutMs: toolTimeoutMs };
+    const job: OutputJob = { src, frames, sampleRate, channels, format, bitrateKbps, tmpOut, ffmpeg, timeoutMs: toolTimeoutMs };
     let out: OutputMeasure;
+    // Lossy: the gain is settled on the limited float samples (cheap) before the encoder runs
+    // (slow), so that the file is encoded once. The codec moves the loudness by < 0.1 LU; should
+    // it move it more, the float samples are aimed that much the other way next time.
+    let aim = TARGET_LUFS;
+    let settled = NaN;
     for (let attempt = 1; ; attempt++) {
+      if (lossy && normalize) ({ gainDb, lufs: settled } = await settleGain(job, gainDb, ceilingDb, aim));
       out = await writeOutput(job, gainDb, ceilingDb);
       if (Math.abs(out.seconds - seconds) > 0.1) throw new Error(`the ${format.toUpperCase()} file holds ${out.seconds.toFixed(2)} s of audio, ${seconds.toFixed(2)} s went in`);
       const off = TARGET_LUFS - out.lufs;
@@ -321,6 +347,7 @@ export async function renderAudio(midiPath: string, outPath: string, opts: Rende
       }
       if (normalize && retry && Number.isFinite(off) && Math.abs(off) > 0.5 && gainDb + off <= MAX_GAIN_DB) {
         gainDb += off;
+        if (Number.isFinite(settled)) aim = settled + off;
         continue;
       }
       break;
@@ -352,12 +379,57 @@ export async function renderAudio(midiPath: string, outPath: string, opts: Rende
   }
 }
 
+/** The loudness a lossy file's limited samples are settled to before encoding: within this of TARGET_LUFS. */
+const SETTLE_LU = 0.4;
+
+/** The gain whose limited output measures within SETTLE_LU of `aim` LUFS (a few limiter passes, no encoder), and that loudness. */
+async function settleGain(job: OutputJob, gainDb: number, ceilingDb: number, aim: number): Promise<{ gainDb: number; lufs: number }> {
+  // Limiting takes back part of each dB added (about half for a piano piece with a high crest
+  // factor), so after the first step the next ones follow the measured slope (secant).
+  let prev: { gainDb: number; lufs: number } | undefined;
+  for (let pass = 1; ; pass++) {
+    const limiter = new TruePeakLimiter(job.sampleRate, job.channels, gainDb, ceilingDb);
+    const loud = new LoudnessMeter(job.sampleRate, job.channels);
+    for await (const chunk of readFloatFrames(job.src, job.channels)) loud.add(limiter.process(chunk));
+    loud.add(limiter.flush());
+    const lufs = loud.integrated();
+    const off = aim - lufs;
+    if (pass === 4 || !Number.isFinite(off) || Math.abs(off) <= SETTLE_LU) return { gainDb, lufs };
+    const slope = prev && gainDb !== prev.gainDb ? (lufs - prev.lufs) / (gainDb - prev.gainDb) : 1;
+    const step = off / Math.min(1, Math.max(0.25, slope));
+    prev = { gainDb, lufs };
+    if (gainDb + step > MAX_GAIN_DB) return { gainDb, lufs };
+    gainDb += step;
+  }
+}
+
+/** A 16-bit WAV to encode from instead of fluidsynth's render, when it has the rate and channels asked for. */
+async function usableSource(path: string, sampleRate: number, channels: 1 | 2): Promise<SampleFile | undefined> {
+  let h: Awaited<ReturnType<typeof readWavHeader>>;
+  try {
+    h = await readWavHeader(path, 'the source WAV');
+  } catch {
+    return undefined;
+  }
+  if (h.float || h.bitsPerSample !== 16 || h.sampleRate !== sampleRate || (h.channels !== 1 && h.channels !== 2) || h.channels < channels) return undefined;
+  return { path, dataOffset: h.dataOffset, frames: h.dataBytes / (2 * h.channels), channels: h.channels, float: false, seconds: h.seconds };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Normalised output: WAV here, the lossy formats through ffmpeg
 
-interface OutputJob {
-  tmpSynth: string;
+/** Samples to normalise: fluidsynth's 32-bit float stereo render, or a 16-bit WAV renderAudio wrote. */
+interface SampleFile {
+  path: string;
   dataOffset: number;
+  frames: number;
+  channels: 1 | 2;
+  float: boolean;
+  seconds: number;
+}
+
+interface OutputJob {
+  src: SampleFile;
   frames: number;
   sampleRate: number;
   channels: 1 | 2;
@@ -377,24 +449,31 @@ interface OutputMeasure {
   limitedDb: number;
 }
 
-/** Float frames of the synth WAV (stereo), as `channels` per frame (mono: (L+R)/2), a chunk at a time. */
-async function* readFloatFrames(path: string, dataOffset: number, frames: number, channels: 1 | 2): AsyncGenerator<Float32Array> {
+/** Float frames of `src` as `channels` per frame (stereo to mono: (L+R)/2), a chunk at a time. */
+async function* readFloatFrames(src: SampleFile, channels: 1 | 2): AsyncGenerator<Float32Array> {
+  const { path, dataOffset, frames } = src;
+  const frameBytes = src.channels * (src.float ? 4 : 2);
   const fh = await open(path, 'r');
   try {
-    const buf = Buffer.alloc(CHUNK); // a multiple of 8 bytes: whole stereo frames
-    const stereo = new Float32Array(buf.buffer, buf.byteOffset, CHUNK / 4);
+    const buf = Buffer.alloc(CHUNK); // a multiple of 8 bytes: whole frames in every layout
+    const f32 = new Float32Array(buf.buffer, buf.byteOffset, CHUNK / 4);
+    const i16 = new Int16Array(buf.buffer, buf.byteOffset, CHUNK / 2);
+    const perChunk = CHUNK / frameBytes;
     let done = 0;
     while (done < frames) {
-      const want = Math.min(CHUNK / 8, frames - done);
-      const { bytesRead } = await fh.read(buf, 0, want * 8, dataOffset + done * 8);
-      if (bytesRead !== want * 8) throw new Error(`fluidsynth's output ended early at frame ${done + Math.floor(bytesRead / 8)} of ${frames}`);
-      if (channels === 2) {
-        yield stereo.slice(0, want * 2);
+      const want = Math.min(perChunk, frames - done);
+      const { bytesRead } = await fh.read(buf, 0, want * frameBytes, dataOffset + done * frameBytes);
+      if (bytesRead !== want * frameBytes) throw new Error(`${src.float ? "fluidsynth's output" : `the source WAV ${path}`} ended early at frame ${done + Math.floor(bytesRead / frameBytes)} of ${frames}`);
+      const out = new Float32Array(want * channels);
+      if (src.float) {
+        if (channels === 2) out.set(f32.subarray(0, want * 2));
+        else for (let i = 0; i < want; i++) out[i] = (f32[2 * i]! + f32[2 * i + 1]!) * 0.5;
+      } else if (src.channels === channels) {
+        for (let i = 0; i < want * channels; i++) out[i] = i16[i]! / 32768;
       } else {
-        const mono = new Float32Array(want);
-        for (let i = 0; i < want; i++) mono[i] = (stereo[2 * i]! + stereo[2 * i + 1]!) * 0.5;
-        yield mono;
+        for (let i = 0; i < want; i++) out[i] = (i16[2 * i]! + i16[2 * i + 1]!) / 65536;
       }
+      yield out;
       done += want;
     }
   } finally {
@@ -447,7 +526,7 @@ async function writeOutput(job: OutputJob, gainDb: number, ceilingDb: number): P
         await fh.write(Buffer.from(s16.buffer, s16.byteOffset, s16.byteLength), 0, s16.byteLength, pos);
         pos += s16.byteLength;
       };
-      for await (const chunk of readFloatFrames(job.tmpSynth, job.dataOffset, job.frames, channels)) await put(limiter.process(chunk));
+      for await (const chunk of readFloatFrames(job.src, channels)) await put(limiter.process(chunk));
       await put(limiter.flush());
     } finally {
       await fh.close();
@@ -494,7 +573,7 @@ function encoderArgs(job: OutputJob): string[] {
 async function encode(job: OutputJob, limiter: TruePeakLimiter): Promise<void> {
   const tool = startTool(job.ffmpeg, encoderArgs(job), job.timeoutMs, 'the encoder (ffmpeg)');
   try {
-    for await (const chunk of readFloatFrames(job.tmpSynth, job.dataOffset, job.frames, job.channels)) await tool.write(limiter.process(chunk));
+    for await (const chunk of readFloatFrames(job.src, job.channels)) await tool.write(limiter.process(chunk));
     await tool.write(limiter.flush());
     await tool.end();
   } catch (e) {
@@ -565,6 +644,9 @@ interface Tool {
   kill(): void;
 }
 
+/** Chunks (about 1 MB each) written to ffmpeg and not yet taken by it, at most. */
+const WRITES_IN_FLIGHT = 4;
+
 /** Runs ffmpeg: stdin takes float samples (when written to), stdout goes to `onStdout`. */
 function startTool(exe: string, args: string[], timeoutMs: number, what: string, onStdout?: (d: Buffer) => void): Tool {
   const child = spawn(exe, args, { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -592,14 +674,22 @@ function startTool(exe: string, args: string[], timeoutMs: number, what: string,
     });
   });
   exited.catch(() => undefined); // observed by end(); a write to a dead process rejects on its own
+  // A few chunks stay queued for ffmpeg, so that it encodes while the next chunk is computed here
+  // (waiting for each write to drain left one of them idle at a time).
+  const inFlight: Promise<void>[] = [];
   return {
-    write: (x) =>
-      new Promise<void>((resolve, reject) => {
-        if (x.length === 0) return resolve();
+    write: async (x) => {
+      if (x.length === 0) return;
+      const written = new Promise<void>((resolve, reject) => {
         child.stdin.write(Buffer.from(x.buffer, x.byteOffset, x.byteLength), (e) => (e ? exited.then(() => reject(e), reject) : resolve()));
-      }),
-    end: () => {
+      });
+      written.catch(() => undefined); // observed below, or by end() through the exit
+      inFlight.push(written);
+      while (inFlight.length > WRITES_IN_FLIGHT) await inFlight.shift();
+    },
+    end: async () => {
       child.stdin.end();
+      await Promise.allSettled(inFlight);
       return exited;
     },
     kill: () => {

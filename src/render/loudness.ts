@@ -26,6 +26,15 @@ export const TARGET_LUFS = -16;
 export const TRUE_PEAK_MAX_DBTP = -1;
 /** Where the limiter holds the true peak: under TRUE_PEAK_MAX_DBTP, for the lossy codecs' overshoot. */
 export const LIMITER_CEILING_DBTP = -1.5;
+/**
+ * The limiter's ceiling for OGG, MP3 and Opus: their decoded true peak lands over what went in,
+ * by about 0.7..0.9 dB at their usual bitrates and up to 1.4 dB under 96 kbit/s (Vorbis at 64
+ * kbit/s mono), so these keep the first encoding under TRUE_PEAK_MAX_DBTP and the file is
+ * encoded once (the check after decoding still lowers the ceiling and encodes again if not).
+ */
+export const LOSSY_CEILING_DBTP = -2.5;
+export const LOW_BITRATE_CEILING_DBTP = -3;
+export const lossyCeilingDb = (bitrateKbps: number | undefined): number => (bitrateKbps !== undefined && bitrateKbps < 96 ? LOW_BITRATE_CEILING_DBTP : LOSSY_CEILING_DBTP);
 /** The most gain normalisation adds (a near-silent render stays near silent rather than noise). */
 export const MAX_GAIN_DB = 40;
 
