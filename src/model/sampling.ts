@@ -78,35 +78,31 @@ export interface SampleRequest {
 }
 
 /**
- * Shadow rows for composer guidance: z carries the primary rows 0..B-1, then one shadow row per
- * guided request (`shadowOf[r]`, or -1), with `scale[r]` its g.
+ * Shadow rows for composer guidance: z carries the B primary rows, then one shadow row per
+ * guided request: row B + j shadows primary row `parents[j]`, whose g is `scale[parents[j]]`.
  */
 export interface Guidance {
-  shadowOf: number[];
+  parents: number[];
   scale: number[];
 }
+
+/** Classifier-free guidance of one value: g·conditioned − (g − 1)·unconditioned. */
+const guide = (conditioned: number, unconditioned: number, g: number) => g * conditioned - (g - 1) * unconditioned;
 
 /** The primary rows' logits, each guided against its shadow row where it has one. */
 function guidedLogits(values: Float32Array, width: number, guidance: Guidance | undefined, rows: number): Float32Array {
   if (!guidance) return values;
   const out = values.slice(0, rows * width);
-  for (let r = 0; r < rows; r++) {
-    const s = guidance.shadowOf[r];
-    if (s < 0) continue;
+  guidance.parents.forEach((r, j) => {
     const g = guidance.scale[r];
-    for (let i = 0; i < width; i++) out[r * width + i] = g * values[r * width + i] - (g - 1) * values[s * width + i];
-  }
+    for (let i = 0; i < width; i++) out[r * width + i] = guide(values[r * width + i], values[(rows + j) * width + i], g);
+  });
   return out;
 }
 
-/** The classes chosen for the primary rows, repeated for their shadow rows (z's row order). */
-function withShadows(classes: number[], guidance: Guidance | undefined): number[] {
-  if (!guidance) return classes;
-  const all = [...classes];
-  guidance.shadowOf.forEach((s, r) => {
-    if (s >= 0) all[s] = classes[r];
-  });
-  return all;
+/** Per-row values of the primary rows followed by their shadow rows' copies (z's row order). */
+function withShadows<T>(values: readonly T[], guidance: Guidance | undefined): T[] {
+  return guidance ? [...values, ...guidance.parents.map((p) => values[p])] : [...values];
 }
 
 /** Longest primer fed to the model: earlier notes barely affect an LSTM state. */
@@ -395,9 +391,8 @@ export function keyPitchRows(w: Weights, h: Hyperparameters, requests: readonly 
   return requests.map((r) => {
     const key = r.key ?? ANY_KEY;
     const g = key === ANY_KEY ? 1 : (r.keyGuidance ?? 1);
-    const conditioned = row(key);
     const unconditioned = row(ANY_KEY);
-    return Float32Array.from(conditioned, (v, i) => g * v - (g - 1) * unconditioned[i]);
+    return Float32Array.from(row(key), (v, i) => guide(v, unconditioned[i], g));
   });
 }
 
@@ -409,19 +404,10 @@ export function keyPitchRows(w: Weights, h: Hyperparameters, requests: readonly 
  */
 function generateLongContextTokens(w: Weights, h: Hyperparameters, composerCount: number, requests: SampleRequest[]): NoteToken[][] {
   const rows = startRows(requests);
-  const B = requests.length;
-  const shadowOf = requests.map(() => -1);
-  const parents: number[] = [];
-  requests.forEach((r, i) => {
-    if ((r.composerGuidance ?? 1) !== 1 && r.composer !== composerCount) {
-      shadowOf[i] = B + parents.length;
-      parents.push(i);
-    }
-  });
-  const guidance: Guidance | undefined = parents.length ? { shadowOf, scale: requests.map((r) => r.composerGuidance ?? 1) } : undefined;
+  const parents = requests.flatMap((r, i) => ((r.composerGuidance ?? 1) !== 1 && r.composer !== composerCount ? [i] : []));
+  const guidance: Guidance | undefined = parents.length ? { parents, scale: requests.map((r) => r.composerGuidance ?? 1) } : undefined;
   // Every ring row: the primaries, then their shadows ("any composer").
-  const ringRequests = [...requests, ...parents.map((p) => ({ ...requests[p], composer: composerCount }))];
-  const shadowed = <T>(values: readonly T[]): T[] => [...values, ...parents.map((p) => values[p])];
+  const ringRequests = withShadows(requests, guidance).map((r, i) => (i < requests.length ? r : { ...r, composer: composerCount }));
   const table = sparseInputTable(w);
   const bias = ringConstants(w, h);
   const composers = ringRequests.map((r) => r.composer);
@@ -434,14 +420,14 @@ function generateLongContextTokens(w: Weights, h: Hyperparameters, composerCount
       return primer.length > 0 ? primeRing(w, h, bias, table, r, composerCount, primer) : initialRing(h, [r.key ?? ANY_KEY], w);
     }));
     for (let step = 0; step < total; step++) {
-      const z = longContextStep(w, h, state, bias, table, shadowed(rows.previous), shadowed(rows.onset).map((t) => t % STEPS_PER_BEAT), composers, composerCount);
+      const z = longContextStep(w, h, state, bias, table, withShadows(rows.previous, guidance), withShadows(rows.onset, guidance).map((t) => t % STEPS_PER_BEAT), composers, composerCount);
       let tokens: NoteToken[];
       try {
         tokens = sampleNotes(w, z, requests, rows.previous, rows.rngs, pitchBias, guidance);
       } finally {
         z.dispose();
       }
-      commitNotes(state, bias, shadowed(tokens));
+      commitNotes(state, bias, withShadows(tokens, guidance));
       advanceRows(rows, requests, tokens);
     }
   } finally {
