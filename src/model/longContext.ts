@@ -46,13 +46,19 @@ export const LONG_CONTEXT_HYPERPARAMETERS: Required<Hyperparameters> = {
   keyPitch: true,
 };
 
-/** Writes the one-hots of `t` (the four heads side by side) into row `row` of `out` [rows, NOTE_WIDTH]. */
-export function writeNoteRow(out: Float32Array, row: number, t: NoteToken): void {
-  let offset = row * NOTE_WIDTH;
-  targetIndices(t).forEach((cls, k) => {
-    out[offset + cls] = 1;
+/** The four columns that are 1 in `t`'s row of note one-hots (the four heads side by side). */
+export function noteColumns(t: NoteToken): number[] {
+  let offset = 0;
+  return targetIndices(t).map((cls, k) => {
+    const column = offset + cls;
     offset += HEAD_SIZES[k];
+    return column;
   });
+}
+
+/** Writes the one-hots of `t` into row `row` of `out` [rows, NOTE_WIDTH]. */
+export function writeNoteRow(out: Float32Array, row: number, t: NoteToken): void {
+  for (const column of noteColumns(t)) out[row * NOTE_WIDTH + column] = 1;
 }
 
 /** Whether the key also biases the pitch head (`head/keypitch`). */
@@ -529,12 +535,7 @@ export function commitNotes(state: RingState, constants: RingConstants, notes: r
   if (!pending) throw new Error('commitNotes: no step to commit (call ringStep first)');
   for (let b = 0; b < B; b++) {
     const kv = b * 2 * A;
-    let offset = 0;
-    targetIndices(notes[b]).forEach((cls, f) => {
-      const row = (offset + cls) * A;
-      for (let i = 0; i < A; i++) pending[kv + A + i] += wnote[row + i];
-      offset += HEAD_SIZES[f];
-    });
+    for (const column of noteColumns(notes[b])) for (let i = 0; i < A; i++) pending[kv + A + i] += wnote[column * A + i];
     const slot = state.next[b];
     for (let k = 0; k < heads; k++) {
       const at = ((b * heads + k) * R + slot) * dk;
