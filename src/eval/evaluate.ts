@@ -307,12 +307,12 @@ interface Generated {
 
 /** The per-composer pieces, at the model's own decoding (model.json `decoding`, else the engine's defaults), as compose plays it. */
 function generateNoteModel(weights: Awaited<ReturnType<typeof loadModelFolder>>['weights'], spec: ModelSpec, composers: string[], o: EvaluateOptions): Generated {
-  const gen = noteModelGenerator(weights, spec, spec.decoding ?? DEFAULT_REALISM_DECODING);
+  const gen = noteModelGenerator(weights, spec, spec.decoding ?? DEFAULT_REALISM_DECODING, 'random seed per composer and piece');
   const requests = composers.flatMap((composer) => Array.from({ length: o.piecesPerComposer }, (_, k) => ({ composer, notes: o.notes, randomSeed: stableSeed(`${composer}/${k}`) })));
   const out = gen.generate(requests);
   const notes = new Map<string, NoteToken[][]>();
   out.forEach((tokens, r) => notes.set(requests[r].composer, [...(notes.get(requests[r].composer) ?? []), tokens]));
-  return { notes, decoding: gen.decoding.replace('one random seed per piece, all pieces in one batch', 'random seed per composer and piece') };
+  return { notes, decoding: gen.decoding };
 }
 
 export interface RealismDecoding {
@@ -327,8 +327,8 @@ export interface RealismDecoding {
 
 export const DEFAULT_REALISM_DECODING: RealismDecoding = { temperature: DEFAULT_TEMPERATURE, topP: DEFAULT_TOP_P };
 
-/** Our note model through the batched sampler, at the given decoding (the engine's by default). */
-function noteModelGenerator(weights: Awaited<ReturnType<typeof loadModelFolder>>['weights'], spec: ModelSpec, decoding: RealismDecoding): { generate: RealismGenerate; decoding: string } {
+/** Our note model through the batched sampler, at the given decoding (the engine's by default); `seeding` ends its description. */
+function noteModelGenerator(weights: Awaited<ReturnType<typeof loadModelFolder>>['weights'], spec: ModelSpec, decoding: RealismDecoding, seeding = 'one random seed per piece, all pieces in one batch'): { generate: RealismGenerate; decoding: string } {
   const index = new Map(spec.composers.map((c, i) => [c.name, i]));
   return {
     generate: (requests) =>
@@ -338,7 +338,7 @@ function noteModelGenerator(weights: Awaited<ReturnType<typeof loadModelFolder>>
         spec.composers.length,
         requests.map((r) => ({ composer: index.get(r.composer)!, notes: r.notes, temperature: decoding.temperature, topP: decoding.topP, heads: decoding.heads, randomSeed: r.randomSeed, key: r.key, keyGuidance: decoding.keyGuidance, composerGuidance: decoding.composerGuidance })),
       ),
-    decoding: `${describeDecoding(decoding.temperature, decoding.topP, decoding.heads)}${decoding.composerGuidance && decoding.composerGuidance !== 1 ? `, composer guidance ${decoding.composerGuidance}` : ''}${decoding.keyGuidance && decoding.keyGuidance !== 1 ? `, key guidance ${decoding.keyGuidance}` : ''}, one random seed per piece, all pieces in one batch`,
+    decoding: `${describeDecoding(decoding.temperature, decoding.topP, decoding.heads)}${decoding.composerGuidance && decoding.composerGuidance !== 1 ? `, composer guidance ${decoding.composerGuidance}` : ''}${decoding.keyGuidance && decoding.keyGuidance !== 1 ? `, key guidance ${decoding.keyGuidance}` : ''}, ${seeding}`,
   };
 }
 
