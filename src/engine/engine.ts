@@ -18,7 +18,7 @@ import { unlink } from 'node:fs/promises';
 import { renderPianoRoll } from '../render/pianoRoll.ts';
 import { scoreToMusicXml } from '../render/score.ts';
 import { renderScorePicture } from '../render/scorePicture.ts';
-import { ANY_KEY, KEY_COUNT, KEYS, estimateKey, keyName } from '../tokens/key.ts';
+import { ANY_KEY, KEY_COUNT, KEYS, estimateKey, keyName, transposeKey } from '../tokens/key.ts';
 import { PITCH_MAX, PITCH_MIN } from '../tokens/tokenize.ts';
 import { detokenize, tokenize, type NoteToken } from '../tokens/tokenize.ts';
 import { ANY_COMPOSER, matchComposer, unknownComposerMessage } from './composers.ts';
@@ -74,7 +74,7 @@ export function transposeToTonic(tokens: readonly NoteToken[], tonic: number): {
     if (pitch < PITCH_MIN) pitch += 12;
     return { ...t, pitch };
   });
-  return { tokens: moved, from: from.index, to: (from.mode === 'minor' ? 12 : 0) + tonic };
+  return { tokens: moved, from: from.index, to: transposeKey(from.index, shift) };
 }
 
 /** The key a piece is written in, and why when it is not the model's own doing. */
