@@ -11,7 +11,7 @@ import { longestCopiedRun, longestCopiedRuns, loopRate, musicDistributions, note
 import { histogram, similarityFromDistance, wasserstein1 } from '../src/eval/wasserstein.ts';
 import { writeMidi } from '../src/midi/write.ts';
 import { initBackend } from '../src/model/backend.ts';
-import { trainSeedModel } from '../src/model/seed/train.ts';
+import { trainStudyModel } from '../src/model/study/train.ts';
 import { seededRandom } from '../src/model/random.ts';
 import { composerTable, corpusHash, listCorpus, loadCorpus } from '../src/train/corpus.ts';
 import { detokenize, type NoteToken } from '../src/tokens/tokenize.ts';
@@ -333,10 +333,10 @@ describe('nocturne evaluate', () => {
     for (const r of [missing, badNotes, noSource, noModel, unknown]) assert.doesNotMatch(r.stderr, /\n\s+at /);
   });
 
-  test('a seed model is recognised: NLL per event, its own baselines, its budget and copies on its events', async () => {
+  test('a study model is recognised: NLL per event, its own baselines, its budget and copies on its events', async () => {
     const pieces = await loadCorpus(listCorpus(trainDir));
-    await trainSeedModel({
-      outDir: join(dir, 'seed'),
+    await trainStudyModel({
+      outDir: join(dir, 'study'),
       train: pieces,
       validation: [],
       composers: composerTable(pieces),
@@ -350,12 +350,12 @@ describe('nocturne evaluate', () => {
       learningRate: 0.01,
       clipNorm: 1,
       seed: 1,
-      name: 'seed-test',
+      name: 'study-test',
       maxValidationWindows: 10,
       log: () => {},
       progress: () => {},
     });
-    const r = await cli('evaluate', '--model', join(dir, 'seed'), '--data', dataDir, '--json', '--notes', '24', '--pieces-per-composer', '2');
+    const r = await cli('evaluate', '--model', join(dir, 'study'), '--data', dataDir, '--json', '--notes', '24', '--pieces-per-composer', '2');
     assert.equal(r.code, 0, r.stderr);
     const json = JSON.parse(r.stdout);
     assert.equal(json.model.arch, 'seed-lstm');

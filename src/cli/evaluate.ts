@@ -15,7 +15,7 @@ composer (Wasserstein distances to real music, loop rate, longest copy from the 
 and realism: generated pieces against the held-out real pieces per ${EXCERPT_NOTES}-note excerpt
 (repetition, rhythm, texture, harmony and velocity features with the real 5–95 % band, a
 classifier's ROC-AUC, composer recognition), each beside a real-vs-real ceiling.
-Works for our models and for the study's baseline (nocturne train --arch seed).
+Works for our models and for the study's baseline (nocturne train --arch study).
   --model DIR                 model folder (required)
   --data DIR                  folder of piano MIDI, composer subfolders optional (required)
   --json                      print one JSON object (fields nll, baselines.unigram,
@@ -26,7 +26,8 @@ Works for our models and for the study's baseline (nocturne train --arch seed).
   --pieces-per-composer K     generated pieces per composer (default ${D.piecesPerComposer}; 0 skips generation)
   --train-data DIR            the model's training corpus, if not at model.json's data.source
   --batch N                   chunks / windows per forward pass (default ${D.batchSize})
-  --max-seed-targets N        seed model: most windows scored (default ${D.maxSeedTargets})
+  --max-study-targets N       study model: most windows scored (default ${D.maxStudyTargets};
+                              --max-seed-targets, its old name, still works)
   --realism-pieces N          realism: generated pieces in all, spread over the composers
                               (default ${D.realismPieces}; 0 skips realism)
   --realism-notes N           realism: notes per generated piece (default ${D.realismNotes}; ${EXCERPT_NOTES}..2000)
@@ -56,6 +57,7 @@ export async function runEvaluate(argv: string[], log: (line: string) => void): 
       'pieces-per-composer': { type: 'string' },
       'train-data': { type: 'string' },
       batch: { type: 'string' },
+      'max-study-targets': { type: 'string' },
       'max-seed-targets': { type: 'string' },
       'smoothing-k': { type: 'string' },
       backend: { type: 'string' },
@@ -77,7 +79,8 @@ export async function runEvaluate(argv: string[], log: (line: string) => void): 
   const notes = collect(() => intOption('--notes', values.notes, D.notes, 16, 2000), D.notes);
   const piecesPerComposer = collect(() => intOption('--pieces-per-composer', values['pieces-per-composer'], D.piecesPerComposer, 0, 64), D.piecesPerComposer);
   const batchSize = collect(() => intOption('--batch', values.batch, D.batchSize, 1, 1024), D.batchSize);
-  const maxSeedTargets = collect(() => intOption('--max-seed-targets', values['max-seed-targets'], D.maxSeedTargets, 1, 10_000_000), D.maxSeedTargets);
+  if (values['max-seed-targets'] !== undefined) log('--max-seed-targets is deprecated, use --max-study-targets');
+  const maxStudyTargets = collect(() => intOption('--max-study-targets', values['max-study-targets'] ?? values['max-seed-targets'], D.maxStudyTargets, 1, 10_000_000), D.maxStudyTargets);
   const smoothingK = collect(() => numberOption('--smoothing-k', values['smoothing-k'], D.smoothingK, 1e-9, 1000), D.smoothingK);
   const backend = collect(() => parseBackend(values.backend), 'auto' as BackendChoice);
   const realismPieces = collect(() => intOption('--realism-pieces', values['realism-pieces'], D.realismPieces, 0, 512), D.realismPieces);
@@ -105,7 +108,7 @@ export async function runEvaluate(argv: string[], log: (line: string) => void): 
     notes,
     piecesPerComposer,
     batchSize,
-    maxSeedTargets,
+    maxStudyTargets,
     smoothingK,
     realismPieces,
     realismNotes,

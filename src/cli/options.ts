@@ -70,7 +70,7 @@ export function optionProblems() {
   };
 }
 
-/** The parseArgs options that `train` and `train --arch seed` share (each adds its own). */
+/** The parseArgs options that `train` and `train --arch study` share (each adds its own). */
 export const TRAINING_RUN_OPTIONS = {
   arch: { type: 'string' },
   data: { type: 'string' },

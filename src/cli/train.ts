@@ -12,7 +12,8 @@ import { TRAINING_RUN_OPTIONS, UsageError, intOption, numberOption, parseBackend
 export const TRAIN_USAGE = `usage: nocturne train --data DIR --out models/NAME [options]
   --data DIR            folder of piano MIDI, one subfolder per composer (required)
   --out DIR             model folder to write (required)
-  --arch A              lstm-attention (default) | long-context | seed (the study's baseline, below)
+  --arch A              lstm-attention (default) | long-context | study (the study's baseline, below;
+                        "seed", its old name, still works and prints a deprecation line)
   --composers a,b       only these composer folders
   --epochs N            maximum epochs (default 30; early stopping may end sooner)
   --batch N             chunks per batch (default 32)
@@ -26,7 +27,7 @@ export const TRAIN_USAGE = `usage: nocturne train --data DIR --out models/NAME [
   --resume              continue from DIR/checkpoint
   --init-from DIR       start from a trained model's weights (those whose names and shapes fit)
   --backend B           auto | tensorflow | wasm | cpu (default auto)
-With --arch seed (one target per 100-event window, argmax decoding): --stride N trains on every
+With --arch study (one target per 100-event window, argmax decoding): --stride N trains on every
 N-th window per epoch (default 1), --max-minutes is checked after every batch, --min-count N
 (default 2) sets the rarest event kept in the vocabulary; defaults --window 100, --hidden 128,
 --layers 2, --batch 64, --lr 0.002, --epochs 20; --patience and --resume do not apply.
@@ -35,22 +36,30 @@ the chunk, a key input): --memory N (default 512), --heads N (default 3), --key-
 (default 0.2), --input-noise X (default 0.05: the share of notes read back with a displaced
 pitch, against copy loops), --transpose N (default 6); defaults --lr 0.002, --batch 16.`;
 
-export const ARCHES = ['lstm-attention', 'long-context', 'seed'] as const;
+export const ARCHES = ['lstm-attention', 'long-context', 'study'] as const;
+/** Old names of an architecture, still accepted with one deprecation line on stderr. */
+const ARCH_ALIASES: ReadonlyMap<string, (typeof ARCHES)[number]> = new Map([['seed', 'study']]);
 
-/** The value of --arch (either `--arch X` or `--arch=X`), checked; undefined when absent. */
-function archArgument(argv: string[]): (typeof ARCHES)[number] | undefined {
+/** The value of --arch (either `--arch X` or `--arch=X`), checked; undefined when absent. An old name logs one deprecation line. */
+function archArgument(argv: string[], log: (line: string) => void): (typeof ARCHES)[number] | undefined {
   let raw: string | undefined;
   argv.forEach((a, i) => {
     if (a === '--arch') raw = argv[i + 1] ?? '';
     else if (a.startsWith('--arch=')) raw = a.slice('--arch='.length);
   });
   if (raw === undefined) return undefined;
+  const renamed = ARCH_ALIASES.get(raw);
+  if (renamed) {
+    log(`--arch ${raw} is deprecated, use --arch ${renamed}`);
+    return renamed;
+  }
   if (!(ARCHES as readonly string[]).includes(raw)) throw new UsageError(`--arch must be one of ${ARCHES.join(', ')}, got ${JSON.stringify(raw)}`, TRAIN_USAGE);
   return raw as (typeof ARCHES)[number];
 }
 
 export async function runTrain(argv: string[], log: (line: string) => void): Promise<number> {
-  if (archArgument(argv) === 'seed') return (await import('./trainSeed.ts')).runSeedTrain(argv, log);
+  const arch = archArgument(argv, log);
+  if (arch === 'study') return (await import('./trainStudy.ts')).runStudyTrain(argv, log);
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -69,7 +78,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   const { problems, take: collect } = optionProblems();
   if (!values.data) problems.push('--data DIR is required');
   if (!values.out) problems.push('--out DIR is required');
-  const longContext = archArgument(argv) === 'long-context';
+  const longContext = arch === 'long-context';
   const base = longContext ? LONG_CONTEXT_HYPERPARAMETERS : DEFAULT_HYPERPARAMETERS;
   if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
   const epochs = collect(() => intOption('--epochs', values.epochs, 30, 1, 10_000), 30);

@@ -3,7 +3,7 @@
  * than note frequencies and one-step transitions.
  *
  * A token is a tuple of categorical fields (the note tuple's dt, pitch, duration and velocity
- * bucket; or a single field, such as the seed model's vocabulary index). Both baselines treat
+ * bucket; or a single field, such as the study model's vocabulary index). Both baselines treat
  * the fields as independent given their context, so the NLL of a token is the sum over fields:
  *
  *   unigram:  −Σ_f log P_f(x_f)                       (product of the field marginals)

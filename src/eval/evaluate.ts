@@ -1,5 +1,5 @@
 /**
- * `nocturne evaluate`: numbers, not impressions, for a model folder (ours, or the study's seed
+ * `nocturne evaluate`: numbers, not impressions, for a model folder (ours, or the study's
  * baseline) on any folder of piano MIDI.
  *
  * Likelihood. NLL per token of the model on the pieces of --data that the model was not
@@ -7,7 +7,7 @@
  * on the training corpus itself that leaves exactly spec.data.validationPieces), overall and
  * per composer, beside unigram and bigram baselines fitted on the model's training pieces
  * with the model's own tokens (see baselines.ts). Our model's token is a note (4 heads); the
- * seed model's token is its event (a note or a pitch-class chord), scored on an evenly spread
+ * study model's token is its event (a note or a pitch-class chord), scored on an evenly spread
  * subset of its windows (one target per 100-event window is what it was trained for).
  *
  * Generation. Per composer, K pieces of N notes with fixed seeds in one batched call; their
@@ -30,10 +30,10 @@ import { createHash } from 'node:crypto';
 import { DEFAULT_TEMPERATURE, DEFAULT_TOP_P } from '../engine/engine.ts';
 import { loadModelFolder, ModelFolderError, type ModelSpec } from '../model/folder.ts';
 import { describeDecoding, generateTokens, type HeadDecodings } from '../model/sampling.ts';
-import { loadSeedModel, isSeedModelSpec, type SeedModelSpec } from '../model/seed/folder.ts';
-import { evenlySpread, seedWindows } from '../model/seed/network.ts';
-import { generateSeedEvents, scoreSeedWindows } from '../model/seed/predict.ts';
-import { encodeEvents, eventsToNotes, seedEvents, UNKNOWN_EVENT } from '../model/seed/tokens.ts';
+import { loadStudyModel, isStudyModelSpec, type StudyModelSpec } from '../model/study/folder.ts';
+import { evenlySpread, studyWindows } from '../model/study/network.ts';
+import { generateStudyEvents, scoreStudyWindows } from '../model/study/predict.ts';
+import { encodeEvents, eventsToNotes, studyEvents, UNKNOWN_EVENT } from '../model/study/tokens.ts';
 import { seededRandom } from '../model/random.ts';
 import { tokenHash, tokenize, type NoteToken } from '../tokens/tokenize.ts';
 import { corpusHash, corpusRoot, listCorpus, loadCorpus, type CorpusPiece } from '../train/corpus.ts';
@@ -54,10 +54,10 @@ export interface EvaluateOptions {
   /** Notes per generated piece, and pieces per composer (0 skips generation). */
   notes: number;
   piecesPerComposer: number;
-  /** Chunks (our model) or windows (seed model) per forward pass. */
+  /** Chunks (our model) or windows (study model) per forward pass. */
   batchSize: number;
-  /** Most windows the seed model scores (evenly spread over the held-out pieces). */
-  maxSeedTargets: number;
+  /** Most windows the study model scores (evenly spread over the held-out pieces). */
+  maxStudyTargets: number;
   smoothingK: number;
   /** Realism: generated pieces in all (spread evenly over the composers; 0 skips it) and notes per piece. */
   realismPieces: number;
@@ -75,7 +75,7 @@ export interface EvaluateOptions {
   log: (line: string) => void;
 }
 
-export const DEFAULT_EVALUATE_OPTIONS = { notes: 250, piecesPerComposer: 4, batchSize: 32, maxSeedTargets: 4000, smoothingK: DEFAULT_SMOOTHING_K, realismPieces: 32, realismNotes: 500 } as const;
+export const DEFAULT_EVALUATE_OPTIONS = { notes: 250, piecesPerComposer: 4, batchSize: 32, maxStudyTargets: 4000, smoothingK: DEFAULT_SMOOTHING_K, realismPieces: 32, realismNotes: 500 } as const;
 
 /** The composers the realism section generates by default: the model's composers with held-out pieces, by the issue. */
 export const REALISM_DEFAULT_COMPOSERS = ['Mozart', 'Beethoven', 'Chopin', 'Schubert'] as const;
@@ -121,7 +121,7 @@ export interface GenerationReport {
   loopRate: { generated: number; real: number | null };
   /** Longest run of generated notes (dt, pitch, duration) found verbatim in a training piece. */
   longestCopiedRun: { notes: number; trainingPiece: string | null };
-  /** Seed model only: the same on its own event tokens. */
+  /** Study model only: the same on its own event tokens. */
   longestCopiedRunEvents?: { events: number; trainingPiece: string | null };
 }
 
@@ -133,7 +133,7 @@ export interface ComposerReport {
   tokens: number;
   nll: number | null;
   baselines: { unigram: number | null; bigram: number | null };
-  /** Seed model: share of targets whose argmax was right. */
+  /** Study model: share of targets whose argmax was right. */
   accuracy?: number | null;
   generation?: GenerationReport;
 }
@@ -179,7 +179,7 @@ export interface EvaluationReport {
   keys?: KeyAdherence;
   /** The sections computed (--realism-only leaves out likelihood and generation). */
   sections: ('likelihood' | 'generation' | 'realism')[];
-  budget?: SeedModelSpec['budget'];
+  budget?: StudyModelSpec['budget'];
   seconds: number;
 }
 
@@ -217,7 +217,7 @@ interface ModelFacts {
   validationPieces: string[];
 }
 
-function facts(spec: ModelSpec | SeedModelSpec): ModelFacts {
+function facts(spec: ModelSpec | StudyModelSpec): ModelFacts {
   return {
     arch: spec.arch,
     version: spec.version,
@@ -264,23 +264,23 @@ function noteLikelihood(weights: Awaited<ReturnType<typeof loadModelFolder>>['we
   return { unit: 'nats per note (sum of the dt, pitch, duration and velocity heads)', groups, fittedOn: baselines.fittedOn };
 }
 
-function seedLikelihood(weights: Awaited<ReturnType<typeof loadSeedModel>>['weights'], spec: SeedModelSpec, heldOut: CorpusPiece[], training: CorpusPiece[], o: EvaluateOptions): Likelihood {
+function studyLikelihood(weights: Awaited<ReturnType<typeof loadStudyModel>>['weights'], spec: StudyModelSpec, heldOut: CorpusPiece[], training: CorpusPiece[], o: EvaluateOptions): Likelihood {
   const V = spec.vocabulary.length;
-  const trainSeqs = training.map((p) => encodeEvents(seedEvents(p.tokens), spec.vocabulary));
+  const trainSeqs = training.map((p) => encodeEvents(studyEvents(p.tokens), spec.vocabulary));
   const baselines = fitBaselines(trainSeqs.map((s) => [s]), [V], o.smoothingK);
-  const seqs = heldOut.map((p) => encodeEvents(seedEvents(p.tokens), spec.vocabulary));
-  const windows = evenlySpread(seedWindows(seqs, spec.window), o.maxSeedTargets);
+  const seqs = heldOut.map((p) => encodeEvents(studyEvents(p.tokens), spec.vocabulary));
+  const windows = evenlySpread(studyWindows(seqs, spec.window), o.maxStudyTargets);
   o.log(`  scoring ${windows.length} windows of ${spec.window} events (evenly spread over ${heldOut.length} held-out pieces)`);
   const groups: Likelihood['groups'] = new Map();
   const byComposer = groupBy(windows, (w) => heldOut[w.sequence].composer);
   for (const [composer, list] of byComposer) {
-    const score = scoreSeedWindows(weights, spec.hyperparameters, seqs, list, o.batchSize);
+    const score = scoreStudyWindows(weights, spec.hyperparameters, seqs, list, o.batchSize);
     const positions = groupBy(list, (w) => String(w.sequence));
     const totals = [...positions].map(([sequence, ws]) => baselineTotals(baselines, [seqs[Number(sequence)]], ws.map((w) => w.target)));
     groups.set(composer, { nll: score.nll, tokens: score.targets, correct: score.correct, baselines: addTotals(totals) });
     o.log(`  NLL: ${composer} (${score.targets} events) ${(score.nll / Math.max(1, score.targets)).toFixed(4)}`);
   }
-  return { unit: "nats per event (the seed model's own tokens: a note, or a chord's pitch-class set)", groups, fittedOn: baselines.fittedOn };
+  return { unit: "nats per event (the study model's own tokens: a note, or a chord's pitch-class set)", groups, fittedOn: baselines.fittedOn };
 }
 
 function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, T[]> {
@@ -301,7 +301,7 @@ interface Generated {
   /** Per composer: K pieces as note tokens (exactly `notes` notes each, or fewer if the model stopped). */
   notes: Map<string, NoteToken[][]>;
   decoding: string;
-  /** Seed model: the events it generated and its training sequences, for copies on its own tokens. */
+  /** Study model: the events it generated and its training sequences, for copies on its own tokens. */
   events?: { generated: Map<string, Int32Array[]>; training: Int32Array[] };
 }
 
@@ -342,14 +342,14 @@ function noteModelGenerator(weights: Awaited<ReturnType<typeof loadModelFolder>>
   };
 }
 
-/** The seed model as the study played it (argmax from a fixed primer per composer); random seeds do not apply. */
-function seedModelGenerator(weights: Awaited<ReturnType<typeof loadSeedModel>>['weights'], spec: SeedModelSpec, training: CorpusPiece[], real: CorpusPiece[], o: EvaluateOptions): { generate: RealismGenerate; decoding: string } {
+/** The study model as the study played it (argmax from a fixed primer per composer); random seeds do not apply. */
+function studyModelGenerator(weights: Awaited<ReturnType<typeof loadStudyModel>>['weights'], spec: StudyModelSpec, training: CorpusPiece[], real: CorpusPiece[], o: EvaluateOptions): { generate: RealismGenerate; decoding: string } {
   return {
     generate: (requests) => {
       const composers = [...new Set(requests.map((r) => r.composer))];
       const most = Math.max(0, ...composers.map((c) => requests.filter((r) => r.composer === c).length));
       const notes = Math.max(0, ...requests.map((r) => r.notes));
-      const gen = generateSeedModel(weights, spec, composers, training, real, { ...o, notes, piecesPerComposer: most });
+      const gen = generateStudyModel(weights, spec, composers, training, real, { ...o, notes, piecesPerComposer: most });
       const taken = new Map<string, number>();
       return requests.map((r) => {
         const k = taken.get(r.composer) ?? 0;
@@ -361,15 +361,15 @@ function seedModelGenerator(weights: Awaited<ReturnType<typeof loadSeedModel>>['
   };
 }
 
-function generateSeedModel(weights: Awaited<ReturnType<typeof loadSeedModel>>['weights'], spec: SeedModelSpec, composers: string[], training: CorpusPiece[], real: CorpusPiece[], o: EvaluateOptions): Generated {
-  const trainSeqs = training.map((p) => encodeEvents(seedEvents(p.tokens), spec.vocabulary));
+function generateStudyModel(weights: Awaited<ReturnType<typeof loadStudyModel>>['weights'], spec: StudyModelSpec, composers: string[], training: CorpusPiece[], real: CorpusPiece[], o: EvaluateOptions): Generated {
+  const trainSeqs = training.map((p) => encodeEvents(studyEvents(p.tokens), spec.vocabulary));
   const primers: Int32Array[] = [];
   const owners: string[] = [];
   for (const c of composers) {
     // The study primed with a random window of its training data; per composer, we take that
     // composer's training pieces (or its real pieces in --data when the model never saw it).
     let pool = training.map((p, i) => ({ p, seq: trainSeqs[i] })).filter((x) => x.p.composer === c && x.seq.length > spec.window);
-    if (pool.length === 0) pool = real.filter((p) => p.composer === c).map((p) => ({ p, seq: encodeEvents(seedEvents(p.tokens), spec.vocabulary) })).filter((x) => x.seq.length > spec.window);
+    if (pool.length === 0) pool = real.filter((p) => p.composer === c).map((p) => ({ p, seq: encodeEvents(studyEvents(p.tokens), spec.vocabulary) })).filter((x) => x.seq.length > spec.window);
     if (pool.length === 0) continue;
     const rng = seededRandom(stableSeed(c));
     for (let k = 0; k < o.piecesPerComposer; k++) {
@@ -381,7 +381,7 @@ function generateSeedModel(weights: Awaited<ReturnType<typeof loadSeedModel>>['w
   }
   // Chords give several notes per event: generate as many events as notes, then cut to N notes.
   const unknown = spec.vocabulary.indexOf(UNKNOWN_EVENT);
-  const out = primers.length ? generateSeedEvents(weights, spec.hyperparameters, primers, o.notes, unknown) : [];
+  const out = primers.length ? generateStudyEvents(weights, spec.hyperparameters, primers, o.notes, unknown) : [];
   const notes = new Map<string, NoteToken[][]>();
   const events = new Map<string, Int32Array[]>();
   out.forEach((seq, r) => {
@@ -571,8 +571,8 @@ export async function evaluateModel(o: EvaluateOptions): Promise<EvaluationRepor
   } catch (e) {
     throw new ModelFolderError(o.modelDir, `model.json is not valid JSON (${(e as Error).message})`);
   }
-  const seed = isSeedModelSpec(raw);
-  const loaded = seed ? { kind: 'seed' as const, ...(await loadSeedModel(o.modelDir)) } : { kind: 'note' as const, ...(await loadModelFolder(o.modelDir)) };
+  const study = isStudyModelSpec(raw);
+  const loaded = study ? { kind: 'study' as const, ...(await loadStudyModel(o.modelDir)) } : { kind: 'note' as const, ...(await loadModelFolder(o.modelDir)) };
   try {
     const model = facts(loaded.spec);
     o.log(`model ${model.version} (${model.arch}), ${model.composers.length} composers`);
@@ -635,7 +635,7 @@ export async function evaluateModel(o: EvaluateOptions): Promise<EvaluationRepor
     if (o.realismOnly) likelihood = { unit: '', groups: new Map(), fittedOn: { pieces: training.length, tokens: training.reduce((s, p) => s + p.tokens.length, 0) } };
     else {
       o.log(`likelihood on ${heldOut.length} held-out pieces`);
-      likelihood = loaded.kind === 'seed' ? seedLikelihood(loaded.weights, loaded.spec, heldOut, training, o) : noteLikelihood(loaded.weights, loaded.spec, heldOut, training, o);
+      likelihood = loaded.kind === 'study' ? studyLikelihood(loaded.weights, loaded.spec, heldOut, training, o) : noteLikelihood(loaded.weights, loaded.spec, heldOut, training, o);
       sections.push('likelihood');
     }
 
@@ -644,12 +644,12 @@ export async function evaluateModel(o: EvaluateOptions): Promise<EvaluationRepor
     let decoding = '';
     if (o.piecesPerComposer > 0 && !o.realismOnly) {
       sections.push('generation');
-      const genComposers = loaded.kind === 'seed' ? selected : selected.filter((c) => modelComposers.has(lower(c)));
+      const genComposers = loaded.kind === 'study' ? selected : selected.filter((c) => modelComposers.has(lower(c)));
       const canonical = (c: string) => model.composers.find((m) => lower(m) === lower(c)) ?? c;
       if (genComposers.length) {
         const t0 = performance.now();
         o.log(`generating ${o.piecesPerComposer} × ${o.notes} notes for each of ${genComposers.length} composers in one batch`);
-        const gen = loaded.kind === 'seed' ? generateSeedModel(loaded.weights, loaded.spec, genComposers, training, dataPieces, o) : generateNoteModel(loaded.weights, loaded.spec, genComposers.map(canonical), o);
+        const gen = loaded.kind === 'study' ? generateStudyModel(loaded.weights, loaded.spec, genComposers, training, dataPieces, o) : generateNoteModel(loaded.weights, loaded.spec, genComposers.map(canonical), o);
         o.log(`  generated in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
         // Reports are keyed by the data's spelling of the composer.
         const renamed: Generated = { ...gen, notes: new Map([...gen.notes].map(([c, v]) => [genComposers.find((g) => lower(g) === lower(c)) ?? c, v])) };
@@ -668,7 +668,7 @@ export async function evaluateModel(o: EvaluateOptions): Promise<EvaluationRepor
       if (composers.length === 0) realismSkipped = 'no composer of the model has pieces in --data';
       else if (withExcerpts.length < 4) realismSkipped = `needs at least 4 held-out pieces of ${DEFAULT_COMPARE.excerptNotes}+ notes, --data has ${withExcerpts.length}`;
       else {
-        const gen = loaded.kind === 'seed' ? seedModelGenerator(loaded.weights, loaded.spec, training, dataPieces, o) : noteModelGenerator(loaded.weights, loaded.spec, { ...(o.realismDecoding ?? loaded.spec.decoding ?? DEFAULT_REALISM_DECODING), keyGuidance: o.keyGuidance ?? loaded.spec.decoding?.keyGuidance, composerGuidance: o.composerGuidance ?? loaded.spec.decoding?.composerGuidance });
+        const gen = loaded.kind === 'study' ? studyModelGenerator(loaded.weights, loaded.spec, training, dataPieces, o) : noteModelGenerator(loaded.weights, loaded.spec, { ...(o.realismDecoding ?? loaded.spec.decoding ?? DEFAULT_REALISM_DECODING), keyGuidance: o.keyGuidance ?? loaded.spec.decoding?.keyGuidance, composerGuidance: o.composerGuidance ?? loaded.spec.decoding?.composerGuidance });
         const labels = new Set(composers.map(lower));
         realism = realismSection({
           real: withExcerpts,
@@ -704,7 +704,7 @@ export async function evaluateModel(o: EvaluateOptions): Promise<EvaluationRepor
         nll: g?.tokens ? g.nll / g.tokens : null,
         baselines: g ? perToken(g.baselines) : { unigram: null, bigram: null },
       };
-      if (loaded.kind === 'seed') perComposer[c].accuracy = g?.tokens ? g.correct! / g.tokens : null;
+      if (loaded.kind === 'study') perComposer[c].accuracy = g?.tokens ? g.correct! / g.tokens : null;
       const gen = generated?.get(c);
       if (gen) perComposer[c].generation = gen;
     }

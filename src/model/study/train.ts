@@ -12,14 +12,14 @@ import { clippedAdamStep, formatSeconds, type TrainingRunOptions } from '../../t
 import { currentBackend } from '../backend.ts';
 import { DATA_ATTRIBUTION, trainingMachine, versionName } from '../folder.ts';
 import { seededRandom, shuffleInPlace } from '../random.ts';
-import { saveSeedModel, type SeedBudget, type SeedModelSpec } from './folder.ts';
-import { buildSeedBatch, createSeedWeights, evenlySpread, seedLoss, seedWindows, type SeedHyperparameters } from './network.ts';
-import { scoreSeedWindows } from './predict.ts';
-import { buildVocabulary, encodeEvents, seedEvents, seedTokenSpec } from './tokens.ts';
+import { saveStudyModel, type StudyBudget, type StudyModelSpec } from './folder.ts';
+import { buildStudyBatch, createStudyWeights, evenlySpread, studyLoss, studyWindows, type StudyHyperparameters } from './network.ts';
+import { scoreStudyWindows } from './predict.ts';
+import { buildVocabulary, encodeEvents, studyEvents, studyTokenSpec } from './tokens.ts';
 
 /** maxMinutes is checked after every batch here. */
-export interface SeedTrainOptions extends TrainingRunOptions {
-  hyperparameters: Omit<SeedHyperparameters, 'vocabulary'>;
+export interface StudyTrainOptions extends TrainingRunOptions {
+  hyperparameters: Omit<StudyHyperparameters, 'vocabulary'>;
   /** Events seen fewer times in training become the unknown token. */
   minCount: number;
   stride: number;
@@ -29,18 +29,18 @@ export interface SeedTrainOptions extends TrainingRunOptions {
 
 const SAVE_EVERY_SECONDS = 180;
 
-export async function trainSeedModel(o: SeedTrainOptions): Promise<SeedModelSpec> {
-  const trainEvents = o.train.map((p) => seedEvents(p.tokens));
+export async function trainStudyModel(o: StudyTrainOptions): Promise<StudyModelSpec> {
+  const trainEvents = o.train.map((p) => studyEvents(p.tokens));
   const vocabulary = buildVocabulary(trainEvents, o.minCount);
-  const h: SeedHyperparameters = { ...o.hyperparameters, vocabulary: vocabulary.length };
+  const h: StudyHyperparameters = { ...o.hyperparameters, vocabulary: vocabulary.length };
   const trainSeqs = trainEvents.map((e) => encodeEvents(e, vocabulary));
-  const valSeqs = o.validation.map((p) => encodeEvents(seedEvents(p.tokens), vocabulary));
+  const valSeqs = o.validation.map((p) => encodeEvents(studyEvents(p.tokens), vocabulary));
   const eventCount = trainSeqs.reduce((s, q) => s + q.length, 0) + valSeqs.reduce((s, q) => s + q.length, 0);
-  const windowsPerEpoch = seedWindows(trainSeqs, h.window, o.stride).length;
+  const windowsPerEpoch = studyWindows(trainSeqs, h.window, o.stride).length;
   if (windowsPerEpoch === 0) throw new Error(`no training piece has more than ${h.window} events; lower --window`);
-  o.log(`seed model: vocabulary ${vocabulary.length} events (min count ${o.minCount}), ${trainSeqs.length} training pieces, ${windowsPerEpoch} windows per epoch at stride ${o.stride}, LSTM ${h.layers}×${h.hidden}`);
+  o.log(`study model: vocabulary ${vocabulary.length} events (min count ${o.minCount}), ${trainSeqs.length} training pieces, ${windowsPerEpoch} windows per epoch at stride ${o.stride}, LSTM ${h.layers}×${h.hidden}`);
 
-  const weights = createSeedWeights(h, o.seed);
+  const weights = createStudyWeights(h, o.seed);
   const names = Object.keys(weights);
   const optimizer = tf.train.adam(o.learningRate);
   const rng = seededRandom(o.seed);
@@ -50,10 +50,10 @@ export async function trainSeedModel(o: SeedTrainOptions): Promise<SeedModelSpec
   const recent: number[] = [];
   let windowsTrained = 0;
   let steps = 0;
-  let stoppedBy: SeedBudget['stoppedBy'] = 'epochs';
+  let stoppedBy: StudyBudget['stoppedBy'] = 'epochs';
   let lastSave = Date.now();
 
-  const budget = (): SeedBudget => ({
+  const budget = (): StudyBudget => ({
     maxMinutes: o.maxMinutes ?? null,
     stride: o.stride,
     windowsPerEpoch,
@@ -64,11 +64,11 @@ export async function trainSeedModel(o: SeedTrainOptions): Promise<SeedModelSpec
     stoppedBy,
   });
   const save = (metrics: Record<string, number>, spent = budget()) =>
-    saveSeedModel(
+    saveStudyModel(
       o.outDir,
       {
         version: versionName(o.name),
-        tokens: seedTokenSpec(),
+        tokens: studyTokenSpec(),
         vocabulary,
         window: h.window,
         hyperparameters: h,
@@ -102,11 +102,11 @@ export async function trainSeedModel(o: SeedTrainOptions): Promise<SeedModelSpec
 
   try {
     outer: for (let epoch = 1; epoch <= o.epochs; epoch++) {
-      const windows = shuffleInPlace(seedWindows(trainSeqs, h.window, o.stride, () => Math.floor(rng.next() * o.stride)), rng);
+      const windows = shuffleInPlace(studyWindows(trainSeqs, h.window, o.stride, () => Math.floor(rng.next() * o.stride)), rng);
       const batches = Math.ceil(windows.length / o.batchSize);
       for (let i = 0; i < batches; i++) {
-        const batch = buildSeedBatch(trainSeqs, windows.slice(i * o.batchSize, (i + 1) * o.batchSize), h.window, h.vocabulary);
-        const loss = clippedAdamStep(optimizer, weights, names, () => seedLoss(weights, h, batch), o.clipNorm);
+        const batch = buildStudyBatch(trainSeqs, windows.slice(i * o.batchSize, (i + 1) * o.batchSize), h.window, h.vocabulary);
+        const loss = clippedAdamStep(optimizer, weights, names, () => studyLoss(weights, h, batch), o.clipNorm);
         batch.inputs.dispose();
         windowsTrained += batch.batch;
         steps++;
@@ -115,7 +115,7 @@ export async function trainSeedModel(o: SeedTrainOptions): Promise<SeedModelSpec
         const elapsed = (Date.now() - started) / 1000;
         lossPoints.push({ x: elapsed / 60, y: loss });
         const left = deadline === Infinity ? ((batches - i - 1) * elapsed) / steps : Math.min((batches - i - 1) * (elapsed / steps), (deadline - Date.now()) / 1000);
-        o.progress(`seed epoch ${epoch}/${o.epochs} ${i + 1}/${batches} loss ${trainNll().toFixed(4)} ${Math.round(windowsTrained / elapsed)} windows/s (${Math.round((windowsTrained * h.window) / elapsed)} steps/s) left ${formatSeconds(Math.max(0, left))}`, false);
+        o.progress(`study epoch ${epoch}/${o.epochs} ${i + 1}/${batches} loss ${trainNll().toFixed(4)} ${Math.round(windowsTrained / elapsed)} windows/s (${Math.round((windowsTrained * h.window) / elapsed)} steps/s) left ${formatSeconds(Math.max(0, left))}`, false);
         if (Date.now() >= deadline) {
           stoppedBy = 'time limit';
           break outer;
@@ -126,19 +126,19 @@ export async function trainSeedModel(o: SeedTrainOptions): Promise<SeedModelSpec
         }
       }
     }
-    o.progress(`seed training stopped (${stoppedBy}) after ${windowsTrained} windows, ${steps} steps, ${formatSeconds((Date.now() - started) / 1000)}; train loss ${trainNll().toFixed(4)}`, true);
+    o.progress(`study training stopped (${stoppedBy}) after ${windowsTrained} windows, ${steps} steps, ${formatSeconds((Date.now() - started) / 1000)}; train loss ${trainNll().toFixed(4)}`, true);
     const finalBudget = budget();
-    const valWindows = evenlySpread(seedWindows(valSeqs, h.window), o.maxValidationWindows);
+    const valWindows = evenlySpread(studyWindows(valSeqs, h.window), o.maxValidationWindows);
     let metrics: Record<string, number> = { trainNll: trainNll() };
     if (valWindows.length) {
       o.log(`scoring ${valWindows.length} validation windows from ${valSeqs.length} held-out pieces`);
-      const score = scoreSeedWindows(weights, h, valSeqs, valWindows);
+      const score = scoreStudyWindows(weights, h, valSeqs, valWindows);
       metrics = { valNll: score.nll / score.targets, valAccuracy: score.correct / score.targets, valWindows: score.targets, trainNll: trainNll() };
     }
     // The budget is the training loop's, not the time spent scoring afterwards.
     const final = await save(metrics, finalBudget);
     await plotSeries([{ name: 'batch loss', points: lossPoints }], join(o.outDir, 'training-curve.png'), {
-      title: `${o.name}: seed model NLL per event (nats)`,
+      title: `${o.name}: study model NLL per event (nats)`,
       xLabel: 'minutes',
       yLabel: 'nats per event',
     });

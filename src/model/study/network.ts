@@ -10,7 +10,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { lstmLayer, uniqueVariableName, type Weights } from '../network.ts';
 
-export interface SeedHyperparameters {
+export interface StudyHyperparameters {
   /** Vocabulary size (the softmax width). */
   vocabulary: number;
   /** Width of the learned input embedding. */
@@ -29,7 +29,7 @@ export interface SeedHyperparameters {
  * 2 × 256 trains about 25 windows/s, 2 × 128 about 105 windows/s, so within a 12-minute
  * budget 2 × 128 sees about four times as many windows (close to one epoch at stride 1).
  */
-export const DEFAULT_SEED_HYPERPARAMETERS: Omit<SeedHyperparameters, 'vocabulary'> = {
+export const DEFAULT_STUDY_HYPERPARAMETERS: Omit<StudyHyperparameters, 'vocabulary'> = {
   embedding: 32,
   hidden: 128,
   layers: 2,
@@ -37,8 +37,8 @@ export const DEFAULT_SEED_HYPERPARAMETERS: Omit<SeedHyperparameters, 'vocabulary
   window: 100,
 };
 
-/** Weight names and shapes: the manifest a saved seed model must match. */
-export function seedWeightShapes(h: SeedHyperparameters): Record<string, number[]> {
+/** Weight names and shapes: the manifest a saved study model must match. */
+export function studyWeightShapes(h: StudyHyperparameters): Record<string, number[]> {
   const s: Record<string, number[]> = { embedding: [h.vocabulary, h.embedding] };
   for (let l = 0; l < h.layers; l++) {
     s[`lstm${l}/wx`] = [l === 0 ? h.embedding : h.hidden, 4 * h.hidden];
@@ -53,10 +53,10 @@ export function seedWeightShapes(h: SeedHyperparameters): Record<string, number[
 }
 
 /** Glorot-uniform matrices from a seeded generator, zero biases (forget gate biased to 1). */
-export function createSeedWeights(h: SeedHyperparameters, seed = 1): Weights {
+export function createStudyWeights(h: StudyHyperparameters, seed = 1): Weights {
   const weights: Weights = {};
   let n = 0;
-  for (const [name, shape] of Object.entries(seedWeightShapes(h))) {
+  for (const [name, shape] of Object.entries(studyWeightShapes(h))) {
     n++;
     let init: tf.Tensor;
     if (shape.length === 1) {
@@ -67,14 +67,14 @@ export function createSeedWeights(h: SeedHyperparameters, seed = 1): Weights {
       const limit = Math.sqrt(6 / (shape[0] + shape[1]));
       init = tf.randomUniform(shape, -limit, limit, 'float32', seed * 1000 + n);
     }
-    weights[name] = tf.variable(init, true, uniqueVariableName(`seed/${name}`));
+    weights[name] = tf.variable(init, true, uniqueVariableName(`study/${name}`));
     init.dispose();
   }
   return weights;
 }
 
 /** A many-to-one batch: B windows of T events, one target each. */
-export interface SeedBatch {
+export interface StudyBatch {
   /** Time-major one-hot inputs [T*B, V]: row t*B + b is event t of window b. */
   inputs: tf.Tensor2D;
   /** Target vocabulary index of each window. */
@@ -84,7 +84,7 @@ export interface SeedBatch {
 }
 
 /** One input window: the `window` events before `target` in `sequence`. */
-export interface SeedWindow {
+export interface StudyWindow {
   sequence: number;
   target: number;
 }
@@ -93,13 +93,13 @@ export interface SeedWindow {
  * Builds the batch for `windows` over encoded sequences. Every window must have `steps`
  * events of history (target ≥ steps).
  */
-export function buildSeedBatch(sequences: readonly Int32Array[], windows: readonly SeedWindow[], steps: number, vocabulary: number): SeedBatch {
+export function buildStudyBatch(sequences: readonly Int32Array[], windows: readonly StudyWindow[], steps: number, vocabulary: number): StudyBatch {
   const B = windows.length;
   const data = new Float32Array(steps * B * vocabulary);
   const targets = new Int32Array(B);
   windows.forEach((w, b) => {
     const seq = sequences[w.sequence];
-    if (w.target < steps || w.target >= seq.length) throw new Error(`seed batch: target ${w.target} of sequence ${w.sequence} needs ${steps} events before it (sequence has ${seq.length})`);
+    if (w.target < steps || w.target >= seq.length) throw new Error(`study batch: target ${w.target} of sequence ${w.sequence} needs ${steps} events before it (sequence has ${seq.length})`);
     for (let t = 0; t < steps; t++) data[(t * B + b) * vocabulary + seq[w.target - steps + t]] = 1;
     targets[b] = seq[w.target];
   });
@@ -111,14 +111,14 @@ export function oneHotWindows(windows: readonly ArrayLike<number>[], steps: numb
   const B = windows.length;
   const data = new Float32Array(steps * B * vocabulary);
   windows.forEach((w, b) => {
-    if (w.length !== steps) throw new Error(`seed model: a window needs ${steps} events, got ${w.length}`);
+    if (w.length !== steps) throw new Error(`study model: a window needs ${steps} events, got ${w.length}`);
     for (let t = 0; t < steps; t++) data[(t * B + b) * vocabulary + w[t]] = 1;
   });
   return tf.tensor2d(data, [steps * B, vocabulary]);
 }
 
 /** Time-major one-hot windows [T*B, V] → next-event logits [B, V]. Call inside tf.tidy. */
-export function seedLogits(w: Weights, h: SeedHyperparameters, inputs: tf.Tensor2D, B: number, T: number): tf.Tensor2D {
+export function studyLogits(w: Weights, h: StudyHyperparameters, inputs: tf.Tensor2D, B: number, T: number): tf.Tensor2D {
   let layerInput: tf.Tensor2D = tf.matMul(inputs, w.embedding as tf.Tensor2D);
   let last: tf.Tensor2D | undefined;
   for (let l = 0; l < h.layers; l++) {
@@ -139,8 +139,8 @@ export function oneHotTargets(targets: ArrayLike<number>, vocabulary: number): t
 }
 
 /** Mean NLL (nats) of the batch's targets. Call inside tf.tidy / variableGrads. */
-export function seedLoss(w: Weights, h: SeedHyperparameters, batch: SeedBatch): tf.Scalar {
-  const logits = seedLogits(w, h, batch.inputs, batch.batch, batch.steps);
+export function studyLoss(w: Weights, h: StudyHyperparameters, batch: StudyBatch): tf.Scalar {
+  const logits = studyLogits(w, h, batch.inputs, batch.batch, batch.steps);
   const target = oneHotTargets(batch.targets, h.vocabulary);
   return tf.neg(tf.mean(tf.sum(tf.mul(target, tf.logSoftmax(logits)), 1))) as tf.Scalar;
 }
@@ -149,9 +149,9 @@ export function seedLoss(w: Weights, h: SeedHyperparameters, batch: SeedBatch): 
  * Every target position of every sequence that has a full window of history: targets at
  * window + phase, window + phase + stride, ... (phase per sequence, default 0).
  */
-export function seedWindows(sequences: readonly ArrayLike<number>[], window: number, stride = 1, phase: (sequence: number) => number = () => 0): SeedWindow[] {
-  if (!Number.isInteger(stride) || stride < 1) throw new Error(`seed windows: stride must be a whole number ≥ 1, got ${stride}`);
-  const out: SeedWindow[] = [];
+export function studyWindows(sequences: readonly ArrayLike<number>[], window: number, stride = 1, phase: (sequence: number) => number = () => 0): StudyWindow[] {
+  if (!Number.isInteger(stride) || stride < 1) throw new Error(`study windows: stride must be a whole number ≥ 1, got ${stride}`);
+  const out: StudyWindow[] = [];
   sequences.forEach((s, sequence) => {
     for (let target = window + phase(sequence); target < s.length; target += stride) out.push({ sequence, target });
   });

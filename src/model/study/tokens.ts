@@ -11,7 +11,8 @@
 import type { PianoNote } from '../../midi/types.ts';
 import type { NoteToken } from '../../tokens/tokenize.ts';
 
-export const SEED_TOKEN_SCHEME = 'seed-note-or-pitch-class-chord-v1';
+/** Written into model.json; keeps the architecture's first name ("seed") so that older folders load. */
+export const STUDY_TOKEN_SCHEME = 'seed-note-or-pitch-class-chord-v1';
 export const UNKNOWN_EVENT = '<unk>';
 export const EVENT_SPACING_BEATS = 0.5;
 export const EVENT_DURATION_BEATS = 0.5;
@@ -19,10 +20,10 @@ export const EVENT_VELOCITY = 64;
 /** Octave that chord pitch classes are placed in when played back (MIDI 60..71). */
 export const CHORD_OCTAVE = 4;
 
-/** Everything a seed model folder must agree on with this code. */
-export function seedTokenSpec() {
+/** Everything a study model folder must agree on with this code. */
+export function studyTokenSpec() {
   return {
-    scheme: SEED_TOKEN_SCHEME,
+    scheme: STUDY_TOKEN_SCHEME,
     unknown: UNKNOWN_EVENT,
     eventSpacingBeats: EVENT_SPACING_BEATS,
     eventDurationBeats: EVENT_DURATION_BEATS,
@@ -51,13 +52,13 @@ export function pitchFromName(name: string): number | undefined {
 /** The event token for the pitches sounding at one onset. */
 export function eventForPitches(pitches: readonly number[]): string {
   const distinct = [...new Set(pitches)];
-  if (distinct.length === 0) throw new Error('seed tokens: an onset needs at least one pitch');
+  if (distinct.length === 0) throw new Error('study tokens: an onset needs at least one pitch');
   if (distinct.length === 1) return pitchName(distinct[0]);
   return [...new Set(distinct.map((p) => p % 12))].sort((a, b) => a - b).join('.');
 }
 
 /** Note-tuple tokens → one event per onset (a run of dt = 0 tokens is one chord). */
-export function seedEvents(tokens: readonly NoteToken[]): string[] {
+export function studyEvents(tokens: readonly NoteToken[]): string[] {
   const events: string[] = [];
   let chord: number[] = [];
   tokens.forEach((t, i) => {
@@ -76,10 +77,10 @@ export function eventPitches(event: string): number[] {
   if (event === UNKNOWN_EVENT) return [];
   const pitch = pitchFromName(event);
   if (pitch !== undefined) return [pitch];
-  if (!/^\d{1,2}(\.\d{1,2})*$/.test(event)) throw new Error(`seed tokens: ${JSON.stringify(event)} is neither a note name nor a pitch-class set`);
+  if (!/^\d{1,2}(\.\d{1,2})*$/.test(event)) throw new Error(`study tokens: ${JSON.stringify(event)} is neither a note name nor a pitch-class set`);
   return event.split('.').map((pc) => {
     const c = Number(pc);
-    if (c > 11) throw new Error(`seed tokens: pitch class ${c} in ${JSON.stringify(event)} is not 0..11`);
+    if (c > 11) throw new Error(`study tokens: pitch class ${c} in ${JSON.stringify(event)} is not 0..11`);
     return (CHORD_OCTAVE + 1) * 12 + c;
   });
 }

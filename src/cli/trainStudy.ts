@@ -1,15 +1,15 @@
-/** `nocturne train --arch seed ...`: the original study's model, trained within a fixed budget. */
+/** `nocturne train --arch study ...` (old name: `--arch seed`): the original study's model, trained within a fixed budget. */
 import { basename, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { initBackend, type BackendChoice } from '../model/backend.ts';
-import { DEFAULT_SEED_HYPERPARAMETERS } from '../model/seed/network.ts';
-import { trainSeedModel } from '../model/seed/train.ts';
+import { DEFAULT_STUDY_HYPERPARAMETERS } from '../model/study/network.ts';
+import { trainStudyModel } from '../model/study/train.ts';
 import { composerTable, corpusHash, readTrainingCorpus } from '../train/corpus.ts';
 import { TRAINING_RUN_OPTIONS, UsageError, intOption, numberOption, parseBackend, terminalProgress, optionProblems } from './options.ts';
 
-const D = DEFAULT_SEED_HYPERPARAMETERS;
+const D = DEFAULT_STUDY_HYPERPARAMETERS;
 
-export const SEED_TRAIN_USAGE = `usage: nocturne train --arch seed --data DIR --out models/NAME [options]
+export const STUDY_TRAIN_USAGE = `usage: nocturne train --arch study --data DIR --out models/NAME [options]
 The original study's baseline: note / pitch-class-chord tokens, a fixed half beat, no dynamics,
 a ${D.window}-event window with one target per window, argmax decoding.
   --data DIR            folder of piano MIDI, one subfolder per composer (required)
@@ -27,7 +27,7 @@ a ${D.window}-event window with one target per window, argmax decoding.
   --seed N              random seed (default 1)
   --backend B           auto | tensorflow | wasm | cpu (default auto)`;
 
-export async function runSeedTrain(argv: string[], log: (line: string) => void): Promise<number> {
+export async function runStudyTrain(argv: string[], log: (line: string) => void): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     options: { ...TRAINING_RUN_OPTIONS, stride: { type: 'string' }, 'min-count': { type: 'string' } },
@@ -47,12 +47,12 @@ export async function runSeedTrain(argv: string[], log: (line: string) => void):
   const minCount = collect(() => intOption('--min-count', values['min-count'], 2, 1, 1_000_000), 2);
   const seed = collect(() => intOption('--seed', values.seed, 1, 0, 2 ** 31), 1);
   const backend = collect(() => parseBackend(values.backend), 'auto' as BackendChoice);
-  if (problems.length) throw new UsageError(problems.join('\n'), SEED_TRAIN_USAGE);
+  if (problems.length) throw new UsageError(problems.join('\n'), STUDY_TRAIN_USAGE);
 
   await initBackend(backend, log);
   const { pieces, train, validation } = await readTrainingCorpus(values.data!, values.composers, log);
   const outDir = resolve(values.out!);
-  const spec = await trainSeedModel({
+  const spec = await trainStudyModel({
     outDir,
     train,
     validation,
@@ -75,6 +75,6 @@ export async function runSeedTrain(argv: string[], log: (line: string) => void):
   });
   const b = spec.budget;
   const val = spec.metrics.valNll === undefined ? 'no validation pieces' : `validation NLL ${spec.metrics.valNll.toFixed(4)} nats/event, accuracy ${(spec.metrics.valAccuracy * 100).toFixed(1)}%`;
-  log(`seed model ${spec.version} written to ${outDir}: ${val}; budget: ${b.windowsTrained} windows (${b.epochs} epochs at stride ${b.stride}) in ${b.trainSeconds} s, stopped by ${b.stoppedBy}`);
+  log(`study model ${spec.version} written to ${outDir}: ${val}; budget: ${b.windowsTrained} windows (${b.epochs} epochs at stride ${b.stride}) in ${b.trainSeconds} s, stopped by ${b.stoppedBy}`);
   return 0;
 }
