@@ -1,5 +1,5 @@
 /**
- * The wasm kernel patches that only move data (src/model/backend.ts patchCopies): SplitV and
+ * The wasm kernel patches that only move data (src/model/wasmKernels/: splitV, slice, identity): SplitV and
  * one-axis Slice of any rank must return exactly the stock pieces, and the data-sharing
  * Identity must behave like a copy (reference counted, no leaks).
  */
