@@ -1,8 +1,9 @@
-/** `compose <composer> [notes=250] [temperature] [seed]`: a new piece in a composer's style. */
+/** `compose <composer> [notes=250] [temperature] [seed] [key] [tempo] [score]`: a new piece in a composer's style. */
 import { NOTES_MAX, NOTES_MIN } from '../src/engine/engine.ts';
 import { RANDOM_SEED_MAX, TEMPERATURE_MAX } from '../src/engine/types.ts';
 import { ANY_COMPOSER, matchComposer, suggestComposers, unknownComposerMessage } from '../src/engine/composers.ts';
 import type { BotContext, CommandSpec, OptionChoice, OptionSpec } from '../src/chat/command.ts';
+import { CONTROL_OPTIONS, controlParams } from './controls.ts';
 
 export const DEFAULT_NOTES = 250;
 
@@ -47,8 +48,12 @@ export const compose: CommandSpec = {
     notesOption(`how many notes to write, ${NOTES_MIN}–${NOTES_MAX} (a chord of three counts as three)`),
     { name: 'temperature', kind: 'number', description: 'randomness: 1.0 is the model\'s own, lower is safer, 0 is greedy', min: 0, max: TEMPERATURE_MAX, defaultText: '1.0' },
     { name: 'seed', kind: 'integer', description: 'random seed: the same seed and settings give the same piece', min: 0, max: RANDOM_SEED_MAX },
+    ...CONTROL_OPTIONS,
   ],
-  details: ['Posts the audio, the MIDI file and a piano-roll picture, with buttons to continue the piece or vary it.'],
+  details: [
+    'Posts the audio, the MIDI file and a piano-roll picture, with buttons to continue the piece or vary it.',
+    'key: the model writes in that key (enharmonic spellings are the same key: Db major is C# major); tempo: the MIDI and the audio follow it; score: the MusicXML and a picture of its first page come too.',
+  ],
   async execute(request, reply) {
     const { options, bot } = request;
     const { composer, problem } = resolveComposer(String(options.composer), bot);
@@ -66,6 +71,7 @@ export const compose: CommandSpec = {
           temperature: options.temperature as number | undefined,
           randomSeed: options.seed as number | undefined,
           format: settings.audio,
+          ...controlParams(options),
         },
       },
       reply,

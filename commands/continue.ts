@@ -13,6 +13,7 @@ import { reachableJob } from '../src/jobs/tenant.ts';
 import { isAttachment } from '../src/chat/options.ts';
 import type { CommandSpec } from '../src/chat/command.ts';
 import { DEFAULT_NOTES, composerOption, notesOption, resolveComposer } from './compose.ts';
+import { CONTROL_OPTIONS, controlParams } from './controls.ts';
 
 export const continueCommand: CommandSpec = {
   name: 'continue',
@@ -22,6 +23,7 @@ export const continueCommand: CommandSpec = {
     { name: 'job', kind: 'string', description: 'or the id of a piece the bot made', max: 32, accepts: looksLikeJobId },
     composerOption(false),
     notesOption('how many notes to add'),
+    ...CONTROL_OPTIONS,
   ],
   details: ['The file must be a solo piano MIDI (no drums or other instruments), at most 2 MiB.'],
   async execute(request, reply) {
@@ -72,7 +74,7 @@ export const continueCommand: CommandSpec = {
         address: request.address,
         uploadLimitBytes: reply.uploadLimitBytes,
         seedMidi,
-        params: { composer, notes: (options.notes as number | undefined) ?? DEFAULT_NOTES, format: settings.audio, seedName },
+        params: { composer, notes: (options.notes as number | undefined) ?? DEFAULT_NOTES, format: settings.audio, seedName, ...controlParams(options) },
       },
       reply,
     );

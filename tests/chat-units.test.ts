@@ -53,7 +53,7 @@ test('typed options: positional words fill options in order, name=value and name
 test('option checks: every problem at once, each saying what to change', () => {
   const r = checkOptions(compose, { notes: '12.5', temperature: 'hot', colour: 'blue' });
   assert.deepEqual(r.problems, [
-    '/compose has no option "colour" (options: composer, notes, temperature, seed)',
+    '/compose has no option "colour" (options: composer, notes, temperature, seed, key, tempo, score)',
     'give composer: a composer the model knows (see /styles), or "any"',
     'notes must be a whole number from 16 to 2000 (250 or 500 are typical), got "12.5"',
     'temperature must be a number from 0 to 5, got "hot"',
@@ -64,16 +64,16 @@ test('option checks: every problem at once, each saying what to change', () => {
 
 test('one declaration, three renderings: Discord JSON, Discord usage, Slack/terminal usage', () => {
   const json = discordCommandJson(cont);
-  assert.deepEqual(json.options!.map((o) => o.name), ['midi', 'job', 'composer', 'notes']);
+  assert.deepEqual(json.options!.map((o) => o.name), ['midi', 'job', 'composer', 'notes', 'key', 'tempo', 'score']);
   assert.ok(json.options!.every((o) => o.description.length <= 100));
   const settings = discordCommandJson(COMMANDS.find((c) => c.name === 'settings')!);
   assert.deepEqual((settings.options![0] as any).choices.map((c: any) => c.value), ['wav', 'mp3', 'opus', 'ogg']);
   assert.equal((settings.options![0] as any).autocomplete, undefined, 'choices and autocomplete exclude each other');
   const show = discordCommandJson(COMMANDS.find((c) => c.name === 'show')!);
   assert.equal(show.options![0].required, true);
-  assert.equal(discordUsage(compose), '/compose composer:<composer> [notes] [temperature] [seed]');
+  assert.equal(discordUsage(compose), '/compose composer:<composer> [notes] [temperature] [seed] [key] [tempo] [score]');
   const text = slackUsage(compose).split('\n');
-  assert.equal(text[0], '/compose <composer> [notes] [temperature] [seed] — Compose a piano piece in the style of a composer');
+  assert.equal(text[0], '/compose <composer> [notes] [temperature] [seed] [key=…] [tempo=…] [score] — Compose a piano piece in the style of a composer');
   assert.match(text[2], /notes \(optional\): .*\(250 or 500; 16–2000, default 250\)/);
 });
 

@@ -5,10 +5,11 @@
  * - variation: same composer and parameters, a new random seed;
  * - regenerate: the same request with the same random seed, on the model loaded now (the same model
  *   gives the same notes again, freshly rendered; a retrained model gives its own take).
+ * All three keep the piece's key, tempo and score.
  */
 import { readFile } from 'node:fs/promises';
 import type { AudioFormat } from '../engine/types.ts';
-import type { JobInput, JobKind, JobRecord, ReplyAddress, Requester } from '../jobs/types.ts';
+import type { JobInput, JobKind, JobParams, JobRecord, ReplyAddress, Requester } from '../jobs/types.ts';
 import { continuationOf } from '../jobs/continuation.ts';
 import { reachableBy } from '../jobs/tenant.ts';
 import type { ResultAction } from './command.ts';
@@ -57,7 +58,7 @@ export async function jobForAction(
   const p = parent.params;
   if (action === 'continue') {
     const { seedMidi, seedName, composer } = await continuationOf(parent);
-    return { ...base, kind: 'continue', seedMidi, params: { composer, notes: CONTINUE_NOTES, temperature: p.temperature, topP: p.topP, format, seedName } };
+    return { ...base, kind: 'continue', seedMidi, params: { composer, notes: CONTINUE_NOTES, temperature: p.temperature, topP: p.topP, format, seedName, ...controlsOf(p) } };
   }
   let seedMidi: Uint8Array | undefined;
   if (parent.seedPath) {
@@ -69,5 +70,10 @@ export async function jobForAction(
   }
   const kind: JobKind = action;
   const randomSeed = action === 'regenerate' ? p.randomSeed : undefined;
-  return { ...base, kind, seedMidi, params: { composer: p.composer, notes: p.notes, temperature: p.temperature, topP: p.topP, format, seedName: p.seedName, randomSeed } };
+  return { ...base, kind, seedMidi, params: { composer: p.composer, notes: p.notes, temperature: p.temperature, topP: p.topP, format, seedName: p.seedName, randomSeed, ...controlsOf(p) } };
+}
+
+/** The key, tempo and score a piece was asked for: the next piece a button makes keeps them. */
+function controlsOf(p: JobParams): Pick<JobParams, 'key' | 'tempoBpm' | 'score'> {
+  return { ...(p.key !== undefined ? { key: p.key } : {}), ...(p.tempoBpm !== undefined ? { tempoBpm: p.tempoBpm } : {}), ...(p.score !== undefined ? { score: p.score } : {}) };
 }

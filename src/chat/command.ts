@@ -12,7 +12,7 @@ import type { JobStore, ServerSettings } from '../jobs/store.ts';
 import type { JobInput, JobRecord, Platform, ReplyAddress, Requester } from '../jobs/types.ts';
 import type { QueueStats } from '../jobs/queue.ts';
 
-export type OptionKind = 'string' | 'integer' | 'number' | 'attachment';
+export type OptionKind = 'string' | 'integer' | 'number' | 'boolean' | 'attachment';
 
 export interface OptionChoice {
   name: string;
@@ -44,6 +44,19 @@ export interface OptionSpec {
   accepts?: (word: string) => boolean;
   /** For typed commands: this text option takes every remaining unnamed word ("spam, not piano"). */
   rest?: boolean;
+  /**
+   * For typed commands: set only by its name (`key="D minor"`, `tempo=96`; a boolean also by its
+   * bare name, `score`), never by an unnamed word. Usage text shows it as `[name=…]`.
+   */
+  named?: boolean;
+  /**
+   * string: reads the text into the value kept (a canonical spelling), or undefined when the text
+   * is not one; `expects` then says what it must be. For typed commands, a named value may take
+   * the next word too when the two read as one (`key=D minor`).
+   */
+  parse?: (text: string) => string | undefined;
+  /** What a value of this option must be, for the problem line ("a major or minor key such as …"). */
+  expects?: string;
 }
 
 /** An uploaded file, not yet downloaded: commands check the size before they fetch it. */
@@ -54,7 +67,7 @@ export interface Attachment {
   download(): Promise<Uint8Array>;
 }
 
-export type OptionValue = string | number | Attachment;
+export type OptionValue = string | number | boolean | Attachment;
 
 export interface CommandRequest {
   /** The command's name, e.g. "compose". */

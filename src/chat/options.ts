@@ -33,6 +33,10 @@ export function parsePlainNumber(text: string): number {
   return /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)$/.test(t) ? Number(t) : Number.NaN;
 }
 
+/** How a boolean option is typed: `score`, `score=yes`, `score:off`. */
+const YES = ['yes', 'y', 'true', 'on', '1'];
+const NO = ['no', 'n', 'false', 'off', '0'];
+
 function rangeText(o: OptionSpec): string {
   if (o.min !== undefined && o.max !== undefined) return `from ${o.min} to ${o.max}`;
   if (o.min !== undefined) return `of at least ${o.min}`;
@@ -60,6 +64,13 @@ function checkOne(o: OptionSpec, raw: RawValue): { value?: OptionValue; problem?
       if (o.choices && !o.choices.some((c) => c.value === v)) return { problem: `${o.name} must be one of ${o.choices.map((c) => c.value).join(', ')}, got ${v}` };
       return { value: v };
     }
+    case 'boolean': {
+      if (typeof raw === 'boolean') return { value: raw };
+      const text = isAttachment(raw) ? '' : String(raw).trim().toLowerCase();
+      if (YES.includes(text)) return { value: true };
+      if (NO.includes(text)) return { value: false };
+      return { problem: `${o.name} must be yes or no, got ${JSON.stringify(isAttachment(raw) ? raw.name : String(raw))}` };
+    }
     case 'string': {
       if (isAttachment(raw)) return { problem: `${o.name} must be text, not a file` };
       const text = String(raw).trim();
@@ -70,6 +81,11 @@ function checkOne(o: OptionSpec, raw: RawValue): { value?: OptionValue; problem?
       }
       if (o.min !== undefined && text.length < o.min) return { problem: `${o.name} must be at least ${o.min} characters` };
       if (o.max !== undefined && text.length > o.max) return { problem: `${o.name} must be at most ${o.max} characters` };
+      if (o.parse) {
+        const value = o.parse(text);
+        if (value === undefined) return { problem: `${o.name} must be ${o.expects ?? 'one of the values offered'}, got ${JSON.stringify(text)}` };
+        return { value };
+      }
       return { value: text };
     }
   }
@@ -99,30 +115,41 @@ export function checkOptions(spec: CommandSpec, raw: RawOptions): CheckedOptions
   return { options, problems };
 }
 
-/** Splits a line into words, keeping "quoted words" together. */
+/** Splits a line into words, keeping "quoted words" together, also after a name (`key="D minor"`). */
 export function splitWords(text: string): string[] {
   const words: string[] = [];
-  const re = /"([^"]*)"|'([^']*)'|(\S+)/g;
-  for (let m = re.exec(text); m; m = re.exec(text)) words.push(m[1] ?? m[2] ?? m[3]);
+  const re = /([A-Za-z][\w-]*[=:])?(?:"([^"]*)"|'([^']*)')|(\S+)/g;
+  for (let m = re.exec(text); m; m = re.exec(text)) words.push(m[4] ?? `${m[1] ?? ''}${m[2] ?? m[3]}`);
   return words;
 }
 
+const NAMED_WORD = /^([A-Za-z][\w-]*)[=:](.*)$/;
+
 /**
- * Parses the words after a command name: `name=value` or `name:value` set an option by name,
- * other words fill the text and number options in declared order. Attachments cannot be typed
- * (the adapter adds them), except on the terminal, where a path is passed as a word.
+ * Parses the words after a command name: `name=value` or `name:value` set an option by name
+ * (`key=D minor` takes the next word when the two read as one key), the bare name of a yes/no
+ * option turns it on (`score`), other words fill the text and number options in declared order
+ * (not the `named` ones). Attachments cannot be typed (the adapter adds them), except on the
+ * terminal, where a path is passed as a word.
  */
 export function parseOptionWords(spec: CommandSpec, words: string[], typedAttachments = false): { raw: RawOptions; problems: string[] } {
   const raw: RawOptions = {};
   const problems: string[] = [];
-  const positional = spec.options.filter((o) => typedAttachments || o.kind !== 'attachment');
-  const names = new Map(spec.options.map((o) => [o.name.toLowerCase(), o.name]));
+  const positional = spec.options.filter((o) => !o.named && (typedAttachments || o.kind !== 'attachment'));
+  const byName = new Map(spec.options.map((o) => [o.name.toLowerCase(), o]));
   const unnamed: string[] = [];
-  for (const word of words) {
-    const m = /^([A-Za-z][\w-]*)[=:](.*)$/.exec(word);
-    const name = m ? names.get(m[1].toLowerCase()) : undefined;
-    if (m && name) raw[name] = m[2];
-    else if (m && !/^https?$/i.test(m[1])) raw[m[1]] = m[2]; // reported as unknown by checkOptions
+  for (let w = 0; w < words.length; w++) {
+    const word = words[w];
+    const m = NAMED_WORD.exec(word);
+    const option = byName.get((m ? m[1] : word).toLowerCase());
+    if (m && option) {
+      // "key=D minor": the next word belongs to the value when the two read as one.
+      const next = words[w + 1];
+      const joined = next !== undefined && !NAMED_WORD.test(next) && option.parse?.(`${m[2]} ${next}`) !== undefined;
+      raw[option.name] = joined ? `${m[2]} ${next}` : m[2];
+      if (joined) w++;
+    } else if (m && !/^https?$/i.test(m[1])) raw[m[1]] = m[2]; // reported as unknown by checkOptions
+    else if (!m && option?.kind === 'boolean') raw[option.name] = 'yes'; // a bare "score" turns it on
     else unnamed.push(word);
   }
   for (const [i, word] of unnamed.entries()) {
@@ -141,6 +168,7 @@ export function parseOptionWords(spec: CommandSpec, words: string[], typedAttach
 function optionHint(o: OptionSpec): string {
   const parts: string[] = [];
   if (o.choices) parts.push(o.choices.map((c) => c.value).join(' | '));
+  else if (o.kind === 'boolean') parts.push('yes | no');
   else if (o.kind === 'integer' || o.kind === 'number') {
     const offered = o.suggestions?.length ? `${o.suggestions.map((s) => s.value).join(' or ')}; ` : '';
     if (o.min !== undefined && o.max !== undefined) parts.push(`${offered}${o.min}–${o.max}`);
@@ -153,7 +181,10 @@ function optionHint(o: OptionSpec): string {
 export function usageLine(spec: CommandSpec, prefix = '/', typedAttachments = false): string {
   const args = spec.options
     .filter((o) => typedAttachments || o.kind !== 'attachment')
-    .map((o) => (o.required ? `<${o.name}>` : `[${o.name}]`));
+    .map((o) => {
+      const typed = !o.named || o.kind === 'boolean' ? o.name : `${o.name}=…`;
+      return o.required ? `<${typed}>` : `[${typed}]`;
+    });
   return [`${prefix}${spec.name}`, ...args].join(' ');
 }
 

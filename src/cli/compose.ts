@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Engine, ComposeInputError, DEFAULT_TEMPERATURE, DEFAULT_TOP_P, NOTES_MAX, NOTES_MIN } from '../engine/engine.ts';
 import { AUDIO_FORMATS, RANDOM_SEED_MAX, TEMPERATURE_MAX, TEMPO_MAX_BPM, TEMPO_MIN_BPM, type AudioFormat } from '../engine/types.ts';
-import { ANY_KEY, parseKey } from '../tokens/key.ts';
+import { ANY_KEY, KEY_EXPECTED, parseKey } from '../tokens/key.ts';
 import { MIDI_LIMITS } from '../midi/read.ts';
 import { UsageError, intOption, numberOption, optionProblems, parseBackend } from './options.ts';
 
@@ -63,7 +63,7 @@ export async function runCompose(argv: string[], log: (line: string) => void): P
   let key: number | undefined;
   if (values.key !== undefined) {
     const parsed = parseKey(values.key);
-    if (parsed === undefined) problems.push(`--key must be a major or minor key such as "D minor", "C# minor", "Db major", "f#m" or "Bb" (sharps #, flats b; a bare letter is major), or "any"; got ${JSON.stringify(values.key)}`);
+    if (parsed === undefined) problems.push(`--key must be ${KEY_EXPECTED}; got ${JSON.stringify(values.key)}`);
     else if (parsed !== ANY_KEY) key = parsed;
   }
   const tempoBpm = values.tempo === undefined ? undefined : take(() => numberOption('--tempo', values.tempo, 0, TEMPO_MIN_BPM, TEMPO_MAX_BPM));

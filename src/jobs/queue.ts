@@ -29,7 +29,8 @@ import { takeBatch } from './batching.ts';
 import { removeJobOutputs } from './cleanup.ts';
 import type { ComposeBackend } from './engineThread.ts';
 import type { JobStore } from './store.ts';
-import type { JobInput, JobRecord } from './types.ts';
+import type { JobInput, JobParams, JobRecord } from './types.ts';
+import { ANY_KEY, parseKey } from '../tokens/key.ts';
 import { tenantOf } from './tenant.ts';
 import { replyTokenExpiresAt, withoutReplyToken } from './replyToken.ts';
 import { redactUrls } from '../redact.ts';
@@ -103,6 +104,13 @@ interface Entry {
 }
 
 const MINUTE_MS = 60_000;
+
+/** A job's key, tempo and score as the engine takes them (the key by index; "any" is no key). */
+export function composeControls(p: JobParams): Pick<ComposeRequest, 'key' | 'tempoBpm' | 'score'> {
+  const key = p.key === undefined ? undefined : parseKey(p.key);
+  if (p.key !== undefined && key === undefined) throw new Error(`the stored key ${JSON.stringify(p.key)} names no key`);
+  return { key: key === ANY_KEY ? undefined : key, tempoBpm: p.tempoBpm, score: p.score };
+}
 
 function safely(f: () => void, log: (line: string) => void): void {
   try {
@@ -392,13 +400,19 @@ export class JobQueue {
     const live: Entry[] = [];
     for (const entry of batch) {
       const { record } = entry;
+      let seedMidi: Uint8Array | undefined;
       try {
-        const seedMidi = record.seedPath ? new Uint8Array(await readFile(record.seedPath)) : undefined;
-        const p = record.params;
-        requests.push({ composer: p.composer, notes: p.notes, temperature: p.temperature, topP: p.topP, randomSeed: p.randomSeed, seedMidi, outDir: record.outDir, audio: { format: p.format }, maxMusicSeconds: this.limits.maxMusicSeconds });
-        live.push(entry);
+        seedMidi = record.seedPath ? new Uint8Array(await readFile(record.seedPath)) : undefined;
       } catch (e) {
         this.track(this.fail(entry, `the seed MIDI of this job is gone (${(e as Error).message}); upload it again`, 'internal'));
+        continue;
+      }
+      try {
+        const p = record.params;
+        requests.push({ ...composeControls(p), composer: p.composer, notes: p.notes, temperature: p.temperature, topP: p.topP, randomSeed: p.randomSeed, seedMidi, outDir: record.outDir, audio: { format: p.format }, maxMusicSeconds: this.limits.maxMusicSeconds });
+        live.push(entry);
+      } catch (e) {
+        this.track(this.fail(entry, (e as Error).message, 'input'));
       }
     }
     const markComposing = (e: Entry) => this.store.update(e.record.id, { state: 'composing', modelVersion: version }).catch((err) => this.log(`job ${e.record.id}: ${(err as Error).message}`));

@@ -41,6 +41,12 @@ export interface JobParams {
   format: AudioFormat;
   /** Set for continuations: where the seed MIDI came from, for messages. */
   seedName?: string;
+  /** The key asked for, as src/tokens/key.ts names it ("C# major"); absent: any key. */
+  key?: string;
+  /** The tempo asked for, BPM; absent: the composer's (or the seed's). */
+  tempoBpm?: number;
+  /** Also make the score (piece.musicxml and a picture of its first page). */
+  score?: boolean;
 }
 
 export interface JobOutputs {

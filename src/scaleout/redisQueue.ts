@@ -54,6 +54,9 @@ export interface ComposeJobData {
   seedMidiBase64?: string;
   audio?: AudioOptions;
   maxMusicSeconds?: number;
+  key?: number;
+  tempoBpm?: number;
+  score?: boolean;
 }
 
 export interface ResultFile {
@@ -101,6 +104,27 @@ export function jobDataOf(request: ComposeRequest): ComposeJobData {
     seedMidiBase64: request.seedMidi ? Buffer.from(request.seedMidi).toString('base64') : undefined,
     audio: request.audio,
     maxMusicSeconds: request.maxMusicSeconds,
+    key: request.key,
+    tempoBpm: request.tempoBpm,
+    score: request.score,
+  };
+}
+
+/** The request a worker composes for a job's data (jobDataOf's inverse), writing into `outDir`. */
+export function requestOf(data: ComposeJobData, outDir: string): ComposeRequest {
+  return {
+    composer: data.composer,
+    notes: data.notes,
+    temperature: data.temperature,
+    topP: data.topP,
+    randomSeed: data.randomSeed,
+    seedMidi: data.seedMidiBase64 ? new Uint8Array(Buffer.from(data.seedMidiBase64, 'base64')) : undefined,
+    outDir,
+    audio: data.audio,
+    maxMusicSeconds: data.maxMusicSeconds,
+    key: data.key,
+    tempoBpm: data.tempoBpm,
+    score: data.score,
   };
 }
 

@@ -25,7 +25,7 @@ import type { BackendChoice } from '../model/backend.ts';
 import { fitAudio } from '../jobs/audioFit.ts';
 import { takeBatch } from '../jobs/batching.ts';
 import { EngineThread } from '../jobs/engineThread.ts';
-import { COMPOSE_QUEUE, DEFAULT_REDIS_PREFIX, INPUT_ERROR_PREFIX, RESULT_MAX_BYTES, SERVING_CHANNEL, SERVING_KEY, redactedUrl, redisConnection, type ComposeJobData, type ComposeJobProgress, type ComposeJobResult } from './redisQueue.ts';
+import { COMPOSE_QUEUE, DEFAULT_REDIS_PREFIX, INPUT_ERROR_PREFIX, RESULT_MAX_BYTES, SERVING_CHANNEL, SERVING_KEY, redactedUrl, redisConnection, requestOf, type ComposeJobData, type ComposeJobProgress, type ComposeJobResult } from './redisQueue.ts';
 
 export interface WorkerOptions {
   redisUrl: string;
@@ -151,17 +151,7 @@ export class ComposeWorker {
   private async compose(batch: Pending[]): Promise<void> {
     const scratch = await mkdtemp(join(tmpdir(), 'nocturne-worker-'));
     try {
-      const requests: ComposeRequest[] = batch.map(({ job }, i) => ({
-        composer: job.data.composer,
-        notes: job.data.notes,
-        temperature: job.data.temperature,
-        topP: job.data.topP,
-        randomSeed: job.data.randomSeed,
-        seedMidi: job.data.seedMidiBase64 ? new Uint8Array(Buffer.from(job.data.seedMidiBase64, 'base64')) : undefined,
-        outDir: join(scratch, String(i)),
-        audio: job.data.audio,
-        maxMusicSeconds: job.data.maxMusicSeconds,
-      }));
+      const requests: ComposeRequest[] = batch.map(({ job }, i) => requestOf(job.data, join(scratch, String(i))));
       this.batches++;
       this.jobs += batch.length;
       const onStage = (i: number, stage: ComposeStage) => {

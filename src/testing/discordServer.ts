@@ -73,6 +73,8 @@ export interface InteractionOptions {
   permissions?: string;
   /** The member's role ids. */
   roles?: string[];
+  /** The interaction's attachment_size_limit in bytes (default 10 MiB); null leaves the field out. */
+  attachmentSizeLimit?: number | null;
 }
 
 export const MANAGE_GUILD = String(1 << 5);
@@ -247,8 +249,8 @@ export class FakeDiscord extends EventEmitter {
       entitlements: [],
       authorizing_integration_owners: {},
       context: guildId ? 0 : 1,
-      attachment_size_limit: 10 * 1024 * 1024,
     };
+    if (o.attachmentSizeLimit !== null) common.attachment_size_limit = o.attachmentSizeLimit ?? 10 * 1024 * 1024;
     if (guildId) {
       common.guild_id = guildId;
       common.guild_locale = 'en-US';
@@ -260,10 +262,10 @@ export class FakeDiscord extends EventEmitter {
   }
 
   /**
-   * Sends a slash command. `options` maps option names to values; an attachment value is
-   * `{ attachment: { filename, size, url, contentType } }`.
+   * Sends a slash command. `options` maps option names to values (a boolean is a Boolean option); an
+   * attachment value is `{ attachment: { filename, size, url, contentType } }`.
    */
-  command(name: string, options: Record<string, string | number | { attachment: { filename: string; size: number; url: string; contentType?: string } }> = {}, o: InteractionOptions = {}): { id: string; token: string } {
+  command(name: string, options: Record<string, string | number | boolean | { attachment: { filename: string; size: number; url: string; contentType?: string } }> = {}, o: InteractionOptions = {}): { id: string; token: string } {
     const { id, token, common } = this.base(2, o);
     const resolvedAttachments: Record<string, unknown> = {};
     const opts = Object.entries(options).map(([optionName, value]) => {
@@ -273,7 +275,7 @@ export class FakeDiscord extends EventEmitter {
         resolvedAttachments[aid] = { id: aid, filename: a.filename, size: a.size, url: a.url, proxy_url: a.url, content_type: a.contentType };
         return { name: optionName, type: 11, value: aid };
       }
-      return { name: optionName, type: typeof value === 'number' ? (Number.isInteger(value) ? 4 : 10) : 3, value };
+      return { name: optionName, type: typeof value === 'boolean' ? 5 : typeof value === 'number' ? (Number.isInteger(value) ? 4 : 10) : 3, value };
     });
     const data: Record<string, unknown> = { id: nextSnowflake(), name, type: 1, options: opts };
     if (Object.keys(resolvedAttachments).length) data.resolved = { attachments: resolvedAttachments };

@@ -58,6 +58,9 @@ export function transposeKey(index: number, semitones: number): number {
 
 const LETTERS: Record<string, number> = { c: 0, d: 2, e: 4, f: 5, g: 7, a: 9, b: 11 };
 
+/** What parseKey reads, for messages that refuse a key: "… must be " + KEY_EXPECTED. */
+export const KEY_EXPECTED = 'a major or minor key such as "D minor", "C# minor", "Db major", "f#m" or "Bb" (sharps #, flats b; a bare letter is major), or "any"';
+
 /**
  * "D minor", "C# minor", "Db major", "f#m", "Bb", "any" → a key index (ANY_KEY for "any");
  * undefined when the text names no key. A bare tonic means major; "m"/"min"/"minor" minor.

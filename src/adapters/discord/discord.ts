@@ -69,6 +69,7 @@ const OPTION_TYPES: Record<OptionSpec['kind'], ApplicationCommandOptionType> = {
   string: ApplicationCommandOptionType.String,
   integer: ApplicationCommandOptionType.Integer,
   number: ApplicationCommandOptionType.Number,
+  boolean: ApplicationCommandOptionType.Boolean,
   attachment: ApplicationCommandOptionType.Attachment,
 };
 
