@@ -2,9 +2,9 @@
  * Drift as a number: how similar a set of pieces is to a reference corpus, from exact 1-D
  * Wasserstein distances over five musical quantities (src/eval: musicDistributions, wasserstein1).
  *
- * Distributions are kept as histograms (distinct values + counts): compact enough to store per
- * contribution and to cache for the whole corpus, additive (a pool is the sum of its members)
- * and exactly equivalent to the raw samples for the distance.
+ * Distributions are kept as histograms (src/eval/histograms.ts: distinct values + counts): compact
+ * enough to store per contribution and to cache for the whole corpus, additive (a pool is the sum
+ * of its members) and exactly equivalent to the raw samples for the distance.
  *
  * Similarity. Each quantity's distance d is divided by a scale (below) and the five ratios are
  * averaged; the similarity is exp(−mean ratio), so 1 means identical distributions and every
@@ -24,23 +24,15 @@
  * moderator. Pools are much more stable than single pieces (many notes average out), which is why
  * the pool and output numbers are the real monitor and the per-piece flag is a coarse screen.
  */
-import { DISTRIBUTION_NAMES, pooledDistributions } from '../eval/musicStats.ts';
-import { histogram, similarityFromDistance, wasserstein1 } from '../eval/wasserstein.ts';
-import type { NoteToken } from '../tokens/tokenize.ts';
+import { noteCount, QUANTITIES, type Histograms, type Quantity } from '../eval/histograms.ts';
+import { similarityFromDistance, wasserstein1 } from '../eval/wasserstein.ts';
 
-export type Quantity = (typeof DISTRIBUTION_NAMES)[number];
-export const QUANTITIES: readonly Quantity[] = DISTRIBUTION_NAMES;
+// The histograms themselves live below the community code, in src/eval/histograms.ts (evaluate
+// compares generated and real music with them too); the drift monitor's modules take them from here.
+export { histogramsOf, mergeHistograms, noteCount, QUANTITIES, type Histogram, type Histograms, type Quantity } from '../eval/histograms.ts';
 
 /** Distance (in the quantity's unit) that counts as "far": see the file comment. */
 export const DRIFT_SCALES: Readonly<Record<Quantity, number>> = Object.freeze({ pitch: 6, ioi: 0.25, duration: 0.4, velocity: 15, chordSize: 0.9 });
-
-export interface Histogram {
-  values: number[];
-  weights: number[];
-}
-
-/** One histogram per quantity; a quantity with no samples has empty arrays. */
-export type Histograms = Record<Quantity, Histogram>;
 
 export interface QuantitySimilarity {
   /** Wasserstein-1 distance to the reference, in the quantity's unit. */
@@ -53,38 +45,6 @@ export interface Similarity {
   overall: number;
   /** Quantities the sample has no data for (e.g. no IOI in a single chord) are left out. */
   perQuantity: Partial<Record<Quantity, QuantitySimilarity>>;
-}
-
-function emptyHistograms(): Histograms {
-  return { pitch: { values: [], weights: [] }, ioi: { values: [], weights: [] }, duration: { values: [], weights: [] }, velocity: { values: [], weights: [] }, chordSize: { values: [], weights: [] } };
-}
-
-/** Pooled histograms of one or more pieces. */
-export function histogramsOf(pieces: readonly (readonly NoteToken[])[]): Histograms {
-  const pooled = pooledDistributions(pieces);
-  const out = emptyHistograms();
-  for (const q of QUANTITIES) {
-    const h = histogram(pooled[q]);
-    out[q] = { values: h.values, weights: h.weights };
-  }
-  return out;
-}
-
-/** The pool of several histogram sets (counts added). */
-export function mergeHistograms(sets: readonly Histograms[]): Histograms {
-  const out = emptyHistograms();
-  for (const q of QUANTITIES) {
-    const counts = new Map<number, number>();
-    for (const s of sets) s[q].values.forEach((v, i) => counts.set(v, (counts.get(v) ?? 0) + s[q].weights[i]));
-    const values = [...counts.keys()].sort((a, b) => a - b);
-    out[q] = { values, weights: values.map((v) => counts.get(v)!) };
-  }
-  return out;
-}
-
-/** Notes counted in a histogram set (the pitch histogram has one entry per note). */
-export function noteCount(h: Histograms): number {
-  return h.pitch.weights.reduce((s, w) => s + w, 0);
 }
 
 /**

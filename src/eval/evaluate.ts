@@ -12,7 +12,7 @@
  *
  * Generation. Per composer, K pieces of N notes with fixed seeds in one batched call; their
  * pitch, inter-onset-interval, duration, velocity and chord-size distributions are compared
- * (exact 1-D Wasserstein-1) with that composer's real pieces in --data and with all other
+ * (exact 1-D Wasserstein-1 between the histograms of histograms.ts) with that composer's real pieces in --data and with all other
  * composers' pieces there; their loop rate (share of repeated 16-grams) with that of real
  * excerpts of the same length; and the longest run copied verbatim from the training pieces.
  *
@@ -39,8 +39,9 @@ import { tokenHash, tokenize, type NoteToken } from '../tokens/tokenize.ts';
 import { corpusHash, corpusRoot, listCorpus, loadCorpus, type CorpusPiece } from '../train/corpus.ts';
 import { evaluatePieces } from '../train/fit.ts';
 import { addTotals, baselineTotals, DEFAULT_SMOOTHING_K, fitBaselines, NOTE_FIELD_CLASSES, noteTokenFields, perToken, type BaselineTotals } from './baselines.ts';
-import { longestCopiedRuns, loopRate, noteKeys, pooledDistributions, type MusicDistributions } from './musicStats.ts';
-import { histogram, wasserstein1 } from './wasserstein.ts';
+import { histogramsOf, mergeHistograms, QUANTITIES, type Histogram, type Quantity } from './histograms.ts';
+import { longestCopiedRuns, loopRate, noteKeys } from './musicStats.ts';
+import { wasserstein1 } from './wasserstein.ts';
 import { compareRealism, DEFAULT_COMPARE, EXCERPT_NOTES, FEATURE_LABELS, REALISM_FEATURES, REPETITION_FEATURES, type PieceTokens, type RealismComparison } from './realism.ts';
 import { keyAdherenceLines, keyRequests, measureKeyAdherence, type KeyAdherence } from './keyAdherence.ts';
 
@@ -111,8 +112,9 @@ export interface FeatureDistance {
   others: number | null;
 }
 
-export const COMPARED_FEATURES = ['pitch', 'ioi', 'duration', 'velocity', 'chordSize'] as const;
-export type ComparedFeature = (typeof COMPARED_FEATURES)[number];
+/** The quantities whose histograms (src/eval/histograms.ts) generated and real music are compared on. */
+export const COMPARED_FEATURES = QUANTITIES;
+export type ComparedFeature = Quantity;
 
 export interface GenerationReport {
   pieces: number;
@@ -392,30 +394,10 @@ function generateStudyModel(weights: Awaited<ReturnType<typeof loadStudyModel>>[
   return { notes, decoding: 'argmax, primed with a fixed random window of the composer\'s training pieces', events: { generated: events, training: trainSeqs } };
 }
 
-type Histograms = Record<ComparedFeature, Map<number, number>>;
-
-function histogramsOf(d: MusicDistributions): Histograms {
-  const out = {} as Histograms;
-  for (const f of COMPARED_FEATURES) {
-    const h = histogram(d[f]);
-    out[f] = new Map(h.values.map((v, i) => [v, h.weights[i]]));
-  }
-  return out;
-}
-
-function mergeHistograms(list: readonly Histograms[]): Histograms {
-  const out = {} as Histograms;
-  for (const f of COMPARED_FEATURES) {
-    const m = new Map<number, number>();
-    for (const h of list) for (const [v, w] of h[f]) m.set(v, (m.get(v) ?? 0) + w);
-    out[f] = m;
-  }
-  return out;
-}
-
-function distance(a: Map<number, number>, b: Map<number, number>): number | null {
-  if (a.size === 0 || b.size === 0) return null;
-  return wasserstein1({ values: [...a.keys()], weights: [...a.values()] }, { values: [...b.keys()], weights: [...b.values()] });
+/** W1 between two histograms of one quantity; null when either has no samples. */
+function distance(a: Histogram, b: Histogram): number | null {
+  if (a.values.length === 0 || b.values.length === 0) return null;
+  return wasserstein1(a, b);
 }
 
 /** Loop rate of real music measured like generated music: over non-overlapping excerpts of `notes` notes. */
@@ -429,7 +411,7 @@ const mean = (xs: readonly number[]) => xs.reduce((s, x) => s + x, 0) / xs.lengt
 
 function generationReports(gen: Generated, real: CorpusPiece[], training: CorpusPiece[], o: EvaluateOptions): Map<string, GenerationReport> {
   const realByComposer = groupBy(real, (p) => p.composer);
-  const realHist = new Map([...realByComposer].map(([c, ps]) => [c, histogramsOf(pooledDistributions(ps.map((p) => p.tokens)))]));
+  const realHist = new Map([...realByComposer].map(([c, ps]) => [c, histogramsOf(ps.map((p) => p.tokens))]));
   const composers = [...gen.notes.keys()];
   const allGenerated = composers.flatMap((c) => gen.notes.get(c)!);
   o.log(`  looking for copies of ${allGenerated.length} generated pieces in ${training.length} training pieces (${training.reduce((s, p) => s + p.tokens.length, 0)} notes)`);
@@ -443,7 +425,7 @@ function generationReports(gen: Generated, real: CorpusPiece[], training: Corpus
     const mine = copies.slice(offset, offset + pieces.length);
     const mineEvents = eventCopies?.slice(offset, offset + pieces.length);
     offset += pieces.length;
-    const generatedHist = histogramsOf(pooledDistributions(pieces));
+    const generatedHist = histogramsOf(pieces);
     const own = realHist.get(c);
     const others = mergeHistograms([...realHist].filter(([name]) => name !== c).map(([, h]) => h));
     const wasserstein = {} as GenerationReport['wasserstein'];
