@@ -6,20 +6,23 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { PassThrough } from 'node:stream';
 import { COMMANDS } from '../commands/index.ts';
 import { KEY_CHOICES, keyChoices } from '../commands/controls.ts';
 import { discordCommandJson, discordUsage, DiscordAdapter } from '../src/adapters/discord/discord.ts';
 import { SlackAdapter, slackUsage } from '../src/adapters/slack/slack.ts';
-import { terminalUsage } from '../src/adapters/terminal/terminal.ts';
+import { TerminalAdapter, terminalUsage } from '../src/adapters/terminal/terminal.ts';
 import type { Bot } from '../src/chat/bot.ts';
 import { autocompleteChoices } from '../src/chat/dispatch.ts';
 import { checkOptions, parseOptionWords, splitWords } from '../src/chat/options.ts';
+import { keyText, requestText, scoreText, tempoText } from '../src/chat/results.ts';
+import type { JobOutputs, JobRecord } from '../src/jobs/types.ts';
 import { composeControls } from '../src/jobs/queue.ts';
 import { parseMidi } from '../src/midi/read.ts';
 import { jobDataOf, requestOf } from '../src/scaleout/redisQueue.ts';
 import { FakeDiscord, type RecordedCall } from '../src/testing/discordServer.ts';
 import { FakeSlack, postSigned, slashCommandBody } from '../src/testing/slackApi.ts';
-import { chatFixture, midiNoteCount, type ChatFixture } from './support/chatBot.ts';
+import { FAST_TEMPO_BPM, chatFixture, midiNoteCount, type ChatFixture } from './support/chatBot.ts';
 
 const compose = COMMANDS.find((c) => c.name === 'compose')!;
 const cont = COMMANDS.find((c) => c.name === 'continue')!;
@@ -179,4 +182,69 @@ test('Slack: /compose chopin 16 key=f#m tempo=150 composes in F# minor at 150 BP
   assert.equal(record?.params.tempoBpm, 150);
   const midi = slack.uploadedFiles(complete).find((f) => f.filename.endsWith('.mid'))!;
   assert.equal(Math.round(parseMidi(new Uint8Array(midi.bytes), 'piece.mid').tempoBpm), 150);
+  const summary = await slack.waitFor((c) => (c.method === 'chat.update' || c.method === 'chat.postMessage') && c.params.channel === channel && String(c.params.blocks ?? '').includes('"actions"'), 10_000, 'the summary');
+  const sections = JSON.parse(summary.params.blocks).filter((b: any) => b.fields);
+  assert.ok(sections.every((b: any) => b.fields.length <= 10), 'Slack takes at most 10 fields a section');
+  const fields = sections.flatMap((b: any) => b.fields.map((f: any) => f.text));
+  assert.ok(fields.includes('*Tempo*\n150 BPM') && fields.some((f: string) => f.startsWith('*Length*')), `every field is shown: ${fields.join(' | ')}`);
+});
+
+// ---------------------------------------------------------------------------------------------
+// What a piece shows: key, tempo, score, in the post, /show and the terminal
+
+const piece = (params: Partial<JobRecord['params']>, outputs?: Partial<JobOutputs>): JobRecord =>
+  ({ id: 'k3x9q2ab', kind: 'compose', params: { composer: 'Chopin', notes: 500, randomSeed: 7, format: 'wav', ...params }, outputs: outputs && { midi: 'm', png: 'p', noteCount: 500, musicSeconds: 60, composeSeconds: 1, composer: 'Chopin', ...outputs } }) as JobRecord;
+
+test('the fields: the key asked for, written and estimated; the tempo and whose it is; whether the score was made', () => {
+  assert.equal(keyText(piece({})), 'any');
+  assert.equal(keyText(piece({}, { key: 'any', estimatedKey: 'C major' })), 'any (estimated C major)');
+  assert.equal(keyText(piece({ key: 'D minor' }, { key: 'D minor', estimatedKey: 'D minor' })), 'D minor');
+  assert.equal(keyText(piece({ key: 'D minor' }, { key: 'D minor', estimatedKey: 'F major' })), 'D minor (estimated F major)');
+  assert.equal(keyText(piece({ key: 'D minor' }, { key: 'D major', estimatedKey: 'D major' })), 'D minor asked, written in D major');
+  assert.equal(tempoText(piece({}, { tempoBpm: 122.04 })), "122 BPM (Chopin's)");
+  assert.equal(tempoText(piece({ tempoBpm: 96 }, { tempoBpm: 96 })), '96 BPM');
+  assert.equal(tempoText(piece({ seedName: 'song.mid' })), "the seed's");
+  assert.equal(tempoText(piece({ composer: 'any' }, { composer: 'any', tempoBpm: 100 })), '100 BPM (the default)');
+  assert.equal(scoreText(piece({})), 'no');
+  assert.equal(scoreText(piece({ score: true })), 'yes');
+  assert.equal(scoreText(piece({ score: true }, { score: 'x.musicxml', scorePicture: 'x.png' })), 'yes: MusicXML and a picture of its first page');
+  assert.equal(requestText(piece({ key: 'D minor', tempoBpm: 96, score: true })), 'compose Chopin 500 key="D minor" tempo=96 score');
+  assert.equal(requestText(piece({ key: 'Bb major' })), 'compose Chopin 500 key="Bb major"');
+});
+
+/** The notes of a MIDI file as comparable tuples. */
+const notesOf = (bytes: Buffer) => parseMidi(new Uint8Array(bytes), 'piece.mid').notes.map((n) => [n.pitch, n.startSeconds.toFixed(4), n.durationSeconds.toFixed(4)].join(':'));
+
+test('Discord: the post shows key, tempo and score; Regenerate (same seed) gives the same notes and controls; /show shows them again', async () => {
+  const first = await discordPiece({ composer: 'mozart', notes: 16, key: 'A minor', tempo: 180, seed: 4242 });
+  assert.match(field(first.call, 'Key')!, /^A minor( asked, written in A major)?( \(estimated [A-G][#b]? (major|minor)\))?$/);
+  assert.match(first.call.body.embeds[0].description ?? '', /this model has no key input: the piece was transposed/, 'the tiny model has no key input: the post says it transposed');
+  assert.equal(field(first.call, 'Tempo'), '180 BPM');
+  assert.equal(field(first.call, 'Score'), 'no');
+  assert.equal(first.record.outputs?.tempoBpm, 180);
+
+  const regen = discord.button(`nocturne:regenerate:${first.job}`);
+  const again = await discord.waitForOutcome(regen.token, 60_000);
+  assert.equal(again.kind, 'result');
+  for (const name of ['Random seed', 'Key', 'Tempo', 'Score']) assert.equal(field(again.call, name), field(first.call, name), name);
+  assert.deepEqual(notesOf(fileNamed(again.call, /\.mid$/)!.bytes), notesOf(fileNamed(first.call, /\.mid$/)!.bytes), 'the same seed and controls give the same notes');
+
+  const plain = await discordPiece({ composer: 'chopin', notes: 16 });
+  assert.match(field(plain.call, 'Key')!, /^any \(estimated [A-G][#b]? (major|minor)\)$/);
+  assert.equal(field(plain.call, 'Tempo'), `${FAST_TEMPO_BPM} BPM (Chopin's)`);
+
+  const shown = await discordCommand('show', { job: first.job });
+  assert.equal(shown.kind, 'result');
+  for (const name of ['Key', 'Tempo', 'Score', 'Random seed']) assert.equal(field(shown.call, name), field(first.call, name), name);
+});
+
+test('the terminal prints the controls with the piece', async () => {
+  const output = new PassThrough();
+  let text = '';
+  output.on('data', (d) => (text += d));
+  const terminal = new TerminalAdapter(bot, { input: new PassThrough(), output, interactive: false, log: fixture.log });
+  await terminal.runLine('/compose chopin 16 seed=5 key="E minor" tempo=150');
+  assert.match(text, /Random seed 5 · Key E minor[^·]* · Tempo 150 BPM · Score no/);
+  await terminal.runLine('/compose chopin 16 tempo=fast');
+  assert.match(text, /error: tempo must be a number from 30 to 240, got "fast"\. Usage: \/compose <composer>/);
 });

@@ -22,11 +22,43 @@ export function styleName(composer: string): string {
   return composer.toLowerCase() === 'any' ? 'no particular composer' : `in the style of ${composer}`;
 }
 
-/** "compose chopin 500" as the user would type it, for messages about a job. */
+/** "compose chopin 500 key=\"D minor\" tempo=96 score" as the user would type it, for messages about a job. */
 export function requestText(record: JobRecord): string {
   const p = record.params;
   const verb = record.kind === 'compose' ? 'compose' : record.kind;
-  return `${verb} ${p.composer} ${p.notes}${record.parentId ? ` (from job ${record.parentId})` : ''}`;
+  const controls = `${p.key ? ` key=${p.key.includes(' ') ? JSON.stringify(p.key) : p.key}` : ''}${p.tempoBpm !== undefined ? ` tempo=${p.tempoBpm}` : ''}${p.score ? ' score' : ''}`;
+  return `${verb} ${p.composer} ${p.notes}${controls}${record.parentId ? ` (from job ${record.parentId})` : ''}`;
+}
+
+/**
+ * The key asked for and, once the piece is written, the one it is in and the one its notes read
+ * as: "D minor", "any (estimated C major)", "D minor (estimated F major)", "D minor asked,
+ * written in D major" (a model without a key input transposes instead).
+ */
+export function keyText(record: JobRecord): string {
+  const asked = record.params.key ?? 'any';
+  const o = record.outputs;
+  if (!o?.key) return asked;
+  const written = o.key === asked ? asked : `${asked} asked, written in ${o.key}`;
+  return o.estimatedKey && o.estimatedKey !== o.key ? `${written} (estimated ${o.estimatedKey})` : written;
+}
+
+/** "96 BPM", or whose tempo it is when none was asked for: "120 BPM (Chopin's)". */
+export function tempoText(record: JobRecord): string {
+  const p = record.params;
+  const composer = record.outputs?.composer ?? p.composer;
+  const whose = p.seedName ? "the seed's" : composer.toLowerCase() === 'any' ? 'the default' : `${composer}'s`;
+  const bpm = record.outputs?.tempoBpm ?? p.tempoBpm;
+  if (bpm === undefined) return whose;
+  return `${Number(bpm.toFixed(1))} BPM${p.tempoBpm === undefined ? ` (${whose})` : ''}`;
+}
+
+/** Whether the piece comes with its score. */
+export function scoreText(record: JobRecord): string {
+  const o = record.outputs;
+  if (o?.score) return 'yes: MusicXML and a picture of its first page';
+  if (!record.params.score) return 'no';
+  return o ? 'asked for, but not made' : 'yes';
 }
 
 export function jobFields(record: JobRecord): [string, string][] {
@@ -37,6 +69,9 @@ export function jobFields(record: JobRecord): [string, string][] {
     ['Notes', String(o?.noteCount ?? p.notes)],
     ['Temperature', String(p.temperature ?? 1)],
     ['Random seed', String(p.randomSeed)],
+    ['Key', keyText(record)],
+    ['Tempo', tempoText(record)],
+    ['Score', scoreText(record)],
   ];
   if (p.seedName) fields.push(['Continues', p.seedName]);
   fields.push(['Model', record.modelVersion], ['Job', record.id]);
@@ -62,7 +97,7 @@ export function resultPost(record: JobRecord): ResultPost {
     title: `${record.kind === 'continue' ? 'Continuation' : record.kind === 'variation' ? 'Variation' : 'Piece'} ${styleName(o.composer)}, ${o.noteCount} notes`,
     fields: jobFields(record),
     files,
-    notice: o.audioNote,
+    notice: [o.audioNote, o.keyNote].filter((n) => n !== undefined).join('; ') || undefined,
     attribution: ATTRIBUTION,
     actions: resultActions(record.id),
   };

@@ -271,7 +271,7 @@ export class Engine {
       modelVersion: this.spec.version,
       seconds: (performance.now() - started) / 1000,
       musicSeconds: last,
-      params: { temperature: p.temperature, topP: p.topP, randomSeed: p.randomSeed, notes: p.notes, seeded: p.primer !== undefined, format, key: keyName(written.key), ...(written.note ? { keyNote: written.note } : {}), tempoBpm: r.tempoBpm },
+      params: { temperature: p.temperature, topP: p.topP, randomSeed: p.randomSeed, notes: p.notes, seeded: p.primer !== undefined, format, key: keyName(written.key), ...(written.note ? { keyNote: written.note } : {}), estimatedKey: estimateKey(tokens).name, tempoBpm: r.tempoBpm },
     };
   }
 

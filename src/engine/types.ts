@@ -80,6 +80,8 @@ export interface ComposeResult {
     key: string;
     /** Set when the model has no key input and the piece was transposed to the requested tonic instead (the mode cannot change). */
     keyNote?: string;
+    /** The key the notes read as (Krumhansl–Schmuckler, src/tokens/key.ts): for "any", the key the score is written in. */
+    estimatedKey: string;
     /** Tempo of the MIDI and the audio, BPM. */
     tempoBpm: number;
   };

@@ -491,6 +491,11 @@ export class JobQueue {
           musicSeconds: result.musicSeconds,
           composeSeconds: result.seconds,
           composer: result.composer,
+          key: result.params.key,
+          estimatedKey: result.params.estimatedKey,
+          ...(result.params.keyNote ? { keyNote: result.params.keyNote } : {}),
+          tempoBpm: result.params.tempoBpm,
+          ...(result.scorePath && result.scorePicturePath ? { score: result.scorePath, scorePicture: result.scorePicturePath } : {}),
         },
       });
       this.finished++;

@@ -60,6 +60,17 @@ export interface JobOutputs {
   composeSeconds: number;
   /** The composer as the model spells it. */
   composer: string;
+  /** The key the piece is written in ("D minor", "any"); absent in records from before the controls. */
+  key?: string;
+  /** The key its notes read as (the engine's estimate). */
+  estimatedKey?: string;
+  /** Why the key written is not the one asked for (a model without a key input transposes). */
+  keyNote?: string;
+  /** The tempo of the MIDI and the audio, BPM. */
+  tempoBpm?: number;
+  /** piece.musicxml and the picture of its first page, when the score was made. */
+  score?: string;
+  scorePicture?: string;
 }
 
 export interface JobRecord {

@@ -115,8 +115,9 @@ const asBlocks = (blocks: Block[]): KnownBlock[] => blocks as unknown as KnownBl
 /** The summary under a piece: title, notice, parameters, attribution and the buttons (Block Kit). */
 export function resultBlocks(post: ResultPost): Block[] {
   const blocks: Block[] = [{ type: 'section', text: { type: 'mrkdwn', text: clip(`*${escapeMrkdwn(post.title)}*${post.notice ? `\n_${escapeMrkdwn(post.notice)}_` : ''}`, 3000) } }];
-  const fields = post.fields.slice(0, 10).map(([k, v]) => ({ type: 'mrkdwn', text: clip(`*${escapeMrkdwn(k)}*\n${escapeMrkdwn(v)}`, 2000) }));
-  if (fields.length) blocks.push({ type: 'section', fields });
+  const fields = post.fields.map(([k, v]) => ({ type: 'mrkdwn', text: clip(`*${escapeMrkdwn(k)}*\n${escapeMrkdwn(v)}`, 2000) }));
+  // A section holds at most 10 fields.
+  for (let i = 0; i < fields.length; i += 10) blocks.push({ type: 'section', fields: fields.slice(i, i + 10) });
   blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: clip(escapeMrkdwn(post.attribution), 3000) }] });
   blocks.push({
     type: 'actions',
