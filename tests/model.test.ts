@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/model/backend.ts';
 import { inputWidth, writeInputRow } from '../src/model/features.ts';
-import { loadModelFolder, readModelSpec } from '../src/model/folder.ts';
+import { DATA_ATTRIBUTION, loadModelFolder, modelAttribution, readModelSpec } from '../src/model/folder.ts';
 import { initialState, lstmCell, lstmRecurrence, sequenceHidden, stepForward, disposeState } from '../src/model/network.ts';
 import { seededRandom } from '../src/model/random.ts';
 import { generateTokens, sampleNext } from '../src/model/sampling.ts';
@@ -56,6 +56,13 @@ describe('model folder', () => {
     await truncate(join(copy, 'weights.bin'), 100);
     await assert.rejects(loadModelFolder(copy), /weights\.bin holds 100 bytes/);
     await assert.rejects(loadModelFolder(join(dir, 'nope')), /no model\.json/);
+  });
+
+  test("a piece credits the training data its model's folder names; a folder without one, piano-midi.de", async () => {
+    const spec = await readModelSpec(await tamper((s) => (s.data.attribution = 'Trained on other MIDI files, CC0')));
+    assert.equal(modelAttribution(spec), 'Trained on other MIDI files, CC0');
+    const bare = await readModelSpec(await tamper((s) => delete s.data.attribution));
+    assert.equal(modelAttribution(bare), DATA_ATTRIBUTION);
   });
 });
 

@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { initBackend, type BackendChoice } from '../model/backend.ts';
-import { DATA_ATTRIBUTION, loadModelFolder, type ModelSpec } from '../model/folder.ts';
+import { loadModelFolder, modelAttribution, type ModelSpec } from '../model/folder.ts';
 import type { Weights } from '../model/network.ts';
 import { generateTokens, type SampleRequest } from '../model/sampling.ts';
 import { seededRandom } from '../model/random.ts';
@@ -243,10 +243,12 @@ export class Engine {
     const { format, midiPath, audioPath, pngPath, scorePath, scorePicturePath } = paths;
     const p = r.sample;
     const title = `nocturne: ${r.composer === ANY_COMPOSER ? 'any style' : `in the style of ${r.composer}`}`;
+    // The training data's credit, as the loaded model's folder states it (the licence asks for it on every piece).
+    const attribution = modelAttribution(this.spec);
     await writeMidi(midiPath, notes, r.tempoBpm, {
       title,
       comment: `model ${this.spec.version}; notes ${p.notes}; temperature ${p.temperature}; top-p ${p.topP}; random seed ${p.randomSeed}; key ${keyName(written.key)}${p.primer ? '; continued from a seed MIDI' : ''}`,
-      copyright: DATA_ATTRIBUTION,
+      copyright: attribution,
     });
     // The audio's size is bounded by the length limit; renderAudio checks its estimate before running fluidsynth.
     const sampleRate = request.audio?.sampleRate;
@@ -256,7 +258,7 @@ export class Engine {
     await renderPianoRoll(notes, pngPath, { title: `${title} — ${p.notes} notes, seed ${p.randomSeed}` });
     if (scorePath && scorePicturePath) {
       // The same tokens as the MIDI; the key signature is the requested key (estimated for "any").
-      const xml = scoreToMusicXml({ tokens, tempoBpm: r.tempoBpm, key: written.key, title, composer: `nocturne ${this.spec.version}, random seed ${p.randomSeed}`, attribution: DATA_ATTRIBUTION });
+      const xml = scoreToMusicXml({ tokens, tempoBpm: r.tempoBpm, key: written.key, title, composer: `nocturne ${this.spec.version}, random seed ${p.randomSeed}`, attribution });
       await writeFile(scorePath, xml);
       await writeFile(scorePicturePath, await renderScorePicture(xml));
     }

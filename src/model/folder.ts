@@ -25,8 +25,18 @@ export function trainingMachine(): string {
   return `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}`;
 }
 
+/** The training data's attribution that training writes into a new model.json (`data.attribution`). */
 export const DATA_ATTRIBUTION =
   'Trained on piano MIDI files by Bernd Krueger, http://www.piano-midi.de, licensed CC BY-SA 3.0 DE (https://creativecommons.org/licenses/by-sa/3.0/de/). These weights are a derived work under the same licence.';
+
+/**
+ * The attribution of a loaded model: what its folder's model.json carries (`data.attribution`),
+ * so a model trained on other data credits that data; DATA_ATTRIBUTION for a folder without one.
+ */
+export function modelAttribution(spec: { data?: { attribution?: unknown } }): string {
+  const carried = spec.data?.attribution;
+  return typeof carried === 'string' && carried.trim() !== '' ? carried : DATA_ATTRIBUTION;
+}
 
 export interface ComposerEntry {
   name: string;
@@ -98,7 +108,7 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
 }
 
 export function attributionText(spec: Pick<ModelSpec, 'version' | 'data'>): string {
-  return `# ${spec.version}\n\n${DATA_ATTRIBUTION}\n\nTraining data: ${spec.data.pieces} pieces (${spec.data.notes} notes) from ${spec.data.source}, data hash ${spec.data.hash}.\n`;
+  return `# ${spec.version}\n\n${modelAttribution(spec)}\n\nTraining data: ${spec.data.pieces} pieces (${spec.data.notes} notes) from ${spec.data.source}, data hash ${spec.data.hash}.\n`;
 }
 
 /** Writes `weights.bin`: the named weights' float32 values, in that order (creates the folder). */

@@ -33,7 +33,7 @@ export interface ScoreInput {
   title: string;
   /** Credit line, e.g. "nocturne, in the style of Chopin". */
   composer: string;
-  /** The training data's attribution (DATA_ATTRIBUTION), printed at the foot and in <rights>. */
+  /** The training data's attribution (the model's, modelAttribution), printed at the foot and in <rights>. */
   attribution: string;
   /** Fixes the time signature instead of choosing it from the piece. */
   timeSignature?: TimeSignatureName;
