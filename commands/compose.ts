@@ -71,7 +71,7 @@ export const compose: CommandSpec = {
           temperature: options.temperature as number | undefined,
           randomSeed: options.seed as number | undefined,
           format: settings.audio,
-          ...controlParams(options),
+          ...controlParams(options, settings),
         },
       },
       reply,

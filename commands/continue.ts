@@ -74,7 +74,7 @@ export const continueCommand: CommandSpec = {
         address: request.address,
         uploadLimitBytes: reply.uploadLimitBytes,
         seedMidi,
-        params: { composer, notes: (options.notes as number | undefined) ?? DEFAULT_NOTES, format: settings.audio, seedName, ...controlParams(options) },
+        params: { composer, notes: (options.notes as number | undefined) ?? DEFAULT_NOTES, format: settings.audio, seedName, ...controlParams(options, settings) },
       },
       reply,
     );

@@ -7,6 +7,7 @@
  */
 import { TEMPO_MAX_BPM, TEMPO_MIN_BPM } from '../src/engine/types.ts';
 import { ANY_KEY, KEYS, KEY_EXPECTED, keyName, parseKey } from '../src/tokens/key.ts';
+import type { ServerSettings } from '../src/jobs/store.ts';
 import type { JobParams } from '../src/jobs/types.ts';
 import type { CommandRequest, OptionChoice, OptionSpec } from '../src/chat/command.ts';
 
@@ -65,13 +66,12 @@ export const keyOption: OptionSpec = {
   autocomplete: (typed) => keyChoices(typed),
   parse: canonicalKey,
   expects: KEY_EXPECTED,
-  defaultText: 'any',
 };
 
 export const tempoOption: OptionSpec = {
   name: 'tempo',
   kind: 'number',
-  description: `beats per minute, ${TEMPO_MIN_BPM}–${TEMPO_MAX_BPM}; default the composer's (or the seed's) tempo`,
+  description: "beats per minute; default the composer's (or the seed's) tempo",
   min: TEMPO_MIN_BPM,
   max: TEMPO_MAX_BPM,
   named: true,
@@ -80,21 +80,20 @@ export const tempoOption: OptionSpec = {
 export const scoreOption: OptionSpec = {
   name: 'score',
   kind: 'boolean',
-  description: 'also post the score: MusicXML and a picture of its first page',
+  description: "also post the score: MusicXML and a picture of its first page; default: this server's /settings",
   named: true,
-  defaultText: 'no',
 };
 
 /** The controls, in the order commands list them (after their own options). */
 export const CONTROL_OPTIONS: readonly OptionSpec[] = Object.freeze([keyOption, tempoOption, scoreOption]);
 
-/** The controls a checked request asks for, as job parameters ("any" key: none). */
-export function controlParams(options: CommandRequest['options']): Pick<JobParams, 'key' | 'tempoBpm' | 'score'> {
+/** The controls a checked request asks for, as job parameters ("any" key: none; no score option: the server's setting). */
+export function controlParams(options: CommandRequest['options'], settings: ServerSettings): Pick<JobParams, 'key' | 'tempoBpm' | 'score'> {
   const key = options.key as string | undefined;
   const tempo = options.tempo as number | undefined;
   return {
     ...(key !== undefined && key !== 'any' ? { key } : {}),
     ...(tempo !== undefined ? { tempoBpm: tempo } : {}),
-    score: options.score === true,
+    score: (options.score as boolean | undefined) ?? settings.score ?? false,
   };
 }

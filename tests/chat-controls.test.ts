@@ -6,6 +6,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { statSync } from 'node:fs';
 import { PassThrough } from 'node:stream';
 import { COMMANDS } from '../commands/index.ts';
 import { KEY_CHOICES, keyChoices } from '../commands/controls.ts';
@@ -13,6 +14,8 @@ import { discordCommandJson, discordUsage, DiscordAdapter } from '../src/adapter
 import { SlackAdapter, slackUsage } from '../src/adapters/slack/slack.ts';
 import { TerminalAdapter, terminalUsage } from '../src/adapters/terminal/terminal.ts';
 import type { Bot } from '../src/chat/bot.ts';
+import type { Reply, ResultPost } from '../src/chat/command.ts';
+import { fitUploads } from '../src/jobs/audioFit.ts';
 import { autocompleteChoices } from '../src/chat/dispatch.ts';
 import { checkOptions, parseOptionWords, splitWords } from '../src/chat/options.ts';
 import { keyText, requestText, scoreText, tempoText } from '../src/chat/results.ts';
@@ -22,7 +25,7 @@ import { parseMidi } from '../src/midi/read.ts';
 import { jobDataOf, requestOf } from '../src/scaleout/redisQueue.ts';
 import { FakeDiscord, type RecordedCall } from '../src/testing/discordServer.ts';
 import { FakeSlack, postSigned, slashCommandBody } from '../src/testing/slackApi.ts';
-import { FAST_TEMPO_BPM, chatFixture, midiNoteCount, type ChatFixture } from './support/chatBot.ts';
+import { FAST_TEMPO_BPM, chatFixture, isPng, midiNoteCount, type ChatFixture } from './support/chatBot.ts';
 
 const compose = COMMANDS.find((c) => c.name === 'compose')!;
 const cont = COMMANDS.find((c) => c.name === 'continue')!;
@@ -138,7 +141,10 @@ test('one declaration, every front end: Discord options and usage, Slack and ter
   assert.match(slackUsage(cont), /^\/continue \[job\] \[composer\] \[notes\] \[key=…\] \[tempo=…\] \[score\] — /);
   const terminal = terminalUsage(cont);
   assert.match(terminal, /^\/continue \[midi\] \[job\] \[composer\] \[notes\] \[key=…\] \[tempo=…\] \[score\]/);
-  assert.match(terminal, /score \(optional\): also post the score.*\(yes \| no, default no\)/);
+  assert.match(terminal, /\n {4}key \(optional\): one of the 24 major and minor keys, e\.g\. "D minor", "Db major", "f#m"; default any\n/);
+  assert.match(terminal, /\n {4}tempo \(optional\): beats per minute; default the composer's \(or the seed's\) tempo \(30–240\)\n/);
+  assert.match(terminal, /\n {4}score \(optional\): also post the score: MusicXML and a picture of its first page; default: this server's \/settings \(yes \| no\)$/);
+  assert.match(slackUsage(COMMANDS.find((c) => c.name === 'settings')!), /score \(optional\): yes: every piece comes with its score .* \(yes \| no, default no\)$/);
 });
 
 test('a job\'s controls reach the engine, in process and through Redis to a worker', () => {
@@ -247,4 +253,89 @@ test('the terminal prints the controls with the piece', async () => {
   assert.match(text, /Random seed 5 · Key E minor[^·]* · Tempo 150 BPM · Score no/);
   await terminal.runLine('/compose chopin 16 tempo=fast');
   assert.match(text, /error: tempo must be a number from 30 to 240, got "fast"\. Usage: \/compose <composer>/);
+});
+
+// ---------------------------------------------------------------------------------------------
+// The score in chat: attached beside the piano roll, counted in the upload fitting, a setting
+
+test('upload fitting: one post\'s files share the limit; MIDI, piano roll and score first, the audio gets what is left', () => {
+  const files = [
+    { kind: 'audio' as const, bytes: 5 },
+    { kind: 'midi' as const, bytes: 1 },
+    { kind: 'image' as const, bytes: 2 },
+    { kind: 'score' as const, bytes: 3 },
+    { kind: 'score-picture' as const, bytes: 2 },
+  ];
+  const kinds = (fs: { kind: string }[]) => fs.map((f) => f.kind);
+  const all = fitUploads(files, 13);
+  assert.deepEqual([kinds(all.kept), all.leftOut, all.room], [['midi', 'image', 'score-picture', 'score', 'audio'], [], 0]);
+  const tight = fitUploads(files, 7);
+  assert.deepEqual([kinds(tight.kept), kinds(tight.leftOut), tight.room], [['midi', 'image', 'score-picture'], ['score', 'audio'], 2]);
+  assert.deepEqual(fitUploads(files, undefined).leftOut, [], 'no limit: everything');
+});
+
+/** A job run straight through the bot with a reply that keeps what it is given. */
+async function runWithLimit(params: Partial<JobRecord['params']>, uploadLimitBytes?: number) {
+  const posts: ResultPost[] = [];
+  const errors: string[] = [];
+  const reply: Reply = { uploadLimitBytes, progress: async () => {}, info: async () => {}, error: async (l) => void errors.push(l), result: async (p) => void posts.push(p) };
+  const who = { platform: 'discord' as const, userId: 'u-fit', userName: 'fit', serverId: '800000000000000555', channelId: 'c-fit', isManager: false };
+  const record = await bot.runJob({ kind: 'compose', who, uploadLimitBytes, params: { composer: 'Chopin', notes: 16, format: 'wav', randomSeed: 77, score: true, ...params } }, reply);
+  assert.deepEqual(errors, []);
+  assert.equal(posts.length, 1);
+  return { post: posts[0], record: record! };
+}
+
+const sizeOf = (path: string) => statSync(path).size;
+
+test('Discord: score:true attaches piece.musicxml and the score picture beside the piano roll', async () => {
+  const { call, record } = await discordPiece({ composer: 'chopin', notes: 16, score: true, key: 'G major', seed: 9 });
+  const xml = fileNamed(call, /\.musicxml$/);
+  const picture = fileNamed(call, /-score\.png$/);
+  assert.ok(xml && picture, `files: ${call.files.map((f) => f.name).join(', ')}`);
+  assert.equal(xml.name, `nocturne-${record.id}.musicxml`);
+  assert.match(xml.bytes.toString('utf8', 0, 400), /<score-partwise/);
+  assert.ok(isPng(picture.bytes));
+  assert.ok(fileNamed(call, /^nocturne-[a-z2-9]{8}\.png$/), 'the piano roll stays');
+  assert.match(call.body.embeds[0].image.url, /^attachment:\/\/nocturne-[a-z2-9]{8}\.png$/, 'the embed still shows the piano roll');
+  assert.equal(field(call, 'Score'), 'yes: MusicXML and a picture of its first page');
+  const none = await discordPiece({ composer: 'chopin', notes: 16 });
+  assert.equal(none.call.files.length, 3, 'no score unless asked for');
+});
+
+test('settings: score:true makes every piece in that server come with its score; score:false on a request leaves it out', async () => {
+  const guild = '800000000000000088';
+  const set = await discordCommand('settings', { score: true }, { guildId: guild, permissions: '32' });
+  assert.equal(set.kind, 'info');
+  assert.match(set.call.body.data?.embeds?.[0]?.description ?? set.call.body.embeds?.[0]?.description, /score: with every piece/);
+  const withScore = await discordPiece({ composer: 'mozart', notes: 16 }, 'compose', { guildId: guild });
+  assert.ok(fileNamed(withScore.call, /\.musicxml$/), 'the server setting applies');
+  assert.equal(withScore.record.params.score, true);
+  const without = await discordPiece({ composer: 'mozart', notes: 16, score: false }, 'compose', { guildId: guild });
+  assert.equal(fileNamed(without.call, /\.musicxml$/), undefined, 'a request can say no');
+  const shown = await discordCommand('settings', {}, { guildId: guild, permissions: '32' });
+  assert.match(shown.call.body.data?.embeds?.[0]?.description ?? '', /audio: WAV .*\nscore: with every piece/s);
+});
+
+test('the score counts in the upload fitting: the audio is made smaller to fit beside it, and what does not fit is left out and said', async () => {
+  const free = await runWithLimit({});
+  const o = free.record.outputs!;
+  assert.ok(o.score && o.scorePicture && o.audio);
+  const others = sizeOf(o.midi) + sizeOf(o.png) + sizeOf(o.score) + sizeOf(o.scorePicture);
+  const stereo = sizeOf(o.audio);
+
+  // Room beside the score for half the stereo WAV: the audio becomes mono 22.05 kHz, and all five go.
+  const limit = others + Math.ceil(stereo / 2);
+  const fitted = await runWithLimit({}, limit);
+  assert.deepEqual(fitted.post.files.map((f) => f.kind), ['audio', 'midi', 'image', 'score-picture', 'score']);
+  assert.match(fitted.post.files[0].name, /-mono\.wav$/);
+  assert.ok(fitted.post.files.reduce((n, f) => n + sizeOf(f.path), 0) <= limit, 'together under the limit');
+  assert.match(fitted.post.notice!, /audio is mono 22\.05 kHz WAV: .* over the [\d.]+ MB upload limit \([\d.]+ MB beside the other files\)/);
+
+  // Room for the MIDI, the piano roll and the picture only: the MusicXML and the audio are left out, and the post says so.
+  const small = sizeOf(o.midi) + sizeOf(o.png) + sizeOf(o.scorePicture) + 10;
+  const cramped = await runWithLimit({}, small);
+  assert.deepEqual(cramped.post.files.map((f) => f.kind), ['midi', 'image', 'score-picture']);
+  assert.match(cramped.post.notice!, /no audio: /);
+  assert.match(cramped.post.notice!, /left out: the MusicXML score \([\d.]+ MB\), over the [\d.]+ MB upload limit here with the other files/);
 });

@@ -14,11 +14,11 @@ import { defaultInstanceSettings, Heartbeat, heartbeatFresh, type InstanceSettin
 import { storeLocation } from '../storage/backend.ts';
 import type { JobInput, JobRecord, Platform, Requester } from '../jobs/types.ts';
 import type { BackendChoice } from '../model/backend.ts';
-import { formatMegabytes } from '../jobs/audioFit.ts';
+import { fitUploads, formatMegabytes } from '../jobs/audioFit.ts';
 import { removeJobOutputs } from '../jobs/cleanup.ts';
 import { replyTokenExpiresAt, withoutReplyToken } from '../jobs/replyToken.ts';
 import type { BotContext, CommandSpec, CommunityContext, Reply } from './command.ts';
-import { failureLine, requestText, resultPost } from './results.ts';
+import { FILE_LABELS, failureLine, requestText, resultPost } from './results.ts';
 
 export interface BotOptions {
   modelDir: string;
@@ -207,30 +207,34 @@ export class Bot implements BotContext {
     }
   }
 
+  /**
+   * Posts a finished job's files, as many as fit this reply's upload limit together (the rule of
+   * src/jobs/audioFit.ts: MIDI, piano roll, score, then the audio); the post says what was left out.
+   */
   async postResult(record: JobRecord, reply: Reply): Promise<void> {
     const post = resultPost(record);
     const missing: string[] = [];
     const notices: string[] = post.notice ? [post.notice] : [];
-    const files = [];
+    const present = [];
     for (const f of post.files) {
-      let size: number;
       try {
-        size = (await stat(f.path)).size;
+        present.push({ ...f, bytes: (await stat(f.path)).size });
       } catch {
-        missing.push(f.kind);
-        continue;
+        missing.push(FILE_LABELS[f.kind]);
       }
-      if (reply.uploadLimitBytes !== undefined && size > reply.uploadLimitBytes) {
-        notices.push(`the ${f.kind} file (${formatMegabytes(size)}) is over the ${formatMegabytes(reply.uploadLimitBytes)} upload limit here`);
-        continue;
-      }
-      files.push(f);
     }
-    if (files.length === 0) {
+    const { kept, leftOut } = fitUploads(present, reply.uploadLimitBytes);
+    if (kept.length === 0) {
       await reply.error(`the files of job ${record.id} are gone: press Regenerate under it (or /compose again with seed ${record.params.randomSeed})`);
       return;
     }
+    if (leftOut.length) {
+      const what = leftOut.map((f) => `the ${FILE_LABELS[f.kind]} (${formatMegabytes(f.bytes)})`);
+      notices.push(`left out: ${what.join(' and ')}, over the ${formatMegabytes(reply.uploadLimitBytes!)} upload limit here with the other files`);
+    }
     if (missing.length) notices.push(`the ${missing.join(' and ')} file${missing.length > 1 ? 's are' : ' is'} gone`);
+    // In the post's own order (the audio first), not the fitting's.
+    const files = present.filter((f) => kept.includes(f)).map(({ bytes: _bytes, ...f }) => f);
     await reply.result({ ...post, files, notice: notices.length ? notices.join('; ') : undefined });
   }
 

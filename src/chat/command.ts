@@ -8,6 +8,7 @@ import type { Community } from '../community/community.ts';
 import type { ServingChange } from '../community/registry.ts';
 import type { RetrainOutcome, RetrainProgress, RetrainRequest } from '../community/retrain.ts';
 import type { ModelInfo } from '../engine/types.ts';
+import type { UploadKind } from '../jobs/audioFit.ts';
 import type { JobStore, ServerSettings } from '../jobs/store.ts';
 import type { JobInput, JobRecord, Platform, ReplyAddress, Requester } from '../jobs/types.ts';
 import type { QueueStats } from '../jobs/queue.ts';
@@ -91,7 +92,8 @@ export interface ResultFile {
   path: string;
   /** File name as the user sees it, e.g. "nocturne-k3x9q2ab.mid". */
   name: string;
-  kind: 'audio' | 'midi' | 'image';
+  /** image: the piano roll; score: the MusicXML; score-picture: the score's first page. */
+  kind: UploadKind;
   contentType: string;
 }
 

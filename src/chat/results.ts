@@ -12,6 +12,18 @@ const CONTENT_TYPES: Record<string, string> = {
   '.ogg': 'audio/ogg',
   '.mid': 'audio/midi',
   '.png': 'image/png',
+  '.mp3': 'audio/mpeg',
+  '.opus': 'audio/ogg',
+  '.musicxml': 'application/vnd.recordare.musicxml+xml',
+};
+
+/** How a post names each kind of file in its notices. */
+export const FILE_LABELS: Record<ResultFile['kind'], string> = {
+  audio: 'audio',
+  midi: 'MIDI',
+  image: 'piano roll',
+  'score-picture': 'score picture',
+  score: 'MusicXML score',
 };
 
 export function contentType(path: string): string {
@@ -89,9 +101,12 @@ export function resultPost(record: JobRecord): ResultPost {
   const o = record.outputs;
   if (!o) throw new Error(`job ${record.id} has no files`);
   const files: ResultFile[] = [];
-  const named = (path: string, kind: ResultFile['kind']): ResultFile => ({ path, kind, contentType: contentType(path), name: `nocturne-${record.id}${kind === 'audio' && basename(path).includes('mono') ? '-mono' : ''}${extname(path)}` });
+  const suffix = (path: string, kind: ResultFile['kind']) => (kind === 'audio' && basename(path).includes('mono') ? '-mono' : kind === 'score-picture' ? '-score' : '');
+  const named = (path: string, kind: ResultFile['kind']): ResultFile => ({ path, kind, contentType: contentType(path), name: `nocturne-${record.id}${suffix(path, kind)}${extname(path)}` });
   if (o.audio) files.push(named(o.audio, 'audio'));
   files.push(named(o.midi, 'midi'), named(o.png, 'image'));
+  if (o.scorePicture) files.push(named(o.scorePicture, 'score-picture'));
+  if (o.score) files.push(named(o.score, 'score'));
   return {
     jobId: record.id,
     title: `${record.kind === 'continue' ? 'Continuation' : record.kind === 'variation' ? 'Variation' : 'Piece'} ${styleName(o.composer)}, ${o.noteCount} notes`,

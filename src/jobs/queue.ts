@@ -20,11 +20,11 @@
  *
  * A class because it has a lifecycle (a pump loop, timers, stop).
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MUSIC_MAX_SECONDS, type ComposeRequest, type ComposeResult, type ComposeStage } from '../engine/types.ts';
-import { fitAudio } from './audioFit.ts';
+import { fitAudio, fitUploads, formatMegabytes, type FittedAudio, type UploadKind } from './audioFit.ts';
 import { takeBatch } from './batching.ts';
 import { removeJobOutputs } from './cleanup.ts';
 import type { ComposeBackend } from './engineThread.ts';
@@ -476,7 +476,7 @@ export class JobQueue {
   private async succeed(entry: Entry, result: ComposeResult): Promise<void> {
     const { record } = entry;
     try {
-      const fitted = await fitAudio(result.midiPath, result.audioPath, record.uploadLimitBytes);
+      const fitted = await this.fitFiles(result, record.uploadLimitBytes);
       const updated = await this.store.update(record.id, {
         ...this.endPatch(record),
         state: 'done',
@@ -504,6 +504,23 @@ export class JobQueue {
     } catch (e) {
       await this.fail(entry, `could not finish the files: ${(e as Error).message.split('\n')[0]}`, 'internal');
     }
+  }
+
+  /**
+   * The audio fitted under what the post's other files leave of `limitBytes` (src/jobs/audioFit.ts:
+   * the MIDI, the piano roll and the score first, then the audio, made smaller if need be).
+   */
+  private async fitFiles(result: ComposeResult, limitBytes: number | undefined): Promise<FittedAudio> {
+    if (limitBytes === undefined) return { audioPath: result.audioPath };
+    const others: { kind: UploadKind; path?: string }[] = [
+      { kind: 'midi', path: result.midiPath },
+      { kind: 'image', path: result.pngPath },
+      { kind: 'score-picture', path: result.scorePicturePath },
+      { kind: 'score', path: result.scorePath },
+    ];
+    const sized = await Promise.all(others.filter((f) => f.path !== undefined).map(async (f) => ({ kind: f.kind, bytes: (await stat(f.path!)).size })));
+    const { room } = fitUploads(sized, limitBytes);
+    return fitAudio(result.midiPath, result.audioPath, room, `the ${formatMegabytes(limitBytes)} upload limit (${formatMegabytes(room)} beside the other files)`);
   }
 
   private async fail(entry: Entry, error: string, errorKind: 'input' | 'internal'): Promise<void> {

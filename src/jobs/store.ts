@@ -21,9 +21,11 @@ import { OPEN_STATES, type InstanceRecord, type JobRecord } from './types.ts';
 export interface ServerSettings {
   /** 'ogg': always send OGG audio (smaller); 'wav': WAV, shrunk or OGG only when over the upload limit. */
   audio: AudioFormat;
+  /** Every piece comes with its score (MusicXML and a picture of its first page) unless a request says otherwise (default no). */
+  score?: boolean;
 }
 
-export const DEFAULT_SERVER_SETTINGS: ServerSettings = Object.freeze({ audio: 'wav' });
+export const DEFAULT_SERVER_SETTINGS: ServerSettings = Object.freeze({ audio: 'wav', score: false });
 
 /** SQLite: milliseconds a write waits for another connection's lock before failing. */
 const BUSY_TIMEOUT_MS = 5000;

@@ -66,10 +66,13 @@ export interface ResultFile {
 
 /** What a worker returns: the result without local paths, and the files themselves. */
 export interface ComposeJobResult {
-  result: Omit<ComposeResult, 'midiPath' | 'audioPath' | 'pngPath'>;
+  result: Omit<ComposeResult, 'midiPath' | 'audioPath' | 'pngPath' | 'scorePath' | 'scorePicturePath'>;
   midi: ResultFile;
   audio: ResultFile;
   png: ResultFile;
+  /** The MusicXML and the picture of its first page, when the request asked for the score. */
+  score?: ResultFile;
+  scorePicture?: ResultFile;
 }
 
 /** Progress a worker reports for a job. */
@@ -279,7 +282,8 @@ export class RemoteComposeBackend implements ServingBackend {
       return path;
     };
     const [midiPath, audioPath, pngPath] = await Promise.all([write(value.midi), write(value.audio), write(value.png)]);
-    return { ...value.result, midiPath, audioPath, pngPath };
+    const score = value.score && value.scorePicture ? { scorePath: await write(value.score), scorePicturePath: await write(value.scorePicture) } : {};
+    return { ...value.result, midiPath, audioPath, pngPath, ...score };
   }
 
   /** Tells every worker to serve `modelDir` from now on (a promotion or rollback). */

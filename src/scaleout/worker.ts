@@ -168,18 +168,20 @@ export class ComposeWorker {
             return reject(new Error(e?.name === 'ComposeInputError' ? `${INPUT_ERROR_PREFIX}${line}` : line));
           }
           try {
-            const { midiPath, pngPath, ...rest } = s.value;
+            const { midiPath, pngPath, scorePath, scorePicturePath, ...rest } = s.value;
+            const scoreFiles = scorePath && scorePicturePath ? [scorePath, scorePicturePath] : [];
             // Long pieces: the audio is made smaller (mono, then OGG) to fit the bound for Redis.
-            const others = (await stat(midiPath)).size + (await stat(pngPath)).size;
+            let others = 0;
+            for (const p of [midiPath, pngPath, ...scoreFiles]) others += (await stat(p)).size;
             const fitted = await fitAudio(midiPath, s.value.audioPath, RESULT_MAX_BYTES - others);
             if (!fitted.audioPath) return reject(new Error(`the audio does not fit the ${RESULT_MAX_BYTES}-byte limit for results carried through Redis`));
             const audioPath = fitted.audioPath;
             const { audioPath: _unfitted, ...result } = rest;
-            const files = await Promise.all([midiPath, audioPath, pngPath].map(async (p) => ({ name: basename(p), bytes: await readFile(p) })));
+            const files = await Promise.all([midiPath, audioPath, pngPath, ...scoreFiles].map(async (p) => ({ name: basename(p), bytes: await readFile(p) })));
             const total = files.reduce((n, f) => n + f.bytes.length, 0);
             if (total > RESULT_MAX_BYTES) return reject(new Error(`the files are ${total} bytes, over the ${RESULT_MAX_BYTES}-byte limit for results carried through Redis`));
-            const [midi, audio, png] = files.map((f) => ({ name: f.name, base64: f.bytes.toString('base64') }));
-            resolve({ result, midi, audio, png });
+            const [midi, audio, png, score, scorePicture] = files.map((f) => ({ name: f.name, base64: f.bytes.toString('base64') }));
+            resolve({ result, midi, audio, png, ...(score && scorePicture ? { score, scorePicture } : {}) });
           } catch (e) {
             reject(new Error(`could not read the generated files: ${(e as Error).message}`));
           }
