@@ -11,21 +11,16 @@ import {
   advanceMemory,
   chunkHidden,
   chunkLoss,
-  commitNotes,
   createLongContextWeights,
   disposeMemory,
-  disposeRing,
   emptyMemory,
-  initialRing,
   memoryMaskFor,
   NOTE_WIDTH,
   relativeBucket,
-  ringConstants,
-  disposeRingConstants,
   ringLength,
-  ringStep,
   type ChunkCarry,
 } from '../src/model/longContext.ts';
+import { commitNotes, decodeStep, decoderWeights, disposeDecoderWeights, initialRing } from '../src/model/ringDecoder.ts';
 import { createWeights, type Weights } from '../src/model/network.ts';
 import { seededRandom } from '../src/model/random.ts';
 import { generateTokens, keyPitchRows, parseHeadDecodings } from '../src/model/sampling.ts';
@@ -76,23 +71,21 @@ function chunkPath(w: Weights, piece: StreamPiece): number[][] {
   return rows;
 }
 
-/** The same notes through the sampling path: one step at a time with the ring. */
+/** The same notes through the sampling path: one step at a time with the ring, on the host. */
 function ringPath(w: Weights, piece: StreamPiece, key: number): number[][] {
-  const state = initialRing(H, [key], w);
-  const bias = ringConstants(w, H);
+  const decoder = decoderWeights(w, H);
+  const state = initialRing(decoder, [key]);
   const positions = beatPositions(piece.tokens);
   const rows: number[][] = [];
   piece.tokens.forEach((note, i) => {
     const input = new Float32Array(D);
     writeInputRow(input, 0, i > 0 ? piece.tokens[i - 1] : undefined, i > 0 ? positions[i - 1] % STEPS_PER_BEAT : 0, composerIndex.get(piece.composer)!);
-    const x = tf.tensor2d(input, [1, D]);
-    const z = ringStep(w, H, state, bias, x, () => assert.fail('dense inputs need no projection'));
-    rows.push(z.arraySync()[0]);
-    commitNotes(state, bias, [note]);
-    tf.dispose([x, z]);
+    const active = [...input.keys()].filter((c) => input[c] !== 0);
+    const z = decodeStep(decoder, state, { table: decoder.inputTable, columns: Int32Array.from(active), rows: 1, slots: active.length })!;
+    rows.push([...z]);
+    commitNotes(state, decoder, [note]);
   });
-  disposeRing(state);
-  disposeRingConstants(bias);
+  disposeDecoderWeights(decoder);
   return rows;
 }
 

@@ -4,8 +4,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { HEAD_SIZES, inputWidth, writeInputRow } from './features.ts';
-import { commitNotes, concatRings, disposeRing, disposeRingConstants, hasKeyPitch, initialRing, isLongContext, ringConstants, ringStep, type RingConstants, type RingState } from './longContext.ts';
-import { conditionOn, disposeState, headLogits, initialState, sparseInputTable, sparseProjection, stepForward, type Hyperparameters, type SparseInputs, type StepState, type Weights } from './network.ts';
+import { hasKeyPitch, isLongContext } from './longContext.ts';
+import { commitNotes, concatRings, decodeStep, decoderWeights, disposeDecoderWeights, hostHeads, initialRing, type DecoderWeights, type RingState } from './ringDecoder.ts';
+import { conditionOn, disposeState, headLogits, initialState, sparseInputTable, stepForward, type Hyperparameters, type SparseInputs, type StepState, type Weights } from './network.ts';
 import { seededRandom, type Random } from './random.ts';
 import { ANY_KEY } from '../tokens/key.ts';
 import { PITCH_MAX, PITCH_MIN, STEPS_PER_BEAT, beatPositions, type NoteToken } from '../tokens/tokenize.ts';
@@ -248,19 +249,68 @@ function decodingOf(req: SampleRequest, head: HeadName): HeadDecoding {
 }
 
 /**
+ * The four chained heads of one step, for every row (primary rows, then shadow rows): dt logits,
+ * then pitch logits given each row's dt, then duration and velocity logits given its pitch.
+ * Each returns [rows, classes] logits on the host.
+ */
+export interface NoteHeads {
+  dt(): Float32Array;
+  pitch(dts: readonly number[]): Float32Array;
+  durVel(pitches: readonly number[]): { dur: Float32Array; vel: Float32Array };
+}
+
+/** The heads on a tensor z [B, headDim] (network.ts's ops); z stays the caller's, the rest is freed. */
+export function tensorHeads(w: Weights, z: tf.Tensor2D): NoteHeads {
+  const logits = (x: tf.Tensor2D, head: 'dt' | 'pitch' | 'dur' | 'vel') => {
+    const t = headLogits(w, x, head);
+    const values = t.dataSync() as Float32Array;
+    t.dispose();
+    return values;
+  };
+  const condition = (x: tf.Tensor2D, head: 'dt' | 'pitch', choices: readonly number[]) => {
+    const hot = oneHot([...choices], head === 'dt' ? HEAD_SIZES[0] : HEAD_SIZES[1]);
+    const next = conditionOn(w, x, head, hot);
+    hot.dispose();
+    return next;
+  };
+  let z2: tf.Tensor2D | undefined;
+  return {
+    dt: () => logits(z, 'dt'),
+    pitch: (dts) => {
+      z2 = condition(z, 'dt', dts);
+      return logits(z2, 'pitch');
+    },
+    durVel: (pitches) => {
+      if (!z2) throw new Error('tensorHeads: pitch before durVel');
+      const z3 = condition(z2, 'pitch', pitches);
+      z2.dispose();
+      z2 = undefined;
+      const out = { dur: logits(z3, 'dur'), vel: logits(z3, 'vel') };
+      z3.dispose();
+      return out;
+    },
+  };
+}
+
+/**
  * Samples one note per row from the shared head activation z [B, headDim]: dt, then pitch
  * conditioned on it, then duration and velocity conditioned on both. `previous` is each row's
  * last note (chord-order masks). z stays the caller's; everything else made here is freed.
- * Used by stateful decoding and by whole-window re-feed (src/model/refeed.ts) alike.
- * `pitchBias` (a key-conditioned model's key table row per request) is added to the pitch logits;
- * with `guidance`, z also holds shadow rows and every head is guided (SampleRequest.composerGuidance).
+ * Used by whole-window re-feed (src/model/refeed.ts) and the local-attention model.
  */
 export function sampleNotes(w: Weights, z: tf.Tensor2D, requests: readonly SampleRequest[], previous: readonly (NoteToken | undefined)[], rngs: readonly Random[], pitchBias?: readonly Float32Array[], guidance?: Guidance): NoteToken[] {
+  return sampleFromHeads(tensorHeads(w, z), requests, previous, rngs, pitchBias, guidance);
+}
+
+/**
+ * Samples one note per row from `heads`. `pitchBias` (a key-conditioned model's key table row
+ * per request) is added to the pitch logits; with `guidance`, the heads also compute shadow rows
+ * and every head is guided (SampleRequest.composerGuidance).
+ */
+export function sampleFromHeads(heads: NoteHeads, requests: readonly SampleRequest[], previous: readonly (NoteToken | undefined)[], rngs: readonly Random[], pitchBias?: readonly Float32Array[], guidance?: Guidance): NoteToken[] {
   const [DT, PITCH, DUR, VEL] = HEAD_SIZES;
   const B = requests.length;
-  const dtLogits = headLogits(w, z, 'dt');
-  const dtValues = guidedLogits(dtLogits.dataSync() as Float32Array, DT, guidance, B);
-  dtLogits.dispose();
+  const dtValues = guidedLogits(heads.dt(), DT, guidance, B);
   const dts = requests.map((req, r) => {
     const prev = previous[r];
     // A chord is ordered low to high: nothing can follow the top key at the same onset.
@@ -268,12 +318,7 @@ export function sampleNotes(w: Weights, z: tf.Tensor2D, requests: readonly Sampl
     const d = decodingOf(req, 'dt');
     return sampleNext(dtValues.subarray(r * DT, (r + 1) * DT), d.temperature, d.topP, rngs[r], blockChord ? (i) => i > 0 : undefined);
   });
-  const dtHot = oneHot(withShadows(dts, guidance), DT);
-  const z2 = conditionOn(w, z, 'dt', dtHot);
-  dtHot.dispose();
-  const pitchLogits = headLogits(w, z2, 'pitch');
-  const pitchValues = guidedLogits(pitchLogits.dataSync() as Float32Array, PITCH, guidance, B);
-  pitchLogits.dispose();
+  const pitchValues = guidedLogits(heads.pitch(withShadows(dts, guidance)), PITCH, guidance, B);
   if (pitchBias) pitchBias.forEach((row, r) => row.forEach((v, i) => (pitchValues[r * PITCH + i] += v)));
   const pitches = requests.map((req, r) => {
     const prev = previous[r];
@@ -281,15 +326,9 @@ export function sampleNotes(w: Weights, z: tf.Tensor2D, requests: readonly Sampl
     const d = decodingOf(req, 'pitch');
     return sampleNext(pitchValues.subarray(r * PITCH, (r + 1) * PITCH), d.temperature, d.topP, rngs[r], floor >= 0 ? (i) => i > floor : undefined);
   });
-  const pitchHot = oneHot(withShadows(pitches, guidance), PITCH);
-  const z3 = conditionOn(w, z2, 'pitch', pitchHot);
-  tf.dispose([pitchHot, z2]);
-  const durLogits = headLogits(w, z3, 'dur');
-  const velLogits = headLogits(w, z3, 'vel');
-  z3.dispose();
-  const durValues = guidedLogits(durLogits.dataSync() as Float32Array, DUR, guidance, B);
-  const velValues = guidedLogits(velLogits.dataSync() as Float32Array, VEL, guidance, B);
-  tf.dispose([durLogits, velLogits]);
+  const both = heads.durVel(withShadows(pitches, guidance));
+  const durValues = guidedLogits(both.dur, DUR, guidance, B);
+  const velValues = guidedLogits(both.vel, VEL, guidance, B);
   return requests.map((req, r) => {
     const dur = decodingOf(req, 'dur');
     const vel = decodingOf(req, 'vel');
@@ -365,19 +404,13 @@ export function generateTokens(w: Weights, h: Hyperparameters, composerCount: nu
   return rows.outputs;
 }
 
-/** One long-context step: the LSTM and attention on the previous notes → o (for the ring) and z. */
-function longContextStep(w: Weights, h: Hyperparameters, state: RingState, bias: RingConstants, table: Float32Array, previous: readonly (NoteToken | undefined)[], positions: readonly number[], composers: readonly number[], composerCount: number) {
-  return ringStep(w, h, state, bias, inputRows(table, previous, positions, composers, composerCount), sparseProjection);
-}
-
 /** Feeds a primer through one row's ring (each note becomes a slot); returns the state after it. */
-function primeRing(w: Weights, h: Hyperparameters, bias: RingConstants, table: Float32Array, request: SampleRequest, composerCount: number, primer: NoteToken[]): RingState {
-  const state = initialRing(h, [request.key ?? ANY_KEY], w);
+function primeRing(d: DecoderWeights, table: Float32Array, request: SampleRequest, composerCount: number, primer: NoteToken[]): RingState {
+  const state = initialRing(d, [request.key ?? ANY_KEY]);
   const positions = beatPositions(primer);
   for (let i = 0; i < primer.length; i++) {
-    const z = longContextStep(w, h, state, bias, table, [i === 0 ? undefined : primer[i - 1]], [i === 0 ? 0 : positions[i - 1] % STEPS_PER_BEAT], [request.composer], composerCount);
-    z.dispose();
-    commitNotes(state, bias, [primer[i]]);
+    decodeStep(d, state, inputRows(table, [i === 0 ? undefined : primer[i - 1]], [i === 0 ? 0 : positions[i - 1] % STEPS_PER_BEAT], [request.composer], composerCount), false);
+    commitNotes(state, d, [primer[i]]);
   }
   return state;
 }
@@ -408,31 +441,25 @@ function generateLongContextTokens(w: Weights, h: Hyperparameters, composerCount
   const guidance: Guidance | undefined = parents.length ? { parents, scale: requests.map((r) => r.composerGuidance ?? 1) } : undefined;
   // Every ring row: the primaries, then their shadows ("any composer").
   const ringRequests = withShadows(requests, guidance).map((r, i) => (i < requests.length ? r : { ...r, composer: composerCount }));
-  const table = sparseInputTable(w);
-  const bias = ringConstants(w, h);
+  const decoder = decoderWeights(w, h);
+  const table = decoder.inputTable;
   const composers = ringRequests.map((r) => r.composer);
   const total = Math.max(...requests.map((r) => r.notes));
   const pitchBias = keyPitchRows(w, h, requests);
-  let state: RingState | undefined;
   try {
-    state = concatRings(ringRequests.map((r) => {
+    const state = concatRings(decoder, ringRequests.map((r) => {
       const primer = (r.primer ?? []).slice(-MAX_PRIMER);
-      return primer.length > 0 ? primeRing(w, h, bias, table, r, composerCount, primer) : initialRing(h, [r.key ?? ANY_KEY], w);
+      return primer.length > 0 ? primeRing(decoder, table, r, composerCount, primer) : initialRing(decoder, [r.key ?? ANY_KEY]);
     }));
     for (let step = 0; step < total; step++) {
-      const z = longContextStep(w, h, state, bias, table, withShadows(rows.previous, guidance), withShadows(rows.onset, guidance).map((t) => t % STEPS_PER_BEAT), composers, composerCount);
-      let tokens: NoteToken[];
-      try {
-        tokens = sampleNotes(w, z, requests, rows.previous, rows.rngs, pitchBias, guidance);
-      } finally {
-        z.dispose();
-      }
-      commitNotes(state, bias, withShadows(tokens, guidance));
+      const inputs = inputRows(table, withShadows(rows.previous, guidance), withShadows(rows.onset, guidance).map((t) => t % STEPS_PER_BEAT), composers, composerCount);
+      const z = decodeStep(decoder, state, inputs)!;
+      const tokens = sampleFromHeads(hostHeads(decoder, z, ringRequests.length), requests, rows.previous, rows.rngs, pitchBias, guidance);
+      commitNotes(state, decoder, withShadows(tokens, guidance));
       advanceRows(rows, requests, tokens);
     }
   } finally {
-    if (state) disposeRing(state);
-    disposeRingConstants(bias);
+    disposeDecoderWeights(decoder);
   }
   return rows.outputs;
 }
