@@ -1,8 +1,8 @@
 /**
  * `continue` with an attached seed MIDI (or a job id) and an optional composer: continues that
- * piece. The upload is refused, with the reason from `nocturne check`, if it is not a solo-piano
- * MIDI file within the limits. A job id reaches only a job made in the same server, workspace or
- * DM.
+ * piece; with include_seed the post holds the seed's notes and then the new ones. The upload is
+ * refused, with the reason from `nocturne check`, if it is not a solo-piano MIDI file within the
+ * limits. A job id reaches only a job made in the same server, workspace or DM.
  */
 import { ANY_COMPOSER } from '../src/engine/composers.ts';
 import { checkMidiBytes } from '../src/midi/check.ts';
@@ -24,8 +24,12 @@ export const continueCommand: CommandSpec = {
     composerOption(false),
     notesOption('how many notes to add'),
     ...CONTROL_OPTIONS,
+    { name: 'include_seed', kind: 'boolean', description: "yes: the seed's own notes open the piece posted (default: only the new notes)", named: true },
   ],
-  details: ['The file must be a solo piano MIDI (no drums or other instruments), at most 2 MiB.'],
+  details: [
+    'The file must be a solo piano MIDI (no drums or other instruments), at most 2 MiB.',
+    "include_seed: the MIDI, the audio, the piano roll and the score hold the seed's notes (as the model read them: on its grid, in its loudness steps) and then the new ones, so the whole piece can be posted.",
+  ],
   async execute(request, reply) {
     const { options, bot } = request;
     const midi = options.midi;
@@ -74,7 +78,7 @@ export const continueCommand: CommandSpec = {
         address: request.address,
         uploadLimitBytes: reply.uploadLimitBytes,
         seedMidi,
-        params: { composer, notes: (options.notes as number | undefined) ?? DEFAULT_NOTES, format: settings.audio, seedName, ...controlParams(options, settings) },
+        params: { composer, notes: (options.notes as number | undefined) ?? DEFAULT_NOTES, format: settings.audio, seedName, ...controlParams(options, settings), ...(options.include_seed === true ? { includeSeed: true } : {}) },
       },
       reply,
     );

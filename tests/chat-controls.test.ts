@@ -25,7 +25,7 @@ import { parseMidi } from '../src/midi/read.ts';
 import { jobDataOf, requestOf } from '../src/scaleout/redisQueue.ts';
 import { FakeDiscord, type RecordedCall } from '../src/testing/discordServer.ts';
 import { FakeSlack, postSigned, slashCommandBody } from '../src/testing/slackApi.ts';
-import { FAST_TEMPO_BPM, chatFixture, isPng, midiNoteCount, type ChatFixture } from './support/chatBot.ts';
+import { FAST_TEMPO_BPM, chatFixture, isPng, midiNoteCount, pianoMidi, type ChatFixture } from './support/chatBot.ts';
 
 const compose = COMMANDS.find((c) => c.name === 'compose')!;
 const cont = COMMANDS.find((c) => c.name === 'continue')!;
@@ -65,12 +65,12 @@ function field(call: RecordedCall, name: string): string | undefined {
 }
 
 /** A /compose (or /continue) through discord.js, waiting for its outcome. */
-async function discordCommand(name: string, options: Record<string, string | number | boolean>, o: Parameters<FakeDiscord['command']>[2] = {}) {
+async function discordCommand(name: string, options: Parameters<FakeDiscord['command']>[1], o: Parameters<FakeDiscord['command']>[2] = {}) {
   const { token } = discord.command(name, options, o);
   return discord.waitForOutcome(token, 60_000);
 }
 
-async function discordPiece(options: Record<string, string | number | boolean>, name = 'compose', o: Parameters<FakeDiscord['command']>[2] = {}) {
+async function discordPiece(options: Parameters<FakeDiscord['command']>[1], name = 'compose', o: Parameters<FakeDiscord['command']>[2] = {}) {
   const outcome = await discordCommand(name, options, o);
   assert.equal(outcome.kind, 'result', `expected a piece, got ${JSON.stringify(outcome.call.body)}`);
   const job = field(outcome.call, 'Job')!;
@@ -137,13 +137,13 @@ test('one declaration, every front end: Discord options and usage, Slack and ter
     assert.equal(byName.score.type, 5, 'score is a Boolean option');
     assert.ok(json.options!.every((o) => o.description.length <= 100));
   }
-  assert.equal(discordUsage(cont), '/continue [midi] [job] [composer] [notes] [key] [tempo] [score]');
-  assert.match(slackUsage(cont), /^\/continue \[job\] \[composer\] \[notes\] \[key=…\] \[tempo=…\] \[score\] — /);
+  assert.equal(discordUsage(cont), '/continue [midi] [job] [composer] [notes] [key] [tempo] [score] [include_seed]');
+  assert.match(slackUsage(cont), /^\/continue \[job\] \[composer\] \[notes\] \[key=…\] \[tempo=…\] \[score\] \[include_seed\] — /);
   const terminal = terminalUsage(cont);
-  assert.match(terminal, /^\/continue \[midi\] \[job\] \[composer\] \[notes\] \[key=…\] \[tempo=…\] \[score\]/);
+  assert.match(terminal, /^\/continue \[midi\] \[job\] \[composer\] \[notes\] \[key=…\] \[tempo=…\] \[score\] \[include_seed\]/);
   assert.match(terminal, /\n {4}key \(optional\): one of the 24 major and minor keys, e\.g\. "D minor", "Db major", "f#m"; default any\n/);
   assert.match(terminal, /\n {4}tempo \(optional\): beats per minute; default the composer's \(or the seed's\) tempo \(30–240\)\n/);
-  assert.match(terminal, /\n {4}score \(optional\): also post the score: MusicXML and a picture of its first page; default: this server's \/settings \(yes \| no\)$/);
+  assert.match(terminal, /\n {4}score \(optional\): also post the score: MusicXML and a picture of its first page; default: this server's \/settings \(yes \| no\)\n/);
   assert.match(slackUsage(COMMANDS.find((c) => c.name === 'settings')!), /score \(optional\): yes: every piece comes with its score .* \(yes \| no, default no\)$/);
 });
 
@@ -154,6 +154,8 @@ test('a job\'s controls reach the engine, in process and through Redis to a work
   const request = { composer: 'Chopin', notes: 20, randomSeed: 3, outDir: '/tmp/nocturne-x', audio: { format: 'mp3' as const }, ...composeControls(params) };
   const back = requestOf(JSON.parse(JSON.stringify(jobDataOf(request))), '/tmp/nocturne-x');
   assert.deepEqual([back.key, back.tempoBpm, back.score, back.randomSeed, back.audio], [13, 96, true, 3, { format: 'mp3' }]);
+  const seeded = { ...request, ...composeControls({ ...params, includeSeed: true }) };
+  assert.equal(requestOf(JSON.parse(JSON.stringify(jobDataOf(seeded))), '/tmp/nocturne-x').includeSeed, true, 'include_seed travels too');
 });
 
 test('Discord: /compose key:"Db major" tempo:200 runs in C# major at 200 BPM; a bad key is one ephemeral line', async () => {
@@ -338,4 +340,36 @@ test('the score counts in the upload fitting: the audio is made smaller to fit b
   assert.deepEqual(cramped.post.files.map((f) => f.kind), ['midi', 'image', 'score-picture']);
   assert.match(cramped.post.notice!, /no audio: /);
   assert.match(cramped.post.notice!, /left out: the MusicXML score \([\d.]+ MB\), over the [\d.]+ MB upload limit here with the other files/);
+});
+
+// ---------------------------------------------------------------------------------------------
+// /continue include_seed: the seed's own notes open the piece posted
+
+const pitchesOf = (bytes: Buffer) => parseMidi(new Uint8Array(bytes), 'piece.mid').notes.map((n) => n.pitch);
+
+test('/continue include_seed: the seed\'s notes open the MIDI, then the new ones; without it only the new notes (a file or a job id)', async () => {
+  const seed = pianoMidi(24);
+  const upload = (name: string) => ({ attachment: { filename: name, size: seed.length, url: discord.hostFile(name, seed, 'audio/midi') } });
+  const whole = await discordPiece({ midi: upload('scale.mid'), composer: 'chopin', notes: 16, include_seed: true }, 'continue');
+  const wholePitches = pitchesOf(fileNamed(whole.call, /\.mid$/)!.bytes);
+  assert.equal(wholePitches.length, 24 + 16);
+  assert.deepEqual(wholePitches.slice(0, 24), pitchesOf(seed), 'the seed first, pitch for pitch');
+  assert.equal(field(whole.call, 'Continues'), 'scale.mid, whose 24 notes open this piece');
+  assert.equal(field(whole.call, 'Notes'), '40');
+  assert.equal(whole.record.params.includeSeed, true);
+
+  const newOnly = await discordPiece({ midi: upload('scale2.mid'), composer: 'chopin', notes: 16 }, 'continue');
+  assert.equal(midiNoteCount(fileNamed(newOnly.call, /\.mid$/)!.bytes), 16, 'by default only the new notes, as before');
+  assert.equal(field(newOnly.call, 'Continues'), 'scale2.mid');
+
+  const parentPitches = pitchesOf(fileNamed(newOnly.call, /\.mid$/)!.bytes);
+  const fromJob = await discordPiece({ job: newOnly.job, notes: 16, include_seed: true }, 'continue');
+  const fromJobPitches = pitchesOf(fileNamed(fromJob.call, /\.mid$/)!.bytes);
+  assert.equal(fromJobPitches.length, 32);
+  assert.deepEqual(fromJobPitches.slice(0, 16), parentPitches, 'the piece it continues opens it: its posted notes, not the upload before it');
+
+  const regen = discord.button(`nocturne:regenerate:${whole.job}`);
+  const again = await discord.waitForOutcome(regen.token, 60_000);
+  assert.equal(again.kind, 'result');
+  assert.deepEqual(notesOf(fileNamed(again.call, /\.mid$/)!.bytes), notesOf(fileNamed(whole.call, /\.mid$/)!.bytes), 'Regenerate keeps include_seed: the same 40 notes');
 });

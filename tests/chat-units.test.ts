@@ -64,7 +64,7 @@ test('option checks: every problem at once, each saying what to change', () => {
 
 test('one declaration, three renderings: Discord JSON, Discord usage, Slack/terminal usage', () => {
   const json = discordCommandJson(cont);
-  assert.deepEqual(json.options!.map((o) => o.name), ['midi', 'job', 'composer', 'notes', 'key', 'tempo', 'score']);
+  assert.deepEqual(json.options!.map((o) => o.name), ['midi', 'job', 'composer', 'notes', 'key', 'tempo', 'score', 'include_seed']);
   assert.ok(json.options!.every((o) => o.description.length <= 100));
   const settings = discordCommandJson(COMMANDS.find((c) => c.name === 'settings')!);
   assert.deepEqual((settings.options![0] as any).choices.map((c: any) => c.value), ['wav', 'mp3', 'opus', 'ogg']);

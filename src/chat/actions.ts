@@ -5,7 +5,8 @@
  * - variation: same composer and parameters, a new random seed;
  * - regenerate: the same request with the same random seed, on the model loaded now (the same model
  *   gives the same notes again, freshly rendered; a retrained model gives its own take).
- * All three keep the piece's key, tempo and score.
+ * All three keep the piece's key, tempo and score; Variation and Regenerate also whether its seed
+ * opens it (Continue continues the piece as posted, and posts the new notes).
  */
 import { readFile } from 'node:fs/promises';
 import type { AudioFormat } from '../engine/types.ts';
@@ -70,7 +71,7 @@ export async function jobForAction(
   }
   const kind: JobKind = action;
   const randomSeed = action === 'regenerate' ? p.randomSeed : undefined;
-  return { ...base, kind, seedMidi, params: { composer: p.composer, notes: p.notes, temperature: p.temperature, topP: p.topP, format, seedName: p.seedName, randomSeed, ...controlsOf(p) } };
+  return { ...base, kind, seedMidi, params: { composer: p.composer, notes: p.notes, temperature: p.temperature, topP: p.topP, format, seedName: p.seedName, randomSeed, ...controlsOf(p), ...(p.includeSeed ? { includeSeed: true } : {}) } };
 }
 
 /** The key, tempo and score a piece was asked for: the next piece a button makes keeps them. */

@@ -85,7 +85,8 @@ export function jobFields(record: JobRecord): [string, string][] {
     ['Tempo', tempoText(record)],
     ['Score', scoreText(record)],
   ];
-  if (p.seedName) fields.push(['Continues', p.seedName]);
+  const opens = !p.includeSeed ? '' : `, whose ${o?.seedNotes ? `${o.seedNotes} ` : ''}notes open this piece`;
+  if (p.seedName) fields.push(['Continues', `${p.seedName}${opens}`]);
   fields.push(['Model', record.modelVersion], ['Job', record.id]);
   if (o) fields.push(['Length', `${formatClock(o.musicSeconds)} of music, composed in ${o.composeSeconds.toFixed(1)} s`]);
   return fields;

@@ -57,6 +57,8 @@ interface ResolvedRequest {
   key: number;
   /** The model has no key input: transpose the result to the requested tonic (transposeToTonic). */
   transposeFallback: boolean;
+  /** includeSeed: the seed's notes that open the piece written (0: only the new notes). */
+  seedNotes: number;
 }
 
 /**
@@ -157,6 +159,7 @@ export class Engine {
       maxMusicSeconds,
       key,
       transposeFallback: !keyInput && key !== ANY_KEY,
+      seedNotes: request.includeSeed && primer ? primer.length : 0,
     };
   }
 
@@ -187,7 +190,9 @@ export class Engine {
         // The length is known once the notes are: refuse before anything is written or rendered.
         // Velocities spread inside their buckets, drawn from the request's own seed (reproducible).
         const velocityDraws = seededRandom(r.sample.randomSeed ^ VELOCITY_SEED_SALT);
-        let pieceTokens = tokens[valid.indexOf(r)];
+        // includeSeed: the seed's notes (as the model read them) open the piece, the new ones follow on.
+        const { seedNotes } = r;
+        let pieceTokens = seedNotes ? [...r.sample.primer!, ...tokens[valid.indexOf(r)]] : tokens[valid.indexOf(r)];
         let written: KeyWritten = { key: r.key };
         if (r.transposeFallback) {
           const moved = transposeToTonic(pieceTokens, KEYS[r.key].tonic);
@@ -197,7 +202,7 @@ export class Engine {
         const notes = detokenize(pieceTokens, r.tempoBpm, 0, () => velocityDraws.next());
         const musicSeconds = notes.reduce((m, n) => Math.max(m, n.startSeconds + n.durationSeconds), 0);
         if (musicSeconds > r.maxMusicSeconds) {
-          throw new ComposeInputError(`${r.sample.notes} notes at ${r.tempoBpm.toPrecision(3)} BPM would last ${formatDuration(musicSeconds)}, over the limit of ${formatDuration(r.maxMusicSeconds)} of music: ask for fewer notes${r.sample.primer ? ' or use a faster seed' : ''}`);
+          throw new ComposeInputError(`${r.sample.notes} notes${seedNotes ? ` after the seed's ${seedNotes}` : ''} at ${r.tempoBpm.toPrecision(3)} BPM would last ${formatDuration(musicSeconds)}, over the limit of ${formatDuration(r.maxMusicSeconds)} of music: ask for fewer notes${r.sample.primer ? ' or use a faster seed' : ''}`);
         }
         onStage(i, 'rendering');
         const result = await this.write(r, notes, pieceTokens, written, started);
@@ -247,7 +252,7 @@ export class Engine {
     const attribution = modelAttribution(this.spec);
     await writeMidi(midiPath, notes, r.tempoBpm, {
       title,
-      comment: `model ${this.spec.version}; notes ${p.notes}; temperature ${p.temperature}; top-p ${p.topP}; random seed ${p.randomSeed}; key ${keyName(written.key)}${p.primer ? '; continued from a seed MIDI' : ''}`,
+      comment: `model ${this.spec.version}; notes ${p.notes}; temperature ${p.temperature}; top-p ${p.topP}; random seed ${p.randomSeed}; key ${keyName(written.key)}${p.primer ? `; continued from a seed MIDI${r.seedNotes ? `, whose ${r.seedNotes} notes open it` : ''}` : ''}`,
       copyright: attribution,
     });
     // The audio's size is bounded by the length limit; renderAudio checks its estimate before running fluidsynth.
@@ -273,7 +278,7 @@ export class Engine {
       modelVersion: this.spec.version,
       seconds: (performance.now() - started) / 1000,
       musicSeconds: last,
-      params: { temperature: p.temperature, topP: p.topP, randomSeed: p.randomSeed, notes: p.notes, seeded: p.primer !== undefined, format, key: keyName(written.key), ...(written.note ? { keyNote: written.note } : {}), estimatedKey: estimateKey(tokens).name, tempoBpm: r.tempoBpm },
+      params: { temperature: p.temperature, topP: p.topP, randomSeed: p.randomSeed, notes: p.notes, seeded: p.primer !== undefined, format, key: keyName(written.key), ...(written.note ? { keyNote: written.note } : {}), estimatedKey: estimateKey(tokens).name, tempoBpm: r.tempoBpm, ...(r.seedNotes ? { seedNotes: r.seedNotes } : {}) },
     };
   }
 

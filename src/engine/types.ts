@@ -52,6 +52,8 @@ export interface ComposeRequest {
   tempoBpm?: number;
   /** Also write the score: piece.musicxml and a picture of its first page, piece-score.png. */
   score?: boolean;
+  /** With seedMidi: the seed's own notes open the piece written (MIDI, audio, piano roll, score); otherwise only the new notes. */
+  includeSeed?: boolean;
 }
 
 export interface ComposeResult {
@@ -84,6 +86,8 @@ export interface ComposeResult {
     estimatedKey: string;
     /** Tempo of the MIDI and the audio, BPM. */
     tempoBpm: number;
+    /** With includeSeed: how many of the piece's notes, at its start, are the seed's. */
+    seedNotes?: number;
   };
 }
 

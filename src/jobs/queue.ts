@@ -105,11 +105,11 @@ interface Entry {
 
 const MINUTE_MS = 60_000;
 
-/** A job's key, tempo and score as the engine takes them (the key by index; "any" is no key). */
-export function composeControls(p: JobParams): Pick<ComposeRequest, 'key' | 'tempoBpm' | 'score'> {
+/** A job's key, tempo, score and whether the seed opens the piece, as the engine takes them (the key by index; "any" is no key). */
+export function composeControls(p: JobParams): Pick<ComposeRequest, 'key' | 'tempoBpm' | 'score' | 'includeSeed'> {
   const key = p.key === undefined ? undefined : parseKey(p.key);
   if (p.key !== undefined && key === undefined) throw new Error(`the stored key ${JSON.stringify(p.key)} names no key`);
-  return { key: key === ANY_KEY ? undefined : key, tempoBpm: p.tempoBpm, score: p.score };
+  return { key: key === ANY_KEY ? undefined : key, tempoBpm: p.tempoBpm, score: p.score, ...(p.includeSeed ? { includeSeed: true } : {}) };
 }
 
 function safely(f: () => void, log: (line: string) => void): void {
@@ -495,6 +495,7 @@ export class JobQueue {
           estimatedKey: result.params.estimatedKey,
           ...(result.params.keyNote ? { keyNote: result.params.keyNote } : {}),
           tempoBpm: result.params.tempoBpm,
+          ...(result.params.seedNotes ? { seedNotes: result.params.seedNotes } : {}),
           ...(result.scorePath && result.scorePicturePath ? { score: result.scorePath, scorePicture: result.scorePicturePath } : {}),
         },
       });

@@ -47,6 +47,8 @@ export interface JobParams {
   tempoBpm?: number;
   /** Also make the score (piece.musicxml and a picture of its first page). */
   score?: boolean;
+  /** Continuations: the seed's own notes open the piece posted (else only the new notes). */
+  includeSeed?: boolean;
 }
 
 export interface JobOutputs {
@@ -68,6 +70,8 @@ export interface JobOutputs {
   keyNote?: string;
   /** The tempo of the MIDI and the audio, BPM. */
   tempoBpm?: number;
+  /** includeSeed: how many of the piece's notes, at its start, are the seed's. */
+  seedNotes?: number;
   /** piece.musicxml and the picture of its first page, when the score was made. */
   score?: string;
   scorePicture?: string;

@@ -57,6 +57,7 @@ export interface ComposeJobData {
   key?: number;
   tempoBpm?: number;
   score?: boolean;
+  includeSeed?: boolean;
 }
 
 export interface ResultFile {
@@ -110,6 +111,7 @@ export function jobDataOf(request: ComposeRequest): ComposeJobData {
     key: request.key,
     tempoBpm: request.tempoBpm,
     score: request.score,
+    includeSeed: request.includeSeed,
   };
 }
 
@@ -128,6 +130,7 @@ export function requestOf(data: ComposeJobData, outDir: string): ComposeRequest 
     key: data.key,
     tempoBpm: data.tempoBpm,
     score: data.score,
+    includeSeed: data.includeSeed,
   };
 }
 
