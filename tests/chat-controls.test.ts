@@ -10,7 +10,7 @@ import { statSync } from 'node:fs';
 import { PassThrough } from 'node:stream';
 import { COMMANDS } from '../commands/index.ts';
 import { KEY_CHOICES, keyChoices } from '../commands/controls.ts';
-import { discordCommandJson, discordUsage, DiscordAdapter } from '../src/adapters/discord/discord.ts';
+import { discordCommandJson, discordUploadLimit, discordUsage, DiscordAdapter } from '../src/adapters/discord/discord.ts';
 import { SlackAdapter, slackUsage } from '../src/adapters/slack/slack.ts';
 import { TerminalAdapter, terminalUsage } from '../src/adapters/terminal/terminal.ts';
 import type { Bot } from '../src/chat/bot.ts';
@@ -372,4 +372,32 @@ test('/continue include_seed: the seed\'s notes open the MIDI, then the new ones
   const again = await discord.waitForOutcome(regen.token, 60_000);
   assert.equal(again.kind, 'result');
   assert.deepEqual(notesOf(fileNamed(again.call, /\.mid$/)!.bytes), notesOf(fileNamed(whole.call, /\.mid$/)!.bytes), 'Regenerate keeps include_seed: the same 40 notes');
+});
+
+// ---------------------------------------------------------------------------------------------
+// Discord's upload limit, read from each interaction
+
+test('Discord: the upload limit is the interaction\'s attachment_size_limit, else the configured one', async () => {
+  assert.equal(discordUploadLimit({ attachmentSizeLimit: 52_428_800 }, 10_000_000), 52_428_800);
+  assert.equal(discordUploadLimit({}, 10_000_000), 10_000_000);
+  assert.equal(discordUploadLimit({ attachmentSizeLimit: 0 }, 10_000_000), 10_000_000);
+
+  const boosted = await discordPiece({ composer: 'chopin', notes: 16, seed: 31 }, 'compose', { attachmentSizeLimit: 52_428_800 });
+  assert.equal(boosted.record.uploadLimitBytes, 52_428_800, 'a boosted server\'s limit');
+  const unsaid = await discordPiece({ composer: 'chopin', notes: 16, seed: 31 }, 'compose', { attachmentSizeLimit: null });
+  assert.equal(unsaid.record.uploadLimitBytes, 10_000_000, 'DISCORD_UPLOAD_LIMIT_MB when Discord does not say');
+
+  // A limit that leaves half the stereo WAV beside the MIDI and the piano roll: the audio goes mono.
+  const size = (re: RegExp) => fileNamed(boosted.call, re)!.bytes.length;
+  const limit = size(/\.mid$/) + size(/\.png$/) + Math.ceil(size(/\.wav$/) / 2);
+  const tight = await discordPiece({ composer: 'chopin', notes: 16, seed: 31 }, 'compose', { attachmentSizeLimit: limit });
+  assert.equal(tight.record.uploadLimitBytes, limit);
+  assert.match(fileNamed(tight.call, /\.wav$/)!.name, /-mono\.wav$/);
+  assert.ok(tight.call.files.reduce((n, f) => n + f.bytes.length, 0) <= limit);
+  assert.match(tight.call.body.embeds[0].description, /audio is mono 22\.05 kHz WAV/);
+
+  const regen = discord.button(`nocturne:regenerate:${boosted.job}`, { attachmentSizeLimit: limit });
+  const again = await discord.waitForOutcome(regen.token, 60_000);
+  assert.equal(again.kind, 'result');
+  assert.match(fileNamed(again.call, /\.wav$/)!.name, /-mono\.wav$/, 'a button press reads the limit where it is pressed');
 });

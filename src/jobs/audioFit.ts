@@ -1,6 +1,6 @@
 /**
- * Fitting a piece's files under a platform's upload limit (Discord: 10 MB for one message's files
- * together).
+ * Fitting a piece's files under a platform's upload limit (Discord: the attachment_size_limit each
+ * interaction carries, 10 MiB unless the server is boosted, for one message's files together).
  *
  * The files of one post share the limit (fitUploads): the MIDI, the piano roll and, when the
  * score was asked for, its picture and MusicXML go first, in that order, each if it still fits;

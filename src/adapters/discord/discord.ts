@@ -44,6 +44,11 @@ export interface DiscordConfig {
   /** Register the commands in this guild only (instant), instead of globally. */
   guildId?: string;
   apiBase: string;
+  /**
+   * DISCORD_UPLOAD_LIMIT_MB: the upload limit when Discord does not say. Each interaction carries
+   * the limit where it was used (attachment_size_limit: 10 MiB, more in a boosted server), and
+   * that one is used (discordUploadLimit).
+   */
   uploadLimitBytes: number;
   /** Members with one of these roles moderate the community loop (as do those with Manage Server). */
   moderatorRoleIds?: string[];
@@ -72,6 +77,15 @@ const OPTION_TYPES: Record<OptionSpec['kind'], ApplicationCommandOptionType> = {
   boolean: ApplicationCommandOptionType.Boolean,
   attachment: ApplicationCommandOptionType.Attachment,
 };
+
+/**
+ * The upload limit for an answer to an interaction: the `attachment_size_limit` Discord sends with
+ * it (discord.js: `attachmentSizeLimit`; it counts the server's boosts), else the configured one.
+ */
+export function discordUploadLimit(interaction: { attachmentSizeLimit?: number | null }, fallbackBytes: number): number {
+  const given = interaction.attachmentSizeLimit;
+  return typeof given === 'number' && Number.isFinite(given) && given > 0 ? given : fallbackBytes;
+}
 
 function clip(text: string, max: number): string {
   return text.length > max ? `${text.slice(0, max - 1)}…` : text;
@@ -396,7 +410,8 @@ export class DiscordAdapter implements FrontEnd {
   /** A reply to the person who asked for a job, for jobs recovered after a restart. */
   replyFor(record: JobRecord): Reply | undefined {
     if (!record.address?.channelId) return undefined;
-    return orderedReply(new RecoveredReply(this.client, { ...record.address, userId: record.who.userId }, this.config.uploadLimitBytes), this.log);
+    // The limit Discord gave when the job was asked for (its files were fitted to it).
+    return orderedReply(new RecoveredReply(this.client, { ...record.address, userId: record.who.userId }, record.uploadLimitBytes ?? this.config.uploadLimitBytes), this.log);
   }
 
   private requester(interaction: Repliable | AutocompleteInteraction): Requester {
@@ -448,7 +463,7 @@ export class DiscordAdapter implements FrontEnd {
   }
 
   private async onCommand(interaction: ChatInputCommandInteraction): Promise<void> {
-    const reply = orderedReply(new InteractionReply(interaction, this.config.uploadLimitBytes, this.log), this.log);
+    const reply = orderedReply(new InteractionReply(interaction, discordUploadLimit(interaction, this.config.uploadLimitBytes), this.log), this.log);
     const raw: RawOptions = {};
     for (const option of interaction.options.data) {
       if (option.attachment) {
@@ -473,7 +488,7 @@ export class DiscordAdapter implements FrontEnd {
   }
 
   private async onButton(interaction: ButtonInteraction): Promise<void> {
-    const reply = orderedReply(new InteractionReply(interaction, this.config.uploadLimitBytes, this.log), this.log);
+    const reply = orderedReply(new InteractionReply(interaction, discordUploadLimit(interaction, this.config.uploadLimitBytes), this.log), this.log);
     await runButton({ bot: this.bot, customId: interaction.customId, who: this.requester(interaction), address: this.address(interaction), reply, log: this.log });
   }
 }
