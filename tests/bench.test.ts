@@ -12,9 +12,9 @@ import { median, round, summarize } from '../src/bench/stats.ts';
 import { benchLongContext, lastPositionLoss } from '../src/bench/training.ts';
 import { chatFields, runBench } from '../src/cli/bench.ts';
 import { initBackend } from '../src/model/backend.ts';
-import { HEAD_SIZES, inputWidth } from '../src/model/features.ts';
-import { createLongContextWeights } from '../src/model/longContext.ts';
-import { DEFAULT_HYPERPARAMETERS, createWeights, sequenceLoss, type Hyperparameters, type SequenceBatch } from '../src/model/network.ts';
+import { HEAD_SIZES, inputWidth } from '../src/model/note/features.ts';
+import { createLongContextWeights } from '../src/model/note/longContext.ts';
+import { DEFAULT_HYPERPARAMETERS, createWeights, sequenceLoss, type Hyperparameters, type SequenceBatch } from '../src/model/note/network.ts';
 import { seededRandom } from '../src/model/random.ts';
 import { TINY_LONG_CONTEXT_HYPERPARAMETERS } from './support/tinyModel.ts';
 

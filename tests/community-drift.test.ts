@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import { Community } from '../src/community/community.ts';
 import { buildCorpusProfile, loadCorpusProfile, type CorpusProfile } from '../src/community/corpusProfile.ts';
 import { histogramsOf, mergeHistograms, similarityTo } from '../src/community/distributions.ts';
-import { listCorpus, loadCorpus, type CorpusPiece } from '../src/train/corpus.ts';
+import { listCorpus, loadCorpus, type CorpusPiece } from '../src/model/corpus.ts';
 import { MAX_DT, MAX_DUR, PITCH_MAX } from '../src/tokens/tokenize.ts';
 import { createCommunityWorld, DATASET, datasetBytes, NEW_PIECES, outlandishPiece, type CommunityWorld } from './support/communityFixture.ts';
 

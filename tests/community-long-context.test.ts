@@ -10,8 +10,8 @@ import { after, before, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { Community } from '../src/community/community.ts';
 import { initBackend } from '../src/model/backend.ts';
-import { loadModelFolder, readModelSpec } from '../src/model/folder.ts';
-import { generateTokens } from '../src/model/sampling.ts';
+import { loadModelFolder, readModelSpec } from '../src/model/note/folder.ts';
+import { generateTokens } from '../src/model/note/sampling.ts';
 import { createCommunityWorld, datasetBytes, NEW_PIECES, type CommunityWorld } from './support/communityFixture.ts';
 import { TINY_LONG_CONTEXT_HYPERPARAMETERS } from './support/tinyModel.ts';
 

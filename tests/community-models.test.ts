@@ -10,10 +10,10 @@ import { gateDecision, scoreModel, type ModelScores } from '../src/community/gat
 import { ModelRegistry, RegistryError, type ServingChange } from '../src/community/registry.ts';
 import { RetrainSchedule } from '../src/community/schedule.ts';
 import { initBackend } from '../src/model/backend.ts';
-import { OFFSET_COMPOSER, inputWidth } from '../src/model/features.ts';
-import { loadModelFolder, readModelSpec, saveModelFolder } from '../src/model/folder.ts';
-import { composerTable, corpusHash, listCorpus, loadCorpus, splitByPiece, type CorpusPiece } from '../src/train/corpus.ts';
-import { trainModel } from '../src/train/fit.ts';
+import { OFFSET_COMPOSER, inputWidth } from '../src/model/note/features.ts';
+import { loadModelFolder, readModelSpec, saveModelFolder } from '../src/model/note/folder.ts';
+import { composerTable, corpusHash, listCorpus, loadCorpus, splitByPiece, type CorpusPiece } from '../src/model/corpus.ts';
+import { trainModel } from '../src/model/note/train/fit.ts';
 import { createCommunityWorld, type CommunityWorld } from './support/communityFixture.ts';
 import { createTinyModel, TINY_HYPERPARAMETERS } from './support/tinyModel.ts';
 

@@ -14,7 +14,7 @@ import { acquireRetrainLock, newLockOwner, readRetrainLock, releaseRetrainLock }
 import type { ServingChange } from '../src/community/registry.ts';
 import type { RetrainOutcome, RetrainStage, RunRecord } from '../src/community/retrain.ts';
 import { RetrainProcess } from '../src/community/retrainProcess.ts';
-import { readModelSpec } from '../src/model/folder.ts';
+import { readModelSpec } from '../src/model/note/folder.ts';
 import { createCommunityWorld, datasetBytes, NEW_PIECES, type CommunityWorld } from './support/communityFixture.ts';
 
 let world: CommunityWorld;

@@ -10,9 +10,9 @@ import * as tf from '@tensorflow/tfjs';
 import { Engine, ComposeInputError } from '../src/engine/engine.ts';
 import { parseMidi } from '../src/midi/read.ts';
 import { readWavHeader } from '../src/render/audio.ts';
-import { loadModelFolder } from '../src/model/folder.ts';
-import { composerTable, corpusHash, listCorpus, loadCorpus, splitByPiece } from '../src/train/corpus.ts';
-import { trainModel } from '../src/train/fit.ts';
+import { loadModelFolder } from '../src/model/note/folder.ts';
+import { composerTable, corpusHash, listCorpus, loadCorpus, splitByPiece } from '../src/model/corpus.ts';
+import { trainModel } from '../src/model/note/train/fit.ts';
 import { createTinyModel, TINY_HYPERPARAMETERS } from './support/tinyModel.ts';
 
 const run = promisify(execFile);

@@ -13,7 +13,7 @@ import { writeMidi } from '../src/midi/write.ts';
 import { initBackend } from '../src/model/backend.ts';
 import { trainStudyModel } from '../src/model/study/train.ts';
 import { seededRandom } from '../src/model/random.ts';
-import { composerTable, corpusHash, listCorpus, loadCorpus } from '../src/train/corpus.ts';
+import { composerTable, corpusHash, listCorpus, loadCorpus } from '../src/model/corpus.ts';
 import { detokenize, type NoteToken } from '../src/tokens/tokenize.ts';
 import { createTinyModel } from './support/tinyModel.ts';
 

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/model/backend.ts';
-import { inputWidth, OFFSET_COMPOSER, OFFSET_PITCH, writeInputRow } from '../src/model/features.ts';
-import { loadModelFolder } from '../src/model/folder.ts';
+import { inputWidth, OFFSET_COMPOSER, OFFSET_PITCH, writeInputRow } from '../src/model/note/features.ts';
+import { loadModelFolder } from '../src/model/note/folder.ts';
 import {
   advanceMemory,
   chunkHidden,
@@ -19,16 +19,17 @@ import {
   relativeBucket,
   ringLength,
   type ChunkCarry,
-} from '../src/model/longContext.ts';
-import { commitNotes, decodeStep, decoderWeights, disposeDecoderWeights, initialRing } from '../src/model/ringDecoder.ts';
-import { createWeights, type Weights } from '../src/model/network.ts';
+} from '../src/model/note/longContext.ts';
+import { commitNotes, decodeStep, decoderWeights, disposeDecoderWeights, initialRing } from '../src/model/note/ringDecoder.ts';
+import { createWeights } from '../src/model/note/network.ts';
+import type { Weights } from '../src/model/layers.ts';
 import { seededRandom } from '../src/model/random.ts';
-import { generateTokens, keyPitchRows, parseHeadDecodings } from '../src/model/sampling.ts';
+import { generateTokens, keyPitchRows, parseHeadDecodings } from '../src/model/note/sampling.ts';
 import { Engine } from '../src/engine/engine.ts';
-import { clippedAdamStep } from '../src/train/fit.ts';
+import { clippedAdamStep } from '../src/model/training.ts';
 import { keyRequests, measureKeyAdherence, parallelKey, relativeKey } from '../src/eval/keyAdherence.ts';
-import { evaluateStream, streamEpoch } from '../src/train/fitLongContext.ts';
-import { disposeChunk, PieceStream, planRows, type StreamPiece } from '../src/train/stream.ts';
+import { evaluateStream, streamEpoch } from '../src/model/note/train/fitLongContext.ts';
+import { disposeChunk, PieceStream, planRows, type StreamPiece } from '../src/model/note/train/stream.ts';
 import { ANY_KEY, estimateKey, keyName, parseKey, segmentKeys, transposeKey } from '../src/tokens/key.ts';
 import { DT_CLASSES, PITCH_MIN, STEPS_PER_BEAT, beatPositions, type NoteToken } from '../src/tokens/tokenize.ts';
 import { createTinyModel, TINY_HYPERPARAMETERS, TINY_LONG_CONTEXT_HYPERPARAMETERS as H } from './support/tinyModel.ts';

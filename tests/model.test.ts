@@ -5,11 +5,13 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/model/backend.ts';
-import { inputWidth, writeInputRow } from '../src/model/features.ts';
-import { DATA_ATTRIBUTION, loadModelFolder, modelAttribution, readModelSpec } from '../src/model/folder.ts';
-import { initialState, lstmCell, lstmRecurrence, sequenceHidden, stepForward, disposeState } from '../src/model/network.ts';
+import { inputWidth, writeInputRow } from '../src/model/note/features.ts';
+import { DATA_ATTRIBUTION, modelAttribution } from '../src/model/folder.ts';
+import { loadModelFolder, readModelSpec } from '../src/model/note/folder.ts';
+import { initialState, sequenceHidden, stepForward, disposeState } from '../src/model/note/network.ts';
+import { lstmCell, lstmRecurrence } from '../src/model/layers.ts';
 import { seededRandom } from '../src/model/random.ts';
-import { generateTokens, sampleNext } from '../src/model/sampling.ts';
+import { generateTokens, sampleNext } from '../src/model/note/sampling.ts';
 import { beatPositions, type NoteToken } from '../src/tokens/tokenize.ts';
 import { createTinyModel } from './support/tinyModel.ts';
 
@@ -206,7 +208,7 @@ describe('sampling', () => {
 
 describe('batches', () => {
   test('evaluation chunks cover every note exactly once; training chunks stay full', async () => {
-    const { chunkPieces, buildBatch } = await import('../src/train/batches.ts');
+    const { chunkPieces, buildBatch } = await import('../src/model/note/train/batches.ts');
     const pieces = [{ composer: 'Chopin', tokens: melody(300) }, { composer: 'Mozart', tokens: melody(20) }];
     const options = { window: 128, composerIndex: new Map([['Chopin', 0], ['Mozart', 1]]), composers: 2 };
     const evalChunks = chunkPieces(pieces, 128);

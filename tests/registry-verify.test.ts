@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { ModelRegistry, checkModelFolder } from '../src/community/registry.ts';
-import { loadModelFolder } from '../src/model/folder.ts';
+import { loadModelFolder } from '../src/model/note/folder.ts';
 import { createTinyModel } from './support/tinyModel.ts';
 
 let root: string;

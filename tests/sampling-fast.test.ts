@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { seededRandom, type Random } from '../src/model/random.ts';
-import { sampleNext } from '../src/model/sampling.ts';
+import { sampleNext } from '../src/model/note/sampling.ts';
 
 /** The version sampleNext replaced (commit a8c26fb), kept as the specification. */
 function referenceSampleNext(logits: ArrayLike<number>, temperature: number, topP: number, rng: Random, allowed?: (index: number) => boolean): number {

@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/model/backend.ts';
-import { inputWidth } from '../src/model/features.ts';
-import { createLongContextWeights } from '../src/model/longContext.ts';
+import { inputWidth } from '../src/model/note/features.ts';
+import { createLongContextWeights } from '../src/model/note/longContext.ts';
 import { seededRandom } from '../src/model/random.ts';
-import { decoderWeights, disposeDecoderWeights, initialRing, ringAttention } from '../src/model/ringDecoder.ts';
-import { assemble, attentionMemory, hostMatrix } from '../src/model/simdKernels.ts';
+import { decoderWeights, disposeDecoderWeights, initialRing, ringAttention } from '../src/model/note/ringDecoder.ts';
+import { assemble, attentionMemory, hostMatrix } from '../src/model/note/simdKernels.ts';
 import { TINY_LONG_CONTEXT_HYPERPARAMETERS } from './support/tinyModel.ts';
 
 before(async () => {

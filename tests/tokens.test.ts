@@ -4,7 +4,7 @@ import { describe, test } from 'node:test';
 import { readMidiFile } from '../src/midi/read.ts';
 import { encodeMidi } from '../src/midi/write.ts';
 import { parseMidi } from '../src/midi/read.ts';
-import { listCorpus } from '../src/train/corpus.ts';
+import { listCorpus } from '../src/model/corpus.ts';
 import { seededRandom } from '../src/model/random.ts';
 import { MAX_DUR, MAX_DT, STEPS_PER_BEAT, VELOCITY_CENTRES, beatPositions, detokenize, tokenHash, tokenize, velocityBucket } from '../src/tokens/tokenize.ts';
 

@@ -1,5 +1,5 @@
 /**
- * Analytic matmul FLOP counts of the network (src/model/network.ts), for the bench's "training
+ * Analytic matmul FLOP counts of the network (src/model/note/network.ts), for the bench's "training
  * runs at what share of the backend's matmul rate". A product [M,K]·[K,N] costs 2·M·K·N.
  * Backward counts the products autodiff actually computes: the gradient with respect to each
  * operand that depends on the weights (for the layer-0 input projection and the one-hot
@@ -8,8 +8,8 @@
  * training step costs a little under 3× the forward FLOPs. Elementwise ops, softmax, Adam and
  * the explicit transposes are not counted: this is the useful work.
  */
-import { HEAD_SIZES } from '../model/features.ts';
-import type { Hyperparameters } from '../model/network.ts';
+import { HEAD_SIZES } from '../model/note/features.ts';
+import type { Hyperparameters } from '../model/note/network.ts';
 
 export interface FlopBreakdown {
   /** Layer inputs (multi-hot for layer 0) times lstm/wx. */

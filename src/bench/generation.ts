@@ -2,10 +2,11 @@
  * Generation figures: 500 notes stateful at batch 1 and 16 (generateTokens, as compose uses
  * it, at the model's own decoding: composer guidance adds a shadow row per request), and whole-window re-feed against stateful stepping per note, in the same run.
  */
-import type { ModelDecoding } from '../model/folder.ts';
-import type { Hyperparameters, Weights } from '../model/network.ts';
-import { generateTokensRefeed } from '../model/refeed.ts';
-import { generateTokens, type SampleRequest } from '../model/sampling.ts';
+import type { ModelDecoding } from '../model/note/folder.ts';
+import type { Hyperparameters } from '../model/note/network.ts';
+import type { Weights } from '../model/layers.ts';
+import { generateTokensRefeed } from '../model/note/refeed.ts';
+import { generateTokens, type SampleRequest } from '../model/note/sampling.ts';
 import type { NoteToken } from '../tokens/tokenize.ts';
 import { median, timeRuns, type Timing } from './stats.ts';
 

@@ -2,18 +2,20 @@
  * Training throughput on real batches of the dataset: many-to-many (ours: a target at every
  * position of a 128-note chunk, fit.ts's own trainStep) against many-to-one (the original
  * study: a 100-note window, one target per window), same network, same Adam and clipping.
- * A long-context model (src/model/longContext.ts) gets its own step instead: one streamed
+ * A long-context model (src/model/note/longContext.ts) gets its own step instead: one streamed
  * chunk with the carried memory, as fitLongContext.ts's streamEpoch runs it.
  */
 import * as tf from '@tensorflow/tfjs';
-import { inputWidth } from '../model/features.ts';
-import { conditionOn, headLogits, sequenceHidden, type Hyperparameters, type SequenceBatch, type Weights } from '../model/network.ts';
-import { advanceMemory, chunkLoss, disposeMemory, emptyMemory, memoryMaskFor, type ChunkCarry } from '../model/longContext.ts';
+import { inputWidth } from '../model/note/features.ts';
+import { conditionOn, headLogits, sequenceHidden, type Hyperparameters, type SequenceBatch } from '../model/note/network.ts';
+import type { Weights } from '../model/layers.ts';
+import { advanceMemory, chunkLoss, disposeMemory, emptyMemory, memoryMaskFor, type ChunkCarry } from '../model/note/longContext.ts';
 import { seededRandom, shuffleInPlace } from '../model/random.ts';
-import { buildBatch, chunkPieces, disposeBatch, type Chunk, type TokenPiece } from '../train/batches.ts';
-import { clippedAdamStep, trainStep } from '../train/fit.ts';
-import { withKeyLabels } from '../train/fitLongContext.ts';
-import { DEFAULT_INPUT_NOISE, disposeChunk, PieceStream, planRows } from '../train/stream.ts';
+import { buildBatch, chunkPieces, disposeBatch, type Chunk, type TokenPiece } from '../model/note/train/batches.ts';
+import { trainStep } from '../model/note/train/fit.ts';
+import { clippedAdamStep } from '../model/training.ts';
+import { withKeyLabels } from '../model/note/train/fitLongContext.ts';
+import { DEFAULT_INPUT_NOISE, disposeChunk, PieceStream, planRows } from '../model/note/train/stream.ts';
 import { trainStepFlops } from './flops.ts';
 import { median } from './stats.ts';
 

@@ -7,7 +7,7 @@
  *   training     many-to-many tokens/s (fit.ts's step) vs the study's many-to-one
  *   matmul       the backend's own tf.matMul GFLOP/s, and training's useful FLOP rate as a share
  *
- * A long-context model (src/model/longContext.ts) skips re-feed (it has no whole-window path)
+ * A long-context model (src/model/note/longContext.ts) skips re-feed (it has no whole-window path)
  * and trains with its own streamed-chunk step, without the FLOP share or many-to-one figures
  * (src/bench/flops.ts counts the local-attention network only); the notes say so.
  *   compose      Engine.compose chopin 500 → OGG, end to end
@@ -25,12 +25,14 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { UsageError, intOption, parseBackend } from './options.ts';
 import { initBackend } from '../model/backend.ts';
-import { inputWidth } from '../model/features.ts';
-import { DATA_ATTRIBUTION, loadModelFolder, saveModelFolder, type ModelSpec } from '../model/folder.ts';
-import { DEFAULT_HYPERPARAMETERS, createWeights, type Hyperparameters, type Weights } from '../model/network.ts';
-import { isLongContext } from '../model/longContext.ts';
-import { generateTokens } from '../model/sampling.ts';
-import { listCorpus, loadCorpus, type CorpusPiece } from '../train/corpus.ts';
+import { inputWidth } from '../model/note/features.ts';
+import { DATA_ATTRIBUTION } from '../model/folder.ts';
+import { loadModelFolder, saveModelFolder, type ModelSpec } from '../model/note/folder.ts';
+import { DEFAULT_HYPERPARAMETERS, createWeights, type Hyperparameters } from '../model/note/network.ts';
+import type { Weights } from '../model/layers.ts';
+import { isLongContext } from '../model/note/longContext.ts';
+import { generateTokens } from '../model/note/sampling.ts';
+import { listCorpus, loadCorpus, type CorpusPiece } from '../model/corpus.ts';
 import { tokenSchemeSpec, type NoteToken } from '../tokens/tokenize.ts';
 import { benchCompose } from '../bench/compose.ts';
 import { benchGeneration, benchRefeed, type GenerationModel } from '../bench/generation.ts';

@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { initBackend, type BackendChoice } from '../model/backend.ts';
 import { DEFAULT_EVALUATE_OPTIONS, DEFAULT_REALISM_DECODING, evaluateModel, formatReport, REALISM_DEFAULT_COMPOSERS } from '../eval/evaluate.ts';
-import { parseHeadDecodings } from '../model/sampling.ts';
+import { parseHeadDecodings } from '../model/note/sampling.ts';
 import { EXCERPT_NOTES } from '../eval/realism.ts';
 import { UsageError, intOption, numberOption, parseBackend, optionProblems } from './options.ts';
 

@@ -2,11 +2,11 @@
 import { basename, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { initBackend, type BackendChoice } from '../model/backend.ts';
-import { LONG_CONTEXT_HYPERPARAMETERS } from '../model/longContext.ts';
-import { DEFAULT_INPUT_NOISE } from '../train/stream.ts';
-import { DEFAULT_HYPERPARAMETERS, type Hyperparameters } from '../model/network.ts';
-import { composerTable, corpusHash, readTrainingCorpus } from '../train/corpus.ts';
-import { trainModel } from '../train/fit.ts';
+import { LONG_CONTEXT_HYPERPARAMETERS } from '../model/note/longContext.ts';
+import { DEFAULT_INPUT_NOISE } from '../model/note/train/stream.ts';
+import { DEFAULT_HYPERPARAMETERS, type Hyperparameters } from '../model/note/network.ts';
+import { composerTable, corpusHash, readTrainingCorpus } from '../model/corpus.ts';
+import { trainModel } from '../model/note/train/fit.ts';
 import { TRAINING_RUN_OPTIONS, UsageError, intOption, numberOption, parseBackend, terminalProgress, optionProblems } from './options.ts';
 
 export const TRAIN_USAGE = `usage: nocturne train --data DIR --out models/NAME [options]

@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { initBackend, type BackendChoice } from '../model/backend.ts';
 import { DEFAULT_STUDY_HYPERPARAMETERS } from '../model/study/network.ts';
 import { trainStudyModel } from '../model/study/train.ts';
-import { composerTable, corpusHash, readTrainingCorpus } from '../train/corpus.ts';
+import { composerTable, corpusHash, readTrainingCorpus } from '../model/corpus.ts';
 import { TRAINING_RUN_OPTIONS, UsageError, intOption, numberOption, parseBackend, terminalProgress, optionProblems } from './options.ts';
 
 const D = DEFAULT_STUDY_HYPERPARAMETERS;

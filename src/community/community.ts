@@ -10,7 +10,7 @@
  */
 import { join } from 'node:path';
 import type { RunCoordinator } from 'node-cron';
-import { readModelSpec } from '../model/folder.ts';
+import { readModelSpec } from '../model/note/folder.ts';
 import type { CommunityConfig } from './config.ts';
 import { Contributions, type ContributionInput, type ContributionOutcome, type ContributionRecord, type ContributionStatus } from './contributions.ts';
 import { loadCorpusProfile, type CorpusProfile } from './corpusProfile.ts';

@@ -13,8 +13,9 @@
  * unchanged, so every known composer keeps its behaviour. Composers never disappear.
  */
 import * as tf from '@tensorflow/tfjs';
-import { OFFSET_COMPOSER, inputWidth } from '../model/features.ts';
-import { loadModelFolder, saveModelFolder, type ComposerEntry } from '../model/folder.ts';
+import { OFFSET_COMPOSER, inputWidth } from '../model/note/features.ts';
+import type { ComposerEntry } from '../model/folder.ts';
+import { loadModelFolder, saveModelFolder } from '../model/note/folder.ts';
 
 /** Composer name given to pieces that train the "any" slot (it is in no composer table). */
 export const ANY_SLOT = '(any)';

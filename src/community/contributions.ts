@@ -19,7 +19,7 @@ import { mkdir, readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { checkMidiBytes } from '../midi/check.ts';
 import { parseMidi } from '../midi/read.ts';
-import { writeFileAtomic } from '../model/folder.ts';
+import { writeFileAtomic } from '../storage/files.ts';
 import { tokenize } from '../tokens/tokenize.ts';
 import type { CorpusProfile } from './corpusProfile.ts';
 import { formatSimilarity, histogramsOf, similarityTo, type Histograms, type Similarity } from './distributions.ts';

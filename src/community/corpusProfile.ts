@@ -13,8 +13,8 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { relative } from 'node:path';
-import { writeFileAtomic } from '../model/folder.ts';
-import { corpusRoot, listCorpus, loadCorpus } from '../train/corpus.ts';
+import { writeFileAtomic } from '../storage/files.ts';
+import { corpusRoot, listCorpus, loadCorpus } from '../model/corpus.ts';
 import { histogramsOf, noteCount, type Histograms } from './distributions.ts';
 import { musicIdentity } from './musicIdentity.ts';
 

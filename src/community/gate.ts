@@ -11,10 +11,10 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { DEFAULT_TEMPERATURE, DEFAULT_TOP_P } from '../engine/engine.ts';
-import { loadModelFolder } from '../model/folder.ts';
-import { generateTokens } from '../model/sampling.ts';
-import type { TokenPiece } from '../train/batches.ts';
-import { evaluatePieces } from '../train/fit.ts';
+import { loadModelFolder } from '../model/note/folder.ts';
+import { generateTokens } from '../model/note/sampling.ts';
+import type { TokenPiece } from '../model/note/train/batches.ts';
+import { evaluatePieces } from '../model/note/train/fit.ts';
 import { histogramsOf, similarityTo, type Histograms, type Similarity } from './distributions.ts';
 
 export interface ModelScores {

@@ -23,7 +23,9 @@ import { EventEmitter } from 'node:events';
 import { existsSync, unwatchFile, watchFile } from 'node:fs';
 import { copyFile, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ModelFolderError, readModelSpec, writeFileAtomic, type ModelSpec } from '../model/folder.ts';
+import { ModelFolderError } from '../model/folder.ts';
+import { readModelSpec, type ModelSpec } from '../model/note/folder.ts';
+import { writeFileAtomic } from '../storage/files.ts';
 import type { ModelScores } from './gate.ts';
 
 /** How a version came to be, and what the gate said (version.json). */

@@ -1,7 +1,7 @@
 /** Writes notes to a one-track piano MIDI file (with title and attribution text events). */
 import tonejs from '@tonejs/midi';
 import type { PianoNote } from './types.ts';
-import { writeFileAtomic } from '../model/folder.ts';
+import { writeFileAtomic } from '../storage/files.ts';
 
 const { Midi } = tonejs as unknown as { Midi: typeof import('@tonejs/midi').Midi };
 export const PPQ = 480;

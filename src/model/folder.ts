@@ -1,20 +1,17 @@
 /**
- * A model folder: `model.json` (the spec: token scheme, window, composers, data hash,
- * hyperparameters, metrics, attribution and the weight manifest) next to `weights.bin`.
- * The loader refuses any folder whose spec does not match this code.
+ * What every model folder shares, whichever model it holds: `model.json` (the spec) next to
+ * `weights.bin` (float32 values in the order of the spec's weight manifest), written through
+ * temporary names; the spec's version name, training machine and the training data's
+ * attribution. Each model's spec and loader are its own: note/folder.ts and study/folder.ts.
  */
 import * as tf from '@tensorflow/tfjs';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
-import { tokenSchemeSpec } from '../tokens/tokenize.ts';
-import { inputWidth } from './features.ts';
-import { isLongContext, longContextShapes } from './longContext.ts';
-import { uniqueVariableName, weightShapes, type Hyperparameters, type Weights } from './network.ts';
+import { writeFileAtomic } from '../storage/files.ts';
+import { uniqueVariableName, type Weights } from './layers.ts';
 
-export const MODEL_FORMAT = 'nocturne-model';
-export const MODEL_FORMAT_VERSION = 1;
 /** A model version's name: `<name>-YYYYMMDD-HHMM` (UTC), e.g. default-20261125-1040. */
 export function versionName(name: string, now = new Date()): string {
   return `${name}-${now.toISOString().slice(0, 16).replace(/[-:]/g, '').replace('T', '-')}`;
@@ -46,69 +43,11 @@ export interface ComposerEntry {
   tempoBpm: number;
 }
 
-export interface ModelSpec {
-  format: typeof MODEL_FORMAT;
-  formatVersion: number;
-  /** e.g. "default-20261125-1012". */
-  version: string;
-  /** lstm-attention: local attention over the chunk; lstm-long-context: src/model/longContext.ts. */
-  arch: ModelArch;
-  tokens: ReturnType<typeof tokenSchemeSpec>;
-  inputWidth: number;
-  hyperparameters: Hyperparameters;
-  composers: ComposerEntry[];
-  data: { hash: string; source: string; pieces: number; notes: number; validationPieces: string[]; attribution: string };
-  training: Record<string, unknown>;
-  metrics: Record<string, number>;
-  /**
-   * The decoding this model plays best at, chosen by the realism measures (`nocturne evaluate
-   * --temperature --top-p --head-decoding`); the engine uses it when a request sets neither
-   * temperature nor top-p. Absent: temperature 1, top-p 0.95 for every head.
-   */
-  decoding?: ModelDecoding;
-  weights: { name: string; shape: number[] }[];
-}
-
-export interface ModelDecoding {
-  temperature: number;
-  topP: number;
-  heads?: Partial<Record<'dt' | 'pitch' | 'dur' | 'vel', { temperature: number; topP: number }>>;
-  /** Key guidance for models with a key table (SampleRequest.keyGuidance); it applies to every request. */
-  keyGuidance?: number;
-  /** Composer guidance (SampleRequest.composerGuidance); it applies to every request. */
-  composerGuidance?: number;
-  /** How it was chosen (a line for the model card). */
-  chosenBy?: string;
-}
-
-export type ModelArch = 'lstm-attention' | 'lstm-long-context';
-
-/** The architecture a set of hyperparameters describes. */
-export function archOf(h: Hyperparameters): ModelArch {
-  return isLongContext(h) ? 'lstm-long-context' : 'lstm-attention';
-}
-
-/** Weight names and shapes of either note-model architecture. */
-export function modelWeightShapes(h: Hyperparameters, inputDim: number): Record<string, number[]> {
-  return isLongContext(h) ? longContextShapes(h, inputDim) : weightShapes(h, inputDim);
-}
-
 export class ModelFolderError extends Error {
   constructor(dir: string, reason: string) {
     super(`model folder ${dir}: ${reason}`);
     this.name = 'ModelFolderError';
   }
-}
-
-/** Writes a file through a temporary name so a crash never leaves a half-written one. */
-export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
-  await writeFile(tmp, data);
-  await rename(tmp, path);
-}
-
-export function attributionText(spec: Pick<ModelSpec, 'version' | 'data'>): string {
-  return `# ${spec.version}\n\n${modelAttribution(spec)}\n\nTraining data: ${spec.data.pieces} pieces (${spec.data.notes} notes) from ${spec.data.source}, data hash ${spec.data.hash}.\n`;
 }
 
 /** Writes `weights.bin`: the named weights' float32 values, in that order (creates the folder). */
@@ -173,39 +112,4 @@ export async function readSpecFile<T>(dir: string, missingHint: string, check: (
   const problems = check(spec);
   if (problems.length) throw new ModelFolderError(dir, `does not match this code: ${problems.join('; ')}`);
   return spec;
-}
-
-/** Saves spec + weights (weights first, then the spec that points at them). */
-export async function saveModelFolder(dir: string, spec: Omit<ModelSpec, 'weights' | 'format' | 'formatVersion'>, weights: Weights): Promise<ModelSpec> {
-  const names = Object.keys(modelWeightShapes(spec.hyperparameters, spec.inputWidth));
-  const full: ModelSpec = { format: MODEL_FORMAT, formatVersion: MODEL_FORMAT_VERSION, ...spec, weights: names.map((n) => ({ name: n, shape: weights[n].shape })) };
-  await writeWeightsFile(dir, names, weights);
-  await writeFileAtomic(join(dir, 'model.json'), JSON.stringify(full, null, 2) + '\n');
-  await writeFileAtomic(join(dir, 'ATTRIBUTION.md'), attributionText(full));
-  return full;
-}
-
-export async function readModelSpec(dir: string): Promise<ModelSpec> {
-  return readSpecFile(dir, 'train one with `nocturne train`, or point --model at models/default', specProblems);
-}
-
-/** Everything in a spec that this code cannot honour (empty when it loads). */
-export function specProblems(spec: ModelSpec): string[] {
-  const problems: string[] = [];
-  if (spec.format !== MODEL_FORMAT) return [`format is ${JSON.stringify(spec.format)}, expected ${MODEL_FORMAT}`];
-  if (spec.formatVersion !== MODEL_FORMAT_VERSION) problems.push(`format version ${spec.formatVersion}, this code reads ${MODEL_FORMAT_VERSION}`);
-  if (spec.arch !== 'lstm-attention' && spec.arch !== 'lstm-long-context') problems.push(`architecture ${spec.arch} is neither lstm-attention nor lstm-long-context`);
-  else if (spec.hyperparameters && spec.arch !== archOf(spec.hyperparameters)) problems.push(`architecture ${spec.arch} does not fit its hyperparameters (they describe ${archOf(spec.hyperparameters)})`);
-  const expectedTokens = JSON.stringify(tokenSchemeSpec());
-  if (JSON.stringify(spec.tokens) !== expectedTokens) problems.push(`token scheme ${JSON.stringify(spec.tokens)} differs from ${expectedTokens}`);
-  if (!Array.isArray(spec.composers) || spec.composers.length === 0) problems.push('no composers');
-  else if (spec.inputWidth !== inputWidth(spec.composers.length)) problems.push(`input width ${spec.inputWidth} does not fit ${spec.composers.length} composers (expected ${inputWidth(spec.composers.length)})`);
-  if (problems.length) return problems;
-  return manifestProblems(modelWeightShapes(spec.hyperparameters, spec.inputWidth), spec.weights);
-}
-
-/** Loads a folder into fresh variables. The caller disposes them. */
-export async function loadModelFolder(dir: string, trainable = false): Promise<{ spec: ModelSpec; weights: Weights }> {
-  const spec = await readModelSpec(dir);
-  return { spec, weights: await readWeightsFile(dir, spec.weights, trainable) };
 }

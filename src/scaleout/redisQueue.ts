@@ -25,7 +25,7 @@ import { Queue, QueueEvents, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { ComposeInputError } from '../engine/engine.ts';
 import type { AudioOptions, ComposeRequest, ComposeResult, ComposeStage, ModelInfo } from '../engine/types.ts';
-import { readModelSpec, type ModelSpec } from '../model/folder.ts';
+import { readModelSpec, type ModelSpec } from '../model/note/folder.ts';
 import type { ServingBackend } from '../jobs/engineThread.ts';
 import { redactedUrl } from '../redact.ts';
 

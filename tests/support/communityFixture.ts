@@ -10,7 +10,7 @@ import { communityConfigFromEnv, type CommunityConfig } from '../../src/communit
 import { parseMidi } from '../../src/midi/read.ts';
 import type { PianoNote } from '../../src/midi/types.ts';
 import { encodeMidi } from '../../src/midi/write.ts';
-import type { Hyperparameters } from '../../src/model/network.ts';
+import type { Hyperparameters } from '../../src/model/note/network.ts';
 import { createTinyModel } from './tinyModel.ts';
 
 export const DATASET = join(import.meta.dirname, '../../../shared/datasets/piano-midi-de/midis');

@@ -3,10 +3,11 @@
  * without the time or size of the shipped model. Same code, same spec checks.
  */
 import * as tf from '@tensorflow/tfjs';
-import { inputWidth } from '../../src/model/features.ts';
-import { archOf, DATA_ATTRIBUTION, saveModelFolder, type ModelSpec } from '../../src/model/folder.ts';
-import { createLongContextWeights, isLongContext } from '../../src/model/longContext.ts';
-import { createWeights, type Hyperparameters } from '../../src/model/network.ts';
+import { inputWidth } from '../../src/model/note/features.ts';
+import { DATA_ATTRIBUTION } from '../../src/model/folder.ts';
+import { archOf, saveModelFolder, type ModelSpec } from '../../src/model/note/folder.ts';
+import { createLongContextWeights, isLongContext } from '../../src/model/note/longContext.ts';
+import { createWeights, type Hyperparameters } from '../../src/model/note/network.ts';
 import { tokenSchemeSpec } from '../../src/tokens/tokenize.ts';
 
 export const TINY_HYPERPARAMETERS: Hyperparameters = { hidden: 16, layers: 1, attentionDim: 8, attentionWindow: 8, headDim: 16, window: 32 };

@@ -5,8 +5,9 @@
  * this code.
  */
 import { join } from 'node:path';
-import { manifestProblems, readSpecFile, readWeightsFile, writeFileAtomic, writeWeightsFile, type ComposerEntry } from '../folder.ts';
-import type { Weights } from '../network.ts';
+import { manifestProblems, readSpecFile, readWeightsFile, writeWeightsFile, type ComposerEntry } from '../folder.ts';
+import { writeFileAtomic } from '../../storage/files.ts';
+import type { Weights } from '../layers.ts';
 import { studyWeightShapes, type StudyHyperparameters } from './network.ts';
 import { UNKNOWN_EVENT, studyTokenSpec } from './tokens.ts';
 

@@ -8,7 +8,7 @@
  *   - no dropout (its budget is a few thousand steps, far from over-fitting).
  */
 import * as tf from '@tensorflow/tfjs';
-import { lstmLayer, uniqueVariableName, type Weights } from '../network.ts';
+import { lstmLayer, uniqueVariableName, type Weights } from '../layers.ts';
 
 export interface StudyHyperparameters {
   /** Vocabulary size (the softmax width). */

@@ -4,7 +4,7 @@
  * network was trained from a zero state per window, so carrying state would change it).
  */
 import * as tf from '@tensorflow/tfjs';
-import type { Weights } from '../network.ts';
+import type { Weights } from '../layers.ts';
 import { buildStudyBatch, oneHotWindows, studyLogits, type StudyHyperparameters, type StudyWindow } from './network.ts';
 
 /** Summed NLL (nats) and argmax hits over the given windows. */

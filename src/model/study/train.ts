@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { join } from 'node:path';
 import { plotSeries } from '../../render/curve.ts';
-import { clippedAdamStep, formatSeconds, type TrainingRunOptions } from '../../train/fit.ts';
+import { clippedAdamStep, formatSeconds, type TrainingRunOptions } from '../training.ts';
 import { currentBackend } from '../backend.ts';
 import { DATA_ATTRIBUTION, trainingMachine, versionName } from '../folder.ts';
 import { seededRandom, shuffleInPlace } from '../random.ts';

@@ -3,7 +3,7 @@
  * multi-hot vector. A dense layer on a multi-hot vector is exactly a sum of embeddings, and it
  * needs no gather (whose gradient, UnsortedSegmentSum, the wasm backend lacks).
  */
-import { DT_CLASSES, DUR_CLASSES, PITCH_CLASSES, PITCH_MIN, STEPS_PER_BEAT, VEL_CLASSES, type NoteToken } from '../tokens/tokenize.ts';
+import { DT_CLASSES, DUR_CLASSES, PITCH_CLASSES, PITCH_MIN, STEPS_PER_BEAT, VEL_CLASSES, type NoteToken } from '../../tokens/tokenize.ts';
 
 export const OFFSET_DT = 0;
 export const OFFSET_PITCH = OFFSET_DT + DT_CLASSES;

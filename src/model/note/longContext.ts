@@ -9,7 +9,7 @@
  * one layer is enough to repeat or vary a motif from hundreds of notes back. A learned "null"
  * key per head (value zero) lets a head look at nothing, and covers the first note of a piece.
  *
- * Training runs chunks of one piece in order (src/train/stream.ts): the LSTM state and the
+ * Training runs chunks of one piece in order (src/model/note/train/stream.ts): the LSTM state and the
  * last `memory` slots are carried from chunk to chunk without gradient (Transformer-XL), so a
  * query sees memory + (its position in the chunk) slots, `memory` to `memory + window - 1`
  * notes back. Sampling (ringDecoder.ts) carries a ring of memory + window - 1 slots, the
@@ -23,10 +23,11 @@
  * through a learned [key, pitch] table, so that a requested key holds from the first note.
  */
 import * as tf from '@tensorflow/tfjs';
-import { KEY_SLOTS } from '../tokens/key.ts';
+import { KEY_SLOTS } from '../../tokens/key.ts';
 import { HEAD_SIZES, targetIndices } from './features.ts';
-import type { NoteToken } from '../tokens/tokenize.ts';
-import { headShapes, headsLoss, lstmRecurrence, lstmShapes, uniqueVariableName, type Hyperparameters, type SequenceBatch, type Weights } from './network.ts';
+import type { NoteToken } from '../../tokens/tokenize.ts';
+import { headShapes, headsLoss, lstmShapes, type Hyperparameters, type SequenceBatch } from './network.ts';
+import { lstmRecurrence, uniqueVariableName, type Weights } from '../layers.ts';
 
 /** Width of a note as the attention values read it: the four heads' one-hots side by side. */
 export const NOTE_WIDTH = HEAD_SIZES.reduce((s, n) => s + n, 0);
@@ -192,7 +193,7 @@ export function batchedMatMul(a: tf.Tensor3D, b: tf.Tensor3D, transposeA = false
   return tf.stack((tf.unstack(a) as tf.Tensor2D[]).map((x, i) => tf.matMul(x, bs[i], transposeA, transposeB))) as tf.Tensor3D;
 }
 
-/** A chunk of notes from B pieces (src/train/stream.ts), time-major like SequenceBatch. */
+/** A chunk of notes from B pieces (src/model/note/train/stream.ts), time-major like SequenceBatch. */
 export interface ChunkBatch extends SequenceBatch {
   /** One-hot key label per row [T*B, KEY_SLOTS] (key-conditioned models). */
   keyInputs?: tf.Tensor2D;

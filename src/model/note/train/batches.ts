@@ -3,10 +3,10 @@
  * (every position predicts its note from the ones before), instead of one target per window.
  */
 import * as tf from '@tensorflow/tfjs';
-import { HEAD_SIZES, inputWidth, targetIndices, writeInputRow } from '../model/features.ts';
-import type { SequenceBatch } from '../model/network.ts';
-import { PITCH_MAX, PITCH_MIN, STEPS_PER_BEAT, beatPositions, type NoteToken } from '../tokens/tokenize.ts';
-import type { Random } from '../model/random.ts';
+import { HEAD_SIZES, inputWidth, targetIndices, writeInputRow } from '../features.ts';
+import type { SequenceBatch } from '../network.ts';
+import { PITCH_MAX, PITCH_MIN, STEPS_PER_BEAT, beatPositions, type NoteToken } from '../../../tokens/tokenize.ts';
+import type { Random } from '../../random.ts';
 
 export interface Chunk {
   piece: number;

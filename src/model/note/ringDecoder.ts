@@ -19,8 +19,9 @@ import * as tf from '@tensorflow/tfjs';
 import { attentionMemory, hostMatrix, type AttentionMemory, type HostMatrix } from './simdKernels.ts';
 import { HEAD_SIZES } from './features.ts';
 import { noteColumns, relativeBucket, ringLength } from './longContext.ts';
-import type { Hyperparameters, SparseInputs, Weights } from './network.ts';
-import type { NoteToken } from '../tokens/tokenize.ts';
+import type { Hyperparameters, SparseInputs } from './network.ts';
+import type { Weights } from '../layers.ts';
+import type { NoteToken } from '../../tokens/tokenize.ts';
 
 /** Host copies and fused products of the weights a step reads (built once per generation). */
 export interface DecoderWeights {

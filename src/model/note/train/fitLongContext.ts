@@ -3,10 +3,11 @@
  * (stream.ts), the LSTM state and attention memory carried between chunks without gradient.
  */
 import * as tf from '@tensorflow/tfjs';
-import { advanceMemory, chunkLoss, disposeMemory, emptyMemory, memoryMaskFor, type ChunkBatch, type ChunkCarry } from '../model/longContext.ts';
-import type { Hyperparameters, Weights } from '../model/network.ts';
-import type { Random } from '../model/random.ts';
-import { segmentKeys } from '../tokens/key.ts';
+import { advanceMemory, chunkLoss, disposeMemory, emptyMemory, memoryMaskFor, type ChunkBatch, type ChunkCarry } from '../longContext.ts';
+import type { Hyperparameters } from '../network.ts';
+import type { Weights } from '../../layers.ts';
+import type { Random } from '../../random.ts';
+import { segmentKeys } from '../../../tokens/key.ts';
 import type { TokenPiece } from './batches.ts';
 import { disposeChunk, PieceStream, planRows, streamSteps, type StreamPiece } from './stream.ts';
 

@@ -11,9 +11,10 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { inputWidth, writeInputRow } from './features.ts';
-import { sequenceHidden, type Hyperparameters, type Weights } from './network.ts';
+import { sequenceHidden, type Hyperparameters } from './network.ts';
+import type { Weights } from '../layers.ts';
 import { advanceRows, sampleNotes, startRows, type SampleRequest } from './sampling.ts';
-import { STEPS_PER_BEAT, beatPositions, type NoteToken } from '../tokens/tokenize.ts';
+import { STEPS_PER_BEAT, beatPositions, type NoteToken } from '../../tokens/tokenize.ts';
 
 /**
  * Time-major inputs for the last `T` steps of every row, right-padded with zero rows when a

@@ -8,38 +8,20 @@ import * as tf from '@tensorflow/tfjs';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { plotTrainingCurve } from '../render/curve.ts';
-import { tokenSchemeSpec } from '../tokens/tokenize.ts';
-import { currentBackend } from '../model/backend.ts';
-import { inputWidth } from '../model/features.ts';
-import { archOf, DATA_ATTRIBUTION, loadModelFolder, saveModelFolder, trainingMachine, versionName, writeFileAtomic, type ComposerEntry, type ModelSpec } from '../model/folder.ts';
-import { createLongContextWeights, isLongContext } from '../model/longContext.ts';
-import { createWeights, sequenceLoss, type Hyperparameters, type Weights } from '../model/network.ts';
-import { seededRandom, shuffleInPlace } from '../model/random.ts';
+import { plotTrainingCurve } from '../../../render/curve.ts';
+import { tokenSchemeSpec } from '../../../tokens/tokenize.ts';
+import { currentBackend } from '../../backend.ts';
+import { inputWidth } from '../features.ts';
+import { DATA_ATTRIBUTION, trainingMachine, versionName } from '../../folder.ts';
+import { writeFileAtomic } from '../../../storage/files.ts';
+import { archOf, loadModelFolder, saveModelFolder, type ModelSpec } from '../folder.ts';
+import { createLongContextWeights, isLongContext } from '../longContext.ts';
+import { createWeights, sequenceLoss, type Hyperparameters } from '../network.ts';
+import type { Weights } from '../../layers.ts';
+import { seededRandom, shuffleInPlace } from '../../random.ts';
+import { clippedAdamStep, formatSeconds, type TrainingRunOptions } from '../../training.ts';
 import { buildBatch, chunkPieces, disposeBatch, type TokenPiece } from './batches.ts';
-import type { CorpusPiece } from './corpus.ts';
 import { evaluateStream, streamEpoch, withKeyLabels } from './fitLongContext.ts';
-
-/** What a training run of either architecture (this one, and src/model/seed/train.ts) takes. */
-export interface TrainingRunOptions {
-  outDir: string;
-  train: CorpusPiece[];
-  validation: CorpusPiece[];
-  composers: ComposerEntry[];
-  dataHash: string;
-  dataSource: string;
-  epochs: number;
-  batchSize: number;
-  learningRate: number;
-  clipNorm: number;
-  seed: number;
-  /** Stop after this many minutes (when the architecture's loop checks it: see each). */
-  maxMinutes?: number;
-  /** Name for the model version (default: the folder name). */
-  name: string;
-  log: (line: string) => void;
-  progress: (line: string, done: boolean) => void;
-}
 
 /** maxMinutes is checked after each epoch here (the epoch in progress is finished first). */
 export interface TrainOptions extends TrainingRunOptions {
@@ -85,12 +67,6 @@ interface LoopState {
 }
 
 const CHECKPOINT = 'checkpoint';
-
-export function formatSeconds(s: number): string {
-  if (!Number.isFinite(s)) return '?';
-  const m = Math.floor(s / 60);
-  return m > 0 ? `${m}m${String(Math.round(s % 60)).padStart(2, '0')}s` : `${Math.round(s)}s`;
-}
 
 /**
  * Mean NLL per note (sum over heads) over whole pieces, without augmentation: 128-note chunks
@@ -307,22 +283,6 @@ function progressLine(epoch: number, epochs: number, i: number, n: number, loss:
   const width = 24;
   const filled = Math.round((i / n) * width);
   return `epoch ${epoch}/${epochs} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${i}/${n} loss ${loss.toFixed(4)} ${Math.round(rate)} tok/s ETA ${formatSeconds(eta)}`;
-}
-
-/**
- * One Adam step on `loss`'s gradients, clipped to a global norm of `clipNorm`; returns the loss.
- * Shared by both architectures' training loops.
- */
-export function clippedAdamStep(optimizer: tf.AdamOptimizer, weights: Weights, names: string[], loss: () => tf.Scalar, clipNorm: number): number {
-  return tf.tidy(() => {
-    const { value, grads } = tf.variableGrads(loss, names.map((n) => weights[n]));
-    const norm = tf.sqrt(tf.addN(Object.values(grads).map((g) => tf.sum(tf.square(g)))));
-    const factor = tf.div(clipNorm, tf.maximum(norm, clipNorm));
-    const clipped: tf.NamedTensorMap = {};
-    for (const [k, g] of Object.entries(grads)) clipped[k] = tf.mul(g, factor);
-    optimizer.applyGradients(clipped as Parameters<typeof optimizer.applyGradients>[0]);
-    return value.dataSync()[0];
-  });
 }
 
 /** One training step of the LSTM-attention model; returns the batch loss per real note. */

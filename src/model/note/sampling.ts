@@ -6,10 +6,11 @@ import * as tf from '@tensorflow/tfjs';
 import { HEAD_SIZES, inputWidth, writeInputRow } from './features.ts';
 import { hasKeyPitch, isLongContext } from './longContext.ts';
 import { commitNotes, concatRings, decodeStep, decoderWeights, disposeDecoderWeights, hostHeads, initialRing, type DecoderWeights, type RingState } from './ringDecoder.ts';
-import { conditionOn, disposeState, headLogits, initialState, sparseInputTable, stepForward, type Hyperparameters, type SparseInputs, type StepState, type Weights } from './network.ts';
-import { seededRandom, type Random } from './random.ts';
-import { ANY_KEY } from '../tokens/key.ts';
-import { PITCH_MAX, PITCH_MIN, STEPS_PER_BEAT, beatPositions, type NoteToken } from '../tokens/tokenize.ts';
+import { conditionOn, disposeState, headLogits, initialState, sparseInputTable, stepForward, type Hyperparameters, type SparseInputs, type StepState } from './network.ts';
+import type { Weights } from '../layers.ts';
+import { seededRandom, type Random } from '../random.ts';
+import { ANY_KEY } from '../../tokens/key.ts';
+import { PITCH_MAX, PITCH_MIN, STEPS_PER_BEAT, beatPositions, type NoteToken } from '../../tokens/tokenize.ts';
 
 /** The four heads, in the order they are sampled. */
 export const HEAD_NAMES = ['dt', 'pitch', 'dur', 'vel'] as const;
@@ -296,7 +297,7 @@ export function tensorHeads(w: Weights, z: tf.Tensor2D): NoteHeads {
  * Samples one note per row from the shared head activation z [B, headDim]: dt, then pitch
  * conditioned on it, then duration and velocity conditioned on both. `previous` is each row's
  * last note (chord-order masks). z stays the caller's; everything else made here is freed.
- * Used by whole-window re-feed (src/model/refeed.ts) and the local-attention model.
+ * Used by whole-window re-feed (src/model/note/refeed.ts) and the local-attention model.
  */
 export function sampleNotes(w: Weights, z: tf.Tensor2D, requests: readonly SampleRequest[], previous: readonly (NoteToken | undefined)[], rngs: readonly Random[], pitchBias?: readonly Float32Array[], guidance?: Guidance): NoteToken[] {
   return sampleFromHeads(tensorHeads(w, z), requests, previous, rngs, pitchBias, guidance);
@@ -430,7 +431,7 @@ export function keyPitchRows(w: Weights, h: Hyperparameters, requests: readonly 
 }
 
 /**
- * generateTokens for the long-context model (src/model/longContext.ts): each step runs the LSTM
+ * generateTokens for the long-context model (src/model/note/longContext.ts): each step runs the LSTM
  * on the previous notes, attends over every row's ring of earlier notes, samples, and writes the
  * chosen notes into the ring; nothing is re-run. A request with composer guidance gets a shadow
  * row after the primary rows: the same notes, the same key, "any composer".

@@ -7,11 +7,11 @@
  * rows run out at about the same time and little is padding.
  */
 import * as tf from '@tensorflow/tfjs';
-import { HEAD_SIZES, inputWidth, targetIndices, writeInputRow } from '../model/features.ts';
-import { NOTE_WIDTH, writeNoteRow, type ChunkBatch } from '../model/longContext.ts';
-import type { Random } from '../model/random.ts';
-import { ANY_KEY, KEY_SLOTS, transposeKey } from '../tokens/key.ts';
-import { PITCH_MAX, PITCH_MIN, STEPS_PER_BEAT, beatPositions, type NoteToken } from '../tokens/tokenize.ts';
+import { HEAD_SIZES, inputWidth, targetIndices, writeInputRow } from '../features.ts';
+import { NOTE_WIDTH, writeNoteRow, type ChunkBatch } from '../longContext.ts';
+import type { Random } from '../../random.ts';
+import { ANY_KEY, KEY_SLOTS, transposeKey } from '../../../tokens/key.ts';
+import { PITCH_MAX, PITCH_MIN, STEPS_PER_BEAT, beatPositions, type NoteToken } from '../../../tokens/tokenize.ts';
 import type { TokenPiece } from './batches.ts';
 
 export interface StreamPiece extends TokenPiece {
