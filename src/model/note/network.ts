@@ -187,9 +187,7 @@ export interface StepState {
   /** Ring of recent attention keys/values [B, W, A]; oldest first. */
   keys: tf.Tensor3D;
   values: tf.Tensor3D;
-  /** Additive mask [B, W] (0 for filled slots, -1e9 for empty). */
-  mask: tf.Tensor2D;
-  /** How many outputs each row has produced (saturates at W for the mask). */
+  /** How many outputs each row has produced (saturates at W); the attention's mask derives from it (maskFor). */
   filled: number[];
 }
 
@@ -199,16 +197,16 @@ export function initialState(h: Hyperparameters, batch: number): StepState {
     c: Array.from({ length: h.layers }, () => tf.zeros([batch, h.hidden]) as tf.Tensor2D),
     keys: tf.zeros([batch, h.attentionWindow, h.attentionDim]),
     values: tf.zeros([batch, h.attentionWindow, h.attentionDim]),
-    mask: tf.fill([batch, h.attentionWindow], -1e9) as tf.Tensor2D,
     filled: new Array(batch).fill(0),
   };
 }
 
 export function disposeState(s: StepState): void {
-  tf.dispose([...s.h, ...s.c, s.keys, s.values, s.mask]);
+  tf.dispose([...s.h, ...s.c, s.keys, s.values]);
 }
 
-export function maskFor(filled: number[], window: number): tf.Tensor2D {
+/** The additive attention mask [B, W] of rows that have produced `filled` outputs: 0 for filled slots, -1e9 for empty. */
+function maskFor(filled: number[], window: number): tf.Tensor2D {
   const m = new Float32Array(filled.length * window).fill(-1e9);
   filled.forEach((f, row) => {
     for (let k = window - Math.min(f, window); k < window; k++) m[row * window + k] = 0;
@@ -293,10 +291,10 @@ export function stepForward(w: Weights, h: Hyperparameters, state: StepState, in
     const attention = tf.softmax(scores).reshape([B, W, 1]);
     const context = tf.sum(tf.mul(values, attention), 1) as tf.Tensor2D;
     const z = tf.tanh(tf.add(tf.matMul(tf.concat([x, context], 1), w['head/wz'] as tf.Tensor2D), w['head/bz'])) as tf.Tensor2D;
-    return { hs, cs, keys, values, mask, z };
+    return { hs, cs, keys, values, z };
   });
   disposeState(state);
-  return { state: { h: result.hs, c: result.cs, keys: result.keys, values: result.values, mask: result.mask, filled }, z: result.z };
+  return { state: { h: result.hs, c: result.cs, keys: result.keys, values: result.values, filled }, z: result.z };
 }
 
 /** Logits of head `name` from the shared activation (dt) or the conditioned one (others). */

@@ -198,7 +198,6 @@ function concatStates(states: StepState[]): StepState {
     c: states[0].c.map((_, l) => tf.concat(states.map((s) => s.c[l]), 0) as tf.Tensor2D),
     keys: tf.concat(states.map((s) => s.keys), 0) as tf.Tensor3D,
     values: tf.concat(states.map((s) => s.values), 0) as tf.Tensor3D,
-    mask: tf.concat(states.map((s) => s.mask), 0) as tf.Tensor2D,
     filled: states.flatMap((s) => s.filled),
   };
   states.forEach(disposeState);
