@@ -5,8 +5,7 @@
  * mark), so that font is registered with the canvas once, under its own family name.
  */
 import { createCanvas, GlobalFonts, Image } from '@napi-rs/canvas';
-import { VerovioToolkit } from 'verovio/esm';
-import createVerovioModule from 'verovio/wasm';
+import type { VerovioToolkit } from 'verovio/esm';
 
 export interface ScorePictureOptions {
   /** Page width in pixels (A4 proportions); default 1240. */
@@ -19,9 +18,14 @@ const PAGE = { width: 2100, height: 2970 } as const;
 let toolkit: Promise<VerovioToolkit> | undefined;
 const registeredFonts = new Set<string>();
 
-/** One toolkit for the process: loading the WebAssembly module takes about a second. */
+/**
+ * One toolkit for the process: loading the WebAssembly module takes about a second. Verovio is
+ * imported here, on the first score, not when this file is: its 7 MB module costs about 3 s to
+ * import under tsx, which every process and engine thread paid at start (the engine imports this
+ * file) whether or not it ever drew a score.
+ */
 function verovio(): Promise<VerovioToolkit> {
-  toolkit ??= createVerovioModule().then((module) => new VerovioToolkit(module));
+  toolkit ??= Promise.all([import('verovio/esm'), import('verovio/wasm')]).then(async ([{ VerovioToolkit }, { default: createVerovioModule }]) => new VerovioToolkit(await createVerovioModule()));
   return toolkit;
 }
 
