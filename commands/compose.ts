@@ -2,7 +2,7 @@
 import { NOTES_MAX, NOTES_MIN } from '../src/engine/engine.ts';
 import { RANDOM_SEED_MAX, TEMPERATURE_MAX } from '../src/engine/types.ts';
 import { ANY_COMPOSER, matchComposer, suggestComposers, unknownComposerMessage } from '../src/engine/composers.ts';
-import type { BotContext, CommandSpec, OptionChoice, OptionSpec } from '../src/chat/command.ts';
+import type { BotContext, CommandSpec, OptionChoice, OptionSpec } from './shared/command.ts';
 import { CONTROL_OPTIONS, controlParams } from './controls.ts';
 
 export const DEFAULT_NOTES = 250;

@@ -10,8 +10,8 @@ import { MIDI_LIMITS } from '../src/midi/read.ts';
 import { looksLikeJobId } from '../src/jobs/store.ts';
 import { continuationOf } from '../src/jobs/continuation.ts';
 import { reachableJob } from '../src/jobs/tenant.ts';
-import { isAttachment } from '../src/chat/options.ts';
-import type { CommandSpec } from '../src/chat/command.ts';
+import { isAttachment } from './shared/command.ts';
+import type { CommandSpec } from './shared/command.ts';
 import { DEFAULT_NOTES, composerOption, notesOption, resolveComposer } from './compose.ts';
 import { CONTROL_OPTIONS, controlParams } from './controls.ts';
 

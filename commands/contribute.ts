@@ -10,9 +10,9 @@
  */
 import { displayName, type ContributionOutcome } from '../src/community/contributions.ts';
 import { MIDI_LIMITS } from '../src/midi/read.ts';
-import type { CommandSpec, OptionSpec } from '../src/chat/command.ts';
-import { COMMUNITY_OFF } from '../src/chat/community.ts';
-import { formatBytes, isAttachment } from '../src/chat/options.ts';
+import type { CommandSpec, OptionSpec } from './shared/command.ts';
+import { COMMUNITY_OFF } from './shared/community.ts';
+import { formatBytes, isAttachment } from './shared/command.ts';
 import { composerChoices } from './compose.ts';
 
 /** Files one `contribute` takes (Discord needs an option per file; a Slack message carries up to 10). */

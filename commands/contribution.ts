@@ -1,7 +1,7 @@
 /** `contribution reject <id> [reason]` / `contribution restore <id> [reason]` (moderators). */
 import { isContributionId } from '../src/community/contributions.ts';
-import type { CommandSpec } from '../src/chat/command.ts';
-import { COMMUNITY_OFF, isUserFacingError, requesterName } from '../src/chat/community.ts';
+import type { CommandSpec } from './shared/command.ts';
+import { COMMUNITY_OFF, isUserFacingError, requesterName } from './shared/community.ts';
 
 export const contribution: CommandSpec = {
   name: 'contribution',

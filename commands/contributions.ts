@@ -1,7 +1,7 @@
 /** `contributions [status] [limit]` (moderators): the latest contributions with their status and similarity. */
 import type { ContributionRecord, ContributionStatus } from '../src/community/contributions.ts';
-import { PLATFORM_NAMES, type CommandSpec } from '../src/chat/command.ts';
-import { COMMUNITY_OFF } from '../src/chat/community.ts';
+import { PLATFORM_NAMES, type CommandSpec } from './shared/command.ts';
+import { COMMUNITY_OFF } from './shared/community.ts';
 import type { Platform } from '../src/jobs/types.ts';
 
 export const DEFAULT_LIST = 20;

@@ -3,13 +3,13 @@
  * and /continue list these options, and every front end renders them from here: Discord as slash
  * options (the key autocompleted over its 25 choices), Slack and the terminal as typed
  * `key="D minor" tempo=96 score`. Variation and Regenerate keep the controls of the piece they act
- * on (src/chat/actions.ts), so the same random seed gives the same notes.
+ * on (commands/shared/actions.ts), so the same random seed gives the same notes.
  */
 import { TEMPO_MAX_BPM, TEMPO_MIN_BPM } from '../src/engine/types.ts';
 import { ANY_KEY, KEYS, KEY_EXPECTED, keyName, parseKey } from '../src/tokens/key.ts';
 import type { ServerSettings } from '../src/jobs/store.ts';
 import type { JobParams } from '../src/jobs/types.ts';
-import type { CommandRequest, OptionChoice, OptionSpec } from '../src/chat/command.ts';
+import type { CommandRequest, OptionChoice, OptionSpec } from './shared/command.ts';
 
 const SHARP_NAMES = ['C#', 'D#', 'F#', 'G#', 'A#'];
 const FLAT_NAMES = ['Db', 'Eb', 'Gb', 'Ab', 'Bb'];

@@ -1,6 +1,6 @@
 /** `drift` (moderators): the similarity of contributions and generated pieces to the training corpus, as numbers and a chart. */
-import type { CommandSpec } from '../src/chat/command.ts';
-import { COMMUNITY_OFF } from '../src/chat/community.ts';
+import type { CommandSpec } from './shared/command.ts';
+import { COMMUNITY_OFF } from './shared/community.ts';
 
 export const drift: CommandSpec = {
   name: 'drift',

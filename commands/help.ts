@@ -1,5 +1,5 @@
 /** `help [command]`: what the bot does and how to call each command, in this platform's syntax. */
-import type { CommandSpec } from '../src/chat/command.ts';
+import type { CommandSpec } from './shared/command.ts';
 
 export const help: CommandSpec = {
   name: 'help',

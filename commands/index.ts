@@ -4,7 +4,7 @@
  * The community commands (`community: true`) are left out when the community loop is off;
  * `permission: 'moderator'` ones run only for its moderators.
  */
-import type { CommandSpec } from '../src/chat/command.ts';
+import type { CommandSpec } from './shared/command.ts';
 import { compose } from './compose.ts';
 import { continueCommand } from './continue.ts';
 import { contribute } from './contribute.ts';

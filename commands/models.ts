@@ -1,7 +1,7 @@
 /** `models`: the model versions with their gate verdict and metrics, and which one serves. */
 import type { ModelVersionInfo } from '../src/community/registry.ts';
-import type { CommandSpec } from '../src/chat/command.ts';
-import { COMMUNITY_OFF, formatMetrics } from '../src/chat/community.ts';
+import type { CommandSpec } from './shared/command.ts';
+import { COMMUNITY_OFF, formatMetrics } from './shared/community.ts';
 
 const SHOWN = 15;
 

@@ -5,8 +5,8 @@
  * A promotion is also announced in the moderators' channel.
  */
 import type { RetrainProgress } from '../src/community/retrain.ts';
-import type { CommandSpec, OptionChoice } from '../src/chat/command.ts';
-import { COMMUNITY_OFF, requesterName, retrainMessage } from '../src/chat/community.ts';
+import type { CommandSpec, OptionChoice } from './shared/command.ts';
+import { COMMUNITY_OFF, requesterName, retrainMessage } from './shared/community.ts';
 
 /** Progress edits at most this often (stage changes always show): chat platforms rate-limit edits. */
 export const RETRAIN_PROGRESS_MS = 2000;

@@ -1,6 +1,6 @@
 /** `rollback [version]` (moderators): serve the previous model again, or the named version. */
-import type { CommandSpec } from '../src/chat/command.ts';
-import { COMMUNITY_OFF, isUserFacingError, requesterName } from '../src/chat/community.ts';
+import type { CommandSpec } from './shared/command.ts';
+import { COMMUNITY_OFF, isUserFacingError, requesterName } from './shared/community.ts';
 
 export const rollback: CommandSpec = {
   name: 'rollback',

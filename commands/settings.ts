@@ -1,5 +1,5 @@
 /** `settings [audio=wav|mp3|opus|ogg] [score=yes|no]`: this server's audio format and score default (managers only); without options, shows them. */
-import type { CommandSpec } from '../src/chat/command.ts';
+import type { CommandSpec } from './shared/command.ts';
 import type { AudioFormat } from '../src/engine/types.ts';
 import { scoreOption } from './controls.ts';
 

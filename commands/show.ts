@@ -3,8 +3,8 @@
  * files. Only in the server, workspace or DM the piece was made in: elsewhere the id is answered
  * as unknown (src/jobs/tenant.ts).
  */
-import type { CommandSpec } from '../src/chat/command.ts';
-import { failureLine, jobFields, requestText } from '../src/chat/results.ts';
+import type { CommandSpec } from './shared/command.ts';
+import { failureLine, jobFields, requestText } from './shared/results.ts';
 import { reachableJob } from '../src/jobs/tenant.ts';
 
 export const show: CommandSpec = {

@@ -1,5 +1,5 @@
 /** `status`: queue length, model version and metrics, uptime. */
-import type { CommandSpec } from '../src/chat/command.ts';
+import type { CommandSpec } from './shared/command.ts';
 
 export function formatUptime(ms: number): string {
   const s = Math.floor(ms / 1000);

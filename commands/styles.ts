@@ -1,5 +1,5 @@
 /** `styles`: the composers the loaded model knows, with how many pieces each was trained on. */
-import type { CommandSpec } from '../src/chat/command.ts';
+import type { CommandSpec } from './shared/command.ts';
 
 export const styles: CommandSpec = {
   name: 'styles',

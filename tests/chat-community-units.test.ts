@@ -11,7 +11,7 @@ import { COMMANDS } from '../commands/index.ts';
 import { contributionLine } from '../commands/contribute.ts';
 import { discordCommandJson } from '../src/adapters/discord/discord.ts';
 import { slackUsage } from '../src/adapters/slack/slack.ts';
-import { retrainMessage } from '../src/chat/community.ts';
+import { retrainMessage } from '../commands/shared/community.ts';
 import { checkOptions, parseOptionWords, splitWords } from '../src/chat/options.ts';
 import type { ContributionRecord } from '../src/community/contributions.ts';
 import type { RetrainOutcome } from '../src/community/retrain.ts';

@@ -14,11 +14,11 @@ import { discordCommandJson, discordUploadLimit, discordUsage, DiscordAdapter } 
 import { SlackAdapter, slackUsage } from '../src/adapters/slack/slack.ts';
 import { TerminalAdapter, terminalUsage } from '../src/adapters/terminal/terminal.ts';
 import type { Bot } from '../src/chat/bot.ts';
-import type { Reply, ResultPost } from '../src/chat/command.ts';
+import type { Reply, ResultPost } from '../commands/shared/command.ts';
 import { fitUploads } from '../src/jobs/audioFit.ts';
 import { autocompleteChoices } from '../src/chat/dispatch.ts';
 import { checkOptions, parseOptionWords, splitWords } from '../src/chat/options.ts';
-import { keyText, requestText, scoreText, tempoText } from '../src/chat/results.ts';
+import { keyText, requestText, scoreText, tempoText } from '../commands/shared/results.ts';
 import type { JobOutputs, JobRecord } from '../src/jobs/types.ts';
 import { composeControls } from '../src/jobs/queue.ts';
 import { parseMidi } from '../src/midi/read.ts';

@@ -17,7 +17,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Bot } from '../src/chat/bot.ts';
-import type { Reply } from '../src/chat/command.ts';
+import type { Reply } from '../commands/shared/command.ts';
 import { ConfigError, loadConfig } from '../src/app/config.ts';
 import { defaultInstanceName, type InstanceRecord, type InstanceSettings } from '../src/scaleout/instances.ts';
 import { JobStore } from '../src/jobs/store.ts';

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { checkOptions, parsePlainNumber } from '../src/chat/options.ts';
-import type { CommandSpec } from '../src/chat/command.ts';
+import type { CommandSpec } from '../commands/shared/command.ts';
 
 const spec = { name: 'compose', description: 'd', options: [{ name: 'notes', kind: 'integer', description: 'n', min: 16, max: 2000 }, { name: 'temperature', kind: 'number', description: 't', min: 0.1, max: 2 }], execute: async () => {} } as unknown as CommandSpec;
 

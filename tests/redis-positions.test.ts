@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Bot } from '../src/chat/bot.ts';
-import type { InfoMessage, Reply, ResultPost } from '../src/chat/command.ts';
+import type { InfoMessage, Reply, ResultPost } from '../commands/shared/command.ts';
 import type { JobInput, JobRecord } from '../src/jobs/types.ts';
 import { chatFixture, type ChatFixture } from './support/chatBot.ts';
 import { NocturneProcess, TestRedis, redisSkip } from '../src/testing/redis.ts';

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Bot } from '../src/chat/bot.ts';
-import type { Reply, ResultPost } from '../src/chat/command.ts';
+import type { Reply, ResultPost } from '../commands/shared/command.ts';
 import { parseMidi } from '../src/midi/read.ts';
 import { ComposeWorker } from '../src/scaleout/worker.ts';
 import { TestRedis, redisSkip } from '../src/testing/redis.ts';

@@ -14,7 +14,7 @@ import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import tonejs from '@tonejs/midi';
 import type { Bot } from '../src/chat/bot.ts';
-import type { Reply } from '../src/chat/command.ts';
+import type { Reply } from '../commands/shared/command.ts';
 import { Engine } from '../src/engine/engine.ts';
 import type { JobInput, JobRecord } from '../src/jobs/types.ts';
 import { AudioTooLargeError, renderAudio } from '../src/render/audio.ts';

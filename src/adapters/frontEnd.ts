@@ -3,7 +3,7 @@
  * them sees it (src/app/start.ts): it starts and stops each alike, finds the reply for a job
  * recovered after a restart on its platform, and posts the moderators' notices through it.
  */
-import type { ChannelRef, InfoMessage, Reply } from '../chat/command.ts';
+import type { ChannelRef, InfoMessage, Reply } from '../../commands/shared/command.ts';
 import type { JobRecord, Platform } from '../jobs/types.ts';
 
 export interface FrontEnd {

@@ -17,8 +17,8 @@ import type { BackendChoice } from '../model/backend.ts';
 import { fitUploads, formatMegabytes } from '../jobs/audioFit.ts';
 import { removeJobOutputs } from '../jobs/cleanup.ts';
 import { replyTokenExpiresAt, withoutReplyToken } from '../jobs/replyToken.ts';
-import type { BotContext, CommandSpec, CommunityContext, Reply } from './command.ts';
-import { FILE_LABELS, failureLine, requestText, resultPost } from './results.ts';
+import type { BotContext, CommandSpec, CommunityContext, Reply } from '../../commands/shared/command.ts';
+import { FILE_LABELS, failureLine, requestText, resultPost } from '../../commands/shared/results.ts';
 
 export interface BotOptions {
   modelDir: string;

@@ -4,8 +4,8 @@
  * autocomplete and button entry points. Adapters call only these.
  */
 import type { JobRecord, Platform, ReplyAddress, Requester } from '../jobs/types.ts';
-import { jobForAction, parseActionId } from './actions.ts';
-import type { BotContext, CommandSpec, InfoMessage, OptionChoice, Reply, ResultPost } from './command.ts';
+import { jobForAction, parseActionId } from '../../commands/shared/actions.ts';
+import type { BotContext, CommandSpec, InfoMessage, OptionChoice, Reply, ResultPost } from '../../commands/shared/command.ts';
 import { checkOptions, parsePlainNumber, type RawOptions } from './options.ts';
 
 /** Discord shows at most 25 autocomplete choices. */

@@ -3,7 +3,7 @@
  * declaration, parsing a typed line ("chopin 500 temperature=0.9") into raw values, and the
  * usage text for text-based front ends (Slack, terminal).
  */
-import type { Attachment, CommandSpec, OptionSpec, OptionValue } from './command.ts';
+import { formatBytes, isAttachment, type Attachment, type CommandSpec, type OptionSpec, type OptionValue } from '../../commands/shared/command.ts';
 
 export type RawValue = string | number | boolean | Attachment;
 export type RawOptions = Record<string, RawValue | undefined>;
@@ -14,15 +14,6 @@ export interface CheckedOptions {
   problems: string[];
 }
 
-export function isAttachment(v: unknown): v is Attachment {
-  return typeof v === 'object' && v !== null && typeof (v as Attachment).download === 'function';
-}
-
-export function formatBytes(bytes: number): string {
-  if (bytes >= 1024 * 1024) return `${(bytes / (1024 * 1024)).toFixed(1).replace(/\.0$/, '')} MiB`;
-  if (bytes >= 1024) return `${Math.round(bytes / 1024)} KiB`;
-  return `${bytes} bytes`;
-}
 
 /**
  * A number as people type it: digits with an optional sign and decimal point. Number() alone also

@@ -1,6 +1,6 @@
 /**
  * Continuing a finished piece, one rule for the /continue command with a job id
- * (commands/continue.ts) and the Continue button under a piece (src/chat/actions.ts): the seed is
+ * (commands/continue.ts) and the Continue button under a piece (commands/shared/actions.ts): the seed is
  * that job's MIDI file, named after the job, and the composer is the one it was composed as.
  * Whether the asker may reach the job at all (src/jobs/tenant.ts) is checked by the caller first.
  */

@@ -30,7 +30,7 @@ import {
   type ChatInputCommandInteraction,
   type RESTPostAPIChatInputApplicationCommandsJSONBody,
 } from 'discord.js';
-import type { Attachment, BotContext, ChannelRef, CommandSpec, InfoMessage, OptionSpec, Reply, ResultPost } from '../../chat/command.ts';
+import type { Attachment, BotContext, ChannelRef, CommandSpec, InfoMessage, OptionSpec, Reply, ResultPost } from '../../../commands/shared/command.ts';
 import { autocompleteChoices, oneLine, orderedReply, runButton, runCommand } from '../../chat/dispatch.ts';
 import type { RawOptions } from '../../chat/options.ts';
 import { DISCORD_ATTACHMENT_HOSTS, attachmentByteLimit, downloadAttachment } from '../../chat/download.ts';

@@ -30,7 +30,7 @@ import type { AddressInfo } from 'node:net';
 import { App, HTTPReceiver, LogLevel, type Context, type Logger, type SlashCommand } from '@slack/bolt';
 import type { KnownBlock } from '@slack/types';
 import type { WebClient } from '@slack/web-api';
-import type { Attachment, BotContext, ChannelRef, CommandSpec, InfoMessage, Reply, ResultPost } from '../../chat/command.ts';
+import type { Attachment, BotContext, ChannelRef, CommandSpec, InfoMessage, Reply, ResultPost } from '../../../commands/shared/command.ts';
 import { findCommand, oneLine, orderedReply, runButton, runCommand } from '../../chat/dispatch.ts';
 import { parseOptionWords, splitWords, usageText, type RawOptions } from '../../chat/options.ts';
 import { SLACK_FILE_HOSTS, attachmentByteLimit, downloadAttachment } from '../../chat/download.ts';

@@ -4,14 +4,14 @@
  * declaration into Discord slash-command JSON, Slack usage text and terminal help, and translate
  * platform events into CommandRequests and platform messages into Reply calls.
  */
-import type { Community } from '../community/community.ts';
-import type { ServingChange } from '../community/registry.ts';
-import type { RetrainOutcome, RetrainProgress, RetrainRequest } from '../community/retrain.ts';
-import type { ModelInfo } from '../engine/types.ts';
-import type { UploadKind } from '../jobs/audioFit.ts';
-import type { JobStore, ServerSettings } from '../jobs/store.ts';
-import type { JobInput, JobRecord, Platform, ReplyAddress, Requester } from '../jobs/types.ts';
-import type { QueueStats } from '../jobs/queue.ts';
+import type { Community } from '../../src/community/community.ts';
+import type { ServingChange } from '../../src/community/registry.ts';
+import type { RetrainOutcome, RetrainProgress, RetrainRequest } from '../../src/community/retrain.ts';
+import type { ModelInfo } from '../../src/engine/types.ts';
+import type { UploadKind } from '../../src/jobs/audioFit.ts';
+import type { JobStore, ServerSettings } from '../../src/jobs/store.ts';
+import type { JobInput, JobRecord, Platform, ReplyAddress, Requester } from '../../src/jobs/types.ts';
+import type { QueueStats } from '../../src/jobs/queue.ts';
 
 export type OptionKind = 'string' | 'integer' | 'number' | 'boolean' | 'attachment';
 
@@ -70,6 +70,17 @@ export interface Attachment {
 
 export type OptionValue = string | number | boolean | Attachment;
 
+export function isAttachment(v: unknown): v is Attachment {
+  return typeof v === 'object' && v !== null && typeof (v as Attachment).download === 'function';
+}
+
+/** A file size as people read it: "2 MiB", "340 KiB". */
+export function formatBytes(bytes: number): string {
+  if (bytes >= 1024 * 1024) return `${(bytes / (1024 * 1024)).toFixed(1).replace(/\.0$/, '')} MiB`;
+  if (bytes >= 1024) return `${Math.round(bytes / 1024)} KiB`;
+  return `${bytes} bytes`;
+}
+
 export interface CommandRequest {
   /** The command's name, e.g. "compose". */
   command: string;
@@ -98,7 +109,7 @@ export interface ResultFile {
 }
 
 export interface ResultAction {
-  /** Button custom id / action id: "nocturne:<action>:<job-id>" (see src/chat/actions.ts). */
+  /** Button custom id / action id: "nocturne:<action>:<job-id>" (see commands/shared/actions.ts). */
   id: string;
   label: string;
 }

@@ -1,6 +1,6 @@
 /** Finished jobs as platform-neutral posts and lines (pure). */
 import { basename, extname } from 'node:path';
-import type { JobRecord } from '../jobs/types.ts';
+import type { JobRecord } from '../../src/jobs/types.ts';
 import { resultActions } from './actions.ts';
 import type { ResultFile, ResultPost } from './command.ts';
 

@@ -9,10 +9,10 @@
  * opens it (Continue continues the piece as posted, and posts the new notes).
  */
 import { readFile } from 'node:fs/promises';
-import type { AudioFormat } from '../engine/types.ts';
-import type { JobInput, JobKind, JobParams, JobRecord, ReplyAddress, Requester } from '../jobs/types.ts';
-import { continuationOf } from '../jobs/continuation.ts';
-import { reachableBy } from '../jobs/tenant.ts';
+import type { AudioFormat } from '../../src/engine/types.ts';
+import type { JobInput, JobKind, JobParams, JobRecord, ReplyAddress, Requester } from '../../src/jobs/types.ts';
+import { continuationOf } from '../../src/jobs/continuation.ts';
+import { reachableBy } from '../../src/jobs/tenant.ts';
 import type { ResultAction } from './command.ts';
 
 export const ACTION_PREFIX = 'nocturne';
