@@ -10,10 +10,9 @@ import { statSync } from 'node:fs';
 import { PassThrough } from 'node:stream';
 import { COMMANDS } from '../commands/index.ts';
 import { KEY_CHOICES, keyChoices } from '../commands/controls.ts';
-import { discordCommandJson, discordUploadLimit, discordUsage, DiscordAdapter } from '../src/adapters/discord/discord.ts';
-import { SlackAdapter, slackUsage } from '../src/adapters/slack/slack.ts';
+import { discordCommandJson, discordUploadLimit, discordUsage } from '../src/adapters/discord/discord.ts';
+import { slackUsage } from '../src/adapters/slack/slack.ts';
 import { TerminalAdapter, terminalUsage } from '../src/adapters/terminal/terminal.ts';
-import type { Bot } from '../src/chat/bot.ts';
 import type { Reply, ResultPost } from '../commands/shared/command.ts';
 import { fitUploads } from '../src/jobs/audioFit.ts';
 import { autocompleteChoices } from '../src/chat/dispatch.ts';
@@ -23,42 +22,22 @@ import type { JobOutputs, JobRecord } from '../src/jobs/types.ts';
 import { composeControls } from '../src/jobs/queue.ts';
 import { parseMidi } from '../src/midi/read.ts';
 import { jobDataOf, requestOf } from '../src/scaleout/redisQueue.ts';
-import { FakeDiscord, type RecordedCall } from '../src/testing/discordServer.ts';
-import { FakeSlack, postSigned, slashCommandBody } from '../src/testing/slackApi.ts';
-import { FAST_TEMPO_BPM, chatFixture, isPng, midiNoteCount, pianoMidi, type ChatFixture } from './support/chatBot.ts';
+import type { FakeDiscord, RecordedCall } from '../src/testing/discordServer.ts';
+import { postSigned, slashCommandBody } from '../src/testing/slackApi.ts';
+import { FAST_TEMPO_BPM, isPng, midiNoteCount, pianoMidi } from './support/chatBot.ts';
+import { SLACK_SIGNING_SECRET, twoPlatforms, type TwoPlatforms } from './support/twoPlatforms.ts';
 
 const compose = COMMANDS.find((c) => c.name === 'compose')!;
 const cont = COMMANDS.find((c) => c.name === 'continue')!;
-const SECRET = 'test-signing-secret';
-
-let discord: FakeDiscord;
-let slack: FakeSlack;
-let fixture: ChatFixture;
-let bot: Bot;
-let discordAdapter: DiscordAdapter;
-let slackAdapter: SlackAdapter;
-let eventsUrl = '';
+/** One bot on Discord and Slack (tests/support/twoPlatforms.ts). */
+let p: TwoPlatforms;
 let channelSeq = 0;
 
 before(async () => {
-  discord = await FakeDiscord.start();
-  slack = await FakeSlack.start();
-  fixture = await chatFixture('controls');
-  bot = await fixture.openBot({ userPerMinute: 100, userMaxOpen: 5 });
-  discordAdapter = new DiscordAdapter(bot, { token: 'MTAw.fake.token', apiBase: discord.apiBase, uploadLimitBytes: 10_000_000, attachmentHosts: ['127.0.0.1'] }, fixture.log);
-  await discordAdapter.start();
-  slackAdapter = new SlackAdapter(bot, { botToken: 'xoxb-fake-token', mode: 'http', signingSecret: SECRET, port: 0, apiUrl: slack.apiUrl, uploadLimitBytes: 1_000_000_000, fileHosts: ['127.0.0.1'] }, fixture.log, { retries: 0 });
-  eventsUrl = `http://127.0.0.1:${await slackAdapter.start()}/slack/events`;
+  p = await twoPlatforms('controls');
 });
 
-after(async () => {
-  await discordAdapter?.stop();
-  await slackAdapter?.stop();
-  await bot?.close(5000);
-  await discord?.close();
-  await slack?.close();
-  fixture?.remove();
-});
+after(() => p?.stop());
 
 function field(call: RecordedCall, name: string): string | undefined {
   return call.body.embeds[0].fields.find((f: any) => f.name === name)?.value;
@@ -66,15 +45,15 @@ function field(call: RecordedCall, name: string): string | undefined {
 
 /** A /compose (or /continue) through discord.js, waiting for its outcome. */
 async function discordCommand(name: string, options: Parameters<FakeDiscord['command']>[1], o: Parameters<FakeDiscord['command']>[2] = {}) {
-  const { token } = discord.command(name, options, o);
-  return discord.waitForOutcome(token, 60_000);
+  const { token } = p.discord.command(name, options, o);
+  return p.discord.waitForOutcome(token, 60_000);
 }
 
 async function discordPiece(options: Parameters<FakeDiscord['command']>[1], name = 'compose', o: Parameters<FakeDiscord['command']>[2] = {}) {
   const outcome = await discordCommand(name, options, o);
   assert.equal(outcome.kind, 'result', `expected a piece, got ${JSON.stringify(outcome.call.body)}`);
   const job = field(outcome.call, 'Job')!;
-  const record = await bot.store.get(job);
+  const record = await p.bot.store.get(job);
   assert.ok(record, `job ${job} is stored`);
   return { call: outcome.call, job, record };
 }
@@ -97,8 +76,8 @@ test('key choices: 25 (any and the 24 keys, each with its other spelling), filte
   assert.deepEqual(keyChoices('eb').map((c) => c.value), ['Eb major', 'Eb minor']);
   assert.deepEqual(keyChoices('d#').map((c) => c.value), ['Eb major', 'Eb minor'], 'D# is Eb');
   assert.deepEqual(keyChoices('h'), [], 'no key starts with h');
-  assert.deepEqual(autocompleteChoices(bot, 'compose', 'key', 'bbm').map((c) => c.value), ['Bb minor', 'Bb major']);
-  assert.equal(autocompleteChoices(bot, 'continue', 'key', '').length, 25);
+  assert.deepEqual(autocompleteChoices(p.bot, 'compose', 'key', 'bbm').map((c) => c.value), ['Bb minor', 'Bb major']);
+  assert.equal(autocompleteChoices(p.bot, 'continue', 'key', '').length, 25);
 });
 
 test('checks: enharmonic spellings are one key, tempo 30–240, score yes/no; each bad value one line saying what to change', () => {
@@ -173,24 +152,24 @@ test('Discord: /compose key:"Db major" tempo:200 runs in C# major at 200 BPM; a 
   assert.match(line, /key must be a major or minor key such as "D minor".*got "H minor"/);
   assert.doesNotMatch(line, /\n/);
 
-  const auto = discord.autocomplete('compose', 'key', 'gb');
-  const answered = await discord.waitFor((c) => c.path.includes(`/${auto.token}/callback`));
+  const auto = p.discord.autocomplete('compose', 'key', 'gb');
+  const answered = await p.discord.waitFor((c) => c.path.includes(`/${auto.token}/callback`));
   assert.deepEqual(answered.body.data.choices.map((c: any) => c.value), ['F# major', 'F# minor']);
   assert.equal(answered.body.data.choices[0].name, 'F# major / Gb major');
 });
 
 test('Slack: /compose chopin 16 key=f#m tempo=150 composes in F# minor at 150 BPM', async () => {
   const channel = `C${String(++channelSeq).padStart(8, '0')}`;
-  const res = await postSigned(eventsUrl, slashCommandBody('/compose', 'chopin 16 key=f#m tempo=150', { channel, responseUrl: slack.responseUrl() }), 'application/x-www-form-urlencoded', SECRET);
+  const res = await postSigned(p.eventsUrl, slashCommandBody('/compose', 'chopin 16 key=f#m tempo=150', { channel, responseUrl: p.slack.responseUrl() }), 'application/x-www-form-urlencoded', SLACK_SIGNING_SECRET);
   assert.equal(res.status, 200);
-  const complete = await slack.waitFor((c) => c.method === 'files.completeUploadExternal' && c.params.channel_id === channel, 60_000, 'the files');
+  const complete = await p.slack.waitFor((c) => c.method === 'files.completeUploadExternal' && c.params.channel_id === channel, 60_000, 'the files');
   const job = /job ([a-z2-9]{8})/.exec(complete.params.initial_comment)![1];
-  const record = await bot.store.get(job);
+  const record = await p.bot.store.get(job);
   assert.equal(record?.params.key, 'F# minor');
   assert.equal(record?.params.tempoBpm, 150);
-  const midi = slack.uploadedFiles(complete).find((f) => f.filename.endsWith('.mid'))!;
+  const midi = p.slack.uploadedFiles(complete).find((f) => f.filename.endsWith('.mid'))!;
   assert.equal(Math.round(parseMidi(new Uint8Array(midi.bytes), 'piece.mid').tempoBpm), 150);
-  const summary = await slack.waitFor((c) => (c.method === 'chat.update' || c.method === 'chat.postMessage') && c.params.channel === channel && String(c.params.blocks ?? '').includes('"actions"'), 10_000, 'the summary');
+  const summary = await p.slack.waitFor((c) => (c.method === 'chat.update' || c.method === 'chat.postMessage') && c.params.channel === channel && String(c.params.blocks ?? '').includes('"actions"'), 10_000, 'the summary');
   const sections = JSON.parse(summary.params.blocks).filter((b: any) => b.fields);
   assert.ok(sections.every((b: any) => b.fields.length <= 10), 'Slack takes at most 10 fields a section');
   const fields = sections.flatMap((b: any) => b.fields.map((f: any) => f.text));
@@ -231,8 +210,8 @@ test('Discord: the post shows key, tempo and score; Regenerate (same seed) gives
   assert.equal(field(first.call, 'Score'), 'no');
   assert.equal(first.record.outputs?.tempoBpm, 180);
 
-  const regen = discord.button(`nocturne:regenerate:${first.job}`);
-  const again = await discord.waitForOutcome(regen.token, 60_000);
+  const regen = p.discord.button(`nocturne:regenerate:${first.job}`);
+  const again = await p.discord.waitForOutcome(regen.token, 60_000);
   assert.equal(again.kind, 'result');
   for (const name of ['Random seed', 'Key', 'Tempo', 'Score']) assert.equal(field(again.call, name), field(first.call, name), name);
   assert.deepEqual(notesOf(fileNamed(again.call, /\.mid$/)!.bytes), notesOf(fileNamed(first.call, /\.mid$/)!.bytes), 'the same seed and controls give the same notes');
@@ -250,7 +229,7 @@ test('the terminal prints the controls with the piece', async () => {
   const output = new PassThrough();
   let text = '';
   output.on('data', (d) => (text += d));
-  const terminal = new TerminalAdapter(bot, { input: new PassThrough(), output, interactive: false, log: fixture.log });
+  const terminal = new TerminalAdapter(p.bot, { input: new PassThrough(), output, interactive: false, log: p.fixture.log });
   await terminal.runLine('/compose chopin 16 seed=5 key="E minor" tempo=150');
   assert.match(text, /Random seed 5 · Key E minor[^·]* · Tempo 150 BPM · Score no/);
   await terminal.runLine('/compose chopin 16 tempo=fast');
@@ -282,7 +261,7 @@ async function runWithLimit(params: Partial<JobRecord['params']>, uploadLimitByt
   const errors: string[] = [];
   const reply: Reply = { uploadLimitBytes, progress: async () => {}, info: async () => {}, error: async (l) => void errors.push(l), result: async (p) => void posts.push(p) };
   const who = { platform: 'discord' as const, userId: 'u-fit', userName: 'fit', serverId: '800000000000000555', channelId: 'c-fit', isManager: false };
-  const record = await bot.runJob({ kind: 'compose', who, uploadLimitBytes, params: { composer: 'Chopin', notes: 16, format: 'wav', randomSeed: 77, score: true, ...params } }, reply);
+  const record = await p.bot.runJob({ kind: 'compose', who, uploadLimitBytes, params: { composer: 'Chopin', notes: 16, format: 'wav', randomSeed: 77, score: true, ...params } }, reply);
   assert.deepEqual(errors, []);
   assert.equal(posts.length, 1);
   return { post: posts[0], record: record! };
@@ -349,7 +328,7 @@ const pitchesOf = (bytes: Buffer) => parseMidi(new Uint8Array(bytes), 'piece.mid
 
 test('/continue include_seed: the seed\'s notes open the MIDI, then the new ones; without it only the new notes (a file or a job id)', async () => {
   const seed = pianoMidi(24);
-  const upload = (name: string) => ({ attachment: { filename: name, size: seed.length, url: discord.hostFile(name, seed, 'audio/midi') } });
+  const upload = (name: string) => ({ attachment: { filename: name, size: seed.length, url: p.discord.hostFile(name, seed, 'audio/midi') } });
   const whole = await discordPiece({ midi: upload('scale.mid'), composer: 'chopin', notes: 16, include_seed: true }, 'continue');
   const wholePitches = pitchesOf(fileNamed(whole.call, /\.mid$/)!.bytes);
   assert.equal(wholePitches.length, 24 + 16);
@@ -368,8 +347,8 @@ test('/continue include_seed: the seed\'s notes open the MIDI, then the new ones
   assert.equal(fromJobPitches.length, 32);
   assert.deepEqual(fromJobPitches.slice(0, 16), parentPitches, 'the piece it continues opens it: its posted notes, not the upload before it');
 
-  const regen = discord.button(`nocturne:regenerate:${whole.job}`);
-  const again = await discord.waitForOutcome(regen.token, 60_000);
+  const regen = p.discord.button(`nocturne:regenerate:${whole.job}`);
+  const again = await p.discord.waitForOutcome(regen.token, 60_000);
   assert.equal(again.kind, 'result');
   assert.deepEqual(notesOf(fileNamed(again.call, /\.mid$/)!.bytes), notesOf(fileNamed(whole.call, /\.mid$/)!.bytes), 'Regenerate keeps include_seed: the same 40 notes');
 });
@@ -396,8 +375,8 @@ test('Discord: the upload limit is the interaction\'s attachment_size_limit, els
   assert.ok(tight.call.files.reduce((n, f) => n + f.bytes.length, 0) <= limit);
   assert.match(tight.call.body.embeds[0].description, /audio is mono 22\.05 kHz WAV/);
 
-  const regen = discord.button(`nocturne:regenerate:${boosted.job}`, { attachmentSizeLimit: limit });
-  const again = await discord.waitForOutcome(regen.token, 60_000);
+  const regen = p.discord.button(`nocturne:regenerate:${boosted.job}`, { attachmentSizeLimit: limit });
+  const again = await p.discord.waitForOutcome(regen.token, 60_000);
   assert.equal(again.kind, 'result');
   assert.match(fileNamed(again.call, /\.wav$/)!.name, /-mono\.wav$/, 'a button press reads the limit where it is pressed');
 });

@@ -11,16 +11,14 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DiscordAdapter } from '../src/adapters/discord/discord.ts';
-import { SlackAdapter } from '../src/adapters/slack/slack.ts';
 import type { Bot } from '../src/chat/bot.ts';
 import { jobTenant, reachableBy, tenantOf } from '../src/jobs/tenant.ts';
 import type { JobRecord, Requester } from '../src/jobs/types.ts';
-import { FakeDiscord, type RecordedCall } from '../src/testing/discordServer.ts';
-import { FakeSlack, TEAM_ID, buttonBody, fileShareEventBody, postSigned, slashCommandBody, type SlackCall } from '../src/testing/slackApi.ts';
-import { chatFixture, midiNoteCount, pianoMidi, type ChatFixture } from './support/chatBot.ts';
+import type { FakeDiscord, RecordedCall } from '../src/testing/discordServer.ts';
+import { TEAM_ID, type FakeSlack, buttonBody, fileShareEventBody, postSigned, slashCommandBody, type SlackCall } from '../src/testing/slackApi.ts';
+import { midiNoteCount, pianoMidi, type ChatFixture } from './support/chatBot.ts';
+import { SLACK_SIGNING_SECRET, twoPlatforms, type TwoPlatforms } from './support/twoPlatforms.ts';
 
-const SECRET = 'test-signing-secret';
 const OTHER_TEAM = 'T0000OTHER';
 const GUILD_A = '800000000000000001';
 const GUILD_B = '800000000000000222';
@@ -31,30 +29,16 @@ let slack: FakeSlack;
 let discord: FakeDiscord;
 let fixture: ChatFixture;
 let bot: Bot;
-let slackAdapter: SlackAdapter;
-let discordAdapter: DiscordAdapter;
 let eventsUrl = '';
+let platforms: TwoPlatforms | undefined;
 let channelSeq = 0;
 
 before(async () => {
-  slack = await FakeSlack.start();
-  discord = await FakeDiscord.start();
-  fixture = await chatFixture('tenants');
-  bot = await fixture.openBot({ userPerMinute: 100, userMaxOpen: 5 });
-  slackAdapter = new SlackAdapter(bot, { botToken: 'xoxb-fake-token', mode: 'http', signingSecret: SECRET, port: 0, apiUrl: slack.apiUrl, uploadLimitBytes: 1_000_000_000, fileHosts: ['127.0.0.1'] }, fixture.log, { retries: 0 });
-  eventsUrl = `http://127.0.0.1:${await slackAdapter.start()}/slack/events`;
-  discordAdapter = new DiscordAdapter(bot, { token: 'MTAw.fake.token', apiBase: discord.apiBase, uploadLimitBytes: 10_000_000, attachmentHosts: ['127.0.0.1'] }, fixture.log);
-  await discordAdapter.start();
+  platforms = await twoPlatforms('tenants');
+  ({ slack, discord, fixture, bot, eventsUrl } = platforms);
 });
 
-after(async () => {
-  await discordAdapter?.stop();
-  await slackAdapter?.stop();
-  await bot?.close(5000);
-  await discord?.close();
-  await slack?.close();
-  fixture?.remove();
-});
+after(() => platforms?.stop());
 
 function newChannel(): string {
   return `C${String(++channelSeq).padStart(8, '0')}`;
@@ -66,7 +50,7 @@ function inTeam(body: string, team: string): string {
 }
 
 async function slackPost(body: string, contentType: string): Promise<void> {
-  const res = await postSigned(eventsUrl, body, contentType, SECRET);
+  const res = await postSigned(eventsUrl, body, contentType, SLACK_SIGNING_SECRET);
   assert.equal(res.status, 200, `Slack request answered ${res.status}: ${res.text}`);
 }
 
