@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
@@ -189,6 +189,35 @@ describe('model registry', () => {
     assert.equal(seen?.to, 'tiny-3');
     assert.equal(registry.serving, 'tiny-3');
     assert.equal(await registry.refresh(), undefined);
+  });
+});
+
+describe('an updated shipped model', () => {
+  test('replaces the shipped model it updates (which /rollback returns to) but not a model that passed the gate', async () => {
+    const dataDir = await mkdtemp(join(world.root, 'shipped-update-'));
+    const shipped = (seed: number) => join(world.root, `shipped-${seed}`);
+    for (const seed of [8, 9]) await createTinyModel(shipped(seed), ['Chopin', 'Schumann'], seed);
+    const lines: string[] = [];
+    const log = (l: string) => lines.push(l);
+    (await ModelRegistry.open(dataDir, world.modelDir, log)).close();
+    let registry = await ModelRegistry.open(dataDir, shipped(8), log);
+    assert.equal(registry.serving, 'tiny-8');
+    assert.match(lines.at(-1)!, /serving the updated shipped model tiny-8 \(was tiny-3/);
+    assert.equal((await registry.rollback(undefined, 'mod')).to, 'tiny-3');
+    registry.close();
+    // A model that has served once is not forced back after a rollback from it.
+    registry = await ModelRegistry.open(dataDir, shipped(8), log);
+    assert.equal(registry.serving, 'tiny-3');
+    // A community model that passed the gate keeps serving when the shipped one changes.
+    const staging = registry.stagingDir('passed');
+    await createTinyModel(staging, ['Chopin', 'Schumann'], 10);
+    await registry.publish(staging, { version: 'tiny-10', verdict: 'passed', reason: 'test', createdAt: new Date().toISOString() });
+    await registry.promote('tiny-10', 'test');
+    registry.close();
+    registry = await ModelRegistry.open(dataDir, shipped(9), log);
+    assert.equal(registry.serving, 'tiny-10');
+    assert.match(lines.at(-1)!, /shipped model is now tiny-9; the registry keeps serving tiny-10/);
+    registry.close();
   });
 });
 

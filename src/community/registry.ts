@@ -164,9 +164,35 @@ export class ModelRegistry extends EventEmitter<{ serving: [ServingChange] }> {
       }
       log(`model registry: the serving model ${pointer.version} does not load (${problem}); serving the shipped model ${version} from ${initialModelDir} instead`);
     }
+    await registry.followShipped(initialModelDir, log);
     registry.servingVersion = (await registry.readPointer()).version;
     await checkModelFolder(registry.dirOf(registry.servingVersion));
     return registry;
+  }
+
+  /**
+   * A newer shipped model (an update of the project, NOCTURNE_MODEL_DIR naming another version)
+   * serves in place of the shipped model it replaces, which stays on the stack (/rollback returns
+   * to it). A community model that passed the gate keeps serving: the log says the shipped one is
+   * there to roll forward to by hand. A shipped model that does not load changes nothing.
+   */
+  private async followShipped(initialModelDir: string, log: (line: string) => void): Promise<void> {
+    const pointer = await this.readPointer();
+    const shipped = await readModelSpec(initialModelDir).catch(() => undefined);
+    if (!shipped || shipped.version === pointer.version || pointer.history.some((e) => e.version === shipped.version)) return;
+    if ((await this.versionRecord(pointer.version)).verdict !== 'initial') {
+      log(`model registry: the shipped model is now ${shipped.version}; the registry keeps serving ${pointer.version}, which passed the gate`);
+      return;
+    }
+    let version: string;
+    try {
+      version = await this.installShipped(initialModelDir, log);
+    } catch (e) {
+      log(`model registry: the shipped model ${shipped.version} is not taken: ${(e as Error).message}`);
+      return;
+    }
+    await this.writePointer(version, `the shipped model was updated from ${pointer.version}`, pointer);
+    log(`model registry: serving the updated shipped model ${version} (was ${pointer.version}; /rollback returns to it)`);
   }
 
   /**
