@@ -222,7 +222,7 @@ export class ModelRegistry extends EventEmitter<{ serving: [ServingChange] }> {
     const record: VersionRecord = { version: spec.version, verdict: 'initial', reason: `the shipped model from ${initialModelDir}`, createdAt: new Date().toISOString() };
     try {
       await this.publish(staging, record);
-      log(`model registry: ${spec.version} (from ${initialModelDir}) is the first version`);
+      log(`model registry: ${spec.version} (from ${initialModelDir}) copied into the registry`);
     } catch (e) {
       // Another process published it first: theirs is the same model.
       await rm(staging, { recursive: true, force: true });
