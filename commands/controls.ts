@@ -80,14 +80,14 @@ export const tempoOption: OptionSpec = {
 export const scoreOption: OptionSpec = {
   name: 'score',
   kind: 'boolean',
-  description: "also post the score: MusicXML and a picture of its first page; default: this server's /settings",
+  description: "also post the score: MusicXML and a picture of its first page; default: the /settings that apply",
   named: true,
 };
 
 /** The controls, in the order commands list them (after their own options). */
 export const CONTROL_OPTIONS: readonly OptionSpec[] = Object.freeze([keyOption, tempoOption, scoreOption]);
 
-/** The controls a checked request asks for, as job parameters ("any" key: none; no score option: the server's setting). */
+/** The controls a checked request asks for, as job parameters ("any" key: none; no score option: the settings that apply, the member's own or the server's). */
 export function controlParams(options: CommandRequest['options'], settings: ServerSettings): Pick<JobParams, 'key' | 'tempoBpm' | 'score'> {
   const key = options.key as string | undefined;
   const tempo = options.tempo as number | undefined;

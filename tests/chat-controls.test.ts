@@ -122,8 +122,8 @@ test('one declaration, every front end: Discord options and usage, Slack and ter
   assert.match(terminal, /^\/continue \[midi\] \[job\] \[composer\] \[notes\] \[key=…\] \[tempo=…\] \[score\] \[include_seed\]/);
   assert.match(terminal, /\n {4}key \(optional\): one of the 24 major and minor keys, e\.g\. "D minor", "Db major", "f#m"; default any\n/);
   assert.match(terminal, /\n {4}tempo \(optional\): beats per minute; default the composer's \(or the seed's\) tempo \(30–240\)\n/);
-  assert.match(terminal, /\n {4}score \(optional\): also post the score: MusicXML and a picture of its first page; default: this server's \/settings \(yes \| no\)\n/);
-  assert.match(slackUsage(COMMANDS.find((c) => c.name === 'settings')!), /score \(optional\): yes: every piece comes with its score .* \(yes \| no, default no\)$/);
+  assert.match(terminal, /\n {4}score \(optional\): also post the score: MusicXML and a picture of its first page; default: the \/settings that apply \(yes \| no\)\n/);
+  assert.match(slackUsage(COMMANDS.find((c) => c.name === 'settings')!), /score \(optional\): yes: every piece comes with its score .* \(yes \| no, default no\)$/m);
 });
 
 test('a job\'s controls reach the engine, in process and through Redis to a worker', () => {

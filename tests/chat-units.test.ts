@@ -67,7 +67,7 @@ test('one declaration, three renderings: Discord JSON, Discord usage, Slack/term
   assert.deepEqual(json.options!.map((o) => o.name), ['midi', 'job', 'composer', 'notes', 'key', 'tempo', 'score', 'include_seed']);
   assert.ok(json.options!.every((o) => o.description.length <= 100));
   const settings = discordCommandJson(COMMANDS.find((c) => c.name === 'settings')!);
-  assert.deepEqual((settings.options![0] as any).choices.map((c: any) => c.value), ['wav', 'mp3', 'opus', 'ogg']);
+  assert.deepEqual((settings.options![0] as any).choices.map((c: any) => c.value), ['wav', 'mp3', 'opus', 'ogg', 'default']);
   assert.equal((settings.options![0] as any).autocomplete, undefined, 'choices and autocomplete exclude each other');
   const show = discordCommandJson(COMMANDS.find((c) => c.name === 'show')!);
   assert.equal(show.options![0].required, true);

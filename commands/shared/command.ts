@@ -9,7 +9,7 @@ import type { ServingChange } from '../../src/community/registry.ts';
 import type { RetrainOutcome, RetrainProgress, RetrainRequest } from '../../src/community/retrain.ts';
 import type { ModelInfo } from '../../src/engine/types.ts';
 import type { UploadKind } from '../../src/jobs/audioFit.ts';
-import type { JobStore, ServerSettings } from '../../src/jobs/store.ts';
+import type { JobStore, MemberSettings, ServerSettings } from '../../src/jobs/store.ts';
 import type { JobInput, JobRecord, Platform, ReplyAddress, Requester } from '../../src/jobs/types.ts';
 import type { QueueStats } from '../../src/jobs/queue.ts';
 
@@ -198,9 +198,15 @@ export interface BotContext {
   /** The community loop (contributions, drift, retraining), when it is on. */
   readonly community?: CommunityContext;
   queueStats(): QueueStats;
-  /** Settings of the server (or DM channel) a request came from. */
+  /** The settings that apply to this member's requests: the server's (or DM channel's), with the member's own choices over them. */
   settingsFor(who: Requester): Promise<ServerSettings>;
+  /** Settings of the server (or DM channel) a request came from, without anyone's own. */
+  serverSettingsFor(who: Requester): Promise<ServerSettings>;
   saveSettingsFor(who: Requester, settings: ServerSettings): Promise<void>;
+  /** The member's own choices (`/settings for:me`), in every server; {} when none. */
+  memberSettingsFor(who: Requester): Promise<MemberSettings>;
+  /** Saves the member's own choices; with none left, the server's settings apply to them again. */
+  saveMemberSettingsFor(who: Requester, settings: MemberSettings): Promise<void>;
   /**
    * Submits a job and reports on it through `reply` until the result is posted (or an error):
    * queued #n → composing → rendering → result. Resolves when the job is finished.
@@ -220,6 +226,11 @@ export interface CommandSpec {
    * 'moderator': only the community loop's moderators (see CommandRequest.isModerator).
    */
   permission?: 'anyone' | 'manager' | 'moderator';
+  /**
+   * Open to everyone, but execute reads who.isManager for part of it (settings: the server's own
+   * are changed by managers only), so the front ends find that out as for 'manager'.
+   */
+  usesManager?: boolean;
   /** Part of the community loop: left out of the bot's commands when that is off. */
   community?: boolean;
   /** Longer help shown by `help <command>`. */

@@ -9,7 +9,7 @@ import type { ModelInfo } from '../engine/types.ts';
 import { EngineThread, type ServingBackend } from '../jobs/engineThread.ts';
 import { RemoteComposeBackend } from '../scaleout/redisQueue.ts';
 import { DEFAULT_QUEUE_LIMITS, JobQueue, QueueRefusal, type QueueLimits, type QueueStats } from '../jobs/queue.ts';
-import { JobStore, type ServerSettings } from '../jobs/store.ts';
+import { JobStore, type MemberSettings, type ServerSettings } from '../jobs/store.ts';
 import { defaultInstanceSettings, Heartbeat, heartbeatFresh, type InstanceSettings } from '../scaleout/instances.ts';
 import { storeLocation } from '../storage/backend.ts';
 import type { JobInput, JobRecord, Platform, Requester } from '../jobs/types.ts';
@@ -69,6 +69,11 @@ export const MAX_INTERRUPTIONS = 2;
 
 function settingsKey(who: Requester): string {
   return `${who.platform}:${who.serverId ?? who.channelId}`;
+}
+
+/** A member's own settings: the same table, by platform and user id (the same in every server of theirs). */
+function memberSettingsKey(who: Requester): string {
+  return `${who.platform}:user:${who.userId}`;
 }
 
 /** The commands a bot offers: the community loop's only when it runs. */
@@ -140,12 +145,25 @@ export class Bot implements BotContext {
     return this.queue.stats();
   }
 
-  settingsFor(who: Requester): Promise<ServerSettings> {
+  async settingsFor(who: Requester): Promise<ServerSettings> {
+    const [server, own] = await Promise.all([this.serverSettingsFor(who), this.memberSettingsFor(who)]);
+    return { ...server, ...own };
+  }
+
+  serverSettingsFor(who: Requester): Promise<ServerSettings> {
     return this.store.serverSettings(settingsKey(who));
   }
 
   saveSettingsFor(who: Requester, settings: ServerSettings): Promise<void> {
     return this.store.setServerSettings(settingsKey(who), settings);
+  }
+
+  memberSettingsFor(who: Requester): Promise<MemberSettings> {
+    return this.store.memberSettings(memberSettingsKey(who));
+  }
+
+  saveMemberSettingsFor(who: Requester, settings: MemberSettings): Promise<void> {
+    return this.store.setMemberSettings(memberSettingsKey(who), settings);
   }
 
   runJob(input: JobInput, reply: Reply): Promise<JobRecord | undefined> {

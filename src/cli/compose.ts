@@ -14,6 +14,8 @@ export const COMPOSE_USAGE = `usage: nocturne compose <composer> <notes> [option
   <composer>            a composer the model knows (see \`nocturne styles\`), or "any"
   <notes>               how many notes to write, ${NOTES_MIN}..${NOTES_MAX} (250 or 500 are typical)
   --seed FILE.mid       continue this piano MIDI file
+  --include-seed        with --seed: the seed's own notes open the piece written (MIDI, audio,
+                        piano roll, score); default only the new notes
   --temperature T       0..5 (lower is safer, 0 is greedy); default: the model's own decoding
                         (model.json "decoding"), else ${DEFAULT_TEMPERATURE}
   --top-p P             nucleus mass in (0, 1]; default: the model's, else ${DEFAULT_TOP_P}
@@ -35,6 +37,7 @@ export async function runCompose(argv: string[], log: (line: string) => void): P
     allowPositionals: true,
     options: {
       seed: { type: 'string' },
+      'include-seed': { type: 'boolean' },
       temperature: { type: 'string' },
       'top-p': { type: 'string' },
       'random-seed': { type: 'string' },
@@ -79,6 +82,8 @@ export async function runCompose(argv: string[], log: (line: string) => void): P
       problems.push(`--seed ${values.seed}: no such file`);
     }
   }
+  const includeSeed = values['include-seed'] === true;
+  if (includeSeed && !values.seed) problems.push('--include-seed opens the piece with the seed\'s notes: give --seed FILE.mid too, or leave --include-seed out');
   if (problems.length) throw new UsageError(problems.join('\n'), COMPOSE_USAGE);
 
   const quiet = values.json === true;
@@ -87,7 +92,7 @@ export async function runCompose(argv: string[], log: (line: string) => void): P
     const outDir = resolve(values.out ?? 'out');
     const result = await engine
       .compose(
-        { composer: composer!, notes: notes!, temperature, topP, randomSeed, seedMidi, outDir, key, tempoBpm, score: values.score === true, audio: { format: format as AudioFormat } },
+        { composer: composer!, notes: notes!, temperature, topP, randomSeed, seedMidi, outDir, key, tempoBpm, score: values.score === true, includeSeed, audio: { format: format as AudioFormat } },
         (stage) => !quiet && stage !== 'done' && log(`${stage}…`),
       )
       .catch((e) => {
@@ -114,7 +119,7 @@ export async function runCompose(argv: string[], log: (line: string) => void): P
       process.stdout.write(
         [
           `composed ${result.noteCount} notes (${result.musicSeconds.toFixed(1)} s of music) in the style of ${result.composer} in ${result.seconds.toFixed(2)} s`,
-          `  model ${result.modelVersion}; temperature ${p.temperature}, top-p ${p.topP}, random seed ${p.randomSeed}${p.seeded ? ', continuing --seed' : ''}`,
+          `  model ${result.modelVersion}; temperature ${p.temperature}, top-p ${p.topP}, random seed ${p.randomSeed}${p.seeded ? `, continuing --seed${p.seedNotes ? ` (its ${p.seedNotes} notes open the piece)` : ''}` : ''}`,
           `  key ${p.key}${p.estimatedKey !== p.key ? ` (estimated ${p.estimatedKey})` : ''}, tempo ${Number(p.tempoBpm.toFixed(1))} BPM${p.keyNote ? ` (${p.keyNote})` : ''}`,
           `  ${result.midiPath}`,
           `  ${result.audioPath}`,

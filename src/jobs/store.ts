@@ -1,5 +1,5 @@
 /**
- * Job records and per-server settings in keyv, on the store STORE_URL chooses
+ * Job records and settings (each server's, and members' own) in keyv, on the store STORE_URL chooses
  * (src/storage/backend.ts: the data folder's SQLite file by default, or Redis, or Postgres).
  *
  * Five tables: `jobs` (every record, kept), `open_jobs` (one key per job not yet done or failed,
@@ -26,6 +26,9 @@ export interface ServerSettings {
 }
 
 export const DEFAULT_SERVER_SETTINGS: ServerSettings = Object.freeze({ audio: 'wav', score: false });
+
+/** A member's own choices (`/settings for:me`): each one set wins over the server's for that member's requests. */
+export type MemberSettings = Partial<ServerSettings>;
 
 /** SQLite: milliseconds a write waits for another connection's lock before failing. */
 const BUSY_TIMEOUT_MS = 5000;
@@ -66,7 +69,8 @@ export class JobStore {
     private readonly store: Store,
     private readonly jobs: StoreTable<JobRecord>,
     private readonly open: StoreTable<string>,
-    private readonly settings: StoreTable<ServerSettings>,
+    /** The servers' settings and, under their own keys, members' own (MemberSettings). */
+    private readonly settings: StoreTable<MemberSettings>,
     /** Heartbeat records of the bot instances sharing this store (src/scaleout/instances.ts). */
     readonly instances: StoreTable<InstanceRecord>,
     private readonly deliveries: StoreTable<DeliveryClaim>,
@@ -160,6 +164,18 @@ export class JobStore {
 
   async setServerSettings(key: string, settings: ServerSettings): Promise<void> {
     await this.settings.set(key, settings);
+  }
+
+  /** A member's own settings: only what they chose ({} when nothing). */
+  async memberSettings(key: string): Promise<MemberSettings> {
+    return (await this.settings.get(key)) ?? {};
+  }
+
+  /** Saves a member's own settings; with nothing chosen, removes them (the server's apply again). */
+  async setMemberSettings(key: string, settings: MemberSettings): Promise<void> {
+    const chosen = Object.fromEntries(Object.entries(settings).filter(([, v]) => v !== undefined));
+    if (Object.keys(chosen).length) await this.settings.set(key, chosen);
+    else await this.settings.delete(key);
   }
 
   /**

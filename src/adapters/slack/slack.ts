@@ -559,7 +559,7 @@ export class SlackAdapter implements FrontEnd {
       userName: command.user_name,
       serverId: command.team_id,
       channelId: command.channel_id,
-      isManager: spec?.permission === 'manager' ? await this.isManager(command.user_id) : false,
+      isManager: spec?.permission === 'manager' || spec?.usesManager ? await this.isManager(command.user_id) : false,
     };
     await runCommand({ bot: this.bot, name, raw: parsed.raw, who, isModerator: this.isModerator(command.user_id), address: this.address(place), reply, usage: slackUsage, problems: parsed.problems, log: this.log });
   }
