@@ -217,15 +217,15 @@ for (const backend of BACKENDS) {
     test('server settings: defaults, then per-server values that survive a reopen', async () => {
       const first = await JobStore.open(location, log);
       try {
-        assert.deepEqual(await first.serverSettings('discord:1'), { audio: 'wav' });
-        await first.setServerSettings('discord:1', { audio: 'ogg' });
-        assert.deepEqual(await first.serverSettings('slack:T1'), { audio: 'wav' });
+        assert.deepEqual(await first.serverSettings('discord:1'), { audio: 'wav', score: false });
+        await first.setServerSettings('discord:1', { audio: 'ogg', score: true });
+        assert.deepEqual(await first.serverSettings('slack:T1'), { audio: 'wav', score: false });
       } finally {
         await first.close();
       }
       const second = await JobStore.open(location, log);
       try {
-        assert.deepEqual(await second.serverSettings('discord:1'), { audio: 'ogg' });
+        assert.deepEqual(await second.serverSettings('discord:1'), { audio: 'ogg', score: true });
       } finally {
         await second.close();
       }
