@@ -101,6 +101,22 @@ test('a lock Redis lost is taken again by its heartbeat; one taken by another pr
   assert.equal((await readLock(a, 't:lock3'))?.info.who, 'thief');
 });
 
+test('updating what the lock says while its heartbeat renews it never loses the lock', { skip: redisSkip, timeout: 30_000 }, async () => {
+  // A renewal sent with the old value, answered after an update replaced that value, used to
+  // look like a stolen lock: the retraining worker then stopped its own run (seen under load).
+  const held = await RedisLock.acquire<{ who: string; n?: number }>(a, 't:lock4', { who: 'me' }, 3000);
+  assert.ok(held.acquired);
+  let lost = '';
+  held.lock.startHeartbeat((why) => (lost = why), 1);
+  for (let n = 0; n < 300 && !lost; n++) {
+    assert.equal(await held.lock.update({ who: 'me', n }), true, `update ${n}`);
+    if (n % 10 === 0) await new Promise((r) => setTimeout(r, 1));
+  }
+  assert.equal(lost, '', 'the heartbeat did not report its own update as a loss');
+  assert.equal((await readLock(b, 't:lock4'))?.info.n, 299);
+  assert.equal(await held.lock.release(), true);
+});
+
 test('the cron run coordinator: of several processes firing the same slot, exactly one runs it', { skip: redisSkip }, async () => {
   const skipped: string[] = [];
   const coordinators = [a, b, a].map((c) => redisRunCoordinator(c, 't', (key, holder) => skipped.push(`${key} ${holder}`)));

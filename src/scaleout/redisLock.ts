@@ -6,7 +6,8 @@
  *   answers) and carries a random token, so it is unique to this holding.
  * - The holder renews the expiry by heartbeat (every ttl/3). Renewing, updating and releasing are
  *   Lua scripts that act only if the key still holds this exact value: a process can never renew
- *   or delete a lock that expired and was taken by someone else.
+ *   or delete a lock that expired and was taken by someone else. They run one at a time, so a
+ *   renewal never carries a value an update has just replaced.
  * - A holder that dies (kill -9, power, a lost network) stops renewing; the key expires after the
  *   TTL and the next `SET NX` takes it over. Nothing has to notice the death.
  * - If a renewal finds the key gone (Redis restarted without persistence, or the process was
@@ -58,6 +59,11 @@ export class RedisLock<T extends LockInfo> {
   private stopped = false;
   private lost = false;
   private onLost: (why: string) => void = () => {};
+  /**
+   * Renewing, updating and releasing run one at a time: a renewal sent with the old value and
+   * answered after an update replaced it would otherwise look like a stolen lock.
+   */
+  private turn: Promise<unknown> = Promise.resolve();
 
   private constructor(
     private readonly redis: Redis,
@@ -91,20 +97,33 @@ export class RedisLock<T extends LockInfo> {
     return this.lost;
   }
 
+  /** Runs `step` after the lock operations already started (see `turn`). */
+  private inTurn<R>(step: () => Promise<R>): Promise<R> {
+    const result = this.turn.then(step);
+    this.turn = result.catch(() => undefined);
+    return result;
+  }
+
   /** Extends the expiry to a full TTL if this holding still owns the key. */
-  async renew(): Promise<boolean> {
+  renew(): Promise<boolean> {
+    return this.inTurn(() => this.renewNow());
+  }
+
+  private async renewNow(): Promise<boolean> {
     return Number(await this.redis.eval(RENEW, 1, this.key, this.value, this.ttlMs)) === 1;
   }
 
   /** Replaces what the lock says about its holder (e.g. once a run has its id), keeping ownership. */
-  async update(info: T): Promise<boolean> {
-    const next = RedisLock.encode(info);
-    const ok = Number(await this.redis.eval(UPDATE, 1, this.key, this.value, next, this.ttlMs)) === 1;
-    if (ok) {
-      this.value = next;
-      this.info = info;
-    }
-    return ok;
+  update(info: T): Promise<boolean> {
+    return this.inTurn(async () => {
+      const next = RedisLock.encode(info);
+      const ok = Number(await this.redis.eval(UPDATE, 1, this.key, this.value, next, this.ttlMs)) === 1;
+      if (ok) {
+        this.value = next;
+        this.info = info;
+      }
+      return ok;
+    });
   }
 
   /**
@@ -117,13 +136,16 @@ export class RedisLock<T extends LockInfo> {
     const beat = async () => {
       if (this.stopped) return;
       try {
-        if (!(await this.renew()) && !this.stopped) {
-          if ((await this.redis.set(this.key, this.value, 'PX', this.ttlMs, 'NX')) !== 'OK') {
-            const holder = await readLock(this.redis, this.key).catch(() => undefined);
-            this.lost = true;
-            this.onLost(`the lock ${this.key} expired and was taken by ${holder ? JSON.stringify(holder.info) : 'another process'}`);
-            return;
-          }
+        const lostTo = await this.inTurn(async () => {
+          if ((await this.renewNow()) || this.stopped) return undefined;
+          if ((await this.redis.set(this.key, this.value, 'PX', this.ttlMs, 'NX')) === 'OK') return undefined;
+          const holder = await readLock(this.redis, this.key).catch(() => undefined);
+          return holder ? JSON.stringify(holder.info) : 'another process';
+        });
+        if (lostTo !== undefined) {
+          this.lost = true;
+          this.onLost(`the lock ${this.key} expired and was taken by ${lostTo}`);
+          return;
         }
       } catch {
         // Redis is unreachable: try again at the next beat (the key expires if this goes on).
@@ -137,8 +159,7 @@ export class RedisLock<T extends LockInfo> {
   async release(): Promise<boolean> {
     this.stopped = true;
     clearTimeout(this.timer);
-    if (this.lost) return false;
-    return Number(await this.redis.eval(RELEASE, 1, this.key, this.value)) === 1;
+    return this.inTurn(async () => !this.lost && Number(await this.redis.eval(RELEASE, 1, this.key, this.value)) === 1);
   }
 }
 
