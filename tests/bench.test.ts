@@ -124,6 +124,10 @@ test('targets: pass, fail, relative to batch 1, and not measured', () => {
   assert.match(table, /training FLOP rate \/ matmul\s+42.0%\s+≥ 50%\s+✗/);
   assert.match(formatTable({ train_share_of_matmul: 0.4989 }), /49.9%\s+≥ 50%\s+✗/);
   assert.match(table, /compose chopin 500 → OGG\s+n\/a/);
+  // WAV (the default format) and OGG side by side: the OGG line says what the encoder adds on the same pieces.
+  const compose = formatTable({ compose_wav_s: 2.4, compose_ogg_s: 3.7, compose_sampling_s: 0.28, compose_music_s: 91.1, compose_music_range_s: [48.1, 159] });
+  assert.match(compose, /compose chopin 500 → WAV\s+2.40 s\s+≤ 3 s\s+✓\s+sampling 0.28 s, the rest MIDI\/WAV\/PNG for 91.1 s of music \(median piece; 48.1–159 s\)/);
+  assert.match(compose, /compose chopin 500 → OGG\s+3.70 s\s+≤ 3 s\s+✗\s+the same pieces; the Vorbis encode and its decoded check add 1.30 s/);
 });
 
 test('bench --json --only matmul prints one JSON object with every required field', async () => {

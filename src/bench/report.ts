@@ -23,6 +23,7 @@ export const REQUIRED_FIELDS = [
   'm2m_over_m2o',
   'matmul_gflops',
   'train_share_of_matmul',
+  'compose_wav_s',
   'compose_ogg_s',
   'peak_rss_mb',
   'backend',
@@ -45,6 +46,8 @@ export const TARGETS: Target[] = [
   { field: 'm2m_over_m2o', label: 'many-to-many / many-to-one', unit: '×', text: '', pass: () => true },
   { field: 'matmul_gflops', label: 'backend matmul', unit: 'GFLOP/s', text: '', pass: () => true },
   { field: 'train_share_of_matmul', label: 'training FLOP rate / matmul', unit: '%', text: '≥ 50%', pass: (v) => v >= 0.5 },
+  // "compose chopin 500 to audio ≤ 3 s" (issue 8): WAV is the default format; OGG (a server's or member's choice) adds the encoder.
+  { field: 'compose_wav_s', label: 'compose chopin 500 → WAV', unit: 's', text: '≤ 3 s', pass: (v) => v <= 3 },
   { field: 'compose_ogg_s', label: 'compose chopin 500 → OGG', unit: 's', text: '≤ 3 s', pass: (v) => v <= 3 },
   { field: 'peak_rss_mb', label: 'peak memory (RSS)', unit: 'MB', text: '', pass: () => true },
   // From src/bench/chatLoad.ts when it is there (its own targets).
@@ -100,8 +103,10 @@ function detail(field: string, f: Figures): string {
       return `tf.matMul ${f.matmul_shape ?? '?'} float32`;
     case 'train_share_of_matmul':
       return `${n('train_gflops', 'GFLOP/s')} useful (${n('train_gflop_per_step', 'GFLOP')}/step)`;
+    case 'compose_wav_s':
+      return f.compose_sampling_s !== undefined ? `sampling ${n('compose_sampling_s', 's')}, the rest MIDI/WAV/PNG for ${n('compose_music_s', 's')} of music (median piece${Array.isArray(f.compose_music_range_s) ? `; ${(f.compose_music_range_s as number[]).join('–')} s` : ''})` : '';
     case 'compose_ogg_s':
-      return f.compose_ogg_sampling_s !== undefined ? `sampling ${n('compose_ogg_sampling_s', 's')}, the rest MIDI/OGG/PNG for ${n('compose_music_s', 's')} of music` : '';
+      return f.compose_wav_s !== undefined ? `the same pieces; the Vorbis encode and its decoded check add ${fmt((f.compose_ogg_s as number) - (f.compose_wav_s as number), 's')}` : '';
     case 'chat_p99_ms':
       return `${f.chat_users ?? '?'} users × ${f.chat_notes ?? '?'} notes at once; p50 ${n('chat_p50_ms', 'ms')}; ${n('chat_throughput_per_min', 'pieces/min')}${num(f, 'chat_batching_speedup') !== undefined ? `; batching ${n('chat_batching_speedup', '×')} vs one at a time` : ''}`;
     case 'chat_idle_compose500_p50_ms':

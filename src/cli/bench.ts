@@ -343,12 +343,15 @@ export async function runBench(argv: string[], log: (line: string) => void, out:
 
     await section('compose', async () => {
       const c = await benchCompose(model.dir, { composer: composerNames[chopin], notes: 500, reps: plan.composeReps, log });
-      f.compose_ogg_s = round(c.seconds);
-      f.compose_ogg_first_s = round(c.firstSeconds);
-      f.compose_ogg_sampling_s = round(c.samplingSeconds);
+      f.compose_wav_s = round(c.wav.seconds);
+      f.compose_ogg_s = round(c.ogg.seconds);
+      f.compose_first_s = round(c.firstSeconds);
+      f.compose_sampling_s = round(c.samplingSeconds);
       f.engine_open_s = round(c.openSeconds);
-      f.compose_ogg_bytes = c.oggBytes;
+      f.compose_wav_bytes = c.wav.bytes;
+      f.compose_ogg_bytes = c.ogg.bytes;
       f.compose_music_s = round(c.musicSeconds);
+      f.compose_music_range_s = c.musicRange.map((s) => round(s));
     });
 
     await section('chat', async () => {
