@@ -104,34 +104,190 @@ export async function trainModel(o: TrainOptions): Promise<ModelSpec> {
   const composerIndex = new Map(o.composers.map((c, i) => [c.name, i]));
   const D = inputWidth(o.composers.length);
   const checkpointDir = join(o.outDir, CHECKPOINT);
+  const optimizerBin = join(checkpointDir, 'optimizer.bin');
   await mkdir(o.outDir, { recursive: true });
 
-  let weights: Weights;
-  let state: LoopState;
-  const optimizerBin = join(checkpointDir, 'optimizer.bin');
-  if (o.resume && existsSync(join(checkpointDir, 'state.json'))) {
-    state = JSON.parse(await readFile(join(checkpointDir, 'state.json'), 'utf8')) as LoopState;
-    if (state.dataHash !== o.dataHash) throw new Error(`--resume: the checkpoint was trained on data ${state.dataHash}, this data is ${o.dataHash}; use the same --data/--composers or drop --resume`);
-    const loaded = await loadModelFolder(checkpointDir, true);
-    weights = loaded.weights;
-    o.log(`resuming after epoch ${state.epoch} (best validation loss ${state.bestValLoss.toFixed(4)} at epoch ${state.bestEpoch})`);
-  } else {
-    if (o.resume) o.log('--resume: no checkpoint found, starting fresh');
-    if (isLongContext(h)) {
-      const from = o.initialWeights ? await loadModelFolder(o.initialWeights, false) : undefined;
-      weights = createLongContextWeights(h, D, o.seed, from && { weights: from.weights, hyperparameters: from.spec.hyperparameters });
-      if (from) {
-        o.log(`starting from ${o.initialWeights} (${from.spec.version})`);
-        tf.dispose(Object.values(from.weights));
-      }
-    } else weights = o.initialWeights ? (await loadModelFolder(o.initialWeights, true)).weights : createWeights(h, D, o.seed);
-    state = { epoch: 0, history: [], bestValLoss: Infinity, bestEpoch: 0, badEpochs: 0, learningRate: o.learningRate, rngState: o.seed, startedAt: new Date().toISOString(), trainSeconds: 0, dataHash: o.dataHash };
-  }
+  const { weights, state } = await startingPoint(o, D, checkpointDir);
   const names = Object.keys(weights);
   const optimizer = tf.train.adam(state.learningRate);
   if (o.resume && existsSync(optimizerBin) && state.epoch > 0) await restoreOptimizer(optimizer, optimizerBin);
 
-  const specBase = (metrics: Record<string, number>): Omit<ModelSpec, 'weights' | 'format' | 'formatVersion'> => ({
+  const rng = seededRandom(state.rngState);
+  const pass: EpochPass = { o, weights, names, optimizer, composerIndex, rng, train: isLongContext(h) && h.keys ? withKeyLabels(o.train) : o.train };
+  const validationPieces = o.validation.length ? o.validation : o.train.slice(0, 4);
+  const deadline = o.maxMinutes ? Date.now() + o.maxMinutes * 60_000 : Infinity;
+  let spec: ModelSpec | undefined;
+  while (state.epoch < o.epochs) {
+    const epoch = state.epoch + 1;
+    const started = performance.now();
+    const trained = trainOneEpoch(pass, epoch, started);
+    const seconds = (performance.now() - started) / 1000;
+    const val = evaluatePieces(weights, h, validationPieces, composerIndex, o.composers.length, o.batchSize);
+    const record: EpochRecord = { epoch, trainLoss: trained.loss, valLoss: val.loss, valPerHead: val.perHead, tokensPerSecond: Math.round(trained.tokens / seconds), seconds: Math.round(seconds), learningRate: state.learningRate };
+    o.progress(`epoch ${epoch}/${o.epochs} done: train ${record.trainLoss.toFixed(4)} val ${val.loss.toFixed(4)} ${record.tokensPerSecond} tok/s ${formatSeconds(seconds)}`, true);
+    const improved = recordEpoch(state, record, seconds, optimizer, o);
+    state.rngState = rng.state();
+    const metrics = epochMetrics(state, record, improved, spec);
+    // Checkpoint: this epoch's weights, the optimizer, then the state that names them.
+    await saveModelFolder(checkpointDir, modelSpecFor(o, D, state, metrics), weights);
+    await saveOptimizer(optimizer, optimizerBin, names);
+    await writeFileAtomic(join(checkpointDir, 'state.json'), JSON.stringify(state, null, 2));
+    spec = await saveBestModel(o, D, state, metrics, weights, improved ? undefined : spec);
+    await writeFileAtomic(join(o.outDir, 'history.json'), JSON.stringify(state.history, null, 2));
+    await plotTrainingCurve(state.history, join(o.outDir, 'training-curve.png'), { title: `${o.name}: loss per note (nats), sum of 4 heads` });
+    const stop = stopReason(state, o, deadline);
+    if (stop) {
+      o.log(stop);
+      break;
+    }
+  }
+  tf.dispose(Object.values(weights));
+  optimizer.dispose();
+  return spec ?? (JSON.parse(await readFile(join(o.outDir, 'model.json'), 'utf8')) as ModelSpec);
+}
+
+/** Where a run starts: the checkpoint's weights and loop state (--resume), or new or given weights at epoch 0. */
+async function startingPoint(o: TrainOptions, D: number, checkpointDir: string): Promise<{ weights: Weights; state: LoopState }> {
+  const h = o.hyperparameters;
+  if (o.resume && existsSync(join(checkpointDir, 'state.json'))) {
+    const state = JSON.parse(await readFile(join(checkpointDir, 'state.json'), 'utf8')) as LoopState;
+    if (state.dataHash !== o.dataHash) throw new Error(`--resume: the checkpoint was trained on data ${state.dataHash}, this data is ${o.dataHash}; use the same --data/--composers or drop --resume`);
+    const loaded = await loadModelFolder(checkpointDir, true);
+    o.log(`resuming after epoch ${state.epoch} (best validation loss ${state.bestValLoss.toFixed(4)} at epoch ${state.bestEpoch})`);
+    return { weights: loaded.weights, state };
+  }
+  if (o.resume) o.log('--resume: no checkpoint found, starting fresh');
+  const state: LoopState = { epoch: 0, history: [], bestValLoss: Infinity, bestEpoch: 0, badEpochs: 0, learningRate: o.learningRate, rngState: o.seed, startedAt: new Date().toISOString(), trainSeconds: 0, dataHash: o.dataHash };
+  if (!isLongContext(h)) return { weights: o.initialWeights ? (await loadModelFolder(o.initialWeights, true)).weights : createWeights(h, D, o.seed), state };
+  const from = o.initialWeights ? await loadModelFolder(o.initialWeights, false) : undefined;
+  const weights = createLongContextWeights(h, D, o.seed, from && { weights: from.weights, hyperparameters: from.spec.hyperparameters });
+  if (from) {
+    o.log(`starting from ${o.initialWeights} (${from.spec.version})`);
+    tf.dispose(Object.values(from.weights));
+  }
+  return { weights, state };
+}
+
+/** What every epoch of one run shares. */
+interface EpochPass {
+  o: TrainOptions;
+  weights: Weights;
+  names: string[];
+  optimizer: tf.AdamOptimizer;
+  composerIndex: Map<string, number>;
+  rng: ReturnType<typeof seededRandom>;
+  /** The training pieces as the model reads them (with key labels for a key-conditioned long-context model). */
+  train: readonly TokenPiece[];
+}
+
+/**
+ * One pass over the training data with progress lines: whole pieces streamed in order for the
+ * long-context model, shuffled window chunks for the local-attention model. Returns the mean
+ * training loss per note and the notes seen.
+ */
+function trainOneEpoch(p: EpochPass, epoch: number, started: number): { loss: number; tokens: number } {
+  const { o, weights, names, optimizer, composerIndex, rng } = p;
+  const h = o.hyperparameters;
+  const progress = (done: number, total: number, meanLoss: number, seen: number) => {
+    const elapsed = (performance.now() - started) / 1000;
+    o.progress(progressLine(epoch, o.epochs, done, total, meanLoss, seen / elapsed, (elapsed / done) * (total - done)), false);
+  };
+  if (isLongContext(h)) {
+    const r = streamEpoch(weights, h, p.train, {
+      batchSize: o.batchSize,
+      composerIndex,
+      composers: o.composers.length,
+      transpose: o.transpose,
+      composerDropout: o.composerDropout,
+      keyDropout: o.keyDropout ?? 0,
+      inputNoise: o.inputNoise ?? 0,
+      rng,
+      step: (loss) => clippedAdamStep(optimizer, weights, names, loss, o.clipNorm),
+      progress,
+    });
+    return { loss: r.loss, tokens: r.tokens };
+  }
+  const chunks = shuffleInPlace(chunkPieces(p.train, h.window, rng), rng);
+  const batches = Math.ceil(chunks.length / o.batchSize);
+  let lossSum = 0;
+  let tokens = 0;
+  for (let i = 0; i < batches; i++) {
+    const batch = buildBatch(p.train, chunks.slice(i * o.batchSize, (i + 1) * o.batchSize), {
+      window: h.window,
+      composerIndex,
+      composers: o.composers.length,
+      transpose: o.transpose,
+      composerDropout: o.composerDropout,
+      rng,
+    });
+    lossSum += trainStep(optimizer, weights, names, h, batch, o.clipNorm);
+    tokens += batch.realTargets;
+    disposeBatch(batch);
+    progress(i + 1, batches, lossSum / (i + 1), tokens);
+  }
+  return { loss: lossSum / batches, tokens };
+}
+
+/**
+ * Adds the epoch to the loop state; returns whether validation improved. Without improvement
+ * the learning rate is halved (the optimizer's too) and the patience count goes up.
+ */
+function recordEpoch(state: LoopState, record: EpochRecord, seconds: number, optimizer: tf.AdamOptimizer, o: TrainOptions): boolean {
+  state.history.push(record);
+  state.trainSeconds += seconds;
+  state.epoch = record.epoch;
+  if (record.valLoss < state.bestValLoss - 1e-4) {
+    state.bestValLoss = record.valLoss;
+    state.bestEpoch = record.epoch;
+    state.badEpochs = 0;
+    return true;
+  }
+  state.badEpochs++;
+  state.learningRate /= 2;
+  (optimizer as unknown as { learningRate: number }).learningRate = state.learningRate;
+  o.log(`validation loss did not improve (${state.badEpochs}/${o.patience}); learning rate halved to ${state.learningRate.toExponential(2)}`);
+  return false;
+}
+
+/** The spec's metrics after an epoch: the best epoch's validation figures, this epoch's training loss. */
+function epochMetrics(state: LoopState, record: EpochRecord, improved: boolean, previous: ModelSpec | undefined): Record<string, number> {
+  const head = (k: number, name: string) => (improved ? record.valPerHead[k] : (previous?.metrics[name] ?? record.valPerHead[k]));
+  return {
+    valNll: state.bestValLoss,
+    valNllDt: head(0, 'valNllDt'),
+    valNllPitch: head(1, 'valNllPitch'),
+    valNllDur: head(2, 'valNllDur'),
+    valNllVel: head(3, 'valNllVel'),
+    trainNll: record.trainLoss,
+    epochs: record.epoch,
+    bestEpoch: state.bestEpoch,
+    tokensPerSecond: record.tokensPerSecond,
+  };
+}
+
+/**
+ * The model folder keeps the best epoch's weights: an improved (or first) epoch writes them with
+ * its spec; otherwise only the spec's training record and the epoch count are refreshed.
+ */
+async function saveBestModel(o: TrainOptions, D: number, state: LoopState, metrics: Record<string, number>, weights: Weights, kept: ModelSpec | undefined): Promise<ModelSpec> {
+  if (!kept) return saveModelFolder(o.outDir, modelSpecFor(o, D, state, metrics), weights);
+  const current = JSON.parse(await readFile(join(o.outDir, 'model.json'), 'utf8')) as ModelSpec;
+  const spec = { ...current, training: modelSpecFor(o, D, state, metrics).training, metrics: { ...current.metrics, epochs: metrics.epochs, trainNll: metrics.trainNll } };
+  await writeFileAtomic(join(o.outDir, 'model.json'), JSON.stringify(spec, null, 2) + '\n');
+  return spec;
+}
+
+/** Why the loop stops after this epoch (patience spent, time limit reached), or undefined to go on. */
+function stopReason(state: LoopState, o: TrainOptions, deadline: number): string | undefined {
+  if (state.badEpochs >= o.patience) return `early stopping: no improvement for ${o.patience} epochs; best epoch ${state.bestEpoch}`;
+  if (Date.now() > deadline) return `time limit of ${o.maxMinutes} min reached after epoch ${state.epoch}; --resume continues`;
+  return undefined;
+}
+
+/** The model folder's spec (all but the weight manifest) for the run so far. */
+function modelSpecFor(o: TrainOptions, D: number, state: LoopState, metrics: Record<string, number>): Omit<ModelSpec, 'weights' | 'format' | 'formatVersion'> {
+  const h = o.hyperparameters;
+  return {
     version: versionName(o.name),
     arch: archOf(h),
     tokens: tokenSchemeSpec(),
@@ -164,119 +320,7 @@ export async function trainModel(o: TrainOptions): Promise<ModelSpec> {
     },
     metrics,
     ...(o.decoding ? { decoding: o.decoding } : {}),
-  });
-
-  const rng = seededRandom(state.rngState);
-  const longContext = isLongContext(h);
-  const streamTrain = longContext && h.keys ? withKeyLabels(o.train) : o.train;
-  const validationPieces = o.validation.length ? o.validation : o.train.slice(0, 4);
-  const deadline = o.maxMinutes ? Date.now() + o.maxMinutes * 60_000 : Infinity;
-  let spec: ModelSpec | undefined;
-  while (state.epoch < o.epochs) {
-    const epoch = state.epoch + 1;
-    const started = performance.now();
-    let tokens = 0;
-    let lossSum = 0;
-    let batches = 0;
-    if (longContext) {
-      const r = streamEpoch(weights, h, streamTrain, {
-        batchSize: o.batchSize,
-        composerIndex,
-        composers: o.composers.length,
-        transpose: o.transpose,
-        composerDropout: o.composerDropout,
-        keyDropout: o.keyDropout ?? 0,
-        inputNoise: o.inputNoise ?? 0,
-        rng,
-        step: (loss) => clippedAdamStep(optimizer, weights, names, loss, o.clipNorm),
-        progress: (done, total, meanLoss, seen) => {
-          const elapsed = (performance.now() - started) / 1000;
-          o.progress(progressLine(epoch, o.epochs, done, total, meanLoss, seen / elapsed, (elapsed / done) * (total - done)), false);
-        },
-      });
-      tokens = r.tokens;
-      batches = 1;
-      lossSum = r.loss;
-    } else {
-      const chunks = shuffleInPlace(chunkPieces(o.train, h.window, rng), rng);
-      batches = Math.ceil(chunks.length / o.batchSize);
-      for (let i = 0; i < batches; i++) {
-        const batch = buildBatch(o.train, chunks.slice(i * o.batchSize, (i + 1) * o.batchSize), {
-          window: h.window,
-          composerIndex,
-          composers: o.composers.length,
-          transpose: o.transpose,
-          composerDropout: o.composerDropout,
-          rng,
-        });
-        const loss = trainStep(optimizer, weights, names, h, batch, o.clipNorm);
-        disposeBatch(batch);
-        lossSum += loss;
-        tokens += batch.realTargets;
-        const elapsed = (performance.now() - started) / 1000;
-        const rate = tokens / elapsed;
-        const eta = (elapsed / (i + 1)) * (batches - i - 1);
-        o.progress(progressLine(epoch, o.epochs, i + 1, batches, lossSum / (i + 1), rate, eta), false);
-      }
-    }
-    const seconds = (performance.now() - started) / 1000;
-    const val = evaluatePieces(weights, h, validationPieces, composerIndex, o.composers.length, o.batchSize);
-    const record: EpochRecord = { epoch, trainLoss: lossSum / batches, valLoss: val.loss, valPerHead: val.perHead, tokensPerSecond: Math.round(tokens / seconds), seconds: Math.round(seconds), learningRate: state.learningRate };
-    o.progress(`epoch ${epoch}/${o.epochs} done: train ${record.trainLoss.toFixed(4)} val ${val.loss.toFixed(4)} ${record.tokensPerSecond} tok/s ${formatSeconds(seconds)}`, true);
-    state.history.push(record);
-    state.trainSeconds += seconds;
-    state.epoch = epoch;
-    const improved = val.loss < state.bestValLoss - 1e-4;
-    if (improved) {
-      state.bestValLoss = val.loss;
-      state.bestEpoch = epoch;
-      state.badEpochs = 0;
-    } else {
-      state.badEpochs++;
-      state.learningRate /= 2;
-      (optimizer as unknown as { learningRate: number }).learningRate = state.learningRate;
-      o.log(`validation loss did not improve (${state.badEpochs}/${o.patience}); learning rate halved to ${state.learningRate.toExponential(2)}`);
-    }
-    state.rngState = rng.state();
-    const metrics = {
-      valNll: state.bestValLoss,
-      valNllDt: improved ? val.perHead[0] : (spec?.metrics.valNllDt ?? val.perHead[0]),
-      valNllPitch: improved ? val.perHead[1] : (spec?.metrics.valNllPitch ?? val.perHead[1]),
-      valNllDur: improved ? val.perHead[2] : (spec?.metrics.valNllDur ?? val.perHead[2]),
-      valNllVel: improved ? val.perHead[3] : (spec?.metrics.valNllVel ?? val.perHead[3]),
-      trainNll: record.trainLoss,
-      epochs: epoch,
-      bestEpoch: state.bestEpoch,
-      tokensPerSecond: record.tokensPerSecond,
-    };
-    // Checkpoint: this epoch's weights, the optimizer, then the state that names them.
-    await saveModelFolder(checkpointDir, specBase(metrics), weights);
-    await saveOptimizer(optimizer, optimizerBin, names);
-    await writeFileAtomic(join(checkpointDir, 'state.json'), JSON.stringify(state, null, 2));
-    if (improved || !spec) spec = await saveModelFolder(o.outDir, specBase(metrics), weights);
-    else {
-      // Keep the best weights; refresh the spec's training record and metrics only.
-      const current = JSON.parse(await readFile(join(o.outDir, 'model.json'), 'utf8')) as ModelSpec;
-      spec = { ...current, training: specBase(metrics).training, metrics: { ...current.metrics, epochs: epoch, trainNll: record.trainLoss } };
-      await writeFileAtomic(join(o.outDir, 'model.json'), JSON.stringify(spec, null, 2) + '\n');
-    }
-    await writeFileAtomic(join(o.outDir, 'history.json'), JSON.stringify(state.history, null, 2));
-    await plotTrainingCurve(state.history, join(o.outDir, 'training-curve.png'), { title: `${o.name}: loss per note (nats), sum of 4 heads` });
-    if (state.badEpochs >= o.patience) {
-      o.log(`early stopping: no improvement for ${o.patience} epochs; best epoch ${state.bestEpoch}`);
-      break;
-    }
-    if (Date.now() > deadline) {
-      o.log(`time limit of ${o.maxMinutes} min reached after epoch ${epoch}; --resume continues`);
-      break;
-    }
-  }
-  tf.dispose(Object.values(weights));
-  optimizer.dispose();
-  if (!spec) {
-    spec = JSON.parse(await readFile(join(o.outDir, 'model.json'), 'utf8')) as ModelSpec;
-  }
-  return spec;
+  };
 }
 
 function progressLine(epoch: number, epochs: number, i: number, n: number, loss: number, rate: number, eta: number): string {
