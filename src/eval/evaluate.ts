@@ -544,189 +544,235 @@ export function realismSection(input: RealismInput): RealismReport {
 // ---------------------------------------------------------------------------------------------
 // The whole evaluation
 
+/** A model folder opened for evaluation: the note model or the study's baseline. */
+type LoadedModel = ({ kind: 'study' } & Awaited<ReturnType<typeof loadStudyModel>>) | ({ kind: 'note' } & Awaited<ReturnType<typeof loadModelFolder>>);
+
+/** Everything evaluateModel's steps share once the model and the data are read. */
+interface EvaluationContext {
+  o: EvaluateOptions;
+  loaded: LoadedModel;
+  model: ModelFacts;
+  modelComposers: Set<string>;
+  dataPieces: CorpusPiece[];
+  training: CorpusPiece[];
+  pieces: EvaluatedPieces;
+}
+
 export async function evaluateModel(o: EvaluateOptions): Promise<EvaluationReport> {
   const started = performance.now();
-  const modelJson = join(o.modelDir, 'model.json');
-  if (!existsSync(modelJson)) throw new ModelFolderError(o.modelDir, 'no model.json');
-  let raw: unknown;
-  try {
-    raw = JSON.parse(await readFile(modelJson, 'utf8'));
-  } catch (e) {
-    throw new ModelFolderError(o.modelDir, `model.json is not valid JSON (${(e as Error).message})`);
-  }
-  const study = isStudyModelSpec(raw);
-  const loaded = study ? { kind: 'study' as const, ...(await loadStudyModel(o.modelDir)) } : { kind: 'note' as const, ...(await loadModelFolder(o.modelDir)) };
+  const loaded = await openModel(o.modelDir);
   try {
     const model = facts(loaded.spec);
     o.log(`model ${model.version} (${model.arch}), ${model.composers.length} composers`);
-
-    // The data, and the model's training corpus (for baselines, overlap and copies).
     const dataPieces = await loadFolder(o.dataDir, o.log);
     const modelComposers = new Set(model.composers.map(lower));
-    const inModel = (p: CorpusPiece) => modelComposers.has(lower(p.composer));
-    const trainDir = o.trainDataDir ?? locateSource(model.dataSource, o.modelDir);
-    let corpus: CorpusPiece[];
-    let corpusDir: string;
-    if (o.trainDataDir && !existsSync(o.trainDataDir)) throw new Error(`--train-data ${o.trainDataDir}: not a folder`);
-    if (trainDir) {
-      corpusDir = trainDir;
-      corpus = (sameFolder(trainDir, o.dataDir) ? dataPieces : await loadFolder(trainDir, o.log)).filter(inModel);
-      if (corpus.length === 0)
-        throw new Error(
-          o.trainDataDir
-            ? `--train-data ${o.trainDataDir}: no pieces of the model's composers (${model.composers.join(', ')})`
-            : `cannot find the model's training data: data.source ${JSON.stringify(model.dataSource)} (${trainDir}) has no pieces of its composers; pass --train-data DIR`,
-        );
-    } else if (corpusHash(dataPieces.filter(inModel)) === model.dataHash) {
-      corpusDir = o.dataDir;
-      corpus = dataPieces.filter(inModel);
-    } else {
-      throw new Error(`cannot find the model's training data (model.json data.source is ${JSON.stringify(model.dataSource)}); pass --train-data DIR`);
-    }
-    const hashMatchesModel = corpusHash(corpus) === model.dataHash;
-    if (!hashMatchesModel) o.log(`warning: the training data at ${corpusDir} is not the music this model was trained on (data hash differs); baselines and copies use it anyway`);
+    const corpus = await trainingCorpus(o, model, modelComposers, dataPieces);
     const validation = new Set(model.validationPieces);
-    const training = corpus.filter((p) => !validation.has(p.name));
-    const trainingHashes = new Set(training.map((p) => tokenHash(p.tokens)));
+    const training = corpus.pieces.filter((p) => !validation.has(p.name));
+    const pieces = evaluatedPieces(o, model, modelComposers, dataPieces, training);
+    const ctx: EvaluationContext = { o, loaded, model, modelComposers, dataPieces, training, pieces };
 
-    // Which composers and pieces to evaluate.
-    const dataComposers = [...new Set(dataPieces.map((p) => p.composer))].sort();
-    let selected: string[];
-    if (o.composers?.length) {
-      selected = o.composers.map((c) => {
-        const hit = dataComposers.find((d) => lower(d) === lower(c));
-        if (!hit) throw new Error(`--composers: ${c} has no pieces in ${o.dataDir} (it has ${dataComposers.join(', ')})`);
-        return hit;
-      });
-    } else {
-      const known = dataComposers.filter((c) => modelComposers.has(lower(c)));
-      selected = known.length ? known : dataComposers;
-    }
-    const evalPieces = dataPieces.filter((p) => selected.includes(p.composer));
-    const heldOut = evalPieces.filter((p) => !trainingHashes.has(tokenHash(p.tokens)));
-    const inTraining = evalPieces.length - heldOut.length;
-    const isTrainingCorpus = corpusHash(dataPieces.filter(inModel)) === model.dataHash;
-    const overlapNote =
-      inTraining === 0
-        ? 'no piece of --data is in the model\'s training data: NLL is over all evaluated pieces'
-        : `${inTraining} of ${evalPieces.length} evaluated pieces are in the model's training data and are left out of the NLL${isTrainingCorpus ? ' (--data is the training corpus: NLL is over its held-out validation pieces)' : ''}`;
-    o.log(overlapNote);
-
-    // Likelihood.
     const sections: EvaluationReport['sections'] = [];
-    let likelihood: Likelihood;
-    if (o.realismOnly) likelihood = { unit: '', groups: new Map(), fittedOn: { pieces: training.length, tokens: training.reduce((s, p) => s + p.tokens.length, 0) } };
-    else {
-      o.log(`likelihood on ${heldOut.length} held-out pieces`);
-      likelihood = loaded.kind === 'study' ? studyLikelihood(loaded.weights, loaded.spec, heldOut, training, o) : noteLikelihood(loaded.weights, loaded.spec, heldOut, training, o);
-      sections.push('likelihood');
-    }
+    const likelihood = likelihoodSection(ctx);
+    if (!o.realismOnly) sections.push('likelihood');
+    const generation = generationSection(ctx);
+    if (generation.ran) sections.push('generation');
+    const realism = realismSections(ctx);
+    if (realism.realism) sections.push('realism');
 
-    // Generation.
-    let generated: Map<string, GenerationReport> | undefined;
-    let decoding = '';
-    if (o.piecesPerComposer > 0 && !o.realismOnly) {
-      sections.push('generation');
-      const genComposers = loaded.kind === 'study' ? selected : selected.filter((c) => modelComposers.has(lower(c)));
-      const canonical = (c: string) => model.composers.find((m) => lower(m) === lower(c)) ?? c;
-      if (genComposers.length) {
-        const t0 = performance.now();
-        o.log(`generating ${o.piecesPerComposer} × ${o.notes} notes for each of ${genComposers.length} composers in one batch`);
-        const gen = loaded.kind === 'study' ? generateStudyModel(loaded.weights, loaded.spec, genComposers, training, dataPieces, o) : generateNoteModel(loaded.weights, loaded.spec, genComposers.map(canonical), o);
-        o.log(`  generated in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-        // Reports are keyed by the data's spelling of the composer.
-        const renamed: Generated = { ...gen, notes: new Map([...gen.notes].map(([c, v]) => [genComposers.find((g) => lower(g) === lower(c)) ?? c, v])) };
-        generated = generationReports(renamed, dataPieces, training, o);
-        decoding = gen.decoding;
-      } else o.log('no evaluated composer is known to the model: generation skipped');
-    }
-
-    // Realism.
-    let realism: RealismReport | null = null;
-    let realismSkipped: string | undefined;
-    let keys: KeyAdherence | undefined;
-    if (o.realismPieces > 0) {
-      const composers = chooseRealismComposers(o.realismComposers, model.composers, dataPieces, heldOut);
-      const withExcerpts = heldOut.filter((p) => p.tokens.length >= DEFAULT_COMPARE.excerptNotes);
-      if (composers.length === 0) realismSkipped = 'no composer of the model has pieces in --data';
-      else if (withExcerpts.length < 4) realismSkipped = `needs at least 4 held-out pieces of ${DEFAULT_COMPARE.excerptNotes}+ notes, --data has ${withExcerpts.length}`;
-      else {
-        const gen = loaded.kind === 'study' ? studyModelGenerator(loaded.weights, loaded.spec, training, dataPieces, o) : noteModelGenerator(loaded.weights, loaded.spec, { ...(o.realismDecoding ?? loaded.spec.decoding ?? DEFAULT_REALISM_DECODING), keyGuidance: o.keyGuidance ?? loaded.spec.decoding?.keyGuidance, composerGuidance: o.composerGuidance ?? loaded.spec.decoding?.composerGuidance });
-        const labels = new Set(composers.map(lower));
-        realism = realismSection({
-          real: withExcerpts,
-          composerReal: dataPieces.filter((p) => labels.has(lower(p.composer))),
-          composers: composers.map((label) => ({ label, model: model.composers.find((m) => lower(m) === lower(label))! })),
-          piecesPerComposer: Math.ceil(o.realismPieces / composers.length),
-          notes: o.realismNotes,
-          generate: gen.generate,
-          decoding: gen.decoding,
-          realSource: `${withExcerpts.length} held-out pieces of --data (not in the model's training data), ${selected.length} composers`,
-          composerRecognitionSource: `every piece of --data by ${composers.join(', ')} (training pieces included: the classifier is not the model)`,
-          log: o.log,
-        });
-        sections.push('realism');
-        if (loaded.kind === 'note' && loaded.spec.hyperparameters.keys) {
-          const requests = keyRequests(composers.map((label) => model.composers.find((m) => lower(m) === lower(label))!), EXCERPT_NOTES);
-          o.log(`key adherence: ${requests.length} pieces × ${EXCERPT_NOTES} notes, one per key`);
-          keys = measureKeyAdherence(requests, gen.generate(requests));
-        }
-      }
-      if (realismSkipped) o.log(`realism skipped: ${realismSkipped}`);
-    }
-
-    // Assemble.
-    const perComposer: Record<string, ComposerReport> = {};
-    for (const c of selected) {
-      const g = likelihood.groups.get(c);
-      const pieces = evalPieces.filter((p) => p.composer === c);
-      perComposer[c] = {
-        pieces: pieces.length,
-        heldOutPieces: heldOut.filter((p) => p.composer === c).length,
-        tokens: g?.tokens ?? 0,
-        nll: g?.tokens ? g.nll / g.tokens : null,
-        baselines: g ? perToken(g.baselines) : { unigram: null, bigram: null },
-      };
-      if (loaded.kind === 'study') perComposer[c].accuracy = g?.tokens ? g.correct! / g.tokens : null;
-      const gen = generated?.get(c);
-      if (gen) perComposer[c].generation = gen;
-    }
-    const groups = [...likelihood.groups.values()];
-    const tokens = groups.reduce((s, g) => s + g.tokens, 0);
-    const nllSum = groups.reduce((s, g) => s + g.nll, 0);
-    const overallBaselines = perToken(addTotals(groups.map((g) => g.baselines)));
-    const report: EvaluationReport = {
-      model: { dir: o.modelDir, arch: model.arch, version: model.version, composers: model.composers },
-      data: { dir: o.dataDir, pieces: dataPieces.length, composersEvaluated: selected, isTrainingCorpus, piecesInTraining: inTraining, heldOutPieces: heldOut.length, overlapNote },
-      trainingData: { dir: corpusDir, pieces: training.length, tokens: likelihood.fittedOn.tokens, hashMatchesModel },
-      unit: likelihood.unit,
-      nll: tokens ? nllSum / tokens : null,
-      tokens,
-      baselines: { ...overallBaselines, smoothingK: o.smoothingK, fittedOn: likelihood.fittedOn },
-      perComposer,
-      generation: generated
-        ? { notesPerPiece: o.notes, piecesPerComposer: o.piecesPerComposer, decoding, summary: summarise(generated) }
-        : null,
-      realism,
-      ...(realismSkipped ? { realismSkipped } : {}),
-      ...(keys ? { keys } : {}),
-      sections,
-      seconds: 0,
-    };
-    if (o.realismOnly) {
-      // No likelihood was computed.
-    } else if (loaded.kind === 'note') {
-      const heads = [0, 1, 2, 3].map((k) => groups.reduce((s, g) => s + (g.perHead?.[k] ?? 0), 0) / Math.max(1, tokens));
-      report.nllPerHead = tokens ? { dt: heads[0], pitch: heads[1], dur: heads[2], vel: heads[3] } : null;
-    } else {
-      report.accuracy = tokens ? groups.reduce((s, g) => s + (g.correct ?? 0), 0) / tokens : null;
-      report.budget = loaded.spec.budget;
-    }
+    const report = assembleReport(ctx, corpus, likelihood, generation, realism, sections);
     report.seconds = Math.round((performance.now() - started) / 100) / 10;
     return report;
   } finally {
     tf.dispose(Object.values(loaded.weights));
   }
+}
+
+/** Reads model.json to tell the study's baseline from the note model, then loads the folder. */
+async function openModel(modelDir: string): Promise<LoadedModel> {
+  const modelJson = join(modelDir, 'model.json');
+  if (!existsSync(modelJson)) throw new ModelFolderError(modelDir, 'no model.json');
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(modelJson, 'utf8'));
+  } catch (e) {
+    throw new ModelFolderError(modelDir, `model.json is not valid JSON (${(e as Error).message})`);
+  }
+  return isStudyModelSpec(raw) ? { kind: 'study' as const, ...(await loadStudyModel(modelDir)) } : { kind: 'note' as const, ...(await loadModelFolder(modelDir)) };
+}
+
+/** The model's training corpus (for baselines, overlap and copies): --train-data, data.source, or --data when its hash is the model's. */
+async function trainingCorpus(o: EvaluateOptions, model: ModelFacts, modelComposers: Set<string>, dataPieces: CorpusPiece[]): Promise<{ pieces: CorpusPiece[]; dir: string; hashMatchesModel: boolean }> {
+  const inModel = (p: CorpusPiece) => modelComposers.has(lower(p.composer));
+  const trainDir = o.trainDataDir ?? locateSource(model.dataSource, o.modelDir);
+  let pieces: CorpusPiece[];
+  let dir: string;
+  if (o.trainDataDir && !existsSync(o.trainDataDir)) throw new Error(`--train-data ${o.trainDataDir}: not a folder`);
+  if (trainDir) {
+    dir = trainDir;
+    pieces = (sameFolder(trainDir, o.dataDir) ? dataPieces : await loadFolder(trainDir, o.log)).filter(inModel);
+    if (pieces.length === 0)
+      throw new Error(
+        o.trainDataDir
+          ? `--train-data ${o.trainDataDir}: no pieces of the model's composers (${model.composers.join(', ')})`
+          : `cannot find the model's training data: data.source ${JSON.stringify(model.dataSource)} (${trainDir}) has no pieces of its composers; pass --train-data DIR`,
+      );
+  } else if (corpusHash(dataPieces.filter(inModel)) === model.dataHash) {
+    dir = o.dataDir;
+    pieces = dataPieces.filter(inModel);
+  } else {
+    throw new Error(`cannot find the model's training data (model.json data.source is ${JSON.stringify(model.dataSource)}); pass --train-data DIR`);
+  }
+  const hashMatchesModel = corpusHash(pieces) === model.dataHash;
+  if (!hashMatchesModel) o.log(`warning: the training data at ${dir} is not the music this model was trained on (data hash differs); baselines and copies use it anyway`);
+  return { pieces, dir, hashMatchesModel };
+}
+
+/** Which composers and pieces of --data are evaluated, and which of them the model never trained on. */
+interface EvaluatedPieces {
+  selected: string[];
+  evalPieces: CorpusPiece[];
+  heldOut: CorpusPiece[];
+  inTraining: number;
+  isTrainingCorpus: boolean;
+  overlapNote: string;
+}
+
+function evaluatedPieces(o: EvaluateOptions, model: ModelFacts, modelComposers: Set<string>, dataPieces: CorpusPiece[], training: CorpusPiece[]): EvaluatedPieces {
+  const trainingHashes = new Set(training.map((p) => tokenHash(p.tokens)));
+  const dataComposers = [...new Set(dataPieces.map((p) => p.composer))].sort();
+  let selected: string[];
+  if (o.composers?.length) {
+    selected = o.composers.map((c) => {
+      const hit = dataComposers.find((d) => lower(d) === lower(c));
+      if (!hit) throw new Error(`--composers: ${c} has no pieces in ${o.dataDir} (it has ${dataComposers.join(', ')})`);
+      return hit;
+    });
+  } else {
+    const known = dataComposers.filter((c) => modelComposers.has(lower(c)));
+    selected = known.length ? known : dataComposers;
+  }
+  const evalPieces = dataPieces.filter((p) => selected.includes(p.composer));
+  const heldOut = evalPieces.filter((p) => !trainingHashes.has(tokenHash(p.tokens)));
+  const inTraining = evalPieces.length - heldOut.length;
+  const isTrainingCorpus = corpusHash(dataPieces.filter((p) => modelComposers.has(lower(p.composer)))) === model.dataHash;
+  const overlapNote =
+    inTraining === 0
+      ? 'no piece of --data is in the model\'s training data: NLL is over all evaluated pieces'
+      : `${inTraining} of ${evalPieces.length} evaluated pieces are in the model's training data and are left out of the NLL${isTrainingCorpus ? ' (--data is the training corpus: NLL is over its held-out validation pieces)' : ''}`;
+  o.log(overlapNote);
+  return { selected, evalPieces, heldOut, inTraining, isTrainingCorpus, overlapNote };
+}
+
+/** NLL of the held-out pieces with the unigram and bigram baselines (empty with --realism-only). */
+function likelihoodSection({ o, loaded, training, pieces }: EvaluationContext): Likelihood {
+  if (o.realismOnly) return { unit: '', groups: new Map(), fittedOn: { pieces: training.length, tokens: training.reduce((s, p) => s + p.tokens.length, 0) } };
+  o.log(`likelihood on ${pieces.heldOut.length} held-out pieces`);
+  return loaded.kind === 'study' ? studyLikelihood(loaded.weights, loaded.spec, pieces.heldOut, training, o) : noteLikelihood(loaded.weights, loaded.spec, pieces.heldOut, training, o);
+}
+
+/** Per-composer generated pieces compared with the real ones (skipped with 0 pieces or --realism-only). */
+function generationSection({ o, loaded, model, modelComposers, dataPieces, training, pieces }: EvaluationContext): { ran: boolean; generated?: Map<string, GenerationReport>; decoding: string } {
+  if (o.piecesPerComposer <= 0 || o.realismOnly) return { ran: false, decoding: '' };
+  const genComposers = loaded.kind === 'study' ? pieces.selected : pieces.selected.filter((c) => modelComposers.has(lower(c)));
+  if (!genComposers.length) {
+    o.log('no evaluated composer is known to the model: generation skipped');
+    return { ran: true, decoding: '' };
+  }
+  const canonical = (c: string) => model.composers.find((m) => lower(m) === lower(c)) ?? c;
+  const t0 = performance.now();
+  o.log(`generating ${o.piecesPerComposer} × ${o.notes} notes for each of ${genComposers.length} composers in one batch`);
+  const gen = loaded.kind === 'study' ? generateStudyModel(loaded.weights, loaded.spec, genComposers, training, dataPieces, o) : generateNoteModel(loaded.weights, loaded.spec, genComposers.map(canonical), o);
+  o.log(`  generated in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  // Reports are keyed by the data's spelling of the composer.
+  const renamed: Generated = { ...gen, notes: new Map([...gen.notes].map(([c, v]) => [genComposers.find((g) => lower(g) === lower(c)) ?? c, v])) };
+  return { ran: true, generated: generationReports(renamed, dataPieces, training, o), decoding: gen.decoding };
+}
+
+/** The realism section and, for a key-conditioned note model, key adherence (or why realism was skipped). */
+function realismSections({ o, loaded, model, dataPieces, training, pieces }: EvaluationContext): { realism: RealismReport | null; realismSkipped?: string; keys?: KeyAdherence } {
+  if (o.realismPieces <= 0) return { realism: null };
+  const composers = chooseRealismComposers(o.realismComposers, model.composers, dataPieces, pieces.heldOut);
+  const withExcerpts = pieces.heldOut.filter((p) => p.tokens.length >= DEFAULT_COMPARE.excerptNotes);
+  const skipped = composers.length === 0 ? 'no composer of the model has pieces in --data' : withExcerpts.length < 4 ? `needs at least 4 held-out pieces of ${DEFAULT_COMPARE.excerptNotes}+ notes, --data has ${withExcerpts.length}` : undefined;
+  if (skipped) {
+    o.log(`realism skipped: ${skipped}`);
+    return { realism: null, realismSkipped: skipped };
+  }
+  const modelName = (label: string) => model.composers.find((m) => lower(m) === lower(label))!;
+  const gen = loaded.kind === 'study' ? studyModelGenerator(loaded.weights, loaded.spec, training, dataPieces, o) : noteModelGenerator(loaded.weights, loaded.spec, { ...(o.realismDecoding ?? loaded.spec.decoding ?? DEFAULT_REALISM_DECODING), keyGuidance: o.keyGuidance ?? loaded.spec.decoding?.keyGuidance, composerGuidance: o.composerGuidance ?? loaded.spec.decoding?.composerGuidance });
+  const labels = new Set(composers.map(lower));
+  const realism = realismSection({
+    real: withExcerpts,
+    composerReal: dataPieces.filter((p) => labels.has(lower(p.composer))),
+    composers: composers.map((label) => ({ label, model: modelName(label) })),
+    piecesPerComposer: Math.ceil(o.realismPieces / composers.length),
+    notes: o.realismNotes,
+    generate: gen.generate,
+    decoding: gen.decoding,
+    realSource: `${withExcerpts.length} held-out pieces of --data (not in the model's training data), ${pieces.selected.length} composers`,
+    composerRecognitionSource: `every piece of --data by ${composers.join(', ')} (training pieces included: the classifier is not the model)`,
+    log: o.log,
+  });
+  if (loaded.kind !== 'note' || !loaded.spec.hyperparameters.keys) return { realism };
+  const requests = keyRequests(composers.map(modelName), EXCERPT_NOTES);
+  o.log(`key adherence: ${requests.length} pieces × ${EXCERPT_NOTES} notes, one per key`);
+  return { realism, keys: measureKeyAdherence(requests, gen.generate(requests)) };
+}
+
+/** The report: per-composer rows, overall NLL and baselines, and the sections that ran. */
+function assembleReport(
+  { o, loaded, model, dataPieces, training, pieces }: EvaluationContext,
+  corpus: { dir: string; hashMatchesModel: boolean },
+  likelihood: Likelihood,
+  generation: { generated?: Map<string, GenerationReport>; decoding: string },
+  realism: { realism: RealismReport | null; realismSkipped?: string; keys?: KeyAdherence },
+  sections: EvaluationReport['sections'],
+): EvaluationReport {
+  const { selected, evalPieces, heldOut } = pieces;
+  const perComposer: Record<string, ComposerReport> = {};
+  for (const c of selected) {
+    const g = likelihood.groups.get(c);
+    perComposer[c] = {
+      pieces: evalPieces.filter((p) => p.composer === c).length,
+      heldOutPieces: heldOut.filter((p) => p.composer === c).length,
+      tokens: g?.tokens ?? 0,
+      nll: g?.tokens ? g.nll / g.tokens : null,
+      baselines: g ? perToken(g.baselines) : { unigram: null, bigram: null },
+    };
+    if (loaded.kind === 'study') perComposer[c].accuracy = g?.tokens ? g.correct! / g.tokens : null;
+    const gen = generation.generated?.get(c);
+    if (gen) perComposer[c].generation = gen;
+  }
+  const groups = [...likelihood.groups.values()];
+  const tokens = groups.reduce((s, g) => s + g.tokens, 0);
+  const nllSum = groups.reduce((s, g) => s + g.nll, 0);
+  const overallBaselines = perToken(addTotals(groups.map((g) => g.baselines)));
+  const report: EvaluationReport = {
+    model: { dir: o.modelDir, arch: model.arch, version: model.version, composers: model.composers },
+    data: { dir: o.dataDir, pieces: dataPieces.length, composersEvaluated: selected, isTrainingCorpus: pieces.isTrainingCorpus, piecesInTraining: pieces.inTraining, heldOutPieces: heldOut.length, overlapNote: pieces.overlapNote },
+    trainingData: { dir: corpus.dir, pieces: training.length, tokens: likelihood.fittedOn.tokens, hashMatchesModel: corpus.hashMatchesModel },
+    unit: likelihood.unit,
+    nll: tokens ? nllSum / tokens : null,
+    tokens,
+    baselines: { ...overallBaselines, smoothingK: o.smoothingK, fittedOn: likelihood.fittedOn },
+    perComposer,
+    generation: generation.generated ? { notesPerPiece: o.notes, piecesPerComposer: o.piecesPerComposer, decoding: generation.decoding, summary: summarise(generation.generated) } : null,
+    realism: realism.realism,
+    ...(realism.realismSkipped ? { realismSkipped: realism.realismSkipped } : {}),
+    ...(realism.keys ? { keys: realism.keys } : {}),
+    sections,
+    seconds: 0,
+  };
+  if (o.realismOnly) return report; // no likelihood was computed
+  if (loaded.kind === 'note') {
+    const heads = [0, 1, 2, 3].map((k) => groups.reduce((s, g) => s + (g.perHead?.[k] ?? 0), 0) / Math.max(1, tokens));
+    report.nllPerHead = tokens ? { dt: heads[0], pitch: heads[1], dur: heads[2], vel: heads[3] } : null;
+  } else {
+    report.accuracy = tokens ? groups.reduce((s, g) => s + (g.correct ?? 0), 0) / tokens : null;
+    report.budget = loaded.spec.budget;
+  }
+  return report;
 }
 
 // ---------------------------------------------------------------------------------------------
