@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, copyFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, copyFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -169,5 +169,29 @@ describe('train', () => {
     const loaded = await loadModelFolder(out);
     tf.dispose(Object.values(loaded.weights));
     await assert.rejects(trainModel({ ...options, epochs: 4, resume: true, dataHash: 'other' }), /trained on data/);
+  });
+
+  test('a resumed epoch that does not beat the best keeps the best weights in the model folder', async () => {
+    const out = join(dir, 'trained');
+    const before = await readFile(join(out, 'weights.bin'));
+    const bestBefore = JSON.parse(await readFile(join(out, 'model.json'), 'utf8'));
+    const data = join(dir, 'corpus');
+    const pieces = await loadCorpus(listCorpus(data));
+    const { train, validation } = splitByPiece(pieces, 0.5);
+    // The checkpoint's learning rate made absurd: the next epoch wrecks the weights, so it cannot improve.
+    const statePath = join(out, 'checkpoint', 'state.json');
+    await writeFile(statePath, JSON.stringify({ ...JSON.parse(await readFile(statePath, 'utf8')), learningRate: 50 }));
+    const logs: string[] = [];
+    const spec = await trainModel({
+      outDir: out, train, validation, composers: composerTable(pieces), dataHash: corpusHash(pieces), dataSource: data, hyperparameters: TINY_HYPERPARAMETERS,
+      epochs: 4, batchSize: 8, learningRate: 0.01, clipNorm: 1, patience: 5, transpose: 2, composerDropout: 0.1, seed: 1, resume: true, name: 'trained', log: (l) => logs.push(l), progress: () => {},
+    });
+    assert.ok(logs.some((l) => /did not improve/.test(l)), logs.join('\n'));
+    assert.ok((await readFile(join(out, 'weights.bin'))).equals(before), 'the best epoch\'s weights stay');
+    assert.equal(spec.metrics.valNll, bestBefore.metrics.valNll);
+    assert.equal(spec.metrics.bestEpoch, bestBefore.metrics.bestEpoch);
+    assert.equal(spec.metrics.epochs, 4);
+    const history = JSON.parse(await readFile(join(out, 'history.json'), 'utf8'));
+    assert.deepEqual(history.map((h: { epoch: number }) => h.epoch), [1, 2, 3, 4]);
   });
 });

@@ -116,7 +116,9 @@ export async function trainModel(o: TrainOptions): Promise<ModelSpec> {
   const pass: EpochPass = { o, weights, names, optimizer, composerIndex, rng, train: isLongContext(h) && h.keys ? withKeyLabels(o.train) : o.train };
   const validationPieces = o.validation.length ? o.validation : o.train.slice(0, 4);
   const deadline = o.maxMinutes ? Date.now() + o.maxMinutes * 60_000 : Infinity;
-  let spec: ModelSpec | undefined;
+  // A resumed run already has its best epoch in the model folder: an epoch that does not beat it
+  // must not overwrite those weights.
+  let spec = state.epoch > 0 ? await readSpec(o.outDir) : undefined;
   while (state.epoch < o.epochs) {
     const epoch = state.epoch + 1;
     const started = performance.now();
@@ -143,7 +145,15 @@ export async function trainModel(o: TrainOptions): Promise<ModelSpec> {
   }
   tf.dispose(Object.values(weights));
   optimizer.dispose();
-  return spec ?? (JSON.parse(await readFile(join(o.outDir, 'model.json'), 'utf8')) as ModelSpec);
+  const result = spec ?? (await readSpec(o.outDir));
+  if (!result) throw new Error(`${o.outDir}: no model was written (no epoch ran)`);
+  return result;
+}
+
+/** The spec of the model folder a run has written so far, if it has one. */
+async function readSpec(dir: string): Promise<ModelSpec | undefined> {
+  const path = join(dir, 'model.json');
+  return existsSync(path) ? (JSON.parse(await readFile(path, 'utf8')) as ModelSpec) : undefined;
 }
 
 /** Where a run starts: the checkpoint's weights and loop state (--resume), or new or given weights at epoch 0. */
