@@ -21,7 +21,7 @@ import {
   type ChunkCarry,
 } from '../src/model/note/longContext.ts';
 import { commitNotes, decodeStep, decoderWeights, disposeDecoderWeights, initialRing } from '../src/model/note/ringDecoder.ts';
-import { createWeights } from '../src/model/note/network.ts';
+import { createWeights, type Hyperparameters } from '../src/model/note/network.ts';
 import type { Weights } from '../src/model/layers.ts';
 import { seededRandom } from '../src/model/random.ts';
 import { generateTokens, keyPitchRows, parseHeadDecodings } from '../src/model/note/sampling.ts';
@@ -54,18 +54,18 @@ const melody = (n: number, seed = 1): NoteToken[] => {
 };
 
 /** z of every real note of one piece, through the training path: chunk after chunk with memory carried. */
-function chunkPath(w: Weights, piece: StreamPiece): number[][] {
-  const stream = new PieceStream([piece], [[0]], { window: H.window, composerIndex, composers: COMPOSERS, keyed: true });
-  let memory = emptyMemory(H, 1);
+function chunkPath(w: Weights, piece: StreamPiece, h: Hyperparameters = H): number[][] {
+  const stream = new PieceStream([piece], [[0]], { window: h.window, composerIndex, composers: COMPOSERS, keyed: true });
+  let memory = emptyMemory(h, 1);
   const rows: number[][] = [];
   for (let chunk = stream.next(); chunk; chunk = stream.next()) {
-    const mask = memoryMaskFor(chunk.memory, H.memory!);
+    const mask = memoryMaskFor(chunk.memory, h.memory!);
     const keep = tf.tensor2d(chunk.keep, [1, 1]);
     let carried: ChunkCarry | undefined;
-    const z = chunkHidden(w, H, chunk.batch, memory, mask, keep, 0, (c) => (carried = c));
+    const z = chunkHidden(w, h, chunk.batch, memory, mask, keep, 0, (c) => (carried = c));
     const values = z.arraySync();
-    rows.push(...values.slice(0, Math.min(H.window, piece.tokens.length - rows.length)));
-    memory = advanceMemory(H, memory, carried!);
+    rows.push(...values.slice(0, Math.min(h.window, piece.tokens.length - rows.length)));
+    memory = advanceMemory(h, memory, carried!);
     tf.dispose([z, mask, keep, chunk.batch.inputs, ...chunk.batch.targets, chunk.batch.keyInputs!]);
   }
   disposeMemory(memory);
@@ -73,8 +73,8 @@ function chunkPath(w: Weights, piece: StreamPiece): number[][] {
 }
 
 /** The same notes through the sampling path: one step at a time with the ring, on the host. */
-function ringPath(w: Weights, piece: StreamPiece, key: number): number[][] {
-  const decoder = decoderWeights(w, H);
+function ringPath(w: Weights, piece: StreamPiece, key: number, h: Hyperparameters = H): number[][] {
+  const decoder = decoderWeights(w, h);
   const state = initialRing(decoder, [key]);
   const positions = beatPositions(piece.tokens);
   const rows: number[][] = [];
@@ -117,20 +117,22 @@ describe('long-context model', () => {
     tf.dispose(Object.values(w));
   });
 
-  test('sampling one note at a time computes what training computed over chunks with carried memory', () => {
-    const w = createLongContextWeights(H, D, 7);
-    // Two chunks; every note of the second sees every earlier note in both paths (25 notes ≤ memory + 1).
-    const tokens = melody(H.memory! + 1, 4);
-    const piece: StreamPiece = { composer: 'Mozart', tokens, keys: new Uint8Array(tokens.length).fill(14) };
-    const trained = chunkPath(w, piece);
-    const sampled = ringPath(w, piece, 14);
-    assert.equal(trained.length, tokens.length);
-    assert.equal(sampled.length, tokens.length);
-    let worst = 0;
-    trained.forEach((row, t) => row.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - sampled[t][j])))));
-    assert.ok(worst < 1e-4, `largest difference ${worst}`);
-    tf.dispose(Object.values(w));
-  });
+  for (const layers of [1, 2])
+    test(`sampling one note at a time computes what training computed over chunks with carried memory (${layers} LSTM layer${layers > 1 ? 's' : ''})`, () => {
+      const h = { ...H, layers };
+      const w = createLongContextWeights(h, D, 7);
+      // Two chunks; every note of the second sees every earlier note in both paths (25 notes ≤ memory + 1).
+      const tokens = melody(h.memory! + 1, 4);
+      const piece: StreamPiece = { composer: 'Mozart', tokens, keys: new Uint8Array(tokens.length).fill(14) };
+      const trained = chunkPath(w, piece, h);
+      const sampled = ringPath(w, piece, 14, h);
+      assert.equal(trained.length, tokens.length);
+      assert.equal(sampled.length, tokens.length);
+      let worst = 0;
+      trained.forEach((row, t) => row.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - sampled[t][j])))));
+      assert.ok(worst < 1e-4, `largest difference ${worst}`);
+      tf.dispose(Object.values(w));
+    });
 
   test('the stream plays pieces whole and in order, and transposition moves notes and key label together', () => {
     const pieces: StreamPiece[] = [
