@@ -14,7 +14,7 @@ import { currentBackend } from '../../backend.ts';
 import { inputWidth } from '../features.ts';
 import { DATA_ATTRIBUTION, trainingMachine, versionName } from '../../folder.ts';
 import { writeFileAtomic } from '../../../storage/files.ts';
-import { archOf, loadModelFolder, saveModelFolder, type ModelSpec } from '../folder.ts';
+import { archOf, loadModelFolder, readModelSpec, saveModelFolder, type ModelSpec } from '../folder.ts';
 import { createLongContextWeights, isLongContext } from '../longContext.ts';
 import { createWeights, sequenceLoss, type Hyperparameters } from '../network.ts';
 import type { Weights } from '../../layers.ts';
@@ -152,8 +152,7 @@ export async function trainModel(o: TrainOptions): Promise<ModelSpec> {
 
 /** The spec of the model folder a run has written so far, if it has one. */
 async function readSpec(dir: string): Promise<ModelSpec | undefined> {
-  const path = join(dir, 'model.json');
-  return existsSync(path) ? (JSON.parse(await readFile(path, 'utf8')) as ModelSpec) : undefined;
+  return existsSync(join(dir, 'model.json')) ? readModelSpec(dir) : undefined;
 }
 
 /** Where a run starts: the checkpoint's weights and loop state (--resume), or new or given weights at epoch 0. */
@@ -281,8 +280,8 @@ function epochMetrics(state: LoopState, record: EpochRecord, improved: boolean, 
  */
 async function saveBestModel(o: TrainOptions, D: number, state: LoopState, metrics: Record<string, number>, weights: Weights, kept: ModelSpec | undefined): Promise<ModelSpec> {
   if (!kept) return saveModelFolder(o.outDir, modelSpecFor(o, D, state, metrics), weights);
-  const current = JSON.parse(await readFile(join(o.outDir, 'model.json'), 'utf8')) as ModelSpec;
-  const spec = { ...current, training: modelSpecFor(o, D, state, metrics).training, metrics: { ...current.metrics, epochs: metrics.epochs, trainNll: metrics.trainNll } };
+  // `kept` is what the folder's model.json holds: the last spec written, or read when resuming.
+  const spec = { ...kept, training: modelSpecFor(o, D, state, metrics).training, metrics: { ...kept.metrics, epochs: metrics.epochs, trainNll: metrics.trainNll } };
   await writeFileAtomic(join(o.outDir, 'model.json'), JSON.stringify(spec, null, 2) + '\n');
   return spec;
 }
