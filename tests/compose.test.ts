@@ -13,7 +13,7 @@ import { readWavHeader } from '../src/render/audio.ts';
 import { loadModelFolder } from '../src/model/note/folder.ts';
 import { composerTable, corpusHash, listCorpus, loadCorpus, splitByPiece } from '../src/model/corpus.ts';
 import { trainModel } from '../src/model/note/train/fit.ts';
-import { createTinyModel, TINY_HYPERPARAMETERS } from './support/tinyModel.ts';
+import { createTinyModel, TINY_HYPERPARAMETERS, TINY_LONG_CONTEXT_HYPERPARAMETERS } from './support/tinyModel.ts';
 
 const run = promisify(execFile);
 let dir: string;
@@ -83,11 +83,12 @@ describe('compose', () => {
   });
 });
 
+const cli = (...args: string[]) => run('node', ['--import', 'tsx', 'src/cli/main.ts', ...args]).then(
+  (r) => ({ code: 0, ...r }),
+  (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+);
+
 describe('nocturne CLI', () => {
-  const cli = (...args: string[]) => run('node', ['--import', 'tsx', 'src/cli/main.ts', ...args]).then(
-    (r) => ({ code: 0, ...r }),
-    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
-  );
 
   test('compose --json prints one object with files, model, composer, notes, seconds and parameters', async () => {
     const out = join(dir, 'cli');
@@ -193,5 +194,23 @@ describe('train', () => {
     assert.equal(spec.metrics.epochs, 4);
     const history = JSON.parse(await readFile(join(out, 'history.json'), 'utf8'));
     assert.deepEqual(history.map((h: { epoch: number }) => h.epoch), [1, 2, 3, 4]);
+  });
+
+  test('train --init-from starts with the parent\'s decoding and says it was carried, not chosen', async () => {
+    const parent = join(dir, 'parent-with-decoding');
+    await createTinyModel(parent, ['Chopin', 'Schumann'], 5, TINY_LONG_CONTEXT_HYPERPARAMETERS);
+    const specPath = join(parent, 'model.json');
+    const decoding = { temperature: 0.9, topP: 1, composerGuidance: 2, chosenBy: 'a realism sweep' };
+    await writeFile(specPath, JSON.stringify({ ...JSON.parse(await readFile(specPath, 'utf8')), decoding }));
+    const out = join(dir, 'child');
+    const r = await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', out, '--init-from', parent, '--hidden', '16', '--window', '32', '--memory', '24', '--heads', '2', '--epochs', '1', '--backend', 'wasm');
+    assert.equal(r.code, 0, r.stderr);
+    const child = JSON.parse(await readFile(join(out, 'model.json'), 'utf8'));
+    assert.equal(child.decoding.temperature, 0.9);
+    assert.equal(child.decoding.composerGuidance, 2);
+    assert.match(child.decoding.chosenBy, /^carried from tiny-5 .*not yet chosen for these weights \(there: a realism sweep\)$/);
+    const scratch = join(dir, 'scratch');
+    assert.equal((await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', scratch, '--hidden', '16', '--window', '32', '--memory', '24', '--heads', '2', '--epochs', '1', '--backend', 'wasm')).code, 0);
+    assert.equal(JSON.parse(await readFile(join(scratch, 'model.json'), 'utf8')).decoding, undefined, 'a model trained from scratch plays the engine defaults');
   });
 });

@@ -7,6 +7,7 @@ import { DEFAULT_INPUT_NOISE } from '../model/note/train/stream.ts';
 import { DEFAULT_HYPERPARAMETERS, type Hyperparameters } from '../model/note/network.ts';
 import { composerTable, corpusHash, readTrainingCorpus } from '../model/corpus.ts';
 import { trainModel } from '../model/note/train/fit.ts';
+import { carriedDecoding, readModelSpec } from '../model/note/folder.ts';
 import { TRAINING_RUN_OPTIONS, UsageError, intOption, numberOption, parseBackend, terminalProgress, optionProblems } from './options.ts';
 
 export const TRAIN_USAGE = `usage: nocturne train --data DIR --out models/NAME [options]
@@ -107,6 +108,8 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   const backend = collect(() => parseBackend(values.backend), 'auto' as BackendChoice);
   if (problems.length) throw new UsageError(problems.join('\n'), TRAIN_USAGE);
 
+  const parentDir = values['init-from'] ? resolve(values['init-from']) : undefined;
+  const parent = parentDir ? await readModelSpec(parentDir) : undefined;
   await initBackend(backend, log);
   const { pieces, train, validation } = await readTrainingCorpus(values.data!, values.composers, log);
   const table = composerTable(pieces);
@@ -130,7 +133,8 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
     composerDropout: 0.1,
     keyDropout,
     inputNoise,
-    initialWeights: values['init-from'] ? resolve(values['init-from']) : undefined,
+    initialWeights: parentDir,
+    decoding: parent ? carriedDecoding(parent) : undefined,
     seed,
     resume: values.resume ?? false,
     maxMinutes,

@@ -26,7 +26,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readMidiFile } from '../midi/read.ts';
-import { readModelSpec } from '../model/note/folder.ts';
+import { carriedDecoding, readModelSpec } from '../model/note/folder.ts';
 import { writeFileAtomic } from '../storage/files.ts';
 import { tokenize } from '../tokens/tokenize.ts';
 import { composerTable, corpusHash, listCorpus, loadCorpus, splitByPiece, type CorpusPiece } from '../model/corpus.ts';
@@ -406,7 +406,7 @@ async function trainCandidate(config: CommunityConfig, request: RetrainRequest, 
     composerDropout: 0.1,
     keyDropout: 0.2,
     inputNoise: DEFAULT_INPUT_NOISE,
-    decoding: fromScratch ? undefined : servingSpec.decoding,
+    decoding: fromScratch ? undefined : carriedDecoding(servingSpec),
     seed: seq,
     resume: false,
     maxMinutes: config.retrain.maxMinutes,

@@ -50,6 +50,19 @@ export interface ModelDecoding {
   chosenBy?: string;
 }
 
+/**
+ * The decoding a model trained from `parent` starts with: the parent's, its line for the model
+ * card saying where it came from, until the realism section chooses one for the new weights.
+ * Undefined when the parent plays the engine defaults.
+ */
+export function carriedDecoding(parent: Pick<ModelSpec, 'version' | 'decoding'>): ModelDecoding | undefined {
+  if (!parent.decoding) return undefined;
+  const origin = `carried from ${parent.version} by training that started from it; not yet chosen for these weights`;
+  const { chosenBy } = parent.decoding;
+  if (chosenBy?.startsWith('carried from ')) return { ...parent.decoding };
+  return { ...parent.decoding, chosenBy: chosenBy ? `${origin} (there: ${chosenBy})` : origin };
+}
+
 export type ModelArch = 'lstm-attention' | 'lstm-long-context';
 
 /** The architecture a set of hyperparameters describes. */
