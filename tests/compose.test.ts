@@ -196,21 +196,31 @@ describe('train', () => {
     assert.deepEqual(history.map((h: { epoch: number }) => h.epoch), [1, 2, 3, 4]);
   });
 
-  test('train --init-from starts with the parent\'s decoding and says it was carried, not chosen', async () => {
+  test('train --init-from grows a residual layer, starts with the parent\'s decoding and says it was carried, not chosen; bad growth options are refused together', async () => {
     const parent = join(dir, 'parent-with-decoding');
     await createTinyModel(parent, ['Chopin', 'Schumann'], 5, TINY_LONG_CONTEXT_HYPERPARAMETERS);
     const specPath = join(parent, 'model.json');
     const decoding = { temperature: 0.9, topP: 1, composerGuidance: 2, chosenBy: 'a realism sweep' };
     await writeFile(specPath, JSON.stringify({ ...JSON.parse(await readFile(specPath, 'utf8')), decoding }));
     const out = join(dir, 'child');
-    const r = await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', out, '--init-from', parent, '--hidden', '16', '--window', '32', '--memory', '24', '--heads', '2', '--epochs', '1', '--backend', 'wasm');
+    const r = await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', out, '--init-from', parent, '--hidden', '16', '--window', '32', '--memory', '24', '--heads', '2', '--epochs', '1', '--layers', '2', '--residual', '--dropout', '0.2', '--backend', 'wasm');
     assert.equal(r.code, 0, r.stderr);
     const child = JSON.parse(await readFile(join(out, 'model.json'), 'utf8'));
+    assert.equal(child.hyperparameters.residual, true);
+    assert.equal(child.hyperparameters.dropout, 0.2);
+    assert.ok(child.weights.some((w: { name: string }) => w.name === 'lstm1/gate'), 'the grown layer has its gate');
     assert.equal(child.decoding.temperature, 0.9);
     assert.equal(child.decoding.composerGuidance, 2);
     assert.match(child.decoding.chosenBy, /^carried from tiny-5 .*not yet chosen for these weights \(there: a realism sweep\)$/);
     const scratch = join(dir, 'scratch');
     assert.equal((await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', scratch, '--hidden', '16', '--window', '32', '--memory', '24', '--heads', '2', '--epochs', '1', '--backend', 'wasm')).code, 0);
     assert.equal(JSON.parse(await readFile(join(scratch, 'model.json'), 'utf8')).decoding, undefined, 'a model trained from scratch plays the engine defaults');
+    const wrong = await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', join(dir, 'never'), '--residual', '--dropout', '2');
+    assert.equal(wrong.code, 2);
+    assert.match(wrong.stderr, /--dropout/);
+    assert.match(wrong.stderr, /--residual needs --layers 2 or more/);
+    assert.ok(!existsSync(join(dir, 'never')), 'nothing written');
+    const local = await cli('train', '--data', join(dir, 'corpus'), '--out', join(dir, 'never'), '--residual');
+    assert.match(local.stderr, /--residual applies to --arch long-context only/);
   });
 });

@@ -117,10 +117,16 @@ describe('long-context model', () => {
     tf.dispose(Object.values(w));
   });
 
-  for (const layers of [1, 2])
-    test(`sampling one note at a time computes what training computed over chunks with carried memory (${layers} LSTM layer${layers > 1 ? 's' : ''})`, () => {
-      const h = { ...H, layers };
+  for (const [layers, residual] of [
+    [1, false],
+    [2, false],
+    [2, true],
+  ] as const)
+    test(`sampling one note at a time computes what training computed over chunks with carried memory (${layers} LSTM layer${layers > 1 ? 's' : ''}${residual ? ', residual' : ''})`, () => {
+      const h = { ...H, layers, residual };
       const w = createLongContextWeights(h, D, 7);
+      // The gate starts at zero; the sum must hold for a trained one.
+      if (residual) w['lstm1/gate'].assign(tf.randomUniform([h.hidden], -1.5, 1.5, 'float32', 5));
       // Two chunks; every note of the second sees every earlier note in both paths (25 notes ≤ memory + 1).
       const tokens = melody(h.memory! + 1, 4);
       const piece: StreamPiece = { composer: 'Mozart', tokens, keys: new Uint8Array(tokens.length).fill(14) };
@@ -133,6 +139,22 @@ describe('long-context model', () => {
       assert.ok(worst < 1e-4, `largest difference ${worst}`);
       tf.dispose(Object.values(w));
     });
+
+  test('a residual layer grown onto a trained model starts as that model, in training and in sampling', () => {
+    const parent = createLongContextWeights(H, D, 12);
+    const grown = { ...H, layers: 2, residual: true };
+    const w = createLongContextWeights(grown, D, 13, { weights: parent, hyperparameters: H });
+    const tokens = melody(H.memory! + 1, 6);
+    const piece: StreamPiece = { composer: 'Chopin', tokens, keys: new Uint8Array(tokens.length).fill(4) };
+    const largest = (a: number[][], b: number[][]) => Math.max(...a.map((row, t) => Math.max(...row.map((v, j) => Math.abs(v - b[t][j])))));
+    const before = chunkPath(parent, piece, H);
+    assert.ok(largest(before, chunkPath(w, piece, grown)) < 1e-6, 'training: the new layer adds nothing yet');
+    assert.ok(largest(ringPath(parent, piece, 4, H), ringPath(w, piece, 4, grown)) < 1e-5, 'sampling: the same');
+    // Once its gate opens, the new layer changes the predictions.
+    w['lstm1/gate'].assign(tf.fill([H.hidden], 0.5));
+    assert.ok(largest(before, chunkPath(w, piece, grown)) > 1e-3);
+    tf.dispose([...Object.values(parent), ...Object.values(w)]);
+  });
 
   test('the stream plays pieces whole and in order, and transposition moves notes and key label together', () => {
     const pieces: StreamPiece[] = [

@@ -35,7 +35,10 @@ N-th window per epoch (default 1), --max-minutes is checked after every batch, -
 With --arch long-context (whole pieces in order, attention over the last --memory notes plus
 the chunk, a key input): --memory N (default 512), --heads N (default 3), --key-dropout X
 (default 0.2), --input-noise X (default 0.05: the share of notes read back with a displaced
-pitch, against copy loops), --transpose N (default 6); defaults --lr 0.002, --batch 16.`;
+pitch, against copy loops), --transpose N (default 6), --dropout X (default 0.1), --residual (with
+--layers 2 or more: each layer above the first adds its gated output to the one below, the gate
+zero at the start, so that a layer grown onto a trained model with --init-from starts where that
+model was); defaults --lr 0.002, --batch 16.`;
 
 export const ARCHES = ['lstm-attention', 'long-context', 'study'] as const;
 /** Old names of an architecture, still accepted with one deprecation line on stderr. */
@@ -73,6 +76,8 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
       'key-dropout': { type: 'string' },
       'input-noise': { type: 'string' },
       transpose: { type: 'string' },
+      residual: { type: 'boolean' },
+      dropout: { type: 'string' },
     },
     strict: true,
   });
@@ -81,7 +86,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   if (!values.out) problems.push('--out DIR is required');
   const longContext = arch === 'long-context';
   const base = longContext ? LONG_CONTEXT_HYPERPARAMETERS : DEFAULT_HYPERPARAMETERS;
-  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
+  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise', 'residual', 'dropout'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
   const epochs = collect(() => intOption('--epochs', values.epochs, 30, 1, 10_000), 30);
   const batchDefault = longContext ? 16 : 32;
   const batchSize = collect(() => intOption('--batch', values.batch, batchDefault, 1, 1024), batchDefault);
@@ -104,6 +109,9 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
     hyper.memory = collect(() => intOption('--memory', values.memory, LONG_CONTEXT_HYPERPARAMETERS.memory, 1, 8192), LONG_CONTEXT_HYPERPARAMETERS.memory);
     hyper.heads = collect(() => intOption('--heads', values.heads, LONG_CONTEXT_HYPERPARAMETERS.heads, 1, 64), LONG_CONTEXT_HYPERPARAMETERS.heads);
     if (hyper.attentionDim % hyper.heads !== 0) problems.push(`--heads must divide the attention size ${hyper.attentionDim}`);
+    hyper.dropout = collect(() => numberOption('--dropout', values.dropout, LONG_CONTEXT_HYPERPARAMETERS.dropout, 0, 0.9), LONG_CONTEXT_HYPERPARAMETERS.dropout);
+    hyper.residual = values.residual ?? false;
+    if (hyper.residual && hyper.layers < 2) problems.push('--residual needs --layers 2 or more (the layers above the first are residual)');
   } else if (hyper.window % hyper.attentionWindow !== 0) problems.push(`--window must be a multiple of ${hyper.attentionWindow}`);
   const backend = collect(() => parseBackend(values.backend), 'auto' as BackendChoice);
   if (problems.length) throw new UsageError(problems.join('\n'), TRAIN_USAGE);

@@ -21,6 +21,13 @@
  *
  * With `keys` the key label enters the LSTM input, and with `keyPitch` also the pitch logits
  * through a learned [key, pitch] table, so that a requested key holds from the first note.
+ *
+ * With `residual`, each LSTM layer above the first adds its output, scaled per unit by a learned
+ * gate (`lstm{l}/gate`, zero at the start: ReZero), to the layer below's, and the attention and
+ * the heads read the sum. A layer grown onto a trained model then starts as nothing: the grown
+ * model computes exactly what its parent did, attention included, and the new layer's share
+ * grows only as far as it lowers the loss. (Without it, the attention's trained query, key and
+ * value weights would read a fresh random layer, and the model would start far behind its parent.)
  */
 import * as tf from '@tensorflow/tfjs';
 import { KEY_SLOTS } from '../../tokens/key.ts';
@@ -45,6 +52,7 @@ export const LONG_CONTEXT_HYPERPARAMETERS: Required<Hyperparameters> = {
   keys: true,
   dropout: 0.1,
   keyPitch: true,
+  residual: false,
 };
 
 /** The four columns that are 1 in `t`'s row of note one-hots (the four heads side by side). */
@@ -80,6 +88,7 @@ export function longContextShapes(h: Hyperparameters, inputDim: number): Record<
   const s = lstmShapes(h, inputDim);
   const H = h.hidden;
   if (h.keys) s['lstm0/wkey'] = [KEY_SLOTS, 4 * H];
+  if (h.residual) for (let l = 1; l < h.layers; l++) s[`lstm${l}/gate`] = [H];
   const A = h.attentionDim;
   s['attn/wq'] = [H, A];
   s['attn/wk'] = [H, A];
@@ -261,7 +270,8 @@ export function chunkHidden(w: Weights, h: Hyperparameters, b: ChunkBatch, memor
       onLastCell: (c) => lastC.push(c),
     });
     lastH.push(tf.keep(out.slice([(T - 1) * B, 0], [B, h.hidden])));
-    x = out;
+    // A residual layer adds its output, scaled per unit by its gate, to what it read.
+    x = h.residual && l > 0 ? (tf.add(x, tf.mul(out, w[`lstm${l}/gate`])) as tf.Tensor2D) : out;
   }
   const o = dropout > 0 ? (tf.dropout(x, dropout) as tf.Tensor2D) : x;
   const toHeads = (t: tf.Tensor2D) => t.reshape([T, B, heads, dk]).transpose([1, 2, 0, 3]).reshape([B * heads, T, dk]) as tf.Tensor3D;

@@ -33,6 +33,8 @@ export interface Hyperparameters {
   keys?: boolean;
   dropout?: number;
   keyPitch?: boolean;
+  /** Long-context models with several layers: residual gated layers (see longContext.ts). */
+  residual?: boolean;
 }
 
 export const DEFAULT_HYPERPARAMETERS: Hyperparameters = {

@@ -40,8 +40,15 @@ export interface DecoderWeights {
   keyTable?: Float32Array;
   /** Tensors made for this generation (disposeDecoderWeights frees them). */
   made: tf.Tensor[];
-  /** Per layer [H, 4H + next]: wh_l beside lstm{l+1}/wx, or after the last layer [wq·s | wk | wv | head/wz's LSTM rows]. */
+  /**
+   * Per layer [H, 4H + what reads it]: wh_l beside the input weights of what reads layer l's
+   * output: lstm{l+1}/wx, or after the last layer [wq·s | wk | wv | head/wz's LSTM rows]. In a
+   * residual model every layer above and the attention read layer l (through the sum), so its
+   * product holds all their input weights, each scaled by layer l's gate: still one product.
+   */
   fused: tf.Tensor2D[];
+  /** Per layer: the consumers (layer index, or `layers` for the attention and heads) its product feeds, in column order. */
+  feeds: number[][];
   /** head/wz's attention rows [A, headDim]. */
   wzContext: HostMatrix;
   bz: Float32Array;
@@ -80,12 +87,17 @@ export function decoderWeights(w: Weights, h: Hyperparameters): DecoderWeights {
   }
   const wz = w['head/wz'] as tf.Tensor2D;
   // The fused products are kept; the host arrays stay outside tidy, which would walk them.
-  const fused = tf.tidy(() =>
-    Array.from({ length: h.layers }, (_, l) => {
-      const next = l + 1 < h.layers ? [w[`lstm${l + 1}/wx`]] : [tf.mul(w['attn/wq'], 1 / Math.sqrt(dk)), w['attn/wk'], w['attn/wv'], wz.slice([0, 0], [H, h.headDim])];
-      return tf.concat([w[`lstm${l}/wh`], ...next], 1) as tf.Tensor2D;
-    }),
-  );
+  const feeds = Array.from({ length: h.layers }, (_, l) => (h.residual ? Array.from({ length: h.layers - l }, (_, i) => l + 1 + i) : [l + 1]));
+  const fused = tf.tidy(() => {
+    const top = tf.concat([tf.mul(w['attn/wq'], 1 / Math.sqrt(dk)), w['attn/wk'], w['attn/wv'], wz.slice([0, 0], [H, h.headDim])], 1);
+    const inputOf = (consumer: number) => (consumer < h.layers ? w[`lstm${consumer}/wx`] : top);
+    return feeds.map((consumers, l) => {
+      // A residual layer's output enters the sum times its gate: fold the gate into the rows.
+      const gate = h.residual && l > 0 ? w[`lstm${l}/gate`].reshape([H, 1]) : undefined;
+      const reads = consumers.map((c) => (gate ? tf.mul(inputOf(c), gate) : inputOf(c)));
+      return tf.concat([w[`lstm${l}/wh`], ...reads], 1) as tf.Tensor2D;
+    });
+  });
   const made: tf.Tensor[] = [...fused];
   const matrix = (values: Float32Array, K: number, N: number) => {
     const tensor = tf.tensor2d(values, [K, N]);
@@ -103,6 +115,7 @@ export function decoderWeights(w: Weights, h: Hyperparameters): DecoderWeights {
   return {
     made,
     fused,
+    feeds,
     wzContext: matrix(host(wz).slice(H * h.headDim), A, h.headDim),
     wdt: matrix(host(w['head/wdt']), h.headDim, HEAD_SIZES[0]),
     wpitch: matrix(host(w['head/wpitch']), h.headDim, HEAD_SIZES[1]),
@@ -336,10 +349,13 @@ export function decodeStep(d: DecoderWeights, state: RingState, inputs: SparseIn
   const B = inputs.rows;
   const H = d.hidden;
   const A = d.heads * d.dk;
-  let gates = new Float32Array(B * 4 * H);
-  inputProjection(d, inputs, gates);
-  let last: Float32Array | undefined;
+  // The attention's and heads' input per row: [q (A) | k (A) | v (A) | head/wz's LSTM part (headDim)].
+  const stride = 3 * A + d.headDim;
+  // What each consumer reads, summed over the layers that feed it (one layer unless residual).
+  const reads = Array.from({ length: d.layers + 1 }, (_, c) => new Float32Array(B * (c < d.layers ? 4 * H : stride)));
+  inputProjection(d, inputs, reads[0]);
   for (let l = 0; l < d.layers; l++) {
+    const gates = reads[l];
     const bias = d.lstmBias[l];
     const rec = state.recurrent[l];
     const key = l === 0 ? state.keyRows : undefined;
@@ -349,17 +365,19 @@ export function decodeStep(d: DecoderWeights, state: RingState, inputs: SparseIn
     const out = product(state.h[l], B, d.fused[l]);
     const width = d.fused[l].shape[1];
     const next = new Float32Array(B * 4 * H);
-    gates = new Float32Array(B * (width - 4 * H));
     for (let b = 0; b < B; b++) {
       next.set(out.subarray(b * width, b * width + 4 * H), b * 4 * H);
-      gates.set(out.subarray(b * width + 4 * H, (b + 1) * width), b * (width - 4 * H));
+      let column = b * width + 4 * H;
+      for (const c of d.feeds[l]) {
+        const target = reads[c];
+        const n = target.length / B;
+        for (let j = 0, o = b * n; j < n; j++, o++) target[o] += out[column + j];
+        column += n;
+      }
     }
     state.recurrent[l] = next;
-    last = gates;
   }
-  // After the last layer: per row [q (A) | k (A) | v (A) | head/wz's LSTM part (headDim)].
-  const stride = 3 * A + d.headDim;
-  const qkvz = last!;
+  const qkvz = reads[d.layers];
   const pending = new Float32Array(B * 2 * A);
   for (let b = 0; b < B; b++) pending.set(qkvz.subarray(b * stride + A, b * stride + 3 * A), b * 2 * A);
   state.pending = pending;
