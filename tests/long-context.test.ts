@@ -26,6 +26,7 @@ import type { Weights } from '../src/model/layers.ts';
 import { seededRandom } from '../src/model/random.ts';
 import { generateTokens, keyPitchRows, parseHeadDecodings } from '../src/model/note/sampling.ts';
 import { Engine } from '../src/engine/engine.ts';
+import { measureAttentionReach } from '../src/eval/attentionReach.ts';
 import { clippedAdamStep } from '../src/model/training.ts';
 import { keyRequests, measureKeyAdherence, parallelKey, relativeKey } from '../src/eval/keyAdherence.ts';
 import { evaluateStream, streamEpoch } from '../src/model/note/train/fitLongContext.ts';
@@ -423,6 +424,35 @@ describe('keys', () => {
     assert.equal(labels[0], 0, 'C major');
     assert.equal(labels[200], 7, 'G major');
     assert.equal(estimateKey(scale(2, [0, 2, 3, 5, 7, 8, 10, 12, 7, 3, 0, 7]))!.name, 'D minor');
+  });
+});
+
+describe('attention reach', () => {
+  test('counts where each head looks: near, far, or at nothing', () => {
+    const w = createLongContextWeights(H, D, 21);
+    // Queries of zero: only the relative bias decides. Head 0 looks one note back, head 1 at nothing.
+    w['attn/wq'].assign(tf.zeros(w['attn/wq'].shape));
+    const buckets = H.relativeBuckets!;
+    const bias = Array.from({ length: buckets }, (_, b) => [b === 0 ? 30 : -30, -30]);
+    w['attn/bias'].assign(tf.tensor2d(bias));
+    const spec = { hyperparameters: H, composers: [{ name: 'Chopin', pieces: 1, tempoBpm: 100 }, { name: 'Mozart', pieces: 1, tempoBpm: 100 }] };
+    const pieces = [
+      { composer: 'Chopin', tokens: melody(60, 1) },
+      { composer: 'Mozart', tokens: melody(40, 2) },
+      { composer: 'Liszt', tokens: melody(40, 3) },
+    ];
+    const reach = measureAttentionReach(w, spec, pieces)!;
+    assert.equal(reach.pieces, 2, 'a composer the model does not know is not read');
+    assert.equal(reach.notes, 100);
+    assert.deepEqual(reach.bands, [8, 32, 128, null]);
+    // The first note of a piece has only the null slot; afterwards head 0 is all on the note before.
+    assert.ok(Math.abs(reach.heads[0][0] - 98 / 100) < 1e-6, `head 0: ${reach.heads[0]}`);
+    assert.ok(Math.abs(reach.heads[0][4] - 2 / 100) < 1e-6);
+    assert.ok(reach.heads[1][4] > 0.999, `head 1: ${reach.heads[1]}`);
+    assert.ok(reach.beyond32 < 1e-9);
+    for (const shares of reach.heads) assert.ok(Math.abs(shares.reduce((a, b) => a + b, 0) - 1) < 1e-9, 'each head\'s shares sum to 1');
+    assert.equal(measureAttentionReach(w, { ...spec, hyperparameters: TINY_HYPERPARAMETERS }, pieces), null, 'a local-attention model has no reach to measure');
+    tf.dispose(Object.values(w));
   });
 });
 

@@ -357,8 +357,14 @@ describe('nocturne evaluate: the realism section', () => {
     assert.equal(json.keys.results.length, 24);
     assert.deepEqual(json.keys.results.slice(0, 3).map((k: { requested: string }) => k.requested), ['C major', 'C# major', 'D major']);
     assert.ok(json.keys.agreed >= 0 && json.keys.agreed <= json.keys.topThree && json.keys.topThree <= 24);
+    // A long-context model also reports where its attention heads look on the held-out pieces.
+    const reach = json.attentionReach;
+    assert.equal(reach.pieces, 6);
+    assert.equal(reach.heads.length, 2);
+    for (const shares of reach.heads) assert.ok(Math.abs(shares.reduce((a: number, b: number) => a + b, 0) - 1) < 1e-6, 'each head\'s shares sum to 1');
     const plain = await cli('--realism-only', '--realism-pieces', '4', '--realism-notes', '250', '--json');
     assert.equal(JSON.parse(plain.stdout).keys, undefined, 'a model without a key input is not asked');
+    assert.equal(JSON.parse(plain.stdout).attentionReach, undefined, 'nor is a model without long-context attention');
   });
 
   test('the text report has the realism table; bad realism options get one clear line', async () => {

@@ -14,7 +14,9 @@ and bigram baselines fitted on its training pieces, and statistics of music it g
 composer (Wasserstein distances to real music, loop rate, longest copy from the training data),
 and realism: generated pieces against the held-out real pieces per ${EXCERPT_NOTES}-note excerpt
 (repetition, rhythm, texture, harmony and velocity features with the real 5–95 % band, a
-classifier's ROC-AUC, composer recognition), each beside a real-vs-real ceiling.
+classifier's ROC-AUC, composer recognition), each beside a real-vs-real ceiling. For long-context
+models also the attention reach: where each head looks (notes back, or nothing) while reading
+12 held-out pieces (up to 1,000 notes each) with the real notes written back.
 Works for our models and for the study's baseline (nocturne train --arch study).
   --model DIR                 model folder (required)
   --data DIR                  folder of piano MIDI, composer subfolders optional (required)

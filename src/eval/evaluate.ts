@@ -45,6 +45,7 @@ import { longestCopiedRuns, loopRate, noteKeys } from './musicStats.ts';
 import { wasserstein1 } from './wasserstein.ts';
 import { compareRealism, DEFAULT_COMPARE, EXCERPT_NOTES, FEATURE_LABELS, REALISM_FEATURES, REPETITION_FEATURES, type PieceTokens, type RealismComparison } from './realism.ts';
 import { keyAdherenceLines, keyRequests, measureKeyAdherence, type KeyAdherence } from './keyAdherence.ts';
+import { attentionReachLines, measureAttentionReach, type AttentionReach } from './attentionReach.ts';
 
 export interface EvaluateOptions {
   modelDir: string;
@@ -180,6 +181,8 @@ export interface EvaluationReport {
   realismSkipped?: string;
   /** Key-conditioned models: how often a requested key is the key of the music (with the realism section). */
   keys?: KeyAdherence;
+  /** Long-context models: where each attention head looks while reading held-out pieces (src/eval/attentionReach.ts). */
+  attentionReach?: AttentionReach;
   /** The sections computed (--realism-only leaves out likelihood and generation). */
   sections: ('likelihood' | 'generation' | 'realism')[];
   budget?: StudyModelSpec['budget'];
@@ -581,6 +584,8 @@ export async function evaluateModel(o: EvaluateOptions): Promise<EvaluationRepor
     if (realism.realism) sections.push('realism');
 
     const report = assembleReport(ctx, corpus, likelihood, generation, realism, sections);
+    const reach = reachSection(ctx);
+    if (reach) report.attentionReach = reach;
     report.seconds = Math.round((performance.now() - started) / 100) / 10;
     return report;
   } finally {
@@ -720,6 +725,15 @@ function realismSections({ o, loaded, model, dataPieces, training, pieces }: Eva
   return { realism, keys: measureKeyAdherence(requests, gen.generate(requests)) };
 }
 
+/** Long-context note models: the attention reach on the held-out pieces (null otherwise). */
+function reachSection({ o, loaded, pieces }: EvaluationContext): AttentionReach | null {
+  if (loaded.kind !== 'note' || pieces.heldOut.length === 0) return null;
+  const started = performance.now();
+  const reach = measureAttentionReach(loaded.weights, loaded.spec, pieces.heldOut);
+  if (reach) o.log(`attention reach: ${reach.pieces} held-out pieces, ${reach.notes} notes read in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  return reach;
+}
+
 /** The report: per-composer rows, overall NLL and baselines, and the sections that ran. */
 function assembleReport(
   { o, loaded, model, dataPieces, training, pieces }: EvaluationContext,
@@ -796,6 +810,7 @@ export function formatReport(r: EvaluationReport): string {
   if (r.realism) lines.push(...realismLines(r.realism));
   if (r.keys) lines.push(...keyAdherenceLines(r.keys));
   else if (r.realismSkipped) lines.push('', `realism skipped: ${r.realismSkipped}`);
+  if (r.attentionReach) lines.push(...attentionReachLines(r.attentionReach));
   lines.push('');
   lines.push(`(${r.seconds} s)`);
   return lines.join('\n');

@@ -176,6 +176,25 @@ export interface RingState {
   pending?: Float32Array;
   /** The memory `keys` and `values` live in, with the SIMD loops (attentionKernel.ts); absent: plain arrays, JavaScript loops. */
   attention?: AttentionMemory;
+  /**
+   * Where the attention looked, when set (a diagnostic; see attentionReach): per head, the
+   * attention weight summed over steps for each band of REACH_BANDS and, last, the null slot.
+   */
+  reach?: Float64Array;
+}
+
+/** Distance bands of `RingState.reach`, as the farthest distance (notes back) of each. */
+export const REACH_BANDS = [8, 32, 128, Infinity] as const;
+
+/** Starts collecting where the attention of `state` looks (all rows together). */
+export function collectReach(state: RingState, d: DecoderWeights): void {
+  state.reach = new Float64Array(d.heads * (REACH_BANDS.length + 1));
+}
+
+function reachBand(back: number): number {
+  let band = 0;
+  while (back > REACH_BANDS[band]) band++;
+  return band;
 }
 
 /** Key and value arrays for `rows` rows, in kernel memory where the kernels run. */
@@ -305,7 +324,11 @@ export function ringAttention(state: RingState, d: DecoderWeights, q: Float32Arr
       const qo = b * qStride + k * dk;
       const co = b * A + k * dk;
       const ring = (b * heads + k) * R * dk;
-      if (filled === 0) continue; // only the null slot, whose value is zero
+      if (filled === 0) {
+        // Only the null slot, whose value is zero.
+        if (state.reach) state.reach[k * (REACH_BANDS.length + 1) + REACH_BANDS.length] += 1;
+        continue;
+      }
       const nullScore = dot(q, qo, knull, k * dk, dk);
       if (attention) {
         attention.vector.set(q.subarray(qo, qo + dk));
@@ -324,6 +347,11 @@ export function ringAttention(state: RingState, d: DecoderWeights, q: Float32Arr
         const e = Math.exp(scores[slot] - max);
         scores[slot] = e;
         total += e;
+      }
+      if (state.reach) {
+        const row = k * (REACH_BANDS.length + 1);
+        state.reach[row + REACH_BANDS.length] += Math.exp(nullScore - max) / total;
+        for (let slot = 0; slot < filled; slot++) state.reach[row + reachBand((slot <= newest ? newest - slot : newest - slot + R) + 1)] += scores[slot] / total;
       }
       if (attention) {
         for (let slot = 0; slot < filled; slot++) attention.vector[slot] = scores[slot] / total;
