@@ -196,6 +196,33 @@ describe('train', () => {
     assert.deepEqual(history.map((h: { epoch: number }) => h.epoch), [1, 2, 3, 4]);
   });
 
+  test('grown from a trained model, the inherited weights can train at their own learning rate, and resume keeps both optimizers', async () => {
+    const parentDir = join(dir, 'grow-parent');
+    await createTinyModel(parentDir, ['Chopin', 'Schumann'], 7, TINY_LONG_CONTEXT_HYPERPARAMETERS);
+    const data = join(dir, 'corpus');
+    const pieces = await loadCorpus(listCorpus(data));
+    const { train, validation } = splitByPiece(pieces, 0.5);
+    const out = join(dir, 'grown');
+    const grown = { ...TINY_LONG_CONTEXT_HYPERPARAMETERS, layers: 2, residual: true };
+    const options = {
+      outDir: out, train, validation, composers: composerTable(pieces), dataHash: corpusHash(pieces), dataSource: data, hyperparameters: grown,
+      epochs: 1, batchSize: 4, learningRate: 0.01, inheritedLearningRate: 1e-7, clipNorm: 1, patience: 5, transpose: 0, composerDropout: 0, seed: 1, resume: false,
+      initialWeights: parentDir, name: 'grown', log: () => {}, progress: () => {},
+    };
+    const spec = await trainModel(options);
+    assert.equal(spec.training.inheritedLearningRate, 1e-7);
+    assert.ok(existsSync(join(out, 'checkpoint', 'optimizer-1.bin')), 'the inherited group\'s optimizer is checkpointed');
+    const parent = await loadModelFolder(parentDir);
+    const child = await loadModelFolder(join(out, 'checkpoint'));
+    const largest = (t: tf.Tensor) => tf.tidy(() => tf.max(tf.abs(t)).dataSync()[0]);
+    const moved = (name: string) => largest(tf.sub(parent.weights[name], child.weights[name]));
+    for (const name of ['lstm0/wh', 'attn/wq', 'head/wz', 'head/bpitch']) assert.ok(moved(name) < 1e-4, `${name} (inherited) moved ${moved(name)}`);
+    assert.ok(largest(child.weights['lstm1/gate']) > 1e-3, 'the grown layer\'s gate (zero at the start) opened at the full rate');
+    const resumed = await trainModel({ ...options, epochs: 2, resume: true });
+    assert.equal(resumed.metrics.epochs, 2);
+    tf.dispose([...Object.values(parent.weights), ...Object.values(child.weights)]);
+  });
+
   test('train --init-from grows a residual layer, starts with the parent\'s decoding and says it was carried, not chosen; bad growth options are refused together', async () => {
     const parent = join(dir, 'parent-with-decoding');
     await createTinyModel(parent, ['Chopin', 'Schumann'], 5, TINY_LONG_CONTEXT_HYPERPARAMETERS);
@@ -215,8 +242,9 @@ describe('train', () => {
     const scratch = join(dir, 'scratch');
     assert.equal((await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', scratch, '--hidden', '16', '--window', '32', '--memory', '24', '--heads', '2', '--epochs', '1', '--backend', 'wasm')).code, 0);
     assert.equal(JSON.parse(await readFile(join(scratch, 'model.json'), 'utf8')).decoding, undefined, 'a model trained from scratch plays the engine defaults');
-    const wrong = await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', join(dir, 'never'), '--residual', '--dropout', '2');
+    const wrong = await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', join(dir, 'never'), '--residual', '--dropout', '2', '--lr-inherited', '0.001');
     assert.equal(wrong.code, 2);
+    assert.match(wrong.stderr, /--lr-inherited needs --init-from/);
     assert.match(wrong.stderr, /--dropout/);
     assert.match(wrong.stderr, /--residual needs --layers 2 or more/);
     assert.ok(!existsSync(join(dir, 'never')), 'nothing written');

@@ -71,7 +71,7 @@ export function benchManyToMany(input: TrainBenchInput): StepFigures {
   plan.forEach((chunks, i) => {
     const batch = buildBatch(input.pieces, chunks, { window: h.window, composerIndex: input.composerIndex, composers: input.composers });
     const t0 = performance.now();
-    const loss = trainStep(optimizer, input.weights, names, h, batch, CLIP_NORM);
+    const loss = trainStep([{ optimizer, names }], input.weights, h, batch, CLIP_NORM);
     const ms = performance.now() - t0;
     if (!Number.isFinite(loss)) throw new Error(`training bench: loss is ${loss}`);
     if (i >= input.warmup) {

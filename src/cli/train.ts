@@ -27,6 +27,9 @@ export const TRAIN_USAGE = `usage: nocturne train --data DIR --out models/NAME [
   --seed N              random seed (default 1)
   --resume              continue from DIR/checkpoint
   --init-from DIR       start from a trained model's weights (those whose names and shapes fit)
+                        and its decoding
+  --lr-inherited X      with --init-from: learning rate of the weights taken from that model
+                        (default --lr); the new ones, such as a grown layer, train at --lr
   --backend B           auto | tensorflow | wasm | cpu (default auto)
 With --arch study (one target per 100-event window, argmax decoding): --stride N trains on every
 N-th window per epoch (default 1), --max-minutes is checked after every batch, --min-count N
@@ -71,6 +74,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
       patience: { type: 'string' },
       resume: { type: 'boolean' },
       'init-from': { type: 'string' },
+      'lr-inherited': { type: 'string' },
       memory: { type: 'string' },
       heads: { type: 'string' },
       'key-dropout': { type: 'string' },
@@ -92,6 +96,8 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   const batchSize = collect(() => intOption('--batch', values.batch, batchDefault, 1, 1024), batchDefault);
   const lrDefault = longContext ? 0.002 : 0.003;
   const learningRate = collect(() => numberOption('--lr', values.lr, lrDefault, 1e-6, 1), lrDefault);
+  const inheritedLearningRate = values['lr-inherited'] === undefined ? undefined : collect(() => numberOption('--lr-inherited', values['lr-inherited'], learningRate, 1e-7, 1), undefined);
+  if (values['lr-inherited'] !== undefined && !values['init-from']) problems.push('--lr-inherited needs --init-from (it is the rate of the weights taken from that model)');
   const transposeDefault = longContext ? 6 : 3;
   const transpose = collect(() => intOption('--transpose', values.transpose, transposeDefault, 0, 12), transposeDefault);
   const keyDropout = collect(() => numberOption('--key-dropout', values['key-dropout'], 0.2, 0, 1), 0.2);
@@ -143,6 +149,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
     inputNoise,
     initialWeights: parentDir,
     decoding: parent ? carriedDecoding(parent) : undefined,
+    inheritedLearningRate,
     seed,
     resume: values.resume ?? false,
     maxMinutes,

@@ -39,13 +39,30 @@ export function formatSeconds(s: number): string {
  * Shared by both architectures' training loops.
  */
 export function clippedAdamStep(optimizer: tf.AdamOptimizer, weights: Weights, names: string[], loss: () => tf.Scalar, clipNorm: number): number {
+  return clippedGroupStep([{ optimizer, names }], weights, loss, clipNorm);
+}
+
+/** Weights that one optimizer (with its own learning rate) updates. */
+export interface ParameterGroup {
+  optimizer: tf.AdamOptimizer;
+  names: string[];
+}
+
+/**
+ * clippedAdamStep over several parameter groups: one gradient, clipped to one global norm over
+ * all of them, each group's part applied by its own optimizer.
+ */
+export function clippedGroupStep(groups: readonly ParameterGroup[], weights: Weights, loss: () => tf.Scalar, clipNorm: number): number {
   return tf.tidy(() => {
-    const { value, grads } = tf.variableGrads(loss, names.map((n) => weights[n]));
+    const variables = groups.flatMap((g) => g.names.map((n) => weights[n]));
+    const { value, grads } = tf.variableGrads(loss, variables);
     const norm = tf.sqrt(tf.addN(Object.values(grads).map((g) => tf.sum(tf.square(g)))));
     const factor = tf.div(clipNorm, tf.maximum(norm, clipNorm));
-    const clipped: tf.NamedTensorMap = {};
-    for (const [k, g] of Object.entries(grads)) clipped[k] = tf.mul(g, factor);
-    optimizer.applyGradients(clipped as Parameters<typeof optimizer.applyGradients>[0]);
+    for (const { optimizer, names } of groups) {
+      const clipped: tf.NamedTensorMap = {};
+      for (const n of names) clipped[weights[n].name] = tf.mul(grads[weights[n].name], factor);
+      optimizer.applyGradients(clipped as Parameters<typeof optimizer.applyGradients>[0]);
+    }
     return value.dataSync()[0];
   });
 }

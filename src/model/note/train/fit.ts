@@ -19,7 +19,7 @@ import { createLongContextWeights, isLongContext } from '../longContext.ts';
 import { createWeights, sequenceLoss, type Hyperparameters } from '../network.ts';
 import type { Weights } from '../../layers.ts';
 import { seededRandom, shuffleInPlace } from '../../random.ts';
-import { clippedAdamStep, formatSeconds, type TrainingRunOptions } from '../../training.ts';
+import { clippedGroupStep, formatSeconds, type ParameterGroup, type TrainingRunOptions } from '../../training.ts';
 import { buildBatch, chunkPieces, disposeBatch, type TokenPiece } from './batches.ts';
 import { evaluateStream, streamEpoch, withKeyLabels } from './fitLongContext.ts';
 
@@ -41,6 +41,12 @@ export interface TrainOptions extends TrainingRunOptions {
   inputNoise?: number;
   /** Decoding to record in the spec (a fine-tuned model keeps its parent's). */
   decoding?: ModelSpec['decoding'];
+  /**
+   * With `initialWeights`: the learning rate of the weights taken from that model (the rest, such
+   * as a grown layer, train at `learningRate`), so that a trained model is not shaken out of its
+   * minimum while what is new learns. Both are halved together. Default: `learningRate`.
+   */
+  inheritedLearningRate?: number;
 }
 
 export interface EpochRecord {
@@ -64,6 +70,8 @@ interface LoopState {
   startedAt: string;
   trainSeconds: number;
   dataHash: string;
+  /** Weights taken from the starting model that train at their own rate (inheritedLearningRate): their names and that rate over the rest's. */
+  inherited?: { names: string[]; rateRatio: number };
 }
 
 const CHECKPOINT = 'checkpoint';
@@ -104,16 +112,19 @@ export async function trainModel(o: TrainOptions): Promise<ModelSpec> {
   const composerIndex = new Map(o.composers.map((c, i) => [c.name, i]));
   const D = inputWidth(o.composers.length);
   const checkpointDir = join(o.outDir, CHECKPOINT);
-  const optimizerBin = join(checkpointDir, 'optimizer.bin');
   await mkdir(o.outDir, { recursive: true });
 
   const { weights, state } = await startingPoint(o, D, checkpointDir);
   const names = Object.keys(weights);
-  const optimizer = tf.train.adam(state.learningRate);
-  if (o.resume && existsSync(optimizerBin) && state.epoch > 0) await restoreOptimizer(optimizer, optimizerBin);
+  const groups = parameterGroups(names, state);
+  for (const [i, g] of groups.entries()) {
+    const bin = optimizerFile(checkpointDir, i);
+    if (o.resume && existsSync(bin) && state.epoch > 0) await restoreOptimizer(g.optimizer, bin);
+  }
+  if (state.inherited) o.log(`${state.inherited.names.length} weights from the starting model train at ${(state.learningRate * state.inherited.rateRatio).toExponential(2)}, the other ${names.length - state.inherited.names.length} at ${state.learningRate.toExponential(2)}`);
 
   const rng = seededRandom(state.rngState);
-  const pass: EpochPass = { o, weights, names, optimizer, composerIndex, rng, train: isLongContext(h) && h.keys ? withKeyLabels(o.train) : o.train };
+  const pass: EpochPass = { o, weights, groups, composerIndex, rng, train: isLongContext(h) && h.keys ? withKeyLabels(o.train) : o.train };
   const validationPieces = o.validation.length ? o.validation : o.train.slice(0, 4);
   const deadline = o.maxMinutes ? Date.now() + o.maxMinutes * 60_000 : Infinity;
   // A resumed run already has its best epoch in the model folder: an epoch that does not beat it
@@ -127,12 +138,12 @@ export async function trainModel(o: TrainOptions): Promise<ModelSpec> {
     const val = evaluatePieces(weights, h, validationPieces, composerIndex, o.composers.length, o.batchSize);
     const record: EpochRecord = { epoch, trainLoss: trained.loss, valLoss: val.loss, valPerHead: val.perHead, tokensPerSecond: Math.round(trained.tokens / seconds), seconds: Math.round(seconds), learningRate: state.learningRate };
     o.progress(`epoch ${epoch}/${o.epochs} done: train ${record.trainLoss.toFixed(4)} val ${val.loss.toFixed(4)} ${record.tokensPerSecond} tok/s ${formatSeconds(seconds)}`, true);
-    const improved = recordEpoch(state, record, seconds, optimizer, o);
+    const improved = recordEpoch(state, record, seconds, groups, o);
     state.rngState = rng.state();
     const metrics = epochMetrics(state, record, improved, spec);
     // Checkpoint: this epoch's weights, the optimizer, then the state that names them.
     await saveModelFolder(checkpointDir, modelSpecFor(o, D, state, metrics), weights);
-    await saveOptimizer(optimizer, optimizerBin, names);
+    for (const [i, g] of groups.entries()) await saveOptimizer(g.optimizer, optimizerFile(checkpointDir, i), g.names);
     await writeFileAtomic(join(checkpointDir, 'state.json'), JSON.stringify(state, null, 2));
     spec = await saveBestModel(o, D, state, metrics, weights, improved ? undefined : spec);
     await writeFileAtomic(join(o.outDir, 'history.json'), JSON.stringify(state.history, null, 2));
@@ -144,10 +155,29 @@ export async function trainModel(o: TrainOptions): Promise<ModelSpec> {
     }
   }
   tf.dispose(Object.values(weights));
-  optimizer.dispose();
+  for (const g of groups) g.optimizer.dispose();
   const result = spec ?? (await readSpec(o.outDir));
   if (!result) throw new Error(`${o.outDir}: no model was written (no epoch ran)`);
   return result;
+}
+
+/** The checkpoint's optimizer file of parameter group `i` (0: the main one). */
+function optimizerFile(checkpointDir: string, i: number): string {
+  return join(checkpointDir, i === 0 ? 'optimizer.bin' : `optimizer-${i}.bin`);
+}
+
+/**
+ * One Adam optimizer for all weights, or, when the run keeps inherited weights at their own rate,
+ * one for the rest and one for those (names in manifest order in each: Adam matches its moments
+ * to variables by position).
+ */
+function parameterGroups(names: string[], state: LoopState): ParameterGroup[] {
+  if (!state.inherited) return [{ optimizer: tf.train.adam(state.learningRate), names }];
+  const inherited = new Set(state.inherited.names);
+  return [
+    { optimizer: tf.train.adam(state.learningRate), names: names.filter((n) => !inherited.has(n)) },
+    { optimizer: tf.train.adam(state.learningRate * state.inherited.rateRatio), names: names.filter((n) => inherited.has(n)) },
+  ];
 }
 
 /** The spec of the model folder a run has written so far, if it has one. */
@@ -167,22 +197,33 @@ async function startingPoint(o: TrainOptions, D: number, checkpointDir: string):
   }
   if (o.resume) o.log('--resume: no checkpoint found, starting fresh');
   const state: LoopState = { epoch: 0, history: [], bestValLoss: Infinity, bestEpoch: 0, badEpochs: 0, learningRate: o.learningRate, rngState: o.seed, startedAt: new Date().toISOString(), trainSeconds: 0, dataHash: o.dataHash };
-  if (!isLongContext(h)) return { weights: o.initialWeights ? (await loadModelFolder(o.initialWeights, true)).weights : createWeights(h, D, o.seed), state };
+  if (!isLongContext(h)) {
+    const weights = o.initialWeights ? (await loadModelFolder(o.initialWeights, true)).weights : createWeights(h, D, o.seed);
+    if (o.initialWeights) state.inherited = inheritedGroup(o, Object.keys(weights));
+    return { weights, state };
+  }
   const from = o.initialWeights ? await loadModelFolder(o.initialWeights, false) : undefined;
   const weights = createLongContextWeights(h, D, o.seed, from && { weights: from.weights, hyperparameters: from.spec.hyperparameters });
   if (from) {
     o.log(`starting from ${o.initialWeights} (${from.spec.version})`);
+    // Taken whole from the starting model: the same name and shape.
+    state.inherited = inheritedGroup(o, Object.keys(weights).filter((n) => from.weights[n]?.shape.join('x') === weights[n].shape.join('x')));
     tf.dispose(Object.values(from.weights));
   }
   return { weights, state };
+}
+
+/** The inherited weights' group, when the run gives them a learning rate of their own. */
+function inheritedGroup(o: TrainOptions, names: string[]): LoopState['inherited'] {
+  if (o.inheritedLearningRate === undefined || o.inheritedLearningRate === o.learningRate || names.length === 0) return undefined;
+  return { names, rateRatio: o.inheritedLearningRate / o.learningRate };
 }
 
 /** What every epoch of one run shares. */
 interface EpochPass {
   o: TrainOptions;
   weights: Weights;
-  names: string[];
-  optimizer: tf.AdamOptimizer;
+  groups: ParameterGroup[];
   composerIndex: Map<string, number>;
   rng: ReturnType<typeof seededRandom>;
   /** The training pieces as the model reads them (with key labels for a key-conditioned long-context model). */
@@ -195,7 +236,7 @@ interface EpochPass {
  * training loss per note and the notes seen.
  */
 function trainOneEpoch(p: EpochPass, epoch: number, started: number): { loss: number; tokens: number } {
-  const { o, weights, names, optimizer, composerIndex, rng } = p;
+  const { o, weights, groups, composerIndex, rng } = p;
   const h = o.hyperparameters;
   const progress = (done: number, total: number, meanLoss: number, seen: number) => {
     const elapsed = (performance.now() - started) / 1000;
@@ -211,7 +252,7 @@ function trainOneEpoch(p: EpochPass, epoch: number, started: number): { loss: nu
       keyDropout: o.keyDropout ?? 0,
       inputNoise: o.inputNoise ?? 0,
       rng,
-      step: (loss) => clippedAdamStep(optimizer, weights, names, loss, o.clipNorm),
+      step: (loss) => clippedGroupStep(groups, weights, loss, o.clipNorm),
       progress,
     });
     return { loss: r.loss, tokens: r.tokens };
@@ -229,7 +270,7 @@ function trainOneEpoch(p: EpochPass, epoch: number, started: number): { loss: nu
       composerDropout: o.composerDropout,
       rng,
     });
-    lossSum += trainStep(optimizer, weights, names, h, batch, o.clipNorm);
+    lossSum += trainStep(groups, weights, h, batch, o.clipNorm);
     tokens += batch.realTargets;
     disposeBatch(batch);
     progress(i + 1, batches, lossSum / (i + 1), tokens);
@@ -241,7 +282,7 @@ function trainOneEpoch(p: EpochPass, epoch: number, started: number): { loss: nu
  * Adds the epoch to the loop state; returns whether validation improved. Without improvement
  * the learning rate is halved (the optimizer's too) and the patience count goes up.
  */
-function recordEpoch(state: LoopState, record: EpochRecord, seconds: number, optimizer: tf.AdamOptimizer, o: TrainOptions): boolean {
+function recordEpoch(state: LoopState, record: EpochRecord, seconds: number, groups: readonly ParameterGroup[], o: TrainOptions): boolean {
   state.history.push(record);
   state.trainSeconds += seconds;
   state.epoch = record.epoch;
@@ -253,7 +294,7 @@ function recordEpoch(state: LoopState, record: EpochRecord, seconds: number, opt
   }
   state.badEpochs++;
   state.learningRate /= 2;
-  (optimizer as unknown as { learningRate: number }).learningRate = state.learningRate;
+  for (const g of groups) (g.optimizer as unknown as { learningRate: number }).learningRate /= 2;
   o.log(`validation loss did not improve (${state.badEpochs}/${o.patience}); learning rate halved to ${state.learningRate.toExponential(2)}`);
   return false;
 }
@@ -316,6 +357,7 @@ function modelSpecFor(o: TrainOptions, D: number, state: LoopState, metrics: Rec
       bestEpoch: state.bestEpoch,
       batchSize: o.batchSize,
       learningRate: o.learningRate,
+      ...(state.inherited ? { inheritedLearningRate: o.learningRate * state.inherited.rateRatio } : {}),
       clipNorm: o.clipNorm,
       transpose: o.transpose,
       composerDropout: o.composerDropout,
@@ -339,10 +381,10 @@ function progressLine(epoch: number, epochs: number, i: number, n: number, loss:
 }
 
 /** One training step of the LSTM-attention model; returns the batch loss per real note. */
-export function trainStep(optimizer: tf.AdamOptimizer, weights: Weights, names: string[], h: Hyperparameters, batch: ReturnType<typeof buildBatch>, clipNorm: number): number {
+export function trainStep(groups: readonly ParameterGroup[], weights: Weights, h: Hyperparameters, batch: ReturnType<typeof buildBatch>, clipNorm: number): number {
   // Padding rows have zero targets; scale the mean so it is per real note.
   const scale = (batch.batch * batch.steps) / Math.max(1, batch.realTargets);
-  return clippedAdamStep(optimizer, weights, names, () => tf.mul(sequenceLoss(weights, h, batch).total, scale) as tf.Scalar, clipNorm);
+  return clippedGroupStep(groups, weights, () => tf.mul(sequenceLoss(weights, h, batch).total, scale) as tf.Scalar, clipNorm);
 }
 
 async function saveOptimizer(optimizer: tf.AdamOptimizer, path: string, names: string[]): Promise<void> {
