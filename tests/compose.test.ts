@@ -221,6 +221,14 @@ describe('train', () => {
     const resumed = await trainModel({ ...options, epochs: 2, resume: true });
     assert.equal(resumed.metrics.epochs, 2);
     tf.dispose([...Object.values(parent.weights), ...Object.values(child.weights)]);
+    // A start that takes every weight (nothing new) trains them all at the inherited rate, with one optimizer.
+    const whole = join(dir, 'all-inherited');
+    await trainModel({ ...options, outDir: whole, hyperparameters: TINY_LONG_CONTEXT_HYPERPARAMETERS, name: 'all-inherited' });
+    assert.ok(!existsSync(join(whole, 'checkpoint', 'optimizer-1.bin')));
+    const same = await loadModelFolder(join(whole, 'checkpoint'));
+    const again = await loadModelFolder(parentDir);
+    assert.ok(largest(tf.sub(same.weights['lstm0/wh'], again.weights['lstm0/wh'])) < 1e-4, 'every weight at the inherited rate');
+    tf.dispose([...Object.values(same.weights), ...Object.values(again.weights)]);
   });
 
   test('train --init-from grows a residual layer, starts with the parent\'s decoding and says it was carried, not chosen; bad growth options are refused together', async () => {

@@ -174,10 +174,12 @@ function optimizerFile(checkpointDir: string, i: number): string {
 function parameterGroups(names: string[], state: LoopState): ParameterGroup[] {
   if (!state.inherited) return [{ optimizer: tf.train.adam(state.learningRate), names }];
   const inherited = new Set(state.inherited.names);
-  return [
-    { optimizer: tf.train.adam(state.learningRate), names: names.filter((n) => !inherited.has(n)) },
-    { optimizer: tf.train.adam(state.learningRate * state.inherited.rateRatio), names: names.filter((n) => inherited.has(n)) },
-  ];
+  const rates = { rest: state.learningRate, inherited: state.learningRate * state.inherited.rateRatio };
+  // A start that left nothing new (every weight taken) has one group, at the inherited rate.
+  return (['rest', 'inherited'] as const)
+    .map((group) => ({ group, names: names.filter((n) => inherited.has(n) === (group === 'inherited')) }))
+    .filter((g) => g.names.length > 0)
+    .map((g) => ({ optimizer: tf.train.adam(rates[g.group]), names: g.names }));
 }
 
 /** The spec of the model folder a run has written so far, if it has one. */
