@@ -6,13 +6,13 @@
  * own motifs must look far back; one that leans on the last bar writes music that does not
  * return to anything. The bands are REACH_BANDS of ringDecoder.ts.
  */
-import { inputWidth, writeInputRow } from '../model/note/features.ts';
 import type { ModelSpec } from '../model/note/folder.ts';
 import { isLongContext } from '../model/note/longContext.ts';
-import { collectReach, commitNotes, decodeStep, decoderWeights, disposeDecoderWeights, initialRing, REACH_BANDS } from '../model/note/ringDecoder.ts';
+import { collectReach, decoderWeights, disposeDecoderWeights, initialRing, REACH_BANDS, REACH_WIDTH } from '../model/note/ringDecoder.ts';
+import { readNotes } from '../model/note/sampling.ts';
 import type { Weights } from '../model/layers.ts';
 import { ANY_KEY, segmentKeys } from '../tokens/key.ts';
-import { beatPositions, STEPS_PER_BEAT, type NoteToken } from '../tokens/tokenize.ts';
+import type { NoteToken } from '../tokens/tokenize.ts';
 
 export interface AttentionReach {
   pieces: number;
@@ -40,8 +40,7 @@ export function measureAttentionReach(weights: Weights, spec: Pick<ModelSpec, 'h
   // Spread over the list (pieces come grouped by composer).
   const read = known.length <= maxPieces ? known : Array.from({ length: maxPieces }, (_, i) => known[Math.floor((i * known.length) / maxPieces)]);
   const d = decoderWeights(weights, h);
-  const width = inputWidth(names.length);
-  const totals = new Float64Array(d.heads * (REACH_BANDS.length + 1));
+  const totals = new Float64Array(d.heads * REACH_WIDTH);
   let notes = 0;
   try {
     for (const piece of read) {
@@ -49,25 +48,14 @@ export function measureAttentionReach(weights: Weights, spec: Pick<ModelSpec, 'h
       // Each piece in the key it opens in, as training labels its segments.
       const state = initialRing(d, [h.keys ? segmentKeys(tokens)[0] : ANY_KEY]);
       collectReach(state, d);
-      const positions = beatPositions(tokens);
-      const composer = names.indexOf(piece.composer.toLowerCase());
-      const input = new Float32Array(width);
-      tokens.forEach((note, i) => {
-        input.fill(0);
-        writeInputRow(input, 0, i > 0 ? tokens[i - 1] : undefined, i > 0 ? positions[i - 1] % STEPS_PER_BEAT : 0, composer);
-        const active: number[] = [];
-        input.forEach((v, c) => v !== 0 && active.push(c));
-        decodeStep(d, state, { table: d.inputTable, columns: Int32Array.from(active), rows: 1, slots: active.length });
-        commitNotes(state, d, [note]);
-      });
+      readNotes(d, state, names.indexOf(piece.composer.toLowerCase()), names.length, tokens, true);
       state.reach!.forEach((v, i) => (totals[i] += v));
       notes += tokens.length;
     }
   } finally {
     disposeDecoderWeights(d);
   }
-  const row = REACH_BANDS.length + 1;
-  const heads = Array.from({ length: d.heads }, (_, k) => Array.from(totals.subarray(k * row, (k + 1) * row), (v) => (notes ? v / notes : 0)));
+  const heads = Array.from({ length: d.heads }, (_, k) => Array.from(totals.subarray(k * REACH_WIDTH, (k + 1) * REACH_WIDTH), (v) => (notes ? v / notes : 0)));
   const far = REACH_BANDS.findIndex((b) => b > 32);
   const beyond32 = heads.reduce((s, shares) => s + shares.slice(far, REACH_BANDS.length).reduce((a, b) => a + b, 0), 0) / d.heads;
   return { pieces: read.length, notes, bands: REACH_BANDS.map((b) => (Number.isFinite(b) ? b : null)), heads, beyond32 };

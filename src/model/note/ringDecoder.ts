@@ -185,11 +185,16 @@ export interface RingState {
 
 /** Distance bands of `RingState.reach`, as the farthest distance (notes back) of each. */
 export const REACH_BANDS = [8, 32, 128, Infinity] as const;
+/** Entries per head in `RingState.reach`: the bands, then the null slot. */
+export const REACH_WIDTH = REACH_BANDS.length + 1;
 
 /** Starts collecting where the attention of `state` looks (all rows together). */
 export function collectReach(state: RingState, d: DecoderWeights): void {
-  state.reach = new Float64Array(d.heads * (REACH_BANDS.length + 1));
+  state.reach = new Float64Array(d.heads * REACH_WIDTH);
 }
+
+/** How many notes ring slot `slot` was written before the newest one (slot `newest`, age 0): the note `age + 1` notes back. */
+const slotAge = (slot: number, newest: number, R: number) => (slot <= newest ? newest - slot : newest - slot + R);
 
 function reachBand(back: number): number {
   let band = 0;
@@ -326,7 +331,7 @@ export function ringAttention(state: RingState, d: DecoderWeights, q: Float32Arr
       const ring = (b * heads + k) * R * dk;
       if (filled === 0) {
         // Only the null slot, whose value is zero.
-        if (state.reach) state.reach[k * (REACH_BANDS.length + 1) + REACH_BANDS.length] += 1;
+        if (state.reach) state.reach[k * REACH_WIDTH + REACH_BANDS.length] += 1;
         continue;
       }
       const nullScore = dot(q, qo, knull, k * dk, dk);
@@ -337,7 +342,7 @@ export function ringAttention(state: RingState, d: DecoderWeights, q: Float32Arr
       // Slot s holds the note newest - s notes back (mod R).
       let max = nullScore;
       for (let slot = 0; slot < filled; slot++) {
-        const back = slot <= newest ? newest - slot : newest - slot + R;
+        const back = slotAge(slot, newest, R);
         const score = scores[slot] + bias[k * R + back];
         scores[slot] = score;
         if (score > max) max = score;
@@ -349,9 +354,9 @@ export function ringAttention(state: RingState, d: DecoderWeights, q: Float32Arr
         total += e;
       }
       if (state.reach) {
-        const row = k * (REACH_BANDS.length + 1);
+        const row = k * REACH_WIDTH;
         state.reach[row + REACH_BANDS.length] += Math.exp(nullScore - max) / total;
-        for (let slot = 0; slot < filled; slot++) state.reach[row + reachBand((slot <= newest ? newest - slot : newest - slot + R) + 1)] += scores[slot] / total;
+        for (let slot = 0; slot < filled; slot++) state.reach[row + reachBand(slotAge(slot, newest, R) + 1)] += scores[slot] / total;
       }
       if (attention) {
         for (let slot = 0; slot < filled; slot++) attention.vector[slot] = scores[slot] / total;

@@ -405,14 +405,23 @@ export function generateTokens(w: Weights, h: Hyperparameters, composerCount: nu
 }
 
 /** Feeds a primer through one row's ring (each note becomes a slot); returns the state after it. */
-function primeRing(d: DecoderWeights, table: Float32Array, request: SampleRequest, composerCount: number, primer: NoteToken[]): RingState {
+function primeRing(d: DecoderWeights, request: SampleRequest, composerCount: number, primer: NoteToken[]): RingState {
   const state = initialRing(d, [request.key ?? ANY_KEY]);
-  const positions = beatPositions(primer);
-  for (let i = 0; i < primer.length; i++) {
-    decodeStep(d, state, inputRows(table, [i === 0 ? undefined : primer[i - 1]], [i === 0 ? 0 : positions[i - 1] % STEPS_PER_BEAT], [request.composer], composerCount), false);
-    commitNotes(state, d, [primer[i]]);
-  }
+  readNotes(d, state, request.composer, composerCount, primer, false);
   return state;
+}
+
+/**
+ * Reads `notes` into a one-row ring as written music: each step takes the note before it as
+ * input and the note itself is written back (teacher forcing). `attend` also runs each step's
+ * attention (a priming read skips it: nothing is sampled from it).
+ */
+export function readNotes(d: DecoderWeights, state: RingState, composer: number, composerCount: number, notes: readonly NoteToken[], attend: boolean): void {
+  const positions = beatPositions(notes);
+  for (let i = 0; i < notes.length; i++) {
+    decodeStep(d, state, inputRows(d.inputTable, [i === 0 ? undefined : notes[i - 1]], [i === 0 ? 0 : positions[i - 1] % STEPS_PER_BEAT], [composer], composerCount), attend);
+    commitNotes(state, d, [notes[i]]);
+  }
 }
 
 /** Each request's pitch bias from the key table (models with `keyPitch`), with its key guidance; undefined without a table. */
@@ -449,7 +458,7 @@ function generateLongContextTokens(w: Weights, h: Hyperparameters, composerCount
   try {
     const state = concatRings(decoder, ringRequests.map((r) => {
       const primer = (r.primer ?? []).slice(-MAX_PRIMER);
-      return primer.length > 0 ? primeRing(decoder, table, r, composerCount, primer) : initialRing(decoder, [r.key ?? ANY_KEY]);
+      return primer.length > 0 ? primeRing(decoder, r, composerCount, primer) : initialRing(decoder, [r.key ?? ANY_KEY]);
     }));
     for (let step = 0; step < total; step++) {
       const inputs = inputRows(table, withShadows(rows.previous, guidance), withShadows(rows.onset, guidance).map((t) => t % STEPS_PER_BEAT), composers, composerCount);
