@@ -154,7 +154,13 @@ describe('long-context model', () => {
     // Once its gate opens, the new layer changes the predictions.
     w['lstm1/gate'].assign(tf.fill([H.hidden], 0.5));
     assert.ok(largest(before, chunkPath(w, piece, grown)) > 1e-3);
-    tf.dispose([...Object.values(parent), ...Object.values(w)]);
+    // A gate that starts slightly open: every unit at that value, the rest still the parent's.
+    const ajar = createLongContextWeights(grown, D, 13, { weights: parent, hyperparameters: H }, 0.1);
+    assert.deepEqual([...new Set(ajar['lstm1/gate'].dataSync())], [Math.fround(0.1)]);
+    assert.deepEqual(ajar['lstm0/wx'].dataSync(), parent['lstm0/wx'].dataSync());
+    const opened = largest(before, chunkPath(ajar, piece, grown));
+    assert.ok(opened > 1e-4 && opened < largest(before, chunkPath(w, piece, grown)), `a gate at 0.1 moves the predictions less than one at 0.5 (${opened})`);
+    tf.dispose([...Object.values(parent), ...Object.values(w), ...Object.values(ajar)]);
   });
 
   test('the stream plays pieces whole and in order, and transposition moves notes and key label together', () => {

@@ -41,7 +41,8 @@ the chunk, a key input): --memory N (default 512), --heads N (default 3), --key-
 pitch, against copy loops), --transpose N (default 6), --dropout X (default 0.1), --residual (with
 --layers 2 or more: each layer above the first adds its gated output to the one below, the gate
 zero at the start, so that a layer grown onto a trained model with --init-from starts where that
-model was); defaults --lr 0.002, --batch 16.`;
+model was), --gate-init X (with --residual: where the gates start, default 0; a small value
+such as 0.1 gives the new layer a gradient from the first step); defaults --lr 0.002, --batch 16.`;
 
 export const ARCHES = ['lstm-attention', 'long-context', 'study'] as const;
 /** Old names of an architecture, still accepted with one deprecation line on stderr. */
@@ -81,6 +82,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
       'input-noise': { type: 'string' },
       transpose: { type: 'string' },
       residual: { type: 'boolean' },
+      'gate-init': { type: 'string' },
       dropout: { type: 'string' },
     },
     strict: true,
@@ -90,7 +92,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   if (!values.out) problems.push('--out DIR is required');
   const longContext = arch === 'long-context';
   const base = longContext ? LONG_CONTEXT_HYPERPARAMETERS : DEFAULT_HYPERPARAMETERS;
-  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise', 'residual', 'dropout'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
+  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise', 'residual', 'gate-init', 'dropout'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
   const epochs = collect(() => intOption('--epochs', values.epochs, 30, 1, 10_000), 30);
   const batchDefault = longContext ? 16 : 32;
   const batchSize = collect(() => intOption('--batch', values.batch, batchDefault, 1, 1024), batchDefault);
@@ -118,7 +120,9 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
     hyper.dropout = collect(() => numberOption('--dropout', values.dropout, LONG_CONTEXT_HYPERPARAMETERS.dropout, 0, 0.9), LONG_CONTEXT_HYPERPARAMETERS.dropout);
     hyper.residual = values.residual ?? false;
     if (hyper.residual && hyper.layers < 2) problems.push('--residual needs --layers 2 or more (the layers above the first are residual)');
+    if (values['gate-init'] !== undefined && !hyper.residual) problems.push('--gate-init needs --residual (it is where the residual layers\' gates start)');
   } else if (hyper.window % hyper.attentionWindow !== 0) problems.push(`--window must be a multiple of ${hyper.attentionWindow}`);
+  const gateInit = collect(() => numberOption('--gate-init', values['gate-init'], 0, 0, 1), 0);
   const backend = collect(() => parseBackend(values.backend), 'auto' as BackendChoice);
   if (problems.length) throw new UsageError(problems.join('\n'), TRAIN_USAGE);
 
@@ -150,6 +154,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
     initialWeights: parentDir,
     decoding: parent ? carriedDecoding(parent) : undefined,
     inheritedLearningRate,
+    gateInit,
     seed,
     resume: values.resume ?? false,
     maxMinutes,

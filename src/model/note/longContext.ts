@@ -115,9 +115,11 @@ export interface WarmStart {
  * is 0 within the old attention window and -8 beyond (nearly local, but with a gradient), and
  * the key input and head 0's note values start at zero. The network then starts where the old
  * one was (validation 4.02 nats/note against its 4.12 on 128-note chunks) and the other heads
- * learn the long range.
+ * learn the long range. A residual layer's gate starts at `gateInit` (default 0: the grown
+ * model computes exactly what `from` did; a small value lets the new layer's weights get a
+ * gradient from the first step, at the cost of starting slightly away from `from`).
  */
-export function createLongContextWeights(h: Hyperparameters, inputDim: number, seed = 1, from?: WarmStart): Weights {
+export function createLongContextWeights(h: Hyperparameters, inputDim: number, seed = 1, from?: WarmStart, gateInit = 0): Weights {
   const weights: Weights = {};
   const heads = h.heads ?? 1;
   const dk = h.attentionDim / heads;
@@ -135,6 +137,7 @@ export function createLongContextWeights(h: Hyperparameters, inputDim: number, s
       if (shape.length === 1 || name === 'attn/bias') {
         const values = new Float32Array(shape.reduce((p, d) => p * d, 1));
         if (name.startsWith('lstm') && name.endsWith('/b')) values.fill(1, h.hidden, 2 * h.hidden);
+        if (name.startsWith('lstm') && name.endsWith('/gate')) values.fill(gateInit);
         if (name === 'attn/bias' && inheritHead) {
           const buckets = shape[0];
           const R = ringLength(h);

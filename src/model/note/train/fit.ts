@@ -47,6 +47,8 @@ export interface TrainOptions extends TrainingRunOptions {
    * minimum while what is new learns. Both are halved together. Default: `learningRate`.
    */
   inheritedLearningRate?: number;
+  /** Residual long-context models: the value every layer gate starts at (default 0, see createLongContextWeights). */
+  gateInit?: number;
 }
 
 export interface EpochRecord {
@@ -205,7 +207,7 @@ async function startingPoint(o: TrainOptions, D: number, checkpointDir: string):
     return { weights, state };
   }
   const from = o.initialWeights ? await loadModelFolder(o.initialWeights, false) : undefined;
-  const weights = createLongContextWeights(h, D, o.seed, from && { weights: from.weights, hyperparameters: from.spec.hyperparameters });
+  const weights = createLongContextWeights(h, D, o.seed, from && { weights: from.weights, hyperparameters: from.spec.hyperparameters }, o.gateInit);
   if (from) {
     o.log(`starting from ${o.initialWeights} (${from.spec.version})`);
     // Taken whole from the starting model: the same name and shape.
@@ -364,6 +366,7 @@ function modelSpecFor(o: TrainOptions, D: number, state: LoopState, metrics: Rec
       transpose: o.transpose,
       composerDropout: o.composerDropout,
       ...(isLongContext(h) ? { keyDropout: o.keyDropout ?? 0, inputNoise: o.inputNoise ?? 0 } : {}),
+      ...(o.gateInit ? { gateInit: o.gateInit } : {}),
       seed: o.seed,
       backend: currentBackend() ?? 'unknown',
       machine: trainingMachine(),
