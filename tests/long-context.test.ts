@@ -20,11 +20,11 @@ import {
   ringLength,
   type ChunkCarry,
 } from '../src/model/note/longContext.ts';
-import { commitNotes, decodeStep, decoderWeights, disposeDecoderWeights, initialRing } from '../src/model/note/ringDecoder.ts';
-import { createWeights, type Hyperparameters } from '../src/model/note/network.ts';
+import { commitNotes, decodeStep, decoderWeights, disposeDecoderWeights, hostHeads, initialRing } from '../src/model/note/ringDecoder.ts';
+import { addRelativePitch, createWeights, NO_ANCHOR, RELATIVE_SPAN, RELATIVE_WIDTH, relativePitchLogits, type Hyperparameters } from '../src/model/note/network.ts';
 import type { Weights } from '../src/model/layers.ts';
 import { seededRandom } from '../src/model/random.ts';
-import { generateTokens, keyPitchRows, parseHeadDecodings } from '../src/model/note/sampling.ts';
+import { generateTokens, keyPitchRows, parseHeadDecodings, tensorHeads } from '../src/model/note/sampling.ts';
 import { Engine } from '../src/engine/engine.ts';
 import { measureAttentionReach } from '../src/eval/attentionReach.ts';
 import { clippedAdamStep } from '../src/model/training.ts';
@@ -67,7 +67,8 @@ function chunkPath(w: Weights, piece: StreamPiece, h: Hyperparameters = H): numb
     const values = z.arraySync();
     rows.push(...values.slice(0, Math.min(h.window, piece.tokens.length - rows.length)));
     memory = advanceMemory(h, memory, carried!);
-    tf.dispose([z, mask, keep, chunk.batch.inputs, ...chunk.batch.targets, chunk.batch.keyInputs!]);
+    tf.dispose([z, mask, keep]);
+    disposeChunk(chunk.batch);
   }
   disposeMemory(memory);
   return rows;
@@ -163,6 +164,67 @@ describe('long-context model', () => {
     tf.dispose([...Object.values(parent), ...Object.values(w), ...Object.values(ajar)]);
   });
 
+  test('the relative pitch head: an interval lands on the same pitch in training and in sampling, starts at zero, and learns', () => {
+    // Training's tensor form against the samplers' host form, anchors at both ends of the keyboard and none.
+    const anchors = [0, 1, 23, 24, 40, 64, 86, 87, NO_ANCHOR];
+    const rel = tf.randomNormal([anchors.length, RELATIVE_WIDTH], 0, 1, 'float32', 3) as tf.Tensor2D;
+    const anchorTensor = tf.tensor1d(anchors);
+    const trained = relativePitchLogits(rel, anchorTensor).arraySync();
+    const host = addRelativePitch(new Float32Array(anchors.length * 88), rel.dataSync() as Float32Array, anchors.map((a) => (a === NO_ANCHOR ? -1 : a)));
+    const r = rel.arraySync();
+    anchors.forEach((a, i) => {
+      for (let p = 0; p < 88; p++) {
+        const j = p - a + RELATIVE_SPAN;
+        const expected = a !== NO_ANCHOR && j >= 0 && j < RELATIVE_WIDTH ? r[i][j] : 0;
+        assert.ok(Math.abs(trained[i][p] - expected) < 1e-6, `training: anchor ${a}, pitch ${p}`);
+        assert.ok(Math.abs(host[i * 88 + p] - expected) < 1e-6, `sampling: anchor ${a}, pitch ${p}`);
+      }
+    });
+    tf.dispose([rel, anchorTensor]);
+
+    // Grown onto a model without it, the head starts at zero: the same loss as the parent.
+    const parent = createLongContextWeights(H, D, 12);
+    const h = { ...H, relativePitch: true };
+    const w = createLongContextWeights(h, D, 13, { weights: parent, hyperparameters: H });
+    const tokens = melody(20, 8);
+    const piece: StreamPiece = { composer: 'Chopin', tokens, keys: new Uint8Array(tokens.length).fill(3) };
+    const pitchLoss = (weights: Weights, hp: Hyperparameters) => {
+      const chunk = new PieceStream([piece], [[0]], { window: hp.window, composerIndex, composers: COMPOSERS, keyed: true }).next()!;
+      const mask = memoryMaskFor(chunk.memory, hp.memory!);
+      const keep = tf.tensor2d(chunk.keep, [1, 1]);
+      const memory = emptyMemory(hp, 1);
+      const wrel = weights['head/wrel'] as tf.Variable | undefined;
+      const grads = wrel ? tf.variableGrads(() => chunkLoss(weights, hp, chunk.batch, memory, mask, keep, 0).perHead[1], [wrel]) : { value: tf.tidy(() => chunkLoss(weights, hp, chunk.batch, memory, mask, keep, 0).perHead[1]), grads: {} };
+      const loss = grads.value.dataSync()[0];
+      const gradient = wrel ? tf.tidy(() => tf.abs(Object.values(grads.grads)[0]).max().dataSync()[0]) : 0;
+      tf.dispose([grads.value, ...Object.values(grads.grads), mask, keep]);
+      disposeMemory(memory);
+      disposeChunk(chunk.batch);
+      return { loss, gradient };
+    };
+    const before = pitchLoss(parent, H);
+    const grown = pitchLoss(w, h);
+    assert.ok(Math.abs(before.loss - grown.loss) < 1e-6, `starts as its parent (${before.loss} against ${grown.loss})`);
+    assert.ok(grown.gradient > 1e-4, 'and gets a gradient at once');
+
+    // The ring decoder's fused pitch product and the tensor heads agree once the head is trained.
+    w['head/wrel'].assign(tf.randomNormal([h.headDim, RELATIVE_WIDTH], 0, 0.5, 'float32', 4));
+    const z = tf.randomUniform([3, h.headDim], -1, 1, 'float32', 9) as tf.Tensor2D;
+    const decoder = decoderWeights(w, h);
+    const rowAnchors = [10, -1, 80];
+    const fromHost = hostHeads(decoder, z.dataSync() as Float32Array, 3).pitch([0, 2, 5], rowAnchors);
+    const fromTensors = tensorHeads(w, z).pitch([0, 2, 5], rowAnchors);
+    const plain = tensorHeads(parent, z).pitch([0, 2, 5], rowAnchors);
+    let worst = 0;
+    fromHost.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - fromTensors[i]))));
+    assert.ok(worst < 1e-4, `largest difference ${worst}`);
+    const rowDiff = (row: number) => Math.max(...Array.from({ length: 88 }, (_, p) => Math.abs(fromTensors[row * 88 + p] - plain[row * 88 + p])));
+    assert.ok(rowDiff(0) > 1e-3, 'a row with a previous note gets the interval scores');
+    assert.ok(rowDiff(1) < 1e-6, 'a row at the start of a piece gets none');
+    disposeDecoderWeights(decoder);
+    tf.dispose([z, ...Object.values(parent), ...Object.values(w)]);
+  });
+
   test('the stream plays pieces whole and in order, and transposition moves notes and key label together', () => {
     const pieces: StreamPiece[] = [
       { composer: 'Chopin', tokens: melody(40, 1), keys: new Uint8Array(40).fill(2) }, // D major
@@ -181,7 +243,7 @@ describe('long-context model', () => {
       const real = chunk.batch.targets[1].sum(1).arraySync() as number[];
       const key = chunk.batch.keyInputs!.argMax(1).arraySync() as number[];
       pitch.forEach((p, r) => real[r] > 0 && seen.push({ pitch: p + PITCH_MIN, key: key[r] }));
-      tf.dispose([chunk.batch.inputs, ...chunk.batch.targets, chunk.batch.keyInputs!]);
+      disposeChunk(chunk.batch);
     }
     // 40 notes: chunks of 16, 16, 8 (padded), then the 10-note piece from a fresh state.
     assert.deepEqual(keeps, [0, 1, 1, 0]);
@@ -211,7 +273,7 @@ describe('long-context model', () => {
       if (keys.has(ANY_KEY)) any++;
       else assert.ok(keys.has(7));
       chunks++;
-      tf.dispose([chunk.batch.inputs, ...chunk.batch.targets, chunk.batch.keyInputs!]);
+      disposeChunk(chunk.batch);
     }
     assert.equal(chunks, 40);
     assert.ok(any > 8 && any < 32, `${any} of 40 chunks unlabelled`);
@@ -248,8 +310,10 @@ describe('long-context model', () => {
       const xi = x.argMax(1).arraySync() as number[];
       const xs = x.sum(1).arraySync() as number[];
       x.dispose();
+      const anchors = b.pitchAnchors!.arraySync();
       real.forEach((r, i) => {
         if (!r) return;
+        assert.equal(anchors[i], xs[i] ? xi[i] : NO_ANCHOR, 'the relative pitch head is anchored on the pitch the step reads');
         targets.push(t[i] + PITCH_MIN);
         readBack.push(v[i] + PITCH_MIN);
         inputs.push(xs[i] ? xi[i] + PITCH_MIN : -1);

@@ -33,7 +33,7 @@ import * as tf from '@tensorflow/tfjs';
 import { KEY_SLOTS } from '../../tokens/key.ts';
 import { HEAD_SIZES, targetIndices } from './features.ts';
 import type { NoteToken } from '../../tokens/tokenize.ts';
-import { headShapes, headsLoss, lstmShapes, type Hyperparameters, type SequenceBatch } from './network.ts';
+import { headShapes, headsLoss, lstmShapes, RELATIVE_WIDTH, type Hyperparameters, type SequenceBatch } from './network.ts';
 import { lstmRecurrence, uniqueVariableName, type Weights } from '../layers.ts';
 
 /** Width of a note as the attention values read it: the four heads' one-hots side by side. */
@@ -53,6 +53,7 @@ export const LONG_CONTEXT_HYPERPARAMETERS: Required<Hyperparameters> = {
   dropout: 0.1,
   keyPitch: true,
   residual: false,
+  relativePitch: false,
 };
 
 /** The four columns that are 1 in `t`'s row of note one-hots (the four heads side by side). */
@@ -98,6 +99,7 @@ export function longContextShapes(h: Hyperparameters, inputDim: number): Record<
   s['attn/bias'] = [h.relativeBuckets ?? 32, h.heads ?? 1];
   const heads = headShapes(h, H + A);
   if (hasKeyPitch(h)) heads['head/keypitch'] = [KEY_SLOTS, HEAD_SIZES[1]];
+  if (h.relativePitch) heads['head/wrel'] = [h.headDim, RELATIVE_WIDTH];
   return { ...s, ...heads };
 }
 
@@ -133,7 +135,8 @@ export function createLongContextWeights(h: Hyperparameters, inputDim: number, s
     const init = tf.tidy(() => {
       if (source && source.shape.join('x') === shape.join('x')) return source.clone();
       if (name === 'lstm0/wkey' && old) return tf.zeros(shape);
-      if (name === 'head/keypitch') return tf.zeros(shape);
+      // Zero at the start: a relative pitch head added to a trained model starts as nothing.
+      if (name === 'head/keypitch' || name === 'head/wrel') return tf.zeros(shape);
       if (shape.length === 1 || name === 'attn/bias') {
         const values = new Float32Array(shape.reduce((p, d) => p * d, 1));
         if (name.startsWith('lstm') && name.endsWith('/b')) values.fill(1, h.hidden, 2 * h.hidden);
@@ -214,6 +217,8 @@ export interface ChunkBatch extends SequenceBatch {
    * the targets (noisy teacher forcing); absent means the targets.
    */
   noteRows?: tf.Tensor2D;
+  /** Per row, the pitch index of the note it reads (NO_ANCHOR for none) [T*B]: the relative pitch head's anchor. */
+  pitchAnchors?: tf.Tensor1D;
   realTargets: number;
 }
 
@@ -306,7 +311,7 @@ export function chunkHidden(w: Weights, h: Hyperparameters, b: ChunkBatch, memor
 /** Mean NLL per row of a chunk (padding rows have zero targets and add nothing). */
 export function chunkLoss(w: Weights, h: Hyperparameters, b: ChunkBatch, memory: ChunkMemory, memoryMask: tf.Tensor2D, keep: tf.Tensor2D, dropout: number, carry?: (c: ChunkCarry) => void): { total: tf.Scalar; perHead: tf.Scalar[] } {
   const pitchBias = hasKeyPitch(h) && b.keyInputs ? (tf.matMul(b.keyInputs, w['head/keypitch'] as tf.Tensor2D) as tf.Tensor2D) : undefined;
-  return headsLoss(w, chunkHidden(w, h, b, memory, memoryMask, keep, dropout, carry), b.targets, pitchBias);
+  return headsLoss(w, chunkHidden(w, h, b, memory, memoryMask, keep, dropout, carry), b.targets, pitchBias, h.relativePitch ? b.pitchAnchors : undefined);
 }
 
 /** The next chunk's memory: the last M slots of the old memory and this chunk's slots. */

@@ -35,6 +35,49 @@ export interface Hyperparameters {
   keyPitch?: boolean;
   /** Long-context models with several layers: residual gated layers (see longContext.ts). */
   residual?: boolean;
+  /**
+   * Long-context models: a relative pitch head (`head/wrel`) scores the interval from the note
+   * just read (−RELATIVE_SPAN..+RELATIVE_SPAN semitones) and adds each score to the pitch it
+   * lands on, so a figure can come back transposed as easily as at its own pitch.
+   */
+  relativePitch?: boolean;
+}
+
+/** Widest interval, in semitones either way, that the relative pitch head scores. */
+export const RELATIVE_SPAN = 24;
+/** Intervals the relative pitch head scores: −RELATIVE_SPAN..+RELATIVE_SPAN. */
+export const RELATIVE_WIDTH = 2 * RELATIVE_SPAN + 1;
+/** The anchor of a row that has no previous note (the start of a piece, padding): lands nowhere. */
+export const NO_ANCHOR = -1000;
+
+let landingTable: tf.Tensor3D | undefined;
+/**
+ * Relative pitch logits [R, pitch]: `rel` [R, RELATIVE_WIDTH] scores intervals from each row's
+ * anchor (the pitch index of the note it read, NO_ANCHOR for none); interval j − RELATIVE_SPAN
+ * lands on pitch anchor + j − RELATIVE_SPAN, and a landing off the keyboard is dropped. An
+ * elementwise product with a 0/1 landing mask (no gather: the wasm backend has no gradient for it).
+ */
+export function relativePitchLogits(rel: tf.Tensor2D, anchors: tf.Tensor1D): tf.Tensor2D {
+  const R = rel.shape[0];
+  const P = HEAD_SIZES[1];
+  if (!landingTable) {
+    // table[j, p] = the anchor from which interval j lands on p.
+    const t = new Float32Array(RELATIVE_WIDTH * P);
+    for (let j = 0; j < RELATIVE_WIDTH; j++) for (let p = 0; p < P; p++) t[j * P + p] = p - j + RELATIVE_SPAN;
+    landingTable = tf.keep(tf.tensor3d(t, [1, RELATIVE_WIDTH, P]));
+  }
+  const landing = tf.cast(tf.equal(landingTable, anchors.reshape([R, 1, 1])), 'float32');
+  return tf.sum(tf.mul(rel.reshape([R, RELATIVE_WIDTH, 1]), landing), 1) as tf.Tensor2D;
+}
+
+/** The host twin of relativePitchLogits: adds `rel` [rows, RELATIVE_WIDTH] to `pitch` [rows, pitch] in place (anchor < 0: none). */
+export function addRelativePitch(pitch: Float32Array, rel: Float32Array, anchors: readonly number[]): Float32Array {
+  const P = HEAD_SIZES[1];
+  anchors.forEach((a, r) => {
+    if (a < 0) return;
+    for (let j = Math.max(0, RELATIVE_SPAN - a); j < RELATIVE_WIDTH && a + j - RELATIVE_SPAN < P; j++) pitch[r * P + a + j - RELATIVE_SPAN] += rel[r * RELATIVE_WIDTH + j];
+  });
+  return pitch;
 }
 
 export const DEFAULT_HYPERPARAMETERS: Hyperparameters = {
@@ -168,12 +211,13 @@ export function sequenceLoss(w: Weights, h: Hyperparameters, b: SequenceBatch): 
  * head sees the true dt, and so on): mean NLL per row, in total and per head. `pitchBias`
  * [rows, pitch classes] is added to the pitch logits (a key-conditioned model's key table).
  */
-export function headsLoss(w: Weights, z: tf.Tensor2D, targets: SequenceBatch['targets'], pitchBias?: tf.Tensor2D): { total: tf.Scalar; perHead: tf.Scalar[] } {
+export function headsLoss(w: Weights, z: tf.Tensor2D, targets: SequenceBatch['targets'], pitchBias?: tf.Tensor2D, pitchAnchors?: tf.Tensor1D): { total: tf.Scalar; perHead: tf.Scalar[] } {
   const [dtT, pitchT, durT, velT] = targets;
   const logitsDt = tf.add(tf.matMul(z, w['head/wdt'] as tf.Tensor2D), w['head/bdt']);
   const z2 = tf.tanh(tf.add(z, tf.matMul(dtT, w['head/edt'] as tf.Tensor2D))) as tf.Tensor2D;
   const pitchLinear = tf.add(tf.matMul(z2, w['head/wpitch'] as tf.Tensor2D), w['head/bpitch']);
-  const logitsPitch = pitchBias ? tf.add(pitchLinear, pitchBias) : pitchLinear;
+  const biased = pitchBias ? tf.add(pitchLinear, pitchBias) : pitchLinear;
+  const logitsPitch = pitchAnchors && w['head/wrel'] ? tf.add(biased, relativePitchLogits(tf.matMul(z2, w['head/wrel'] as tf.Tensor2D), pitchAnchors)) : biased;
   const z3 = tf.tanh(tf.add(z2, tf.matMul(pitchT, w['head/epitch'] as tf.Tensor2D))) as tf.Tensor2D;
   const logitsDur = tf.add(tf.matMul(z3, w['head/wdur'] as tf.Tensor2D), w['head/bdur']);
   const logitsVel = tf.add(tf.matMul(z3, w['head/wvel'] as tf.Tensor2D), w['head/bvel']);

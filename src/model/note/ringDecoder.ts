@@ -19,7 +19,7 @@ import * as tf from '@tensorflow/tfjs';
 import { attentionMemory, hostMatrix, type AttentionMemory, type HostMatrix } from './simdKernels.ts';
 import { HEAD_SIZES } from './features.ts';
 import { noteColumns, relativeBucket, ringLength } from './longContext.ts';
-import type { Hyperparameters, SparseInputs } from './network.ts';
+import { addRelativePitch, RELATIVE_WIDTH, type Hyperparameters, type SparseInputs } from './network.ts';
 import type { Weights } from '../layers.ts';
 import type { NoteToken } from '../../tokens/tokenize.ts';
 
@@ -56,7 +56,9 @@ export interface DecoderWeights {
   bdt: Float32Array;
   /** head/edt [DT, headDim]: a one-hot choice times it is its row. */
   edt: Float32Array;
+  /** head/wpitch [headDim, PITCH], with head/wrel's RELATIVE_WIDTH columns after it when `relative`. */
   wpitch: HostMatrix;
+  relative: boolean;
   bpitch: Float32Array;
   epitch: Float32Array;
   /** head/wdur and head/wvel side by side [headDim, DUR + VEL]. */
@@ -107,18 +109,25 @@ export function decoderWeights(w: Weights, h: Hyperparameters): DecoderWeights {
   const [DUR, VEL] = [HEAD_SIZES[2], HEAD_SIZES[3]];
   const dur = host(w['head/wdur']);
   const vel = host(w['head/wvel']);
-  const durvel = new Float32Array(h.headDim * (DUR + VEL));
-  for (let i = 0; i < h.headDim; i++) {
-    durvel.set(dur.subarray(i * DUR, (i + 1) * DUR), i * (DUR + VEL));
-    durvel.set(vel.subarray(i * VEL, (i + 1) * VEL), i * (DUR + VEL) + DUR);
-  }
+  const sideBySide = (a: Float32Array, n: number, b: Float32Array, m: number) => {
+    const out = new Float32Array(h.headDim * (n + m));
+    for (let i = 0; i < h.headDim; i++) {
+      out.set(a.subarray(i * n, (i + 1) * n), i * (n + m));
+      out.set(b.subarray(i * m, (i + 1) * m), i * (n + m) + n);
+    }
+    return out;
+  };
+  const durvel = sideBySide(dur, DUR, vel, VEL);
+  const relative = Boolean(h.relativePitch);
+  const PITCH = HEAD_SIZES[1];
   return {
     made,
     fused,
     feeds,
     wzContext: matrix(host(wz).slice(H * h.headDim), A, h.headDim),
     wdt: matrix(host(w['head/wdt']), h.headDim, HEAD_SIZES[0]),
-    wpitch: matrix(host(w['head/wpitch']), h.headDim, HEAD_SIZES[1]),
+    wpitch: relative ? matrix(sideBySide(host(w['head/wpitch']), PITCH, host(w['head/wrel']), RELATIVE_WIDTH), h.headDim, PITCH + RELATIVE_WIDTH) : matrix(host(w['head/wpitch']), h.headDim, PITCH),
+    relative,
     wdurvel: matrix(durvel, h.headDim, DUR + VEL),
     layers: h.layers,
     hidden: H,
@@ -470,9 +479,18 @@ export function hostHeads(d: DecoderWeights, z: Float32Array, rows: number) {
   let z2: Float32Array | undefined;
   return {
     dt: () => addRowBias(d.wdt.times(z, rows), d.bdt),
-    pitch: (dts: readonly number[]) => {
+    pitch: (dts: readonly number[], anchors: readonly number[]) => {
       z2 = conditionOnHost(z, d.edt, dts, width);
-      return addRowBias(d.wpitch.times(z2, rows), d.bpitch);
+      if (!d.relative) return addRowBias(d.wpitch.times(z2, rows), d.bpitch);
+      const [P, W] = [HEAD_SIZES[1], RELATIVE_WIDTH];
+      const both = d.wpitch.times(z2, rows);
+      const pitch = new Float32Array(rows * P);
+      const rel = new Float32Array(rows * W);
+      for (let b = 0; b < rows; b++) {
+        pitch.set(both.subarray(b * (P + W), b * (P + W) + P), b * P);
+        rel.set(both.subarray(b * (P + W) + P, (b + 1) * (P + W)), b * W);
+      }
+      return addRelativePitch(addRowBias(pitch, d.bpitch), rel, anchors);
     },
     durVel: (pitches: readonly number[]) => {
       if (!z2) throw new Error('hostHeads: pitch before durVel');

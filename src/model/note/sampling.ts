@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import { HEAD_SIZES, inputWidth, writeInputRow } from './features.ts';
 import { hasKeyPitch, isLongContext } from './longContext.ts';
 import { commitNotes, concatRings, decodeStep, decoderWeights, disposeDecoderWeights, hostHeads, initialRing, type DecoderWeights, type RingState } from './ringDecoder.ts';
-import { conditionOn, disposeState, headLogits, initialState, sparseInputTable, stepForward, type Hyperparameters, type SparseInputs, type StepState } from './network.ts';
+import { addRelativePitch, conditionOn, disposeState, headLogits, initialState, sparseInputTable, stepForward, type Hyperparameters, type SparseInputs, type StepState } from './network.ts';
 import type { Weights } from '../layers.ts';
 import { seededRandom, type Random } from '../random.ts';
 import { ANY_KEY } from '../../tokens/key.ts';
@@ -255,7 +255,8 @@ function decodingOf(req: SampleRequest, head: HeadName): HeadDecoding {
  */
 export interface NoteHeads {
   dt(): Float32Array;
-  pitch(dts: readonly number[]): Float32Array;
+  /** Pitch logits after the chosen dts; `anchors` is each row's previous pitch index (-1: none), for a relative pitch head. */
+  pitch(dts: readonly number[], anchors: readonly number[]): Float32Array;
   durVel(pitches: readonly number[]): { dur: Float32Array; vel: Float32Array };
 }
 
@@ -276,9 +277,14 @@ export function tensorHeads(w: Weights, z: tf.Tensor2D): NoteHeads {
   let z2: tf.Tensor2D | undefined;
   return {
     dt: () => logits(z, 'dt'),
-    pitch: (dts) => {
+    pitch: (dts, anchors) => {
       z2 = condition(z, 'dt', dts);
-      return logits(z2, 'pitch');
+      const values = logits(z2, 'pitch');
+      if (!w['head/wrel']) return values;
+      const rel = tf.matMul(z2, w['head/wrel'] as tf.Tensor2D);
+      addRelativePitch(values, rel.dataSync() as Float32Array, anchors);
+      rel.dispose();
+      return values;
     },
     durVel: (pitches) => {
       if (!z2) throw new Error('tensorHeads: pitch before durVel');
@@ -318,7 +324,8 @@ export function sampleFromHeads(heads: NoteHeads, requests: readonly SampleReque
     const d = decodingOf(req, 'dt');
     return sampleNext(dtValues.subarray(r * DT, (r + 1) * DT), d.temperature, d.topP, rngs[r], blockChord ? (i) => i > 0 : undefined);
   });
-  const pitchValues = guidedLogits(heads.pitch(withShadows(dts, guidance)), PITCH, guidance, B);
+  const anchors = previous.map((p) => (p === undefined ? -1 : p.pitch - PITCH_MIN));
+  const pitchValues = guidedLogits(heads.pitch(withShadows(dts, guidance), withShadows(anchors, guidance)), PITCH, guidance, B);
   if (pitchBias) pitchBias.forEach((row, r) => row.forEach((v, i) => (pitchValues[r * PITCH + i] += v)));
   const pitches = requests.map((req, r) => {
     const prev = previous[r];

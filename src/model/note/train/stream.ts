@@ -9,6 +9,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { HEAD_SIZES, inputWidth, targetIndices, writeInputRow } from '../features.ts';
 import { NOTE_WIDTH, writeNoteRow, type ChunkBatch } from '../longContext.ts';
+import { NO_ANCHOR } from '../network.ts';
 import type { Random } from '../../random.ts';
 import { ANY_KEY, KEY_SLOTS, transposeKey } from '../../../tokens/key.ts';
 import { PITCH_MAX, PITCH_MIN, STEPS_PER_BEAT, beatPositions, type NoteToken } from '../../../tokens/tokenize.ts';
@@ -155,6 +156,7 @@ export class PieceStream {
     const keyInputs = this.o.keyed ? new Float32Array(T * B * KEY_SLOTS) : undefined;
     const noise = this.o.rng && this.o.inputNoise ? this.o.inputNoise : 0;
     const noteRows = noise > 0 ? new Float32Array(T * B * NOTE_WIDTH) : undefined;
+    const anchors = new Float32Array(T * B).fill(NO_ANCHOR);
     const keep: number[] = [];
     const memory: number[] = [];
     let real = 0;
@@ -171,6 +173,7 @@ export class PieceStream {
       for (let i = c.pos; i < to; i++) {
         const row = (i - c.pos) * B + b;
         writeInputRow(inputs, row * D, previous, i > 0 ? positions[i - 1] % STEPS_PER_BEAT : 0, c.composer);
+        if (previous) anchors[row] = previous.pitch - PITCH_MIN;
         const target = moved(piece.tokens[i]);
         targetIndices(target).forEach((cls, h) => (targets[h][row * HEAD_SIZES[h] + cls] = 1));
         // The note as the next step and the attention values read it back: sometimes displaced.
@@ -192,6 +195,7 @@ export class PieceStream {
       targets: targets.map((t, h) => tf.tensor2d(t, [T * B, HEAD_SIZES[h]])) as ChunkBatch['targets'],
       keyInputs: keyInputs ? tf.tensor2d(keyInputs, [T * B, KEY_SLOTS]) : undefined,
       noteRows: noteRows ? tf.tensor2d(noteRows, [T * B, NOTE_WIDTH]) : undefined,
+      pitchAnchors: tf.tensor1d(anchors),
       batch: B,
       steps: T,
       realTargets: real,
@@ -201,5 +205,5 @@ export class PieceStream {
 }
 
 export function disposeChunk(b: ChunkBatch): void {
-  tf.dispose([b.inputs, ...b.targets, ...(b.keyInputs ? [b.keyInputs] : []), ...(b.noteRows ? [b.noteRows] : [])]);
+  tf.dispose([b.inputs, ...b.targets, ...(b.keyInputs ? [b.keyInputs] : []), ...(b.noteRows ? [b.noteRows] : []), ...(b.pitchAnchors ? [b.pitchAnchors] : [])]);
 }
