@@ -238,7 +238,7 @@ describe('train', () => {
     const decoding = { temperature: 0.9, topP: 1, composerGuidance: 2, chosenBy: 'a realism sweep' };
     await writeFile(specPath, JSON.stringify({ ...JSON.parse(await readFile(specPath, 'utf8')), decoding }));
     const out = join(dir, 'child');
-    const r = await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', out, '--init-from', parent, '--hidden', '16', '--window', '32', '--memory', '24', '--heads', '2', '--epochs', '1', '--layers', '2', '--residual', '--gate-init', '0.05', '--relative-pitch', '--dropout', '0.2', '--backend', 'wasm');
+    const r = await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', out, '--init-from', parent, '--hidden', '16', '--window', '32', '--memory', '24', '--heads', '2', '--epochs', '1', '--layers', '2', '--residual', '--gate-init', '0.05', '--relative-pitch', '--interval-values', '--dropout', '0.2', '--backend', 'wasm');
     assert.equal(r.code, 0, r.stderr);
     const child = JSON.parse(await readFile(join(out, 'model.json'), 'utf8'));
     assert.equal(child.hyperparameters.residual, true);
@@ -246,6 +246,7 @@ describe('train', () => {
     assert.ok(child.weights.some((w: { name: string }) => w.name === 'lstm1/gate'), 'the grown layer has its gate');
     assert.equal(child.training.gateInit, 0.05, 'the gate\'s starting value is recorded');
     assert.equal(child.hyperparameters.relativePitch, true);
+    assert.equal(child.hyperparameters.intervalValues, true);
     assert.ok(child.weights.some((w: { name: string }) => w.name === 'head/wrel'), 'and its relative pitch head');
     const composed = await cli('compose', 'chopin', '24', '--model', out, '--out', join(dir, 'grown-piece'), '--random-seed', '3', '--json');
     assert.equal(composed.code, 0, composed.stderr);

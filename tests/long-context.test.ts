@@ -119,16 +119,19 @@ describe('long-context model', () => {
     tf.dispose(Object.values(w));
   });
 
-  for (const [layers, residual] of [
-    [1, false],
-    [2, false],
-    [2, true],
+  for (const [layers, residual, intervalValues] of [
+    [1, false, false],
+    [2, false, false],
+    [2, true, false],
+    [1, false, true],
   ] as const)
-    test(`sampling one note at a time computes what training computed over chunks with carried memory (${layers} LSTM layer${layers > 1 ? 's' : ''}${residual ? ', residual' : ''})`, () => {
-      const h = { ...H, layers, residual };
+    test(`sampling one note at a time computes what training computed over chunks with carried memory (${layers} LSTM layer${layers > 1 ? 's' : ''}${residual ? ', residual' : ''}${intervalValues ? ', interval values' : ''})`, () => {
+      const h = { ...H, layers, residual, intervalValues };
       const w = createLongContextWeights(h, D, 7);
       // The gate starts at zero; the sum must hold for a trained one.
       if (residual) w['lstm1/gate'].assign(tf.randomUniform([h.hidden], -1.5, 1.5, 'float32', 5));
+      // So do the interval rows of the values.
+      if (intervalValues) w['attn/winterval'].assign(tf.randomNormal([RELATIVE_WIDTH, h.attentionDim], 0, 1, 'float32', 6));
       // Two chunks; every note of the second sees every earlier note in both paths (25 notes ≤ memory + 1).
       const tokens = melody(h.memory! + 1, 4);
       const piece: StreamPiece = { composer: 'Mozart', tokens, keys: new Uint8Array(tokens.length).fill(14) };
@@ -311,9 +314,14 @@ describe('long-context model', () => {
       const xs = x.sum(1).arraySync() as number[];
       x.dispose();
       const anchors = b.pitchAnchors!.arraySync();
+      const intervalHot = b.intervalRows!.sum(1).arraySync() as number[];
+      const interval = b.intervalRows!.argMax(1).arraySync() as number[];
       real.forEach((r, i) => {
         if (!r) return;
         assert.equal(anchors[i], xs[i] ? xi[i] : NO_ANCHOR, 'the relative pitch head is anchored on the pitch the step reads');
+        // The value's interval: from the note this step reads to the note read back after it.
+        const step = v[i] - xi[i];
+        assert.equal(intervalHot[i] ? interval[i] - RELATIVE_SPAN : null, xs[i] && Math.abs(step) <= RELATIVE_SPAN ? step : null);
         targets.push(t[i] + PITCH_MIN);
         readBack.push(v[i] + PITCH_MIN);
         inputs.push(xs[i] ? xi[i] + PITCH_MIN : -1);

@@ -44,7 +44,9 @@ zero at the start, so that a layer grown onto a trained model with --init-from s
 model was), --gate-init X (with --residual: where the gates start, default 0; a small value
 such as 0.1 gives the new layer a gradient from the first step), --relative-pitch (a second pitch
 head scores the interval from the note just read, ±24 semitones, so a figure can come back
-transposed; it starts at zero, so with --init-from the model starts where its parent was);
+transposed; it starts at zero, so with --init-from the model starts where its parent was),
+--interval-values (each note's attention value also carries its interval from the note before,
+so attending to an earlier passage reads its intervals; zero at the start as well);
 defaults --lr 0.002, --batch 16.`;
 
 export const ARCHES = ['lstm-attention', 'long-context', 'study'] as const;
@@ -87,6 +89,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
       residual: { type: 'boolean' },
       'gate-init': { type: 'string' },
       'relative-pitch': { type: 'boolean' },
+      'interval-values': { type: 'boolean' },
       dropout: { type: 'string' },
     },
     strict: true,
@@ -96,7 +99,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   if (!values.out) problems.push('--out DIR is required');
   const longContext = arch === 'long-context';
   const base = longContext ? LONG_CONTEXT_HYPERPARAMETERS : DEFAULT_HYPERPARAMETERS;
-  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise', 'residual', 'gate-init', 'relative-pitch', 'dropout'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
+  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise', 'residual', 'gate-init', 'relative-pitch', 'interval-values', 'dropout'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
   const epochs = collect(() => intOption('--epochs', values.epochs, 30, 1, 10_000), 30);
   const batchDefault = longContext ? 16 : 32;
   const batchSize = collect(() => intOption('--batch', values.batch, batchDefault, 1, 1024), batchDefault);
@@ -124,6 +127,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
     hyper.dropout = collect(() => numberOption('--dropout', values.dropout, LONG_CONTEXT_HYPERPARAMETERS.dropout, 0, 0.9), LONG_CONTEXT_HYPERPARAMETERS.dropout);
     hyper.residual = values.residual ?? false;
     hyper.relativePitch = values['relative-pitch'] ?? false;
+    hyper.intervalValues = values['interval-values'] ?? false;
     if (hyper.residual && hyper.layers < 2) problems.push('--residual needs --layers 2 or more (the layers above the first are residual)');
     if (values['gate-init'] !== undefined && !hyper.residual) problems.push('--gate-init needs --residual (it is where the residual layers\' gates start)');
   } else if (hyper.window % hyper.attentionWindow !== 0) problems.push(`--window must be a multiple of ${hyper.attentionWindow}`);

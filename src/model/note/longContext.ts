@@ -54,6 +54,7 @@ export const LONG_CONTEXT_HYPERPARAMETERS: Required<Hyperparameters> = {
   keyPitch: true,
   residual: false,
   relativePitch: false,
+  intervalValues: false,
 };
 
 /** The four columns that are 1 in `t`'s row of note one-hots (the four heads side by side). */
@@ -95,6 +96,7 @@ export function longContextShapes(h: Hyperparameters, inputDim: number): Record<
   s['attn/wk'] = [H, A];
   s['attn/wv'] = [H, A];
   s['attn/wnote'] = [NOTE_WIDTH, A];
+  if (h.intervalValues) s['attn/winterval'] = [RELATIVE_WIDTH, A];
   s['attn/knull'] = [A];
   s['attn/bias'] = [h.relativeBuckets ?? 32, h.heads ?? 1];
   const heads = headShapes(h, H + A);
@@ -136,7 +138,7 @@ export function createLongContextWeights(h: Hyperparameters, inputDim: number, s
       if (source && source.shape.join('x') === shape.join('x')) return source.clone();
       if (name === 'lstm0/wkey' && old) return tf.zeros(shape);
       // Zero at the start: a relative pitch head added to a trained model starts as nothing.
-      if (name === 'head/keypitch' || name === 'head/wrel') return tf.zeros(shape);
+      if (name === 'head/keypitch' || name === 'head/wrel' || name === 'attn/winterval') return tf.zeros(shape);
       if (shape.length === 1 || name === 'attn/bias') {
         const values = new Float32Array(shape.reduce((p, d) => p * d, 1));
         if (name.startsWith('lstm') && name.endsWith('/b')) values.fill(1, h.hidden, 2 * h.hidden);
@@ -219,6 +221,8 @@ export interface ChunkBatch extends SequenceBatch {
   noteRows?: tf.Tensor2D;
   /** Per row, the pitch index of the note it reads (NO_ANCHOR for none) [T*B]: the relative pitch head's anchor. */
   pitchAnchors?: tf.Tensor1D;
+  /** One-hot interval of each row's read-back note from the one before it [T*B, RELATIVE_WIDTH] (zero: none; intervalIndex). */
+  intervalRows?: tf.Tensor2D;
   realTargets: number;
 }
 
@@ -287,7 +291,8 @@ export function chunkHidden(w: Weights, h: Hyperparameters, b: ChunkBatch, memor
   const noteRows = b.noteRows ?? (tf.concat(b.targets, 1) as tf.Tensor2D);
   const q = tf.matMul(o, w['attn/wq'] as tf.Tensor2D) as tf.Tensor2D;
   const k = tf.matMul(o, w['attn/wk'] as tf.Tensor2D) as tf.Tensor2D;
-  const v = tf.add(tf.matMul(o, w['attn/wv'] as tf.Tensor2D), tf.matMul(noteRows, w['attn/wnote'] as tf.Tensor2D)) as tf.Tensor2D;
+  const noteValues = tf.add(tf.matMul(o, w['attn/wv'] as tf.Tensor2D), tf.matMul(noteRows, w['attn/wnote'] as tf.Tensor2D)) as tf.Tensor2D;
+  const v = h.intervalValues && b.intervalRows ? (tf.add(noteValues, tf.matMul(b.intervalRows, w['attn/winterval'] as tf.Tensor2D)) as tf.Tensor2D) : noteValues;
   if (carry) {
     const batchMajor = (t: tf.Tensor2D) => tf.keep(t.reshape([T, B, A]).transpose([1, 0, 2]) as tf.Tensor3D);
     carry({ keys: batchMajor(k), values: batchMajor(v), h: lastH, c: lastC });

@@ -41,6 +41,12 @@ export interface Hyperparameters {
    * lands on, so a figure can come back transposed as easily as at its own pitch.
    */
   relativePitch?: boolean;
+  /**
+   * Long-context models: each note's attention value also carries its interval from the note
+   * before it (`attn/winterval`, one row per interval −RELATIVE_SPAN..+RELATIVE_SPAN), so that
+   * attending to an earlier passage reads its intervals directly, not only its absolute pitches.
+   */
+  intervalValues?: boolean;
 }
 
 /** Widest interval, in semitones either way, that the relative pitch head scores. */
@@ -49,6 +55,13 @@ export const RELATIVE_SPAN = 24;
 export const RELATIVE_WIDTH = 2 * RELATIVE_SPAN + 1;
 /** The anchor of a row that has no previous note (the start of a piece, padding): lands nowhere. */
 export const NO_ANCHOR = -1000;
+
+/** Row of `attn/winterval` for a step from pitch `from` to `to` (MIDI numbers), or -1: none (no previous note, or a leap wider than RELATIVE_SPAN). */
+export function intervalIndex(from: number | undefined, to: number): number {
+  if (from === undefined) return -1;
+  const d = to - from;
+  return Math.abs(d) > RELATIVE_SPAN ? -1 : d + RELATIVE_SPAN;
+}
 
 /**
  * Relative pitch logits [R, pitch]: `rel` [R, RELATIVE_WIDTH] scores intervals from each row's

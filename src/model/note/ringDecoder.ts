@@ -19,7 +19,7 @@ import * as tf from '@tensorflow/tfjs';
 import { attentionMemory, hostMatrix, type AttentionMemory, type HostMatrix } from './simdKernels.ts';
 import { HEAD_SIZES } from './features.ts';
 import { noteColumns, relativeBucket, ringLength } from './longContext.ts';
-import { addRelativePitch, RELATIVE_WIDTH, type Hyperparameters, type SparseInputs } from './network.ts';
+import { addRelativePitch, intervalIndex, RELATIVE_WIDTH, type Hyperparameters, type SparseInputs } from './network.ts';
 import type { Weights } from '../layers.ts';
 import type { NoteToken } from '../../tokens/tokenize.ts';
 
@@ -66,6 +66,8 @@ export interface DecoderWeights {
   bdurvel: Float32Array;
   /** attn/wnote [NOTE_WIDTH, A]: a note's own part of its value is the sum of four rows. */
   wnote: Float32Array;
+  /** attn/winterval [RELATIVE_WIDTH, A] (models with intervalValues): a note's interval from the one before adds its row to the value. */
+  winterval?: Float32Array;
   /** [heads, dk]: each head's null key (its value is zero). */
   knull: Float32Array;
   /** [heads, R]: bias of the note `d + 1` notes back, at [k * R + d]. */
@@ -145,6 +147,7 @@ export function decoderWeights(w: Weights, h: Hyperparameters): DecoderWeights {
     epitch: host(w['head/epitch']),
     bdurvel: Float32Array.from([...host(w['head/bdur']), ...host(w['head/bvel'])]),
     wnote: host(w['attn/wnote']),
+    winterval: h.intervalValues ? host(w['attn/winterval']) : undefined,
     knull: host(w['attn/knull']),
     bias,
   };
@@ -179,6 +182,8 @@ export interface RingState {
   next: number[];
   /** Notes in each row's ring (at most R; the newest `filled` slots are real). */
   filled: number[];
+  /** Each row's last committed pitch (undefined before the first): the interval of the next note starts there. */
+  lastPitch: (number | undefined)[];
   /** Each row's key-input row [B, 4H] (key-conditioned models). */
   keyRows?: Float32Array;
   /** [B, 2A]: the key and the LSTM part of the value of the note being chosen (decodeStep → commitNotes). */
@@ -234,6 +239,7 @@ export function initialRing(d: DecoderWeights, keys: readonly number[]): RingSta
     ...ringArrays(d, B),
     next: new Array(B).fill(0),
     filled: new Array(B).fill(0),
+    lastPitch: new Array(B).fill(undefined),
     keyRows,
   };
 }
@@ -262,6 +268,7 @@ export function concatRings(d: DecoderWeights, states: RingState[]): RingState {
     ...arrays,
     next: states.flatMap((s) => s.next),
     filled: states.flatMap((s) => s.filled),
+    lastPitch: states.flatMap((s) => s.lastPitch),
     keyRows: states[0].keyRows ? join(states.map((s) => s.keyRows!)) : undefined,
   };
 }
@@ -445,6 +452,9 @@ export function commitNotes(state: RingState, d: DecoderWeights, notes: readonly
   for (let b = 0; b < B; b++) {
     const kv = b * 2 * A;
     for (const column of noteColumns(notes[b])) for (let i = 0; i < A; i++) pending[kv + A + i] += wnote[column * A + i];
+    const interval = d.winterval ? intervalIndex(state.lastPitch[b], notes[b].pitch) : -1;
+    if (interval >= 0) for (let i = 0; i < A; i++) pending[kv + A + i] += d.winterval![interval * A + i];
+    state.lastPitch[b] = notes[b].pitch;
     const slot = state.next[b];
     for (let k = 0; k < heads; k++) {
       const at = ((b * heads + k) * R + slot) * dk;

@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { HEAD_SIZES, inputWidth, targetIndices, writeInputRow } from '../features.ts';
 import { NOTE_WIDTH, writeNoteRow, type ChunkBatch } from '../longContext.ts';
-import { NO_ANCHOR } from '../network.ts';
+import { intervalIndex, NO_ANCHOR, RELATIVE_WIDTH } from '../network.ts';
 import type { Random } from '../../random.ts';
 import { ANY_KEY, KEY_SLOTS, transposeKey } from '../../../tokens/key.ts';
 import { PITCH_MAX, PITCH_MIN, STEPS_PER_BEAT, beatPositions, type NoteToken } from '../../../tokens/tokenize.ts';
@@ -157,6 +157,7 @@ export class PieceStream {
     const noise = this.o.rng && this.o.inputNoise ? this.o.inputNoise : 0;
     const noteRows = noise > 0 ? new Float32Array(T * B * NOTE_WIDTH) : undefined;
     const anchors = new Float32Array(T * B).fill(NO_ANCHOR);
+    const intervals = new Float32Array(T * B * RELATIVE_WIDTH);
     const keep: number[] = [];
     const memory: number[] = [];
     let real = 0;
@@ -174,11 +175,14 @@ export class PieceStream {
         const row = (i - c.pos) * B + b;
         writeInputRow(inputs, row * D, previous, i > 0 ? positions[i - 1] % STEPS_PER_BEAT : 0, c.composer);
         if (previous) anchors[row] = previous.pitch - PITCH_MIN;
+        const before = previous;
         const target = moved(piece.tokens[i]);
         targetIndices(target).forEach((cls, h) => (targets[h][row * HEAD_SIZES[h] + cls] = 1));
         // The note as the next step and the attention values read it back: sometimes displaced.
         previous = noteRows && this.o.rng!.next() < noise ? displacePitch(target, this.o.rng!) : target;
         if (noteRows) writeNoteRow(noteRows, row, previous);
+        const interval = intervalIndex(before?.pitch, previous.pitch);
+        if (interval >= 0) intervals[row * RELATIVE_WIDTH + interval] = 1;
         if (keyInputs) {
           const key = chunkKeyDropped || !piece.keys ? ANY_KEY : transposeKey(piece.keys[i], c.shift);
           keyInputs[row * KEY_SLOTS + key] = 1;
@@ -196,6 +200,7 @@ export class PieceStream {
       keyInputs: keyInputs ? tf.tensor2d(keyInputs, [T * B, KEY_SLOTS]) : undefined,
       noteRows: noteRows ? tf.tensor2d(noteRows, [T * B, NOTE_WIDTH]) : undefined,
       pitchAnchors: tf.tensor1d(anchors),
+      intervalRows: tf.tensor2d(intervals, [T * B, RELATIVE_WIDTH]),
       batch: B,
       steps: T,
       realTargets: real,
@@ -205,5 +210,5 @@ export class PieceStream {
 }
 
 export function disposeChunk(b: ChunkBatch): void {
-  tf.dispose([b.inputs, ...b.targets, ...(b.keyInputs ? [b.keyInputs] : []), ...(b.noteRows ? [b.noteRows] : []), ...(b.pitchAnchors ? [b.pitchAnchors] : [])]);
+  tf.dispose([b.inputs, ...b.targets, ...(b.keyInputs ? [b.keyInputs] : []), ...(b.noteRows ? [b.noteRows] : []), ...(b.pitchAnchors ? [b.pitchAnchors] : []), ...(b.intervalRows ? [b.intervalRows] : [])]);
 }
