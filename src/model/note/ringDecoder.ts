@@ -483,6 +483,17 @@ function conditionOnHost(z: Float32Array, table: Float32Array, choices: readonly
   return out;
 }
 
+/** Rows of two products side by side [rows, n + m] (one fused product) → the two [rows, n] and [rows, m]. */
+function splitColumns(both: Float32Array, rows: number, n: number, m: number): [Float32Array, Float32Array] {
+  const a = new Float32Array(rows * n);
+  const b = new Float32Array(rows * m);
+  for (let r = 0; r < rows; r++) {
+    a.set(both.subarray(r * (n + m), r * (n + m) + n), r * n);
+    b.set(both.subarray(r * (n + m) + n, (r + 1) * (n + m)), r * m);
+  }
+  return [a, b];
+}
+
 /** The chained heads on a host z [B, headDim] (see NoteHeads in sampling.ts). */
 export function hostHeads(d: DecoderWeights, z: Float32Array, rows: number) {
   const width = d.headDim;
@@ -492,26 +503,13 @@ export function hostHeads(d: DecoderWeights, z: Float32Array, rows: number) {
     pitch: (dts: readonly number[], anchors: readonly number[]) => {
       z2 = conditionOnHost(z, d.edt, dts, width);
       if (!d.relative) return addRowBias(d.wpitch.times(z2, rows), d.bpitch);
-      const [P, W] = [HEAD_SIZES[1], RELATIVE_WIDTH];
-      const both = d.wpitch.times(z2, rows);
-      const pitch = new Float32Array(rows * P);
-      const rel = new Float32Array(rows * W);
-      for (let b = 0; b < rows; b++) {
-        pitch.set(both.subarray(b * (P + W), b * (P + W) + P), b * P);
-        rel.set(both.subarray(b * (P + W) + P, (b + 1) * (P + W)), b * W);
-      }
+      const [pitch, rel] = splitColumns(d.wpitch.times(z2, rows), rows, HEAD_SIZES[1], RELATIVE_WIDTH);
       return addRelativePitch(addRowBias(pitch, d.bpitch), rel, anchors);
     },
     durVel: (pitches: readonly number[]) => {
       if (!z2) throw new Error('hostHeads: pitch before durVel');
       const both = addRowBias(d.wdurvel.times(conditionOnHost(z2, d.epitch, pitches, width), rows), d.bdurvel);
-      const [DUR, VEL] = [HEAD_SIZES[2], HEAD_SIZES[3]];
-      const dur = new Float32Array(rows * DUR);
-      const vel = new Float32Array(rows * VEL);
-      for (let b = 0; b < rows; b++) {
-        dur.set(both.subarray(b * (DUR + VEL), b * (DUR + VEL) + DUR), b * DUR);
-        vel.set(both.subarray(b * (DUR + VEL) + DUR, (b + 1) * (DUR + VEL)), b * VEL);
-      }
+      const [dur, vel] = splitColumns(both, rows, HEAD_SIZES[2], HEAD_SIZES[3]);
       return { dur, vel };
     },
   };
