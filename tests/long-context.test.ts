@@ -56,7 +56,7 @@ const melody = (n: number, seed = 1): NoteToken[] => {
 
 /** z of every real note of one piece, through the training path: chunk after chunk with memory carried. */
 function chunkPath(w: Weights, piece: StreamPiece, h: Hyperparameters = H): number[][] {
-  const stream = new PieceStream([piece], [[0]], { window: h.window, composerIndex, composers: COMPOSERS, keyed: true });
+  const stream = new PieceStream([piece], [[0]], { window: h.window, composerIndex, composers: COMPOSERS, keyed: true, relativePitch: h.relativePitch, intervalValues: h.intervalValues });
   let memory = emptyMemory(h, 1);
   const rows: number[][] = [];
   for (let chunk = stream.next(); chunk; chunk = stream.next()) {
@@ -192,7 +192,7 @@ describe('long-context model', () => {
     const tokens = melody(20, 8);
     const piece: StreamPiece = { composer: 'Chopin', tokens, keys: new Uint8Array(tokens.length).fill(3) };
     const pitchLoss = (weights: Weights, hp: Hyperparameters) => {
-      const chunk = new PieceStream([piece], [[0]], { window: hp.window, composerIndex, composers: COMPOSERS, keyed: true }).next()!;
+      const chunk = new PieceStream([piece], [[0]], { window: hp.window, composerIndex, composers: COMPOSERS, keyed: true, relativePitch: hp.relativePitch }).next()!;
       const mask = memoryMaskFor(chunk.memory, hp.memory!);
       const keep = tf.tensor2d(chunk.keep, [1, 1]);
       const memory = emptyMemory(hp, 1);
@@ -299,7 +299,7 @@ describe('long-context model', () => {
 
   test('noisy teacher forcing: a displaced note is what the next step and the attention values read, across chunks', () => {
     const piece: StreamPiece = { composer: 'Chopin', tokens: melody(60, 4), keys: new Uint8Array(60).fill(0) };
-    const stream = new PieceStream([piece], [[0]], { window: H.window, composerIndex, composers: COMPOSERS, keyed: true, inputNoise: 0.3, rng: seededRandom(2) });
+    const stream = new PieceStream([piece], [[0]], { window: H.window, composerIndex, composers: COMPOSERS, keyed: true, inputNoise: 0.3, relativePitch: true, intervalValues: true, rng: seededRandom(2) });
     const targets: number[] = [];
     const readBack: number[] = [];
     const inputs: number[] = [];

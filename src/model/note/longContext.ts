@@ -137,7 +137,7 @@ export function createLongContextWeights(h: Hyperparameters, inputDim: number, s
     const init = tf.tidy(() => {
       if (source && source.shape.join('x') === shape.join('x')) return source.clone();
       if (name === 'lstm0/wkey' && old) return tf.zeros(shape);
-      // Zero at the start: a relative pitch head added to a trained model starts as nothing.
+      // Zero at the start: a key table, relative pitch head or interval rows added to a trained model start as nothing.
       if (name === 'head/keypitch' || name === 'head/wrel' || name === 'attn/winterval') return tf.zeros(shape);
       if (shape.length === 1 || name === 'attn/bias') {
         const values = new Float32Array(shape.reduce((p, d) => p * d, 1));
@@ -292,7 +292,8 @@ export function chunkHidden(w: Weights, h: Hyperparameters, b: ChunkBatch, memor
   const q = tf.matMul(o, w['attn/wq'] as tf.Tensor2D) as tf.Tensor2D;
   const k = tf.matMul(o, w['attn/wk'] as tf.Tensor2D) as tf.Tensor2D;
   const noteValues = tf.add(tf.matMul(o, w['attn/wv'] as tf.Tensor2D), tf.matMul(noteRows, w['attn/wnote'] as tf.Tensor2D)) as tf.Tensor2D;
-  const v = h.intervalValues && b.intervalRows ? (tf.add(noteValues, tf.matMul(b.intervalRows, w['attn/winterval'] as tf.Tensor2D)) as tf.Tensor2D) : noteValues;
+  if (h.intervalValues && !b.intervalRows) throw new Error('chunkHidden: a model with interval values needs the chunk\'s intervalRows (PieceStream option intervalValues)');
+  const v = h.intervalValues ? (tf.add(noteValues, tf.matMul(b.intervalRows!, w['attn/winterval'] as tf.Tensor2D)) as tf.Tensor2D) : noteValues;
   if (carry) {
     const batchMajor = (t: tf.Tensor2D) => tf.keep(t.reshape([T, B, A]).transpose([1, 0, 2]) as tf.Tensor3D);
     carry({ keys: batchMajor(k), values: batchMajor(v), h: lastH, c: lastC });
@@ -316,6 +317,7 @@ export function chunkHidden(w: Weights, h: Hyperparameters, b: ChunkBatch, memor
 /** Mean NLL per row of a chunk (padding rows have zero targets and add nothing). */
 export function chunkLoss(w: Weights, h: Hyperparameters, b: ChunkBatch, memory: ChunkMemory, memoryMask: tf.Tensor2D, keep: tf.Tensor2D, dropout: number, carry?: (c: ChunkCarry) => void): { total: tf.Scalar; perHead: tf.Scalar[] } {
   const pitchBias = hasKeyPitch(h) && b.keyInputs ? (tf.matMul(b.keyInputs, w['head/keypitch'] as tf.Tensor2D) as tf.Tensor2D) : undefined;
+  if (h.relativePitch && !b.pitchAnchors) throw new Error('chunkLoss: a model with a relative pitch head needs the chunk\'s pitchAnchors (PieceStream option relativePitch)');
   return headsLoss(w, chunkHidden(w, h, b, memory, memoryMask, keep, dropout, carry), b.targets, pitchBias, h.relativePitch ? b.pitchAnchors : undefined);
 }
 

@@ -43,6 +43,10 @@ export interface StreamOptions {
   /** Probability that a chunk's key label is "any key". */
   keyDropout?: number;
   keyed?: boolean;
+  /** Models with a relative pitch head: hand each row's anchor (ChunkBatch.pitchAnchors). */
+  relativePitch?: boolean;
+  /** Models with interval values: hand each row's interval one-hot (ChunkBatch.intervalRows). */
+  intervalValues?: boolean;
   /**
    * Probability that a note, where it is read as the input of the next step, has its pitch moved
    * by 1 to 7 semitones (the target stays true). Noisy teacher forcing: the model learns that the
@@ -156,8 +160,8 @@ export class PieceStream {
     const keyInputs = this.o.keyed ? new Float32Array(T * B * KEY_SLOTS) : undefined;
     const noise = this.o.rng && this.o.inputNoise ? this.o.inputNoise : 0;
     const noteRows = noise > 0 ? new Float32Array(T * B * NOTE_WIDTH) : undefined;
-    const anchors = new Float32Array(T * B).fill(NO_ANCHOR);
-    const intervals = new Float32Array(T * B * RELATIVE_WIDTH);
+    const anchors = this.o.relativePitch ? new Float32Array(T * B).fill(NO_ANCHOR) : undefined;
+    const intervals = this.o.intervalValues ? new Float32Array(T * B * RELATIVE_WIDTH) : undefined;
     const keep: number[] = [];
     const memory: number[] = [];
     let real = 0;
@@ -174,15 +178,15 @@ export class PieceStream {
       for (let i = c.pos; i < to; i++) {
         const row = (i - c.pos) * B + b;
         writeInputRow(inputs, row * D, previous, i > 0 ? positions[i - 1] % STEPS_PER_BEAT : 0, c.composer);
-        if (previous) anchors[row] = previous.pitch - PITCH_MIN;
+        if (anchors && previous) anchors[row] = previous.pitch - PITCH_MIN;
         const before = previous;
         const target = moved(piece.tokens[i]);
         targetIndices(target).forEach((cls, h) => (targets[h][row * HEAD_SIZES[h] + cls] = 1));
         // The note as the next step and the attention values read it back: sometimes displaced.
         previous = noteRows && this.o.rng!.next() < noise ? displacePitch(target, this.o.rng!) : target;
         if (noteRows) writeNoteRow(noteRows, row, previous);
-        const interval = intervalIndex(before?.pitch, previous.pitch);
-        if (interval >= 0) intervals[row * RELATIVE_WIDTH + interval] = 1;
+        const interval = intervals ? intervalIndex(before?.pitch, previous.pitch) : -1;
+        if (interval >= 0) intervals![row * RELATIVE_WIDTH + interval] = 1;
         if (keyInputs) {
           const key = chunkKeyDropped || !piece.keys ? ANY_KEY : transposeKey(piece.keys[i], c.shift);
           keyInputs[row * KEY_SLOTS + key] = 1;
@@ -199,8 +203,8 @@ export class PieceStream {
       targets: targets.map((t, h) => tf.tensor2d(t, [T * B, HEAD_SIZES[h]])) as ChunkBatch['targets'],
       keyInputs: keyInputs ? tf.tensor2d(keyInputs, [T * B, KEY_SLOTS]) : undefined,
       noteRows: noteRows ? tf.tensor2d(noteRows, [T * B, NOTE_WIDTH]) : undefined,
-      pitchAnchors: tf.tensor1d(anchors),
-      intervalRows: tf.tensor2d(intervals, [T * B, RELATIVE_WIDTH]),
+      pitchAnchors: anchors ? tf.tensor1d(anchors) : undefined,
+      intervalRows: intervals ? tf.tensor2d(intervals, [T * B, RELATIVE_WIDTH]) : undefined,
       batch: B,
       steps: T,
       realTargets: real,
