@@ -211,6 +211,7 @@ describe('train', () => {
     };
     const spec = await trainModel(options);
     assert.equal(spec.training.inheritedLearningRate, 1e-7);
+    assert.equal(spec.training.initFrom, 'tiny-7', 'the starting model\'s version is recorded');
     assert.ok(existsSync(join(out, 'checkpoint', 'optimizer-1.bin')), 'the inherited group\'s optimizer is checkpointed');
     const parent = await loadModelFolder(parentDir);
     const child = await loadModelFolder(join(out, 'checkpoint'));
@@ -245,6 +246,7 @@ describe('train', () => {
     assert.equal(child.hyperparameters.dropout, 0.2);
     assert.ok(child.weights.some((w: { name: string }) => w.name === 'lstm1/gate'), 'the grown layer has its gate');
     assert.equal(child.training.gateInit, 0.05, 'the gate\'s starting value is recorded');
+    assert.equal(child.training.initFrom, 'tiny-5', 'and the model it grew from');
     assert.equal(child.hyperparameters.relativePitch, true);
     assert.equal(child.hyperparameters.intervalValues, true);
     assert.ok(child.weights.some((w: { name: string }) => w.name === 'head/wrel'), 'and its relative pitch head');
@@ -256,7 +258,9 @@ describe('train', () => {
     assert.match(child.decoding.chosenBy, /^carried from tiny-5 .*not yet chosen for these weights \(there: a realism sweep\)$/);
     const scratch = join(dir, 'scratch');
     assert.equal((await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', scratch, '--hidden', '16', '--window', '32', '--memory', '24', '--heads', '2', '--epochs', '1', '--backend', 'wasm')).code, 0);
-    assert.equal(JSON.parse(await readFile(join(scratch, 'model.json'), 'utf8')).decoding, undefined, 'a model trained from scratch plays the engine defaults');
+    const fresh = JSON.parse(await readFile(join(scratch, 'model.json'), 'utf8'));
+    assert.equal(fresh.decoding, undefined, 'a model trained from scratch plays the engine defaults');
+    assert.equal(fresh.training.initFrom, undefined, 'and names no starting model');
     const wrong = await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', join(dir, 'never'), '--residual', '--dropout', '2', '--lr-inherited', '0.001', '--gate-init', '1.5');
     assert.equal(wrong.code, 2);
     assert.match(wrong.stderr, /--lr-inherited needs --init-from/);

@@ -74,6 +74,8 @@ interface LoopState {
   dataHash: string;
   /** Weights taken from the starting model that train at their own rate (inheritedLearningRate): their names and that rate over the rest's. */
   inherited?: { names: string[]; rateRatio: number };
+  /** The version of the model whose weights the run started from (--init-from). */
+  initFrom?: string;
 }
 
 const CHECKPOINT = 'checkpoint';
@@ -202,14 +204,19 @@ async function startingPoint(o: TrainOptions, D: number, checkpointDir: string):
   if (o.resume) o.log('--resume: no checkpoint found, starting fresh');
   const state: LoopState = { epoch: 0, history: [], bestValLoss: Infinity, bestEpoch: 0, badEpochs: 0, learningRate: o.learningRate, rngState: o.seed, startedAt: new Date().toISOString(), trainSeconds: 0, dataHash: o.dataHash };
   if (!isLongContext(h)) {
-    const weights = o.initialWeights ? (await loadModelFolder(o.initialWeights, true)).weights : createWeights(h, D, o.seed);
-    if (o.initialWeights) state.inherited = inheritedGroup(o, Object.keys(weights));
+    const from = o.initialWeights ? await loadModelFolder(o.initialWeights, true) : undefined;
+    const weights = from ? from.weights : createWeights(h, D, o.seed);
+    if (from) {
+      state.inherited = inheritedGroup(o, Object.keys(weights));
+      state.initFrom = from.spec.version;
+    }
     return { weights, state };
   }
   const from = o.initialWeights ? await loadModelFolder(o.initialWeights, false) : undefined;
   const weights = createLongContextWeights(h, D, o.seed, from && { weights: from.weights, hyperparameters: from.spec.hyperparameters }, o.gateInit);
   if (from) {
     o.log(`starting from ${o.initialWeights} (${from.spec.version})`);
+    state.initFrom = from.spec.version;
     // Taken whole from the starting model: the same name and shape.
     state.inherited = inheritedGroup(o, Object.keys(weights).filter((n) => from.weights[n]?.shape.join('x') === weights[n].shape.join('x')));
     tf.dispose(Object.values(from.weights));
@@ -373,6 +380,7 @@ function modelSpecFor(o: TrainOptions, D: number, state: LoopState, metrics: Rec
       startedAt: state.startedAt,
       trainSeconds: Math.round(state.trainSeconds),
       history: state.history,
+      ...(state.initFrom ? { initFrom: state.initFrom } : {}),
     },
     metrics,
     ...(o.decoding ? { decoding: o.decoding } : {}),
