@@ -49,6 +49,17 @@ const composerIndex = new Map([
   ['Mozart', 1],
 ]);
 
+/** A figure of five small steps played again and again, each time from another pitch: a sequence, so interval contexts match often. */
+const sequence = (n: number, seed = 1): NoteToken[] => {
+  const steps = [2, 2, -5, 3, 1];
+  const rng = seededRandom(seed);
+  let pitch = 60;
+  return Array.from({ length: n }, (_, i) => {
+    if (i > 0) pitch += i % steps.length === 0 ? Math.floor(rng.next() * 9) - 4 : steps[i % steps.length];
+    return { dt: i === 0 ? 0 : 3, pitch, dur: 2 + (i % 3), vel: i % 8 };
+  });
+};
+
 const melody = (n: number, seed = 1): NoteToken[] => {
   const rng = seededRandom(seed);
   return Array.from({ length: n }, (_, i) => ({ dt: i === 0 ? 0 : Math.floor(rng.next() * 4) * 3, pitch: 48 + Math.floor(rng.next() * 30), dur: 1 + Math.floor(rng.next() * 12), vel: Math.floor(rng.next() * 8) }));
@@ -56,7 +67,7 @@ const melody = (n: number, seed = 1): NoteToken[] => {
 
 /** z of every real note of one piece, through the training path: chunk after chunk with memory carried. */
 function chunkPath(w: Weights, piece: StreamPiece, h: Hyperparameters = H): number[][] {
-  const stream = new PieceStream([piece], [[0]], { window: h.window, composerIndex, composers: COMPOSERS, keyed: true, relativePitch: h.relativePitch, intervalValues: h.intervalValues });
+  const stream = new PieceStream([piece], [[0]], { window: h.window, composerIndex, composers: COMPOSERS, keyed: true, relativePitch: h.relativePitch, intervalValues: h.intervalValues, intervalMatch: h.intervalMatch });
   let memory = emptyMemory(h, 1);
   const rows: number[][] = [];
   for (let chunk = stream.next(); chunk; chunk = stream.next()) {
@@ -119,22 +130,26 @@ describe('long-context model', () => {
     tf.dispose(Object.values(w));
   });
 
-  for (const [layers, residual, intervalValues] of [
-    [1, false, false],
-    [2, false, false],
-    [2, true, false],
-    [1, false, true],
+  for (const [layers, residual, intervalValues, intervalMatch] of [
+    [1, false, false, 0],
+    [2, false, false, 0],
+    [2, true, false, 0],
+    [1, false, true, 0],
+    [1, false, true, 3],
   ] as const)
-    test(`sampling one note at a time computes what training computed over chunks with carried memory (${layers} LSTM layer${layers > 1 ? 's' : ''}${residual ? ', residual' : ''}${intervalValues ? ', interval values' : ''})`, () => {
-      const h = { ...H, layers, residual, intervalValues };
+    test(`sampling one note at a time computes what training computed over chunks with carried memory (${layers} LSTM layer${layers > 1 ? 's' : ''}${residual ? ', residual' : ''}${intervalValues ? ', interval values' : ''}${intervalMatch ? `, interval matching over ${intervalMatch}` : ''})`, () => {
+      const h = { ...H, layers, residual, intervalValues, intervalMatch };
       const w = createLongContextWeights(h, D, 7);
       // The gate starts at zero; the sum must hold for a trained one.
       if (residual) w['lstm1/gate'].assign(tf.randomUniform([h.hidden], -1.5, 1.5, 'float32', 5));
-      // So do the interval rows of the values.
+      // So do the interval rows of the values, and the match weights.
       if (intervalValues) w['attn/winterval'].assign(tf.randomNormal([RELATIVE_WIDTH, h.attentionDim], 0, 1, 'float32', 6));
       // Two chunks; every note of the second sees every earlier note in both paths (25 notes ≤ memory + 1).
-      const tokens = melody(h.memory! + 1, 4);
+      // With matching, a sequence: its contexts match across the chunk boundary and within each chunk.
+      const tokens = intervalMatch ? sequence(h.memory! + 1, 4) : melody(h.memory! + 1, 4);
       const piece: StreamPiece = { composer: 'Mozart', tokens, keys: new Uint8Array(tokens.length).fill(14) };
+      const unmatched = intervalMatch ? chunkPath(w, piece, h) : [];
+      if (intervalMatch) w['attn/match'].assign(tf.randomUniform([intervalMatch, h.heads!], 0.5, 1.5, 'float32', 8));
       const trained = chunkPath(w, piece, h);
       const sampled = ringPath(w, piece, 14, h);
       assert.equal(trained.length, tokens.length);
@@ -142,8 +157,46 @@ describe('long-context model', () => {
       let worst = 0;
       trained.forEach((row, t) => row.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - sampled[t][j])))));
       assert.ok(worst < 1e-4, `largest difference ${worst}`);
+      if (intervalMatch) {
+        const moved = trained.map((row, t) => Math.max(...row.map((v, j) => Math.abs(v - unmatched[t][j]))));
+        assert.ok(moved.slice(0, 3).every((d) => d < 1e-6), 'the first notes have no interval context to match');
+        assert.ok(moved.filter((d) => d > 1e-3).length >= 15, `trained match weights move most later steps (${moved.filter((d) => d > 1e-3).length})`);
+      }
       tf.dispose(Object.values(w));
     });
+
+  test('interval matching: grown onto a model without it, it starts as that model and gets a gradient; bad contexts are refused', () => {
+    const parent = createLongContextWeights(H, D, 12);
+    const h = { ...H, intervalMatch: 4 };
+    const w = createLongContextWeights(h, D, 13, { weights: parent, hyperparameters: H });
+    assert.deepEqual([...new Set(w['attn/match'].dataSync())], [0]);
+    const tokens = sequence(30, 3);
+    const piece: StreamPiece = { composer: 'Chopin', tokens, keys: new Uint8Array(tokens.length).fill(3) };
+    const loss = (weights: Weights, hp: Hyperparameters, withContext = true) => {
+      const chunk = new PieceStream([piece], [[0]], { window: hp.window, composerIndex, composers: COMPOSERS, keyed: true, intervalMatch: withContext ? hp.intervalMatch : undefined }).next()!;
+      const mask = memoryMaskFor(chunk.memory, hp.memory!);
+      const keep = tf.tensor2d(chunk.keep, [1, 1]);
+      const memory = emptyMemory(hp, 1);
+      const match = weights['attn/match'] as tf.Variable | undefined;
+      try {
+        const grads = match ? tf.variableGrads(() => chunkLoss(weights, hp, chunk.batch, memory, mask, keep, 0).total, [match]) : { value: tf.tidy(() => chunkLoss(weights, hp, chunk.batch, memory, mask, keep, 0).total), grads: {} };
+        const value = grads.value.dataSync()[0];
+        const gradient = match ? tf.tidy(() => tf.abs(Object.values(grads.grads)[0]).max().dataSync()[0]) : 0;
+        tf.dispose([grads.value, ...Object.values(grads.grads)]);
+        return { value, gradient };
+      } finally {
+        tf.dispose([mask, keep]);
+        disposeMemory(memory);
+        disposeChunk(chunk.batch);
+      }
+    };
+    const before = loss(parent, H);
+    const grown = loss(w, h);
+    assert.ok(Math.abs(before.value - grown.value) < 1e-5, `starts as its parent (${before.value} against ${grown.value})`);
+    assert.ok(grown.gradient > 1e-5, `and the match weights get a gradient at once (${grown.gradient})`);
+    assert.throws(() => loss(w, h, false), /needs the chunk's intervalContext/);
+    tf.dispose([...Object.values(parent), ...Object.values(w)]);
+  });
 
   test('a residual layer grown onto a trained model starts as that model, in training and in sampling', () => {
     const parent = createLongContextWeights(H, D, 12);
@@ -299,8 +352,11 @@ describe('long-context model', () => {
 
   test('noisy teacher forcing: a displaced note is what the next step and the attention values read, across chunks', () => {
     const piece: StreamPiece = { composer: 'Chopin', tokens: melody(60, 4), keys: new Uint8Array(60).fill(0) };
-    const stream = new PieceStream([piece], [[0]], { window: H.window, composerIndex, composers: COMPOSERS, keyed: true, inputNoise: 0.3, relativePitch: true, intervalValues: true, rng: seededRandom(2) });
+    const stream = new PieceStream([piece], [[0]], { window: H.window, composerIndex, composers: COMPOSERS, keyed: true, inputNoise: 0.3, relativePitch: true, intervalValues: true, intervalMatch: 3, rng: seededRandom(2) });
     const targets: number[] = [];
+    // Per real note in order: its value's interval (-1: none) and its interval context (lags 1..3).
+    const valueIntervals: number[] = [];
+    const contexts: number[][] = [];
     const readBack: number[] = [];
     const inputs: number[] = [];
     for (let chunk = stream.next(); chunk; chunk = stream.next()) {
@@ -316,12 +372,15 @@ describe('long-context model', () => {
       const anchors = b.pitchAnchors!.arraySync();
       const intervalHot = b.intervalRows!.sum(1).arraySync() as number[];
       const interval = b.intervalRows!.argMax(1).arraySync() as number[];
+      const context = b.intervalContext!.arraySync() as number[][];
       real.forEach((r, i) => {
         if (!r) return;
         assert.equal(anchors[i], xs[i] ? xi[i] : NO_ANCHOR, 'the relative pitch head is anchored on the pitch the step reads');
         // The value's interval: from the note this step reads to the note read back after it.
         const step = v[i] - xi[i];
         assert.equal(intervalHot[i] ? interval[i] - RELATIVE_SPAN : null, xs[i] && Math.abs(step) <= RELATIVE_SPAN ? step : null);
+        valueIntervals.push(intervalHot[i] ? interval[i] : -1);
+        contexts.push([0, 1, 2].map((l) => context[i].slice(l * RELATIVE_WIDTH, (l + 1) * RELATIVE_WIDTH).indexOf(1)));
         targets.push(t[i] + PITCH_MIN);
         readBack.push(v[i] + PITCH_MIN);
         inputs.push(xs[i] ? xi[i] + PITCH_MIN : -1);
@@ -331,6 +390,9 @@ describe('long-context model', () => {
     assert.deepEqual(targets, piece.tokens.map((n) => n.pitch), 'the targets stay true');
     assert.equal(inputs[0], -1, 'the first note reads the start of the piece');
     for (let i = 1; i < 60; i++) assert.equal(inputs[i], readBack[i - 1], `step ${i} reads note ${i - 1} as the values do`);
+    // Lag l of a step's interval context is the interval of the note read back l steps before (across chunks).
+    for (let i = 0; i < 60; i++) for (let l = 0; l < 3; l++) assert.equal(contexts[i][l], i - 1 - l >= 0 ? valueIntervals[i - 1 - l] : -1, `step ${i}, lag ${l + 1}`);
+    assert.ok(valueIntervals.filter((v) => v >= 0).length > 40);
     const moved = readBack.filter((p, i) => p !== targets[i]);
     assert.ok(moved.length >= 8 && moved.length <= 30, `${moved.length} of 60 displaced`);
     readBack.forEach((p, i) => assert.ok(Math.abs(p - targets[i]) <= 7));

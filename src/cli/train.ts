@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { initBackend, type BackendChoice } from '../model/backend.ts';
 import { LONG_CONTEXT_HYPERPARAMETERS } from '../model/note/longContext.ts';
 import { DEFAULT_INPUT_NOISE } from '../model/note/train/stream.ts';
-import { DEFAULT_HYPERPARAMETERS, type Hyperparameters } from '../model/note/network.ts';
+import { DEFAULT_HYPERPARAMETERS, MAX_INTERVAL_MATCH, type Hyperparameters } from '../model/note/network.ts';
 import { composerTable, corpusHash, readTrainingCorpus } from '../model/corpus.ts';
 import { trainModel } from '../model/note/train/fit.ts';
 import { carriedDecoding, readModelSpec } from '../model/note/folder.ts';
@@ -46,7 +46,10 @@ such as 0.1 gives the new layer a gradient from the first step), --relative-pitc
 head scores the interval from the note just read, ±24 semitones, so a figure can come back
 transposed; it starts at zero, so with --init-from the model starts where its parent was),
 --interval-values (each note's attention value also carries its interval from the note before,
-so attending to an earlier passage reads its intervals; zero at the start as well);
+so attending to an earlier passage reads its intervals; zero at the start as well),
+--interval-match N (each attention head also scores an earlier note by how many of the N
+intervals before it equal the N before now, so a head can find where the same steps were played
+at another pitch; 1..8, weights zero at the start as well);
 defaults --lr 0.002, --batch 16.`;
 
 export const ARCHES = ['lstm-attention', 'long-context', 'study'] as const;
@@ -90,6 +93,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
       'gate-init': { type: 'string' },
       'relative-pitch': { type: 'boolean' },
       'interval-values': { type: 'boolean' },
+      'interval-match': { type: 'string' },
       dropout: { type: 'string' },
     },
     strict: true,
@@ -99,7 +103,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   if (!values.out) problems.push('--out DIR is required');
   const longContext = arch === 'long-context';
   const base = longContext ? LONG_CONTEXT_HYPERPARAMETERS : DEFAULT_HYPERPARAMETERS;
-  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise', 'residual', 'gate-init', 'relative-pitch', 'interval-values', 'dropout'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
+  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise', 'residual', 'gate-init', 'relative-pitch', 'interval-values', 'interval-match', 'dropout'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
   const epochs = collect(() => intOption('--epochs', values.epochs, 30, 1, 10_000), 30);
   const batchDefault = longContext ? 16 : 32;
   const batchSize = collect(() => intOption('--batch', values.batch, batchDefault, 1, 1024), batchDefault);
@@ -128,6 +132,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
     hyper.residual = values.residual ?? false;
     hyper.relativePitch = values['relative-pitch'] ?? false;
     hyper.intervalValues = values['interval-values'] ?? false;
+    hyper.intervalMatch = collect(() => intOption('--interval-match', values['interval-match'], 0, 1, MAX_INTERVAL_MATCH), 0);
     if (hyper.residual && hyper.layers < 2) problems.push('--residual needs --layers 2 or more (the layers above the first are residual)');
     if (values['gate-init'] !== undefined && !hyper.residual) problems.push('--gate-init needs --residual (it is where the residual layers\' gates start)');
   } else if (hyper.window % hyper.attentionWindow !== 0) problems.push(`--window must be a multiple of ${hyper.attentionWindow}`);

@@ -33,7 +33,7 @@ import * as tf from '@tensorflow/tfjs';
 import { KEY_SLOTS } from '../../tokens/key.ts';
 import { HEAD_SIZES, targetIndices } from './features.ts';
 import type { NoteToken } from '../../tokens/tokenize.ts';
-import { headShapes, headsLoss, lstmShapes, RELATIVE_WIDTH, type Hyperparameters, type SequenceBatch } from './network.ts';
+import { headShapes, headsLoss, lstmShapes, MATCH_SCALE, RELATIVE_WIDTH, type Hyperparameters, type SequenceBatch } from './network.ts';
 import { lstmRecurrence, uniqueVariableName, type Weights } from '../layers.ts';
 
 /** Width of a note as the attention values read it: the four heads' one-hots side by side. */
@@ -55,6 +55,7 @@ export const LONG_CONTEXT_HYPERPARAMETERS: Required<Hyperparameters> = {
   residual: false,
   relativePitch: false,
   intervalValues: false,
+  intervalMatch: 0,
 };
 
 /** The four columns that are 1 in `t`'s row of note one-hots (the four heads side by side). */
@@ -97,6 +98,7 @@ export function longContextShapes(h: Hyperparameters, inputDim: number): Record<
   s['attn/wv'] = [H, A];
   s['attn/wnote'] = [NOTE_WIDTH, A];
   if (h.intervalValues) s['attn/winterval'] = [RELATIVE_WIDTH, A];
+  if (h.intervalMatch) s['attn/match'] = [h.intervalMatch, h.heads ?? 1];
   s['attn/knull'] = [A];
   s['attn/bias'] = [h.relativeBuckets ?? 32, h.heads ?? 1];
   const heads = headShapes(h, H + A);
@@ -138,7 +140,7 @@ export function createLongContextWeights(h: Hyperparameters, inputDim: number, s
       if (source && source.shape.join('x') === shape.join('x')) return source.clone();
       if (name === 'lstm0/wkey' && old) return tf.zeros(shape);
       // Zero at the start: a key table, relative pitch head or interval rows added to a trained model start as nothing.
-      if (name === 'head/keypitch' || name === 'head/wrel' || name === 'attn/winterval') return tf.zeros(shape);
+      if (name === 'head/keypitch' || name === 'head/wrel' || name === 'attn/winterval' || name === 'attn/match') return tf.zeros(shape);
       if (shape.length === 1 || name === 'attn/bias') {
         const values = new Float32Array(shape.reduce((p, d) => p * d, 1));
         if (name.startsWith('lstm') && name.endsWith('/b')) values.fill(1, h.hidden, 2 * h.hidden);
@@ -223,7 +225,18 @@ export interface ChunkBatch extends SequenceBatch {
   pitchAnchors?: tf.Tensor1D;
   /** One-hot interval of each row's read-back note from the one before it [T*B, RELATIVE_WIDTH] (zero: none; intervalIndex). */
   intervalRows?: tf.Tensor2D;
+  /**
+   * Models with interval matching: each row's last `intervalMatch` intervals, newest first, as
+   * one-hot blocks [T*B, intervalMatch * RELATIVE_WIDTH] (a zero block: none); the query's and
+   * the slot's side of the match alike (intervalContextWidth).
+   */
+  intervalContext?: tf.Tensor2D;
   realTargets: number;
+}
+
+/** Columns of a row of interval context (ChunkBatch.intervalContext). */
+export function intervalContextWidth(h: Hyperparameters): number {
+  return (h.intervalMatch ?? 0) * RELATIVE_WIDTH;
 }
 
 /** What one chunk hands to the next: LSTM state per layer and the attention memory. */
@@ -233,6 +246,8 @@ export interface ChunkMemory {
   /** [B, M, A], oldest first. */
   keys: tf.Tensor3D;
   values: tf.Tensor3D;
+  /** Models with interval matching: each slot's interval context [B, M, intervalContextWidth]. */
+  contexts?: tf.Tensor3D;
 }
 
 export function emptyMemory(h: Hyperparameters, B: number): ChunkMemory {
@@ -242,17 +257,19 @@ export function emptyMemory(h: Hyperparameters, B: number): ChunkMemory {
     c: Array.from({ length: h.layers }, () => tf.zeros([B, h.hidden]) as tf.Tensor2D),
     keys: tf.zeros([B, M, h.attentionDim]),
     values: tf.zeros([B, M, h.attentionDim]),
+    contexts: h.intervalMatch ? tf.zeros([B, M, intervalContextWidth(h)]) : undefined,
   };
 }
 
 export function disposeMemory(m: ChunkMemory): void {
-  tf.dispose([...m.h, ...m.c, m.keys, m.values]);
+  tf.dispose([...m.h, ...m.c, m.keys, m.values, ...(m.contexts ? [m.contexts] : [])]);
 }
 
 /** The chunk's own slots and last LSTM states, for the next chunk's memory (all kept). */
 export interface ChunkCarry {
   keys: tf.Tensor3D;
   values: tf.Tensor3D;
+  contexts?: tf.Tensor3D;
   h: tf.Tensor2D[];
   c: tf.Tensor2D[];
 }
@@ -294,9 +311,10 @@ export function chunkHidden(w: Weights, h: Hyperparameters, b: ChunkBatch, memor
   const noteValues = tf.add(tf.matMul(o, w['attn/wv'] as tf.Tensor2D), tf.matMul(noteRows, w['attn/wnote'] as tf.Tensor2D)) as tf.Tensor2D;
   if (h.intervalValues && !b.intervalRows) throw new Error('chunkHidden: a model with interval values needs the chunk\'s intervalRows (PieceStream option intervalValues)');
   const v = h.intervalValues ? (tf.add(noteValues, tf.matMul(b.intervalRows!, w['attn/winterval'] as tf.Tensor2D)) as tf.Tensor2D) : noteValues;
+  if (h.intervalMatch && (!b.intervalContext || !memory.contexts)) throw new Error('chunkHidden: a model with interval matching needs the chunk\'s intervalContext (PieceStream option intervalMatch) and a memory made for it');
   if (carry) {
-    const batchMajor = (t: tf.Tensor2D) => tf.keep(t.reshape([T, B, A]).transpose([1, 0, 2]) as tf.Tensor3D);
-    carry({ keys: batchMajor(k), values: batchMajor(v), h: lastH, c: lastC });
+    const batchMajor = (t: tf.Tensor2D) => tf.keep(t.reshape([T, B, t.shape[1]]).transpose([1, 0, 2]) as tf.Tensor3D);
+    carry({ keys: batchMajor(k), values: batchMajor(v), contexts: h.intervalMatch ? batchMajor(b.intervalContext!) : undefined, h: lastH, c: lastC });
   } else tf.dispose([...lastH, ...lastC]);
   const qh = toHeads(q);
   const keys = M > 0 ? (tf.concat([memHeads(memory.keys), toHeads(k)], 1) as tf.Tensor3D) : toHeads(k);
@@ -305,13 +323,35 @@ export function chunkHidden(w: Weights, h: Hyperparameters, b: ChunkBatch, memor
   const { buckets, causal } = chunkConstants(T, M, h.relativeBuckets ?? 32, ringLength(h));
   const bias = tf.matMul(buckets, w['attn/bias'] as tf.Tensor2D).reshape([T, S, heads]).transpose([2, 0, 1]); // [heads, T, S]
   const slotMask = tf.concat([memoryMask, tf.zeros([B, T])], 1).reshape([B, 1, 1, S]);
-  const scores = batchedMatMul(qh, keys, false, true).mul(scale).reshape([B, heads, T, S]).add(bias).add(causal).add(slotMask);
+  const scored = batchedMatMul(qh, keys, false, true).mul(scale).reshape([B, heads, T, S]).add(bias).add(causal).add(slotMask);
+  const scores = h.intervalMatch ? scored.add(intervalMatchScores(w, h, b.intervalContext!, memory.contexts!, B, T)) : scored;
   const nullKey = (w['attn/knull'] as tf.Tensor1D).reshape([1, heads, 1, dk]);
   const nullScores = tf.sum(tf.mul(qh.reshape([B, heads, T, dk]), nullKey), 3, true).mul(scale); // [B, heads, T, 1]
   const attention = tf.softmax(tf.concat([scores, nullScores], 3)).slice([0, 0, 0, 0], [B, heads, T, S]).reshape([B * heads, T, S]) as tf.Tensor3D;
   const context = batchedMatMul(attention, values).reshape([B, heads, T, dk]).transpose([2, 0, 1, 3]).reshape([T * B, A]) as tf.Tensor2D;
   const z = tf.tanh(tf.add(tf.matMul(tf.concat([o, context], 1), w['head/wz'] as tf.Tensor2D), w['head/bz'])) as tf.Tensor2D;
   return dropout > 0 ? (tf.dropout(z, dropout) as tf.Tensor2D) : z;
+}
+
+/**
+ * The interval-matching part of the scores [B, heads, T, S]: per lag, which slots' context
+ * interval equals the query's (one-hot blocks, so a product of the blocks counts the match),
+ * weighted per head and lag by MATCH_SCALE · attn/match. The matches are constants of the data;
+ * only attn/match gets a gradient.
+ */
+function intervalMatchScores(w: Weights, h: Hyperparameters, context: tf.Tensor2D, memory: tf.Tensor3D, B: number, T: number): tf.Tensor4D {
+  const L = h.intervalMatch!;
+  const heads = h.heads ?? 1;
+  const M = memory.shape[1];
+  const S = M + T;
+  const W = RELATIVE_WIDTH;
+  // Lag-major, so that the matches of one lag lie together: [L, B, …].
+  const own = context.reshape([T, B, L, W]).transpose([2, 1, 0, 3]) as tf.Tensor4D; // [L, B, T, W]
+  const slots = M > 0 ? tf.concat([memory.reshape([B, M, L, W]).transpose([2, 0, 1, 3]), own], 2) : own; // [L, B, S, W]
+  const matches = batchedMatMul(own.reshape([L * B, T, W]) as tf.Tensor3D, slots.reshape([L * B, S, W]) as tf.Tensor3D, false, true).reshape([L, B * T * S]) as tf.Tensor2D;
+  // One plain product weighs the lags per head; only this side has a gradient.
+  const perHead = tf.matMul(tf.mul(tf.transpose(w['attn/match']), MATCH_SCALE) as tf.Tensor2D, matches); // [heads, B*T*S]
+  return perHead.reshape([heads, B, T, S]).transpose([1, 0, 2, 3]) as tf.Tensor4D;
 }
 
 /** Mean NLL per row of a chunk (padding rows have zero targets and add nothing). */
@@ -327,13 +367,16 @@ export function advanceMemory(h: Hyperparameters, memory: ChunkMemory, carried: 
   const next = tf.tidy(() => {
     const B = carried.keys.shape[0];
     const T = carried.keys.shape[1];
-    const A = h.attentionDim;
-    const roll = (old: tf.Tensor3D, fresh: tf.Tensor3D) => (T >= M ? fresh.slice([0, T - M, 0], [B, M, A]) : tf.concat([old, fresh], 1).slice([0, T, 0], [B, M, A])) as tf.Tensor3D;
-    return { keys: roll(memory.keys, carried.keys), values: roll(memory.values, carried.values) };
+    const roll = (old: tf.Tensor3D, fresh: tf.Tensor3D) => {
+      const width = fresh.shape[2];
+      return (T >= M ? fresh.slice([0, T - M, 0], [B, M, width]) : tf.concat([old, fresh], 1).slice([0, T, 0], [B, M, width])) as tf.Tensor3D;
+    };
+    const contexts = memory.contexts && carried.contexts ? roll(memory.contexts, carried.contexts) : undefined;
+    return { keys: roll(memory.keys, carried.keys), values: roll(memory.values, carried.values), contexts };
   });
   disposeMemory(memory);
-  tf.dispose([carried.keys, carried.values]);
-  return { h: carried.h, c: carried.c, keys: next.keys, values: next.values };
+  tf.dispose([carried.keys, carried.values, ...(carried.contexts ? [carried.contexts] : [])]);
+  return { h: carried.h, c: carried.c, keys: next.keys, values: next.values, contexts: next.contexts };
 }
 
 /** Additive memory mask [B, M]: the last `valid[b]` slots of row b are open. */

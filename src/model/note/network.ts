@@ -47,7 +47,25 @@ export interface Hyperparameters {
    * attending to an earlier passage reads its intervals directly, not only its absolute pitches.
    */
   intervalValues?: boolean;
+  /**
+   * Long-context models: interval matching over the last `intervalMatch` intervals (0: none).
+   * Each head's score of an earlier slot gains MATCH_SCALE · `attn/match`[l, head] for every lag
+   * l at which the interval read l notes before that slot equals the one read l notes before
+   * now (the same steps, at any pitch). A head can then find where the last few steps were
+   * played before and, with interval values and the relative pitch head, carry on from there at
+   * the current pitch: a sequence. `attn/match` starts at zero.
+   */
+  intervalMatch?: number;
 }
+
+/** Most lags `intervalMatch` may compare. */
+export const MAX_INTERVAL_MATCH = 8;
+/**
+ * `attn/match` enters the scores times this: with Adam each weight moves about the learning
+ * rate per step whatever its gradient, and a match must be able to outweigh the learned keys'
+ * scores (several units) within an epoch or two.
+ */
+export const MATCH_SCALE = 4;
 
 /** Widest interval, in semitones either way, that the relative pitch head scores. */
 export const RELATIVE_SPAN = 24;

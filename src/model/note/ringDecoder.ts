@@ -19,7 +19,7 @@ import * as tf from '@tensorflow/tfjs';
 import { attentionMemory, hostMatrix, type AttentionMemory, type HostMatrix } from './simdKernels.ts';
 import { HEAD_SIZES } from './features.ts';
 import { noteColumns, relativeBucket, ringLength } from './longContext.ts';
-import { addRelativePitch, intervalIndex, RELATIVE_WIDTH, type Hyperparameters, type SparseInputs } from './network.ts';
+import { addRelativePitch, intervalIndex, MATCH_SCALE, RELATIVE_WIDTH, type Hyperparameters, type SparseInputs } from './network.ts';
 import type { Weights } from '../layers.ts';
 import type { NoteToken } from '../../tokens/tokenize.ts';
 
@@ -68,6 +68,10 @@ export interface DecoderWeights {
   wnote: Float32Array;
   /** attn/winterval [RELATIVE_WIDTH, A] (models with intervalValues): a note's interval from the one before adds its row to the value. */
   winterval?: Float32Array;
+  /** Lags of interval matching (0: none). */
+  matchLags: number;
+  /** MATCH_SCALE · attn/match, [head, lag] at [k * matchLags + l] (models with intervalMatch). */
+  match?: Float32Array;
   /** [heads, dk]: each head's null key (its value is zero). */
   knull: Float32Array;
   /** [heads, R]: bias of the note `d + 1` notes back, at [k * R + d]. */
@@ -148,9 +152,18 @@ export function decoderWeights(w: Weights, h: Hyperparameters): DecoderWeights {
     bdurvel: Float32Array.from([...host(w['head/bdur']), ...host(w['head/bvel'])]),
     wnote: host(w['attn/wnote']),
     winterval: h.intervalValues ? host(w['attn/winterval']) : undefined,
+    matchLags: h.intervalMatch ?? 0,
+    match: h.intervalMatch ? matchTable(host(w['attn/match']), h.intervalMatch, heads) : undefined,
     knull: host(w['attn/knull']),
     bias,
   };
+}
+
+/** attn/match [lag, head] → MATCH_SCALE times it, per head [head, lag]. */
+function matchTable(values: Float32Array, lags: number, heads: number): Float32Array {
+  const out = new Float32Array(lags * heads);
+  for (let l = 0; l < lags; l++) for (let k = 0; k < heads; k++) out[k * lags + l] = MATCH_SCALE * values[l * heads + k];
+  return out;
 }
 
 /** Frees what decoderWeights made (the model's own weights stay). */
@@ -184,6 +197,10 @@ export interface RingState {
   filled: number[];
   /** Each row's last committed pitch (undefined before the first): the interval of the next note starts there. */
   lastPitch: (number | undefined)[];
+  /** Each row's last matchLags intervals (intervalIndex, -1: none), newest first (models with interval matching). */
+  recent: number[][];
+  /** [B, R, matchLags]: each slot's interval context, as `recent` was at its step (-1: none). */
+  slotContexts?: Int8Array;
   /** Each row's key-input row [B, 4H] (key-conditioned models). */
   keyRows?: Float32Array;
   /** [B, 2A]: the key and the LSTM part of the value of the note being chosen (decodeStep → commitNotes). */
@@ -240,12 +257,24 @@ export function initialRing(d: DecoderWeights, keys: readonly number[]): RingSta
     next: new Array(B).fill(0),
     filled: new Array(B).fill(0),
     lastPitch: new Array(B).fill(undefined),
+    recent: Array.from({ length: B }, () => []),
+    slotContexts: d.matchLags ? new Int8Array(B * d.R * d.matchLags).fill(-1) : undefined,
     keyRows,
   };
 }
 
 const join = (parts: readonly Float32Array[]) => {
   const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
+  return out;
+};
+
+const joinInt8 = (parts: readonly Int8Array[]) => {
+  const out = new Int8Array(parts.reduce((n, p) => n + p.length, 0));
   let offset = 0;
   for (const p of parts) {
     out.set(p, offset);
@@ -269,6 +298,8 @@ export function concatRings(d: DecoderWeights, states: RingState[]): RingState {
     next: states.flatMap((s) => s.next),
     filled: states.flatMap((s) => s.filled),
     lastPitch: states.flatMap((s) => s.lastPitch),
+    recent: states.flatMap((s) => s.recent),
+    slotContexts: states[0].slotContexts ? joinInt8(states.map((s) => s.slotContexts!)) : undefined,
     keyRows: states[0].keyRows ? join(states.map((s) => s.keyRows!)) : undefined,
   };
 }
@@ -355,6 +386,7 @@ export function ringAttention(state: RingState, d: DecoderWeights, q: Float32Arr
         attention.vector.set(q.subarray(qo, qo + dk));
         attention.scores(ring, filled, scores);
       } else for (let slot = 0; slot < filled; slot++) scores[slot] = dot(q, qo, keys, ring + slot * dk, dk);
+      if (d.match) addMatchScores(state, d, b, k, filled, scores);
       // Slot s holds the note newest - s notes back (mod R).
       let max = nullScore;
       for (let slot = 0; slot < filled; slot++) {
@@ -387,6 +419,23 @@ export function ringAttention(state: RingState, d: DecoderWeights, q: Float32Arr
     }
   }
   return context;
+}
+
+/**
+ * Interval matching (models with intervalMatch): each filled slot of row b scores, for head k,
+ * the match weight of every lag at which its context interval equals the row's current one.
+ */
+function addMatchScores(state: RingState, d: DecoderWeights, b: number, k: number, filled: number, scores: Float64Array): void {
+  const L = d.matchLags;
+  const recent = state.recent[b];
+  const contexts = state.slotContexts!;
+  const weights = d.match!;
+  for (let l = 0; l < Math.min(L, recent.length); l++) {
+    const interval = recent[l];
+    if (interval < 0) continue;
+    const weight = weights[k * L + l];
+    for (let slot = 0, at = b * d.R * L + l; slot < filled; slot++, at += L) if (contexts[at] === interval) scores[slot] += weight;
+  }
 }
 
 /**
@@ -452,10 +501,18 @@ export function commitNotes(state: RingState, d: DecoderWeights, notes: readonly
   for (let b = 0; b < B; b++) {
     const kv = b * 2 * A;
     for (const column of noteColumns(notes[b])) for (let i = 0; i < A; i++) pending[kv + A + i] += wnote[column * A + i];
-    const interval = d.winterval ? intervalIndex(state.lastPitch[b], notes[b].pitch) : -1;
-    if (interval >= 0) for (let i = 0; i < A; i++) pending[kv + A + i] += d.winterval![interval * A + i];
+    const interval = d.winterval || d.matchLags ? intervalIndex(state.lastPitch[b], notes[b].pitch) : -1;
+    if (d.winterval && interval >= 0) for (let i = 0; i < A; i++) pending[kv + A + i] += d.winterval[interval * A + i];
     state.lastPitch[b] = notes[b].pitch;
     const slot = state.next[b];
+    if (state.slotContexts) {
+      // The slot keeps the context its step was scored with; then this note's interval joins it.
+      const recent = state.recent[b];
+      const at = (b * R + slot) * d.matchLags;
+      for (let l = 0; l < d.matchLags; l++) state.slotContexts[at + l] = l < recent.length ? recent[l] : -1;
+      recent.unshift(interval);
+      if (recent.length > d.matchLags) recent.pop();
+    }
     for (let k = 0; k < heads; k++) {
       const at = ((b * heads + k) * R + slot) * dk;
       state.keys.set(pending.subarray(kv + k * dk, kv + (k + 1) * dk), at);

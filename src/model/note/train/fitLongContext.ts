@@ -62,7 +62,7 @@ function forEachChunk(weights: Weights, h: Hyperparameters, stream: PieceStream,
 export function streamEpoch(weights: Weights, h: Hyperparameters, pieces: readonly StreamPiece[], o: StreamEpochOptions): { loss: number; tokens: number; steps: number } {
   const queues = planRows(pieces, o.batchSize, o.rng);
   const total = streamSteps(pieces, queues, h.window);
-  const stream = new PieceStream(pieces, queues, { window: h.window, composerIndex: o.composerIndex, composers: o.composers, transpose: o.transpose, composerDropout: o.composerDropout, keyDropout: o.keyDropout, inputNoise: o.inputNoise, keyed: h.keys, relativePitch: h.relativePitch, intervalValues: h.intervalValues, rng: o.rng });
+  const stream = new PieceStream(pieces, queues, { window: h.window, composerIndex: o.composerIndex, composers: o.composers, transpose: o.transpose, composerDropout: o.composerDropout, keyDropout: o.keyDropout, inputNoise: o.inputNoise, keyed: h.keys, relativePitch: h.relativePitch, intervalValues: h.intervalValues, intervalMatch: h.intervalMatch, rng: o.rng });
   let lossSum = 0;
   let tokens = 0;
   let steps = 0;

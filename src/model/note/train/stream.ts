@@ -30,6 +30,8 @@ interface Cursor {
   memory: number;
   /** The last note of the previous chunk as the next step reads it (displaced or not). */
   readBack?: NoteToken;
+  /** The intervals of the notes read back so far, newest first, at most intervalMatch (intervalIndex; -1: none). */
+  recent: number[];
 }
 
 export interface StreamOptions {
@@ -47,6 +49,8 @@ export interface StreamOptions {
   relativePitch?: boolean;
   /** Models with interval values: hand each row's interval one-hot (ChunkBatch.intervalRows). */
   intervalValues?: boolean;
+  /** Models with interval matching: hand each row's last this many intervals (ChunkBatch.intervalContext). */
+  intervalMatch?: number;
   /**
    * Probability that a note, where it is read as the input of the next step, has its pitch moved
    * by 1 to 7 semitones (the target stays true). Noisy teacher forcing: the model learns that the
@@ -109,7 +113,7 @@ export class PieceStream {
     queues: readonly number[][],
     private readonly o: StreamOptions,
   ) {
-    this.cursors = queues.map((q) => ({ queue: [...q], piece: -1, pos: 0, shift: 0, composer: 0, memory: 0 }));
+    this.cursors = queues.map((q) => ({ queue: [...q], piece: -1, pos: 0, shift: 0, composer: 0, memory: 0, recent: [] }));
   }
 
   get rows(): number {
@@ -121,6 +125,7 @@ export class PieceStream {
     c.pos = 0;
     c.memory = 0;
     c.shift = 0;
+    c.recent = [];
     if (c.piece < 0) return;
     const piece = this.pieces[c.piece];
     c.composer = this.o.composerIndex.get(piece.composer) ?? this.o.composers;
@@ -162,6 +167,8 @@ export class PieceStream {
     const noteRows = noise > 0 ? new Float32Array(T * B * NOTE_WIDTH) : undefined;
     const anchors = this.o.relativePitch ? new Float32Array(T * B).fill(NO_ANCHOR) : undefined;
     const intervals = this.o.intervalValues ? new Float32Array(T * B * RELATIVE_WIDTH) : undefined;
+    const lags = this.o.intervalMatch ?? 0;
+    const contexts = lags > 0 ? new Float32Array(T * B * lags * RELATIVE_WIDTH) : undefined;
     const keep: number[] = [];
     const memory: number[] = [];
     let real = 0;
@@ -179,14 +186,19 @@ export class PieceStream {
         const row = (i - c.pos) * B + b;
         writeInputRow(inputs, row * D, previous, i > 0 ? positions[i - 1] % STEPS_PER_BEAT : 0, c.composer);
         if (anchors && previous) anchors[row] = previous.pitch - PITCH_MIN;
+        if (contexts) c.recent.forEach((interval, l) => interval >= 0 && (contexts[(row * lags + l) * RELATIVE_WIDTH + interval] = 1));
         const before = previous;
         const target = moved(piece.tokens[i]);
         targetIndices(target).forEach((cls, h) => (targets[h][row * HEAD_SIZES[h] + cls] = 1));
         // The note as the next step and the attention values read it back: sometimes displaced.
         previous = noteRows && this.o.rng!.next() < noise ? displacePitch(target, this.o.rng!) : target;
         if (noteRows) writeNoteRow(noteRows, row, previous);
-        const interval = intervals ? intervalIndex(before?.pitch, previous.pitch) : -1;
-        if (interval >= 0) intervals![row * RELATIVE_WIDTH + interval] = 1;
+        const interval = intervals || contexts ? intervalIndex(before?.pitch, previous.pitch) : -1;
+        if (intervals && interval >= 0) intervals[row * RELATIVE_WIDTH + interval] = 1;
+        if (contexts) {
+          c.recent.unshift(interval);
+          if (c.recent.length > lags) c.recent.pop();
+        }
         if (keyInputs) {
           const key = chunkKeyDropped || !piece.keys ? ANY_KEY : transposeKey(piece.keys[i], c.shift);
           keyInputs[row * KEY_SLOTS + key] = 1;
@@ -205,6 +217,7 @@ export class PieceStream {
       noteRows: noteRows ? tf.tensor2d(noteRows, [T * B, NOTE_WIDTH]) : undefined,
       pitchAnchors: anchors ? tf.tensor1d(anchors) : undefined,
       intervalRows: intervals ? tf.tensor2d(intervals, [T * B, RELATIVE_WIDTH]) : undefined,
+      intervalContext: contexts ? tf.tensor2d(contexts, [T * B, lags * RELATIVE_WIDTH]) : undefined,
       batch: B,
       steps: T,
       realTargets: real,
@@ -214,5 +227,5 @@ export class PieceStream {
 }
 
 export function disposeChunk(b: ChunkBatch): void {
-  tf.dispose([b.inputs, ...b.targets, ...(b.keyInputs ? [b.keyInputs] : []), ...(b.noteRows ? [b.noteRows] : []), ...(b.pitchAnchors ? [b.pitchAnchors] : []), ...(b.intervalRows ? [b.intervalRows] : [])]);
+  tf.dispose([b.inputs, ...b.targets, ...(b.keyInputs ? [b.keyInputs] : []), ...(b.noteRows ? [b.noteRows] : []), ...(b.pitchAnchors ? [b.pitchAnchors] : []), ...(b.intervalRows ? [b.intervalRows] : []), ...(b.intervalContext ? [b.intervalContext] : [])]);
 }
