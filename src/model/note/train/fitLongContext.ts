@@ -87,7 +87,7 @@ export function streamEpoch(weights: Weights, h: Hyperparameters, pieces: readon
 export function evaluateStream(weights: Weights, h: Hyperparameters, pieces: readonly TokenPiece[], composerIndex: Map<string, number>, composers: number, batchSize: number, anyKey = false): { loss: number; perHead: number[]; notes: number } {
   const labelled = h.keys && !anyKey ? withKeyLabels(pieces) : pieces.map((p) => ({ composer: p.composer, tokens: p.tokens }));
   const queues = planRows(labelled, Math.min(batchSize, Math.max(1, labelled.length)));
-  const stream = new PieceStream(labelled, queues, { window: h.window, composerIndex, composers, keyed: h.keys, relativePitch: h.relativePitch, intervalValues: h.intervalValues });
+  const stream = new PieceStream(labelled, queues, { window: h.window, composerIndex, composers, keyed: h.keys, relativePitch: h.relativePitch, intervalValues: h.intervalValues, intervalMatch: h.intervalMatch });
   const perHead = [0, 0, 0, 0];
   let notes = 0;
   forEachChunk(weights, h, stream, 0, (batch, chunkLossOf) => {
