@@ -508,6 +508,23 @@ describe('long-context model', () => {
     tf.dispose(Object.values(weights));
   });
 
+  test('generation with interval matching: a primed row gives the same notes alone or batched after another row, and the match weights are heard', async () => {
+    const h = { ...H, intervalValues: true, intervalMatch: 3 };
+    await createTinyModel(join(dir, 'lc-match'), ['Chopin', 'Mozart'], 4, h);
+    const { spec, weights } = await loadModelFolder(join(dir, 'lc-match'));
+    assert.equal(spec.hyperparameters.intervalMatch, 3);
+    const request = { composer: 0, notes: 40, temperature: 1, topP: 1, randomSeed: 9, primer: sequence(30, 2) };
+    const plain = generateTokens(weights, spec.hyperparameters, 2, [request])[0];
+    weights['attn/match'].assign(tf.fill([3, H.heads!], 2));
+    const tensors = tf.memory().numTensors;
+    const [alone] = generateTokens(weights, spec.hyperparameters, 2, [request]);
+    const [, batched] = generateTokens(weights, spec.hyperparameters, 2, [{ ...request, primer: undefined, randomSeed: 3 }, request]);
+    assert.equal(tf.memory().numTensors, tensors, 'no tensor outlives a generation');
+    assert.deepEqual(batched, alone, 'each row keeps its own slots\' interval contexts when rows are joined');
+    assert.notDeepEqual(alone, plain, 'the match weights change what is played');
+    tf.dispose(Object.values(weights));
+  });
+
   test('the loader refuses a long-context folder whose spec does not match its weights or architecture', async () => {
     await createTinyModel(join(dir, 'lc-bad'), ['Chopin', 'Mozart'], 4, H);
     const path = join(dir, 'lc-bad', 'model.json');

@@ -263,25 +263,17 @@ export function initialRing(d: DecoderWeights, keys: readonly number[]): RingSta
   };
 }
 
-const join = (parts: readonly Float32Array[]) => {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+/** The arrays end to end, in a new array made by `make`. */
+function joinArrays<T extends Float32Array | Int8Array>(parts: readonly T[], make: (length: number) => T): T {
+  const out = make(parts.reduce((n, p) => n + p.length, 0));
   let offset = 0;
   for (const p of parts) {
     out.set(p, offset);
     offset += p.length;
   }
   return out;
-};
-
-const joinInt8 = (parts: readonly Int8Array[]) => {
-  const out = new Int8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.length;
-  }
-  return out;
-};
+}
+const join = (parts: readonly Float32Array[]) => joinArrays(parts, (n) => new Float32Array(n));
 
 /** Joins states into one batch, rows in order. */
 export function concatRings(d: DecoderWeights, states: RingState[]): RingState {
@@ -299,7 +291,7 @@ export function concatRings(d: DecoderWeights, states: RingState[]): RingState {
     filled: states.flatMap((s) => s.filled),
     lastPitch: states.flatMap((s) => s.lastPitch),
     recent: states.flatMap((s) => s.recent),
-    slotContexts: states[0].slotContexts ? joinInt8(states.map((s) => s.slotContexts!)) : undefined,
+    slotContexts: states[0].slotContexts ? joinArrays(states.map((s) => s.slotContexts!), (n) => new Int8Array(n)) : undefined,
     keyRows: states[0].keyRows ? join(states.map((s) => s.keyRows!)) : undefined,
   };
 }
