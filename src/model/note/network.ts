@@ -82,6 +82,15 @@ export function intervalIndex(from: number | undefined, to: number): number {
 }
 
 /**
+ * Puts the interval just read first in `recent` (newest first) and keeps at most `lags`: the
+ * interval context of the next step. Training's stream and the sampling ring both keep it so.
+ */
+export function rememberInterval(recent: number[], interval: number, lags: number): void {
+  recent.unshift(interval);
+  if (recent.length > lags) recent.pop();
+}
+
+/**
  * Relative pitch logits [R, pitch]: `rel` [R, RELATIVE_WIDTH] scores intervals from each row's
  * anchor (the pitch index of the note it read, NO_ANCHOR for none); interval j − RELATIVE_SPAN
  * lands on pitch anchor + j − RELATIVE_SPAN, and a landing off the keyboard is dropped. Built as

@@ -19,7 +19,7 @@ import * as tf from '@tensorflow/tfjs';
 import { attentionMemory, hostMatrix, type AttentionMemory, type HostMatrix } from './simdKernels.ts';
 import { HEAD_SIZES } from './features.ts';
 import { noteColumns, relativeBucket, ringLength } from './longContext.ts';
-import { addRelativePitch, intervalIndex, MATCH_SCALE, RELATIVE_WIDTH, type Hyperparameters, type SparseInputs } from './network.ts';
+import { addRelativePitch, intervalIndex, MATCH_SCALE, RELATIVE_WIDTH, rememberInterval, type Hyperparameters, type SparseInputs } from './network.ts';
 import type { Weights } from '../layers.ts';
 import type { NoteToken } from '../../tokens/tokenize.ts';
 
@@ -70,8 +70,11 @@ export interface DecoderWeights {
   winterval?: Float32Array;
   /** Lags of interval matching (0: none). */
   matchLags: number;
-  /** MATCH_SCALE · attn/match, [head, lag] at [k * matchLags + l] (models with intervalMatch). */
-  match?: Float32Array;
+  /**
+   * Models with intervalMatch: per head, MATCH_SCALE · the summed attn/match weights of every set
+   * of matched lags [heads, 2^matchLags] (bit l of the index: lag l + 1 matched).
+   */
+  matchSums?: Float64Array;
   /** [heads, dk]: each head's null key (its value is zero). */
   knull: Float32Array;
   /** [heads, R]: bias of the note `d + 1` notes back, at [k * R + d]. */
@@ -153,16 +156,18 @@ export function decoderWeights(w: Weights, h: Hyperparameters): DecoderWeights {
     wnote: host(w['attn/wnote']),
     winterval: h.intervalValues ? host(w['attn/winterval']) : undefined,
     matchLags: h.intervalMatch ?? 0,
-    match: h.intervalMatch ? matchTable(host(w['attn/match']), h.intervalMatch, heads) : undefined,
+    matchSums: h.intervalMatch ? matchSums(host(w['attn/match']), h.intervalMatch, heads) : undefined,
     knull: host(w['attn/knull']),
     bias,
   };
 }
 
-/** attn/match [lag, head] → MATCH_SCALE times it, per head [head, lag]. */
-function matchTable(values: Float32Array, lags: number, heads: number): Float32Array {
-  const out = new Float32Array(lags * heads);
-  for (let l = 0; l < lags; l++) for (let k = 0; k < heads; k++) out[k * lags + l] = MATCH_SCALE * values[l * heads + k];
+/** attn/match [lag, head] → DecoderWeights.matchSums. */
+function matchSums(values: Float32Array, lags: number, heads: number): Float64Array {
+  const sets = 1 << lags;
+  const out = new Float64Array(heads * sets);
+  for (let k = 0; k < heads; k++)
+    for (let set = 0; set < sets; set++) for (let l = 0; l < lags; l++) if (set & (1 << l)) out[k * sets + set] += MATCH_SCALE * values[l * heads + k];
   return out;
 }
 
@@ -346,6 +351,8 @@ function dot(a: Float32Array, ao: number, b: Float32Array, bo: number, n: number
 
 /** Scratch for the attention weights of one row and head (R notes). */
 let scratchScores = new Float64Array(1024);
+/** Scratch for the matched lags of one row's slots (interval matching; R notes). */
+let scratchMatched = new Uint8Array(1024);
 
 /**
  * Attention of every row and head over its ring: q [B, heads*dk] (scaled, row stride `qStride`)
@@ -364,6 +371,8 @@ export function ringAttention(state: RingState, d: DecoderWeights, q: Float32Arr
   for (let b = 0; b < B; b++) {
     const filled = state.filled[b];
     const newest = (state.next[b] + R - 1) % R;
+    // Which lags each slot matches is the same for every head: found once per row.
+    const matched = d.matchSums ? matchedLags(state, d, b, filled) : undefined;
     for (let k = 0; k < heads; k++) {
       const qo = b * qStride + k * dk;
       const co = b * A + k * dk;
@@ -378,7 +387,11 @@ export function ringAttention(state: RingState, d: DecoderWeights, q: Float32Arr
         attention.vector.set(q.subarray(qo, qo + dk));
         attention.scores(ring, filled, scores);
       } else for (let slot = 0; slot < filled; slot++) scores[slot] = dot(q, qo, keys, ring + slot * dk, dk);
-      if (d.match) addMatchScores(state, d, b, k, filled, scores);
+      if (matched) {
+        const sums = d.matchSums!;
+        const base = k << d.matchLags;
+        for (let slot = 0; slot < filled; slot++) scores[slot] += sums[base + matched[slot]];
+      }
       // Slot s holds the note newest - s notes back (mod R).
       let max = nullScore;
       for (let slot = 0; slot < filled; slot++) {
@@ -414,20 +427,22 @@ export function ringAttention(state: RingState, d: DecoderWeights, q: Float32Arr
 }
 
 /**
- * Interval matching (models with intervalMatch): each filled slot of row b scores, for head k,
- * the match weight of every lag at which its context interval equals the row's current one.
+ * Interval matching (models with intervalMatch): for each filled slot of row b, the set of lags
+ * at which its context interval equals the row's current one (bit l: lag l + 1), in scratch.
  */
-function addMatchScores(state: RingState, d: DecoderWeights, b: number, k: number, filled: number, scores: Float64Array): void {
+function matchedLags(state: RingState, d: DecoderWeights, b: number, filled: number): Uint8Array {
+  if (scratchMatched.length < d.R) scratchMatched = new Uint8Array(d.R);
+  const matched = scratchMatched;
+  matched.fill(0, 0, filled);
   const L = d.matchLags;
   const recent = state.recent[b];
   const contexts = state.slotContexts!;
-  const weights = d.match!;
   for (let l = 0; l < Math.min(L, recent.length); l++) {
     const interval = recent[l];
     if (interval < 0) continue;
-    const weight = weights[k * L + l];
-    for (let slot = 0, at = b * d.R * L + l; slot < filled; slot++, at += L) if (contexts[at] === interval) scores[slot] += weight;
+    for (let slot = 0, at = b * d.R * L + l; slot < filled; slot++, at += L) if (contexts[at] === interval) matched[slot] |= 1 << l;
   }
+  return matched;
 }
 
 /**
@@ -502,8 +517,7 @@ export function commitNotes(state: RingState, d: DecoderWeights, notes: readonly
       const recent = state.recent[b];
       const at = (b * R + slot) * d.matchLags;
       for (let l = 0; l < d.matchLags; l++) state.slotContexts[at + l] = l < recent.length ? recent[l] : -1;
-      recent.unshift(interval);
-      if (recent.length > d.matchLags) recent.pop();
+      rememberInterval(recent, interval, d.matchLags);
     }
     for (let k = 0; k < heads; k++) {
       const at = ((b * heads + k) * R + slot) * dk;

@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { HEAD_SIZES, inputWidth, targetIndices, writeInputRow } from '../features.ts';
 import { NOTE_WIDTH, writeNoteRow, type ChunkBatch } from '../longContext.ts';
-import { intervalIndex, NO_ANCHOR, RELATIVE_WIDTH } from '../network.ts';
+import { intervalIndex, NO_ANCHOR, RELATIVE_WIDTH, rememberInterval } from '../network.ts';
 import type { Random } from '../../random.ts';
 import { ANY_KEY, KEY_SLOTS, transposeKey } from '../../../tokens/key.ts';
 import { PITCH_MAX, PITCH_MIN, STEPS_PER_BEAT, beatPositions, type NoteToken } from '../../../tokens/tokenize.ts';
@@ -195,10 +195,7 @@ export class PieceStream {
         if (noteRows) writeNoteRow(noteRows, row, previous);
         const interval = intervals || contexts ? intervalIndex(before?.pitch, previous.pitch) : -1;
         if (intervals && interval >= 0) intervals[row * RELATIVE_WIDTH + interval] = 1;
-        if (contexts) {
-          c.recent.unshift(interval);
-          if (c.recent.length > lags) c.recent.pop();
-        }
+        if (contexts) rememberInterval(c.recent, interval, lags);
         if (keyInputs) {
           const key = chunkKeyDropped || !piece.keys ? ANY_KEY : transposeKey(piece.keys[i], c.shift);
           keyInputs[row * KEY_SLOTS + key] = 1;
