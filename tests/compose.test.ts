@@ -239,7 +239,7 @@ describe('train', () => {
     const decoding = { temperature: 0.9, topP: 1, composerGuidance: 2, chosenBy: 'a realism sweep' };
     await writeFile(specPath, JSON.stringify({ ...JSON.parse(await readFile(specPath, 'utf8')), decoding }));
     const out = join(dir, 'child');
-    const r = await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', out, '--init-from', parent, '--hidden', '16', '--window', '32', '--memory', '24', '--heads', '2', '--epochs', '1', '--layers', '2', '--residual', '--gate-init', '0.05', '--relative-pitch', '--interval-values', '--interval-match', '2', '--bar-clock', '--dropout', '0.2', '--backend', 'wasm');
+    const r = await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', out, '--init-from', parent, '--hidden', '16', '--window', '32', '--memory', '24', '--heads', '2', '--epochs', '1', '--layers', '2', '--residual', '--gate-init', '0.05', '--relative-pitch', '--interval-values', '--interval-match', '2', '--dropout', '0.2', '--backend', 'wasm');
     assert.equal(r.code, 0, r.stderr);
     const child = JSON.parse(await readFile(join(out, 'model.json'), 'utf8'));
     assert.equal(child.hyperparameters.residual, true);
@@ -252,8 +252,6 @@ describe('train', () => {
     assert.ok(child.weights.some((w: { name: string }) => w.name === 'head/wrel'), 'and its relative pitch head');
     assert.equal(child.hyperparameters.intervalMatch, 2);
     assert.ok(child.weights.some((w: { name: string }) => w.name === 'attn/match'), 'and its interval match weights (trained and validated: the epoch ran)');
-    assert.equal(child.hyperparameters.barClock, true);
-    assert.ok(child.weights.some((w: { name: string }) => w.name === 'lstm0/wclock'), 'and its bar clock');
     assert.equal(child.training.history.length, 1);
     const composed = await cli('compose', 'chopin', '24', '--model', out, '--out', join(dir, 'grown-piece'), '--random-seed', '3', '--json');
     assert.equal(composed.code, 0, composed.stderr);
@@ -274,9 +272,8 @@ describe('train', () => {
     assert.match(wrong.stderr, /--gate-init must be between 0 and 1, got 1.5/);
     assert.match(wrong.stderr, /--interval-match must be between 1 and 8, got 9/);
     assert.ok(!existsSync(join(dir, 'never')), 'nothing written');
-    const local = await cli('train', '--data', join(dir, 'corpus'), '--out', join(dir, 'never'), '--residual', '--relative-pitch', '--interval-match', '3', '--bar-clock');
+    const local = await cli('train', '--data', join(dir, 'corpus'), '--out', join(dir, 'never'), '--residual', '--relative-pitch', '--interval-match', '3');
     assert.match(local.stderr, /--residual applies to --arch long-context only/);
-    assert.match(local.stderr, /--bar-clock applies to --arch long-context only/);
     assert.match(local.stderr, /--relative-pitch applies to --arch long-context only/);
     assert.match(local.stderr, /--interval-match applies to --arch long-context only/);
     const shut = await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', join(dir, 'never'), '--gate-init', '0.1');

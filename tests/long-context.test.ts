@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/model/backend.ts';
-import { BAR_CLOCK_SLOTS, barClockColumns, inputWidth, OFFSET_COMPOSER, OFFSET_PITCH, writeInputRow } from '../src/model/note/features.ts';
+import { inputWidth, OFFSET_COMPOSER, OFFSET_PITCH, writeInputRow } from '../src/model/note/features.ts';
 import { loadModelFolder } from '../src/model/note/folder.ts';
 import {
   advanceMemory,
@@ -32,7 +32,7 @@ import { keyRequests, measureKeyAdherence, parallelKey, relativeKey } from '../s
 import { evaluateStream, streamEpoch } from '../src/model/note/train/fitLongContext.ts';
 import { disposeChunk, PieceStream, planRows, type StreamPiece } from '../src/model/note/train/stream.ts';
 import { ANY_KEY, estimateKey, keyName, parseKey, segmentKeys, transposeKey } from '../src/tokens/key.ts';
-import { DT_CLASSES, PITCH_MIN, STEPS_PER_BEAT, noteOnsets, type NoteToken } from '../src/tokens/tokenize.ts';
+import { DT_CLASSES, PITCH_MIN, STEPS_PER_BEAT, beatPositions, type NoteToken } from '../src/tokens/tokenize.ts';
 import { createTinyModel, TINY_HYPERPARAMETERS, TINY_LONG_CONTEXT_HYPERPARAMETERS as H } from './support/tinyModel.ts';
 
 let dir: string;
@@ -67,7 +67,7 @@ const melody = (n: number, seed = 1): NoteToken[] => {
 
 /** z of every real note of one piece, through the training path: chunk after chunk with memory carried. */
 function chunkPath(w: Weights, piece: StreamPiece, h: Hyperparameters = H): number[][] {
-  const stream = new PieceStream([piece], [[0]], { window: h.window, composerIndex, composers: COMPOSERS, keyed: true, relativePitch: h.relativePitch, intervalValues: h.intervalValues, intervalMatch: h.intervalMatch, barClock: h.barClock });
+  const stream = new PieceStream([piece], [[0]], { window: h.window, composerIndex, composers: COMPOSERS, keyed: true, relativePitch: h.relativePitch, intervalValues: h.intervalValues, intervalMatch: h.intervalMatch });
   let memory = emptyMemory(h, 1);
   const rows: number[][] = [];
   for (let chunk = stream.next(); chunk; chunk = stream.next()) {
@@ -89,14 +89,12 @@ function chunkPath(w: Weights, piece: StreamPiece, h: Hyperparameters = H): numb
 function ringPath(w: Weights, piece: StreamPiece, key: number, h: Hyperparameters = H): number[][] {
   const decoder = decoderWeights(w, h);
   const state = initialRing(decoder, [key]);
-  const onsets = noteOnsets(piece.tokens);
+  const positions = beatPositions(piece.tokens);
   const rows: number[][] = [];
   piece.tokens.forEach((note, i) => {
     const input = new Float32Array(D);
-    const onset = i > 0 ? onsets[i - 1] : 0;
-    writeInputRow(input, 0, i > 0 ? piece.tokens[i - 1] : undefined, onset % STEPS_PER_BEAT, composerIndex.get(piece.composer)!);
+    writeInputRow(input, 0, i > 0 ? piece.tokens[i - 1] : undefined, i > 0 ? positions[i - 1] % STEPS_PER_BEAT : 0, composerIndex.get(piece.composer)!);
     const active = [...input.keys()].filter((c) => input[c] !== 0);
-    if (h.barClock) active.push(...barClockColumns(onset).map((c) => decoder.clockRow! + c));
     const z = decodeStep(decoder, state, { table: decoder.inputTable, columns: Int32Array.from(active), rows: 1, slots: active.length })!;
     rows.push([...z]);
     commitNotes(state, decoder, [note]);
@@ -132,19 +130,16 @@ describe('long-context model', () => {
     tf.dispose(Object.values(w));
   });
 
-  for (const [layers, residual, intervalValues, intervalMatch, barClock] of [
-    [1, false, false, 0, false],
-    [2, false, false, 0, false],
-    [2, true, false, 0, false],
-    [1, false, true, 0, false],
-    [1, false, true, 3, false],
-    [1, false, false, 0, true],
+  for (const [layers, residual, intervalValues, intervalMatch] of [
+    [1, false, false, 0],
+    [2, false, false, 0],
+    [2, true, false, 0],
+    [1, false, true, 0],
+    [1, false, true, 3],
   ] as const)
-    test(`sampling one note at a time computes what training computed over chunks with carried memory (${layers} LSTM layer${layers > 1 ? 's' : ''}${residual ? ', residual' : ''}${intervalValues ? ', interval values' : ''}${intervalMatch ? `, interval matching over ${intervalMatch}` : ''}${barClock ? ', bar clock' : ''})`, () => {
-      const h = { ...H, layers, residual, intervalValues, intervalMatch, barClock };
+    test(`sampling one note at a time computes what training computed over chunks with carried memory (${layers} LSTM layer${layers > 1 ? 's' : ''}${residual ? ', residual' : ''}${intervalValues ? ', interval values' : ''}${intervalMatch ? `, interval matching over ${intervalMatch}` : ''})`, () => {
+      const h = { ...H, layers, residual, intervalValues, intervalMatch };
       const w = createLongContextWeights(h, D, 7);
-      // The clock starts at zero; the sum must hold for a trained one.
-      if (barClock) w['lstm0/wclock'].assign(tf.randomNormal([BAR_CLOCK_SLOTS, 4 * h.hidden], 0, 1, 'float32', 9));
       // The gate starts at zero; the sum must hold for a trained one.
       if (residual) w['lstm1/gate'].assign(tf.randomUniform([h.hidden], -1.5, 1.5, 'float32', 5));
       // So do the interval rows of the values, and the match weights.
@@ -200,45 +195,6 @@ describe('long-context model', () => {
     assert.ok(Math.abs(before.value - grown.value) < 1e-5, `starts as its parent (${before.value} against ${grown.value})`);
     assert.ok(grown.gradient > 1e-5, `and the match weights get a gradient at once (${grown.gradient})`);
     assert.throws(() => loss(w, h, false), /needs the chunk's intervalContext/);
-    tf.dispose([...Object.values(parent), ...Object.values(w)]);
-  });
-
-  test('the bar clock: beats mod 3 and 4 and their groups, from the first note; grown onto a model it starts as that model, learns, and moves later steps', () => {
-    // Beat b (12 grid steps each) lights b mod 3, 3 + b mod 4, 7 + (b div 3) mod 4, 11 + (b div 4) mod 4.
-    assert.deepEqual(barClockColumns(0), [0, 3, 7, 11]);
-    assert.deepEqual(barClockColumns(STEPS_PER_BEAT - 1), [0, 3, 7, 11], 'within the first beat');
-    assert.deepEqual(barClockColumns(5 * STEPS_PER_BEAT + 6), [2, 4, 8, 12]);
-    assert.deepEqual(barClockColumns(13 * STEPS_PER_BEAT), [1, 4, 7, 14]);
-    assert.deepEqual(barClockColumns(48 * STEPS_PER_BEAT), barClockColumns(0), 'it turns over after 48 beats');
-    for (let beat = 0; beat < 48; beat++) assert.ok(barClockColumns(beat * STEPS_PER_BEAT).every((c, k, all) => c < BAR_CLOCK_SLOTS && (k === 0 || c > all[k - 1])), 'four ascending columns in range');
-    const parent = createLongContextWeights(H, D, 12);
-    const h = { ...H, barClock: true };
-    const w = createLongContextWeights(h, D, 13, { weights: parent, hyperparameters: H });
-    assert.deepEqual([...new Set(w['lstm0/wclock'].dataSync())], [0]);
-    const tokens = melody(H.memory! + 1, 6);
-    const piece: StreamPiece = { composer: 'Chopin', tokens, keys: new Uint8Array(tokens.length).fill(4) };
-    const largest = (a: number[][], b: number[][]) => Math.max(...a.map((row, t) => Math.max(...row.map((v, j) => Math.abs(v - b[t][j])))));
-    const before = chunkPath(parent, piece, H);
-    assert.ok(largest(before, chunkPath(w, piece, h)) < 1e-6, 'training: the clock adds nothing yet');
-    assert.ok(largest(ringPath(parent, piece, 4, H), ringPath(w, piece, 4, h)) < 1e-5, 'sampling: the same');
-    const chunk = new PieceStream([piece], [[0]], { window: h.window, composerIndex, composers: COMPOSERS, keyed: true, barClock: true }).next()!;
-    const clock = chunk.batch.clockInputs!.arraySync();
-    const onsets = noteOnsets(tokens);
-    clock.forEach((row, i) => assert.deepEqual(row.flatMap((v, c) => (v ? [c] : [])), barClockColumns(i > 0 ? onsets[i - 1] : 0), `row ${i} reads note ${i - 1}'s clock`));
-    const mask = memoryMaskFor(chunk.memory, h.memory!);
-    const keep = tf.tensor2d(chunk.keep, [1, 1]);
-    const memory = emptyMemory(h, 1);
-    const grads = tf.variableGrads(() => chunkLoss(w, h, chunk.batch, memory, mask, keep, 0).total, [w['lstm0/wclock'] as tf.Variable]);
-    const gradient = tf.tidy(() => tf.abs(Object.values(grads.grads)[0]).max().dataSync()[0]);
-    assert.ok(gradient > 1e-6, `the clock gets a gradient at once (${gradient})`);
-    assert.throws(() => chunkHidden(w, h, { ...chunk.batch, clockInputs: undefined }, memory, mask, keep, 0), /needs the chunk's clockInputs/);
-    tf.dispose([grads.value, ...Object.values(grads.grads), mask, keep]);
-    disposeMemory(memory);
-    disposeChunk(chunk.batch);
-    // A trained clock moves the steps after the first.
-    w['lstm0/wclock'].assign(tf.randomNormal([BAR_CLOCK_SLOTS, 4 * H.hidden], 0, 1, 'float32', 3));
-    const moved = chunkPath(w, piece, h);
-    assert.ok(largest(before, moved) > 1e-3);
     tf.dispose([...Object.values(parent), ...Object.values(w)]);
   });
 

@@ -49,9 +49,7 @@ transposed; it starts at zero, so with --init-from the model starts where its pa
 so attending to an earlier passage reads its intervals; zero at the start as well),
 --interval-match N (each attention head also scores an earlier note by how many of the N
 intervals before it equal the N before now, so a head can find where the same steps were played
-at another pitch; 1..8, weights zero at the start as well), --bar-clock (the LSTM also reads
-where the note just read falls in groups of 3 and 4 beats counted from the first note, so the
-model can learn where bars and phrases turn; zero at the start as well);
+at another pitch; 1..8, weights zero at the start as well);
 defaults --lr 0.002, --batch 16.`;
 
 export const ARCHES = ['lstm-attention', 'long-context', 'study'] as const;
@@ -96,7 +94,6 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
       'relative-pitch': { type: 'boolean' },
       'interval-values': { type: 'boolean' },
       'interval-match': { type: 'string' },
-      'bar-clock': { type: 'boolean' },
       dropout: { type: 'string' },
     },
     strict: true,
@@ -106,7 +103,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   if (!values.out) problems.push('--out DIR is required');
   const longContext = arch === 'long-context';
   const base = longContext ? LONG_CONTEXT_HYPERPARAMETERS : DEFAULT_HYPERPARAMETERS;
-  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise', 'residual', 'gate-init', 'relative-pitch', 'interval-values', 'interval-match', 'bar-clock', 'dropout'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
+  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise', 'residual', 'gate-init', 'relative-pitch', 'interval-values', 'interval-match', 'dropout'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
   const epochs = collect(() => intOption('--epochs', values.epochs, 30, 1, 10_000), 30);
   const batchDefault = longContext ? 16 : 32;
   const batchSize = collect(() => intOption('--batch', values.batch, batchDefault, 1, 1024), batchDefault);
@@ -136,7 +133,6 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
     hyper.relativePitch = values['relative-pitch'] ?? false;
     hyper.intervalValues = values['interval-values'] ?? false;
     hyper.intervalMatch = collect(() => intOption('--interval-match', values['interval-match'], 0, 1, MAX_INTERVAL_MATCH), 0);
-    hyper.barClock = values['bar-clock'] ?? false;
     if (hyper.residual && hyper.layers < 2) problems.push('--residual needs --layers 2 or more (the layers above the first are residual)');
     if (values['gate-init'] !== undefined && !hyper.residual) problems.push('--gate-init needs --residual (it is where the residual layers\' gates start)');
   } else if (hyper.window % hyper.attentionWindow !== 0) problems.push(`--window must be a multiple of ${hyper.attentionWindow}`);

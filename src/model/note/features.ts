@@ -42,17 +42,3 @@ export function targetIndices(t: NoteToken): [number, number, number, number] {
 
 export const HEAD_SIZES = [DT_CLASSES, PITCH_CLASSES, DUR_CLASSES, VEL_CLASSES] as const;
 export const HEAD_NAMES = ['dt', 'pitch', 'dur', 'vel'] as const;
-
-/** Columns of the bar clock (Hyperparameters.barClock): beat mod 3, beat mod 4, and which of 4 groups of 3 / of 4 beats. */
-export const BAR_CLOCK_SLOTS = 3 + 4 + 4 + 4;
-
-/**
- * The four bar-clock columns that are 1 for a note at `onset` grid steps from the first note:
- * its beat (counted from 0) mod 3 and mod 4, and its group of 3 and of 4 beats mod 4. The
- * metre is not known, so both 3- and 4-beat bars are offered; a piece that starts on an upbeat
- * has its clock shifted, as a player counting from the first note would.
- */
-export function barClockColumns(onset: number): [number, number, number, number] {
-  const beat = Math.floor(onset / STEPS_PER_BEAT);
-  return [beat % 3, 3 + (beat % 4), 7 + (Math.floor(beat / 3) % 4), 11 + (Math.floor(beat / 4) % 4)];
-}

@@ -31,7 +31,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { KEY_SLOTS } from '../../tokens/key.ts';
-import { BAR_CLOCK_SLOTS, HEAD_SIZES, targetIndices } from './features.ts';
+import { HEAD_SIZES, targetIndices } from './features.ts';
 import type { NoteToken } from '../../tokens/tokenize.ts';
 import { headShapes, headsLoss, lstmShapes, MATCH_SCALE, RELATIVE_WIDTH, type Hyperparameters, type SequenceBatch } from './network.ts';
 import { lstmRecurrence, uniqueVariableName, type Weights } from '../layers.ts';
@@ -56,7 +56,6 @@ export const LONG_CONTEXT_HYPERPARAMETERS: Required<Hyperparameters> = {
   relativePitch: false,
   intervalValues: false,
   intervalMatch: 0,
-  barClock: false,
 };
 
 /** The four columns that are 1 in `t`'s row of note one-hots (the four heads side by side). */
@@ -92,7 +91,6 @@ export function longContextShapes(h: Hyperparameters, inputDim: number): Record<
   const s = lstmShapes(h, inputDim);
   const H = h.hidden;
   if (h.keys) s['lstm0/wkey'] = [KEY_SLOTS, 4 * H];
-  if (h.barClock) s['lstm0/wclock'] = [BAR_CLOCK_SLOTS, 4 * H];
   if (h.residual) for (let l = 1; l < h.layers; l++) s[`lstm${l}/gate`] = [H];
   const A = h.attentionDim;
   s['attn/wq'] = [H, A];
@@ -141,8 +139,8 @@ export function createLongContextWeights(h: Hyperparameters, inputDim: number, s
     const init = tf.tidy(() => {
       if (source && source.shape.join('x') === shape.join('x')) return source.clone();
       if (name === 'lstm0/wkey' && old) return tf.zeros(shape);
-      // Zero at the start: a key table, relative pitch head, interval rows or bar clock added to a trained model start as nothing.
-      if (name === 'head/keypitch' || name === 'head/wrel' || name === 'attn/winterval' || name === 'attn/match' || name === 'lstm0/wclock') return tf.zeros(shape);
+      // Zero at the start: a key table, relative pitch head or interval rows added to a trained model start as nothing.
+      if (name === 'head/keypitch' || name === 'head/wrel' || name === 'attn/winterval' || name === 'attn/match') return tf.zeros(shape);
       if (shape.length === 1 || name === 'attn/bias') {
         const values = new Float32Array(shape.reduce((p, d) => p * d, 1));
         if (name.startsWith('lstm') && name.endsWith('/b')) values.fill(1, h.hidden, 2 * h.hidden);
@@ -218,8 +216,6 @@ export function batchedMatMul(a: tf.Tensor3D, b: tf.Tensor3D, transposeA = false
 export interface ChunkBatch extends SequenceBatch {
   /** One-hot key label per row [T*B, KEY_SLOTS] (key-conditioned models). */
   keyInputs?: tf.Tensor2D;
-  /** Bar clock of the note each row reads [T*B, BAR_CLOCK_SLOTS] (models with barClock; barClockColumns). */
-  clockInputs?: tf.Tensor2D;
   /**
    * The notes as the attention values read them back [T*B, NOTE_WIDTH], when they differ from
    * the targets (noisy teacher forcing); absent means the targets.
@@ -297,10 +293,6 @@ export function chunkHidden(w: Weights, h: Hyperparameters, b: ChunkBatch, memor
   for (let l = 0; l < h.layers; l++) {
     let xProj = tf.add(tf.matMul(x, w[`lstm${l}/wx`] as tf.Tensor2D), w[`lstm${l}/b`]) as tf.Tensor2D;
     if (l === 0 && h.keys && b.keyInputs) xProj = tf.add(xProj, tf.matMul(b.keyInputs, w['lstm0/wkey'] as tf.Tensor2D)) as tf.Tensor2D;
-    if (l === 0 && h.barClock) {
-      if (!b.clockInputs) throw new Error('chunkHidden: a model with a bar clock needs the chunk\'s clockInputs (PieceStream option barClock)');
-      xProj = tf.add(xProj, tf.matMul(b.clockInputs, w['lstm0/wclock'] as tf.Tensor2D)) as tf.Tensor2D;
-    }
     const out = lstmRecurrence(xProj, w[`lstm${l}/wh`] as tf.Tensor2D, B, T, {
       h: tf.mul(memory.h[l], keep) as tf.Tensor2D,
       c: tf.mul(memory.c[l], keep) as tf.Tensor2D,

@@ -56,14 +56,6 @@ export interface Hyperparameters {
    * the current pitch: a sequence. `attn/match` starts at zero.
    */
   intervalMatch?: number;
-  /**
-   * Long-context models: a bar clock enters the LSTM input (`lstm0/wclock`, zero at the start):
-   * where the note just read falls in groups of 3 and 4 beats, and which of 4 such groups, counted
-   * from the first note (barClockColumns). The note input says only where a note falls within
-   * its beat; with the clock the model can learn where bars and phrases turn, so that a figure
-   * changes its harmony there instead of circling on one chord.
-   */
-  barClock?: boolean;
 }
 
 /** Most lags `intervalMatch` may compare. */

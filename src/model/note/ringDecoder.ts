@@ -32,13 +32,8 @@ export interface DecoderWeights {
   /** Slots in a row's ring per head. */
   R: number;
   headDim: number;
-  /**
-   * lstm0/wx [inputDim, 4H] on the host, then lstm0/wclock's rows (models with a bar clock): a
-   * multi-hot input is a sum of its rows.
-   */
+  /** lstm0/wx [inputDim, 4H] on the host: a multi-hot input is a sum of its rows. */
   inputTable: Float32Array;
-  /** Models with a bar clock: the inputTable row of bar-clock column 0 (the input width); undefined without. */
-  clockRow?: number;
   /** lstm{l}/b [4H]. */
   lstmBias: Float32Array[];
   /** lstm0/wkey [KEY_SLOTS, 4H] (key-conditioned models). */
@@ -149,8 +144,7 @@ export function decoderWeights(w: Weights, h: Hyperparameters): DecoderWeights {
     dk,
     R,
     headDim: h.headDim,
-    inputTable: h.barClock ? joinArrays([host(w['lstm0/wx']), host(w['lstm0/wclock'])], (n) => new Float32Array(n)) : host(w['lstm0/wx']),
-    clockRow: h.barClock ? w['lstm0/wx'].shape[0] : undefined,
+    inputTable: host(w['lstm0/wx']),
     lstmBias: Array.from({ length: h.layers }, (_, l) => host(w[`lstm${l}/b`])),
     keyTable: h.keys ? host(w['lstm0/wkey']) : undefined,
     bz: host(w['head/bz']),

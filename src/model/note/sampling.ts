@@ -3,14 +3,14 @@
  * and a ring of recent attention keys/values are carried, the window is never re-run.
  */
 import * as tf from '@tensorflow/tfjs';
-import { barClockColumns, HEAD_SIZES, inputWidth, writeInputRow } from './features.ts';
+import { HEAD_SIZES, inputWidth, writeInputRow } from './features.ts';
 import { hasKeyPitch, isLongContext } from './longContext.ts';
 import { commitNotes, concatRings, decodeStep, decoderWeights, disposeDecoderWeights, hostHeads, initialRing, type DecoderWeights, type RingState } from './ringDecoder.ts';
 import { addRelativePitch, conditionOn, disposeState, headLogits, initialState, sparseInputTable, stepForward, type Hyperparameters, type SparseInputs, type StepState } from './network.ts';
 import type { Weights } from '../layers.ts';
 import { seededRandom, type Random } from '../random.ts';
 import { ANY_KEY } from '../../tokens/key.ts';
-import { PITCH_MAX, PITCH_MIN, STEPS_PER_BEAT, noteOnsets, type NoteToken } from '../../tokens/tokenize.ts';
+import { PITCH_MAX, PITCH_MIN, STEPS_PER_BEAT, beatPositions, type NoteToken } from '../../tokens/tokenize.ts';
 
 /** The four heads, in the order they are sampled. */
 export const HEAD_NAMES = ['dt', 'pitch', 'dur', 'vel'] as const;
@@ -208,21 +208,15 @@ function concatStates(states: StepState[]): StepState {
  * The step's input rows as their active columns (see SparseInputs): the same rows that
  * writeInputRow writes, without uploading and multiplying the ~98% that are zero.
  */
-/**
- * Each row's input as the columns of `table` it sums: the note just read, at `onsets[r]` grid
- * steps from the piece's first note, and the composer; with `clockRow` (models with a bar clock)
- * also that onset's bar-clock rows, which follow the input's rows in the table.
- */
-function inputRows(table: Float32Array, previous: readonly (NoteToken | undefined)[], onsets: ArrayLike<number>, composers: readonly number[], composerCount: number, clockRow?: number): SparseInputs {
+function inputRows(table: Float32Array, previous: readonly (NoteToken | undefined)[], positions: readonly number[], composers: readonly number[], composerCount: number): SparseInputs {
   const D = inputWidth(composerCount);
   const B = previous.length;
   const row = new Float32Array(D);
   const active: number[][] = previous.map((p, r) => {
     row.fill(0);
-    writeInputRow(row, 0, p, onsets[r] % STEPS_PER_BEAT, composers[r]);
+    writeInputRow(row, 0, p, positions[r], composers[r]);
     const cols: number[] = [];
     for (let c = 0; c < D; c++) if (row[c] !== 0) cols.push(c);
-    if (clockRow !== undefined) for (const c of barClockColumns(onsets[r])) cols.push(clockRow + c);
     return cols;
   });
   const slots = Math.max(...active.map((a) => a.length));
@@ -240,9 +234,9 @@ function oneHot(indices: number[], classes: number): tf.Tensor2D {
 /** Feeds a primer through one row's state; returns the state after its last note. */
 function prime(w: Weights, h: Hyperparameters, table: Float32Array, composer: number, composerCount: number, primer: NoteToken[]): StepState {
   let state = initialState(h, 1);
-  const onsets = noteOnsets(primer);
+  const positions = beatPositions(primer);
   for (let i = 0; i < primer.length; i++) {
-    const x = inputRows(table, [i === 0 ? undefined : primer[i - 1]], [i === 0 ? 0 : onsets[i - 1]], [composer], composerCount);
+    const x = inputRows(table, [i === 0 ? undefined : primer[i - 1]], [i === 0 ? 0 : positions[i - 1]], [composer], composerCount);
     const step = stepForward(w, h, state, x);
     step.z.dispose();
     state = step.state;
@@ -359,7 +353,7 @@ export interface DecodeRows {
   rngs: Random[];
   /** Each row's last note (the primer's last, or undefined at the start of a piece). */
   previous: (NoteToken | undefined)[];
-  /** Onset of each row's last note, in grid steps from the primer's first note or the piece's start (its beat position is onset % STEPS_PER_BEAT). */
+  /** Onset of each row's last note, in grid steps (its beat position is onset % STEPS_PER_BEAT). */
   onset: number[];
   outputs: NoteToken[][];
 }
@@ -369,7 +363,7 @@ export function startRows(requests: readonly SampleRequest[]): DecodeRows {
   return {
     rngs: requests.map((r) => seededRandom(r.randomSeed)),
     previous: primers.map((p) => p[p.length - 1]),
-    onset: primers.map((p) => (p.length ? noteOnsets(p)[p.length - 1] : 0)),
+    onset: primers.map((p) => (p.length ? beatPositions(p)[p.length - 1] : 0)),
     outputs: requests.map(() => []),
   };
 }
@@ -400,7 +394,7 @@ export function generateTokens(w: Weights, h: Hyperparameters, composerCount: nu
   try {
     state = concatStates(primers.map((p, r) => (p.length > 0 ? prime(w, h, table, requests[r].composer, composerCount, p) : initialState(h, 1))));
     for (let step = 0; step < total; step++) {
-      const x = inputRows(table, rows.previous, rows.onset, composers, composerCount);
+      const x = inputRows(table, rows.previous, rows.onset.map((o) => o % STEPS_PER_BEAT), composers, composerCount);
       const next = stepForward(w, h, state, x);
       state = next.state;
       let tokens: NoteToken[];
@@ -430,9 +424,9 @@ function primeRing(d: DecoderWeights, request: SampleRequest, composerCount: num
  * attention (a priming read skips it: nothing is sampled from it).
  */
 export function readNotes(d: DecoderWeights, state: RingState, composer: number, composerCount: number, notes: readonly NoteToken[], attend: boolean): void {
-  const onsets = noteOnsets(notes);
+  const positions = beatPositions(notes);
   for (let i = 0; i < notes.length; i++) {
-    decodeStep(d, state, inputRows(d.inputTable, [i === 0 ? undefined : notes[i - 1]], [i === 0 ? 0 : onsets[i - 1]], [composer], composerCount, d.clockRow), attend);
+    decodeStep(d, state, inputRows(d.inputTable, [i === 0 ? undefined : notes[i - 1]], [i === 0 ? 0 : positions[i - 1] % STEPS_PER_BEAT], [composer], composerCount), attend);
     commitNotes(state, d, [notes[i]]);
   }
 }
@@ -474,7 +468,7 @@ function generateLongContextTokens(w: Weights, h: Hyperparameters, composerCount
       return primer.length > 0 ? primeRing(decoder, r, composerCount, primer) : initialRing(decoder, [r.key ?? ANY_KEY]);
     }));
     for (let step = 0; step < total; step++) {
-      const inputs = inputRows(table, withShadows(rows.previous, guidance), withShadows(rows.onset, guidance), composers, composerCount, decoder.clockRow);
+      const inputs = inputRows(table, withShadows(rows.previous, guidance), withShadows(rows.onset, guidance).map((t) => t % STEPS_PER_BEAT), composers, composerCount);
       const z = decodeStep(decoder, state, inputs)!;
       const tokens = sampleFromHeads(hostHeads(decoder, z, ringRequests.length), requests, rows.previous, rows.rngs, pitchBias, guidance);
       commitNotes(state, decoder, withShadows(tokens, guidance));

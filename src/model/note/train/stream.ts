@@ -7,12 +7,12 @@
  * rows run out at about the same time and little is padding.
  */
 import * as tf from '@tensorflow/tfjs';
-import { BAR_CLOCK_SLOTS, barClockColumns, HEAD_SIZES, inputWidth, targetIndices, writeInputRow } from '../features.ts';
+import { HEAD_SIZES, inputWidth, targetIndices, writeInputRow } from '../features.ts';
 import { NOTE_WIDTH, writeNoteRow, type ChunkBatch } from '../longContext.ts';
 import { intervalIndex, NO_ANCHOR, RELATIVE_WIDTH, rememberInterval } from '../network.ts';
 import type { Random } from '../../random.ts';
 import { ANY_KEY, KEY_SLOTS, transposeKey } from '../../../tokens/key.ts';
-import { PITCH_MAX, PITCH_MIN, STEPS_PER_BEAT, noteOnsets, type NoteToken } from '../../../tokens/tokenize.ts';
+import { PITCH_MAX, PITCH_MIN, STEPS_PER_BEAT, beatPositions, type NoteToken } from '../../../tokens/tokenize.ts';
 import type { TokenPiece } from './batches.ts';
 
 export interface StreamPiece extends TokenPiece {
@@ -51,8 +51,6 @@ export interface StreamOptions {
   intervalValues?: boolean;
   /** Models with interval matching: hand each row's last this many intervals (ChunkBatch.intervalContext). */
   intervalMatch?: number;
-  /** Models with a bar clock: hand each row's clock columns (ChunkBatch.clockInputs). */
-  barClock?: boolean;
   /**
    * Probability that a note, where it is read as the input of the next step, has its pitch moved
    * by 1 to 7 semitones (the target stays true). Noisy teacher forcing: the model learns that the
@@ -108,7 +106,7 @@ export function streamSteps(pieces: readonly TokenPiece[], queues: readonly numb
 
 export class PieceStream {
   private readonly cursors: Cursor[];
-  private readonly onsets = new Map<number, Float64Array>();
+  private readonly positions = new Map<number, Int32Array>();
 
   constructor(
     private readonly pieces: readonly StreamPiece[],
@@ -146,11 +144,11 @@ export class PieceStream {
     }
   }
 
-  private onsetsOf(index: number): Float64Array {
-    let p = this.onsets.get(index);
+  private beatPositionsOf(index: number): Int32Array {
+    let p = this.positions.get(index);
     if (!p) {
-      p = noteOnsets(this.pieces[index].tokens);
-      this.onsets.set(index, p);
+      p = beatPositions(this.pieces[index].tokens);
+      this.positions.set(index, p);
     }
     return p;
   }
@@ -165,7 +163,6 @@ export class PieceStream {
     const inputs = new Float32Array(T * B * D);
     const targets = HEAD_SIZES.map((n) => new Float32Array(T * B * n));
     const keyInputs = this.o.keyed ? new Float32Array(T * B * KEY_SLOTS) : undefined;
-    const clockInputs = this.o.barClock ? new Float32Array(T * B * BAR_CLOCK_SLOTS) : undefined;
     const noise = this.o.rng && this.o.inputNoise ? this.o.inputNoise : 0;
     const noteRows = noise > 0 ? new Float32Array(T * B * NOTE_WIDTH) : undefined;
     const anchors = this.o.relativePitch ? new Float32Array(T * B).fill(NO_ANCHOR) : undefined;
@@ -180,15 +177,14 @@ export class PieceStream {
       memory.push(c.memory);
       if (c.piece < 0) return;
       const piece = this.pieces[c.piece];
-      const onsets = this.onsetsOf(c.piece);
+      const positions = this.beatPositionsOf(c.piece);
       const moved = (t: NoteToken): NoteToken => (c.shift ? { ...t, pitch: t.pitch + c.shift } : t);
       const to = Math.min(piece.tokens.length, c.pos + T);
       const chunkKeyDropped = this.o.rng && this.o.keyDropout ? this.o.rng.next() < this.o.keyDropout : false;
       let previous = c.pos > 0 ? c.readBack : undefined;
       for (let i = c.pos; i < to; i++) {
         const row = (i - c.pos) * B + b;
-        writeInputRow(inputs, row * D, previous, i > 0 ? onsets[i - 1] % STEPS_PER_BEAT : 0, c.composer);
-        if (clockInputs) for (const column of barClockColumns(i > 0 ? onsets[i - 1] : 0)) clockInputs[row * BAR_CLOCK_SLOTS + column] = 1;
+        writeInputRow(inputs, row * D, previous, i > 0 ? positions[i - 1] % STEPS_PER_BEAT : 0, c.composer);
         if (anchors && previous) anchors[row] = previous.pitch - PITCH_MIN;
         if (contexts) c.recent.forEach((interval, l) => interval >= 0 && (contexts[(row * lags + l) * RELATIVE_WIDTH + interval] = 1));
         const before = previous;
@@ -215,7 +211,6 @@ export class PieceStream {
       inputs: tf.tensor2d(inputs, [T * B, D]),
       targets: targets.map((t, h) => tf.tensor2d(t, [T * B, HEAD_SIZES[h]])) as ChunkBatch['targets'],
       keyInputs: keyInputs ? tf.tensor2d(keyInputs, [T * B, KEY_SLOTS]) : undefined,
-      clockInputs: clockInputs ? tf.tensor2d(clockInputs, [T * B, BAR_CLOCK_SLOTS]) : undefined,
       noteRows: noteRows ? tf.tensor2d(noteRows, [T * B, NOTE_WIDTH]) : undefined,
       pitchAnchors: anchors ? tf.tensor1d(anchors) : undefined,
       intervalRows: intervals ? tf.tensor2d(intervals, [T * B, RELATIVE_WIDTH]) : undefined,
@@ -229,5 +224,5 @@ export class PieceStream {
 }
 
 export function disposeChunk(b: ChunkBatch): void {
-  tf.dispose([b.inputs, ...b.targets, ...(b.keyInputs ? [b.keyInputs] : []), ...(b.clockInputs ? [b.clockInputs] : []), ...(b.noteRows ? [b.noteRows] : []), ...(b.pitchAnchors ? [b.pitchAnchors] : []), ...(b.intervalRows ? [b.intervalRows] : []), ...(b.intervalContext ? [b.intervalContext] : [])]);
+  tf.dispose([b.inputs, ...b.targets, ...(b.keyInputs ? [b.keyInputs] : []), ...(b.noteRows ? [b.noteRows] : []), ...(b.pitchAnchors ? [b.pitchAnchors] : []), ...(b.intervalRows ? [b.intervalRows] : []), ...(b.intervalContext ? [b.intervalContext] : [])]);
 }
