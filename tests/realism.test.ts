@@ -11,13 +11,17 @@ import {
   compareRealism,
   composerRecognition,
   DEFAULT_COMPARE,
+  DEFAULT_TWO_SAMPLE,
   estimateKey,
   excerpts,
+  featureVector,
   groupedFolds,
   intervalRepetition,
   longestLoop,
   keyClarity,
   KEYS,
+  LEADING_FEATURES,
+  leadingFeatures,
   logIoiStd,
   pitchClassSetEntropy,
   pitchRepetition,
@@ -288,6 +292,21 @@ describe('compareRealism', () => {
     }
     for (const f of ['scaleConsistency', 'keyClarity', 'polyphony', 'logIoiStd', 'velocityMean', 'pitchRepetition4', 'intervalRepetition4'] as const) assert.ok(r.features[f].pass, f);
     assert.ok(r.classifier.generatedVsReal.auc < 0.9, `AUC ${r.classifier.generatedVsReal.auc}`);
+  });
+
+  test('what gives it away: the forward selection starts with the one feature that differs', () => {
+    // Like the real pieces, but every note three velocity steps louder: as many distinct velocities, a higher mean.
+    const loud: PieceTokens[] = Array.from({ length: 6 }, (_, i) => ({ name: `gen${i}`, composer: composers[i % 2], tokens: structuredPiece(50 + i, 500, i % 2 ? 7 : 0).map((t) => ({ ...t, vel: t.vel + 3 })) }));
+    const r = compareRealism(real, loud);
+    const leading = r.classifier.leading;
+    assert.equal(leading.length, LEADING_FEATURES);
+    assert.equal(leading[0].feature, 'velocityMean');
+    assert.ok(leading[0].auc > 0.95, `velocity alone tells them apart (${leading[0].auc})`);
+    assert.equal(new Set(leading.map((l) => l.feature)).size, LEADING_FEATURES, 'each feature once');
+    assert.ok(r.features.velocityValues.separation < 0.75, 'the count of velocities does not differ');
+    // The same selection, called directly on fewer steps, agrees on the first.
+    const rows = (pieces: PieceTokens[]) => pieces.flatMap((p) => excerpts(p.tokens).map((e) => ({ group: p.name, features: featureVector(realismFeatures(e)) })));
+    assert.deepEqual(leadingFeatures(rows(real), rows(loud), 1, { ...DEFAULT_TWO_SAMPLE, repeats: 2 }).map((l) => l.feature), ['velocityMean']);
   });
 
   test('composer recognition: real pieces in different keys are told apart, and so are generated ones like them', () => {

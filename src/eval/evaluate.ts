@@ -871,6 +871,7 @@ function realismLines(m: RealismReport): string[] {
   lines.push(`features passing: ${m.passed} of ${REALISM_FEATURES.length}`);
   const c = m.classifier;
   lines.push(`classifier (logistic regression, ${c.generatedVsReal.folds}-fold CV grouped by piece, ${c.generatedVsReal.aucs.length} repeats): ROC-AUC generated vs real ${fmt(c.generatedVsReal.auc)}, real vs real ${fmt(c.realVsReal.auc)} (target ≤ 0.70)`);
+  if (c.leading.length) lines.push(`what gives it away (the classifier on the first feature, then adding the one that raises its AUC most): ${c.leading.map((l, i) => `${i ? '+ ' : ''}${FEATURE_LABELS[l.feature]} ${fmt(l.auc)}`).join(' → ')}`);
   const k = m.composerRecognition;
   if (k)
     lines.push(`composer recognition (${k.composers.join(', ')}; chance ${pct(k.chance)}): real ${pct(k.real.accuracy)} (balanced ${pct(k.real.balancedAccuracy)}, ${k.real.pieces} pieces), generated ${pct(k.generated.accuracy)} (balanced ${pct(k.generated.balancedAccuracy)}; ${Object.entries(k.generated.perComposer).map(([name, a]) => `${name} ${pct(a)}`).join(', ')})`);

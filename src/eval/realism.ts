@@ -595,6 +595,13 @@ export interface RealismComparison {
     generatedVsReal: TwoSampleResult;
     /** The ceiling: half the real pieces against the other half, one random split per repeat. */
     realVsReal: TwoSampleResult;
+    /**
+     * What gives the generated music away: the classifier on one feature, then two, … chosen
+     * greedily (each step adds the feature that raises the AUC most), up to LEADING_FEATURES.
+     * Alone-AUCs miss what features tell together (pitch against interval repetition is a
+     * transposition rate); this says which few carry most of the full AUC.
+     */
+    leading: { feature: RealismFeature; auc: number }[];
   };
   composerRecognition: ComposerRecognition | null;
   real: { pieces: number; excerpts: number };
@@ -659,6 +666,32 @@ export function composerRecognition(real: readonly PieceTokens[], generated: rea
   };
 }
 
+/** Steps of the forward selection in RealismComparison.classifier.leading. */
+export const LEADING_FEATURES = 4;
+
+/**
+ * Greedy forward selection of the features that best tell `b` from `a` (see
+ * RealismComparison.classifier.leading): `steps` features, each with the AUC of the classifier
+ * on the features chosen so far. Each candidate is tried with `o.repeats` cross-validations.
+ */
+export function leadingFeatures(a: readonly { group: string; features: number[] }[], b: readonly { group: string; features: number[] }[], steps: number, o: TwoSampleOptions): { feature: RealismFeature; auc: number }[] {
+  const pick = (rows: readonly { group: string; features: number[] }[], columns: number[]) => rows.map((r) => ({ group: r.group, features: columns.map((c) => r.features[c]) }));
+  const chosen: number[] = [];
+  const out: { feature: RealismFeature; auc: number }[] = [];
+  for (let step = 0; step < Math.min(steps, REALISM_FEATURES.length); step++) {
+    let best = { column: -1, auc: -1 };
+    REALISM_FEATURES.forEach((_, column) => {
+      if (chosen.includes(column)) return;
+      const columns = [...chosen, column];
+      const auc = classifierTwoSampleTest(pick(a, columns), pick(b, columns), o).auc;
+      if (auc > best.auc) best = { column, auc };
+    });
+    chosen.push(best.column);
+    out.push({ feature: REALISM_FEATURES[best.column], auc: best.auc });
+  }
+  return out;
+}
+
 /** Seeded split of piece names into two halves (the first holds the extra one of an odd count). */
 export function splitPieces(names: readonly string[], seed: number): [Set<string>, Set<string>] {
   const shuffled = shuffleInPlace([...new Set(names)].sort(), seededRandom(seed));
@@ -704,6 +737,8 @@ export function compareRealism(real: readonly PieceTokens[], generated: readonly
     return classifierTwoSampleTest(rows(realRows.filter((r) => a.has(r.piece))), rows(realRows.filter((r) => b.has(r.piece))), { ...o, repeats: 1, seed: o.seed + rep });
   });
   const realVsReal: TwoSampleResult = { ...splits[0], auc: mean(splits.map((s) => s.auc)), aucs: splits.map((s) => s.auc) };
+  log(`  realism: the ${LEADING_FEATURES} features that give generated music away most (forward selection)`);
+  const leading = leadingFeatures(rows(realRows), rows(genRows), LEADING_FEATURES, { ...o, repeats: Math.min(o.repeats, 2) });
 
   log('  realism: composer recognition');
   const recognition = composerRecognition(composerReal, generated, o);
@@ -711,7 +746,7 @@ export function compareRealism(real: readonly PieceTokens[], generated: readonly
     excerptNotes: o.excerptNotes,
     features,
     passed: REALISM_FEATURES.filter((f) => features[f].pass).length,
-    classifier: { generatedVsReal, realVsReal },
+    classifier: { generatedVsReal, realVsReal, leading },
     composerRecognition: recognition,
     real: { pieces: realPieces.length, excerpts: realRows.length },
     generated: { pieces: genPieces, excerpts: genRows.length },
