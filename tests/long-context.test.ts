@@ -30,7 +30,7 @@ import { measureAttentionReach } from '../src/eval/attentionReach.ts';
 import { clippedAdamStep } from '../src/model/training.ts';
 import { keyRequests, measureKeyAdherence, parallelKey, relativeKey } from '../src/eval/keyAdherence.ts';
 import { evaluateStream, streamEpoch } from '../src/model/note/train/fitLongContext.ts';
-import { disposeChunk, PieceStream, planRows, type StreamPiece } from '../src/model/note/train/stream.ts';
+import { disposeChunk, modelStreamOptions, PieceStream, planRows, type StreamPiece } from '../src/model/note/train/stream.ts';
 import { ANY_KEY, estimateKey, keyName, parseKey, segmentKeys, transposeKey } from '../src/tokens/key.ts';
 import { DT_CLASSES, PITCH_MIN, STEPS_PER_BEAT, beatPositions, type NoteToken } from '../src/tokens/tokenize.ts';
 import { createTinyModel, TINY_HYPERPARAMETERS, TINY_LONG_CONTEXT_HYPERPARAMETERS as H } from './support/tinyModel.ts';
@@ -67,7 +67,7 @@ const melody = (n: number, seed = 1): NoteToken[] => {
 
 /** z of every real note of one piece, through the training path: chunk after chunk with memory carried. */
 function chunkPath(w: Weights, piece: StreamPiece, h: Hyperparameters = H): number[][] {
-  const stream = new PieceStream([piece], [[0]], { window: h.window, composerIndex, composers: COMPOSERS, keyed: true, relativePitch: h.relativePitch, intervalValues: h.intervalValues, intervalMatch: h.intervalMatch });
+  const stream = new PieceStream([piece], [[0]], { ...modelStreamOptions(h), composerIndex, composers: COMPOSERS });
   let memory = emptyMemory(h, 1);
   const rows: number[][] = [];
   for (let chunk = stream.next(); chunk; chunk = stream.next()) {

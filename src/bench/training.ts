@@ -15,7 +15,7 @@ import { buildBatch, chunkPieces, disposeBatch, type Chunk, type TokenPiece } fr
 import { trainStep } from '../model/note/train/fit.ts';
 import { clippedAdamStep } from '../model/training.ts';
 import { withKeyLabels } from '../model/note/train/fitLongContext.ts';
-import { DEFAULT_INPUT_NOISE, disposeChunk, PieceStream, planRows } from '../model/note/train/stream.ts';
+import { DEFAULT_INPUT_NOISE, disposeChunk, modelStreamOptions, PieceStream, planRows } from '../model/note/train/stream.ts';
 import { trainStepFlops } from './flops.ts';
 import { median } from './stats.ts';
 
@@ -172,7 +172,7 @@ export function benchLongContext(input: Omit<TrainBenchInput, 'm2oWindow'>): Lon
   const rng = seededRandom(11);
   const pieces = h.keys ? withKeyLabels(input.pieces) : input.pieces;
   const queues = planRows(pieces, input.batchSize, rng);
-  const stream = new PieceStream(pieces, queues, { window: h.window, composerIndex: input.composerIndex, composers: input.composers, keyed: h.keys, relativePitch: h.relativePitch, intervalValues: h.intervalValues, intervalMatch: h.intervalMatch, rng, ...LONG_CONTEXT_AUGMENTATION });
+  const stream = new PieceStream(pieces, queues, { ...modelStreamOptions(h), composerIndex: input.composerIndex, composers: input.composers, rng, ...LONG_CONTEXT_AUGMENTATION });
   const names = Object.keys(weights);
   const optimizer = tf.train.adam(LONG_CONTEXT_LEARNING_RATE);
   let memory = emptyMemory(h, stream.rows);

@@ -9,7 +9,7 @@ import type { Weights } from '../../layers.ts';
 import type { Random } from '../../random.ts';
 import { segmentKeys } from '../../../tokens/key.ts';
 import type { TokenPiece } from './batches.ts';
-import { disposeChunk, PieceStream, planRows, streamSteps, type StreamPiece } from './stream.ts';
+import { disposeChunk, modelStreamOptions, PieceStream, planRows, streamSteps, type StreamPiece } from './stream.ts';
 
 /** Pieces with their key labels (computed once; a key-conditioned model trains on them). */
 export function withKeyLabels<T extends TokenPiece>(pieces: readonly T[]): (T & StreamPiece)[] {
@@ -62,7 +62,7 @@ function forEachChunk(weights: Weights, h: Hyperparameters, stream: PieceStream,
 export function streamEpoch(weights: Weights, h: Hyperparameters, pieces: readonly StreamPiece[], o: StreamEpochOptions): { loss: number; tokens: number; steps: number } {
   const queues = planRows(pieces, o.batchSize, o.rng);
   const total = streamSteps(pieces, queues, h.window);
-  const stream = new PieceStream(pieces, queues, { window: h.window, composerIndex: o.composerIndex, composers: o.composers, transpose: o.transpose, composerDropout: o.composerDropout, keyDropout: o.keyDropout, inputNoise: o.inputNoise, keyed: h.keys, relativePitch: h.relativePitch, intervalValues: h.intervalValues, intervalMatch: h.intervalMatch, rng: o.rng });
+  const stream = new PieceStream(pieces, queues, { ...modelStreamOptions(h), composerIndex: o.composerIndex, composers: o.composers, transpose: o.transpose, composerDropout: o.composerDropout, keyDropout: o.keyDropout, inputNoise: o.inputNoise, rng: o.rng });
   let lossSum = 0;
   let tokens = 0;
   let steps = 0;
@@ -87,7 +87,7 @@ export function streamEpoch(weights: Weights, h: Hyperparameters, pieces: readon
 export function evaluateStream(weights: Weights, h: Hyperparameters, pieces: readonly TokenPiece[], composerIndex: Map<string, number>, composers: number, batchSize: number, anyKey = false): { loss: number; perHead: number[]; notes: number } {
   const labelled = h.keys && !anyKey ? withKeyLabels(pieces) : pieces.map((p) => ({ composer: p.composer, tokens: p.tokens }));
   const queues = planRows(labelled, Math.min(batchSize, Math.max(1, labelled.length)));
-  const stream = new PieceStream(labelled, queues, { window: h.window, composerIndex, composers, keyed: h.keys, relativePitch: h.relativePitch, intervalValues: h.intervalValues, intervalMatch: h.intervalMatch });
+  const stream = new PieceStream(labelled, queues, { ...modelStreamOptions(h), composerIndex, composers });
   const perHead = [0, 0, 0, 0];
   let notes = 0;
   forEachChunk(weights, h, stream, 0, (batch, chunkLossOf) => {

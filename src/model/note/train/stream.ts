@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { HEAD_SIZES, inputWidth, targetIndices, writeInputRow } from '../features.ts';
 import { NOTE_WIDTH, writeNoteRow, type ChunkBatch } from '../longContext.ts';
-import { intervalIndex, NO_ANCHOR, RELATIVE_WIDTH, rememberInterval } from '../network.ts';
+import { intervalIndex, NO_ANCHOR, RELATIVE_WIDTH, rememberInterval, type Hyperparameters } from '../network.ts';
 import type { Random } from '../../random.ts';
 import { ANY_KEY, KEY_SLOTS, transposeKey } from '../../../tokens/key.ts';
 import { PITCH_MAX, PITCH_MIN, STEPS_PER_BEAT, beatPositions, type NoteToken } from '../../../tokens/tokenize.ts';
@@ -32,6 +32,15 @@ interface Cursor {
   readBack?: NoteToken;
   /** The intervals of the notes read back so far, newest first, at most intervalMatch (intervalIndex; -1: none). */
   recent: number[];
+}
+
+/**
+ * What a model's architecture asks of its stream: the chunk length and every extra input it reads
+ * (key label, anchors, intervals, interval context). Training, validation and the bench all take
+ * them from here, so none of them builds a stream that lacks one.
+ */
+export function modelStreamOptions(h: Hyperparameters): Pick<StreamOptions, 'window' | 'keyed' | 'relativePitch' | 'intervalValues' | 'intervalMatch'> {
+  return { window: h.window, keyed: h.keys, relativePitch: h.relativePitch, intervalValues: h.intervalValues, intervalMatch: h.intervalMatch };
 }
 
 export interface StreamOptions {
