@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { initBackend, type BackendChoice } from '../model/backend.ts';
 import { LONG_CONTEXT_HYPERPARAMETERS } from '../model/note/longContext.ts';
 import { DEFAULT_INPUT_NOISE } from '../model/note/train/stream.ts';
+import { DEFAULT_UNLIKELIHOOD } from '../model/note/train/unlikelihood.ts';
 import { DEFAULT_HYPERPARAMETERS, MAX_INTERVAL_MATCH, type Hyperparameters } from '../model/note/network.ts';
 import { composerTable, corpusHash, readTrainingCorpus } from '../model/corpus.ts';
 import { trainModel } from '../model/note/train/fit.ts';
@@ -49,7 +50,11 @@ transposed; it starts at zero, so with --init-from the model starts where its pa
 so attending to an earlier passage reads its intervals; zero at the start as well),
 --interval-match N (each attention head also scores an earlier note by how many of the N
 intervals before it equal the N before now, so a head can find where the same steps were played
-at another pitch; 1..8, weights zero at the start as well);
+at another pitch; 1..8, weights zero at the start as well), --unlikelihood X (against copy loops:
+after every --unlikelihood-every N likelihood steps (default 8) the model writes 8 pieces of 512
+notes as it samples, and a step of weight X lowers the probability of each note that carries a
+loop past --loop-limit N notes (default 16); default 0: off; the epoch line reports the loops of
+the model's own pieces);
 defaults --lr 0.002, --batch 16.`;
 
 export const ARCHES = ['lstm-attention', 'long-context', 'study'] as const;
@@ -95,6 +100,9 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
       'interval-values': { type: 'boolean' },
       'interval-match': { type: 'string' },
       dropout: { type: 'string' },
+      unlikelihood: { type: 'string' },
+      'unlikelihood-every': { type: 'string' },
+      'loop-limit': { type: 'string' },
     },
     strict: true,
   });
@@ -103,7 +111,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   if (!values.out) problems.push('--out DIR is required');
   const longContext = arch === 'long-context';
   const base = longContext ? LONG_CONTEXT_HYPERPARAMETERS : DEFAULT_HYPERPARAMETERS;
-  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise', 'residual', 'gate-init', 'relative-pitch', 'interval-values', 'interval-match', 'dropout'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
+  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise', 'residual', 'gate-init', 'relative-pitch', 'interval-values', 'interval-match', 'dropout', 'unlikelihood', 'unlikelihood-every', 'loop-limit'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
   const epochs = collect(() => intOption('--epochs', values.epochs, 30, 1, 10_000), 30);
   const batchDefault = longContext ? 16 : 32;
   const batchSize = collect(() => intOption('--batch', values.batch, batchDefault, 1, 1024), batchDefault);
@@ -115,6 +123,10 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   const transpose = collect(() => intOption('--transpose', values.transpose, transposeDefault, 0, 12), transposeDefault);
   const keyDropout = collect(() => numberOption('--key-dropout', values['key-dropout'], 0.2, 0, 1), 0.2);
   const inputNoise = collect(() => numberOption('--input-noise', values['input-noise'], DEFAULT_INPUT_NOISE, 0, 0.5), DEFAULT_INPUT_NOISE);
+  const unlikelihoodWeight = collect(() => numberOption('--unlikelihood', values.unlikelihood, 0, 0, 100), 0);
+  const unlikelihoodEvery = collect(() => intOption('--unlikelihood-every', values['unlikelihood-every'], DEFAULT_UNLIKELIHOOD.every, 1, 100_000), DEFAULT_UNLIKELIHOOD.every);
+  const loopLimit = collect(() => intOption('--loop-limit', values['loop-limit'], DEFAULT_UNLIKELIHOOD.limit, 2, 10_000), DEFAULT_UNLIKELIHOOD.limit);
+  if (!unlikelihoodWeight && (values['unlikelihood-every'] !== undefined || values['loop-limit'] !== undefined)) problems.push('--unlikelihood-every and --loop-limit need --unlikelihood X (X > 0)');
   const patience = collect(() => intOption('--patience', values.patience, 3, 1, 1000), 3);
   const seed = collect(() => intOption('--seed', values.seed, 1, 0, 2 ** 31), 1);
   const maxMinutes = values['max-minutes'] ? collect(() => numberOption('--max-minutes', values['max-minutes'], 0, 0.01, 1e6), undefined) : undefined;
@@ -165,6 +177,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
     composerDropout: 0.1,
     keyDropout,
     inputNoise,
+    unlikelihood: unlikelihoodWeight > 0 ? { ...DEFAULT_UNLIKELIHOOD, weight: unlikelihoodWeight, every: unlikelihoodEvery, limit: loopLimit } : undefined,
     initialWeights: parentDir,
     decoding: parent ? carriedDecoding(parent) : undefined,
     inheritedLearningRate,

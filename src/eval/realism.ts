@@ -30,6 +30,7 @@
  */
 import { seededRandom, shuffleInPlace } from '../model/random.ts';
 import { bestKey, pitchClassWeights } from '../tokens/key.ts';
+import { LOOP_MAX_PERIOD, loopLengths } from '../tokens/loops.ts';
 import { STEPS_PER_BEAT, type NoteToken } from '../tokens/tokenize.ts';
 import { musicDistributions, repeatedNgramShare } from './musicStats.ts';
 import { histogram } from './wasserstein.ts';
@@ -76,9 +77,6 @@ export function intervalRepetition(tokens: readonly NoteToken[], n: number): num
   return repeatedNgramShare(steps, n - 1);
 }
 
-/** Longest period looked at by longestLoop: a bar of sixteenths. */
-export const LOOP_MAX_PERIOD = 16;
-
 /**
  * Length in notes of the longest stretch that keeps repeating itself: every note has the pitch
  * and onset gap of the note `period` before it, for one period of 1..LOOP_MAX_PERIOD. A figure
@@ -88,15 +86,7 @@ export const LOOP_MAX_PERIOD = 16;
  * itself into a loop runs into the hundreds.
  */
 export function longestLoop(tokens: readonly NoteToken[], maxPeriod = LOOP_MAX_PERIOD): number {
-  let longest = Math.min(tokens.length, 1);
-  for (let period = 1; period <= maxPeriod && period < tokens.length; period++) {
-    let run = 0;
-    for (let i = period; i < tokens.length; i++) {
-      run = tokens[i].pitch === tokens[i - period].pitch && tokens[i].dt === tokens[i - period].dt ? run + 1 : 0;
-      if (run >= period) longest = Math.max(longest, run + period); // at least twice round
-    }
-  }
-  return longest;
+  return loopLengths(tokens, maxPeriod).reduce((longest, n) => Math.max(longest, n), Math.min(tokens.length, 1));
 }
 
 // ---------------------------------------------------------------------------------------------

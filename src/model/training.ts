@@ -55,7 +55,10 @@ export interface ParameterGroup {
 export function clippedGroupStep(groups: readonly ParameterGroup[], weights: Weights, loss: () => tf.Scalar, clipNorm: number): number {
   return tf.tidy(() => {
     const variables = groups.flatMap((g) => g.names.map((n) => weights[n]));
-    const { value, grads } = tf.variableGrads(loss, variables);
+    const { value, grads: found } = tf.variableGrads(loss, variables);
+    // A loss that does not reach a weight (an unlikelihood step reads only the pitch head) leaves
+    // its gradient null; it steps with zero, since Adam keeps its moments by the variables' order.
+    const grads: tf.NamedTensorMap = Object.fromEntries(variables.map((v) => [v.name, found[v.name] ?? tf.zerosLike(v)]));
     const norm = tf.sqrt(tf.addN(Object.values(grads).map((g) => tf.sum(tf.square(g)))));
     const factor = tf.div(clipNorm, tf.maximum(norm, clipNorm));
     for (const { optimizer, names } of groups) {

@@ -33,7 +33,7 @@ import * as tf from '@tensorflow/tfjs';
 import { KEY_SLOTS } from '../../tokens/key.ts';
 import { HEAD_SIZES, targetIndices } from './features.ts';
 import type { NoteToken } from '../../tokens/tokenize.ts';
-import { headShapes, headsLoss, lstmShapes, MATCH_SCALE, RELATIVE_WIDTH, type Hyperparameters, type SequenceBatch } from './network.ts';
+import { headShapes, headsLoss, lstmShapes, pitchUnlikelihood, teacherForcedLogits, MATCH_SCALE, RELATIVE_WIDTH, type Hyperparameters, type SequenceBatch } from './network.ts';
 import { lstmRecurrence, uniqueVariableName, type Weights } from '../layers.ts';
 
 /** Width of a note as the attention values read it: the four heads' one-hots side by side. */
@@ -231,6 +231,10 @@ export interface ChunkBatch extends SequenceBatch {
    * the slot's side of the match alike (intervalContextWidth).
    */
   intervalContext?: tf.Tensor2D;
+  /** Unlikelihood training: 1 for each row whose target pitch is to be made less likely, else 0 [T*B] (PieceStream option marks). */
+  marks?: tf.Tensor1D;
+  /** Rows marked in `marks`. */
+  markedTargets?: number;
   realTargets: number;
 }
 
@@ -354,11 +358,29 @@ function intervalMatchScores(w: Weights, h: Hyperparameters, context: tf.Tensor2
   return perHead.reshape([heads, B, T, S]).transpose([1, 0, 2, 3]) as tf.Tensor4D;
 }
 
+/** The chunk's pitch bias from its key labels (key-pitch models) and its pitch anchors (relative-pitch models): what the heads read besides z. */
+function chunkHeadInputs(w: Weights, h: Hyperparameters, b: ChunkBatch): { pitchBias?: tf.Tensor2D; anchors?: tf.Tensor1D } {
+  if (h.relativePitch && !b.pitchAnchors) throw new Error('chunkLoss: a model with a relative pitch head needs the chunk\'s pitchAnchors (PieceStream option relativePitch)');
+  const pitchBias = hasKeyPitch(h) && b.keyInputs ? (tf.matMul(b.keyInputs, w['head/keypitch'] as tf.Tensor2D) as tf.Tensor2D) : undefined;
+  return { pitchBias, anchors: h.relativePitch ? b.pitchAnchors : undefined };
+}
+
 /** Mean NLL per row of a chunk (padding rows have zero targets and add nothing). */
 export function chunkLoss(w: Weights, h: Hyperparameters, b: ChunkBatch, memory: ChunkMemory, memoryMask: tf.Tensor2D, keep: tf.Tensor2D, dropout: number, carry?: (c: ChunkCarry) => void): { total: tf.Scalar; perHead: tf.Scalar[] } {
-  const pitchBias = hasKeyPitch(h) && b.keyInputs ? (tf.matMul(b.keyInputs, w['head/keypitch'] as tf.Tensor2D) as tf.Tensor2D) : undefined;
-  if (h.relativePitch && !b.pitchAnchors) throw new Error('chunkLoss: a model with a relative pitch head needs the chunk\'s pitchAnchors (PieceStream option relativePitch)');
-  return headsLoss(w, chunkHidden(w, h, b, memory, memoryMask, keep, dropout, carry), b.targets, pitchBias, h.relativePitch ? b.pitchAnchors : undefined);
+  const { pitchBias, anchors } = chunkHeadInputs(w, h, b);
+  return headsLoss(w, chunkHidden(w, h, b, memory, memoryMask, keep, dropout, carry), b.targets, pitchBias, anchors);
+}
+
+/**
+ * The unlikelihood of a chunk's marked pitches (pitchUnlikelihood), the forward pass as
+ * chunkLoss runs it: unlikelihood training on the model's own samples, whose marked notes
+ * continue a loop (src/model/note/train/unlikelihood.ts).
+ */
+export function chunkUnlikelihood(w: Weights, h: Hyperparameters, b: ChunkBatch, memory: ChunkMemory, memoryMask: tf.Tensor2D, keep: tf.Tensor2D, dropout: number, carry?: (c: ChunkCarry) => void): tf.Scalar {
+  if (!b.marks) throw new Error('chunkUnlikelihood: the chunk has no marks (PieceStream option marks)');
+  const { pitchBias, anchors } = chunkHeadInputs(w, h, b);
+  const logits = teacherForcedLogits(w, chunkHidden(w, h, b, memory, memoryMask, keep, dropout, carry), b.targets, pitchBias, anchors);
+  return pitchUnlikelihood(logits[1], b.targets[1], b.marks);
 }
 
 /** The next chunk's memory: the last M slots of the old memory and this chunk's slots. */

@@ -252,19 +252,36 @@ export function sequenceLoss(w: Weights, h: Hyperparameters, b: SequenceBatch): 
  * head sees the true dt, and so on): mean NLL per row, in total and per head. `pitchBias`
  * [rows, pitch classes] is added to the pitch logits (a key-conditioned model's key table).
  */
-export function headsLoss(w: Weights, z: tf.Tensor2D, targets: SequenceBatch['targets'], pitchBias?: tf.Tensor2D, pitchAnchors?: tf.Tensor1D): { total: tf.Scalar; perHead: tf.Scalar[] } {
-  const [dtT, pitchT, durT, velT] = targets;
-  const logitsDt = tf.add(tf.matMul(z, w['head/wdt'] as tf.Tensor2D), w['head/bdt']);
+/** The four chained heads' logits [rows, classes] under teacher forcing (each head reads the targets of the heads before it). */
+export function teacherForcedLogits(w: Weights, z: tf.Tensor2D, targets: SequenceBatch['targets'], pitchBias?: tf.Tensor2D, pitchAnchors?: tf.Tensor1D): [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor2D] {
+  const [dtT, pitchT] = targets;
+  const logitsDt = tf.add(tf.matMul(z, w['head/wdt'] as tf.Tensor2D), w['head/bdt']) as tf.Tensor2D;
   const z2 = tf.tanh(tf.add(z, tf.matMul(dtT, w['head/edt'] as tf.Tensor2D))) as tf.Tensor2D;
   const pitchLinear = tf.add(tf.matMul(z2, w['head/wpitch'] as tf.Tensor2D), w['head/bpitch']);
   const biased = pitchBias ? tf.add(pitchLinear, pitchBias) : pitchLinear;
-  const logitsPitch = pitchAnchors && w['head/wrel'] ? tf.add(biased, relativePitchLogits(tf.matMul(z2, w['head/wrel'] as tf.Tensor2D), pitchAnchors)) : biased;
+  const logitsPitch = (pitchAnchors && w['head/wrel'] ? tf.add(biased, relativePitchLogits(tf.matMul(z2, w['head/wrel'] as tf.Tensor2D), pitchAnchors)) : biased) as tf.Tensor2D;
   const z3 = tf.tanh(tf.add(z2, tf.matMul(pitchT, w['head/epitch'] as tf.Tensor2D))) as tf.Tensor2D;
-  const logitsDur = tf.add(tf.matMul(z3, w['head/wdur'] as tf.Tensor2D), w['head/bdur']);
-  const logitsVel = tf.add(tf.matMul(z3, w['head/wvel'] as tf.Tensor2D), w['head/bvel']);
-  const nll = (logits: tf.Tensor, target: tf.Tensor) => tf.neg(tf.mean(tf.sum(tf.mul(target, tf.logSoftmax(logits)), 1))) as tf.Scalar;
-  const perHead = [nll(logitsDt, dtT), nll(logitsPitch, pitchT), nll(logitsDur, durT), nll(logitsVel, velT)];
+  const logitsDur = tf.add(tf.matMul(z3, w['head/wdur'] as tf.Tensor2D), w['head/bdur']) as tf.Tensor2D;
+  const logitsVel = tf.add(tf.matMul(z3, w['head/wvel'] as tf.Tensor2D), w['head/bvel']) as tf.Tensor2D;
+  return [logitsDt, logitsPitch, logitsDur, logitsVel];
+}
+
+export function headsLoss(w: Weights, z: tf.Tensor2D, targets: SequenceBatch['targets'], pitchBias?: tf.Tensor2D, pitchAnchors?: tf.Tensor1D): { total: tf.Scalar; perHead: tf.Scalar[] } {
+  const logits = teacherForcedLogits(w, z, targets, pitchBias, pitchAnchors);
+  const nll = (l: tf.Tensor, target: tf.Tensor) => tf.neg(tf.mean(tf.sum(tf.mul(target, tf.logSoftmax(l)), 1))) as tf.Scalar;
+  const perHead = logits.map((l, k) => nll(l, targets[k]));
   return { total: tf.addN(perHead) as tf.Scalar, perHead };
+}
+
+/**
+ * Unlikelihood of the marked rows' target pitches (Welleck et al. 2019): the sum over rows of
+ * −mark·log(1 − p(target pitch)), divided by the marked rows. Lowering it makes the model less
+ * likely to write those pitches there; unmarked rows add nothing.
+ */
+export function pitchUnlikelihood(logitsPitch: tf.Tensor2D, pitchTargets: tf.Tensor2D, marks: tf.Tensor1D): tf.Scalar {
+  const p = tf.sum(tf.mul(tf.softmax(logitsPitch), pitchTargets), 1);
+  const penalty = tf.neg(tf.log(tf.maximum(tf.sub(1, p), 1e-6)));
+  return tf.div(tf.sum(tf.mul(penalty, marks)), tf.maximum(tf.sum(marks), 1)) as tf.Scalar;
 }
 
 /** Recurrent state of a batch of sequences being sampled. */

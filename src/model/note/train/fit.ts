@@ -21,7 +21,8 @@ import type { Weights } from '../../layers.ts';
 import { seededRandom, shuffleInPlace } from '../../random.ts';
 import { clippedGroupStep, formatSeconds, type ParameterGroup, type TrainingRunOptions } from '../../training.ts';
 import { buildBatch, chunkPieces, disposeBatch, type TokenPiece } from './batches.ts';
-import { evaluateStream, streamEpoch, withKeyLabels } from './fitLongContext.ts';
+import { evaluateStream, streamEpoch, withKeyLabels, type UnlikelihoodRecord } from './fitLongContext.ts';
+import type { UnlikelihoodOptions } from './unlikelihood.ts';
 
 /** maxMinutes is checked after each epoch here (the epoch in progress is finished first). */
 export interface TrainOptions extends TrainingRunOptions {
@@ -49,6 +50,8 @@ export interface TrainOptions extends TrainingRunOptions {
   inheritedLearningRate?: number;
   /** Residual long-context models: the value every layer gate starts at (default 0, see createLongContextWeights). */
   gateInit?: number;
+  /** Long-context models: unlikelihood rounds on the model's own samples against copy loops (unlikelihood.ts); absent: none. */
+  unlikelihood?: UnlikelihoodOptions;
 }
 
 export interface EpochRecord {
@@ -59,6 +62,8 @@ export interface EpochRecord {
   tokensPerSecond: number;
   seconds: number;
   learningRate: number;
+  /** Runs with unlikelihood rounds: what the model wrote during the epoch, and the loss on its loops. */
+  selfSamples?: { rounds: number; pieces: number; meanLongestLoop: number; markedShare: number; unlikelihood: number };
 }
 
 interface LoopState {
@@ -141,7 +146,12 @@ export async function trainModel(o: TrainOptions): Promise<ModelSpec> {
     const seconds = (performance.now() - started) / 1000;
     const val = evaluatePieces(weights, h, validationPieces, composerIndex, o.composers.length, o.batchSize);
     const record: EpochRecord = { epoch, trainLoss: trained.loss, valLoss: val.loss, valPerHead: val.perHead, tokensPerSecond: Math.round(trained.tokens / seconds), seconds: Math.round(seconds), learningRate: state.learningRate };
+    if (trained.unlikelihood) record.selfSamples = selfSampleSummary(trained.unlikelihood);
     o.progress(`epoch ${epoch}/${o.epochs} done: train ${record.trainLoss.toFixed(4)} val ${val.loss.toFixed(4)} ${record.tokensPerSecond} tok/s ${formatSeconds(seconds)}`, true);
+    if (record.selfSamples) {
+      const s = record.selfSamples;
+      o.log(`  own samples: ${s.pieces} pieces in ${s.rounds} rounds, longest loop ${s.meanLongestLoop.toFixed(1)} notes per 250 (real pieces about 15.6), ${(100 * s.markedShare).toFixed(1)} % of notes past the loop limit, unlikelihood ${s.unlikelihood.toFixed(3)}`);
+    }
     const improved = recordEpoch(state, record, seconds, groups, o);
     state.rngState = rng.state();
     const metrics = epochMetrics(state, record, improved, spec);
@@ -163,6 +173,11 @@ export async function trainModel(o: TrainOptions): Promise<ModelSpec> {
   const result = spec ?? (await readSpec(o.outDir));
   if (!result) throw new Error(`${o.outDir}: no model was written (no epoch ran)`);
   return result;
+}
+
+/** An epoch's unlikelihood rounds as its record keeps them. */
+function selfSampleSummary(r: UnlikelihoodRecord): NonNullable<EpochRecord['selfSamples']> {
+  return { rounds: r.rounds, pieces: r.pieces, meanLongestLoop: r.longestLoopSum / Math.max(1, r.pieces), markedShare: r.marked / Math.max(1, r.notes), unlikelihood: r.loss };
 }
 
 /** The checkpoint's optimizer file of parameter group `i` (0: the main one). */
@@ -246,12 +261,13 @@ interface EpochPass {
  * long-context model, shuffled window chunks for the local-attention model. Returns the mean
  * training loss per note and the notes seen.
  */
-function trainOneEpoch(p: EpochPass, epoch: number, started: number): { loss: number; tokens: number } {
+function trainOneEpoch(p: EpochPass, epoch: number, started: number): { loss: number; tokens: number; unlikelihood?: UnlikelihoodRecord } {
   const { o, weights, groups, composerIndex, rng } = p;
   const h = o.hyperparameters;
-  const progress = (done: number, total: number, meanLoss: number, seen: number) => {
+  const progress = (done: number, total: number, meanLoss: number, seen: number, extra?: string) => {
     const elapsed = (performance.now() - started) / 1000;
-    o.progress(progressLine(epoch, o.epochs, done, total, meanLoss, seen / elapsed, (elapsed / done) * (total - done)), false);
+    const line = progressLine(epoch, o.epochs, done, total, meanLoss, seen / elapsed, (elapsed / done) * (total - done));
+    o.progress(extra ? `${line} (${extra})` : line, false);
   };
   if (isLongContext(h)) {
     const r = streamEpoch(weights, h, p.train, {
@@ -265,8 +281,9 @@ function trainOneEpoch(p: EpochPass, epoch: number, started: number): { loss: nu
       rng,
       step: (loss) => clippedGroupStep(groups, weights, loss, o.clipNorm),
       progress,
+      unlikelihood: o.unlikelihood && { ...o.unlikelihood, decoding: o.decoding },
     });
-    return { loss: r.loss, tokens: r.tokens };
+    return { loss: r.loss, tokens: r.tokens, unlikelihood: r.unlikelihood };
   }
   const chunks = shuffleInPlace(chunkPieces(p.train, h.window, rng), rng);
   const batches = Math.ceil(chunks.length / o.batchSize);
@@ -373,6 +390,7 @@ function modelSpecFor(o: TrainOptions, D: number, state: LoopState, metrics: Rec
       transpose: o.transpose,
       composerDropout: o.composerDropout,
       ...(isLongContext(h) ? { keyDropout: o.keyDropout ?? 0, inputNoise: o.inputNoise ?? 0 } : {}),
+      ...(o.unlikelihood ? { unlikelihood: o.unlikelihood } : {}),
       ...(o.gateInit ? { gateInit: o.gateInit } : {}),
       seed: o.seed,
       backend: currentBackend() ?? 'unknown',

@@ -3,13 +3,15 @@
  * (stream.ts), the LSTM state and attention memory carried between chunks without gradient.
  */
 import * as tf from '@tensorflow/tfjs';
-import { advanceMemory, chunkLoss, disposeMemory, emptyMemory, memoryMaskFor, type ChunkBatch, type ChunkCarry } from '../longContext.ts';
+import { advanceMemory, chunkLoss, chunkUnlikelihood, disposeMemory, emptyMemory, memoryMaskFor, type ChunkBatch, type ChunkCarry, type ChunkMemory } from '../longContext.ts';
+import type { ModelDecoding } from '../folder.ts';
 import type { Hyperparameters } from '../network.ts';
 import type { Weights } from '../../layers.ts';
 import type { Random } from '../../random.ts';
 import { segmentKeys } from '../../../tokens/key.ts';
 import type { TokenPiece } from './batches.ts';
 import { disposeChunk, modelStreamOptions, PieceStream, planRows, streamSteps, type StreamPiece } from './stream.ts';
+import { sampleMarkedPieces, type SelfSampleStats, type UnlikelihoodOptions } from './unlikelihood.ts';
 
 /** Pieces with their key labels (computed once; a key-conditioned model trains on them). */
 export function withKeyLabels<T extends TokenPiece>(pieces: readonly T[]): (T & StreamPiece)[] {
@@ -28,15 +30,34 @@ export interface StreamEpochOptions {
   rng: Random;
   /** One optimiser step on a loss; returns its value (fit.ts's clipped Adam). */
   step: (loss: () => tf.Scalar) => number;
-  progress: (done: number, total: number, meanLoss: number, tokens: number) => void;
+  /** `extra`: a few words for the progress line (the unlikelihood rounds' running figures). */
+  progress: (done: number, total: number, meanLoss: number, tokens: number, extra?: string) => void;
+  /** Unlikelihood rounds on the model's own samples between likelihood steps (unlikelihood.ts); absent: none. */
+  unlikelihood?: UnlikelihoodOptions & { decoding?: ModelDecoding };
+}
+
+/** What an epoch's unlikelihood rounds saw: the model's own pieces, their loops, the loss. */
+export interface UnlikelihoodRecord extends SelfSampleStats {
+  rounds: number;
+  /** Mean unlikelihood per marked note. */
+  loss: number;
+}
+
+/** What a chunk's forward pass reads besides the chunk: the carried memory, its mask, the reset flags, and where its own slots go. */
+interface ChunkContext {
+  memory: ChunkMemory;
+  mask: tf.Tensor2D;
+  keep: tf.Tensor2D;
+  carry: (c: ChunkCarry) => void;
 }
 
 /**
- * Plays a stream chunk by chunk: `use` gets each chunk and its loss function (the carried memory,
- * its mask and the reset flags wired in) and must call that function once; the memory then moves
- * on to the chunk's slots and the chunk's tensors are freed.
+ * Plays a stream chunk by chunk: `use` gets each chunk and its context (the carried memory, its
+ * mask and the reset flags) and must run one forward pass with it (chunkLoss or
+ * chunkUnlikelihood, handing on the context's carry); the memory then moves on to the chunk's
+ * slots and the chunk's tensors are freed.
  */
-function forEachChunk(weights: Weights, h: Hyperparameters, stream: PieceStream, dropout: number, use: (batch: ChunkBatch, chunkLossOf: () => ReturnType<typeof chunkLoss>) => void): void {
+function forEachChunk(h: Hyperparameters, stream: PieceStream, use: (batch: ChunkBatch, context: ChunkContext) => void): void {
   let memory = emptyMemory(h, stream.rows);
   try {
     for (let chunk = stream.next(); chunk; chunk = stream.next()) {
@@ -45,8 +66,8 @@ function forEachChunk(weights: Weights, h: Hyperparameters, stream: PieceStream,
       const keep = tf.tensor2d(chunk.keep, [batch.batch, 1]);
       let carried: ChunkCarry | undefined;
       try {
-        use(batch, () => chunkLoss(weights, h, batch, memory, mask, keep, dropout, (c) => (carried = c)));
-        if (!carried) throw new Error('forEachChunk: the chunk\'s loss was not computed');
+        use(batch, { memory, mask, keep, carry: (c) => (carried = c) });
+        if (!carried) throw new Error('forEachChunk: the chunk\'s forward pass was not run');
         memory = advanceMemory(h, memory, carried);
       } finally {
         tf.dispose([mask, keep]);
@@ -58,23 +79,54 @@ function forEachChunk(weights: Weights, h: Hyperparameters, stream: PieceStream,
   }
 }
 
-/** One pass over every training piece; returns the mean loss per real note and the notes seen. */
-export function streamEpoch(weights: Weights, h: Hyperparameters, pieces: readonly StreamPiece[], o: StreamEpochOptions): { loss: number; tokens: number; steps: number } {
+/**
+ * One unlikelihood round: the model writes pieces, and each chunk of them takes one step on the
+ * unlikelihood of its marked pitches (weighted by `o.unlikelihood.weight`). Chunks without a
+ * mark still run forward, without a step, to carry the memory to the next chunk.
+ */
+function unlikelihoodRound(weights: Weights, h: Hyperparameters, pool: readonly string[], o: StreamEpochOptions & { unlikelihood: NonNullable<StreamEpochOptions['unlikelihood']> }, record: UnlikelihoodRecord): void {
+  const u = o.unlikelihood;
+  const { pieces, stats } = sampleMarkedPieces(weights, h, o.composerIndex, pool, u.decoding, u, o.rng);
+  record.rounds++;
+  record.pieces += stats.pieces;
+  record.notes += stats.notes;
+  record.marked += stats.marked;
+  record.longestLoopSum += stats.longestLoopSum;
+  if (stats.marked === 0) return;
+  const stream = new PieceStream(pieces, planRows(pieces, pieces.length), { ...modelStreamOptions(h), composerIndex: o.composerIndex, composers: o.composers, marks: true });
+  forEachChunk(h, stream, (batch, c) => {
+    const forward = () => chunkUnlikelihood(weights, h, batch, c.memory, c.mask, c.keep, h.dropout ?? 0, c.carry);
+    if (!batch.markedTargets) return void tf.dispose(forward());
+    const loss = o.step(() => tf.mul(forward(), u.weight) as tf.Scalar);
+    record.loss += (loss / u.weight) * batch.markedTargets;
+  });
+}
+
+/**
+ * One pass over every training piece; returns the mean loss per real note and the notes seen,
+ * and with `o.unlikelihood` what its rounds saw (a round after every `every` steps).
+ */
+export function streamEpoch(weights: Weights, h: Hyperparameters, pieces: readonly StreamPiece[], o: StreamEpochOptions): { loss: number; tokens: number; steps: number; unlikelihood?: UnlikelihoodRecord } {
   const queues = planRows(pieces, o.batchSize, o.rng);
   const total = streamSteps(pieces, queues, h.window);
   const stream = new PieceStream(pieces, queues, { ...modelStreamOptions(h), composerIndex: o.composerIndex, composers: o.composers, transpose: o.transpose, composerDropout: o.composerDropout, keyDropout: o.keyDropout, inputNoise: o.inputNoise, rng: o.rng });
+  const pool = pieces.map((p) => p.composer);
+  const record: UnlikelihoodRecord | undefined = o.unlikelihood ? { rounds: 0, pieces: 0, notes: 0, marked: 0, longestLoopSum: 0, loss: 0 } : undefined;
   let lossSum = 0;
   let tokens = 0;
   let steps = 0;
-  forEachChunk(weights, h, stream, h.dropout ?? 0, (batch, chunkLossOf) => {
+  forEachChunk(h, stream, (batch, c) => {
     const scale = (batch.batch * batch.steps) / Math.max(1, batch.realTargets);
-    const loss = o.step(() => tf.mul(chunkLossOf().total, scale) as tf.Scalar);
+    const loss = o.step(() => tf.mul(chunkLoss(weights, h, batch, c.memory, c.mask, c.keep, h.dropout ?? 0, c.carry).total, scale) as tf.Scalar);
     lossSum += loss * batch.realTargets;
     tokens += batch.realTargets;
     steps++;
-    o.progress(steps, total, lossSum / Math.max(1, tokens), tokens);
+    // The stream's memory is kept across the round: the round streams its own pieces from an empty memory.
+    if (record && steps % o.unlikelihood!.every === 0) unlikelihoodRound(weights, h, pool, o as Parameters<typeof unlikelihoodRound>[3], record);
+    o.progress(steps, total, lossSum / Math.max(1, tokens), tokens, record?.pieces ? `own loops ${(record.longestLoopSum / record.pieces).toFixed(1)}, ${((100 * record.marked) / Math.max(1, record.notes)).toFixed(1)} % marked` : undefined);
   });
-  return { loss: lossSum / Math.max(1, tokens), tokens, steps };
+  if (record) record.loss /= Math.max(1, record.marked);
+  return { loss: lossSum / Math.max(1, tokens), tokens, steps, ...(record ? { unlikelihood: record } : {}) };
 }
 
 /**
@@ -90,8 +142,8 @@ export function evaluateStream(weights: Weights, h: Hyperparameters, pieces: rea
   const stream = new PieceStream(labelled, queues, { ...modelStreamOptions(h), composerIndex, composers });
   const perHead = [0, 0, 0, 0];
   let notes = 0;
-  forEachChunk(weights, h, stream, 0, (batch, chunkLossOf) => {
-    const values = tf.tidy(() => tf.stack(chunkLossOf().perHead).dataSync());
+  forEachChunk(h, stream, (batch, c) => {
+    const values = tf.tidy(() => tf.stack(chunkLoss(weights, h, batch, c.memory, c.mask, c.keep, 0, c.carry).perHead).dataSync());
     const rows = batch.batch * batch.steps; // the loss averages over every row, padding included
     for (let k = 0; k < 4; k++) perHead[k] += values[k] * rows;
     notes += batch.realTargets;

@@ -18,6 +18,8 @@ import type { TokenPiece } from './batches.ts';
 export interface StreamPiece extends TokenPiece {
   /** Key label of every note (segmentKeys), for key-conditioned models. */
   keys?: Uint8Array;
+  /** Unlikelihood training: 1 for each note whose pitch is to be made less likely (loopContinuations). */
+  marks?: Uint8Array;
 }
 
 interface Cursor {
@@ -66,6 +68,8 @@ export interface StreamOptions {
    * notes it reads back may be wrong, which keeps it from copying itself into a loop at sampling.
    */
   inputNoise?: number;
+  /** Hand each row's mark (StreamPiece.marks; none: 0) as ChunkBatch.marks, for unlikelihood training. */
+  marks?: boolean;
   rng?: Random;
 }
 
@@ -178,9 +182,11 @@ export class PieceStream {
     const intervals = this.o.intervalValues ? new Float32Array(T * B * RELATIVE_WIDTH) : undefined;
     const lags = this.o.intervalMatch ?? 0;
     const contexts = lags > 0 ? new Float32Array(T * B * lags * RELATIVE_WIDTH) : undefined;
+    const marks = this.o.marks ? new Float32Array(T * B) : undefined;
     const keep: number[] = [];
     const memory: number[] = [];
     let real = 0;
+    let marked = 0;
     this.cursors.forEach((c, b) => {
       keep.push(c.piece >= 0 && c.pos > 0 ? 1 : 0);
       memory.push(c.memory);
@@ -209,6 +215,10 @@ export class PieceStream {
           const key = chunkKeyDropped || !piece.keys ? ANY_KEY : transposeKey(piece.keys[i], c.shift);
           keyInputs[row * KEY_SLOTS + key] = 1;
         }
+        if (marks && piece.marks?.[i]) {
+          marks[row] = 1;
+          marked++;
+        }
         real++;
       }
       c.readBack = previous;
@@ -224,6 +234,8 @@ export class PieceStream {
       pitchAnchors: anchors ? tf.tensor1d(anchors) : undefined,
       intervalRows: intervals ? tf.tensor2d(intervals, [T * B, RELATIVE_WIDTH]) : undefined,
       intervalContext: contexts ? tf.tensor2d(contexts, [T * B, lags * RELATIVE_WIDTH]) : undefined,
+      marks: marks ? tf.tensor1d(marks) : undefined,
+      markedTargets: marks ? marked : undefined,
       batch: B,
       steps: T,
       realTargets: real,
@@ -233,5 +245,5 @@ export class PieceStream {
 }
 
 export function disposeChunk(b: ChunkBatch): void {
-  tf.dispose([b.inputs, ...b.targets, ...(b.keyInputs ? [b.keyInputs] : []), ...(b.noteRows ? [b.noteRows] : []), ...(b.pitchAnchors ? [b.pitchAnchors] : []), ...(b.intervalRows ? [b.intervalRows] : []), ...(b.intervalContext ? [b.intervalContext] : [])]);
+  tf.dispose([b.inputs, ...b.targets, ...(b.keyInputs ? [b.keyInputs] : []), ...(b.noteRows ? [b.noteRows] : []), ...(b.pitchAnchors ? [b.pitchAnchors] : []), ...(b.intervalRows ? [b.intervalRows] : []), ...(b.intervalContext ? [b.intervalContext] : []), ...(b.marks ? [b.marks] : [])]);
 }

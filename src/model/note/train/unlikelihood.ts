@@ -1,0 +1,91 @@
+/**
+ * Unlikelihood training against copy loops (sequence-level unlikelihood, Welleck et al. 2019).
+ * Teacher forcing only ever shows the model real music, so it never learns what to do once its
+ * own notes have started to circle: at sampling it copies itself round a figure far longer than
+ * any real piece does (stage 6: longest loop 30.5 notes per 250-note excerpt, real 15.6). Here
+ * the model writes pieces as sampling does (the ring decoder, the spec's decoding), every note
+ * that carries a loop past `limit` notes is marked, and a training step lowers the probability
+ * of those pitches there. The likelihood steps on real pieces go on between rounds, so the real
+ * figures that loop (an Alberti bass, a trill) stay likely.
+ */
+import type { ModelDecoding } from '../folder.ts';
+import type { Hyperparameters } from '../network.ts';
+import { generateTokens, type SampleRequest } from '../sampling.ts';
+import type { Weights } from '../../layers.ts';
+import type { Random } from '../../random.ts';
+import { loopContinuations, loopLengths } from '../../../tokens/loops.ts';
+import type { StreamPiece } from './stream.ts';
+
+export interface UnlikelihoodOptions {
+  /** Weight of an unlikelihood step's loss (the likelihood steps' weight is 1). */
+  weight: number;
+  /** Likelihood steps between two rounds. */
+  every: number;
+  /** Pieces the model writes per round. */
+  pieces: number;
+  /** Notes per piece. */
+  notes: number;
+  /** A note that carries a loop past this many notes is marked (loopContinuations). */
+  limit: number;
+}
+
+/**
+ * Defaults: a round after every 8 likelihood steps, 8 pieces of 512 notes (4 chunks of the
+ * default window), loops marked past 16 notes (a bar of sixteenths; real 250-note excerpts have
+ * a median longest loop of 10 and a mean of 15.6).
+ */
+export const DEFAULT_UNLIKELIHOOD: Omit<UnlikelihoodOptions, 'weight'> = { every: 8, pieces: 8, notes: 512, limit: 16 };
+
+/** What one round's pieces looked like: the loops the model writes now. */
+export interface SelfSampleStats {
+  pieces: number;
+  notes: number;
+  marked: number;
+  /** Sum over pieces of each piece's mean, over its 250-note excerpts, of the longest loop (the realism measure's unit). */
+  longestLoopSum: number;
+}
+
+/** Mean longest loop over the 250-note excerpts of a piece (the realism measure's excerpt length). */
+export function excerptLongestLoop(lengths: Int32Array, excerpt = 250): number {
+  const n = Math.max(1, Math.floor(lengths.length / excerpt));
+  let sum = 0;
+  for (let e = 0; e < n; e++) {
+    // A loop's length counts from inside the excerpt only.
+    let longest = 1;
+    const from = e * excerpt;
+    for (let i = from; i < Math.min(lengths.length, from + excerpt); i++) longest = Math.max(longest, Math.min(lengths[i], i - from + 1));
+    sum += longest;
+  }
+  return sum / n;
+}
+
+/**
+ * Pieces the model writes as it now is, with the decoding it ships with, for composers drawn as
+ * the training pieces are (`composerPool`, one name per training piece), each with its loop
+ * continuations marked. No key is requested (the stream reads "any key" for a piece without
+ * key labels, as sampling did).
+ */
+export function sampleMarkedPieces(weights: Weights, h: Hyperparameters, composerIndex: Map<string, number>, composerPool: readonly string[], decoding: ModelDecoding | undefined, o: UnlikelihoodOptions, rng: Random): { pieces: StreamPiece[]; stats: SelfSampleStats } {
+  if (composerPool.length === 0) throw new Error('sampleMarkedPieces: no composers to write for');
+  const names = Array.from({ length: o.pieces }, () => composerPool[Math.floor(rng.next() * composerPool.length)]);
+  const requests: SampleRequest[] = names.map((name) => ({
+    composer: composerIndex.get(name) ?? composerIndex.size,
+    notes: o.notes,
+    temperature: decoding?.temperature ?? 1,
+    topP: decoding?.topP ?? 1,
+    heads: decoding?.heads,
+    keyGuidance: decoding?.keyGuidance,
+    composerGuidance: decoding?.composerGuidance,
+    randomSeed: Math.floor(rng.next() * 2 ** 31),
+  }));
+  const written = generateTokens(weights, h, composerIndex.size, requests);
+  const stats: SelfSampleStats = { pieces: written.length, notes: 0, marked: 0, longestLoopSum: 0 };
+  const pieces = written.map((tokens, k) => {
+    const marks = loopContinuations(tokens, o.limit);
+    stats.notes += tokens.length;
+    stats.marked += marks.reduce((s, m) => s + m, 0);
+    stats.longestLoopSum += excerptLongestLoop(loopLengths(tokens));
+    return { composer: names[k], tokens, marks };
+  });
+  return { pieces, stats };
+}

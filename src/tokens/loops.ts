@@ -1,0 +1,32 @@
+/**
+ * Loops: stretches of notes that keep repeating themselves, every note with the pitch and onset
+ * gap of the note one period before it. The realism measures (longest loop) and unlikelihood
+ * training (which notes continue a loop too long) read them from here.
+ */
+import type { NoteToken } from './tokenize.ts';
+
+/** Longest period looked at: a bar of sixteenths. */
+export const LOOP_MAX_PERIOD = 16;
+
+/**
+ * Per note, the length in notes of the longest loop that has run up to and including it, for any
+ * period 1..maxPeriod; 0 where no loop has yet come round twice. A figure of 4 notes played
+ * twice gives 8 at its 8th note, 9 at a 9th note that starts it a third time, and so on.
+ */
+export function loopLengths(tokens: readonly NoteToken[], maxPeriod = LOOP_MAX_PERIOD): Int32Array {
+  const lengths = new Int32Array(tokens.length);
+  for (let period = 1; period <= maxPeriod && period < tokens.length; period++) {
+    let run = 0;
+    for (let i = period; i < tokens.length; i++) {
+      run = tokens[i].pitch === tokens[i - period].pitch && tokens[i].dt === tokens[i - period].dt ? run + 1 : 0;
+      if (run >= period) lengths[i] = Math.max(lengths[i], run + period); // at least twice round
+    }
+  }
+  return lengths;
+}
+
+/** 1 for each note that carries a loop past `limit` notes (loopLengths above `limit`), else 0. */
+export function loopContinuations(tokens: readonly NoteToken[], limit: number, maxPeriod = LOOP_MAX_PERIOD): Uint8Array {
+  if (!Number.isInteger(limit) || limit < 2) throw new Error(`loopContinuations: limit must be a whole number ≥ 2, got ${limit}`);
+  return Uint8Array.from(loopLengths(tokens, maxPeriod), (n) => (n > limit ? 1 : 0));
+}

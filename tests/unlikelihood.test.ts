@@ -1,0 +1,155 @@
+import assert from 'node:assert/strict';
+import { before, describe, test } from 'node:test';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/model/backend.ts';
+import { inputWidth } from '../src/model/note/features.ts';
+import { chunkUnlikelihood, createLongContextWeights, disposeMemory, emptyMemory, advanceMemory, memoryMaskFor, type ChunkCarry } from '../src/model/note/longContext.ts';
+import { pitchUnlikelihood, type Hyperparameters } from '../src/model/note/network.ts';
+import type { Weights } from '../src/model/layers.ts';
+import { seededRandom } from '../src/model/random.ts';
+import { clippedAdamStep } from '../src/model/training.ts';
+import { streamEpoch } from '../src/model/note/train/fitLongContext.ts';
+import { disposeChunk, modelStreamOptions, PieceStream, type StreamPiece } from '../src/model/note/train/stream.ts';
+import { excerptLongestLoop, sampleMarkedPieces } from '../src/model/note/train/unlikelihood.ts';
+import { loopContinuations, loopLengths } from '../src/tokens/loops.ts';
+import { PITCH_MIN, type NoteToken } from '../src/tokens/tokenize.ts';
+import { TINY_LONG_CONTEXT_HYPERPARAMETERS as H } from './support/tinyModel.ts';
+
+before(async () => {
+  await initBackend('wasm', () => {});
+});
+
+const COMPOSERS = 2;
+const D = inputWidth(COMPOSERS);
+const composerIndex = new Map([
+  ['Chopin', 0],
+  ['Mozart', 1],
+]);
+const notes = (pitches: number[], dt = 3): NoteToken[] => pitches.map((pitch, i) => ({ dt: i === 0 ? 0 : dt, pitch, dur: 4, vel: 3 }));
+
+describe('loops', () => {
+  test('each note knows the longest loop run up to it, and notes past the limit are marked', () => {
+    const figure = [60, 64, 67, 64];
+    const tokens = notes([50, ...figure, ...figure, ...figure, 71]);
+    const lengths = loopLengths(tokens);
+    // The figure comes round twice at its 8th note (index 8), then every note adds one.
+    assert.deepEqual([...lengths], [0, 0, 0, 0, 0, 0, 0, 0, 8, 9, 10, 11, 12, 0]);
+    assert.deepEqual([...loopContinuations(tokens, 10)], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0]);
+    const hammered = loopLengths(notes(Array(6).fill(60)));
+    assert.deepEqual([...hammered], [0, 0, 2, 3, 4, 5], 'one note again and again loops with period 1 (the first note has no gap before it)');
+    assert.deepEqual([...loopLengths(notes([60, 62, 60, 62].concat([60, 62]), 3).map((t, i) => ({ ...t, dt: i % 2 ? 2 : 3 })))], [0, 0, 0, 4, 5, 6], 'pitch and gap both repeat');
+    assert.deepEqual([...loopLengths([...notes([60, 62]), ...notes([60, 62], 6)])], [0, 0, 0, 0], 'the same pitches in another rhythm do not loop');
+    assert.throws(() => loopContinuations(tokens, 1), /limit must be a whole number ≥ 2, got 1/);
+  });
+
+  test('the longest loop per 250-note excerpt counts only inside the excerpt', () => {
+    const lengths = loopLengths(notes(Array(600).fill(60)).map((t) => ({ ...t, dt: 3 })));
+    assert.equal(excerptLongestLoop(lengths), 250, 'two excerpts, each one long loop of its own 250 notes');
+    assert.equal(excerptLongestLoop(loopLengths(notes([60, 61, 62]))), 1, 'a short piece without a loop');
+  });
+});
+
+describe('unlikelihood', () => {
+  test('pitchUnlikelihood is −log(1 − p) of the marked rows\' target pitch, per marked row', () => {
+    const logits = tf.tensor2d([
+      [0, Math.log(3)],
+      [Math.log(3), 0],
+      [0, 0],
+    ]);
+    const targets = tf.tensor2d([
+      [0, 1],
+      [0, 1],
+      [1, 0],
+    ]);
+    const value = (marks: number[]) => tf.tidy(() => pitchUnlikelihood(logits, targets, tf.tensor1d(marks)).dataSync()[0]);
+    assert.ok(Math.abs(value([1, 0, 0]) - -Math.log(0.25)) < 1e-5, 'p = 0.75: −log 0.25');
+    assert.ok(Math.abs(value([1, 1, 0]) - (-Math.log(0.25) - Math.log(0.75)) / 2) < 1e-5, 'mean over the marked rows');
+    assert.equal(value([0, 0, 0]), 0, 'nothing marked: nothing to lower');
+    tf.dispose([logits, targets]);
+  });
+
+  test('the stream hands each row its mark, and unlikelihood steps lower the marked pitches\' probability', () => {
+    const w = createLongContextWeights(H, D, 5);
+    const tokens = notes(Array.from({ length: 40 }, (_, i) => 60 + (i % 4)));
+    const marks = loopContinuations(tokens, 12);
+    const piece: StreamPiece = { composer: 'Chopin', tokens, marks };
+    /** Mean unlikelihood per marked note over the piece; with `optimizer`, a step on each chunk. */
+    const pass = (optimizer?: tf.AdamOptimizer): { value: number; marked: number; rows: number[] } => {
+      const stream = new PieceStream([piece], [[0]], { ...modelStreamOptions(H), composerIndex, composers: COMPOSERS, marks: true });
+      let memory = emptyMemory(H, 1);
+      let sum = 0;
+      let marked = 0;
+      const rows: number[] = [];
+      for (let chunk = stream.next(); chunk; chunk = stream.next()) {
+        const mask = memoryMaskFor(chunk.memory, H.memory!);
+        const keep = tf.tensor2d(chunk.keep, [1, 1]);
+        let carried: ChunkCarry | undefined;
+        const loss = () => chunkUnlikelihood(w, H, chunk.batch, memory, mask, keep, 0, (c) => (carried = c));
+        const value = optimizer ? clippedAdamStep(optimizer, w, Object.keys(w), loss, 1) : tf.tidy(() => loss().dataSync()[0]);
+        rows.push(...chunk.batch.marks!.dataSync());
+        sum += value * chunk.batch.markedTargets!;
+        marked += chunk.batch.markedTargets!;
+        memory = advanceMemory(H, memory, carried!);
+        tf.dispose([mask, keep]);
+        disposeChunk(chunk.batch);
+      }
+      disposeMemory(memory);
+      return { value: sum / marked, marked, rows };
+    };
+    const start = pass();
+    assert.equal(start.marked, 40 - 13, 'every note that carries the loop (from the second note on) past 12 notes is marked');
+    assert.deepEqual(start.rows.slice(0, 40), [...marks], 'rows carry the piece\'s marks in order');
+    assert.ok(start.rows.slice(40).every((m) => m === 0), 'padding is not marked');
+    const optimizer = tf.train.adam(0.02);
+    for (let k = 0; k < 6; k++) pass(optimizer);
+    const end = pass();
+    assert.ok(end.value < start.value * 0.7, `unlikelihood ${start.value.toFixed(3)} → ${end.value.toFixed(3)}`);
+    optimizer.dispose();
+    tf.dispose(Object.values(w));
+  });
+
+  test('a step whose loss does not reach a weight leaves that weight where it was', () => {
+    const a = tf.variable(tf.tensor1d([1, 2]), true, 'ul-test-a');
+    const b = tf.variable(tf.tensor1d([3, 4]), true, 'ul-test-b');
+    const w: Weights = { a, b };
+    const optimizer = tf.train.adam(0.1);
+    clippedAdamStep(optimizer, w, ['a', 'b'], () => tf.sum(tf.square(a)) as tf.Scalar, 10);
+    assert.deepEqual([...b.dataSync()], [3, 4]);
+    assert.ok(a.dataSync()[0] < 1, 'the weight the loss reaches moves');
+    optimizer.dispose();
+    tf.dispose([a, b]);
+  });
+
+  test('an epoch with unlikelihood rounds: the model writes pieces as it samples, marks its loops, learns from them, and leaks nothing', () => {
+    const h: Hyperparameters = { ...H };
+    const w = createLongContextWeights(h, D, 9);
+    // A model that hammers one note: its dt and pitch biases favour one class by far, so there are loops to mark.
+    const favour = (name: string, cls: number) => {
+      const v = w[name] as tf.Variable;
+      const values = v.dataSync().slice();
+      values[cls] += 12;
+      v.assign(tf.tensor(values, v.shape));
+    };
+    favour('head/bdt', 3);
+    favour('head/bpitch', 60 - PITCH_MIN);
+    const pieces: StreamPiece[] = [0, 1, 2, 3].map((i) => ({ composer: i % 2 ? 'Mozart' : 'Chopin', tokens: notes(Array.from({ length: 40 }, (_, k) => 55 + ((k * (i + 3)) % 17))), keys: new Uint8Array(40).fill(i) }));
+    const unlikelihood = { weight: 1, every: 2, pieces: 3, notes: 48, limit: 6, decoding: { temperature: 1, topP: 1 } };
+    const { pieces: own, stats } = sampleMarkedPieces(w, h, composerIndex, ['Chopin'], unlikelihood.decoding, unlikelihood, seededRandom(4));
+    assert.equal(own.length, 3);
+    assert.ok(own.every((p) => p.tokens.length === 48 && p.composer === 'Chopin' && p.marks!.length === 48));
+    assert.equal(stats.marked, own.reduce((s, p) => s + p.marks!.reduce((m, x) => m + x, 0), 0));
+    assert.ok(stats.marked > 0, 'a model that hammers one note loops');
+    const optimizer = tf.train.adam(0.01);
+    const rng = seededRandom(2);
+    const epoch = () => streamEpoch(w, h, pieces, { batchSize: 2, composerIndex, composers: COMPOSERS, transpose: 0, composerDropout: 0, keyDropout: 0, inputNoise: 0, rng, step: (loss) => clippedAdamStep(optimizer, w, Object.keys(w), loss, 1), progress: () => {}, unlikelihood });
+    epoch(); // the optimizer makes its moments on the first step
+    const tensors = tf.memory().numTensors;
+    const r = epoch();
+    assert.equal(tf.memory().numTensors, tensors, 'no tensor left behind');
+    assert.equal(r.unlikelihood!.rounds, Math.floor(r.steps / 2));
+    assert.equal(r.unlikelihood!.pieces, 3 * r.unlikelihood!.rounds);
+    assert.ok(r.unlikelihood!.marked > 0 && r.unlikelihood!.loss > 0, JSON.stringify(r.unlikelihood));
+    optimizer.dispose();
+    tf.dispose(Object.values(w));
+  });
+});
