@@ -133,7 +133,8 @@ describe('unlikelihood', () => {
     favour('head/bdt', 3);
     favour('head/bpitch', 60 - PITCH_MIN);
     const pieces: StreamPiece[] = [0, 1, 2, 3].map((i) => ({ composer: i % 2 ? 'Mozart' : 'Chopin', tokens: notes(Array.from({ length: 40 }, (_, k) => 55 + ((k * (i + 3)) % 17))), keys: new Uint8Array(40).fill(i) }));
-    const unlikelihood = { weight: 1, every: 2, pieces: 3, notes: 48, limit: 6, decoding: { temperature: 1, topP: 1 } };
+    // Loops are marked from their 21st note on: each piece's first chunk (16 notes) has none and runs forward only.
+    const unlikelihood = { weight: 1, every: 2, pieces: 3, notes: 48, limit: 20, decoding: { temperature: 1, topP: 1 } };
     const { pieces: own, stats } = sampleMarkedPieces(w, h, composerIndex, ['Chopin'], unlikelihood.decoding, unlikelihood, seededRandom(4));
     assert.equal(own.length, 3);
     assert.ok(own.every((p) => p.tokens.length === 48 && p.composer === 'Chopin' && p.marks!.length === 48));

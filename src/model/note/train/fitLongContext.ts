@@ -96,7 +96,7 @@ function unlikelihoodRound(weights: Weights, h: Hyperparameters, pool: readonly 
   const stream = new PieceStream(pieces, planRows(pieces, pieces.length), { ...modelStreamOptions(h), composerIndex: o.composerIndex, composers: o.composers, marks: true });
   forEachChunk(h, stream, (batch, c) => {
     const forward = () => chunkUnlikelihood(weights, h, batch, c.memory, c.mask, c.keep, h.dropout ?? 0, c.carry);
-    if (!batch.markedTargets) return void tf.dispose(forward());
+    if (!batch.markedTargets) return void tf.tidy(() => void forward()); // the carry is kept, the rest freed
     const loss = o.step(() => tf.mul(forward(), u.weight) as tf.Scalar);
     record.loss += (loss / u.weight) * batch.markedTargets;
   });
