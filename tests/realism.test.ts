@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { longestLoop } from '../src/tokens/loops.ts';
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -17,7 +18,6 @@ import {
   featureVector,
   groupedFolds,
   intervalRepetition,
-  longestLoop,
   keyClarity,
   KEYS,
   LEADING_FEATURES,

@@ -30,7 +30,7 @@
  */
 import { seededRandom, shuffleInPlace } from '../model/random.ts';
 import { bestKey, pitchClassWeights } from '../tokens/key.ts';
-import { LOOP_MAX_PERIOD, loopLengths } from '../tokens/loops.ts';
+import { longestLoop } from '../tokens/loops.ts';
 import { STEPS_PER_BEAT, type NoteToken } from '../tokens/tokenize.ts';
 import { musicDistributions, repeatedNgramShare } from './musicStats.ts';
 import { histogram } from './wasserstein.ts';
@@ -75,18 +75,6 @@ export function intervalRepetition(tokens: readonly NoteToken[], n: number): num
   // Steps lie in −87..87; shifted to stay non-negative like every other key.
   const steps = tokens.slice(1).map((t, i) => t.pitch - tokens[i].pitch + 128);
   return repeatedNgramShare(steps, n - 1);
-}
-
-/**
- * Length in notes of the longest stretch that keeps repeating itself: every note has the pitch
- * and onset gap of the note `period` before it, for one period of 1..LOOP_MAX_PERIOD. A figure
- * played twice counts two periods (a figure must come round at least twice); a single note
- * hammered 40 times counts 40; 1 when nothing loops. In the 250-note excerpts of piano-midi.de
- * the median is 10 and the 95th percentile 39 (an Alberti bass, a trill); a model that copies
- * itself into a loop runs into the hundreds.
- */
-export function longestLoop(tokens: readonly NoteToken[], maxPeriod = LOOP_MAX_PERIOD): number {
-  return loopLengths(tokens, maxPeriod).reduce((longest, n) => Math.max(longest, n), Math.min(tokens.length, 1));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -25,6 +25,18 @@ export function loopLengths(tokens: readonly NoteToken[], maxPeriod = LOOP_MAX_P
   return lengths;
 }
 
+/**
+ * Length in notes of the longest stretch that keeps repeating itself: every note has the pitch
+ * and onset gap of the note `period` before it, for one period of 1..LOOP_MAX_PERIOD. A figure
+ * played twice counts two periods (a figure must come round at least twice); a single note
+ * hammered 40 times counts 40; 1 when nothing loops. In the 250-note excerpts of piano-midi.de
+ * the median is 10 and the 95th percentile 39 (an Alberti bass, a trill); a model that copies
+ * itself into a loop runs into the hundreds.
+ */
+export function longestLoop(tokens: readonly NoteToken[], maxPeriod = LOOP_MAX_PERIOD): number {
+  return loopLengths(tokens, maxPeriod).reduce((longest, n) => Math.max(longest, n), Math.min(tokens.length, 1));
+}
+
 /** 1 for each note that carries a loop past `limit` notes (loopLengths above `limit`), else 0. */
 export function loopContinuations(tokens: readonly NoteToken[], limit: number, maxPeriod = LOOP_MAX_PERIOD): Uint8Array {
   if (!Number.isInteger(limit) || limit < 2) throw new Error(`loopContinuations: limit must be a whole number ≥ 2, got ${limit}`);

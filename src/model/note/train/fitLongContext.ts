@@ -81,11 +81,10 @@ function forEachChunk(h: Hyperparameters, stream: PieceStream, use: (batch: Chun
 
 /**
  * One unlikelihood round: the model writes pieces, and each chunk of them takes one step on the
- * unlikelihood of its marked pitches (weighted by `o.unlikelihood.weight`). Chunks without a
+ * unlikelihood of its marked pitches (weighted by `u.weight`). Chunks without a
  * mark still run forward, without a step, to carry the memory to the next chunk.
  */
-function unlikelihoodRound(weights: Weights, h: Hyperparameters, pool: readonly string[], o: StreamEpochOptions & { unlikelihood: NonNullable<StreamEpochOptions['unlikelihood']> }, record: UnlikelihoodRecord): void {
-  const u = o.unlikelihood;
+function unlikelihoodRound(weights: Weights, h: Hyperparameters, pool: readonly string[], o: StreamEpochOptions, u: NonNullable<StreamEpochOptions['unlikelihood']>, record: UnlikelihoodRecord): void {
   const { pieces, stats } = sampleMarkedPieces(weights, h, o.composerIndex, pool, u.decoding, u, o.rng);
   record.rounds++;
   record.pieces += stats.pieces;
@@ -122,7 +121,7 @@ export function streamEpoch(weights: Weights, h: Hyperparameters, pieces: readon
     tokens += batch.realTargets;
     steps++;
     // The stream's memory is kept across the round: the round streams its own pieces from an empty memory.
-    if (record && steps % o.unlikelihood!.every === 0) unlikelihoodRound(weights, h, pool, o as Parameters<typeof unlikelihoodRound>[3], record);
+    if (record && o.unlikelihood && steps % o.unlikelihood.every === 0) unlikelihoodRound(weights, h, pool, o, o.unlikelihood, record);
     o.progress(steps, total, lossSum / Math.max(1, tokens), tokens, record?.pieces ? `own loops ${(record.longestLoopSum / record.pieces).toFixed(1)}, ${((100 * record.marked) / Math.max(1, record.notes)).toFixed(1)} % marked` : undefined);
   });
   if (record) record.loss /= Math.max(1, record.marked);

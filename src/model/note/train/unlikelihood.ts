@@ -13,7 +13,8 @@ import type { Hyperparameters } from '../network.ts';
 import { generateTokens, type SampleRequest } from '../sampling.ts';
 import type { Weights } from '../../layers.ts';
 import type { Random } from '../../random.ts';
-import { loopContinuations, loopLengths } from '../../../tokens/loops.ts';
+import { longestLoop, loopContinuations } from '../../../tokens/loops.ts';
+import type { NoteToken } from '../../../tokens/tokenize.ts';
 import type { StreamPiece } from './stream.ts';
 
 export interface UnlikelihoodOptions {
@@ -45,17 +46,14 @@ export interface SelfSampleStats {
   longestLoopSum: number;
 }
 
-/** Mean longest loop over the 250-note excerpts of a piece (the realism measure's excerpt length). */
-export function excerptLongestLoop(lengths: Int32Array, excerpt = 250): number {
-  const n = Math.max(1, Math.floor(lengths.length / excerpt));
+/**
+ * Mean over a piece's consecutive 250-note excerpts (the realism measure's, remainder dropped;
+ * a shorter piece is one excerpt) of each excerpt's longest loop (longestLoop).
+ */
+export function excerptLongestLoop(tokens: readonly NoteToken[], excerpt = 250): number {
+  const n = Math.max(1, Math.floor(tokens.length / excerpt));
   let sum = 0;
-  for (let e = 0; e < n; e++) {
-    // A loop's length counts from inside the excerpt only.
-    let longest = 1;
-    const from = e * excerpt;
-    for (let i = from; i < Math.min(lengths.length, from + excerpt); i++) longest = Math.max(longest, Math.min(lengths[i], i - from + 1));
-    sum += longest;
-  }
+  for (let e = 0; e < n; e++) sum += longestLoop(tokens.slice(e * excerpt, (e + 1) * excerpt));
   return sum / n;
 }
 
@@ -84,7 +82,7 @@ export function sampleMarkedPieces(weights: Weights, h: Hyperparameters, compose
     const marks = loopContinuations(tokens, o.limit);
     stats.notes += tokens.length;
     stats.marked += marks.reduce((s, m) => s + m, 0);
-    stats.longestLoopSum += excerptLongestLoop(loopLengths(tokens));
+    stats.longestLoopSum += excerptLongestLoop(tokens);
     return { composer: names[k], tokens, marks };
   });
   return { pieces, stats };
