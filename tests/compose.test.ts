@@ -260,14 +260,15 @@ describe('train', () => {
     assert.equal(child.decoding.composerGuidance, 2);
     assert.match(child.decoding.chosenBy, /^carried from tiny-5 .*not yet chosen for these weights \(there: a realism sweep\)$/);
     const scratch = join(dir, 'scratch');
-    assert.equal((await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', scratch, '--hidden', '16', '--window', '32', '--memory', '24', '--heads', '2', '--epochs', '1', '--backend', 'wasm', '--unlikelihood', '0.5', '--unlikelihood-every', '2', '--loop-limit', '8')).code, 0);
+    assert.equal((await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', scratch, '--hidden', '16', '--window', '32', '--memory', '24', '--heads', '2', '--epochs', '1', '--backend', 'wasm', '--unlikelihood', '0.5', '--unlikelihood-every', '2', '--loop-limit', '8', '--return-bonus', '0.25')).code, 0);
     const fresh = JSON.parse(await readFile(join(scratch, 'model.json'), 'utf8'));
-    assert.deepEqual(fresh.training.unlikelihood, { every: 2, pieces: 8, notes: 512, limit: 8, weight: 0.5 }, 'the spec records the unlikelihood rounds');
+    assert.deepEqual(fresh.training.unlikelihood, { every: 2, pieces: 8, notes: 512, limit: 8, weight: 0.5, returnBonus: 0.25 }, 'the spec records the unlikelihood rounds');
     const own = fresh.training.history[0].selfSamples;
     assert.ok(own.rounds >= 1 && own.pieces === 8 * own.rounds, `the epoch record says what the model wrote: ${JSON.stringify(own)}`);
+    assert.ok(own.returnShare >= 0 && own.returnShare <= 1 && Number.isFinite(own.returnNll), `and how often it brought a figure back: ${JSON.stringify(own)}`);
     assert.equal(fresh.decoding, undefined, 'a model trained from scratch plays the engine defaults');
     assert.equal(fresh.training.initFrom, undefined, 'and names no starting model');
-    const wrong = await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', join(dir, 'never'), '--residual', '--dropout', '2', '--lr-inherited', '0.001', '--gate-init', '1.5', '--interval-match', '9', '--loop-limit', '1');
+    const wrong = await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', join(dir, 'never'), '--residual', '--dropout', '2', '--lr-inherited', '0.001', '--gate-init', '1.5', '--interval-match', '9', '--loop-limit', '1', '--return-bonus=-1');
     assert.equal(wrong.code, 2);
     assert.match(wrong.stderr, /--lr-inherited needs --init-from/);
     assert.match(wrong.stderr, /--dropout/);
@@ -275,7 +276,8 @@ describe('train', () => {
     assert.match(wrong.stderr, /--gate-init must be between 0 and 1, got 1.5/);
     assert.match(wrong.stderr, /--interval-match must be between 1 and 8, got 9/);
     assert.match(wrong.stderr, /--loop-limit must be between 2 and 10000, got 1/);
-    assert.match(wrong.stderr, /--unlikelihood-every and --loop-limit need --unlikelihood X/);
+    assert.match(wrong.stderr, /--return-bonus must be between 0 and 100, got -1/);
+    assert.match(wrong.stderr, /--unlikelihood-every, --loop-limit and --return-bonus need --unlikelihood X/);
     assert.ok(!existsSync(join(dir, 'never')), 'nothing written');
     const local = await cli('train', '--data', join(dir, 'corpus'), '--out', join(dir, 'never'), '--residual', '--relative-pitch', '--interval-match', '3', '--unlikelihood', '1');
     assert.match(local.stderr, /--residual applies to --arch long-context only/);

@@ -4,14 +4,14 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/model/backend.ts';
 import { inputWidth } from '../src/model/note/features.ts';
 import { chunkUnlikelihood, createLongContextWeights, disposeMemory, emptyMemory, advanceMemory, memoryMaskFor, type ChunkCarry } from '../src/model/note/longContext.ts';
-import { pitchUnlikelihood, type Hyperparameters } from '../src/model/note/network.ts';
+import { pitchLikelihood, pitchUnlikelihood, type Hyperparameters } from '../src/model/note/network.ts';
 import type { Weights } from '../src/model/layers.ts';
 import { seededRandom } from '../src/model/random.ts';
 import { clippedAdamStep } from '../src/model/training.ts';
 import { streamEpoch } from '../src/model/note/train/fitLongContext.ts';
 import { disposeChunk, modelStreamOptions, PieceStream, type StreamPiece } from '../src/model/note/train/stream.ts';
 import { excerptLongestLoop, sampleMarkedPieces } from '../src/model/note/train/unlikelihood.ts';
-import { loopContinuations, loopLengths } from '../src/tokens/loops.ts';
+import { distantReturns, loopContinuations, loopLengths } from '../src/tokens/loops.ts';
 import { PITCH_MIN, type NoteToken } from '../src/tokens/tokenize.ts';
 import { TINY_LONG_CONTEXT_HYPERPARAMETERS as H } from './support/tinyModel.ts';
 
@@ -42,6 +42,20 @@ describe('loops', () => {
     assert.throws(() => loopContinuations(tokens, 1), /limit must be a whole number ≥ 2, got 1/);
   });
 
+  test('a figure that comes back from further than a loop reaches is a distant return, transposed or not', () => {
+    const figure = [60, 62, 64, 65, 67, 65, 64, 62];
+    const filler = Array.from({ length: 20 }, (_, i) => 40 + ((i * 7) % 23));
+    const tokens = notes([...figure, ...filler, ...figure.map((p) => p + 5), 70]);
+    const marks = distantReturns(tokens, 8, 16);
+    // The transposed figure's 8th note (index 35) completes the figure 28 notes after its first playing.
+    assert.deepEqual([...marks.keys()].filter((i) => marks[i]), [35]);
+    const looped = distantReturns(notes([...figure, ...figure, ...figure]), 8, 16);
+    assert.ok(looped.every((m) => m === 0), 'the same figure round and round, 8 notes apart, is a loop and not a return');
+    const nearAndFar = distantReturns(notes([...figure, ...filler, ...figure, ...figure]), 8, 16);
+    assert.deepEqual([...nearAndFar.keys()].filter((i) => nearAndFar[i]), [35], 'only the nearest earlier playing counts');
+    assert.throws(() => distantReturns(tokens, 1), /length must be a whole number ≥ 2, got 1/);
+  });
+
   test('the longest loop per 250-note excerpt counts only inside the excerpt', () => {
     const hammered = notes(Array(600).fill(60)).map((t) => ({ ...t, dt: 3 }));
     assert.equal(excerptLongestLoop(hammered), 250, 'two excerpts, each one long loop of its own 250 notes');
@@ -65,45 +79,58 @@ describe('unlikelihood', () => {
     assert.ok(Math.abs(value([1, 0, 0]) - -Math.log(0.25)) < 1e-5, 'p = 0.75: −log 0.25');
     assert.ok(Math.abs(value([1, 1, 0]) - (-Math.log(0.25) - Math.log(0.75)) / 2) < 1e-5, 'mean over the marked rows');
     assert.equal(value([0, 0, 0]), 0, 'nothing marked: nothing to lower');
+    const nll = (rows: number[]) => tf.tidy(() => pitchLikelihood(logits, targets, tf.tensor1d(rows)).dataSync()[0]);
+    assert.ok(Math.abs(nll([1, 1, 0]) - (-Math.log(0.75) - Math.log(0.25)) / 2) < 1e-5, 'the return bonus: −log p, per marked row');
+    assert.equal(nll([0, 0, 0]), 0);
     tf.dispose([logits, targets]);
   });
 
-  test('the stream hands each row its mark, and unlikelihood steps lower the marked pitches\' probability', () => {
+  test('the stream hands each row its mark and return; unlikelihood steps lower the marked pitches\' probability, bonus steps raise the returns\'', () => {
     const w = createLongContextWeights(H, D, 5);
     const tokens = notes(Array.from({ length: 40 }, (_, i) => 60 + (i % 4)));
     const marks = loopContinuations(tokens, 12);
-    const piece: StreamPiece = { composer: 'Chopin', tokens, marks };
-    /** Mean unlikelihood per marked note over the piece; with `optimizer`, a step on each chunk. */
-    const pass = (optimizer?: tf.AdamOptimizer): { value: number; marked: number; rows: number[] } => {
+    const returns = Uint8Array.from({ length: 40 }, (_, i) => (i >= 3 && i < 9 ? 1 : 0));
+    const piece: StreamPiece = { composer: 'Chopin', tokens, marks, returns };
+    /** Mean loss per marked (or return) note over the piece; with `optimizer`, a step on each chunk. */
+    const pass = (part: 'unlikelihood' | 'returnNll', optimizer?: tf.AdamOptimizer): { value: number; marked: number; rows: number[]; returnRows: number[] } => {
       const stream = new PieceStream([piece], [[0]], { ...modelStreamOptions(H), composerIndex, composers: COMPOSERS, marks: true });
       let memory = emptyMemory(H, 1);
       let sum = 0;
       let marked = 0;
       const rows: number[] = [];
+      const returnRows: number[] = [];
       for (let chunk = stream.next(); chunk; chunk = stream.next()) {
         const mask = memoryMaskFor(chunk.memory, H.memory!);
         const keep = tf.tensor2d(chunk.keep, [1, 1]);
         let carried: ChunkCarry | undefined;
-        const loss = () => chunkUnlikelihood(w, H, chunk.batch, memory, mask, keep, 0, (c) => (carried = c));
+        const loss = () => chunkUnlikelihood(w, H, chunk.batch, memory, mask, keep, 0, (c) => (carried = c))[part];
         const value = optimizer ? clippedAdamStep(optimizer, w, Object.keys(w), loss, 1) : tf.tidy(() => loss().dataSync()[0]);
         rows.push(...chunk.batch.marks!.dataSync());
-        sum += value * chunk.batch.markedTargets!;
-        marked += chunk.batch.markedTargets!;
+        returnRows.push(...chunk.batch.returns!.dataSync());
+        const count = part === 'unlikelihood' ? chunk.batch.markedTargets! : chunk.batch.returnTargets!;
+        sum += value * count;
+        marked += count;
         memory = advanceMemory(H, memory, carried!);
         tf.dispose([mask, keep]);
         disposeChunk(chunk.batch);
       }
       disposeMemory(memory);
-      return { value: sum / marked, marked, rows };
+      return { value: sum / marked, marked, rows, returnRows };
     };
-    const start = pass();
+    const start = pass('unlikelihood');
     assert.equal(start.marked, 40 - 13, 'every note that carries the loop (from the second note on) past 12 notes is marked');
     assert.deepEqual(start.rows.slice(0, 40), [...marks], 'rows carry the piece\'s marks in order');
-    assert.ok(start.rows.slice(40).every((m) => m === 0), 'padding is not marked');
+    assert.deepEqual(start.returnRows.slice(0, 40), [...returns], 'and its returns');
+    assert.ok(start.rows.slice(40).every((m) => m === 0) && start.returnRows.slice(40).every((m) => m === 0), 'padding is neither');
     const optimizer = tf.train.adam(0.02);
-    for (let k = 0; k < 6; k++) pass(optimizer);
-    const end = pass();
+    for (let k = 0; k < 6; k++) pass('unlikelihood', optimizer);
+    const end = pass('unlikelihood');
     assert.ok(end.value < start.value * 0.7, `unlikelihood ${start.value.toFixed(3)} → ${end.value.toFixed(3)}`);
+    const returnStart = pass('returnNll');
+    assert.equal(returnStart.marked, 6);
+    for (let k = 0; k < 6; k++) pass('returnNll', optimizer);
+    const returnEnd = pass('returnNll');
+    assert.ok(returnEnd.value < returnStart.value * 0.7, `return NLL ${returnStart.value.toFixed(3)} → ${returnEnd.value.toFixed(3)}`);
     optimizer.dispose();
     tf.dispose(Object.values(w));
   });
@@ -134,10 +161,11 @@ describe('unlikelihood', () => {
     favour('head/bpitch', 60 - PITCH_MIN);
     const pieces: StreamPiece[] = [0, 1, 2, 3].map((i) => ({ composer: i % 2 ? 'Mozart' : 'Chopin', tokens: notes(Array.from({ length: 40 }, (_, k) => 55 + ((k * (i + 3)) % 17))), keys: new Uint8Array(40).fill(i) }));
     // Loops are marked from their 21st note on: each piece's first chunk (16 notes) has none and runs forward only.
-    const unlikelihood = { weight: 1, every: 2, pieces: 3, notes: 48, limit: 20, decoding: { temperature: 1, topP: 1 } };
+    const unlikelihood = { weight: 1, every: 2, pieces: 3, notes: 48, limit: 20, returnBonus: 0.5, decoding: { temperature: 1, topP: 1 } };
     const { pieces: own, stats } = sampleMarkedPieces(w, h, composerIndex, ['Chopin'], unlikelihood.decoding, unlikelihood, seededRandom(4));
     assert.equal(own.length, 3);
-    assert.ok(own.every((p) => p.tokens.length === 48 && p.composer === 'Chopin' && p.marks!.length === 48));
+    assert.ok(own.every((p) => p.tokens.length === 48 && p.composer === 'Chopin' && p.marks!.length === 48 && p.returns!.length === 48));
+    assert.equal(stats.returned, own.reduce((s, p) => s + p.returns!.reduce((m, x) => m + x, 0), 0));
     assert.equal(stats.marked, own.reduce((s, p) => s + p.marks!.reduce((m, x) => m + x, 0), 0));
     assert.ok(stats.marked > 0, 'a model that hammers one note loops');
     const optimizer = tf.train.adam(0.01);

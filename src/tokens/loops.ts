@@ -42,3 +42,26 @@ export function loopContinuations(tokens: readonly NoteToken[], limit: number, m
   if (!Number.isInteger(limit) || limit < 2) throw new Error(`loopContinuations: limit must be a whole number ≥ 2, got ${limit}`);
   return Uint8Array.from(loopLengths(tokens, maxPeriod), (n) => (n > limit ? 1 : 0));
 }
+
+/**
+ * 1 for each note that continues a figure coming back from further than `minDistance` notes:
+ * the `length`-note figure ending at it (its `length` − 1 pitch steps, so a figure that returns
+ * transposed counts) was played before, ending more than `minDistance` notes earlier, and no
+ * nearer. Nearer returns are loops (loopLengths). In the first 512 notes of the 315 piano-midi.de
+ * pieces 27.5 % of the notes complete such a return (8 notes, from further than 16); in stage 6's
+ * own 512-note pieces about 3.5 %.
+ */
+export function distantReturns(tokens: readonly NoteToken[], length = 8, minDistance = LOOP_MAX_PERIOD): Uint8Array {
+  if (!Number.isInteger(length) || length < 2) throw new Error(`distantReturns: length must be a whole number ≥ 2, got ${length}`);
+  const marks = new Uint8Array(tokens.length);
+  const lastEnd = new Map<string, number>();
+  for (let end = length - 1; end < tokens.length; end++) {
+    const steps: number[] = [];
+    for (let i = end - length + 2; i <= end; i++) steps.push(tokens[i].pitch - tokens[i - 1].pitch);
+    const key = steps.join(',');
+    const before = lastEnd.get(key);
+    if (before !== undefined && end - before > minDistance) marks[end] = 1;
+    lastEnd.set(key, end);
+  }
+  return marks;
+}

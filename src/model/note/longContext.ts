@@ -33,7 +33,7 @@ import * as tf from '@tensorflow/tfjs';
 import { KEY_SLOTS } from '../../tokens/key.ts';
 import { HEAD_SIZES, targetIndices } from './features.ts';
 import type { NoteToken } from '../../tokens/tokenize.ts';
-import { headShapes, headsLoss, lstmShapes, pitchUnlikelihood, teacherForcedLogits, MATCH_SCALE, RELATIVE_WIDTH, type Hyperparameters, type SequenceBatch } from './network.ts';
+import { headShapes, headsLoss, lstmShapes, pitchLikelihood, pitchUnlikelihood, teacherForcedLogits, MATCH_SCALE, RELATIVE_WIDTH, type Hyperparameters, type SequenceBatch } from './network.ts';
 import { lstmRecurrence, uniqueVariableName, type Weights } from '../layers.ts';
 
 /** Width of a note as the attention values read it: the four heads' one-hots side by side. */
@@ -235,6 +235,10 @@ export interface ChunkBatch extends SequenceBatch {
   marks?: tf.Tensor1D;
   /** Rows marked in `marks`. */
   markedTargets?: number;
+  /** Return bonus: 1 for each row whose target pitch is to be made more likely, else 0 [T*B] (PieceStream option marks). */
+  returns?: tf.Tensor1D;
+  /** Rows marked in `returns`. */
+  returnTargets?: number;
   realTargets: number;
 }
 
@@ -372,15 +376,16 @@ export function chunkLoss(w: Weights, h: Hyperparameters, b: ChunkBatch, memory:
 }
 
 /**
- * The unlikelihood of a chunk's marked pitches (pitchUnlikelihood), the forward pass as
- * chunkLoss runs it: unlikelihood training on the model's own samples, whose marked notes
- * continue a loop (src/model/note/train/unlikelihood.ts).
+ * The unlikelihood of a chunk's marked pitches (pitchUnlikelihood) and the NLL of its return
+ * pitches (pitchLikelihood; 0 where the chunk has none), the forward pass as chunkLoss runs it:
+ * training on the model's own samples, whose marked notes continue a loop and whose return
+ * notes bring a figure back from afar (src/model/note/train/unlikelihood.ts).
  */
-export function chunkUnlikelihood(w: Weights, h: Hyperparameters, b: ChunkBatch, memory: ChunkMemory, memoryMask: tf.Tensor2D, keep: tf.Tensor2D, dropout: number, carry?: (c: ChunkCarry) => void): tf.Scalar {
+export function chunkUnlikelihood(w: Weights, h: Hyperparameters, b: ChunkBatch, memory: ChunkMemory, memoryMask: tf.Tensor2D, keep: tf.Tensor2D, dropout: number, carry?: (c: ChunkCarry) => void): { unlikelihood: tf.Scalar; returnNll: tf.Scalar } {
   if (!b.marks) throw new Error('chunkUnlikelihood: the chunk has no marks (PieceStream option marks)');
   const { pitchBias, anchors } = chunkHeadInputs(w, h, b);
   const logits = teacherForcedLogits(w, chunkHidden(w, h, b, memory, memoryMask, keep, dropout, carry), b.targets, pitchBias, anchors);
-  return pitchUnlikelihood(logits[1], b.targets[1], b.marks);
+  return { unlikelihood: pitchUnlikelihood(logits[1], b.targets[1], b.marks), returnNll: b.returns ? pitchLikelihood(logits[1], b.targets[1], b.returns) : tf.scalar(0) };
 }
 
 /** The next chunk's memory: the last M slots of the old memory and this chunk's slots. */

@@ -284,6 +284,12 @@ export function pitchUnlikelihood(logitsPitch: tf.Tensor2D, pitchTargets: tf.Ten
   return tf.div(tf.sum(tf.mul(penalty, marks)), tf.maximum(tf.sum(marks), 1)) as tf.Scalar;
 }
 
+/** Mean −log p of the target pitch over the rows marked in `rows` (1/0); 0 when none is. */
+export function pitchLikelihood(logitsPitch: tf.Tensor2D, pitchTargets: tf.Tensor2D, rows: tf.Tensor1D): tf.Scalar {
+  const nll = tf.neg(tf.sum(tf.mul(tf.logSoftmax(logitsPitch), pitchTargets), 1));
+  return tf.div(tf.sum(tf.mul(nll, rows)), tf.maximum(tf.sum(rows), 1)) as tf.Scalar;
+}
+
 /** Recurrent state of a batch of sequences being sampled. */
 export interface StepState {
   h: tf.Tensor2D[];

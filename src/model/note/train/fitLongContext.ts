@@ -41,6 +41,8 @@ export interface UnlikelihoodRecord extends SelfSampleStats {
   rounds: number;
   /** Mean unlikelihood per marked note. */
   loss: number;
+  /** Mean NLL per return note (return bonus only; else 0). */
+  returnNll: number;
 }
 
 /** What a chunk's forward pass reads besides the chunk: the carried memory, its mask, the reset flags, and where its own slots go. */
@@ -81,8 +83,9 @@ function forEachChunk(h: Hyperparameters, stream: PieceStream, use: (batch: Chun
 
 /**
  * One unlikelihood round: the model writes pieces, and each chunk of them takes one step on the
- * unlikelihood of its marked pitches (weighted by `u.weight`). Chunks without a
- * mark still run forward, without a step, to carry the memory to the next chunk.
+ * unlikelihood of its marked pitches (weighted by `u.weight`) plus, with a return bonus, the
+ * NLL of its return pitches (weighted by `u.returnBonus`). Chunks with neither still run
+ * forward, without a step, to carry the memory to the next chunk.
  */
 function unlikelihoodRound(weights: Weights, h: Hyperparameters, pool: readonly string[], o: StreamEpochOptions, u: NonNullable<StreamEpochOptions['unlikelihood']>, record: UnlikelihoodRecord): void {
   const { pieces, stats } = sampleMarkedPieces(weights, h, o.composerIndex, pool, u.decoding, u, o.rng);
@@ -91,13 +94,23 @@ function unlikelihoodRound(weights: Weights, h: Hyperparameters, pool: readonly 
   record.notes += stats.notes;
   record.marked += stats.marked;
   record.longestLoopSum += stats.longestLoopSum;
-  if (stats.marked === 0) return;
+  record.returned += stats.returned;
+  const bonus = u.returnBonus ?? 0;
+  if (stats.marked === 0 && (!bonus || stats.returned === 0)) return;
   const stream = new PieceStream(pieces, planRows(pieces, pieces.length), { ...modelStreamOptions(h), composerIndex: o.composerIndex, composers: o.composers, marks: true });
   forEachChunk(h, stream, (batch, c) => {
     const forward = () => chunkUnlikelihood(weights, h, batch, c.memory, c.mask, c.keep, h.dropout ?? 0, c.carry);
-    if (!batch.markedTargets) return void tf.tidy(() => void forward()); // the carry is kept, the rest freed
-    const loss = o.step(() => tf.mul(forward(), u.weight) as tf.Scalar);
-    record.loss += (loss / u.weight) * batch.markedTargets;
+    const returned = bonus ? (batch.returnTargets ?? 0) : 0;
+    if (!batch.markedTargets && !returned) return void tf.tidy(() => void forward()); // the carry is kept, the rest freed
+    const parts = [0, 0];
+    o.step(() => {
+      const { unlikelihood, returnNll } = forward();
+      parts[0] = unlikelihood.dataSync()[0];
+      parts[1] = returnNll.dataSync()[0];
+      return tf.add(tf.mul(unlikelihood, u.weight), tf.mul(returnNll, bonus)) as tf.Scalar;
+    });
+    record.loss += parts[0] * (batch.markedTargets ?? 0);
+    record.returnNll += parts[1] * returned;
   });
 }
 
@@ -110,7 +123,7 @@ export function streamEpoch(weights: Weights, h: Hyperparameters, pieces: readon
   const total = streamSteps(pieces, queues, h.window);
   const stream = new PieceStream(pieces, queues, { ...modelStreamOptions(h), composerIndex: o.composerIndex, composers: o.composers, transpose: o.transpose, composerDropout: o.composerDropout, keyDropout: o.keyDropout, inputNoise: o.inputNoise, rng: o.rng });
   const pool = pieces.map((p) => p.composer);
-  const record: UnlikelihoodRecord | undefined = o.unlikelihood ? { rounds: 0, pieces: 0, notes: 0, marked: 0, longestLoopSum: 0, loss: 0 } : undefined;
+  const record: UnlikelihoodRecord | undefined = o.unlikelihood ? { rounds: 0, pieces: 0, notes: 0, marked: 0, returned: 0, longestLoopSum: 0, loss: 0, returnNll: 0 } : undefined;
   let lossSum = 0;
   let tokens = 0;
   let steps = 0;
@@ -122,9 +135,12 @@ export function streamEpoch(weights: Weights, h: Hyperparameters, pieces: readon
     steps++;
     // The stream's memory is kept across the round: the round streams its own pieces from an empty memory.
     if (record && o.unlikelihood && steps % o.unlikelihood.every === 0) unlikelihoodRound(weights, h, pool, o, o.unlikelihood, record);
-    o.progress(steps, total, lossSum / Math.max(1, tokens), tokens, record?.pieces ? `own loops ${(record.longestLoopSum / record.pieces).toFixed(1)}, ${((100 * record.marked) / Math.max(1, record.notes)).toFixed(1)} % marked` : undefined);
+    o.progress(steps, total, lossSum / Math.max(1, tokens), tokens, record?.pieces ? `own loops ${(record.longestLoopSum / record.pieces).toFixed(1)}, ${((100 * record.marked) / Math.max(1, record.notes)).toFixed(1)} % marked, ${((100 * record.returned) / Math.max(1, record.notes)).toFixed(1)} % returns` : undefined);
   });
-  if (record) record.loss /= Math.max(1, record.marked);
+  if (record) {
+    record.loss /= Math.max(1, record.marked);
+    record.returnNll = o.unlikelihood?.returnBonus ? record.returnNll / Math.max(1, record.returned) : 0;
+  }
   return { loss: lossSum / Math.max(1, tokens), tokens, steps, ...(record ? { unlikelihood: record } : {}) };
 }
 

@@ -20,6 +20,8 @@ export interface StreamPiece extends TokenPiece {
   keys?: Uint8Array;
   /** Unlikelihood training: 1 for each note whose pitch is to be made less likely (loopContinuations). */
   marks?: Uint8Array;
+  /** Return bonus: 1 for each note whose pitch is to be made more likely (distantReturns). */
+  returns?: Uint8Array;
 }
 
 interface Cursor {
@@ -68,7 +70,7 @@ export interface StreamOptions {
    * notes it reads back may be wrong, which keeps it from copying itself into a loop at sampling.
    */
   inputNoise?: number;
-  /** Hand each row's mark (StreamPiece.marks; none: 0) as ChunkBatch.marks, for unlikelihood training. */
+  /** Hand each row's mark and return (StreamPiece.marks, .returns; none: 0) as ChunkBatch.marks, .returns, for unlikelihood training. */
   marks?: boolean;
   rng?: Random;
 }
@@ -183,10 +185,12 @@ export class PieceStream {
     const lags = this.o.intervalMatch ?? 0;
     const contexts = lags > 0 ? new Float32Array(T * B * lags * RELATIVE_WIDTH) : undefined;
     const marks = this.o.marks ? new Float32Array(T * B) : undefined;
+    const returns = this.o.marks ? new Float32Array(T * B) : undefined;
     const keep: number[] = [];
     const memory: number[] = [];
     let real = 0;
     let marked = 0;
+    let returned = 0;
     this.cursors.forEach((c, b) => {
       keep.push(c.piece >= 0 && c.pos > 0 ? 1 : 0);
       memory.push(c.memory);
@@ -219,6 +223,10 @@ export class PieceStream {
           marks[row] = 1;
           marked++;
         }
+        if (returns && piece.returns?.[i]) {
+          returns[row] = 1;
+          returned++;
+        }
         real++;
       }
       c.readBack = previous;
@@ -236,6 +244,8 @@ export class PieceStream {
       intervalContext: contexts ? tf.tensor2d(contexts, [T * B, lags * RELATIVE_WIDTH]) : undefined,
       marks: marks ? tf.tensor1d(marks) : undefined,
       markedTargets: marks ? marked : undefined,
+      returns: returns ? tf.tensor1d(returns) : undefined,
+      returnTargets: returns ? returned : undefined,
       batch: B,
       steps: T,
       realTargets: real,
@@ -245,5 +255,5 @@ export class PieceStream {
 }
 
 export function disposeChunk(b: ChunkBatch): void {
-  tf.dispose([b.inputs, ...b.targets, ...(b.keyInputs ? [b.keyInputs] : []), ...(b.noteRows ? [b.noteRows] : []), ...(b.pitchAnchors ? [b.pitchAnchors] : []), ...(b.intervalRows ? [b.intervalRows] : []), ...(b.intervalContext ? [b.intervalContext] : []), ...(b.marks ? [b.marks] : [])]);
+  tf.dispose([b.inputs, ...b.targets, ...(b.keyInputs ? [b.keyInputs] : []), ...(b.noteRows ? [b.noteRows] : []), ...(b.pitchAnchors ? [b.pitchAnchors] : []), ...(b.intervalRows ? [b.intervalRows] : []), ...(b.intervalContext ? [b.intervalContext] : []), ...(b.marks ? [b.marks] : []), ...(b.returns ? [b.returns] : [])]);
 }

@@ -13,7 +13,7 @@ import type { Hyperparameters } from '../network.ts';
 import { generateTokens, type SampleRequest } from '../sampling.ts';
 import type { Weights } from '../../layers.ts';
 import type { Random } from '../../random.ts';
-import { longestLoop, loopContinuations } from '../../../tokens/loops.ts';
+import { distantReturns, longestLoop, loopContinuations } from '../../../tokens/loops.ts';
 import type { NoteToken } from '../../../tokens/tokenize.ts';
 import type { StreamPiece } from './stream.ts';
 
@@ -28,6 +28,12 @@ export interface UnlikelihoodOptions {
   notes: number;
   /** A note that carries a loop past this many notes is marked (loopContinuations). */
   limit: number;
+  /**
+   * Weight of the return bonus (0 or absent: none): a likelihood step on each note of the
+   * model's own pieces that brings an 8-note figure back from further than a loop reaches
+   * (distantReturns), so that lowering the loops does not lower motifs coming back with them.
+   */
+  returnBonus?: number;
 }
 
 /**
@@ -42,6 +48,8 @@ export interface SelfSampleStats {
   pieces: number;
   notes: number;
   marked: number;
+  /** Notes that bring a figure back from afar (distantReturns; counted with or without a return bonus). */
+  returned: number;
   /** Sum over pieces of each piece's mean, over its 250-note excerpts, of the longest loop (the realism measure's unit). */
   longestLoopSum: number;
 }
@@ -60,7 +68,7 @@ export function excerptLongestLoop(tokens: readonly NoteToken[], excerpt = 250):
 /**
  * Pieces the model writes as it now is, with the decoding it ships with, for composers drawn as
  * the training pieces are (`composerPool`, one name per training piece), each with its loop
- * continuations marked. No key is requested (the stream reads "any key" for a piece without
+ * continuations marked (and with a return bonus, its distant returns). No key is requested (the stream reads "any key" for a piece without
  * key labels, as sampling did).
  */
 export function sampleMarkedPieces(weights: Weights, h: Hyperparameters, composerIndex: Map<string, number>, composerPool: readonly string[], decoding: ModelDecoding | undefined, o: UnlikelihoodOptions, rng: Random): { pieces: StreamPiece[]; stats: SelfSampleStats } {
@@ -77,13 +85,15 @@ export function sampleMarkedPieces(weights: Weights, h: Hyperparameters, compose
     randomSeed: Math.floor(rng.next() * 2 ** 31),
   }));
   const written = generateTokens(weights, h, composerIndex.size, requests);
-  const stats: SelfSampleStats = { pieces: written.length, notes: 0, marked: 0, longestLoopSum: 0 };
+  const stats: SelfSampleStats = { pieces: written.length, notes: 0, marked: 0, returned: 0, longestLoopSum: 0 };
   const pieces = written.map((tokens, k) => {
     const marks = loopContinuations(tokens, o.limit);
+    const returns = distantReturns(tokens);
     stats.notes += tokens.length;
     stats.marked += marks.reduce((s, m) => s + m, 0);
+    stats.returned += returns.reduce((s, m) => s + m, 0);
     stats.longestLoopSum += excerptLongestLoop(tokens);
-    return { composer: names[k], tokens, marks };
+    return { composer: names[k], tokens, marks, ...(o.returnBonus ? { returns } : {}) };
   });
   return { pieces, stats };
 }
