@@ -47,12 +47,13 @@ describe('loops', () => {
     const filler = Array.from({ length: 20 }, (_, i) => 40 + ((i * 7) % 23));
     const tokens = notes([...figure, ...filler, ...figure.map((p) => p + 5), 70]);
     const marks = distantReturns(tokens, 8, 16);
-    // The transposed figure's 8th note (index 35) completes the figure 28 notes after its first playing.
-    assert.deepEqual([...marks.keys()].filter((i) => marks[i]), [35]);
+    // The transposed figure (indices 28..35) completes the figure 28 notes after its first playing; its steps are notes 29..35.
+    const returned = [29, 30, 31, 32, 33, 34, 35];
+    assert.deepEqual([...marks.keys()].filter((i) => marks[i]), returned);
     const looped = distantReturns(notes([...figure, ...figure, ...figure]), 8, 16);
     assert.ok(looped.every((m) => m === 0), 'the same figure round and round, 8 notes apart, is a loop and not a return');
     const nearAndFar = distantReturns(notes([...figure, ...filler, ...figure, ...figure]), 8, 16);
-    assert.deepEqual([...nearAndFar.keys()].filter((i) => nearAndFar[i]), [35], 'only the nearest earlier playing counts');
+    assert.deepEqual([...nearAndFar.keys()].filter((i) => nearAndFar[i]), returned, 'only the nearest earlier playing counts');
     assert.throws(() => distantReturns(tokens, 1), /length must be a whole number ≥ 2, got 1/);
   });
 

@@ -150,7 +150,7 @@ export async function trainModel(o: TrainOptions): Promise<ModelSpec> {
     o.progress(`epoch ${epoch}/${o.epochs} done: train ${record.trainLoss.toFixed(4)} val ${val.loss.toFixed(4)} ${record.tokensPerSecond} tok/s ${formatSeconds(seconds)}`, true);
     if (record.selfSamples) {
       const s = record.selfSamples;
-      o.log(`  own samples: ${s.pieces} pieces in ${s.rounds} rounds, longest loop ${s.meanLongestLoop.toFixed(1)} notes per 250 (real pieces about 15.6), ${(100 * s.markedShare).toFixed(1)} % of notes past the loop limit, unlikelihood ${s.unlikelihood.toFixed(3)}, ${(100 * (s.returnShare ?? 0)).toFixed(1)} % of notes bring an 8-note figure back from afar (real pieces about 27 %)${s.returnNll !== undefined ? `, their NLL ${s.returnNll.toFixed(3)}` : ''}`);
+      o.log(`  own samples: ${s.pieces} pieces in ${s.rounds} rounds, longest loop ${s.meanLongestLoop.toFixed(1)} notes per 250 (real pieces about 15.6), ${(100 * s.markedShare).toFixed(1)} % of notes past the loop limit, unlikelihood ${s.unlikelihood.toFixed(3)}, ${(100 * (s.returnShare ?? 0)).toFixed(1)} % of notes lie in an 8-note figure brought back from afar (real pieces about 35 %)${s.returnNll !== undefined ? `, their NLL ${s.returnNll.toFixed(3)}` : ''}`);
     }
     const improved = recordEpoch(state, record, seconds, groups, o);
     state.rngState = rng.state();
