@@ -29,6 +29,7 @@ import {
   quarterGapShare,
   realismFeatures,
   REALISM_FEATURES,
+  distantRepetition,
   rocAuc,
   scaleConsistency,
   splitPieces,
@@ -79,6 +80,16 @@ describe('realism features on hand-built excerpts', () => {
     // An 8-note window is 7 steps: the copy's only one repeats the motif's.
     close(intervalRepetition(tokens, 8), 1 / 9);
     assert.equal(intervalRepetition(tokens, 1), 0);
+  });
+
+  test('returns from afar: a motif brought back transposed after other music counts, the same motif looped on the spot does not', () => {
+    const motif = [60, 62, 65, 66, 70, 67, 72, 61];
+    const between = Array.from({ length: 24 }, (_, i) => 40 + ((i * 5) % 29));
+    // The transposed motif's 7 steps (notes 33..39) lie in a return from 32 notes back: 7 of 40 notes.
+    close(distantRepetition(melody([...motif, ...between, ...motif.map((p) => p + 5)])), 7 / 40);
+    assert.equal(distantRepetition(melody([...motif, ...motif, ...motif, ...motif])), 0, 'round and round');
+    assert.ok(intervalRepetition(melody([...motif, ...motif, ...motif, ...motif]), 8) > 0.5, 'which the n-gram repeats count alike');
+    assert.equal(distantRepetition([]), 0);
   });
 
   test('longest loop: a hammered note, a repeated figure, and a figure broken by one note', () => {

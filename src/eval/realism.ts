@@ -30,7 +30,7 @@
  */
 import { seededRandom, shuffleInPlace } from '../model/random.ts';
 import { bestKey, pitchClassWeights } from '../tokens/key.ts';
-import { longestLoop } from '../tokens/loops.ts';
+import { distantReturns, longestLoop } from '../tokens/loops.ts';
 import { STEPS_PER_BEAT, type NoteToken } from '../tokens/tokenize.ts';
 import { musicDistributions, repeatedNgramShare } from './musicStats.ts';
 import { histogram } from './wasserstein.ts';
@@ -75,6 +75,16 @@ export function intervalRepetition(tokens: readonly NoteToken[], n: number): num
   // Steps lie in −87..87; shifted to stay non-negative like every other key.
   const steps = tokens.slice(1).map((t, i) => t.pitch - tokens[i].pitch + 128);
   return repeatedNgramShare(steps, n - 1);
+}
+
+/**
+ * Share of the notes that lie in an 8-note figure (transposed or not) coming back from further
+ * than a loop reaches (distantReturns: more than 16 notes since it was last played): motifs
+ * returning, told apart from figures circling on the spot, which the n-gram repeats above count
+ * alike.
+ */
+export function distantRepetition(tokens: readonly NoteToken[]): number {
+  return tokens.length ? distantReturns(tokens).reduce((s, m) => s + m, 0) / tokens.length : 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -209,6 +219,7 @@ export const REALISM_FEATURES = [
   'intervalRepetition4',
   'intervalRepetition8',
   'intervalRepetition16',
+  'distantRepetition8',
   'longestLoop',
   'logIoiStd',
   'quarterGapShare',
@@ -234,6 +245,7 @@ export const FEATURE_LABELS: Readonly<Record<RealismFeature, string>> = {
   intervalRepetition4: 'interval 4-note repeats',
   intervalRepetition8: 'interval 8-note repeats',
   intervalRepetition16: 'interval 16-note repeats',
+  distantRepetition8: 'returns from afar (8 notes)',
   longestLoop: 'longest loop (notes)',
   logIoiStd: 'std of ln IOI',
   quarterGapShare: 'quarter-note gaps',
@@ -257,6 +269,7 @@ export function realismFeatures(tokens: readonly NoteToken[]): Record<RealismFea
     intervalRepetition4: intervalRepetition(tokens, 4),
     intervalRepetition8: intervalRepetition(tokens, 8),
     intervalRepetition16: intervalRepetition(tokens, 16),
+    distantRepetition8: distantRepetition(tokens),
     longestLoop: longestLoop(tokens),
     logIoiStd: logIoiStd(tokens),
     quarterGapShare: quarterGapShare(tokens),
