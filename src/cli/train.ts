@@ -55,7 +55,7 @@ after every --unlikelihood-every N likelihood steps (default 8) the model writes
 notes as it samples, and a step of weight X lowers the probability of each note that carries a
 loop past --loop-limit N notes (default 16); default 0: off; the epoch line reports the loops of
 the model's own pieces; --return-bonus X adds a likelihood step of weight X on each note of those
-pieces that brings an 8-note figure back from further than 16 notes, so that motifs still return);
+pieces that lies in an 8-note figure brought back from further than 16 notes, so that motifs still return);
 defaults --lr 0.002, --batch 16.`;
 
 export const ARCHES = ['lstm-attention', 'long-context', 'study'] as const;

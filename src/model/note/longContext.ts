@@ -385,7 +385,7 @@ export function chunkUnlikelihood(w: Weights, h: Hyperparameters, b: ChunkBatch,
   if (!b.marks) throw new Error('chunkUnlikelihood: the chunk has no marks (PieceStream option marks)');
   const { pitchBias, anchors } = chunkHeadInputs(w, h, b);
   const logits = teacherForcedLogits(w, chunkHidden(w, h, b, memory, memoryMask, keep, dropout, carry), b.targets, pitchBias, anchors);
-  return { unlikelihood: pitchUnlikelihood(logits[1], b.targets[1], b.marks), returnNll: b.returns ? pitchLikelihood(logits[1], b.targets[1], b.returns) : tf.scalar(0) };
+  return { unlikelihood: pitchUnlikelihood(logits[1], b.targets[1], b.marks), returnNll: b.returns && b.returnTargets ? pitchLikelihood(logits[1], b.targets[1], b.returns) : tf.scalar(0) };
 }
 
 /** The next chunk's memory: the last M slots of the old memory and this chunk's slots. */

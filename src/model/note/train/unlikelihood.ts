@@ -30,8 +30,8 @@ export interface UnlikelihoodOptions {
   limit: number;
   /**
    * Weight of the return bonus (0 or absent: none): a likelihood step on each note of the
-   * model's own pieces that brings an 8-note figure back from further than a loop reaches
-   * (distantReturns), so that lowering the loops does not lower motifs coming back with them.
+   * model's own pieces that lies in an 8-note figure brought back from further than a loop
+   * reaches (distantReturns), so that lowering the loops does not lower motifs coming back.
    */
   returnBonus?: number;
 }
@@ -48,7 +48,7 @@ export interface SelfSampleStats {
   pieces: number;
   notes: number;
   marked: number;
-  /** Notes that bring a figure back from afar (distantReturns; counted with or without a return bonus). */
+  /** Notes that lie in a figure brought back from afar (distantReturns; counted with or without a return bonus). */
   returned: number;
   /** Sum over pieces of each piece's mean, over its 250-note excerpts, of the longest loop (the realism measure's unit). */
   longestLoopSum: number;
@@ -68,8 +68,8 @@ export function excerptLongestLoop(tokens: readonly NoteToken[], excerpt = 250):
 /**
  * Pieces the model writes as it now is, with the decoding it ships with, for composers drawn as
  * the training pieces are (`composerPool`, one name per training piece), each with its loop
- * continuations marked (and with a return bonus, its distant returns). No key is requested (the stream reads "any key" for a piece without
- * key labels, as sampling did).
+ * continuations marked (and with a return bonus, its distant returns). No key is requested
+ * (the stream reads "any key" for a piece without key labels, as sampling did).
  */
 export function sampleMarkedPieces(weights: Weights, h: Hyperparameters, composerIndex: Map<string, number>, composerPool: readonly string[], decoding: ModelDecoding | undefined, o: UnlikelihoodOptions, rng: Random): { pieces: StreamPiece[]; stats: SelfSampleStats } {
   if (composerPool.length === 0) throw new Error('sampleMarkedPieces: no composers to write for');
