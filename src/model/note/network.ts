@@ -247,11 +247,6 @@ export function sequenceLoss(w: Weights, h: Hyperparameters, b: SequenceBatch): 
   return headsLoss(w, sequenceHidden(w, h, b.inputs, b.batch, b.steps), b.targets);
 }
 
-/**
- * The four chained heads on the shared activation z [rows, headDim], teacher-forced (the pitch
- * head sees the true dt, and so on): mean NLL per row, in total and per head. `pitchBias`
- * [rows, pitch classes] is added to the pitch logits (a key-conditioned model's key table).
- */
 /** The four chained heads' logits [rows, classes] under teacher forcing (each head reads the targets of the heads before it). */
 export function teacherForcedLogits(w: Weights, z: tf.Tensor2D, targets: SequenceBatch['targets'], pitchBias?: tf.Tensor2D, pitchAnchors?: tf.Tensor1D): [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor2D] {
   const [dtT, pitchT] = targets;
@@ -266,6 +261,11 @@ export function teacherForcedLogits(w: Weights, z: tf.Tensor2D, targets: Sequenc
   return [logitsDt, logitsPitch, logitsDur, logitsVel];
 }
 
+/**
+ * The four chained heads on the shared activation z [rows, headDim], teacher-forced (the pitch
+ * head sees the true dt, and so on): mean NLL per row, in total and per head. `pitchBias`
+ * [rows, pitch classes] is added to the pitch logits (a key-conditioned model's key table).
+ */
 export function headsLoss(w: Weights, z: tf.Tensor2D, targets: SequenceBatch['targets'], pitchBias?: tf.Tensor2D, pitchAnchors?: tf.Tensor1D): { total: tf.Scalar; perHead: tf.Scalar[] } {
   const logits = teacherForcedLogits(w, z, targets, pitchBias, pitchAnchors);
   const nll = (l: tf.Tensor, target: tf.Tensor) => tf.neg(tf.mean(tf.sum(tf.mul(target, tf.logSoftmax(l)), 1))) as tf.Scalar;
@@ -280,14 +280,17 @@ export function headsLoss(w: Weights, z: tf.Tensor2D, targets: SequenceBatch['ta
  */
 export function pitchUnlikelihood(logitsPitch: tf.Tensor2D, pitchTargets: tf.Tensor2D, marks: tf.Tensor1D): tf.Scalar {
   const p = tf.sum(tf.mul(tf.softmax(logitsPitch), pitchTargets), 1);
-  const penalty = tf.neg(tf.log(tf.maximum(tf.sub(1, p), 1e-6)));
-  return tf.div(tf.sum(tf.mul(penalty, marks)), tf.maximum(tf.sum(marks), 1)) as tf.Scalar;
+  return markedMean(tf.neg(tf.log(tf.maximum(tf.sub(1, p), 1e-6))), marks);
 }
 
 /** Mean −log p of the target pitch over the rows marked in `rows` (1/0); 0 when none is. */
 export function pitchLikelihood(logitsPitch: tf.Tensor2D, pitchTargets: tf.Tensor2D, rows: tf.Tensor1D): tf.Scalar {
-  const nll = tf.neg(tf.sum(tf.mul(tf.logSoftmax(logitsPitch), pitchTargets), 1));
-  return tf.div(tf.sum(tf.mul(nll, rows)), tf.maximum(tf.sum(rows), 1)) as tf.Scalar;
+  return markedMean(tf.neg(tf.sum(tf.mul(tf.logSoftmax(logitsPitch), pitchTargets), 1)), rows);
+}
+
+/** Mean of `values` over the rows marked 1 in `marks`; 0 when none is. */
+function markedMean(values: tf.Tensor1D, marks: tf.Tensor1D): tf.Scalar {
+  return tf.div(tf.sum(tf.mul(values, marks)), tf.maximum(tf.sum(marks), 1)) as tf.Scalar;
 }
 
 /** Recurrent state of a batch of sequences being sampled. */
