@@ -21,7 +21,7 @@ import {
   type ChunkCarry,
 } from '../src/model/note/longContext.ts';
 import { commitNotes, decodeStep, decoderWeights, disposeDecoderWeights, hostHeads, initialRing } from '../src/model/note/ringDecoder.ts';
-import { addRelativePitch, createWeights, NO_ANCHOR, RELATIVE_SPAN, RELATIVE_WIDTH, relativePitchLogits, type Hyperparameters } from '../src/model/note/network.ts';
+import { addRelativePitch, CLOCK_PERIODS, createWeights, NO_ANCHOR, RELATIVE_SPAN, RELATIVE_WIDTH, relativePitchLogits, type Hyperparameters } from '../src/model/note/network.ts';
 import type { Weights } from '../src/model/layers.ts';
 import { seededRandom } from '../src/model/random.ts';
 import { generateTokens, keyPitchRows, parseHeadDecodings, tensorHeads } from '../src/model/note/sampling.ts';
@@ -130,15 +130,17 @@ describe('long-context model', () => {
     tf.dispose(Object.values(w));
   });
 
-  for (const [layers, residual, intervalValues, intervalMatch] of [
-    [1, false, false, 0],
-    [2, false, false, 0],
-    [2, true, false, 0],
-    [1, false, true, 0],
-    [1, false, true, 3],
+  for (const [layers, residual, intervalValues, intervalMatch, beatClock] of [
+    [1, false, false, 0, false],
+    [2, false, false, 0, false],
+    [2, true, false, 0, false],
+    [1, false, true, 0, false],
+    [1, false, true, 3, false],
+    [1, false, false, 0, true],
+    [2, true, true, 3, true],
   ] as const)
-    test(`sampling one note at a time computes what training computed over chunks with carried memory (${layers} LSTM layer${layers > 1 ? 's' : ''}${residual ? ', residual' : ''}${intervalValues ? ', interval values' : ''}${intervalMatch ? `, interval matching over ${intervalMatch}` : ''})`, () => {
-      const h = { ...H, layers, residual, intervalValues, intervalMatch };
+    test(`sampling one note at a time computes what training computed over chunks with carried memory (${layers} LSTM layer${layers > 1 ? 's' : ''}${residual ? ', residual' : ''}${intervalValues ? ', interval values' : ''}${intervalMatch ? `, interval matching over ${intervalMatch}` : ''}${beatClock ? ', beat clock' : ''})`, () => {
+      const h = { ...H, layers, residual, intervalValues, intervalMatch, beatClock };
       const w = createLongContextWeights(h, D, 7);
       // The gate starts at zero; the sum must hold for a trained one.
       if (residual) w['lstm1/gate'].assign(tf.randomUniform([h.hidden], -1.5, 1.5, 'float32', 5));
@@ -148,8 +150,10 @@ describe('long-context model', () => {
       // With matching, a sequence: its contexts match across the chunk boundary and within each chunk.
       const tokens = intervalMatch ? sequence(h.memory! + 1, 4) : melody(h.memory! + 1, 4);
       const piece: StreamPiece = { composer: 'Mozart', tokens, keys: new Uint8Array(tokens.length).fill(14) };
-      const unmatched = intervalMatch ? chunkPath(w, piece, h) : [];
+      const unmatched = intervalMatch || beatClock ? chunkPath(w, piece, h) : [];
       if (intervalMatch) w['attn/match'].assign(tf.randomUniform([intervalMatch, h.heads!], 0.5, 1.5, 'float32', 8));
+      // The clock weights of either sign: a head may prefer or avoid a period.
+      if (beatClock) w['attn/clock'].assign(tf.randomUniform([CLOCK_PERIODS.length, h.heads!], -1.5, 1.5, 'float32', 9));
       const trained = chunkPath(w, piece, h);
       const sampled = ringPath(w, piece, 14, h);
       assert.equal(trained.length, tokens.length);
@@ -157,7 +161,12 @@ describe('long-context model', () => {
       let worst = 0;
       trained.forEach((row, t) => row.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - sampled[t][j])))));
       assert.ok(worst < 1e-4, `largest difference ${worst}`);
-      if (intervalMatch) {
+      if (beatClock && !intervalMatch) {
+        const moved = trained.map((row, t) => Math.max(...row.map((v, j) => Math.abs(v - unmatched[t][j]))));
+        assert.ok(moved.slice(0, 2).every((d) => d < 1e-6), 'the first two steps see no slot with a clock');
+        assert.ok(moved.slice(2).every((d) => d > 1e-4), `trained clock weights move every later step (${moved.slice(2).filter((d) => d <= 1e-4).length} unmoved)`);
+      }
+      if (intervalMatch && !beatClock) {
         const moved = trained.map((row, t) => Math.max(...row.map((v, j) => Math.abs(v - unmatched[t][j]))));
         assert.ok(moved.slice(0, 3).every((d) => d < 1e-6), 'the first notes have no interval context to match');
         assert.ok(moved.filter((d) => d > 1e-3).length >= 15, `trained match weights move most later steps (${moved.filter((d) => d > 1e-3).length})`);
@@ -165,38 +174,42 @@ describe('long-context model', () => {
       tf.dispose(Object.values(w));
     });
 
-  test('interval matching: grown onto a model without it, it starts as that model and gets a gradient; bad contexts are refused', () => {
-    const parent = createLongContextWeights(H, D, 12);
-    const h = { ...H, intervalMatch: 4 };
-    const w = createLongContextWeights(h, D, 13, { weights: parent, hyperparameters: H });
-    assert.deepEqual([...new Set(w['attn/match'].dataSync())], [0]);
-    const tokens = sequence(30, 3);
-    const piece: StreamPiece = { composer: 'Chopin', tokens, keys: new Uint8Array(tokens.length).fill(3) };
-    const loss = (weights: Weights, hp: Hyperparameters, withContext = true) => {
-      const chunk = new PieceStream([piece], [[0]], { window: hp.window, composerIndex, composers: COMPOSERS, keyed: true, intervalMatch: withContext ? hp.intervalMatch : undefined }).next()!;
-      const mask = memoryMaskFor(chunk.memory, hp.memory!);
-      const keep = tf.tensor2d(chunk.keep, [1, 1]);
-      const memory = emptyMemory(hp, 1);
-      const match = weights['attn/match'] as tf.Variable | undefined;
-      try {
-        const grads = match ? tf.variableGrads(() => chunkLoss(weights, hp, chunk.batch, memory, mask, keep, 0).total, [match]) : { value: tf.tidy(() => chunkLoss(weights, hp, chunk.batch, memory, mask, keep, 0).total), grads: {} };
-        const value = grads.value.dataSync()[0];
-        const gradient = match ? tf.tidy(() => tf.abs(Object.values(grads.grads)[0]).max().dataSync()[0]) : 0;
-        tf.dispose([grads.value, ...Object.values(grads.grads)]);
-        return { value, gradient };
-      } finally {
-        tf.dispose([mask, keep]);
-        disposeMemory(memory);
-        disposeChunk(chunk.batch);
-      }
-    };
-    const before = loss(parent, H);
-    const grown = loss(w, h);
-    assert.ok(Math.abs(before.value - grown.value) < 1e-5, `starts as its parent (${before.value} against ${grown.value})`);
-    assert.ok(grown.gradient > 1e-5, `and the match weights get a gradient at once (${grown.gradient})`);
-    assert.throws(() => loss(w, h, false), /needs the chunk's intervalContext/);
-    tf.dispose([...Object.values(parent), ...Object.values(w)]);
-  });
+  for (const [what, grown, weight, option, refusal] of [
+    ['interval matching', { intervalMatch: 4 }, 'attn/match', 'intervalMatch', /needs the chunk's intervalContext/],
+    ['the beat clock', { beatClock: true }, 'attn/clock', 'beatClock', /needs the chunk's clockRows/],
+  ] as const)
+    test(`${what}: grown onto a model without it, it starts as that model and gets a gradient; a chunk without its input is refused`, () => {
+      const parent = createLongContextWeights(H, D, 12);
+      const h: Hyperparameters = { ...H, ...grown };
+      const w = createLongContextWeights(h, D, 13, { weights: parent, hyperparameters: H });
+      assert.deepEqual([...new Set(w[weight].dataSync())], [0]);
+      const tokens = sequence(30, 3).map((t, i) => (i % 4 === 1 ? { ...t, dt: 9 } : t));
+      const piece: StreamPiece = { composer: 'Chopin', tokens, keys: new Uint8Array(tokens.length).fill(3) };
+      const loss = (weights: Weights, hp: Hyperparameters, withInput = true) => {
+        const chunk = new PieceStream([piece], [[0]], { ...modelStreamOptions(hp), [option]: withInput ? hp[option] : undefined, composerIndex, composers: COMPOSERS }).next()!;
+        const mask = memoryMaskFor(chunk.memory, hp.memory!);
+        const keep = tf.tensor2d(chunk.keep, [1, 1]);
+        const memory = emptyMemory(hp, 1);
+        const trained = weights[weight] as tf.Variable | undefined;
+        try {
+          const grads = trained ? tf.variableGrads(() => chunkLoss(weights, hp, chunk.batch, memory, mask, keep, 0).total, [trained]) : { value: tf.tidy(() => chunkLoss(weights, hp, chunk.batch, memory, mask, keep, 0).total), grads: {} };
+          const value = grads.value.dataSync()[0];
+          const gradient = trained ? tf.tidy(() => tf.abs(Object.values(grads.grads)[0]).max().dataSync()[0]) : 0;
+          tf.dispose([grads.value, ...Object.values(grads.grads)]);
+          return { value, gradient };
+        } finally {
+          tf.dispose([mask, keep]);
+          disposeMemory(memory);
+          disposeChunk(chunk.batch);
+        }
+      };
+      const before = loss(parent, H);
+      const after = loss(w, h);
+      assert.ok(Math.abs(before.value - after.value) < 1e-5, `starts as its parent (${before.value} against ${after.value})`);
+      assert.ok(after.gradient > 1e-5, `and ${weight} gets a gradient at once (${after.gradient})`);
+      assert.throws(() => loss(w, h, false), refusal);
+      tf.dispose([...Object.values(parent), ...Object.values(w)]);
+    });
 
   test('a residual layer grown onto a trained model starts as that model, in training and in sampling', () => {
     const parent = createLongContextWeights(H, D, 12);
@@ -508,20 +521,23 @@ describe('long-context model', () => {
     tf.dispose(Object.values(weights));
   });
 
-  test('generation with interval matching: a primed row gives the same notes alone or batched after another row, and the match weights are heard', async () => {
-    const h = { ...H, intervalValues: true, intervalMatch: 3 };
+  test('generation with interval matching and a beat clock: a primed row gives the same notes alone or batched after another row, and the match and clock weights are heard', async () => {
+    const h = { ...H, intervalValues: true, intervalMatch: 3, beatClock: true };
     await createTinyModel(join(dir, 'lc-match'), ['Chopin', 'Mozart'], 4, h);
     const { spec, weights } = await loadModelFolder(join(dir, 'lc-match'));
     assert.equal(spec.hyperparameters.intervalMatch, 3);
     const request = { composer: 0, notes: 40, temperature: 1, topP: 1, randomSeed: 9, primer: sequence(30, 2) };
     const plain = generateTokens(weights, spec.hyperparameters, 2, [request])[0];
     weights['attn/match'].assign(tf.fill([3, H.heads!], 2));
+    const matchedOnly = generateTokens(weights, spec.hyperparameters, 2, [request])[0];
+    weights['attn/clock'].assign(tf.randomUniform([CLOCK_PERIODS.length, H.heads!], -2, 2, 'float32', 4));
     const tensors = tf.memory().numTensors;
     const [alone] = generateTokens(weights, spec.hyperparameters, 2, [request]);
     const [, batched] = generateTokens(weights, spec.hyperparameters, 2, [{ ...request, primer: undefined, randomSeed: 3 }, request]);
     assert.equal(tf.memory().numTensors, tensors, 'no tensor outlives a generation');
-    assert.deepEqual(batched, alone, 'each row keeps its own slots\' interval contexts when rows are joined');
-    assert.notDeepEqual(alone, plain, 'the match weights change what is played');
+    assert.deepEqual(batched, alone, 'each row keeps its own slots\' interval contexts and clocks when rows are joined');
+    assert.notDeepEqual(matchedOnly, plain, 'the match weights change what is played');
+    assert.notDeepEqual(alone, matchedOnly, 'and so do the clock weights');
     tf.dispose(Object.values(weights));
   });
 

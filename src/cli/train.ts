@@ -50,7 +50,10 @@ transposed; it starts at zero, so with --init-from the model starts where its pa
 so attending to an earlier passage reads its intervals; zero at the start as well),
 --interval-match N (each attention head also scores an earlier note by how many of the N
 intervals before it equal the N before now, so a head can find where the same steps were played
-at another pitch; 1..8, weights zero at the start as well), --unlikelihood X (against copy loops:
+at another pitch; 1..8, weights zero at the start as well), --beat-clock (each attention head also
+scores an earlier note by how far back it lies in beats, through cosines of periods of 1 to 32
+beats, so a head can look one, two or four bars back however many notes they hold; zero at the
+start as well), --unlikelihood X (against copy loops:
 after every --unlikelihood-every N likelihood steps (default 8) the model writes 8 pieces of 512
 notes as it samples, and a step of weight X lowers the probability of each note that carries a
 loop past --loop-limit N notes (default 16); default 0: off; the epoch line reports the loops of
@@ -99,6 +102,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
       'gate-init': { type: 'string' },
       'relative-pitch': { type: 'boolean' },
       'interval-values': { type: 'boolean' },
+      'beat-clock': { type: 'boolean' },
       'interval-match': { type: 'string' },
       dropout: { type: 'string' },
       unlikelihood: { type: 'string' },
@@ -113,7 +117,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   if (!values.out) problems.push('--out DIR is required');
   const longContext = arch === 'long-context';
   const base = longContext ? LONG_CONTEXT_HYPERPARAMETERS : DEFAULT_HYPERPARAMETERS;
-  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise', 'residual', 'gate-init', 'relative-pitch', 'interval-values', 'interval-match', 'dropout', 'unlikelihood', 'unlikelihood-every', 'loop-limit', 'return-bonus'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
+  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise', 'residual', 'gate-init', 'relative-pitch', 'interval-values', 'interval-match', 'beat-clock', 'dropout', 'unlikelihood', 'unlikelihood-every', 'loop-limit', 'return-bonus'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
   const epochs = collect(() => intOption('--epochs', values.epochs, 30, 1, 10_000), 30);
   const batchDefault = longContext ? 16 : 32;
   const batchSize = collect(() => intOption('--batch', values.batch, batchDefault, 1, 1024), batchDefault);
@@ -147,6 +151,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
     hyper.residual = values.residual ?? false;
     hyper.relativePitch = values['relative-pitch'] ?? false;
     hyper.intervalValues = values['interval-values'] ?? false;
+    hyper.beatClock = values['beat-clock'] ?? false;
     hyper.intervalMatch = collect(() => intOption('--interval-match', values['interval-match'], 0, 1, MAX_INTERVAL_MATCH), 0);
     if (hyper.residual && hyper.layers < 2) problems.push('--residual needs --layers 2 or more (the layers above the first are residual)');
     if (values['gate-init'] !== undefined && !hyper.residual) problems.push('--gate-init needs --residual (it is where the residual layers\' gates start)');

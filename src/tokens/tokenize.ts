@@ -137,6 +137,13 @@ export function beatPositions(tokens: readonly NoteToken[]): Int32Array {
   return out;
 }
 
+/** Onset of every note in grid steps from the first note's (which is 0). */
+export function noteOnsets(tokens: readonly NoteToken[]): Float64Array {
+  const out = new Float64Array(tokens.length);
+  for (let i = 1; i < tokens.length; i++) out[i] = out[i - 1] + tokens[i].dt;
+  return out;
+}
+
 /** A stable hash of the music itself (not the bytes): FNV-1a over the token fields. */
 export function tokenHash(tokens: readonly NoteToken[]): string {
   let h1 = 0x811c9dc5;

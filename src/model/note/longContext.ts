@@ -33,7 +33,7 @@ import * as tf from '@tensorflow/tfjs';
 import { KEY_SLOTS } from '../../tokens/key.ts';
 import { HEAD_SIZES, targetIndices } from './features.ts';
 import type { NoteToken } from '../../tokens/tokenize.ts';
-import { headShapes, headsLoss, lstmShapes, pitchLikelihood, pitchUnlikelihood, teacherForcedLogits, MATCH_SCALE, RELATIVE_WIDTH, type Hyperparameters, type SequenceBatch } from './network.ts';
+import { headShapes, headsLoss, lstmShapes, pitchLikelihood, pitchUnlikelihood, teacherForcedLogits, CLOCK_PERIODS, CLOCK_SCALE, CLOCK_WIDTH, MATCH_SCALE, RELATIVE_WIDTH, type Hyperparameters, type SequenceBatch } from './network.ts';
 import { lstmRecurrence, uniqueVariableName, type Weights } from '../layers.ts';
 
 /** Width of a note as the attention values read it: the four heads' one-hots side by side. */
@@ -56,6 +56,7 @@ export const LONG_CONTEXT_HYPERPARAMETERS: Required<Hyperparameters> = {
   relativePitch: false,
   intervalValues: false,
   intervalMatch: 0,
+  beatClock: false,
 };
 
 /** The four columns that are 1 in `t`'s row of note one-hots (the four heads side by side). */
@@ -99,6 +100,7 @@ export function longContextShapes(h: Hyperparameters, inputDim: number): Record<
   s['attn/wnote'] = [NOTE_WIDTH, A];
   if (h.intervalValues) s['attn/winterval'] = [RELATIVE_WIDTH, A];
   if (h.intervalMatch) s['attn/match'] = [h.intervalMatch, h.heads ?? 1];
+  if (h.beatClock) s['attn/clock'] = [CLOCK_PERIODS.length, h.heads ?? 1];
   s['attn/knull'] = [A];
   s['attn/bias'] = [h.relativeBuckets ?? 32, h.heads ?? 1];
   const heads = headShapes(h, H + A);
@@ -140,7 +142,7 @@ export function createLongContextWeights(h: Hyperparameters, inputDim: number, s
       if (source && source.shape.join('x') === shape.join('x')) return source.clone();
       if (name === 'lstm0/wkey' && old) return tf.zeros(shape);
       // Zero at the start: a key table, relative pitch head or interval rows added to a trained model start as nothing.
-      if (name === 'head/keypitch' || name === 'head/wrel' || name === 'attn/winterval' || name === 'attn/match') return tf.zeros(shape);
+      if (name === 'head/keypitch' || name === 'head/wrel' || name === 'attn/winterval' || name === 'attn/match' || name === 'attn/clock') return tf.zeros(shape);
       if (shape.length === 1 || name === 'attn/bias') {
         const values = new Float32Array(shape.reduce((p, d) => p * d, 1));
         if (name.startsWith('lstm') && name.endsWith('/b')) values.fill(1, h.hidden, 2 * h.hidden);
@@ -208,6 +210,11 @@ function chunkConstants(T: number, M: number, buckets: number, maxDistance: numb
  */
 export function batchedMatMul(a: tf.Tensor3D, b: tf.Tensor3D, transposeA = false, transposeB = false): tf.Tensor3D {
   if (tf.getBackend() !== 'wasm') return tf.matMul(a, b, transposeA, transposeB);
+  // One product: plain 2-D (tfjs's unstack gradient fails for a single slice: its stack gets no tensor).
+  if (a.shape[0] === 1) {
+    const product = tf.matMul(a.reshape(a.shape.slice(1) as [number, number]), b.reshape(b.shape.slice(1) as [number, number]), transposeA, transposeB);
+    return product.reshape([1, ...product.shape]) as tf.Tensor3D;
+  }
   const bs = tf.unstack(b) as tf.Tensor2D[];
   return tf.stack((tf.unstack(a) as tf.Tensor2D[]).map((x, i) => tf.matMul(x, bs[i], transposeA, transposeB))) as tf.Tensor3D;
 }
@@ -231,6 +238,8 @@ export interface ChunkBatch extends SequenceBatch {
    * the slot's side of the match alike (intervalContextWidth).
    */
   intervalContext?: tf.Tensor2D;
+  /** Models with a beat clock: the clock of each row's read-back note [T*B, CLOCK_WIDTH] (writeClockRow; zero: none). */
+  clockRows?: tf.Tensor2D;
   /** Unlikelihood training: 1 for each row whose target pitch is to be made less likely, else 0 [T*B] (PieceStream option marks). */
   marks?: tf.Tensor1D;
   /** Rows marked in `marks`. */
@@ -256,6 +265,8 @@ export interface ChunkMemory {
   values: tf.Tensor3D;
   /** Models with interval matching: each slot's interval context [B, M, intervalContextWidth]. */
   contexts?: tf.Tensor3D;
+  /** Models with a beat clock: each slot's clock row [B, M, CLOCK_WIDTH]. */
+  clocks?: tf.Tensor3D;
 }
 
 export function emptyMemory(h: Hyperparameters, B: number): ChunkMemory {
@@ -266,11 +277,12 @@ export function emptyMemory(h: Hyperparameters, B: number): ChunkMemory {
     keys: tf.zeros([B, M, h.attentionDim]),
     values: tf.zeros([B, M, h.attentionDim]),
     contexts: h.intervalMatch ? tf.zeros([B, M, intervalContextWidth(h)]) : undefined,
+    clocks: h.beatClock ? tf.zeros([B, M, CLOCK_WIDTH]) : undefined,
   };
 }
 
 export function disposeMemory(m: ChunkMemory): void {
-  tf.dispose([...m.h, ...m.c, m.keys, m.values, ...(m.contexts ? [m.contexts] : [])]);
+  tf.dispose([...m.h, ...m.c, m.keys, m.values, ...(m.contexts ? [m.contexts] : []), ...(m.clocks ? [m.clocks] : [])]);
 }
 
 /** The chunk's own slots and last LSTM states, for the next chunk's memory (all kept). */
@@ -278,6 +290,7 @@ export interface ChunkCarry {
   keys: tf.Tensor3D;
   values: tf.Tensor3D;
   contexts?: tf.Tensor3D;
+  clocks?: tf.Tensor3D;
   h: tf.Tensor2D[];
   c: tf.Tensor2D[];
 }
@@ -320,9 +333,10 @@ export function chunkHidden(w: Weights, h: Hyperparameters, b: ChunkBatch, memor
   if (h.intervalValues && !b.intervalRows) throw new Error('chunkHidden: a model with interval values needs the chunk\'s intervalRows (PieceStream option intervalValues)');
   const v = h.intervalValues ? (tf.add(noteValues, tf.matMul(b.intervalRows!, w['attn/winterval'] as tf.Tensor2D)) as tf.Tensor2D) : noteValues;
   if (h.intervalMatch && (!b.intervalContext || !memory.contexts)) throw new Error('chunkHidden: a model with interval matching needs the chunk\'s intervalContext (PieceStream option intervalMatch) and a memory made for it');
+  if (h.beatClock && (!b.clockRows || !memory.clocks)) throw new Error('chunkHidden: a model with a beat clock needs the chunk\'s clockRows (PieceStream option beatClock) and a memory made for it');
   if (carry) {
     const batchMajor = (t: tf.Tensor2D) => tf.keep(t.reshape([T, B, t.shape[1]]).transpose([1, 0, 2]) as tf.Tensor3D);
-    carry({ keys: batchMajor(k), values: batchMajor(v), contexts: h.intervalMatch ? batchMajor(b.intervalContext!) : undefined, h: lastH, c: lastC });
+    carry({ keys: batchMajor(k), values: batchMajor(v), contexts: h.intervalMatch ? batchMajor(b.intervalContext!) : undefined, clocks: h.beatClock ? batchMajor(b.clockRows!) : undefined, h: lastH, c: lastC });
   } else tf.dispose([...lastH, ...lastC]);
   const qh = toHeads(q);
   const keys = M > 0 ? (tf.concat([memHeads(memory.keys), toHeads(k)], 1) as tf.Tensor3D) : toHeads(k);
@@ -332,7 +346,8 @@ export function chunkHidden(w: Weights, h: Hyperparameters, b: ChunkBatch, memor
   const bias = tf.matMul(buckets, w['attn/bias'] as tf.Tensor2D).reshape([T, S, heads]).transpose([2, 0, 1]); // [heads, T, S]
   const slotMask = tf.concat([memoryMask, tf.zeros([B, T])], 1).reshape([B, 1, 1, S]);
   const scored = batchedMatMul(qh, keys, false, true).mul(scale).reshape([B, heads, T, S]).add(bias).add(causal).add(slotMask);
-  const scores = h.intervalMatch ? scored.add(intervalMatchScores(w, h, b.intervalContext!, memory.contexts!, B, T)) : scored;
+  const matched = h.intervalMatch ? scored.add(intervalMatchScores(w, h, b.intervalContext!, memory.contexts!, B, T)) : scored;
+  const scores = h.beatClock ? matched.add(beatClockScores(w, h, b.clockRows!, memory.clocks!, B, T)) : matched;
   const nullKey = (w['attn/knull'] as tf.Tensor1D).reshape([1, heads, 1, dk]);
   const nullScores = tf.sum(tf.mul(qh.reshape([B, heads, T, dk]), nullKey), 3, true).mul(scale); // [B, heads, T, 1]
   const attention = tf.softmax(tf.concat([scores, nullScores], 3)).slice([0, 0, 0, 0], [B, heads, T, S]).reshape([B * heads, T, S]) as tf.Tensor3D;
@@ -360,6 +375,25 @@ function intervalMatchScores(w: Weights, h: Hyperparameters, context: tf.Tensor2
   // One plain product weighs the lags per head; only this side has a gradient.
   const perHead = tf.matMul(tf.mul(tf.transpose(w['attn/match']), MATCH_SCALE) as tf.Tensor2D, matches); // [heads, B*T*S]
   return perHead.reshape([heads, B, T, S]).transpose([1, 0, 2, 3]) as tf.Tensor4D;
+}
+
+/**
+ * The beat-clock part of the scores [B, heads, T, S]: per head, CLOCK_SCALE · Σ_p attn/clock[p,
+ * head] · cos(2π·δ/P), δ the time between the notes a query and a slot read. The query's clock
+ * columns are weighted per head, so one batched product with the slots' columns gives every head's
+ * sum; the clocks are constants of the data, and only attn/clock gets a gradient.
+ */
+function beatClockScores(w: Weights, h: Hyperparameters, clocks: tf.Tensor2D, memory: tf.Tensor3D, B: number, T: number): tf.Tensor4D {
+  const heads = h.heads ?? 1;
+  const M = memory.shape[1];
+  const S = M + T;
+  const C = CLOCK_WIDTH;
+  const own = clocks.reshape([T, B, C]).transpose([1, 0, 2]) as tf.Tensor3D; // [B, T, C]
+  const slots = (M > 0 ? tf.concat([memory, own], 1) : own) as tf.Tensor3D; // [B, S, C]
+  // attn/clock [P, heads] → per head and column (cos and sin of a period share its weight) [heads, C].
+  const columns = tf.mul(tf.transpose(w['attn/clock']).reshape([heads, CLOCK_PERIODS.length, 1]).tile([1, 1, 2]).reshape([1, heads, 1, C]), CLOCK_SCALE);
+  const weighted = tf.mul(own.reshape([B, 1, T, C]), columns).reshape([B, heads * T, C]) as tf.Tensor3D;
+  return batchedMatMul(weighted, slots, false, true).reshape([B, heads, T, S]) as tf.Tensor4D;
 }
 
 /** The chunk's pitch bias from its key labels (key-pitch models) and its pitch anchors (relative-pitch models): what the heads read besides z. */
@@ -399,11 +433,12 @@ export function advanceMemory(h: Hyperparameters, memory: ChunkMemory, carried: 
       return (T >= M ? fresh.slice([0, T - M, 0], [B, M, width]) : tf.concat([old, fresh], 1).slice([0, T, 0], [B, M, width])) as tf.Tensor3D;
     };
     const contexts = memory.contexts && carried.contexts ? roll(memory.contexts, carried.contexts) : undefined;
-    return { keys: roll(memory.keys, carried.keys), values: roll(memory.values, carried.values), contexts };
+    const clocks = memory.clocks && carried.clocks ? roll(memory.clocks, carried.clocks) : undefined;
+    return { keys: roll(memory.keys, carried.keys), values: roll(memory.values, carried.values), contexts, clocks };
   });
   disposeMemory(memory);
-  tf.dispose([carried.keys, carried.values, ...(carried.contexts ? [carried.contexts] : [])]);
-  return { h: carried.h, c: carried.c, keys: next.keys, values: next.values, contexts: next.contexts };
+  tf.dispose([carried.keys, carried.values, ...(carried.contexts ? [carried.contexts] : []), ...(carried.clocks ? [carried.clocks] : [])]);
+  return { h: carried.h, c: carried.c, keys: next.keys, values: next.values, contexts: next.contexts, clocks: next.clocks };
 }
 
 /** Additive memory mask [B, M]: the last `valid[b]` slots of row b are open. */

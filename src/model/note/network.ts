@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { HEAD_SIZES } from './features.ts';
+import { STEPS_PER_BEAT } from '../../tokens/tokenize.ts';
 import { lstmCell, lstmLayer, uniqueVariableName, type Weights } from '../layers.ts';
 
 export interface Hyperparameters {
@@ -56,6 +57,36 @@ export interface Hyperparameters {
    * the current pitch: a sequence. `attn/match` starts at zero.
    */
   intervalMatch?: number;
+  /**
+   * Long-context models: a beat clock in the attention. Each head's score of an earlier slot
+   * gains CLOCK_SCALE · Σ_p `attn/clock`[p, head] · cos(2π·δ/CLOCK_PERIODS[p]), where δ is how
+   * far apart in time (grid steps) the notes read at the two steps lie. The relative bias counts
+   * distance in notes; this one counts it in beats, so a head can look one, two or four bars
+   * back however many notes those bars hold. No time signature is needed: a period that fits the
+   * bar (4 beats, 3 beats, …) is learnt. `attn/clock` starts at zero.
+   */
+  beatClock?: boolean;
+}
+
+/** Periods of the beat clock, in grid steps: 1, 2, 3, 4, 6, 8, 12, 16, 24 and 32 beats. */
+export const CLOCK_PERIODS = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32].map((beats) => beats * STEPS_PER_BEAT);
+/** One full turn of every clock period (their least common multiple, in grid steps): δ matters only modulo this. */
+export const CLOCK_CYCLE = 96 * STEPS_PER_BEAT;
+/** Columns of a row's clock (cos and sin per period; ChunkBatch.clockRows). */
+export const CLOCK_WIDTH = 2 * CLOCK_PERIODS.length;
+/** `attn/clock` enters the scores times this (as MATCH_SCALE, so that Adam can move it within an epoch). */
+export const CLOCK_SCALE = 4;
+
+/**
+ * The clock row of a note at `onset` grid steps: cos and sin of its phase in every period
+ * (the product of two rows is Σ_p cos(2π·δ/P)). Written at `offset` of `out`.
+ */
+export function writeClockRow(out: Float32Array, offset: number, onset: number): void {
+  CLOCK_PERIODS.forEach((period, p) => {
+    const phase = (2 * Math.PI * (onset % period)) / period;
+    out[offset + 2 * p] = Math.cos(phase);
+    out[offset + 2 * p + 1] = Math.sin(phase);
+  });
 }
 
 /** Most lags `intervalMatch` may compare. */

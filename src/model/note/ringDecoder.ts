@@ -19,7 +19,7 @@ import * as tf from '@tensorflow/tfjs';
 import { attentionMemory, hostMatrix, type AttentionMemory, type HostMatrix } from './simdKernels.ts';
 import { HEAD_SIZES } from './features.ts';
 import { noteColumns, relativeBucket, ringLength } from './longContext.ts';
-import { addRelativePitch, intervalIndex, MATCH_SCALE, RELATIVE_WIDTH, rememberInterval, type Hyperparameters, type SparseInputs } from './network.ts';
+import { addRelativePitch, CLOCK_CYCLE, CLOCK_PERIODS, CLOCK_SCALE, intervalIndex, MATCH_SCALE, RELATIVE_WIDTH, rememberInterval, type Hyperparameters, type SparseInputs } from './network.ts';
 import type { Weights } from '../layers.ts';
 import type { NoteToken } from '../../tokens/tokenize.ts';
 
@@ -75,6 +75,11 @@ export interface DecoderWeights {
    * of matched lags [heads, 2^matchLags] (bit l of the index: lag l + 1 matched).
    */
   matchSums?: Float64Array;
+  /**
+   * Models with a beat clock: per head, the clock's part of the score of a slot whose note lies
+   * δ grid steps before the query's, at [k * CLOCK_CYCLE + δ mod CLOCK_CYCLE].
+   */
+  clockTable?: Float64Array;
   /** [heads, dk]: each head's null key (its value is zero). */
   knull: Float32Array;
   /** [heads, R]: bias of the note `d + 1` notes back, at [k * R + d]. */
@@ -157,9 +162,22 @@ export function decoderWeights(w: Weights, h: Hyperparameters): DecoderWeights {
     winterval: h.intervalValues ? host(w['attn/winterval']) : undefined,
     matchLags: h.intervalMatch ?? 0,
     matchSums: h.intervalMatch ? matchSums(host(w['attn/match']), h.intervalMatch, heads) : undefined,
+    clockTable: h.beatClock ? clockTable(host(w['attn/clock']), heads) : undefined,
     knull: host(w['attn/knull']),
     bias,
   };
+}
+
+/** attn/clock [period, head] → DecoderWeights.clockTable. */
+function clockTable(values: Float32Array, heads: number): Float64Array {
+  const table = new Float64Array(heads * CLOCK_CYCLE);
+  for (let k = 0; k < heads; k++)
+    for (let delta = 0; delta < CLOCK_CYCLE; delta++) {
+      let sum = 0;
+      CLOCK_PERIODS.forEach((period, p) => (sum += values[p * heads + k] * Math.cos((2 * Math.PI * (delta % period)) / period)));
+      table[k * CLOCK_CYCLE + delta] = CLOCK_SCALE * sum;
+    }
+  return table;
 }
 
 /** attn/match [lag, head] → DecoderWeights.matchSums. */
@@ -206,6 +224,10 @@ export interface RingState {
   recent: number[][];
   /** [B, R, matchLags]: each slot's interval context, as `recent` was at its step (-1: none). */
   slotContexts?: Int8Array;
+  /** Each row's onset of its last committed note in grid steps (NaN before the first; models with a beat clock). */
+  onset?: number[];
+  /** [B, R]: each slot's clock, the onset of the note read at its step (NaN: none). */
+  slotOnsets?: Float64Array;
   /** Each row's key-input row [B, 4H] (key-conditioned models). */
   keyRows?: Float32Array;
   /** [B, 2A]: the key and the LSTM part of the value of the note being chosen (decodeStep → commitNotes). */
@@ -264,12 +286,14 @@ export function initialRing(d: DecoderWeights, keys: readonly number[]): RingSta
     lastPitch: new Array(B).fill(undefined),
     recent: Array.from({ length: B }, () => []),
     slotContexts: d.matchLags ? new Int8Array(B * d.R * d.matchLags).fill(-1) : undefined,
+    onset: d.clockTable ? new Array(B).fill(Number.NaN) : undefined,
+    slotOnsets: d.clockTable ? new Float64Array(B * d.R).fill(Number.NaN) : undefined,
     keyRows,
   };
 }
 
 /** The arrays end to end, in a new array made by `make`. */
-function joinArrays<T extends Float32Array | Int8Array>(parts: readonly T[], make: (length: number) => T): T {
+function joinArrays<T extends Float32Array | Float64Array | Int8Array>(parts: readonly T[], make: (length: number) => T): T {
   const out = make(parts.reduce((n, p) => n + p.length, 0));
   let offset = 0;
   for (const p of parts) {
@@ -297,6 +321,8 @@ export function concatRings(d: DecoderWeights, states: RingState[]): RingState {
     lastPitch: states.flatMap((s) => s.lastPitch),
     recent: states.flatMap((s) => s.recent),
     slotContexts: states[0].slotContexts ? joinArrays(states.map((s) => s.slotContexts!), (n) => new Int8Array(n)) : undefined,
+    onset: states[0].onset ? states.flatMap((s) => s.onset!) : undefined,
+    slotOnsets: states[0].slotOnsets ? joinArrays(states.map((s) => s.slotOnsets!), (n) => new Float64Array(n)) : undefined,
     keyRows: states[0].keyRows ? join(states.map((s) => s.keyRows!)) : undefined,
   };
 }
@@ -392,6 +418,7 @@ export function ringAttention(state: RingState, d: DecoderWeights, q: Float32Arr
         const base = k << d.matchLags;
         for (let slot = 0; slot < filled; slot++) scores[slot] += sums[base + matched[slot]];
       }
+      if (d.clockTable) addClockScores(scores, state, d, b, k, filled);
       // Slot s holds the note newest - s notes back (mod R).
       let max = nullScore;
       for (let slot = 0; slot < filled; slot++) {
@@ -424,6 +451,18 @@ export function ringAttention(state: RingState, d: DecoderWeights, q: Float32Arr
     }
   }
   return context;
+}
+
+/** The beat clock's part of head k's scores of row b's filled slots (a slot or query with no note read adds nothing). */
+function addClockScores(scores: Float64Array, state: RingState, d: DecoderWeights, b: number, k: number, filled: number): void {
+  const now = state.onset![b];
+  if (Number.isNaN(now)) return;
+  const table = d.clockTable!;
+  const base = k * CLOCK_CYCLE;
+  for (let slot = 0, at = b * d.R; slot < filled; slot++, at++) {
+    const then = state.slotOnsets![at];
+    if (!Number.isNaN(then)) scores[slot] += table[base + ((((now - then) % CLOCK_CYCLE) + CLOCK_CYCLE) % CLOCK_CYCLE)];
+  }
 }
 
 /**
@@ -518,6 +557,12 @@ export function commitNotes(state: RingState, d: DecoderWeights, notes: readonly
       const at = (b * R + slot) * d.matchLags;
       for (let l = 0; l < d.matchLags; l++) state.slotContexts[at + l] = l < recent.length ? recent[l] : -1;
       rememberInterval(recent, interval, d.matchLags);
+    }
+    if (state.onset) {
+      // The slot keeps the clock its step was scored with (the note it read); then this note's onset follows.
+      const before = state.onset[b];
+      state.slotOnsets![b * R + slot] = before;
+      state.onset[b] = Number.isNaN(before) ? 0 : before + notes[b].dt;
     }
     for (let k = 0; k < heads; k++) {
       const at = ((b * heads + k) * R + slot) * dk;

@@ -9,10 +9,10 @@
 import * as tf from '@tensorflow/tfjs';
 import { HEAD_SIZES, inputWidth, targetIndices, writeInputRow } from '../features.ts';
 import { NOTE_WIDTH, writeNoteRow, type ChunkBatch } from '../longContext.ts';
-import { intervalIndex, NO_ANCHOR, RELATIVE_WIDTH, rememberInterval, type Hyperparameters } from '../network.ts';
+import { CLOCK_WIDTH, intervalIndex, NO_ANCHOR, RELATIVE_WIDTH, rememberInterval, writeClockRow, type Hyperparameters } from '../network.ts';
 import type { Random } from '../../random.ts';
 import { ANY_KEY, KEY_SLOTS, transposeKey } from '../../../tokens/key.ts';
-import { PITCH_MAX, PITCH_MIN, STEPS_PER_BEAT, beatPositions, type NoteToken } from '../../../tokens/tokenize.ts';
+import { PITCH_MAX, PITCH_MIN, STEPS_PER_BEAT, beatPositions, noteOnsets, type NoteToken } from '../../../tokens/tokenize.ts';
 import type { TokenPiece } from './batches.ts';
 
 export interface StreamPiece extends TokenPiece {
@@ -43,8 +43,8 @@ interface Cursor {
  * (key label, anchors, intervals, interval context). Training, validation and the bench all take
  * them from here, so none of them builds a stream that lacks one.
  */
-export function modelStreamOptions(h: Hyperparameters): Pick<StreamOptions, 'window' | 'keyed' | 'relativePitch' | 'intervalValues' | 'intervalMatch'> {
-  return { window: h.window, keyed: h.keys, relativePitch: h.relativePitch, intervalValues: h.intervalValues, intervalMatch: h.intervalMatch };
+export function modelStreamOptions(h: Hyperparameters): Pick<StreamOptions, 'window' | 'keyed' | 'relativePitch' | 'intervalValues' | 'intervalMatch' | 'beatClock'> {
+  return { window: h.window, keyed: h.keys, relativePitch: h.relativePitch, intervalValues: h.intervalValues, intervalMatch: h.intervalMatch, beatClock: h.beatClock };
 }
 
 export interface StreamOptions {
@@ -64,6 +64,8 @@ export interface StreamOptions {
   intervalValues?: boolean;
   /** Models with interval matching: hand each row's last this many intervals (ChunkBatch.intervalContext). */
   intervalMatch?: number;
+  /** Models with a beat clock: hand each row the clock of the note it reads (ChunkBatch.clockRows). */
+  beatClock?: boolean;
   /**
    * Probability that a note, where it is read as the input of the next step, has its pitch moved
    * by 1 to 7 semitones (the target stays true). Noisy teacher forcing: the model learns that the
@@ -122,6 +124,7 @@ export function streamSteps(pieces: readonly TokenPiece[], queues: readonly numb
 export class PieceStream {
   private readonly cursors: Cursor[];
   private readonly positions = new Map<number, Int32Array>();
+  private readonly onsets = new Map<number, Float64Array>();
 
   constructor(
     private readonly pieces: readonly StreamPiece[],
@@ -168,6 +171,15 @@ export class PieceStream {
     return p;
   }
 
+  private onsetsOf(index: number): Float64Array {
+    let o = this.onsets.get(index);
+    if (!o) {
+      o = noteOnsets(this.pieces[index].tokens);
+      this.onsets.set(index, o);
+    }
+    return o;
+  }
+
   /** The next chunk of every row, or undefined when every row has played its queue. */
   next(): StreamChunk | undefined {
     for (const c of this.cursors) if (c.piece < 0 && c.queue.length > 0) this.startNext(c);
@@ -184,6 +196,7 @@ export class PieceStream {
     const intervals = this.o.intervalValues ? new Float32Array(T * B * RELATIVE_WIDTH) : undefined;
     const lags = this.o.intervalMatch ?? 0;
     const contexts = lags > 0 ? new Float32Array(T * B * lags * RELATIVE_WIDTH) : undefined;
+    const clocks = this.o.beatClock ? new Float32Array(T * B * CLOCK_WIDTH) : undefined;
     const marks = this.o.marks ? new Float32Array(T * B) : undefined;
     const returns = this.o.marks ? new Float32Array(T * B) : undefined;
     const keep: number[] = [];
@@ -197,6 +210,7 @@ export class PieceStream {
       if (c.piece < 0) return;
       const piece = this.pieces[c.piece];
       const positions = this.beatPositionsOf(c.piece);
+      const onsets = clocks ? this.onsetsOf(c.piece) : undefined;
       const moved = (t: NoteToken): NoteToken => (c.shift ? { ...t, pitch: t.pitch + c.shift } : t);
       const to = Math.min(piece.tokens.length, c.pos + T);
       const chunkKeyDropped = this.o.rng && this.o.keyDropout ? this.o.rng.next() < this.o.keyDropout : false;
@@ -205,6 +219,8 @@ export class PieceStream {
         const row = (i - c.pos) * B + b;
         writeInputRow(inputs, row * D, previous, i > 0 ? positions[i - 1] % STEPS_PER_BEAT : 0, c.composer);
         if (anchors && previous) anchors[row] = previous.pitch - PITCH_MIN;
+        // The clock of the note this row reads (none for a piece's first row, as for its interval context).
+        if (onsets && i > 0) writeClockRow(clocks!, row * CLOCK_WIDTH, onsets[i - 1]);
         if (contexts) c.recent.forEach((interval, l) => interval >= 0 && (contexts[(row * lags + l) * RELATIVE_WIDTH + interval] = 1));
         const before = previous;
         const target = moved(piece.tokens[i]);
@@ -242,6 +258,7 @@ export class PieceStream {
       pitchAnchors: anchors ? tf.tensor1d(anchors) : undefined,
       intervalRows: intervals ? tf.tensor2d(intervals, [T * B, RELATIVE_WIDTH]) : undefined,
       intervalContext: contexts ? tf.tensor2d(contexts, [T * B, lags * RELATIVE_WIDTH]) : undefined,
+      clockRows: clocks ? tf.tensor2d(clocks, [T * B, CLOCK_WIDTH]) : undefined,
       marks: marks ? tf.tensor1d(marks) : undefined,
       markedTargets: marks ? marked : undefined,
       returns: returns ? tf.tensor1d(returns) : undefined,
@@ -255,5 +272,5 @@ export class PieceStream {
 }
 
 export function disposeChunk(b: ChunkBatch): void {
-  tf.dispose([b.inputs, ...b.targets, ...(b.keyInputs ? [b.keyInputs] : []), ...(b.noteRows ? [b.noteRows] : []), ...(b.pitchAnchors ? [b.pitchAnchors] : []), ...(b.intervalRows ? [b.intervalRows] : []), ...(b.intervalContext ? [b.intervalContext] : []), ...(b.marks ? [b.marks] : []), ...(b.returns ? [b.returns] : [])]);
+  tf.dispose([b.inputs, ...b.targets, ...(b.keyInputs ? [b.keyInputs] : []), ...(b.noteRows ? [b.noteRows] : []), ...(b.pitchAnchors ? [b.pitchAnchors] : []), ...(b.intervalRows ? [b.intervalRows] : []), ...(b.intervalContext ? [b.intervalContext] : []), ...(b.clockRows ? [b.clockRows] : []), ...(b.marks ? [b.marks] : []), ...(b.returns ? [b.returns] : [])]);
 }
