@@ -121,6 +121,16 @@ export function streamSteps(pieces: readonly TokenPiece[], queues: readonly numb
   return Math.max(0, ...queues.map((q) => q.reduce((s, i) => s + Math.ceil(pieces[i].tokens.length / window), 0)));
 }
 
+/** The value kept for `index` in `cache`, made by `make` the first time. */
+function cachedPer<T>(cache: Map<number, T>, index: number, make: () => T): T {
+  let value = cache.get(index);
+  if (value === undefined) {
+    value = make();
+    cache.set(index, value);
+  }
+  return value;
+}
+
 export class PieceStream {
   private readonly cursors: Cursor[];
   private readonly positions = new Map<number, Int32Array>();
@@ -163,21 +173,11 @@ export class PieceStream {
   }
 
   private beatPositionsOf(index: number): Int32Array {
-    let p = this.positions.get(index);
-    if (!p) {
-      p = beatPositions(this.pieces[index].tokens);
-      this.positions.set(index, p);
-    }
-    return p;
+    return cachedPer(this.positions, index, () => beatPositions(this.pieces[index].tokens));
   }
 
   private onsetsOf(index: number): Float64Array {
-    let o = this.onsets.get(index);
-    if (!o) {
-      o = noteOnsets(this.pieces[index].tokens);
-      this.onsets.set(index, o);
-    }
-    return o;
+    return cachedPer(this.onsets, index, () => noteOnsets(this.pieces[index].tokens));
   }
 
   /** The next chunk of every row, or undefined when every row has played its queue. */
