@@ -17,10 +17,12 @@ import { TINY_LONG_CONTEXT_HYPERPARAMETERS } from './support/tinyModel.ts';
 
 let world: CommunityWorld;
 let community: Community;
+/** The shipped model's architecture in small: relative pitch head, interval values and matching, beat clock. */
+const SERVING = { ...TINY_LONG_CONTEXT_HYPERPARAMETERS, relativePitch: true, intervalValues: true, intervalMatch: 2, beatClock: true };
 
 before(async () => {
   await initBackend('wasm', () => {});
-  world = await createCommunityWorld({ NOCTURNE_NEW_LABEL_MIN_PIECES: '2' }, TINY_LONG_CONTEXT_HYPERPARAMETERS);
+  world = await createCommunityWorld({ NOCTURNE_NEW_LABEL_MIN_PIECES: '2' }, SERVING);
   community = await Community.open(world.config);
   const labels = ['Clementi', 'Clementi', 'Chopin'];
   for (const [i, name] of [NEW_PIECES[0], NEW_PIECES[1], NEW_PIECES[4]].entries()) {
@@ -46,11 +48,13 @@ test('retrain, gate, generate and roll back with a long-context serving model', 
   const candidate = (await community.listModels()).find((v) => v.version === outcome.version)!;
   const spec = await readModelSpec(candidate.dir);
   assert.equal(spec.arch, 'lstm-long-context');
-  assert.deepEqual(spec.hyperparameters, TINY_LONG_CONTEXT_HYPERPARAMETERS, 'fine-tuning keeps the architecture');
+  assert.deepEqual(spec.hyperparameters, SERVING, 'fine-tuning keeps the architecture');
   assert.deepEqual(spec.composers.map((c) => c.name), ['Chopin', 'Schumann', 'Clementi']);
   assert.equal((spec.training as { keyDropout?: number }).keyDropout, 0.2);
 
   const { weights } = await loadModelFolder(candidate.dir);
+  // The serving model's clock starts at zero; retraining moves it like any other weight.
+  assert.ok(tf.tidy(() => tf.abs(weights['attn/clock']).max().dataSync()[0]) > 0, 'the beat clock was trained');
   const [notes] = generateTokens(weights, spec.hyperparameters, spec.composers.length, [{ composer: 2, notes: 40, temperature: 1, topP: 0.95, randomSeed: 1, key: 9 }]);
   assert.equal(notes.length, 40);
   tf.dispose(Object.values(weights));
