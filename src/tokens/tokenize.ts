@@ -126,22 +126,16 @@ export function detokenize(tokens: readonly NoteToken[], tempoBpm = 100, startBe
   return notes;
 }
 
-/** Onset position within the beat (0..STEPS_PER_BEAT-1) of every token, from the running dt sum. */
-export function beatPositions(tokens: readonly NoteToken[]): Int32Array {
-  const out = new Int32Array(tokens.length);
-  let onset = 0;
-  tokens.forEach((t, i) => {
-    if (i > 0) onset += t.dt;
-    out[i] = onset % STEPS_PER_BEAT;
-  });
-  return out;
-}
-
-/** Onset of every note in grid steps from the first note's (which is 0). */
+/** Onset of every note in grid steps from the first note's (which is 0): the running dt sum. */
 export function noteOnsets(tokens: readonly NoteToken[]): Float64Array {
   const out = new Float64Array(tokens.length);
   for (let i = 1; i < tokens.length; i++) out[i] = out[i - 1] + tokens[i].dt;
   return out;
+}
+
+/** Onset position within the beat (0..STEPS_PER_BEAT-1) of every token. */
+export function beatPositions(tokens: readonly NoteToken[]): Int32Array {
+  return Int32Array.from(noteOnsets(tokens), (onset) => onset % STEPS_PER_BEAT);
 }
 
 /** A stable hash of the music itself (not the bytes): FNV-1a over the token fields. */

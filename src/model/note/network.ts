@@ -77,13 +77,18 @@ export const CLOCK_WIDTH = 2 * CLOCK_PERIODS.length;
 /** `attn/clock` enters the scores times this (as MATCH_SCALE, so that Adam can move it within an epoch). */
 export const CLOCK_SCALE = 4;
 
+/** Phase (radians) of a time of `steps` grid steps in a clock period of `period` steps, reduced first so that it stays exact for any length of piece. */
+export function clockPhase(steps: number, period: number): number {
+  return (2 * Math.PI * (steps % period)) / period;
+}
+
 /**
  * The clock row of a note at `onset` grid steps: cos and sin of its phase in every period
  * (the product of two rows is Σ_p cos(2π·δ/P)). Written at `offset` of `out`.
  */
 export function writeClockRow(out: Float32Array, offset: number, onset: number): void {
   CLOCK_PERIODS.forEach((period, p) => {
-    const phase = (2 * Math.PI * (onset % period)) / period;
+    const phase = clockPhase(onset, period);
     out[offset + 2 * p] = Math.cos(phase);
     out[offset + 2 * p + 1] = Math.sin(phase);
   });

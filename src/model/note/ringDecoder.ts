@@ -19,7 +19,7 @@ import * as tf from '@tensorflow/tfjs';
 import { attentionMemory, hostMatrix, type AttentionMemory, type HostMatrix } from './simdKernels.ts';
 import { HEAD_SIZES } from './features.ts';
 import { noteColumns, relativeBucket, ringLength } from './longContext.ts';
-import { addRelativePitch, CLOCK_CYCLE, CLOCK_PERIODS, CLOCK_SCALE, intervalIndex, MATCH_SCALE, RELATIVE_WIDTH, rememberInterval, type Hyperparameters, type SparseInputs } from './network.ts';
+import { addRelativePitch, CLOCK_CYCLE, CLOCK_PERIODS, CLOCK_SCALE, clockPhase, intervalIndex, MATCH_SCALE, RELATIVE_WIDTH, rememberInterval, type Hyperparameters, type SparseInputs } from './network.ts';
 import type { Weights } from '../layers.ts';
 import type { NoteToken } from '../../tokens/tokenize.ts';
 
@@ -174,7 +174,7 @@ function clockTable(values: Float32Array, heads: number): Float64Array {
   for (let k = 0; k < heads; k++)
     for (let delta = 0; delta < CLOCK_CYCLE; delta++) {
       let sum = 0;
-      CLOCK_PERIODS.forEach((period, p) => (sum += values[p * heads + k] * Math.cos((2 * Math.PI * (delta % period)) / period)));
+      CLOCK_PERIODS.forEach((period, p) => (sum += values[p * heads + k] * Math.cos(clockPhase(delta, period))));
       table[k * CLOCK_CYCLE + delta] = CLOCK_SCALE * sum;
     }
   return table;
@@ -461,7 +461,8 @@ function addClockScores(scores: Float64Array, state: RingState, d: DecoderWeight
   const base = k * CLOCK_CYCLE;
   for (let slot = 0, at = b * d.R; slot < filled; slot++, at++) {
     const then = state.slotOnsets![at];
-    if (!Number.isNaN(then)) scores[slot] += table[base + ((((now - then) % CLOCK_CYCLE) + CLOCK_CYCLE) % CLOCK_CYCLE)];
+    // Onsets only grow along a row, so now - then ≥ 0.
+    if (!Number.isNaN(then)) scores[slot] += table[base + ((now - then) % CLOCK_CYCLE)];
   }
 }
 

@@ -12,7 +12,7 @@ import { NOTE_WIDTH, writeNoteRow, type ChunkBatch } from '../longContext.ts';
 import { CLOCK_WIDTH, intervalIndex, NO_ANCHOR, RELATIVE_WIDTH, rememberInterval, writeClockRow, type Hyperparameters } from '../network.ts';
 import type { Random } from '../../random.ts';
 import { ANY_KEY, KEY_SLOTS, transposeKey } from '../../../tokens/key.ts';
-import { PITCH_MAX, PITCH_MIN, STEPS_PER_BEAT, beatPositions, noteOnsets, type NoteToken } from '../../../tokens/tokenize.ts';
+import { PITCH_MAX, PITCH_MIN, STEPS_PER_BEAT, noteOnsets, type NoteToken } from '../../../tokens/tokenize.ts';
 import type { TokenPiece } from './batches.ts';
 
 export interface StreamPiece extends TokenPiece {
@@ -121,19 +121,9 @@ export function streamSteps(pieces: readonly TokenPiece[], queues: readonly numb
   return Math.max(0, ...queues.map((q) => q.reduce((s, i) => s + Math.ceil(pieces[i].tokens.length / window), 0)));
 }
 
-/** The value kept for `index` in `cache`, made by `make` the first time. */
-function cachedPer<T>(cache: Map<number, T>, index: number, make: () => T): T {
-  let value = cache.get(index);
-  if (value === undefined) {
-    value = make();
-    cache.set(index, value);
-  }
-  return value;
-}
-
 export class PieceStream {
   private readonly cursors: Cursor[];
-  private readonly positions = new Map<number, Int32Array>();
+  /** Each piece's note onsets (noteOnsets), made when the piece is first played. */
   private readonly onsets = new Map<number, Float64Array>();
 
   constructor(
@@ -172,12 +162,13 @@ export class PieceStream {
     }
   }
 
-  private beatPositionsOf(index: number): Int32Array {
-    return cachedPer(this.positions, index, () => beatPositions(this.pieces[index].tokens));
-  }
-
   private onsetsOf(index: number): Float64Array {
-    return cachedPer(this.onsets, index, () => noteOnsets(this.pieces[index].tokens));
+    let onsets = this.onsets.get(index);
+    if (!onsets) {
+      onsets = noteOnsets(this.pieces[index].tokens);
+      this.onsets.set(index, onsets);
+    }
+    return onsets;
   }
 
   /** The next chunk of every row, or undefined when every row has played its queue. */
@@ -209,18 +200,17 @@ export class PieceStream {
       memory.push(c.memory);
       if (c.piece < 0) return;
       const piece = this.pieces[c.piece];
-      const positions = this.beatPositionsOf(c.piece);
-      const onsets = clocks ? this.onsetsOf(c.piece) : undefined;
+      const onsets = this.onsetsOf(c.piece);
       const moved = (t: NoteToken): NoteToken => (c.shift ? { ...t, pitch: t.pitch + c.shift } : t);
       const to = Math.min(piece.tokens.length, c.pos + T);
       const chunkKeyDropped = this.o.rng && this.o.keyDropout ? this.o.rng.next() < this.o.keyDropout : false;
       let previous = c.pos > 0 ? c.readBack : undefined;
       for (let i = c.pos; i < to; i++) {
         const row = (i - c.pos) * B + b;
-        writeInputRow(inputs, row * D, previous, i > 0 ? positions[i - 1] % STEPS_PER_BEAT : 0, c.composer);
+        writeInputRow(inputs, row * D, previous, i > 0 ? onsets[i - 1] % STEPS_PER_BEAT : 0, c.composer);
         if (anchors && previous) anchors[row] = previous.pitch - PITCH_MIN;
         // The clock of the note this row reads (none for a piece's first row, as for its interval context).
-        if (onsets && i > 0) writeClockRow(clocks!, row * CLOCK_WIDTH, onsets[i - 1]);
+        if (clocks && i > 0) writeClockRow(clocks, row * CLOCK_WIDTH, onsets[i - 1]);
         if (contexts) c.recent.forEach((interval, l) => interval >= 0 && (contexts[(row * lags + l) * RELATIVE_WIDTH + interval] = 1));
         const before = previous;
         const target = moved(piece.tokens[i]);
