@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/model/backend.ts';
-import { inputWidth, OFFSET_COMPOSER, OFFSET_PITCH, writeInputRow } from '../src/model/note/features.ts';
+import { inputWidth, LOOP_INPUT_SLOTS, OFFSET_COMPOSER, OFFSET_PITCH, writeInputRow } from '../src/model/note/features.ts';
 import { loadModelFolder } from '../src/model/note/folder.ts';
 import {
   advanceMemory,
@@ -63,6 +63,13 @@ const sequence = (n: number, seed = 1): NoteToken[] => {
 const melody = (n: number, seed = 1): NoteToken[] => {
   const rng = seededRandom(seed);
   return Array.from({ length: n }, (_, i) => ({ dt: i === 0 ? 0 : Math.floor(rng.next() * 4) * 3, pitch: 48 + Math.floor(rng.next() * 30), dur: 1 + Math.floor(rng.next() * 12), vel: Math.floor(rng.next() * 8) }));
+};
+
+/** `n` notes of melody with a `period`-note figure played `rounds` times from note `from`. */
+const looping = (n: number, from: number, period: number, rounds: number): NoteToken[] => {
+  const notes = melody(n, 4);
+  for (let i = from + period; i < from + period * rounds; i++) notes[i] = notes[i - period];
+  return notes;
 };
 
 /** z of every real note of one piece, through the training path: chunk after chunk with memory carried. */
@@ -130,17 +137,18 @@ describe('long-context model', () => {
     tf.dispose(Object.values(w));
   });
 
-  for (const [layers, residual, intervalValues, intervalMatch, beatClock] of [
-    [1, false, false, 0, false],
-    [2, false, false, 0, false],
-    [2, true, false, 0, false],
-    [1, false, true, 0, false],
-    [1, false, true, 3, false],
-    [1, false, false, 0, true],
-    [2, true, true, 3, true],
+  for (const [layers, residual, intervalValues, intervalMatch, beatClock, loopInput] of [
+    [1, false, false, 0, false, false],
+    [2, false, false, 0, false, false],
+    [2, true, false, 0, false, false],
+    [1, false, true, 0, false, false],
+    [1, false, true, 3, false, false],
+    [1, false, false, 0, true, false],
+    [1, false, false, 0, false, true],
+    [2, true, true, 3, true, true],
   ] as const)
-    test(`sampling one note at a time computes what training computed over chunks with carried memory (${layers} LSTM layer${layers > 1 ? 's' : ''}${residual ? ', residual' : ''}${intervalValues ? ', interval values' : ''}${intervalMatch ? `, interval matching over ${intervalMatch}` : ''}${beatClock ? ', beat clock' : ''})`, () => {
-      const h = { ...H, layers, residual, intervalValues, intervalMatch, beatClock };
+    test(`sampling one note at a time computes what training computed over chunks with carried memory (${layers} LSTM layer${layers > 1 ? 's' : ''}${residual ? ', residual' : ''}${intervalValues ? ', interval values' : ''}${intervalMatch ? `, interval matching over ${intervalMatch}` : ''}${beatClock ? ', beat clock' : ''}${loopInput ? ', loop input' : ''})`, () => {
+      const h = { ...H, layers, residual, intervalValues, intervalMatch, beatClock, loopInput };
       const w = createLongContextWeights(h, D, 7);
       // The gate starts at zero; the sum must hold for a trained one.
       if (residual) w['lstm1/gate'].assign(tf.randomUniform([h.hidden], -1.5, 1.5, 'float32', 5));
@@ -148,12 +156,14 @@ describe('long-context model', () => {
       if (intervalValues) w['attn/winterval'].assign(tf.randomNormal([RELATIVE_WIDTH, h.attentionDim], 0, 1, 'float32', 6));
       // Two chunks; every note of the second sees every earlier note in both paths (25 notes ≤ memory + 1).
       // With matching, a sequence: its contexts match across the chunk boundary and within each chunk.
-      const tokens = intervalMatch ? sequence(h.memory! + 1, 4) : melody(h.memory! + 1, 4);
+      // With the loop input, a figure that circles (3 notes round 4 times) across the chunk boundary.
+      const tokens = loopInput ? looping(h.memory! + 1, 8, 3, 4) : intervalMatch ? sequence(h.memory! + 1, 4) : melody(h.memory! + 1, 4);
       const piece: StreamPiece = { composer: 'Mozart', tokens, keys: new Uint8Array(tokens.length).fill(14) };
-      const unmatched = intervalMatch || beatClock ? chunkPath(w, piece, h) : [];
+      const unmatched = intervalMatch || beatClock || loopInput ? chunkPath(w, piece, h) : [];
       if (intervalMatch) w['attn/match'].assign(tf.randomUniform([intervalMatch, h.heads!], 0.5, 1.5, 'float32', 8));
       // The clock weights of either sign: a head may prefer or avoid a period.
       if (beatClock) w['attn/clock'].assign(tf.randomUniform([CLOCK_PERIODS.length, h.heads!], -1.5, 1.5, 'float32', 9));
+      if (loopInput) w['lstm0/wloop'].assign(tf.randomNormal([LOOP_INPUT_SLOTS, 4 * h.hidden], 0, 1, 'float32', 10));
       const trained = chunkPath(w, piece, h);
       const sampled = ringPath(w, piece, 14, h);
       assert.equal(trained.length, tokens.length);
@@ -166,6 +176,12 @@ describe('long-context model', () => {
         assert.ok(moved.slice(0, 2).every((d) => d < 1e-6), 'the first two steps see no slot with a clock');
         assert.ok(moved.slice(2).every((d) => d > 1e-4), `trained clock weights move every later step (${moved.slice(2).filter((d) => d <= 1e-4).length} unmoved)`);
       }
+      if (loopInput && !beatClock) {
+        // The loop input is first read by the step after the figure's 6th note (its second round completes there).
+        const moved = trained.map((row, t) => Math.max(...row.map((v, j) => Math.abs(v - unmatched[t][j]))));
+        assert.ok(moved.slice(0, 14).every((d) => d < 1e-6), `no loop before the figure's second round (${moved.slice(0, 14).map((d) => d.toExponential(1))})`);
+        assert.ok(moved[14] > 1e-3, `the step after it reads the loop (${moved[14]})`);
+      }
       if (intervalMatch && !beatClock) {
         const moved = trained.map((row, t) => Math.max(...row.map((v, j) => Math.abs(v - unmatched[t][j]))));
         assert.ok(moved.slice(0, 3).every((d) => d < 1e-6), 'the first notes have no interval context to match');
@@ -177,6 +193,7 @@ describe('long-context model', () => {
   for (const [what, grown, weight, option, refusal] of [
     ['interval matching', { intervalMatch: 4 }, 'attn/match', 'intervalMatch', /needs the chunk's intervalContext/],
     ['the beat clock', { beatClock: true }, 'attn/clock', 'beatClock', /needs the chunk's clockRows/],
+    ['the loop input', { loopInput: true }, 'lstm0/wloop', 'loopInput', /needs the chunk's loopInputs/],
   ] as const)
     test(`${what}: grown onto a model without it, it starts as that model and gets a gradient; a chunk without its input is refused`, () => {
       const parent = createLongContextWeights(H, D, 12);
@@ -184,6 +201,8 @@ describe('long-context model', () => {
       const w = createLongContextWeights(h, D, 13, { weights: parent, hyperparameters: H });
       assert.deepEqual([...new Set(w[weight].dataSync())], [0]);
       const tokens = sequence(30, 3).map((t, i) => (i % 4 === 1 ? { ...t, dt: 9 } : t));
+      // Notes 6 to 13 circle a 2-note figure (within the first chunk), so the loop input has something to read.
+      for (let i = 8; i < 14; i++) tokens[i] = tokens[i - 2];
       const piece: StreamPiece = { composer: 'Chopin', tokens, keys: new Uint8Array(tokens.length).fill(3) };
       const loss = (weights: Weights, hp: Hyperparameters, withInput = true) => {
         const chunk = new PieceStream([piece], [[0]], { ...modelStreamOptions(hp), [option]: withInput ? hp[option] : undefined, composerIndex, composers: COMPOSERS }).next()!;

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/model/backend.ts';
-import { inputWidth } from '../src/model/note/features.ts';
+import { inputWidth, LOOP_INPUT_SLOTS, LOOP_LENGTH_STEPS, loopInputColumns } from '../src/model/note/features.ts';
 import { chunkUnlikelihood, createLongContextWeights, disposeMemory, emptyMemory, advanceMemory, memoryMaskFor, type ChunkCarry } from '../src/model/note/longContext.ts';
 import { pitchLikelihood, pitchUnlikelihood, type Hyperparameters } from '../src/model/note/network.ts';
 import type { Weights } from '../src/model/layers.ts';
@@ -11,7 +11,7 @@ import { clippedAdamStep } from '../src/model/training.ts';
 import { streamEpoch } from '../src/model/note/train/fitLongContext.ts';
 import { disposeChunk, modelStreamOptions, PieceStream, type StreamPiece } from '../src/model/note/train/stream.ts';
 import { excerptLongestLoop, sampleMarkedPieces } from '../src/model/note/train/unlikelihood.ts';
-import { distantReturns, loopContinuations, loopLengths } from '../src/tokens/loops.ts';
+import { advanceLoop, distantReturns, loopContinuations, loopLengths, loopRuns, startLoopTracker } from '../src/tokens/loops.ts';
 import { PITCH_MIN, type NoteToken } from '../src/tokens/tokenize.ts';
 import { TINY_LONG_CONTEXT_HYPERPARAMETERS as H } from './support/tinyModel.ts';
 
@@ -40,6 +40,30 @@ describe('loops', () => {
     assert.deepEqual([...loopLengths(notes([60, 62, 60, 62].concat([60, 62]), 3).map((t, i) => ({ ...t, dt: i % 2 ? 2 : 3 })))], [0, 0, 0, 4, 5, 6], 'pitch and gap both repeat');
     assert.deepEqual([...loopLengths([...notes([60, 62]), ...notes([60, 62], 6)])], [0, 0, 0, 0], 'the same pitches in another rhythm do not loop');
     assert.throws(() => loopContinuations(tokens, 1), /limit must be a whole number ≥ 2, got 1/);
+  });
+
+  test('the loop input: one note at a time as over the whole piece, a thermometer of its length and its period band, read by the next row', () => {
+    const figure = [60, 64, 67, 64];
+    const tokens = notes([50, ...figure, ...figure, ...figure, 71, 71, 71]);
+    const runs = loopRuns(tokens);
+    assert.deepEqual(runs.map((r) => r.period), [0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 0, 1, 1]);
+    const tracker = startLoopTracker();
+    assert.deepEqual(tokens.map((t) => advanceLoop(tracker, t)), runs, 'the sampler, one note at a time, reads what training reads');
+    assert.deepEqual(loopInputColumns({ length: 0, period: 0 }), []);
+    // Length 9 reaches the steps 2, 4, 6, 8; period 4 is the band 3-4 (the third).
+    assert.deepEqual(loopInputColumns(runs[9]), [0, 1, 2, 3, LOOP_LENGTH_STEPS.length + 2]);
+    assert.deepEqual(loopInputColumns({ length: 200, period: 16 }), [...LOOP_LENGTH_STEPS.keys(), LOOP_INPUT_SLOTS - 1]);
+    assert.deepEqual(loopInputColumns(runs[15]), [0, LOOP_LENGTH_STEPS.length], 'a note hammered three times: length 3, period 1');
+    // The stream hands row i the loop through note i - 1, the note it reads.
+    const h = { ...H, loopInput: true, window: tokens.length };
+    const chunk = new PieceStream([{ composer: 'Chopin', tokens }], [[0]], { ...modelStreamOptions(h), composerIndex, composers: COMPOSERS }).next()!;
+    const rows = chunk.batch.loopInputs!.arraySync();
+    rows.forEach((row, i) => {
+      const expected = new Array(LOOP_INPUT_SLOTS).fill(0);
+      if (i > 0) for (const c of loopInputColumns(runs[i - 1])) expected[c] = 1;
+      assert.deepEqual(row, expected, `row ${i}`);
+    });
+    disposeChunk(chunk.batch);
   });
 
   test('a figure that comes back from further than a loop reaches is a distant return, transposed or not', () => {

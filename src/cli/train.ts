@@ -53,7 +53,9 @@ intervals before it equal the N before now, so a head can find where the same st
 at another pitch; 1..8, weights zero at the start as well), --beat-clock (each attention head also
 scores an earlier note by how far back it lies in beats, through cosines of periods of 1 to 32
 beats, so a head can look one, two or four bars back however many notes they hold; zero at the
-start as well), --unlikelihood X (against copy loops:
+start as well), --loop-input (the LSTM also reads how long the loop through the note just read
+has run and its period, so it can learn from real music when a repeating figure changes; zero
+at the start as well), --unlikelihood X (against copy loops:
 after every --unlikelihood-every N likelihood steps (default 8) the model writes 8 pieces of 512
 notes as it samples, and a step of weight X lowers the probability of each note that carries a
 loop past --loop-limit N notes (default 16); default 0: off; the epoch line reports the loops of
@@ -103,6 +105,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
       'relative-pitch': { type: 'boolean' },
       'interval-values': { type: 'boolean' },
       'beat-clock': { type: 'boolean' },
+      'loop-input': { type: 'boolean' },
       'interval-match': { type: 'string' },
       dropout: { type: 'string' },
       unlikelihood: { type: 'string' },
@@ -117,7 +120,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   if (!values.out) problems.push('--out DIR is required');
   const longContext = arch === 'long-context';
   const base = longContext ? LONG_CONTEXT_HYPERPARAMETERS : DEFAULT_HYPERPARAMETERS;
-  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise', 'residual', 'gate-init', 'relative-pitch', 'interval-values', 'interval-match', 'beat-clock', 'dropout', 'unlikelihood', 'unlikelihood-every', 'loop-limit', 'return-bonus'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
+  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise', 'residual', 'gate-init', 'relative-pitch', 'interval-values', 'interval-match', 'beat-clock', 'loop-input', 'dropout', 'unlikelihood', 'unlikelihood-every', 'loop-limit', 'return-bonus'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
   const epochs = collect(() => intOption('--epochs', values.epochs, 30, 1, 10_000), 30);
   const batchDefault = longContext ? 16 : 32;
   const batchSize = collect(() => intOption('--batch', values.batch, batchDefault, 1, 1024), batchDefault);
@@ -152,6 +155,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
     hyper.relativePitch = values['relative-pitch'] ?? false;
     hyper.intervalValues = values['interval-values'] ?? false;
     hyper.beatClock = values['beat-clock'] ?? false;
+    hyper.loopInput = values['loop-input'] ?? false;
     hyper.intervalMatch = collect(() => intOption('--interval-match', values['interval-match'], 0, 1, MAX_INTERVAL_MATCH), 0);
     if (hyper.residual && hyper.layers < 2) problems.push('--residual needs --layers 2 or more (the layers above the first are residual)');
     if (values['gate-init'] !== undefined && !hyper.residual) problems.push('--gate-init needs --residual (it is where the residual layers\' gates start)');

@@ -8,21 +8,64 @@ import type { NoteToken } from './tokenize.ts';
 /** Longest period looked at: a bar of sixteenths. */
 export const LOOP_MAX_PERIOD = 16;
 
+/** The loop running through a note: its length in notes (0: none) and its period (0: none). */
+export interface LoopRun {
+  length: number;
+  period: number;
+}
+
+/** What advanceLoop carries from note to note: the last maxPeriod notes and, per period, the run so far. */
+export interface LoopTracker {
+  readonly maxPeriod: number;
+  /** The last maxPeriod notes' pitch and onset gap, circular; `seen` notes so far. */
+  readonly pitches: Int32Array;
+  readonly dts: Int32Array;
+  /** Per period (index = period), how many notes in a row have matched the note one period before. */
+  readonly runs: Int32Array;
+  seen: number;
+}
+
+export function startLoopTracker(maxPeriod = LOOP_MAX_PERIOD): LoopTracker {
+  return { maxPeriod, pitches: new Int32Array(maxPeriod), dts: new Int32Array(maxPeriod), runs: new Int32Array(maxPeriod + 1), seen: 0 };
+}
+
 /**
- * Per note, the length in notes of the longest loop that has run up to and including it, for any
- * period 1..maxPeriod; 0 where no loop has yet come round twice. A figure of 4 notes played
- * twice gives 8 at its 8th note, 9 at a 9th note that starts it a third time, and so on.
+ * Takes the next note into `tracker` and returns the loop that runs up to and including it: the
+ * longest over periods 1..maxPeriod (the shortest period where two are as long), length 0 where
+ * no loop has yet come round twice. A figure of 4 notes played twice gives 8 at its 8th note,
+ * 9 at a 9th note that starts it a third time, and so on. Training (the loop input) and the
+ * sampler read the same values from here, one note at a time.
  */
-export function loopLengths(tokens: readonly NoteToken[], maxPeriod = LOOP_MAX_PERIOD): Int32Array {
-  const lengths = new Int32Array(tokens.length);
-  for (let period = 1; period <= maxPeriod && period < tokens.length; period++) {
-    let run = 0;
-    for (let i = period; i < tokens.length; i++) {
-      run = tokens[i].pitch === tokens[i - period].pitch && tokens[i].dt === tokens[i - period].dt ? run + 1 : 0;
-      if (run >= period) lengths[i] = Math.max(lengths[i], run + period); // at least twice round
+export function advanceLoop(tracker: LoopTracker, note: Pick<NoteToken, 'pitch' | 'dt'>): LoopRun {
+  const { maxPeriod, pitches, dts, runs } = tracker;
+  const i = tracker.seen;
+  const run: LoopRun = { length: 0, period: 0 };
+  for (let period = 1; period <= maxPeriod && period <= i; period++) {
+    const back = (i - period) % maxPeriod;
+    runs[period] = pitches[back] === note.pitch && dts[back] === note.dt ? runs[period] + 1 : 0;
+    if (runs[period] >= period && runs[period] + period > run.length) {
+      run.length = runs[period] + period; // at least twice round
+      run.period = period;
     }
   }
-  return lengths;
+  pitches[i % maxPeriod] = note.pitch;
+  dts[i % maxPeriod] = note.dt;
+  tracker.seen = i + 1;
+  return run;
+}
+
+/** Per note, the loop running through it (advanceLoop over the whole sequence). */
+export function loopRuns(tokens: readonly NoteToken[], maxPeriod = LOOP_MAX_PERIOD): LoopRun[] {
+  const tracker = startLoopTracker(maxPeriod);
+  return tokens.map((t) => advanceLoop(tracker, t));
+}
+
+/**
+ * Per note, the length in notes of the longest loop that has run up to and including it, for any
+ * period 1..maxPeriod; 0 where no loop has yet come round twice (advanceLoop).
+ */
+export function loopLengths(tokens: readonly NoteToken[], maxPeriod = LOOP_MAX_PERIOD): Int32Array {
+  return Int32Array.from(loopRuns(tokens, maxPeriod), (r) => r.length);
 }
 
 /**

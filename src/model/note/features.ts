@@ -42,3 +42,24 @@ export function targetIndices(t: NoteToken): [number, number, number, number] {
 
 export const HEAD_SIZES = [DT_CLASSES, PITCH_CLASSES, DUR_CLASSES, VEL_CLASSES] as const;
 export const HEAD_NAMES = ['dt', 'pitch', 'dur', 'vel'] as const;
+
+/** Loop input (Hyperparameters.loopInput): a column for each of these lengths (in notes) that the loop reaches. */
+export const LOOP_LENGTH_STEPS = [2, 4, 6, 8, 12, 16, 24, 32, 48, 64] as const;
+/** Loop input: the loop's period in one of these bands (1, 2, 3–4, 5–8, 9–16 notes), by its upper bound. */
+export const LOOP_PERIOD_BANDS = [1, 2, 4, 8, 16] as const;
+/** Columns of the loop input: the length steps, then the period bands. */
+export const LOOP_INPUT_SLOTS = LOOP_LENGTH_STEPS.length + LOOP_PERIOD_BANDS.length;
+
+/**
+ * The loop-input columns that are 1 for a note through which a loop of `length` notes and
+ * `period` runs (advanceLoop): one per length step reached (a thermometer, so that the rare long
+ * loops share the rows of the shorter ones) and the period's band; none for no loop.
+ */
+export function loopInputColumns(run: { length: number; period: number }): number[] {
+  if (run.length < LOOP_LENGTH_STEPS[0]) return [];
+  const columns: number[] = [];
+  LOOP_LENGTH_STEPS.forEach((step, i) => run.length >= step && columns.push(i));
+  const band = LOOP_PERIOD_BANDS.findIndex((upper) => run.period <= upper);
+  columns.push(LOOP_LENGTH_STEPS.length + (band < 0 ? LOOP_PERIOD_BANDS.length - 1 : band));
+  return columns;
+}

@@ -31,7 +31,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { KEY_SLOTS } from '../../tokens/key.ts';
-import { HEAD_SIZES, targetIndices } from './features.ts';
+import { HEAD_SIZES, LOOP_INPUT_SLOTS, targetIndices } from './features.ts';
 import type { NoteToken } from '../../tokens/tokenize.ts';
 import { headShapes, headsLoss, lstmShapes, pitchLikelihood, pitchUnlikelihood, teacherForcedLogits, CLOCK_PERIODS, CLOCK_SCALE, CLOCK_WIDTH, MATCH_SCALE, RELATIVE_WIDTH, type Hyperparameters, type SequenceBatch } from './network.ts';
 import { lstmRecurrence, uniqueVariableName, type Weights } from '../layers.ts';
@@ -57,6 +57,7 @@ export const LONG_CONTEXT_HYPERPARAMETERS: Required<Hyperparameters> = {
   intervalValues: false,
   intervalMatch: 0,
   beatClock: false,
+  loopInput: false,
 };
 
 /** The four columns that are 1 in `t`'s row of note one-hots (the four heads side by side). */
@@ -92,6 +93,7 @@ export function longContextShapes(h: Hyperparameters, inputDim: number): Record<
   const s = lstmShapes(h, inputDim);
   const H = h.hidden;
   if (h.keys) s['lstm0/wkey'] = [KEY_SLOTS, 4 * H];
+  if (h.loopInput) s['lstm0/wloop'] = [LOOP_INPUT_SLOTS, 4 * H];
   if (h.residual) for (let l = 1; l < h.layers; l++) s[`lstm${l}/gate`] = [H];
   const A = h.attentionDim;
   s['attn/wq'] = [H, A];
@@ -141,8 +143,8 @@ export function createLongContextWeights(h: Hyperparameters, inputDim: number, s
     const init = tf.tidy(() => {
       if (source && source.shape.join('x') === shape.join('x')) return source.clone();
       if (name === 'lstm0/wkey' && old) return tf.zeros(shape);
-      // Zero at the start: a key table, relative pitch head or interval rows added to a trained model start as nothing.
-      if (name === 'head/keypitch' || name === 'head/wrel' || name === 'attn/winterval' || name === 'attn/match' || name === 'attn/clock') return tf.zeros(shape);
+      // Zero at the start: a key table, relative pitch head, interval rows, clock or loop input added to a trained model start as nothing.
+      if (name === 'head/keypitch' || name === 'head/wrel' || name === 'attn/winterval' || name === 'attn/match' || name === 'attn/clock' || name === 'lstm0/wloop') return tf.zeros(shape);
       if (shape.length === 1 || name === 'attn/bias') {
         const values = new Float32Array(shape.reduce((p, d) => p * d, 1));
         if (name.startsWith('lstm') && name.endsWith('/b')) values.fill(1, h.hidden, 2 * h.hidden);
@@ -240,6 +242,8 @@ export interface ChunkBatch extends SequenceBatch {
   intervalContext?: tf.Tensor2D;
   /** Models with a beat clock: the clock of each row's read-back note [T*B, CLOCK_WIDTH] (writeClockRow; zero: none). */
   clockRows?: tf.Tensor2D;
+  /** Models with a loop input: the loop through each row's read-back note [T*B, LOOP_INPUT_SLOTS] (loopInputColumns; zero: none). */
+  loopInputs?: tf.Tensor2D;
   /** Unlikelihood training: 1 for each row whose target pitch is to be made less likely, else 0 [T*B] (PieceStream option marks). */
   marks?: tf.Tensor1D;
   /** Rows marked in `marks`. */
@@ -314,6 +318,10 @@ export function chunkHidden(w: Weights, h: Hyperparameters, b: ChunkBatch, memor
   for (let l = 0; l < h.layers; l++) {
     let xProj = tf.add(tf.matMul(x, w[`lstm${l}/wx`] as tf.Tensor2D), w[`lstm${l}/b`]) as tf.Tensor2D;
     if (l === 0 && h.keys && b.keyInputs) xProj = tf.add(xProj, tf.matMul(b.keyInputs, w['lstm0/wkey'] as tf.Tensor2D)) as tf.Tensor2D;
+    if (l === 0 && h.loopInput) {
+      if (!b.loopInputs) throw new Error("chunkHidden: a model with a loop input needs the chunk's loopInputs (PieceStream option loopInput)");
+      xProj = tf.add(xProj, tf.matMul(b.loopInputs, w['lstm0/wloop'] as tf.Tensor2D)) as tf.Tensor2D;
+    }
     const out = lstmRecurrence(xProj, w[`lstm${l}/wh`] as tf.Tensor2D, B, T, {
       h: tf.mul(memory.h[l], keep) as tf.Tensor2D,
       c: tf.mul(memory.c[l], keep) as tf.Tensor2D,

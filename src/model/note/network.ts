@@ -66,6 +66,14 @@ export interface Hyperparameters {
    * bar (4 beats, 3 beats, …) is learnt. `attn/clock` starts at zero.
    */
   beatClock?: boolean;
+  /**
+   * Long-context models: the LSTM also reads how long the loop running through the note just
+   * read has gone, and its period (advanceLoop, loopInputColumns; `lstm0/wloop`, zero at the
+   * start). A model that only copies cannot tell the 30th note of a figure circling on the spot
+   * from the 5th note of a motif coming back; with the count, teacher forcing on real music
+   * teaches it how long real loops run before they change.
+   */
+  loopInput?: boolean;
 }
 
 /** Periods of the beat clock, in grid steps: 1, 2, 3, 4, 6, 8, 12, 16, 24 and 32 beats. */

@@ -17,7 +17,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { attentionMemory, hostMatrix, type AttentionMemory, type HostMatrix } from './simdKernels.ts';
-import { HEAD_SIZES } from './features.ts';
+import { HEAD_SIZES, loopInputColumns } from './features.ts';
+import { advanceLoop, startLoopTracker, type LoopTracker } from '../../tokens/loops.ts';
 import { noteColumns, relativeBucket, ringLength } from './longContext.ts';
 import { addRelativePitch, CLOCK_CYCLE, CLOCK_PERIODS, CLOCK_SCALE, clockPhase, intervalIndex, MATCH_SCALE, RELATIVE_WIDTH, rememberInterval, type Hyperparameters, type SparseInputs } from './network.ts';
 import type { Weights } from '../layers.ts';
@@ -38,6 +39,8 @@ export interface DecoderWeights {
   lstmBias: Float32Array[];
   /** lstm0/wkey [KEY_SLOTS, 4H] (key-conditioned models). */
   keyTable?: Float32Array;
+  /** lstm0/wloop [LOOP_INPUT_SLOTS, 4H] (models with a loop input). */
+  loopTable?: Float32Array;
   /** Tensors made for this generation (disposeDecoderWeights frees them). */
   made: tf.Tensor[];
   /**
@@ -152,6 +155,7 @@ export function decoderWeights(w: Weights, h: Hyperparameters): DecoderWeights {
     inputTable: host(w['lstm0/wx']),
     lstmBias: Array.from({ length: h.layers }, (_, l) => host(w[`lstm${l}/b`])),
     keyTable: h.keys ? host(w['lstm0/wkey']) : undefined,
+    loopTable: h.loopInput ? host(w['lstm0/wloop']) : undefined,
     bz: host(w['head/bz']),
     bdt: host(w['head/bdt']),
     edt: host(w['head/edt']),
@@ -228,6 +232,10 @@ export interface RingState {
   onset?: number[];
   /** [B, R]: each slot's clock, the onset of the note read at its step (NaN: none). */
   slotOnsets?: Float64Array;
+  /** Each row's loop tracker (models with a loop input): the loop through its last committed note. */
+  loops?: LoopTracker[];
+  /** Each row's loop-input columns of that loop (loopInputColumns), read by the next step. */
+  loopColumns?: number[][];
   /** Each row's key-input row [B, 4H] (key-conditioned models). */
   keyRows?: Float32Array;
   /** [B, 2A]: the key and the LSTM part of the value of the note being chosen (decodeStep → commitNotes). */
@@ -288,6 +296,8 @@ export function initialRing(d: DecoderWeights, keys: readonly number[]): RingSta
     slotContexts: d.matchLags ? new Int8Array(B * d.R * d.matchLags).fill(-1) : undefined,
     onset: d.clockTable ? new Array(B).fill(Number.NaN) : undefined,
     slotOnsets: d.clockTable ? new Float64Array(B * d.R).fill(Number.NaN) : undefined,
+    loops: d.loopTable ? Array.from({ length: B }, () => startLoopTracker()) : undefined,
+    loopColumns: d.loopTable ? Array.from({ length: B }, () => []) : undefined,
     keyRows,
   };
 }
@@ -323,6 +333,8 @@ export function concatRings(d: DecoderWeights, states: RingState[]): RingState {
     slotContexts: states[0].slotContexts ? joinArrays(states.map((s) => s.slotContexts!), (n) => new Int8Array(n)) : undefined,
     onset: states[0].onset ? states.flatMap((s) => s.onset!) : undefined,
     slotOnsets: states[0].slotOnsets ? joinArrays(states.map((s) => s.slotOnsets!), (n) => new Float64Array(n)) : undefined,
+    loops: states[0].loops ? states.flatMap((s) => s.loops!) : undefined,
+    loopColumns: states[0].loopColumns ? states.flatMap((s) => s.loopColumns!) : undefined,
     keyRows: states[0].keyRows ? join(states.map((s) => s.keyRows!)) : undefined,
   };
 }
@@ -506,6 +518,12 @@ export function decodeStep(d: DecoderWeights, state: RingState, inputs: SparseIn
     const key = l === 0 ? state.keyRows : undefined;
     for (let b = 0; b < B; b++)
       for (let j = 0, o = b * 4 * H; j < 4 * H; j++, o++) gates[o] += bias[j] + rec[o] + (key ? key[o] : 0);
+    if (l === 0 && d.loopTable && state.loopColumns)
+      for (let b = 0; b < B; b++)
+        for (const column of state.loopColumns[b]) {
+          const row = d.loopTable.subarray(column * 4 * H, (column + 1) * 4 * H);
+          for (let j = 0; j < 4 * H; j++) gates[b * 4 * H + j] += row[j];
+        }
     lstmCellHost(gates, state.h[l], state.c[l], B, H);
     const out = product(state.h[l], B, d.fused[l]);
     const width = d.fused[l].shape[1];
@@ -565,6 +583,7 @@ export function commitNotes(state: RingState, d: DecoderWeights, notes: readonly
       state.slotOnsets![b * R + slot] = before;
       state.onset[b] = Number.isNaN(before) ? 0 : before + notes[b].dt;
     }
+    if (state.loops) state.loopColumns![b] = loopInputColumns(advanceLoop(state.loops[b], notes[b]));
     for (let k = 0; k < heads; k++) {
       const at = ((b * heads + k) * R + slot) * dk;
       state.keys.set(pending.subarray(kv + k * dk, kv + (k + 1) * dk), at);

@@ -7,11 +7,12 @@
  * rows run out at about the same time and little is padding.
  */
 import * as tf from '@tensorflow/tfjs';
-import { HEAD_SIZES, inputWidth, targetIndices, writeInputRow } from '../features.ts';
+import { HEAD_SIZES, inputWidth, LOOP_INPUT_SLOTS, loopInputColumns, targetIndices, writeInputRow } from '../features.ts';
 import { NOTE_WIDTH, writeNoteRow, type ChunkBatch } from '../longContext.ts';
 import { CLOCK_WIDTH, intervalIndex, NO_ANCHOR, RELATIVE_WIDTH, rememberInterval, writeClockRow, type Hyperparameters } from '../network.ts';
 import type { Random } from '../../random.ts';
 import { ANY_KEY, KEY_SLOTS, transposeKey } from '../../../tokens/key.ts';
+import { loopRuns, type LoopRun } from '../../../tokens/loops.ts';
 import { PITCH_MAX, PITCH_MIN, STEPS_PER_BEAT, noteOnsets, type NoteToken } from '../../../tokens/tokenize.ts';
 import type { TokenPiece } from './batches.ts';
 
@@ -43,8 +44,8 @@ interface Cursor {
  * (key label, anchors, intervals, interval context). Training, validation and the bench all take
  * them from here, so none of them builds a stream that lacks one.
  */
-export function modelStreamOptions(h: Hyperparameters): Pick<StreamOptions, 'window' | 'keyed' | 'relativePitch' | 'intervalValues' | 'intervalMatch' | 'beatClock'> {
-  return { window: h.window, keyed: h.keys, relativePitch: h.relativePitch, intervalValues: h.intervalValues, intervalMatch: h.intervalMatch, beatClock: h.beatClock };
+export function modelStreamOptions(h: Hyperparameters): Pick<StreamOptions, 'window' | 'keyed' | 'relativePitch' | 'intervalValues' | 'intervalMatch' | 'beatClock' | 'loopInput'> {
+  return { window: h.window, keyed: h.keys, relativePitch: h.relativePitch, intervalValues: h.intervalValues, intervalMatch: h.intervalMatch, beatClock: h.beatClock, loopInput: h.loopInput };
 }
 
 export interface StreamOptions {
@@ -66,6 +67,8 @@ export interface StreamOptions {
   intervalMatch?: number;
   /** Models with a beat clock: hand each row the clock of the note it reads (ChunkBatch.clockRows). */
   beatClock?: boolean;
+  /** Models with a loop input: hand each row the loop through the note it reads (ChunkBatch.loopInputs). */
+  loopInput?: boolean;
   /**
    * Probability that a note, where it is read as the input of the next step, has its pitch moved
    * by 1 to 7 semitones (the target stays true). Noisy teacher forcing: the model learns that the
@@ -125,6 +128,7 @@ export class PieceStream {
   private readonly cursors: Cursor[];
   /** Each piece's note onsets (noteOnsets), made when the piece is first played. */
   private readonly onsets = new Map<number, Float64Array>();
+  private readonly loops = new Map<number, LoopRun[]>();
 
   constructor(
     private readonly pieces: readonly StreamPiece[],
@@ -171,6 +175,16 @@ export class PieceStream {
     return onsets;
   }
 
+  /** The loop through each note of piece `index` (the notes as written: a transposition moves no loop; a displaced read-back note is not counted). */
+  private loopsOf(index: number): LoopRun[] {
+    let loops = this.loops.get(index);
+    if (!loops) {
+      loops = loopRuns(this.pieces[index].tokens);
+      this.loops.set(index, loops);
+    }
+    return loops;
+  }
+
   /** The next chunk of every row, or undefined when every row has played its queue. */
   next(): StreamChunk | undefined {
     for (const c of this.cursors) if (c.piece < 0 && c.queue.length > 0) this.startNext(c);
@@ -188,6 +202,7 @@ export class PieceStream {
     const lags = this.o.intervalMatch ?? 0;
     const contexts = lags > 0 ? new Float32Array(T * B * lags * RELATIVE_WIDTH) : undefined;
     const clocks = this.o.beatClock ? new Float32Array(T * B * CLOCK_WIDTH) : undefined;
+    const loopInputs = this.o.loopInput ? new Float32Array(T * B * LOOP_INPUT_SLOTS) : undefined;
     const marks = this.o.marks ? new Float32Array(T * B) : undefined;
     const returns = this.o.marks ? new Float32Array(T * B) : undefined;
     const keep: number[] = [];
@@ -201,6 +216,7 @@ export class PieceStream {
       if (c.piece < 0) return;
       const piece = this.pieces[c.piece];
       const onsets = this.onsetsOf(c.piece);
+      const loops = loopInputs ? this.loopsOf(c.piece) : undefined;
       const moved = (t: NoteToken): NoteToken => (c.shift ? { ...t, pitch: t.pitch + c.shift } : t);
       const to = Math.min(piece.tokens.length, c.pos + T);
       const chunkKeyDropped = this.o.rng && this.o.keyDropout ? this.o.rng.next() < this.o.keyDropout : false;
@@ -211,6 +227,7 @@ export class PieceStream {
         if (anchors && previous) anchors[row] = previous.pitch - PITCH_MIN;
         // The clock of the note this row reads (none for a piece's first row, as for its interval context).
         if (clocks && i > 0) writeClockRow(clocks, row * CLOCK_WIDTH, onsets[i - 1]);
+        if (loops && i > 0) for (const column of loopInputColumns(loops[i - 1])) loopInputs![row * LOOP_INPUT_SLOTS + column] = 1;
         if (contexts) c.recent.forEach((interval, l) => interval >= 0 && (contexts[(row * lags + l) * RELATIVE_WIDTH + interval] = 1));
         const before = previous;
         const target = moved(piece.tokens[i]);
@@ -249,6 +266,7 @@ export class PieceStream {
       intervalRows: intervals ? tf.tensor2d(intervals, [T * B, RELATIVE_WIDTH]) : undefined,
       intervalContext: contexts ? tf.tensor2d(contexts, [T * B, lags * RELATIVE_WIDTH]) : undefined,
       clockRows: clocks ? tf.tensor2d(clocks, [T * B, CLOCK_WIDTH]) : undefined,
+      loopInputs: loopInputs ? tf.tensor2d(loopInputs, [T * B, LOOP_INPUT_SLOTS]) : undefined,
       marks: marks ? tf.tensor1d(marks) : undefined,
       markedTargets: marks ? marked : undefined,
       returns: returns ? tf.tensor1d(returns) : undefined,
@@ -262,5 +280,5 @@ export class PieceStream {
 }
 
 export function disposeChunk(b: ChunkBatch): void {
-  tf.dispose([b.inputs, ...b.targets, ...(b.keyInputs ? [b.keyInputs] : []), ...(b.noteRows ? [b.noteRows] : []), ...(b.pitchAnchors ? [b.pitchAnchors] : []), ...(b.intervalRows ? [b.intervalRows] : []), ...(b.intervalContext ? [b.intervalContext] : []), ...(b.clockRows ? [b.clockRows] : []), ...(b.marks ? [b.marks] : []), ...(b.returns ? [b.returns] : [])]);
+  tf.dispose([b.inputs, ...b.targets, ...(b.keyInputs ? [b.keyInputs] : []), ...(b.noteRows ? [b.noteRows] : []), ...(b.pitchAnchors ? [b.pitchAnchors] : []), ...(b.intervalRows ? [b.intervalRows] : []), ...(b.intervalContext ? [b.intervalContext] : []), ...(b.clockRows ? [b.clockRows] : []), ...(b.loopInputs ? [b.loopInputs] : []), ...(b.marks ? [b.marks] : []), ...(b.returns ? [b.returns] : [])]);
 }
