@@ -39,6 +39,7 @@ import {
 import { writeMidi } from '../src/midi/write.ts';
 import { seededRandom } from '../src/model/random.ts';
 import { detokenize, type NoteToken } from '../src/tokens/tokenize.ts';
+import { loopProfile } from '../src/tokens/loops.ts';
 import { createTinyModel, TINY_LONG_CONTEXT_HYPERPARAMETERS } from './support/tinyModel.ts';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
@@ -291,6 +292,9 @@ describe('compareRealism', () => {
     assert.equal(r.features.scaleConsistency.pass, false);
     assert.ok(r.passed < REALISM_FEATURES.length);
     assert.equal(r.passed, REALISM_FEATURES.filter((f) => r.features[f].pass).length);
+    // The loop profile is taken over the whole pieces of each side, not the excerpts.
+    assert.equal(r.loops.real.notes, 8 * 499);
+    assert.deepEqual(r.loops.generated, loopProfile(generated.map((p) => p.tokens)));
   });
 
   test('pieces like the real ones pass; a band shrunk to one value still holds a mean equal to it', () => {

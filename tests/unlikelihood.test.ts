@@ -11,7 +11,7 @@ import { clippedAdamStep } from '../src/model/training.ts';
 import { streamEpoch } from '../src/model/note/train/fitLongContext.ts';
 import { disposeChunk, modelStreamOptions, PieceStream, type StreamPiece } from '../src/model/note/train/stream.ts';
 import { excerptLongestLoop, sampleMarkedPieces } from '../src/model/note/train/unlikelihood.ts';
-import { advanceLoop, distantReturns, loopContinuations, loopLengths, loopRuns, startLoopTracker } from '../src/tokens/loops.ts';
+import { advanceLoop, distantReturns, loopContinuations, loopLengths, loopProfile, loopRuns, startLoopTracker } from '../src/tokens/loops.ts';
 import { PITCH_MIN, type NoteToken } from '../src/tokens/tokenize.ts';
 import { TINY_LONG_CONTEXT_HYPERPARAMETERS as H } from './support/tinyModel.ts';
 
@@ -40,6 +40,16 @@ describe('loops', () => {
     assert.deepEqual([...loopLengths(notes([60, 62, 60, 62].concat([60, 62]), 3).map((t, i) => ({ ...t, dt: i % 2 ? 2 : 3 })))], [0, 0, 0, 4, 5, 6], 'pitch and gap both repeat');
     assert.deepEqual([...loopLengths([...notes([60, 62]), ...notes([60, 62], 6)])], [0, 0, 0, 0], 'the same pitches in another rhythm do not loop');
     assert.throws(() => loopContinuations(tokens, 1), /limit must be a whole number ≥ 2, got 1/);
+  });
+
+  test('a loop profile counts the loops started and how often a loop of each length goes on', () => {
+    const figure = [60, 64, 67, 64];
+    const profile = loopProfile([notes([50, ...figure, ...figure, ...figure, 71])]);
+    // One loop starts at the figure's 8th note; read with 8..12 notes of loop behind, 4 of 5 notes carry it on.
+    assert.equal(profile.notes, 13);
+    assert.ok(Math.abs(profile.startsPer100 - 100 / 13) < 1e-9);
+    assert.deepEqual(profile.goesOn.map((g) => [g.from, g.notes, g.share]), [[2, 0, 0], [4, 0, 0], [8, 5, 0.8], [16, 0, 0], [32, 0, 0]]);
+    assert.deepEqual(loopProfile([]).goesOn.map((g) => g.notes), [0, 0, 0, 0, 0]);
   });
 
   test('the loop input: one note at a time as over the whole piece, a thermometer of its length and its period band, read by the next row', () => {

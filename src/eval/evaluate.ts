@@ -37,6 +37,7 @@ import { generateStudyEvents, scoreStudyWindows } from '../model/study/predict.t
 import { encodeEvents, eventsToNotes, studyEvents, UNKNOWN_EVENT } from '../model/study/tokens.ts';
 import { seededRandom } from '../model/random.ts';
 import { tokenHash, tokenize, type NoteToken } from '../tokens/tokenize.ts';
+import type { LoopProfile } from '../tokens/loops.ts';
 import { corpusHash, corpusRoot, listCorpus, loadCorpus, type CorpusPiece } from '../model/corpus.ts';
 import { evaluatePieces } from '../model/note/train/fit.ts';
 import { addTotals, baselineTotals, DEFAULT_SMOOTHING_K, fitBaselines, NOTE_FIELD_CLASSES, noteTokenFields, perToken, type BaselineTotals } from './baselines.ts';
@@ -876,6 +877,8 @@ function realismLines(m: RealismReport): string[] {
   if (k)
     lines.push(`composer recognition (${k.composers.join(', ')}; chance ${pct(k.chance)}): real ${pct(k.real.accuracy)} (balanced ${pct(k.real.balancedAccuracy)}, ${k.real.pieces} pieces), generated ${pct(k.generated.accuracy)} (balanced ${pct(k.generated.balancedAccuracy)}; ${Object.entries(k.generated.perComposer).map(([name, a]) => `${name} ${pct(a)}`).join(', ')})`);
   else lines.push('composer recognition: fewer than two composers with real and generated excerpts');
+  const loops = (p: LoopProfile) => `${p.startsPer100.toFixed(1)} started per 100 notes, carried on after ${p.goesOn.map((g) => `${g.from}+ ${fmt(g.share, 2)}`).join(' / ')}`;
+  if (m.loops) lines.push(`loops (whole pieces; carried on: the share of notes that continue a loop already that long): real ${loops(m.loops.real)}; generated ${loops(m.loops.generated)}`);
   lines.push(`(realism: generation ${m.seconds.generation} s, analysis ${m.seconds.analysis} s)`);
   return lines;
 }

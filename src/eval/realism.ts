@@ -30,7 +30,7 @@
  */
 import { seededRandom, shuffleInPlace } from '../model/random.ts';
 import { bestKey, pitchClassWeights } from '../tokens/key.ts';
-import { distantReturns, longestLoop } from '../tokens/loops.ts';
+import { distantReturns, longestLoop, loopProfile, type LoopProfile } from '../tokens/loops.ts';
 import { STEPS_PER_BEAT, type NoteToken } from '../tokens/tokenize.ts';
 import { musicDistributions, repeatedNgramShare } from './musicStats.ts';
 import { histogram } from './wasserstein.ts';
@@ -595,6 +595,8 @@ export interface RealismComparison {
     leading: { feature: RealismFeature; auc: number }[];
   };
   composerRecognition: ComposerRecognition | null;
+  /** How the whole pieces loop (loopProfile): real against generated. */
+  loops: { real: LoopProfile; generated: LoopProfile };
   real: { pieces: number; excerpts: number };
   generated: { pieces: number; excerpts: number };
 }
@@ -739,6 +741,7 @@ export function compareRealism(real: readonly PieceTokens[], generated: readonly
     passed: REALISM_FEATURES.filter((f) => features[f].pass).length,
     classifier: { generatedVsReal, realVsReal, leading },
     composerRecognition: recognition,
+    loops: { real: loopProfile(real.map((p) => p.tokens)), generated: loopProfile(generated.map((p) => p.tokens)) },
     real: { pieces: realPieces.length, excerpts: realRows.length },
     generated: { pieces: genPieces, excerpts: genRows.length },
   };

@@ -109,3 +109,47 @@ export function distantReturns(tokens: readonly NoteToken[], length = 8, minDist
   }
   return marks;
 }
+
+/** Loop lengths from which LoopProfile.goesOn is counted, each band up to the next. */
+export const LOOP_PROFILE_BANDS = [2, 4, 8, 16, 32] as const;
+
+/**
+ * How a set of pieces loops: how often a loop starts, and once one has run so long, how often
+ * its next note carries it on (the hazard's complement). A sampler that is calibrated note by
+ * note on real music can still loop too long on its own notes; this says which of the two
+ * (more loops, or loops that do not stop) it is.
+ */
+export interface LoopProfile {
+  notes: number;
+  /** Loops started (a note that completes a figure's second round) per 100 notes. */
+  startsPer100: number;
+  /** Per band of LOOP_PROFILE_BANDS: notes read with a loop of that length behind them, and the share of those that carried it on. */
+  goesOn: { from: number; notes: number; share: number }[];
+}
+
+export function loopProfile(pieces: readonly (readonly NoteToken[])[]): LoopProfile {
+  const seen = new Array<number>(LOOP_PROFILE_BANDS.length).fill(0);
+  const carried = new Array<number>(LOOP_PROFILE_BANDS.length).fill(0);
+  let notes = 0;
+  let starts = 0;
+  for (const tokens of pieces) {
+    const runs = loopRuns(tokens);
+    for (let i = 1; i < tokens.length; i++) {
+      notes++;
+      const behind = runs[i - 1].length;
+      if (behind < LOOP_PROFILE_BANDS[0]) {
+        if (runs[i].length > 0) starts++;
+        continue;
+      }
+      let band = 0;
+      while (band + 1 < LOOP_PROFILE_BANDS.length && behind >= LOOP_PROFILE_BANDS[band + 1]) band++;
+      seen[band]++;
+      if (runs[i].length > behind) carried[band]++;
+    }
+  }
+  return {
+    notes,
+    startsPer100: notes ? (100 * starts) / notes : 0,
+    goesOn: LOOP_PROFILE_BANDS.map((from, b) => ({ from, notes: seen[b], share: seen[b] ? carried[b] / seen[b] : 0 })),
+  };
+}
