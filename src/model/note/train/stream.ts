@@ -124,10 +124,21 @@ export function streamSteps(pieces: readonly TokenPiece[], queues: readonly numb
   return Math.max(0, ...queues.map((q) => q.reduce((s, i) => s + Math.ceil(pieces[i].tokens.length / window), 0)));
 }
 
+/** The value `cache` holds for piece `index`, made by `make` the first time it is asked for. */
+function kept<T>(cache: Map<number, T>, index: number, make: () => T): T {
+  let value = cache.get(index);
+  if (value === undefined) {
+    value = make();
+    cache.set(index, value);
+  }
+  return value;
+}
+
 export class PieceStream {
   private readonly cursors: Cursor[];
   /** Each piece's note onsets (noteOnsets), made when the piece is first played. */
   private readonly onsets = new Map<number, Float64Array>();
+  /** Each piece's loop through every note (loopRuns; the notes as written: a transposition moves no loop, a displaced read-back note is not counted), made when first needed. */
   private readonly loops = new Map<number, LoopRun[]>();
 
   constructor(
@@ -166,25 +177,6 @@ export class PieceStream {
     }
   }
 
-  private onsetsOf(index: number): Float64Array {
-    let onsets = this.onsets.get(index);
-    if (!onsets) {
-      onsets = noteOnsets(this.pieces[index].tokens);
-      this.onsets.set(index, onsets);
-    }
-    return onsets;
-  }
-
-  /** The loop through each note of piece `index` (the notes as written: a transposition moves no loop; a displaced read-back note is not counted). */
-  private loopsOf(index: number): LoopRun[] {
-    let loops = this.loops.get(index);
-    if (!loops) {
-      loops = loopRuns(this.pieces[index].tokens);
-      this.loops.set(index, loops);
-    }
-    return loops;
-  }
-
   /** The next chunk of every row, or undefined when every row has played its queue. */
   next(): StreamChunk | undefined {
     for (const c of this.cursors) if (c.piece < 0 && c.queue.length > 0) this.startNext(c);
@@ -215,8 +207,8 @@ export class PieceStream {
       memory.push(c.memory);
       if (c.piece < 0) return;
       const piece = this.pieces[c.piece];
-      const onsets = this.onsetsOf(c.piece);
-      const loops = loopInputs ? this.loopsOf(c.piece) : undefined;
+      const onsets = kept(this.onsets, c.piece, () => noteOnsets(piece.tokens));
+      const loops = loopInputs ? kept(this.loops, c.piece, () => loopRuns(piece.tokens)) : undefined;
       const moved = (t: NoteToken): NoteToken => (c.shift ? { ...t, pitch: t.pitch + c.shift } : t);
       const to = Math.min(piece.tokens.length, c.pos + T);
       const chunkKeyDropped = this.o.rng && this.o.keyDropout ? this.o.rng.next() < this.o.keyDropout : false;
