@@ -268,7 +268,7 @@ describe('train', () => {
     assert.ok(own.returnShare >= 0 && own.returnShare <= 1 && Number.isFinite(own.returnNll), `and how often it brought a figure back: ${JSON.stringify(own)}`);
     assert.equal(fresh.decoding, undefined, 'a model trained from scratch plays the engine defaults');
     assert.equal(fresh.training.initFrom, undefined, 'and names no starting model');
-    const wrong = await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', join(dir, 'never'), '--residual', '--dropout', '2', '--lr-inherited', '0.001', '--gate-init', '1.5', '--interval-match', '9', '--loop-limit', '1', '--return-bonus=-1');
+    const wrong = await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', join(dir, 'never'), '--residual', '--dropout', '2', '--lr-inherited', '0.001', '--gate-init', '1.5', '--interval-match', '9', '--loop-limit', '1', '--return-bonus=-1', '--loop-hazard=-2');
     assert.equal(wrong.code, 2);
     assert.match(wrong.stderr, /--lr-inherited needs --init-from/);
     assert.match(wrong.stderr, /--dropout/);
@@ -277,13 +277,16 @@ describe('train', () => {
     assert.match(wrong.stderr, /--interval-match must be between 1 and 8, got 9/);
     assert.match(wrong.stderr, /--loop-limit must be between 2 and 10000, got 1/);
     assert.match(wrong.stderr, /--return-bonus must be between 0 and 100, got -1/);
-    assert.match(wrong.stderr, /--unlikelihood-every, --loop-limit and --return-bonus need --unlikelihood X/);
+    assert.match(wrong.stderr, /--loop-hazard must be between 0 and 100, got -2/);
+    assert.match(wrong.stderr, /--unlikelihood-every and --return-bonus need --unlikelihood X or --loop-hazard X/);
+    assert.match(wrong.stderr, /--loop-limit needs --unlikelihood X/);
     assert.ok(!existsSync(join(dir, 'never')), 'nothing written');
-    const local = await cli('train', '--data', join(dir, 'corpus'), '--out', join(dir, 'never'), '--residual', '--relative-pitch', '--interval-match', '3', '--unlikelihood', '1');
+    const local = await cli('train', '--data', join(dir, 'corpus'), '--out', join(dir, 'never'), '--residual', '--relative-pitch', '--interval-match', '3', '--unlikelihood', '1', '--loop-hazard', '1');
     assert.match(local.stderr, /--residual applies to --arch long-context only/);
     assert.match(local.stderr, /--relative-pitch applies to --arch long-context only/);
     assert.match(local.stderr, /--interval-match applies to --arch long-context only/);
     assert.match(local.stderr, /--unlikelihood applies to --arch long-context only/);
+    assert.match(local.stderr, /--loop-hazard applies to --arch long-context only/);
     const shut = await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', join(dir, 'never'), '--gate-init', '0.1');
     assert.match(shut.stderr, /--gate-init needs --residual/);
   });

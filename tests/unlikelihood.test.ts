@@ -4,14 +4,14 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/model/backend.ts';
 import { inputWidth, LOOP_INPUT_SLOTS, LOOP_LENGTH_STEPS, loopInputColumns } from '../src/model/note/features.ts';
 import { chunkUnlikelihood, createLongContextWeights, disposeMemory, emptyMemory, advanceMemory, memoryMaskFor, type ChunkCarry } from '../src/model/note/longContext.ts';
-import { pitchLikelihood, pitchUnlikelihood, type Hyperparameters } from '../src/model/note/network.ts';
+import { loopHazardLoss, pitchLikelihood, pitchUnlikelihood, type Hyperparameters } from '../src/model/note/network.ts';
 import type { Weights } from '../src/model/layers.ts';
 import { seededRandom } from '../src/model/random.ts';
 import { clippedAdamStep } from '../src/model/training.ts';
 import { streamEpoch } from '../src/model/note/train/fitLongContext.ts';
 import { disposeChunk, modelStreamOptions, PieceStream, type StreamPiece } from '../src/model/note/train/stream.ts';
-import { excerptLongestLoop, sampleMarkedPieces } from '../src/model/note/train/unlikelihood.ts';
-import { advanceLoop, distantReturns, loopContinuations, loopLengths, loopProfile, loopRuns, startLoopTracker } from '../src/tokens/loops.ts';
+import { excerptLongestLoop, hazardShares, sampleMarkedPieces } from '../src/model/note/train/unlikelihood.ts';
+import { advanceLoop, distantReturns, loopContinuations, loopHazardProfile, loopHazardRows, loopLengths, loopProfile, loopRuns, startLoopTracker } from '../src/tokens/loops.ts';
 import { PITCH_MIN, type NoteToken } from '../src/tokens/tokenize.ts';
 import { TINY_LONG_CONTEXT_HYPERPARAMETERS as H } from './support/tinyModel.ts';
 
@@ -216,5 +216,109 @@ describe('unlikelihood', () => {
     assert.ok(r.unlikelihood!.marked > 0 && r.unlikelihood!.loss > 0, JSON.stringify(r.unlikelihood));
     optimizer.dispose();
     tf.dispose(Object.values(w));
+  });
+});
+
+describe('loop hazard', () => {
+  test('each note knows the loop behind it and the note that would carry it on; the profile splits carrying on into gap, then pitch', () => {
+    const figure = [60, 64, 67, 64];
+    const tokens = notes([50, ...figure, ...figure, ...figure, 71, 72]);
+    tokens[14] = { ...tokens[14], dt: 5 };
+    const rows = loopHazardRows(tokens);
+    // Loops of 8..12 notes run behind notes 9..13 (band 2: 8 to 15 notes); each would copy the note 4 back.
+    assert.deepEqual([...rows.band], [-1, -1, -1, -1, -1, -1, -1, -1, -1, 2, 2, 2, 2, 2, -1]);
+    assert.deepEqual([...rows.pitch.slice(9, 14)], [60, 64, 67, 64, 60]);
+    assert.deepEqual([...rows.dt.slice(9, 14)], [3, 3, 3, 3, 3]);
+    const hammered = loopHazardRows(notes([60, 60, 60, 60, 62]));
+    assert.deepEqual([...hammered.band], [-1, -1, -1, 0, 0], 'one note hammered: a loop of 2, then 3, behind (band 0)');
+    assert.deepEqual([...hammered.pitch.slice(3)], [60, 60]);
+    const profile = loopHazardProfile([tokens, notes([60, 60, 60, 60, 62])]);
+    assert.deepEqual(
+      profile.bands.map((b) => [b.from, b.rows, b.dtShare, b.pitchRows, b.pitchShare]),
+      [
+        [2, 2, 1, 2, 0.5],
+        [4, 0, 0, 0, 0],
+        [8, 5, 1, 5, 0.8],
+        [16, 0, 0, 0, 0],
+        [32, 0, 0, 0, 0],
+      ],
+    );
+    // Gap share × pitch share is the loop profile's share carried on.
+    assert.equal(loopProfile([tokens]).goesOn[2].share, 0.8);
+    const broken = loopHazardProfile([[...tokens.slice(0, 13), { ...tokens[9], dt: 5 }]]);
+    assert.deepEqual([broken.bands[2].rows, broken.bands[2].dtShare, broken.bands[2].pitchRows], [5, 0.8, 4], 'a note in another rhythm breaks the loop at the gap and is not asked about its pitch');
+    assert.deepEqual(hazardShares(profile), { dtShare: [1, 0, 1, 0, 0], pitchShare: [0.5, 0, 0.8, 0, 0] });
+  });
+
+  test('loopHazardLoss is 0 where each band carries loops on as real music does, and pulls the band mean, not each row', () => {
+    const rows = 3;
+    const logitsDt = tf.tensor2d([[0, Math.log(3)], [0, 0], [Math.log(3), 0]]); // p(dt 1) = 0.75, 0.5, 0.25
+    const logitsPitch = tf.tensor2d([[0, 0], [Math.log(9), 0], [0, 0]]); // p(pitch 0) = 0.5, 0.9, 0.5
+    const bands = tf.tensor2d([[1, 0], [1, 0], [0, 1]]);
+    const dtTargets = tf.tensor2d([[0, 1], [0, 1], [0, 1]]);
+    const pitchTargets = tf.tensor2d([[1, 0], [1, 0], [1, 0]]);
+    const matched = tf.tensor1d([1, 1, 0]);
+    const value = (dtShare: number[], pitchShare: number[]) => tf.tidy(() => loopHazardLoss(logitsDt, logitsPitch, bands, dtTargets, pitchTargets, matched, { dtShare, pitchShare }).dataSync()[0]);
+    // Band 0: dt mean 0.625 over 2 rows, pitch mean 0.7 over its 2 matched rows; band 1: dt 0.25, no matched row.
+    assert.ok(Math.abs(value([0.625, 0.25], [0.7, 0.3])) < 1e-5, 'every mean at its real share: nothing to pull');
+    const kl = (q: number, p: number) => q * Math.log(q / p) + (1 - q) * Math.log((1 - q) / (1 - p));
+    const expected = (2 / rows) * kl(0.4, 0.625) + (1 / rows) * kl(0.5, 0.25) + kl(0.6, 0.7);
+    assert.ok(Math.abs(value([0.4, 0.5], [0.6, 0.3]) - expected) < 1e-4, `${value([0.4, 0.5], [0.6, 0.3])} against ${expected}`);
+    // The gradient lowers a band whose loops go on too often: every row of it, the surest most in logit terms alike.
+    const grad = tf.grad((l: tf.Tensor) => loopHazardLoss(logitsDt, l as tf.Tensor2D, bands, dtTargets, pitchTargets, matched, { dtShare: [0.625, 0.25], pitchShare: [0.2, 0.3] }))(logitsPitch);
+    const g = grad.arraySync() as number[][];
+    assert.ok(g[0][0] > 0 && g[1][0] > 0, 'both matched rows of band 0 are pushed off the loop pitch');
+    assert.equal(Math.abs(g[2][0]), 0, 'a row whose gap broke the loop is not asked about its pitch');
+    tf.dispose([logitsDt, logitsPitch, bands, dtTargets, pitchTargets, matched, grad]);
+  });
+
+  test('the stream hands each row its loop band and loop values; an epoch of loop hazard rounds lowers the own pieces\' loops toward the real share and leaks nothing', () => {
+    const h: Hyperparameters = { ...H };
+    const w = createLongContextWeights(h, D, 9);
+    const figure = [60, 64, 67, 64];
+    const tokens = notes([50, ...figure, ...figure, ...figure, 71]);
+    const stream = new PieceStream([{ composer: 'Chopin', tokens, hazard: loopHazardRows(tokens) }], [[0]], { ...modelStreamOptions(H), composerIndex, composers: COMPOSERS, marks: true, hazard: true });
+    const chunk = stream.next()!;
+    const z = chunk.batch.hazard!;
+    assert.equal(z.rows, 5);
+    assert.deepEqual((z.bands.arraySync() as number[][]).slice(8, 14).map((r) => r.indexOf(1)), [-1, 2, 2, 2, 2, 2]);
+    assert.deepEqual((z.pitchTargets.arraySync() as number[][]).slice(9, 14).map((r) => r.indexOf(1) + PITCH_MIN), [60, 64, 67, 64, 60]);
+    assert.deepEqual((z.dtTargets.arraySync() as number[][]).slice(9, 14).map((r) => r.indexOf(1)), [3, 3, 3, 3, 3]);
+    assert.deepEqual([...z.dtMatched.dataSync()].slice(8, 14), [0, 1, 1, 1, 1, 1]);
+    disposeChunk(chunk.batch);
+    tf.dispose(Object.values(w));
+    // A model that hammers one note, trained on pieces that never repeat a note: with loop hazard
+    // rounds its own loops go on less than with the likelihood steps alone.
+    const pieces: StreamPiece[] = [0, 1, 2, 3].map((i) => ({ composer: i % 2 ? 'Mozart' : 'Chopin', tokens: notes(Array.from({ length: 40 }, (_, k) => 48 + ((k * 7 + i) % 37))), keys: new Uint8Array(40).fill(i) }));
+    assert.ok(loopHazardProfile(pieces.map((p) => p.tokens)).bands.every((b) => b.rows === 0), 'the real pieces never loop');
+    const train = (hazard: number) => {
+      const w = createLongContextWeights(h, D, 9);
+      const favour = (name: string, cls: number) => {
+        const v = w[name] as tf.Variable;
+        const values = v.dataSync().slice();
+        values[cls] += 8;
+        v.assign(tf.tensor(values, v.shape));
+      };
+      favour('head/bdt', 3);
+      favour('head/bpitch', 60 - PITCH_MIN);
+      const unlikelihood = { weight: 0, every: 1, pieces: 3, notes: 48, limit: 20, hazard, decoding: { temperature: 1, topP: 1 } };
+      const optimizer = tf.train.adam(0.01);
+      const rng = seededRandom(2);
+      const epoch = () => streamEpoch(w, h, pieces, { batchSize: 2, composerIndex, composers: COMPOSERS, transpose: 0, composerDropout: 0, keyDropout: 0, inputNoise: 0, rng, step: (loss) => clippedAdamStep(optimizer, w, Object.keys(w), loss, 1), progress: () => {}, unlikelihood });
+      epoch(); // the optimizer makes its moments on the first step
+      const tensors = tf.memory().numTensors;
+      const records = [epoch(), epoch(), epoch()].map((r) => r.unlikelihood!);
+      assert.equal(tf.memory().numTensors, tensors, 'no tensor left behind');
+      optimizer.dispose();
+      tf.dispose(Object.values(w));
+      return { records };
+    };
+    const pulled = train(1);
+    const plain = train(0);
+    assert.ok(pulled.records.every((r) => r.hazardSteps > 0 && r.hazard > 0 && r.loss === 0), JSON.stringify(pulled.records[0]));
+    assert.ok(pulled.records.every((r) => r.hazardSteps > 0 && r.hazard > 0 && r.loss === 0), JSON.stringify(pulled.records[0]));
+    assert.ok(plain.records.every((r) => r.hazardSteps === 0 && r.hazard === 0), 'without the hazard weight the round only samples');
+    const loops = (records: typeof plain.records) => records.reduce((s, r) => s + r.longestLoopSum / r.pieces, 0) / records.length;
+    assert.ok(loops(pulled.records) < loops(plain.records) / 2, `own longest loop ${loops(pulled.records).toFixed(1)} with loop hazard steps, ${loops(plain.records).toFixed(1)} without`);
   });
 });

@@ -60,7 +60,10 @@ after every --unlikelihood-every N likelihood steps (default 8) the model writes
 notes as it samples, and a step of weight X lowers the probability of each note that carries a
 loop past --loop-limit N notes (default 16); default 0: off; the epoch line reports the loops of
 the model's own pieces; --return-bonus X adds a likelihood step of weight X on each note of those
-pieces that lies in an 8-note figure brought back from further than 16 notes, so that motifs still return);
+pieces that lies in an 8-note figure brought back from further than 16 notes, so that motifs still return),
+--loop-hazard X (on the same own pieces, a step of weight X pulls the model's mean probability of
+carrying a loop on, per band of loop length (2, 4, 8, 16, 32+ notes), toward the share real pieces
+carry theirs on: the onset gap first, then the pitch; alone or beside --unlikelihood; default 0: off);
 defaults --lr 0.002, --batch 16.`;
 
 export const ARCHES = ['lstm-attention', 'long-context', 'study'] as const;
@@ -112,6 +115,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
       'unlikelihood-every': { type: 'string' },
       'loop-limit': { type: 'string' },
       'return-bonus': { type: 'string' },
+      'loop-hazard': { type: 'string' },
     },
     strict: true,
   });
@@ -120,7 +124,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   if (!values.out) problems.push('--out DIR is required');
   const longContext = arch === 'long-context';
   const base = longContext ? LONG_CONTEXT_HYPERPARAMETERS : DEFAULT_HYPERPARAMETERS;
-  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise', 'residual', 'gate-init', 'relative-pitch', 'interval-values', 'interval-match', 'beat-clock', 'loop-input', 'dropout', 'unlikelihood', 'unlikelihood-every', 'loop-limit', 'return-bonus'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
+  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise', 'residual', 'gate-init', 'relative-pitch', 'interval-values', 'interval-match', 'beat-clock', 'loop-input', 'dropout', 'unlikelihood', 'unlikelihood-every', 'loop-limit', 'return-bonus', 'loop-hazard'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
   const epochs = collect(() => intOption('--epochs', values.epochs, 30, 1, 10_000), 30);
   const batchDefault = longContext ? 16 : 32;
   const batchSize = collect(() => intOption('--batch', values.batch, batchDefault, 1, 1024), batchDefault);
@@ -136,7 +140,9 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   const unlikelihoodEvery = collect(() => intOption('--unlikelihood-every', values['unlikelihood-every'], DEFAULT_UNLIKELIHOOD.every, 1, 100_000), DEFAULT_UNLIKELIHOOD.every);
   const loopLimit = collect(() => intOption('--loop-limit', values['loop-limit'], DEFAULT_UNLIKELIHOOD.limit, 2, 10_000), DEFAULT_UNLIKELIHOOD.limit);
   const returnBonus = collect(() => numberOption('--return-bonus', values['return-bonus'], 0, 0, 100), 0);
-  if (!unlikelihoodWeight && (values['unlikelihood-every'] !== undefined || values['loop-limit'] !== undefined || values['return-bonus'] !== undefined)) problems.push('--unlikelihood-every, --loop-limit and --return-bonus need --unlikelihood X (X > 0)');
+  const loopHazard = collect(() => numberOption('--loop-hazard', values['loop-hazard'], 0, 0, 100), 0);
+  if (!unlikelihoodWeight && !loopHazard && (values['unlikelihood-every'] !== undefined || values['return-bonus'] !== undefined)) problems.push('--unlikelihood-every and --return-bonus need --unlikelihood X or --loop-hazard X (X > 0)');
+  if (!unlikelihoodWeight && values['loop-limit'] !== undefined) problems.push('--loop-limit needs --unlikelihood X (X > 0)');
   const patience = collect(() => intOption('--patience', values.patience, 3, 1, 1000), 3);
   const seed = collect(() => intOption('--seed', values.seed, 1, 0, 2 ** 31), 1);
   const maxMinutes = values['max-minutes'] ? collect(() => numberOption('--max-minutes', values['max-minutes'], 0, 0.01, 1e6), undefined) : undefined;
@@ -189,7 +195,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
     composerDropout: 0.1,
     keyDropout,
     inputNoise,
-    unlikelihood: unlikelihoodWeight > 0 ? { ...DEFAULT_UNLIKELIHOOD, weight: unlikelihoodWeight, every: unlikelihoodEvery, limit: loopLimit, ...(returnBonus > 0 ? { returnBonus } : {}) } : undefined,
+    unlikelihood: unlikelihoodWeight > 0 || loopHazard > 0 ? { ...DEFAULT_UNLIKELIHOOD, weight: unlikelihoodWeight, every: unlikelihoodEvery, limit: loopLimit, ...(returnBonus > 0 ? { returnBonus } : {}), ...(loopHazard > 0 ? { hazard: loopHazard } : {}) } : undefined,
     initialWeights: parentDir,
     decoding: parent ? carriedDecoding(parent) : undefined,
     inheritedLearningRate,

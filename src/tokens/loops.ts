@@ -153,3 +153,64 @@ export function loopProfile(pieces: readonly (readonly NoteToken[])[]): LoopProf
     goesOn: LOOP_PROFILE_BANDS.map((from, b) => ({ from, notes: seen[b], share: seen[b] ? carried[b] / seen[b] : 0 })),
   };
 }
+
+/**
+ * Per note, the loop behind it and the note that would carry that loop on: `band` is the
+ * LOOP_PROFILE_BANDS index of the loop running through the note before (−1: none, or the first
+ * note), and `dt`/`pitch` are the onset gap and pitch of the note one period back, which the
+ * note copies if it carries the loop on. Loop hazard training reads the model's probabilities of
+ * those two values on its own pieces (loopHazardProfile gives the real shares).
+ */
+export interface LoopHazardRows {
+  band: Int8Array;
+  dt: Int32Array;
+  pitch: Int32Array;
+}
+
+export function loopHazardRows(tokens: readonly NoteToken[]): LoopHazardRows {
+  const runs = loopRuns(tokens);
+  const rows: LoopHazardRows = { band: new Int8Array(tokens.length).fill(-1), dt: new Int32Array(tokens.length), pitch: new Int32Array(tokens.length) };
+  for (let i = 1; i < tokens.length; i++) {
+    const behind = runs[i - 1];
+    if (behind.length < LOOP_PROFILE_BANDS[0]) continue;
+    let band = 0;
+    while (band + 1 < LOOP_PROFILE_BANDS.length && behind.length >= LOOP_PROFILE_BANDS[band + 1]) band++;
+    const copied = tokens[i - behind.period];
+    rows.band[i] = band;
+    rows.dt[i] = copied.dt;
+    rows.pitch[i] = copied.pitch;
+  }
+  return rows;
+}
+
+/**
+ * How often, per band of LOOP_PROFILE_BANDS, a note with a loop behind it copies the onset gap
+ * of the note one period back (`dtShare` of `rows`), and of those that do, how often it also
+ * copies the pitch (`pitchShare` of `pitchRows`): the two steps of carrying a loop on, as the
+ * dt head and then the pitch head decide them. Their product is about LoopProfile.goesOn.
+ */
+export interface LoopHazardProfile {
+  bands: { from: number; rows: number; dtShare: number; pitchRows: number; pitchShare: number }[];
+}
+
+export function loopHazardProfile(pieces: readonly (readonly NoteToken[])[]): LoopHazardProfile {
+  const counts = LOOP_PROFILE_BANDS.map((from) => ({ from, rows: 0, dtShare: 0, pitchRows: 0, pitchShare: 0 }));
+  for (const tokens of pieces) {
+    const rows = loopHazardRows(tokens);
+    for (let i = 1; i < tokens.length; i++) {
+      const band = rows.band[i];
+      if (band < 0) continue;
+      const c = counts[band];
+      c.rows++;
+      if (tokens[i].dt !== rows.dt[i]) continue;
+      c.dtShare++;
+      c.pitchRows++;
+      if (tokens[i].pitch === rows.pitch[i]) c.pitchShare++;
+    }
+  }
+  for (const c of counts) {
+    c.dtShare = c.rows ? c.dtShare / c.rows : 0;
+    c.pitchShare = c.pitchRows ? c.pitchShare / c.pitchRows : 0;
+  }
+  return { bands: counts };
+}

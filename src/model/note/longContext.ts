@@ -33,7 +33,7 @@ import * as tf from '@tensorflow/tfjs';
 import { KEY_SLOTS } from '../../tokens/key.ts';
 import { HEAD_SIZES, LOOP_INPUT_SLOTS, targetIndices } from './features.ts';
 import type { NoteToken } from '../../tokens/tokenize.ts';
-import { headShapes, headsLoss, lstmShapes, pitchLikelihood, pitchUnlikelihood, teacherForcedLogits, CLOCK_PERIODS, CLOCK_SCALE, CLOCK_WIDTH, MATCH_SCALE, RELATIVE_WIDTH, type Hyperparameters, type SequenceBatch } from './network.ts';
+import { headShapes, headsLoss, loopHazardLoss, lstmShapes, pitchLikelihood, pitchUnlikelihood, teacherForcedLogits, CLOCK_PERIODS, CLOCK_SCALE, CLOCK_WIDTH, MATCH_SCALE, RELATIVE_WIDTH, type Hyperparameters, type LoopHazardShares, type SequenceBatch } from './network.ts';
 import { lstmRecurrence, uniqueVariableName, type Weights } from '../layers.ts';
 
 /** Width of a note as the attention values read it: the four heads' one-hots side by side. */
@@ -252,6 +252,8 @@ export interface ChunkBatch extends SequenceBatch {
   returns?: tf.Tensor1D;
   /** Rows marked in `returns`. */
   returnTargets?: number;
+  /** Loop hazard training: each row's loop band and the values that would carry the loop on (PieceStream option hazard; loopHazardLoss). */
+  hazard?: { bands: tf.Tensor2D; dtTargets: tf.Tensor2D; pitchTargets: tf.Tensor2D; dtMatched: tf.Tensor1D; rows: number };
   realTargets: number;
 }
 
@@ -423,11 +425,17 @@ export function chunkLoss(w: Weights, h: Hyperparameters, b: ChunkBatch, memory:
  * training on the model's own samples, whose marked notes continue a loop and whose return
  * notes bring a figure back from afar (src/model/note/train/unlikelihood.ts).
  */
-export function chunkUnlikelihood(w: Weights, h: Hyperparameters, b: ChunkBatch, memory: ChunkMemory, memoryMask: tf.Tensor2D, keep: tf.Tensor2D, dropout: number, carry?: (c: ChunkCarry) => void): { unlikelihood: tf.Scalar; returnNll: tf.Scalar } {
+export function chunkUnlikelihood(w: Weights, h: Hyperparameters, b: ChunkBatch, memory: ChunkMemory, memoryMask: tf.Tensor2D, keep: tf.Tensor2D, dropout: number, carry?: (c: ChunkCarry) => void, realHazard?: LoopHazardShares): { unlikelihood: tf.Scalar; returnNll: tf.Scalar; hazard: tf.Scalar } {
   if (!b.marks) throw new Error('chunkUnlikelihood: the chunk has no marks (PieceStream option marks)');
+  if (realHazard && !b.hazard) throw new Error('chunkUnlikelihood: loop hazard training needs the chunk\'s hazard rows (PieceStream option hazard)');
   const { pitchBias, anchors } = chunkHeadInputs(w, h, b);
   const logits = teacherForcedLogits(w, chunkHidden(w, h, b, memory, memoryMask, keep, dropout, carry), b.targets, pitchBias, anchors);
-  return { unlikelihood: pitchUnlikelihood(logits[1], b.targets[1], b.marks), returnNll: b.returns && b.returnTargets ? pitchLikelihood(logits[1], b.targets[1], b.returns) : tf.scalar(0) };
+  const z = b.hazard;
+  return {
+    unlikelihood: pitchUnlikelihood(logits[1], b.targets[1], b.marks),
+    returnNll: b.returns && b.returnTargets ? pitchLikelihood(logits[1], b.targets[1], b.returns) : tf.scalar(0),
+    hazard: realHazard && z?.rows ? loopHazardLoss(logits[0], logits[1], z.bands, z.dtTargets, z.pitchTargets, z.dtMatched, realHazard) : tf.scalar(0),
+  };
 }
 
 /** The next chunk's memory: the last M slots of the old memory and this chunk's slots. */

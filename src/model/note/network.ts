@@ -327,6 +327,36 @@ export function pitchUnlikelihood(logitsPitch: tf.Tensor2D, pitchTargets: tf.Ten
   return markedMean(tf.neg(tf.log(tf.maximum(tf.sub(1, p), 1e-6))), marks);
 }
 
+/** The real shares loopHazardLoss pulls toward, per band of LOOP_PROFILE_BANDS (loopHazardProfile). */
+export interface LoopHazardShares {
+  dtShare: readonly number[];
+  pitchShare: readonly number[];
+}
+
+/**
+ * Loop hazard matching on the model's own pieces: for each band of loop length, the mean
+ * probability that the dt head gives the loop's onset gap (over the band's rows) and that the
+ * pitch head gives the loop's pitch (over the band's rows whose onset gap did carry the loop on),
+ * each pulled toward the real share by a binary cross-entropy less its minimum (0 at the real
+ * share), weighted by the band's share of the rows. Only the means are pulled: a row may still
+ * be sure of its loop (an Alberti bass) as long as the band as a whole carries loops on as real
+ * music does. `bands` [rows, B] one-hot (zero: no loop behind), `dtTargets`/`pitchTargets` the
+ * loop's values one-hot, `dtMatched` [rows] 1 where the row's own onset gap is the loop's.
+ */
+export function loopHazardLoss(logitsDt: tf.Tensor2D, logitsPitch: tf.Tensor2D, bands: tf.Tensor2D, dtTargets: tf.Tensor2D, pitchTargets: tf.Tensor2D, dtMatched: tf.Tensor1D, real: LoopHazardShares): tf.Scalar {
+  const pDt = tf.sum(tf.mul(tf.softmax(logitsDt), dtTargets), 1) as tf.Tensor1D;
+  const pPitch = tf.sum(tf.mul(tf.softmax(logitsPitch), pitchTargets), 1) as tf.Tensor1D;
+  const matched = tf.mul(bands, dtMatched.expandDims(1)) as tf.Tensor2D;
+  const pulled = (p: tf.Tensor1D, rows: tf.Tensor2D, share: readonly number[]) => {
+    const n = tf.sum(rows, 0); // [B]
+    const mean = tf.clipByValue(tf.div(tf.sum(tf.mul(rows, p.expandDims(1)), 0), tf.maximum(n, 1)), 1e-6, 1 - 1e-6);
+    const target = tf.clipByValue(tf.tensor1d(share as number[]), 1e-6, 1 - 1e-6);
+    const bce = (q: tf.Tensor) => tf.neg(tf.add(tf.mul(target, tf.log(q)), tf.mul(tf.sub(1, target), tf.log(tf.sub(1, q)))));
+    return tf.div(tf.sum(tf.mul(tf.sub(bce(mean), bce(target)), n)), tf.maximum(tf.sum(n), 1));
+  };
+  return tf.add(pulled(pDt, bands, real.dtShare), pulled(pPitch, matched, real.pitchShare)) as tf.Scalar;
+}
+
 /** Mean −log p of the target pitch over the rows marked in `rows` (1/0); 0 when none is. */
 export function pitchLikelihood(logitsPitch: tf.Tensor2D, pitchTargets: tf.Tensor2D, rows: tf.Tensor1D): tf.Scalar {
   return markedMean(tf.neg(tf.sum(tf.mul(tf.logSoftmax(logitsPitch), pitchTargets), 1)), rows);

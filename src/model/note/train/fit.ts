@@ -63,7 +63,7 @@ export interface EpochRecord {
   seconds: number;
   learningRate: number;
   /** Runs with unlikelihood rounds: what the model wrote during the epoch, and the loss on its loops. */
-  selfSamples?: { rounds: number; pieces: number; meanLongestLoop: number; markedShare: number; unlikelihood: number; returnShare?: number; returnNll?: number };
+  selfSamples?: { rounds: number; pieces: number; meanLongestLoop: number; markedShare: number; unlikelihood: number; returnShare?: number; returnNll?: number; loopsCarriedOn?: number; hazard?: number };
 }
 
 interface LoopState {
@@ -146,11 +146,11 @@ export async function trainModel(o: TrainOptions): Promise<ModelSpec> {
     const seconds = (performance.now() - started) / 1000;
     const val = evaluatePieces(weights, h, validationPieces, composerIndex, o.composers.length, o.batchSize);
     const record: EpochRecord = { epoch, trainLoss: trained.loss, valLoss: val.loss, valPerHead: val.perHead, tokensPerSecond: Math.round(trained.tokens / seconds), seconds: Math.round(seconds), learningRate: state.learningRate };
-    if (trained.unlikelihood) record.selfSamples = selfSampleSummary(trained.unlikelihood, Boolean(o.unlikelihood?.returnBonus));
+    if (trained.unlikelihood) record.selfSamples = selfSampleSummary(trained.unlikelihood, Boolean(o.unlikelihood?.returnBonus), Boolean(o.unlikelihood?.hazard));
     o.progress(`epoch ${epoch}/${o.epochs} done: train ${record.trainLoss.toFixed(4)} val ${val.loss.toFixed(4)} ${record.tokensPerSecond} tok/s ${formatSeconds(seconds)}`, true);
     if (record.selfSamples) {
       const s = record.selfSamples;
-      o.log(`  own samples: ${s.pieces} pieces in ${s.rounds} rounds, longest loop ${s.meanLongestLoop.toFixed(1)} notes per 250 (real pieces about 15.6), ${(100 * s.markedShare).toFixed(1)} % of notes past the loop limit, unlikelihood ${s.unlikelihood.toFixed(3)}, ${(100 * (s.returnShare ?? 0)).toFixed(1)} % of notes lie in an 8-note figure brought back from afar (real pieces about 35 %)${s.returnNll !== undefined ? `, their NLL ${s.returnNll.toFixed(3)}` : ''}`);
+      o.log(`  own samples: ${s.pieces} pieces in ${s.rounds} rounds, longest loop ${s.meanLongestLoop.toFixed(1)} notes per 250 (real pieces about 15.6), ${(100 * s.markedShare).toFixed(1)} % of notes past the loop limit, unlikelihood ${s.unlikelihood.toFixed(3)}, ${(100 * (s.returnShare ?? 0)).toFixed(1)} % of notes lie in an 8-note figure brought back from afar (real pieces about 35 %)${s.returnNll !== undefined ? `, their NLL ${s.returnNll.toFixed(3)}` : ''}, ${(100 * (s.loopsCarriedOn ?? 0)).toFixed(0)} % of notes with a loop of 4+ behind carry it on${s.hazard !== undefined ? `, loop hazard ${s.hazard.toFixed(4)}` : ''}`);
     }
     const improved = recordEpoch(state, record, seconds, groups, o);
     state.rngState = rng.state();
@@ -176,8 +176,18 @@ export async function trainModel(o: TrainOptions): Promise<ModelSpec> {
 }
 
 /** An epoch's unlikelihood rounds as its record keeps them. */
-function selfSampleSummary(r: UnlikelihoodRecord, bonus: boolean): NonNullable<EpochRecord['selfSamples']> {
-  return { rounds: r.rounds, pieces: r.pieces, meanLongestLoop: r.longestLoopSum / Math.max(1, r.pieces), markedShare: r.marked / Math.max(1, r.notes), unlikelihood: r.loss, returnShare: r.returned / Math.max(1, r.notes), ...(bonus ? { returnNll: r.returnNll } : {}) };
+function selfSampleSummary(r: UnlikelihoodRecord, bonus: boolean, hazard: boolean): NonNullable<EpochRecord['selfSamples']> {
+  return {
+    rounds: r.rounds,
+    pieces: r.pieces,
+    meanLongestLoop: r.longestLoopSum / Math.max(1, r.pieces),
+    markedShare: r.marked / Math.max(1, r.notes),
+    unlikelihood: r.loss,
+    returnShare: r.returned / Math.max(1, r.notes),
+    ...(bonus ? { returnNll: r.returnNll } : {}),
+    loopsCarriedOn: r.loopCarried / Math.max(1, r.loopBehind),
+    ...(hazard ? { hazard: r.hazard } : {}),
+  };
 }
 
 /** The checkpoint's optimizer file of parameter group `i` (0: the main one). */

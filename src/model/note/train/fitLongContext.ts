@@ -5,13 +5,14 @@
 import * as tf from '@tensorflow/tfjs';
 import { advanceMemory, chunkLoss, chunkUnlikelihood, disposeMemory, emptyMemory, memoryMaskFor, type ChunkBatch, type ChunkCarry, type ChunkMemory } from '../longContext.ts';
 import type { ModelDecoding } from '../folder.ts';
-import type { Hyperparameters } from '../network.ts';
+import type { Hyperparameters, LoopHazardShares } from '../network.ts';
 import type { Weights } from '../../layers.ts';
 import type { Random } from '../../random.ts';
 import { segmentKeys } from '../../../tokens/key.ts';
+import { loopHazardProfile } from '../../../tokens/loops.ts';
 import type { TokenPiece } from './batches.ts';
 import { disposeChunk, modelStreamOptions, PieceStream, planRows, streamSteps, type StreamPiece } from './stream.ts';
-import { sampleMarkedPieces, type SelfSampleStats, type UnlikelihoodOptions } from './unlikelihood.ts';
+import { hazardShares, sampleMarkedPieces, type SelfSampleStats, type UnlikelihoodOptions } from './unlikelihood.ts';
 
 /** Pieces with their key labels (computed once; a key-conditioned model trains on them). */
 export function withKeyLabels<T extends TokenPiece>(pieces: readonly T[]): (T & StreamPiece)[] {
@@ -43,6 +44,9 @@ export interface UnlikelihoodRecord extends SelfSampleStats {
   loss: number;
   /** Mean NLL per return note (return bonus only; else 0). */
   returnNll: number;
+  /** Mean loop hazard loss per chunk step (loop hazard only; else 0), and the steps. */
+  hazard: number;
+  hazardSteps: number;
 }
 
 /** What a chunk's forward pass reads besides the chunk: the carried memory, its mask, the reset flags, and where its own slots go. */
@@ -87,7 +91,7 @@ function forEachChunk(h: Hyperparameters, stream: PieceStream, use: (batch: Chun
  * NLL of its return pitches (weighted by `u.returnBonus`). Chunks with neither still run
  * forward, without a step, to carry the memory to the next chunk.
  */
-function unlikelihoodRound(weights: Weights, h: Hyperparameters, pool: readonly string[], o: StreamEpochOptions, u: NonNullable<StreamEpochOptions['unlikelihood']>, record: UnlikelihoodRecord): void {
+function unlikelihoodRound(weights: Weights, h: Hyperparameters, pool: readonly string[], o: StreamEpochOptions, u: NonNullable<StreamEpochOptions['unlikelihood']>, record: UnlikelihoodRecord, realHazard?: LoopHazardShares): void {
   const { pieces, stats } = sampleMarkedPieces(weights, h, o.composerIndex, pool, u.decoding, u, o.rng);
   record.rounds++;
   record.pieces += stats.pieces;
@@ -95,22 +99,32 @@ function unlikelihoodRound(weights: Weights, h: Hyperparameters, pool: readonly 
   record.marked += stats.marked;
   record.longestLoopSum += stats.longestLoopSum;
   record.returned += stats.returned;
+  record.loopBehind += stats.loopBehind;
+  record.loopCarried += stats.loopCarried;
   const bonus = u.returnBonus ?? 0;
-  if (stats.marked === 0 && (!bonus || stats.returned === 0)) return;
-  const stream = new PieceStream(pieces, planRows(pieces, pieces.length), { ...modelStreamOptions(h), composerIndex: o.composerIndex, composers: o.composers, marks: true });
+  const hazardWeight = realHazard ? (u.hazard ?? 0) : 0;
+  if ((!u.weight || stats.marked === 0) && (!bonus || stats.returned === 0) && !hazardWeight) return;
+  const stream = new PieceStream(pieces, planRows(pieces, pieces.length), { ...modelStreamOptions(h), composerIndex: o.composerIndex, composers: o.composers, marks: true, hazard: hazardWeight > 0 });
   forEachChunk(h, stream, (batch, c) => {
-    const forward = () => chunkUnlikelihood(weights, h, batch, c.memory, c.mask, c.keep, h.dropout ?? 0, c.carry);
+    const forward = () => chunkUnlikelihood(weights, h, batch, c.memory, c.mask, c.keep, h.dropout ?? 0, c.carry, hazardWeight ? realHazard : undefined);
+    const marked = u.weight ? (batch.markedTargets ?? 0) : 0;
     const returned = bonus ? (batch.returnTargets ?? 0) : 0;
-    if (!batch.markedTargets && !returned) return void tf.tidy(() => void forward()); // the carry is kept, the rest freed
-    const parts = [0, 0];
+    const loops = hazardWeight ? (batch.hazard?.rows ?? 0) : 0;
+    if (!marked && !returned && !loops) return void tf.tidy(() => void forward()); // the carry is kept, the rest freed
+    const parts = [0, 0, 0];
     o.step(() => {
-      const { unlikelihood, returnNll } = forward();
+      const { unlikelihood, returnNll, hazard } = forward();
       parts[0] = unlikelihood.dataSync()[0];
       parts[1] = returnNll.dataSync()[0];
-      return tf.add(tf.mul(unlikelihood, u.weight), tf.mul(returnNll, bonus)) as tf.Scalar;
+      parts[2] = hazard.dataSync()[0];
+      return tf.addN([tf.mul(unlikelihood, u.weight), tf.mul(returnNll, bonus), tf.mul(hazard, hazardWeight)]) as tf.Scalar;
     });
-    record.loss += parts[0] * (batch.markedTargets ?? 0);
+    record.loss += parts[0] * marked;
     record.returnNll += parts[1] * returned;
+    if (loops) {
+      record.hazard += parts[2];
+      record.hazardSteps++;
+    }
   });
 }
 
@@ -123,7 +137,9 @@ export function streamEpoch(weights: Weights, h: Hyperparameters, pieces: readon
   const total = streamSteps(pieces, queues, h.window);
   const stream = new PieceStream(pieces, queues, { ...modelStreamOptions(h), composerIndex: o.composerIndex, composers: o.composers, transpose: o.transpose, composerDropout: o.composerDropout, keyDropout: o.keyDropout, inputNoise: o.inputNoise, rng: o.rng });
   const pool = pieces.map((p) => p.composer);
-  const record: UnlikelihoodRecord | undefined = o.unlikelihood ? { rounds: 0, pieces: 0, notes: 0, marked: 0, returned: 0, longestLoopSum: 0, loss: 0, returnNll: 0 } : undefined;
+  const record: UnlikelihoodRecord | undefined = o.unlikelihood ? { rounds: 0, pieces: 0, notes: 0, marked: 0, returned: 0, longestLoopSum: 0, loopBehind: 0, loopCarried: 0, loss: 0, returnNll: 0, hazard: 0, hazardSteps: 0 } : undefined;
+  // The real pieces' loop hazard, which a loop hazard step pulls the model's own pieces toward.
+  const realHazard = o.unlikelihood?.hazard ? hazardShares(loopHazardProfile(pieces.map((p) => p.tokens))) : undefined;
   let lossSum = 0;
   let tokens = 0;
   let steps = 0;
@@ -134,12 +150,13 @@ export function streamEpoch(weights: Weights, h: Hyperparameters, pieces: readon
     tokens += batch.realTargets;
     steps++;
     // The stream's memory is kept across the round: the round streams its own pieces from an empty memory.
-    if (record && o.unlikelihood && steps % o.unlikelihood.every === 0) unlikelihoodRound(weights, h, pool, o, o.unlikelihood, record);
-    o.progress(steps, total, lossSum / Math.max(1, tokens), tokens, record?.pieces ? `own loops ${(record.longestLoopSum / record.pieces).toFixed(1)}, ${((100 * record.marked) / Math.max(1, record.notes)).toFixed(1)} % marked, ${((100 * record.returned) / Math.max(1, record.notes)).toFixed(1)} % returns` : undefined);
+    if (record && o.unlikelihood && steps % o.unlikelihood.every === 0) unlikelihoodRound(weights, h, pool, o, o.unlikelihood, record, realHazard);
+    o.progress(steps, total, lossSum / Math.max(1, tokens), tokens, record?.pieces ? `own loops ${(record.longestLoopSum / record.pieces).toFixed(1)}, ${((100 * record.marked) / Math.max(1, record.notes)).toFixed(1)} % marked, ${((100 * record.returned) / Math.max(1, record.notes)).toFixed(1)} % returns${record.loopBehind ? `, loops carried on ${((100 * record.loopCarried) / record.loopBehind).toFixed(0)} % after 4+` : ''}` : undefined);
   });
   if (record) {
     record.loss /= Math.max(1, record.marked);
     record.returnNll = o.unlikelihood?.returnBonus ? record.returnNll / Math.max(1, record.returned) : 0;
+    record.hazard /= Math.max(1, record.hazardSteps);
   }
   return { loss: lossSum / Math.max(1, tokens), tokens, steps, ...(record ? { unlikelihood: record } : {}) };
 }

@@ -12,8 +12,8 @@ import { NOTE_WIDTH, writeNoteRow, type ChunkBatch } from '../longContext.ts';
 import { CLOCK_WIDTH, intervalIndex, NO_ANCHOR, RELATIVE_WIDTH, rememberInterval, writeClockRow, type Hyperparameters } from '../network.ts';
 import type { Random } from '../../random.ts';
 import { ANY_KEY, KEY_SLOTS, transposeKey } from '../../../tokens/key.ts';
-import { loopRuns, type LoopRun } from '../../../tokens/loops.ts';
-import { PITCH_MAX, PITCH_MIN, STEPS_PER_BEAT, noteOnsets, type NoteToken } from '../../../tokens/tokenize.ts';
+import { LOOP_PROFILE_BANDS, loopRuns, type LoopHazardRows, type LoopRun } from '../../../tokens/loops.ts';
+import { DT_CLASSES, PITCH_CLASSES, PITCH_MAX, PITCH_MIN, STEPS_PER_BEAT, noteOnsets, type NoteToken } from '../../../tokens/tokenize.ts';
 import type { TokenPiece } from './batches.ts';
 
 export interface StreamPiece extends TokenPiece {
@@ -23,6 +23,8 @@ export interface StreamPiece extends TokenPiece {
   marks?: Uint8Array;
   /** Return bonus: 1 for each note whose pitch is to be made more likely (distantReturns). */
   returns?: Uint8Array;
+  /** Loop hazard training: the loop behind each note and the note that would carry it on (loopHazardRows). */
+  hazard?: LoopHazardRows;
 }
 
 interface Cursor {
@@ -77,6 +79,8 @@ export interface StreamOptions {
   inputNoise?: number;
   /** Hand each row's mark and return (StreamPiece.marks, .returns; none: 0) as ChunkBatch.marks, .returns, for unlikelihood training. */
   marks?: boolean;
+  /** Hand each row's loop hazard (StreamPiece.hazard; none: no loop) as ChunkBatch.hazard, for loop hazard training. */
+  hazard?: boolean;
   rng?: Random;
 }
 
@@ -197,6 +201,8 @@ export class PieceStream {
     const loopInputs = this.o.loopInput ? new Float32Array(T * B * LOOP_INPUT_SLOTS) : undefined;
     const marks = this.o.marks ? new Float32Array(T * B) : undefined;
     const returns = this.o.marks ? new Float32Array(T * B) : undefined;
+    const NB = LOOP_PROFILE_BANDS.length;
+    const hazard = this.o.hazard ? { bands: new Float32Array(T * B * NB), dt: new Float32Array(T * B * DT_CLASSES), pitch: new Float32Array(T * B * PITCH_CLASSES), matched: new Float32Array(T * B), rows: 0 } : undefined;
     const keep: number[] = [];
     const memory: number[] = [];
     let real = 0;
@@ -242,6 +248,15 @@ export class PieceStream {
           returns[row] = 1;
           returned++;
         }
+        const band = piece.hazard?.band[i] ?? -1;
+        if (hazard && band >= 0) {
+          const loopDt = piece.hazard!.dt[i];
+          hazard.bands[row * NB + band] = 1;
+          hazard.dt[row * DT_CLASSES + loopDt] = 1;
+          hazard.pitch[row * PITCH_CLASSES + piece.hazard!.pitch[i] + c.shift - PITCH_MIN] = 1;
+          if (target.dt === loopDt) hazard.matched[row] = 1;
+          hazard.rows++;
+        }
         real++;
       }
       c.readBack = previous;
@@ -263,6 +278,9 @@ export class PieceStream {
       markedTargets: marks ? marked : undefined,
       returns: returns ? tf.tensor1d(returns) : undefined,
       returnTargets: returns ? returned : undefined,
+      hazard: hazard
+        ? { bands: tf.tensor2d(hazard.bands, [T * B, NB]), dtTargets: tf.tensor2d(hazard.dt, [T * B, DT_CLASSES]), pitchTargets: tf.tensor2d(hazard.pitch, [T * B, PITCH_CLASSES]), dtMatched: tf.tensor1d(hazard.matched), rows: hazard.rows }
+        : undefined,
       batch: B,
       steps: T,
       realTargets: real,
@@ -272,5 +290,5 @@ export class PieceStream {
 }
 
 export function disposeChunk(b: ChunkBatch): void {
-  tf.dispose([b.inputs, ...b.targets, ...(b.keyInputs ? [b.keyInputs] : []), ...(b.noteRows ? [b.noteRows] : []), ...(b.pitchAnchors ? [b.pitchAnchors] : []), ...(b.intervalRows ? [b.intervalRows] : []), ...(b.intervalContext ? [b.intervalContext] : []), ...(b.clockRows ? [b.clockRows] : []), ...(b.loopInputs ? [b.loopInputs] : []), ...(b.marks ? [b.marks] : []), ...(b.returns ? [b.returns] : [])]);
+  tf.dispose([b.inputs, ...b.targets, ...(b.keyInputs ? [b.keyInputs] : []), ...(b.noteRows ? [b.noteRows] : []), ...(b.pitchAnchors ? [b.pitchAnchors] : []), ...(b.intervalRows ? [b.intervalRows] : []), ...(b.intervalContext ? [b.intervalContext] : []), ...(b.clockRows ? [b.clockRows] : []), ...(b.loopInputs ? [b.loopInputs] : []), ...(b.marks ? [b.marks] : []), ...(b.returns ? [b.returns] : []), ...(b.hazard ? [b.hazard.bands, b.hazard.dtTargets, b.hazard.pitchTargets, b.hazard.dtMatched] : [])]);
 }

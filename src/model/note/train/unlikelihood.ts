@@ -9,11 +9,11 @@
  * figures that loop (an Alberti bass, a trill) stay likely.
  */
 import type { ModelDecoding } from '../folder.ts';
-import type { Hyperparameters } from '../network.ts';
+import type { Hyperparameters, LoopHazardShares } from '../network.ts';
 import { generateTokens, type SampleRequest } from '../sampling.ts';
 import type { Weights } from '../../layers.ts';
 import type { Random } from '../../random.ts';
-import { distantReturns, longestLoop, loopContinuations } from '../../../tokens/loops.ts';
+import { distantReturns, longestLoop, loopContinuations, loopHazardRows, loopProfile, type LoopHazardProfile } from '../../../tokens/loops.ts';
 import type { NoteToken } from '../../../tokens/tokenize.ts';
 import type { StreamPiece } from './stream.ts';
 
@@ -34,6 +34,12 @@ export interface UnlikelihoodOptions {
    * reaches (distantReturns), so that lowering the loops does not lower motifs coming back.
    */
   returnBonus?: number;
+  /**
+   * Weight of the loop hazard step (0 or absent: none): on the same pieces, the model's mean
+   * probability of carrying a loop on, per band of loop length, is pulled toward the real
+   * pieces' share (loopHazardLoss), instead of every continuation past `limit` being pushed down.
+   */
+  hazard?: number;
 }
 
 /**
@@ -52,6 +58,9 @@ export interface SelfSampleStats {
   returned: number;
   /** Sum over pieces of each piece's mean, over its 250-note excerpts, of the longest loop (the realism measure's unit). */
   longestLoopSum: number;
+  /** Notes with a loop of 4 or more notes behind them, and those of them that carried it on (loopProfile). */
+  loopBehind: number;
+  loopCarried: number;
 }
 
 /**
@@ -85,7 +94,11 @@ export function sampleMarkedPieces(weights: Weights, h: Hyperparameters, compose
     randomSeed: Math.floor(rng.next() * 2 ** 31),
   }));
   const written = generateTokens(weights, h, composerIndex.size, requests);
-  const stats: SelfSampleStats = { pieces: written.length, notes: 0, marked: 0, returned: 0, longestLoopSum: 0 };
+  const stats: SelfSampleStats = { pieces: written.length, notes: 0, marked: 0, returned: 0, longestLoopSum: 0, loopBehind: 0, loopCarried: 0 };
+  for (const band of loopProfile(written).goesOn.filter((b) => b.from >= 4)) {
+    stats.loopBehind += band.notes;
+    stats.loopCarried += Math.round(band.share * band.notes);
+  }
   const pieces = written.map((tokens, k) => {
     const marks = loopContinuations(tokens, o.limit);
     const returns = distantReturns(tokens);
@@ -93,7 +106,12 @@ export function sampleMarkedPieces(weights: Weights, h: Hyperparameters, compose
     stats.marked += marks.reduce((s, m) => s + m, 0);
     stats.returned += returns.reduce((s, m) => s + m, 0);
     stats.longestLoopSum += excerptLongestLoop(tokens);
-    return { composer: names[k], tokens, marks, ...(o.returnBonus ? { returns } : {}) };
+    return { composer: names[k], tokens, marks, ...(o.returnBonus ? { returns } : {}), ...(o.hazard ? { hazard: loopHazardRows(tokens) } : {}) };
   });
   return { pieces, stats };
+}
+
+/** The shares a loop hazard step pulls toward, from the real pieces' profile. */
+export function hazardShares(profile: LoopHazardProfile): LoopHazardShares {
+  return { dtShare: profile.bands.map((b) => b.dtShare), pitchShare: profile.bands.map((b) => b.pitchShare) };
 }
