@@ -268,7 +268,7 @@ describe('train', () => {
     assert.ok(own.returnShare >= 0 && own.returnShare <= 1 && Number.isFinite(own.returnNll), `and how often it brought a figure back: ${JSON.stringify(own)}`);
     assert.equal(fresh.decoding, undefined, 'a model trained from scratch plays the engine defaults');
     assert.equal(fresh.training.initFrom, undefined, 'and names no starting model');
-    const wrong = await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', join(dir, 'never'), '--residual', '--dropout', '2', '--lr-inherited', '0.001', '--gate-init', '1.5', '--interval-match', '9', '--loop-limit', '1', '--return-bonus=-1', '--loop-hazard=-2');
+    const wrong = await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', join(dir, 'never'), '--residual', '--dropout', '2', '--lr-inherited', '0.001', '--gate-init', '1.5', '--interval-match', '9', '--loop-limit', '1', '--return-bonus=-1', '--loop-hazard=-2', '--loop-hazard-heads', 'pitch,tempo');
     assert.equal(wrong.code, 2);
     assert.match(wrong.stderr, /--lr-inherited needs --init-from/);
     assert.match(wrong.stderr, /--dropout/);
@@ -280,6 +280,8 @@ describe('train', () => {
     assert.match(wrong.stderr, /--loop-hazard must be between 0 and 100, got -2/);
     assert.match(wrong.stderr, /--unlikelihood-every and --return-bonus need --unlikelihood X or --loop-hazard X/);
     assert.match(wrong.stderr, /--loop-limit needs --unlikelihood X/);
+    assert.match(wrong.stderr, /--loop-hazard-heads needs --loop-hazard X/);
+    assert.match(wrong.stderr, /--loop-hazard-heads takes dt, pitch or both, comma-separated; got pitch,tempo/);
     assert.ok(!existsSync(join(dir, 'never')), 'nothing written');
     const local = await cli('train', '--data', join(dir, 'corpus'), '--out', join(dir, 'never'), '--residual', '--relative-pitch', '--interval-match', '3', '--unlikelihood', '1', '--loop-hazard', '1');
     assert.match(local.stderr, /--residual applies to --arch long-context only/);

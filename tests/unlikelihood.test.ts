@@ -248,6 +248,7 @@ describe('loop hazard', () => {
     const broken = loopHazardProfile([[...tokens.slice(0, 13), { ...tokens[9], dt: 5 }]]);
     assert.deepEqual([broken.bands[2].rows, broken.bands[2].dtShare, broken.bands[2].pitchRows], [5, 0.8, 4], 'a note in another rhythm breaks the loop at the gap and is not asked about its pitch');
     assert.deepEqual(hazardShares(profile), { dtShare: [1, 0, 1, 0, 0], pitchShare: [0.5, 0, 0.8, 0, 0] });
+    assert.deepEqual(hazardShares(profile, ['pitch']), { pitchShare: [0.5, 0, 0.8, 0, 0] }, 'one head only');
   });
 
   test('loopHazardLoss is 0 where each band carries loops on as real music does, and pulls the band mean, not each row', () => {
@@ -264,6 +265,8 @@ describe('loop hazard', () => {
     const kl = (q: number, p: number) => q * Math.log(q / p) + (1 - q) * Math.log((1 - q) / (1 - p));
     const expected = (2 / rows) * kl(0.4, 0.625) + (1 / rows) * kl(0.5, 0.25) + kl(0.6, 0.7);
     assert.ok(Math.abs(value([0.4, 0.5], [0.6, 0.3]) - expected) < 1e-4, `${value([0.4, 0.5], [0.6, 0.3])} against ${expected}`);
+    const pitchOnly = tf.tidy(() => loopHazardLoss(logitsDt, logitsPitch, bands, dtTargets, pitchTargets, matched, { pitchShare: [0.6, 0.3] }).dataSync()[0]);
+    assert.ok(Math.abs(pitchOnly - kl(0.6, 0.7)) < 1e-4, 'without the gap shares only the pitch head is pulled');
     // The gradient lowers a band whose loops go on too often: every row of it, the surest most in logit terms alike.
     const grad = tf.grad((l: tf.Tensor) => loopHazardLoss(logitsDt, l as tf.Tensor2D, bands, dtTargets, pitchTargets, matched, { dtShare: [0.625, 0.25], pitchShare: [0.2, 0.3] }))(logitsPitch);
     const g = grad.arraySync() as number[][];

@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { initBackend, type BackendChoice } from '../model/backend.ts';
 import { LONG_CONTEXT_HYPERPARAMETERS } from '../model/note/longContext.ts';
 import { DEFAULT_INPUT_NOISE } from '../model/note/train/stream.ts';
-import { DEFAULT_UNLIKELIHOOD } from '../model/note/train/unlikelihood.ts';
+import { DEFAULT_UNLIKELIHOOD, LOOP_HAZARD_HEADS, type LoopHazardHead } from '../model/note/train/unlikelihood.ts';
 import { DEFAULT_HYPERPARAMETERS, MAX_INTERVAL_MATCH, type Hyperparameters } from '../model/note/network.ts';
 import { composerTable, corpusHash, readTrainingCorpus } from '../model/corpus.ts';
 import { trainModel } from '../model/note/train/fit.ts';
@@ -63,7 +63,8 @@ the model's own pieces; --return-bonus X adds a likelihood step of weight X on e
 pieces that lies in an 8-note figure brought back from further than 16 notes, so that motifs still return),
 --loop-hazard X (on the same own pieces, a step of weight X pulls the model's mean probability of
 carrying a loop on, per band of loop length (2, 4, 8, 16, 32+ notes), toward the share real pieces
-carry theirs on: the onset gap first, then the pitch; alone or beside --unlikelihood; default 0: off);
+carry theirs on: the onset gap first, then the pitch; alone or beside --unlikelihood; default 0: off;
+--loop-hazard-heads dt|pitch|dt,pitch pulls only those heads, default both);
 defaults --lr 0.002, --batch 16.`;
 
 export const ARCHES = ['lstm-attention', 'long-context', 'study'] as const;
@@ -116,6 +117,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
       'loop-limit': { type: 'string' },
       'return-bonus': { type: 'string' },
       'loop-hazard': { type: 'string' },
+      'loop-hazard-heads': { type: 'string' },
     },
     strict: true,
   });
@@ -124,7 +126,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   if (!values.out) problems.push('--out DIR is required');
   const longContext = arch === 'long-context';
   const base = longContext ? LONG_CONTEXT_HYPERPARAMETERS : DEFAULT_HYPERPARAMETERS;
-  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise', 'residual', 'gate-init', 'relative-pitch', 'interval-values', 'interval-match', 'beat-clock', 'loop-input', 'dropout', 'unlikelihood', 'unlikelihood-every', 'loop-limit', 'return-bonus', 'loop-hazard'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
+  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise', 'residual', 'gate-init', 'relative-pitch', 'interval-values', 'interval-match', 'beat-clock', 'loop-input', 'dropout', 'unlikelihood', 'unlikelihood-every', 'loop-limit', 'return-bonus', 'loop-hazard', 'loop-hazard-heads'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
   const epochs = collect(() => intOption('--epochs', values.epochs, 30, 1, 10_000), 30);
   const batchDefault = longContext ? 16 : 32;
   const batchSize = collect(() => intOption('--batch', values.batch, batchDefault, 1, 1024), batchDefault);
@@ -143,6 +145,10 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   const loopHazard = collect(() => numberOption('--loop-hazard', values['loop-hazard'], 0, 0, 100), 0);
   if (!unlikelihoodWeight && !loopHazard && (values['unlikelihood-every'] !== undefined || values['return-bonus'] !== undefined)) problems.push('--unlikelihood-every and --return-bonus need --unlikelihood X or --loop-hazard X (X > 0)');
   if (!unlikelihoodWeight && values['loop-limit'] !== undefined) problems.push('--loop-limit needs --unlikelihood X (X > 0)');
+  const hazardHeads = values['loop-hazard-heads']?.split(',').map((s) => s.trim());
+  if (hazardHeads && !loopHazard) problems.push('--loop-hazard-heads needs --loop-hazard X (X > 0)');
+  const badHeads = hazardHeads?.filter((s) => !(LOOP_HAZARD_HEADS as readonly string[]).includes(s)) ?? [];
+  if (badHeads.length > 0 || hazardHeads?.length === 0) problems.push(`--loop-hazard-heads takes ${LOOP_HAZARD_HEADS.join(', ')} or both, comma-separated; got ${values['loop-hazard-heads']}`);
   const patience = collect(() => intOption('--patience', values.patience, 3, 1, 1000), 3);
   const seed = collect(() => intOption('--seed', values.seed, 1, 0, 2 ** 31), 1);
   const maxMinutes = values['max-minutes'] ? collect(() => numberOption('--max-minutes', values['max-minutes'], 0, 0.01, 1e6), undefined) : undefined;
@@ -195,7 +201,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
     composerDropout: 0.1,
     keyDropout,
     inputNoise,
-    unlikelihood: unlikelihoodWeight > 0 || loopHazard > 0 ? { ...DEFAULT_UNLIKELIHOOD, weight: unlikelihoodWeight, every: unlikelihoodEvery, limit: loopLimit, ...(returnBonus > 0 ? { returnBonus } : {}), ...(loopHazard > 0 ? { hazard: loopHazard } : {}) } : undefined,
+    unlikelihood: unlikelihoodWeight > 0 || loopHazard > 0 ? { ...DEFAULT_UNLIKELIHOOD, weight: unlikelihoodWeight, every: unlikelihoodEvery, limit: loopLimit, ...(returnBonus > 0 ? { returnBonus } : {}), ...(loopHazard > 0 ? { hazard: loopHazard, ...(hazardHeads && badHeads.length === 0 ? { hazardHeads: hazardHeads as LoopHazardHead[] } : {}) } : {}) } : undefined,
     initialWeights: parentDir,
     decoding: parent ? carriedDecoding(parent) : undefined,
     inheritedLearningRate,

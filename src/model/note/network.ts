@@ -327,10 +327,10 @@ export function pitchUnlikelihood(logitsPitch: tf.Tensor2D, pitchTargets: tf.Ten
   return markedMean(tf.neg(tf.log(tf.maximum(tf.sub(1, p), 1e-6))), marks);
 }
 
-/** The real shares loopHazardLoss pulls toward, per band of LOOP_PROFILE_BANDS (loopHazardProfile). */
+/** The real shares loopHazardLoss pulls toward, per band of LOOP_PROFILE_BANDS (loopHazardProfile); a head without its shares is not pulled. */
 export interface LoopHazardShares {
-  dtShare: readonly number[];
-  pitchShare: readonly number[];
+  dtShare?: readonly number[];
+  pitchShare?: readonly number[];
 }
 
 /**
@@ -344,9 +344,6 @@ export interface LoopHazardShares {
  * loop's values one-hot, `dtMatched` [rows] 1 where the row's own onset gap is the loop's.
  */
 export function loopHazardLoss(logitsDt: tf.Tensor2D, logitsPitch: tf.Tensor2D, bands: tf.Tensor2D, dtTargets: tf.Tensor2D, pitchTargets: tf.Tensor2D, dtMatched: tf.Tensor1D, real: LoopHazardShares): tf.Scalar {
-  const pDt = tf.sum(tf.mul(tf.softmax(logitsDt), dtTargets), 1) as tf.Tensor1D;
-  const pPitch = tf.sum(tf.mul(tf.softmax(logitsPitch), pitchTargets), 1) as tf.Tensor1D;
-  const matched = tf.mul(bands, dtMatched.expandDims(1)) as tf.Tensor2D;
   const pulled = (p: tf.Tensor1D, rows: tf.Tensor2D, share: readonly number[]) => {
     const n = tf.sum(rows, 0); // [B]
     const mean = tf.clipByValue(tf.div(tf.sum(tf.mul(rows, p.expandDims(1)), 0), tf.maximum(n, 1)), 1e-6, 1 - 1e-6);
@@ -354,7 +351,10 @@ export function loopHazardLoss(logitsDt: tf.Tensor2D, logitsPitch: tf.Tensor2D, 
     const bce = (q: tf.Tensor) => tf.neg(tf.add(tf.mul(target, tf.log(q)), tf.mul(tf.sub(1, target), tf.log(tf.sub(1, q)))));
     return tf.div(tf.sum(tf.mul(tf.sub(bce(mean), bce(target)), n)), tf.maximum(tf.sum(n), 1));
   };
-  return tf.add(pulled(pDt, bands, real.dtShare), pulled(pPitch, matched, real.pitchShare)) as tf.Scalar;
+  const terms: tf.Tensor[] = [tf.scalar(0)];
+  if (real.dtShare) terms.push(pulled(tf.sum(tf.mul(tf.softmax(logitsDt), dtTargets), 1) as tf.Tensor1D, bands, real.dtShare));
+  if (real.pitchShare) terms.push(pulled(tf.sum(tf.mul(tf.softmax(logitsPitch), pitchTargets), 1) as tf.Tensor1D, tf.mul(bands, dtMatched.expandDims(1)) as tf.Tensor2D, real.pitchShare));
+  return tf.addN(terms) as tf.Scalar;
 }
 
 /** Mean −log p of the target pitch over the rows marked in `rows` (1/0); 0 when none is. */

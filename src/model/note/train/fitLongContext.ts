@@ -139,7 +139,7 @@ export function streamEpoch(weights: Weights, h: Hyperparameters, pieces: readon
   const pool = pieces.map((p) => p.composer);
   const record: UnlikelihoodRecord | undefined = o.unlikelihood ? { rounds: 0, pieces: 0, notes: 0, marked: 0, returned: 0, longestLoopSum: 0, loopBehind: 0, loopCarried: 0, loss: 0, returnNll: 0, hazard: 0, hazardSteps: 0 } : undefined;
   // The real pieces' loop hazard, which a loop hazard step pulls the model's own pieces toward.
-  const realHazard = o.unlikelihood?.hazard ? hazardShares(loopHazardProfile(pieces.map((p) => p.tokens))) : undefined;
+  const realHazard = o.unlikelihood?.hazard ? hazardShares(loopHazardProfile(pieces.map((p) => p.tokens)), o.unlikelihood.hazardHeads) : undefined;
   let lossSum = 0;
   let tokens = 0;
   let steps = 0;

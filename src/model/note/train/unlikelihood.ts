@@ -40,7 +40,12 @@ export interface UnlikelihoodOptions {
    * pieces' share (loopHazardLoss), instead of every continuation past `limit` being pushed down.
    */
   hazard?: number;
+  /** The heads a loop hazard step pulls (default both: the onset gap, then the pitch). */
+  hazardHeads?: readonly LoopHazardHead[];
 }
+
+export const LOOP_HAZARD_HEADS = ['dt', 'pitch'] as const;
+export type LoopHazardHead = (typeof LOOP_HAZARD_HEADS)[number];
 
 /**
  * Defaults: a round after every 8 likelihood steps, 8 pieces of 512 notes (4 chunks of the
@@ -111,7 +116,10 @@ export function sampleMarkedPieces(weights: Weights, h: Hyperparameters, compose
   return { pieces, stats };
 }
 
-/** The shares a loop hazard step pulls toward, from the real pieces' profile. */
-export function hazardShares(profile: LoopHazardProfile): LoopHazardShares {
-  return { dtShare: profile.bands.map((b) => b.dtShare), pitchShare: profile.bands.map((b) => b.pitchShare) };
+/** The shares a loop hazard step pulls `heads` toward, from the real pieces' profile. */
+export function hazardShares(profile: LoopHazardProfile, heads: readonly LoopHazardHead[] = LOOP_HAZARD_HEADS): LoopHazardShares {
+  return {
+    ...(heads.includes('dt') ? { dtShare: profile.bands.map((b) => b.dtShare) } : {}),
+    ...(heads.includes('pitch') ? { pitchShare: profile.bands.map((b) => b.pitchShare) } : {}),
+  };
 }
