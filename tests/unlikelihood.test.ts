@@ -25,6 +25,18 @@ const composerIndex = new Map([
   ['Chopin', 0],
   ['Mozart', 1],
 ]);
+/** Raises the dt head's bias for gap 3 and the pitch head's for middle C by `by`: a model that hammers one note. */
+function hammerOneNote(w: Weights, by: number): void {
+  for (const [name, cls] of [
+    ['head/bdt', 3],
+    ['head/bpitch', 60 - PITCH_MIN],
+  ] as const) {
+    const v = w[name] as tf.Variable;
+    const values = v.dataSync().slice();
+    values[cls] += by;
+    v.assign(tf.tensor(values, v.shape));
+  }
+}
 const notes = (pitches: number[], dt = 3): NoteToken[] => pitches.map((pitch, i) => ({ dt: i === 0 ? 0 : dt, pitch, dur: 4, vel: 3 }));
 
 describe('loops', () => {
@@ -187,14 +199,7 @@ describe('unlikelihood', () => {
     const h: Hyperparameters = { ...H };
     const w = createLongContextWeights(h, D, 9);
     // A model that hammers one note: its dt and pitch biases favour one class by far, so there are loops to mark.
-    const favour = (name: string, cls: number) => {
-      const v = w[name] as tf.Variable;
-      const values = v.dataSync().slice();
-      values[cls] += 12;
-      v.assign(tf.tensor(values, v.shape));
-    };
-    favour('head/bdt', 3);
-    favour('head/bpitch', 60 - PITCH_MIN);
+    hammerOneNote(w, 12);
     const pieces: StreamPiece[] = [0, 1, 2, 3].map((i) => ({ composer: i % 2 ? 'Mozart' : 'Chopin', tokens: notes(Array.from({ length: 40 }, (_, k) => 55 + ((k * (i + 3)) % 17))), keys: new Uint8Array(40).fill(i) }));
     // Loops are marked from their 21st note on: each piece's first chunk (16 notes) has none and runs forward only.
     const unlikelihood = { weight: 1, every: 2, pieces: 3, notes: 48, limit: 20, returnBonus: 0.5, decoding: { temperature: 1, topP: 1 } };
@@ -296,14 +301,7 @@ describe('loop hazard', () => {
     assert.ok(loopHazardProfile(pieces.map((p) => p.tokens)).bands.every((b) => b.rows === 0), 'the real pieces never loop');
     const train = (hazard: number) => {
       const w = createLongContextWeights(h, D, 9);
-      const favour = (name: string, cls: number) => {
-        const v = w[name] as tf.Variable;
-        const values = v.dataSync().slice();
-        values[cls] += 8;
-        v.assign(tf.tensor(values, v.shape));
-      };
-      favour('head/bdt', 3);
-      favour('head/bpitch', 60 - PITCH_MIN);
+      hammerOneNote(w, 8);
       const unlikelihood = { weight: 0, every: 1, pieces: 3, notes: 48, limit: 20, hazard, decoding: { temperature: 1, topP: 1 } };
       const optimizer = tf.train.adam(0.01);
       const rng = seededRandom(2);
