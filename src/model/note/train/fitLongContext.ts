@@ -88,8 +88,9 @@ function forEachChunk(h: Hyperparameters, stream: PieceStream, use: (batch: Chun
 /**
  * One unlikelihood round: the model writes pieces, and each chunk of them takes one step on the
  * unlikelihood of its marked pitches (weighted by `u.weight`) plus, with a return bonus, the
- * NLL of its return pitches (weighted by `u.returnBonus`). Chunks with neither still run
- * forward, without a step, to carry the memory to the next chunk.
+ * NLL of its return pitches (weighted by `u.returnBonus`) plus, with a loop hazard, the pull of
+ * its loop continuation toward `realHazard` (loopHazardLoss, weighted by `u.hazard`). Chunks with
+ * nothing to learn from still run forward, without a step, to carry the memory to the next chunk.
  */
 function unlikelihoodRound(weights: Weights, h: Hyperparameters, pool: readonly string[], o: StreamEpochOptions, u: NonNullable<StreamEpochOptions['unlikelihood']>, record: UnlikelihoodRecord, realHazard?: LoopHazardShares): void {
   const { pieces, stats } = sampleMarkedPieces(weights, h, o.composerIndex, pool, u.decoding, u, o.rng);
