@@ -113,6 +113,13 @@ export function distantReturns(tokens: readonly NoteToken[], length = 8, minDist
 /** Loop lengths from which LoopProfile.goesOn is counted, each band up to the next. */
 export const LOOP_PROFILE_BANDS = [2, 4, 8, 16, 32] as const;
 
+/** The LOOP_PROFILE_BANDS index of a loop `length` notes long; −1 below the first band. */
+export function loopBand(length: number): number {
+  let band = -1;
+  while (band + 1 < LOOP_PROFILE_BANDS.length && length >= LOOP_PROFILE_BANDS[band + 1]) band++;
+  return band;
+}
+
 /**
  * How a set of pieces loops: how often a loop starts, and once one has run so long, how often
  * its next note carries it on (the hazard's complement). A sampler that is calibrated note by
@@ -137,12 +144,11 @@ export function loopProfile(pieces: readonly (readonly NoteToken[])[]): LoopProf
     for (let i = 1; i < tokens.length; i++) {
       notes++;
       const behind = runs[i - 1].length;
-      if (behind < LOOP_PROFILE_BANDS[0]) {
+      const band = loopBand(behind);
+      if (band < 0) {
         if (runs[i].length > 0) starts++;
         continue;
       }
-      let band = 0;
-      while (band + 1 < LOOP_PROFILE_BANDS.length && behind >= LOOP_PROFILE_BANDS[band + 1]) band++;
       seen[band]++;
       if (runs[i].length > behind) carried[band]++;
     }
@@ -172,9 +178,8 @@ export function loopHazardRows(tokens: readonly NoteToken[]): LoopHazardRows {
   const rows: LoopHazardRows = { band: new Int8Array(tokens.length).fill(-1), dt: new Int32Array(tokens.length), pitch: new Int32Array(tokens.length) };
   for (let i = 1; i < tokens.length; i++) {
     const behind = runs[i - 1];
-    if (behind.length < LOOP_PROFILE_BANDS[0]) continue;
-    let band = 0;
-    while (band + 1 < LOOP_PROFILE_BANDS.length && behind.length >= LOOP_PROFILE_BANDS[band + 1]) band++;
+    const band = loopBand(behind.length);
+    if (band < 0) continue;
     const copied = tokens[i - behind.period];
     rows.band[i] = band;
     rows.dt[i] = copied.dt;
