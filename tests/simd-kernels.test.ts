@@ -26,11 +26,11 @@ const worstDifference = (a: ArrayLike<number>, b: ArrayLike<number>) => {
 };
 
 describe('SIMD kernels', () => {
-  test('the hand-assembled module validates and exports its two functions', () => {
+  test('the hand-assembled module validates and exports its three functions', () => {
     const bytes = assemble();
     assert.ok(WebAssembly.validate(bytes));
     const exports = WebAssembly.Module.exports(new WebAssembly.Module(bytes)).map((e) => `${e.name}:${e.kind}`);
-    assert.deepEqual(exports, ['scores:function', 'accumulate:function']);
+    assert.deepEqual(exports, ['scores:function', 'accumulate:function', 'scores2:function']);
   });
 
   test('scores and accumulate compute the dot products and the weighted sum of plain loops', () => {
@@ -69,11 +69,27 @@ describe('SIMD kernels', () => {
       fallbacks++;
       return viaTfjs(x, rows);
     });
-    for (const rows of [1, 2, 4, 5, 32]) {
+    // 2 and 4 rows run as pairs (scores2), 1 and 3 end on a single row (scores).
+    for (const rows of [1, 2, 3, 4, 5, 32]) {
       const x = randomArray(rows * K, 10 + rows);
       assert.ok(worstDifference(matrix.times(x, rows), viaTfjs(x, rows)) < 1e-4, `${rows} rows`);
     }
     assert.equal(fallbacks, 2, 'rows above four go to the tfjs product');
+    // Each row of a pair gets its own product, not its partner's.
+    const one = randomArray(K, 40);
+    const pair = new Float32Array(2 * K);
+    pair.set(one, K);
+    const both = matrix.times(pair, 2);
+    assert.ok(both.subarray(0, N).every((v) => v === 0), 'a zero row times W is zero');
+    assert.ok(worstDifference(both.subarray(N), matrix.times(one, 1)) < 1e-5);
+    // A big matrix may take the kernels for fewer rows.
+    const big = hostMatrix(w, K, N, (x, rows) => {
+      fallbacks++;
+      return viaTfjs(x, rows);
+    }, 2);
+    const three = randomArray(3 * K, 41);
+    assert.ok(worstDifference(big.times(three, 3), viaTfjs(three, 3)) < 1e-4);
+    assert.equal(fallbacks, 3, 'three rows go to the tfjs product when the limit is two');
     tensor.dispose();
   });
 

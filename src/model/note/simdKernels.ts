@@ -127,19 +127,58 @@ const accumulate = [
   ...end,
 ];
 
-/** The module: imports env.memory, exports `scores` and `accumulate`, both (i32 × 5) → (). */
+// `scores2`: the same products for two vectors at once (the second right after the first), each
+// slot loaded once for both: out[2s] = q0 · slot s, out[2s + 1] = q1 · slot s. A vector-matrix
+// product over a matrix too big for the cache streams it once for a pair of rows, not twice.
+// Its locals: 5 s, 6 i, 7 slot pointer, 8 and 9 pointers into the two vectors, 10 and 11 their
+// accumulators, 12 the slot's four lanes.
+const [VP2, ACC0, ACC1, LANES] = [9, 10, 11, 12];
+const pairLocals = [
+  [5, I32],
+  [3, V128],
+];
+const f32StoreAt = (offset: number) => [0x38, 0x02, ...uleb(offset)];
+const laneSum = (acc: number) => [...get(acc), ...f32x4Lane(0), ...get(acc), ...f32x4Lane(1), ...f32Add, ...get(acc), ...f32x4Lane(2), ...f32Add, ...get(acc), ...f32x4Lane(3), ...f32Add];
+const scores2 = [
+  ...block,
+  ...get(N), ...eqz, ...brIf(0),
+  ...get(SLOTS), ...set(SP),
+  ...loop, // over slots
+  ...v128Zero, ...set(ACC0),
+  ...v128Zero, ...set(ACC1),
+  ...get(VEC), ...set(VP),
+  ...get(VEC), ...get(DK4), ...i32(4), ...shl, ...add, ...set(VP2),
+  ...i32(0), ...set(I),
+  ...loop, // over the vectors, four lanes at a time
+  ...get(SP), ...v128Load, ...set(LANES),
+  ...get(ACC0), ...get(VP), ...v128Load, ...get(LANES), ...f32x4Mul, ...f32x4Add, ...set(ACC0),
+  ...get(ACC1), ...get(VP2), ...v128Load, ...get(LANES), ...f32x4Mul, ...f32x4Add, ...set(ACC1),
+  ...bump(VP, i32(16)),
+  ...bump(VP2, i32(16)),
+  ...bump(SP, i32(16)),
+  ...countTo(I, DK4),
+  ...end,
+  ...get(OUT), ...laneSum(ACC0), ...f32StoreAt(0),
+  ...get(OUT), ...laneSum(ACC1), ...f32StoreAt(4),
+  ...bump(OUT, i32(8)),
+  ...countTo(S, N),
+  ...end,
+  ...end,
+];
+
+/** The module: imports env.memory, exports `scores`, `accumulate` and `scores2`, all (i32 × 5) → (). */
 export function assemble(): Uint8Array<ArrayBuffer> {
-  const body = (code: number[]) => {
-    const f = [...vec(locals), ...code, ...end];
+  const body = (code: number[], declared = locals) => {
+    const f = [...vec(declared), ...code, ...end];
     return [...uleb(f.length), ...f];
   };
   return new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...section(1, vec([[0x60, ...vec([[I32], [I32], [I32], [I32], [I32]]), ...vec([])]])),
     ...section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x00, 0x01]])),
-    ...section(3, vec([[0x00], [0x00]])),
-    ...section(7, vec([[...name('scores'), 0x00, 0x00], [...name('accumulate'), 0x00, 0x01]])),
-    ...section(10, vec([body(scores), body(accumulate)])),
+    ...section(3, vec([[0x00], [0x00], [0x00]])),
+    ...section(7, vec([[...name('scores'), 0x00, 0x00], [...name('accumulate'), 0x00, 0x01], [...name('scores2'), 0x00, 0x02]])),
+    ...section(10, vec([body(scores), body(accumulate), body(scores2, pairLocals)])),
   ]);
 }
 
@@ -212,32 +251,45 @@ export interface HostMatrix {
   times(x: Float32Array, rows: number): Float32Array;
 }
 
-/** Rows up to which the kernel beats XNNPACK's product through tfjs. */
+/** Rows up to which the kernel beats XNNPACK's product through tfjs (small matrices: the head layers). */
 const KERNEL_ROWS = 4;
 
 /**
- * W (host copy, [K, N] row-major) as a product: the `scores` kernel over W's columns for up to
- * KERNEL_ROWS rows, else `fallback` (a tfjs product). Without the kernel, always the fallback.
+ * W (host copy, [K, N] row-major) as a product: the kernels over W's columns (`scores2` for each
+ * pair of rows, `scores` for an odd one) for up to `maxRows` rows, else `fallback` (a tfjs
+ * product). Without the kernels, always the fallback. A matrix of megabytes, which the kernels
+ * stream from memory once per pair, beats XNNPACK only up to two rows.
  */
-export function hostMatrix(w: Float32Array, K: number, N: number, fallback: (x: Float32Array, rows: number) => Float32Array): HostMatrix {
+export function hostMatrix(w: Float32Array, K: number, N: number, fallback: (x: Float32Array, rows: number) => Float32Array, maxRows = KERNEL_ROWS): HostMatrix {
   const module = K % 4 === 0 ? kernelModule() : null;
   if (!module) return { times: fallback };
-  const memory = new WebAssembly.Memory({ initial: Math.ceil(((K * N + K + N) * 4) / 65536) + 1 });
-  const exports = new WebAssembly.Instance(module, { env: { memory } }).exports as { scores: KernelFunction };
+  const memory = new WebAssembly.Memory({ initial: Math.ceil(((K * N + 2 * K + 2 * N) * 4) / 65536) + 1 });
+  const exports = new WebAssembly.Instance(module, { env: { memory } }).exports as { scores: KernelFunction; scores2: KernelFunction };
   const columns = new Float32Array(memory.buffer, 0, K * N);
   for (let k = 0; k < K; k++) for (let n = 0; n < N; n++) columns[n * K + k] = w[k * N + n];
+  // Room for two input rows and two interleaved output rows.
   const xAt = K * N * 4;
-  const input = new Float32Array(memory.buffer, xAt, K);
-  const outAt = xAt + K * 4;
-  const output = new Float32Array(memory.buffer, outAt, N);
+  const input = new Float32Array(memory.buffer, xAt, 2 * K);
+  const outAt = xAt + 2 * K * 4;
+  const output = new Float32Array(memory.buffer, outAt, 2 * N);
   return {
     times(x, rows) {
-      if (rows > KERNEL_ROWS) return fallback(x, rows);
+      if (rows > maxRows) return fallback(x, rows);
       const out = new Float32Array(rows * N);
-      for (let r = 0; r < rows; r++) {
+      let r = 0;
+      // Rows in pairs: the matrix is read once per pair.
+      for (; r + 1 < rows; r += 2) {
+        input.set(x.subarray(r * K, (r + 2) * K));
+        exports.scores2(xAt, 0, N, K / 4, outAt);
+        for (let n = 0, a = r * N, b = (r + 1) * N; n < N; n++) {
+          out[a + n] = output[2 * n];
+          out[b + n] = output[2 * n + 1];
+        }
+      }
+      if (r < rows) {
         input.set(x.subarray(r * K, (r + 1) * K));
         exports.scores(xAt, 0, N, K / 4, outAt);
-        out.set(output, r * N);
+        out.set(output.subarray(0, N), r * N);
       }
       return out;
     },
