@@ -31,6 +31,7 @@ import { clippedAdamStep } from '../src/model/training.ts';
 import { keyRequests, measureKeyAdherence, parallelKey, relativeKey } from '../src/eval/keyAdherence.ts';
 import { evaluateStream, streamEpoch } from '../src/model/note/train/fitLongContext.ts';
 import { disposeChunk, modelStreamOptions, PieceStream, planRows, type StreamPiece } from '../src/model/note/train/stream.ts';
+import { distantReturns } from '../src/tokens/loops.ts';
 import { ANY_KEY, estimateKey, keyName, parseKey, segmentKeys, transposeKey } from '../src/tokens/key.ts';
 import { DT_CLASSES, PITCH_MIN, STEPS_PER_BEAT, beatPositions, type NoteToken } from '../src/tokens/tokenize.ts';
 import { createTinyModel, TINY_HYPERPARAMETERS, TINY_LONG_CONTEXT_HYPERPARAMETERS as H } from './support/tinyModel.ts';
@@ -379,6 +380,62 @@ describe('long-context model', () => {
     const afterTraining = evaluateStream(w, H, pieces, composerIndex, COMPOSERS, 2).loss;
     assert.ok(afterTraining < before - 1, `loss ${before.toFixed(3)} → ${afterTraining.toFixed(3)}`);
     optimizer.dispose();
+    tf.dispose(Object.values(w));
+  });
+
+  test('return weighting: the notes of a figure brought back from afar count 1 + w times in the likelihood loss', () => {
+    const w = createLongContextWeights(H, D, 12);
+    // Notes 5..12 come back at 40..47 (further than a loop): distantReturns marks 41..47.
+    const tokens = melody(64, 9);
+    for (let i = 0; i < 8; i++) tokens[40 + i] = { ...tokens[5 + i] };
+    const returns = distantReturns(tokens);
+    assert.deepEqual([...returns.keys()].filter((i) => returns[i]), [41, 42, 43, 44, 45, 46, 47]);
+    const piece: StreamPiece = { composer: 'Chopin', tokens, keys: new Uint8Array(64).fill(0), returns };
+    // The chunk losses of the piece at return weights 0, 1 and 2, and whether each chunk holds a return.
+    const losses = (weight: number) => {
+      const stream = new PieceStream([piece], [[0]], { ...modelStreamOptions(H), composerIndex, composers: COMPOSERS, marks: true });
+      let memory = emptyMemory(H, 1);
+      const out: { loss: number; returned: number }[] = [];
+      for (let chunk = stream.next(); chunk; chunk = stream.next()) {
+        const mask = memoryMaskFor(chunk.memory, H.memory!);
+        const keep = tf.tensor2d(chunk.keep, [1, 1]);
+        let carried: ChunkCarry | undefined;
+        const loss = chunkLoss(w, H, chunk.batch, memory, mask, keep, 0, (c) => (carried = c), weight);
+        out.push({ loss: loss.total.dataSync()[0], returned: chunk.batch.returnTargets ?? 0 });
+        memory = advanceMemory(H, memory, carried!);
+        tf.dispose([loss.total, ...loss.perHead, mask, keep]);
+        disposeChunk(chunk.batch);
+      }
+      disposeMemory(memory);
+      return out;
+    };
+    const [l0, l1, l2] = [0, 1, 2].map(losses);
+    assert.deepEqual(l0.map((c) => c.returned), [0, 0, 7, 0]);
+    l0.forEach((c, i) => {
+      if (c.returned === 0) {
+        assert.ok(Math.abs(l1[i].loss - c.loss) < 1e-6, `chunk ${i} has no return: its loss is unchanged`);
+      } else {
+        assert.ok(l1[i].loss > c.loss + 1e-3, `chunk ${i}: the return's notes add their NLL (${c.loss} → ${l1[i].loss})`);
+        assert.ok(Math.abs(l2[i].loss - c.loss - 2 * (l1[i].loss - c.loss)) < 1e-4, 'the added NLL scales with the weight');
+      }
+    });
+    // Without the returns in the chunk, a weight is refused rather than ignored.
+    const bare = new PieceStream([piece], [[0]], { ...modelStreamOptions(H), composerIndex, composers: COMPOSERS });
+    const chunk = bare.next()!;
+    const mask = memoryMaskFor(chunk.memory, H.memory!);
+    const keep = tf.tensor2d(chunk.keep, [1, 1]);
+    const memory = emptyMemory(H, 1);
+    assert.throws(() => chunkLoss(w, H, chunk.batch, memory, mask, keep, 0, undefined, 1), /return weighting needs the chunk's returns/);
+    tf.dispose([mask, keep]);
+    disposeMemory(memory);
+    disposeChunk(chunk.batch);
+    // streamEpoch finds the returns of real pieces itself: the epoch's loss (no step taken) grows with the weight only for the piece with a return.
+    const epochLoss = (p: StreamPiece, returnWeight: number) =>
+      streamEpoch(w, H, [{ ...p, returns: undefined }], { batchSize: 1, composerIndex, composers: COMPOSERS, transpose: 0, composerDropout: 0, keyDropout: 0, inputNoise: 0, rng: seededRandom(5), returnWeight, step: (loss) => tf.tidy(() => loss().dataSync()[0]), progress: () => {} }).loss;
+    assert.ok(epochLoss(piece, 1) > epochLoss(piece, 0) + 1e-3);
+    const plain: StreamPiece = { composer: 'Chopin', tokens: melody(64, 9), keys: new Uint8Array(64).fill(0) };
+    assert.equal(distantReturns(plain.tokens).reduce((a, b) => a + b, 0), 0);
+    assert.ok(Math.abs(epochLoss(plain, 1) - epochLoss(plain, 0)) < 1e-6);
     tf.dispose(Object.values(w));
   });
 

@@ -64,8 +64,10 @@ pieces that lies in an 8-note figure brought back from further than 16 notes, so
 --loop-hazard X (on the same own pieces, a step of weight X pulls the model's mean probability of
 carrying a loop on, per band of loop length (2, 4, 8, 16, 32+ notes), toward the share real pieces
 carry theirs on: the onset gap first, then the pitch; alone or beside --unlikelihood; default 0: off;
---loop-hazard-heads dt|pitch|dt,pitch pulls only those heads, default both);
-defaults --lr 0.002, --batch 16.`;
+--loop-hazard-heads dt|pitch|dt,pitch pulls only those heads, default both), --return-weight X
+(each note of a training piece that lies in an 8-note figure brought back from further than 16
+notes counts 1 + X times in the likelihood loss, so that the model learns to bring motifs back;
+default 0); defaults --lr 0.002, --batch 16.`;
 
 export const ARCHES = ['lstm-attention', 'long-context', 'study'] as const;
 /** Old names of an architecture, still accepted with one deprecation line on stderr. */
@@ -116,6 +118,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
       'unlikelihood-every': { type: 'string' },
       'loop-limit': { type: 'string' },
       'return-bonus': { type: 'string' },
+      'return-weight': { type: 'string' },
       'loop-hazard': { type: 'string' },
       'loop-hazard-heads': { type: 'string' },
     },
@@ -126,7 +129,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   if (!values.out) problems.push('--out DIR is required');
   const longContext = arch === 'long-context';
   const base = longContext ? LONG_CONTEXT_HYPERPARAMETERS : DEFAULT_HYPERPARAMETERS;
-  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise', 'residual', 'gate-init', 'relative-pitch', 'interval-values', 'interval-match', 'beat-clock', 'loop-input', 'dropout', 'unlikelihood', 'unlikelihood-every', 'loop-limit', 'return-bonus', 'loop-hazard', 'loop-hazard-heads'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
+  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise', 'residual', 'gate-init', 'relative-pitch', 'interval-values', 'interval-match', 'beat-clock', 'loop-input', 'dropout', 'unlikelihood', 'unlikelihood-every', 'loop-limit', 'return-bonus', 'loop-hazard', 'loop-hazard-heads', 'return-weight'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
   const epochs = collect(() => intOption('--epochs', values.epochs, 30, 1, 10_000), 30);
   const batchDefault = longContext ? 16 : 32;
   const batchSize = collect(() => intOption('--batch', values.batch, batchDefault, 1, 1024), batchDefault);
@@ -143,6 +146,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   const loopLimit = collect(() => intOption('--loop-limit', values['loop-limit'], DEFAULT_UNLIKELIHOOD.limit, 2, 10_000), DEFAULT_UNLIKELIHOOD.limit);
   const returnBonus = collect(() => numberOption('--return-bonus', values['return-bonus'], 0, 0, 100), 0);
   const loopHazard = collect(() => numberOption('--loop-hazard', values['loop-hazard'], 0, 0, 100), 0);
+  const returnWeight = collect(() => numberOption('--return-weight', values['return-weight'], 0, 0, 100), 0);
   if (!unlikelihoodWeight && !loopHazard && (values['unlikelihood-every'] !== undefined || values['return-bonus'] !== undefined)) problems.push('--unlikelihood-every and --return-bonus need --unlikelihood X or --loop-hazard X (X > 0)');
   if (!unlikelihoodWeight && values['loop-limit'] !== undefined) problems.push('--loop-limit needs --unlikelihood X (X > 0)');
   const hazardHeads = values['loop-hazard-heads']?.split(',').map((s) => s.trim());
@@ -201,6 +205,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
     composerDropout: 0.1,
     keyDropout,
     inputNoise,
+    ...(returnWeight > 0 ? { returnWeight } : {}),
     unlikelihood: unlikelihoodWeight > 0 || loopHazard > 0 ? { ...DEFAULT_UNLIKELIHOOD, weight: unlikelihoodWeight, every: unlikelihoodEvery, limit: loopLimit, ...(returnBonus > 0 ? { returnBonus } : {}), ...(loopHazard > 0 ? { hazard: loopHazard, ...(hazardHeads && badHeads.length === 0 ? { hazardHeads: hazardHeads as LoopHazardHead[] } : {}) } : {}) } : undefined,
     initialWeights: parentDir,
     decoding: parent ? carriedDecoding(parent) : undefined,

@@ -413,10 +413,16 @@ function chunkHeadInputs(w: Weights, h: Hyperparameters, b: ChunkBatch): { pitch
   return { pitchBias, anchors: h.relativePitch ? b.pitchAnchors : undefined };
 }
 
-/** Mean NLL per row of a chunk (padding rows have zero targets and add nothing). */
-export function chunkLoss(w: Weights, h: Hyperparameters, b: ChunkBatch, memory: ChunkMemory, memoryMask: tf.Tensor2D, keep: tf.Tensor2D, dropout: number, carry?: (c: ChunkCarry) => void): { total: tf.Scalar; perHead: tf.Scalar[] } {
+/**
+ * Mean NLL per row of a chunk (padding rows have zero targets and add nothing). With
+ * `returnWeight` w > 0, a row that lies in a figure brought back from afar (ChunkBatch.returns)
+ * counts 1 + w times.
+ */
+export function chunkLoss(w: Weights, h: Hyperparameters, b: ChunkBatch, memory: ChunkMemory, memoryMask: tf.Tensor2D, keep: tf.Tensor2D, dropout: number, carry?: (c: ChunkCarry) => void, returnWeight = 0): { total: tf.Scalar; perHead: tf.Scalar[] } {
+  if (returnWeight > 0 && !b.returns) throw new Error('chunkLoss: return weighting needs the chunk\'s returns (PieceStream option marks, StreamPiece.returns)');
   const { pitchBias, anchors } = chunkHeadInputs(w, h, b);
-  return headsLoss(w, chunkHidden(w, h, b, memory, memoryMask, keep, dropout, carry), b.targets, pitchBias, anchors);
+  const rowWeights = returnWeight > 0 && b.returns ? (tf.add(1, tf.mul(b.returns, returnWeight)) as tf.Tensor1D) : undefined;
+  return headsLoss(w, chunkHidden(w, h, b, memory, memoryMask, keep, dropout, carry), b.targets, pitchBias, anchors, rowWeights);
 }
 
 /**

@@ -309,10 +309,12 @@ export function teacherForcedLogits(w: Weights, z: tf.Tensor2D, targets: Sequenc
  * The four chained heads on the shared activation z [rows, headDim], teacher-forced (the pitch
  * head sees the true dt, and so on): mean NLL per row, in total and per head. `pitchBias`
  * [rows, pitch classes] is added to the pitch logits (a key-conditioned model's key table).
+ * `rowWeights` [rows] scales each row's NLL (return weighting); absent: every row counts once.
  */
-export function headsLoss(w: Weights, z: tf.Tensor2D, targets: SequenceBatch['targets'], pitchBias?: tf.Tensor2D, pitchAnchors?: tf.Tensor1D): { total: tf.Scalar; perHead: tf.Scalar[] } {
+export function headsLoss(w: Weights, z: tf.Tensor2D, targets: SequenceBatch['targets'], pitchBias?: tf.Tensor2D, pitchAnchors?: tf.Tensor1D, rowWeights?: tf.Tensor1D): { total: tf.Scalar; perHead: tf.Scalar[] } {
   const logits = teacherForcedLogits(w, z, targets, pitchBias, pitchAnchors);
-  const nll = (l: tf.Tensor, target: tf.Tensor) => tf.neg(tf.mean(tf.sum(tf.mul(target, tf.logSoftmax(l)), 1))) as tf.Scalar;
+  const rowNll = (l: tf.Tensor, target: tf.Tensor) => tf.sum(tf.mul(target, tf.logSoftmax(l)), 1);
+  const nll = (l: tf.Tensor, target: tf.Tensor) => tf.neg(tf.mean(rowWeights ? tf.mul(rowNll(l, target), rowWeights) : rowNll(l, target))) as tf.Scalar;
   const perHead = logits.map((l, k) => nll(l, targets[k]));
   return { total: tf.addN(perHead) as tf.Scalar, perHead };
 }

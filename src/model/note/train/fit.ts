@@ -40,6 +40,8 @@ export interface TrainOptions extends TrainingRunOptions {
   keyDropout?: number;
   /** Long-context models: probability that a note is read back with a displaced pitch (noisy teacher forcing). */
   inputNoise?: number;
+  /** Long-context models: extra weight of the notes of figures brought back from afar in the likelihood loss (StreamEpochOptions.returnWeight). */
+  returnWeight?: number;
   /** Decoding to record in the spec (a fine-tuned model keeps its parent's). */
   decoding?: ModelSpec['decoding'];
   /**
@@ -292,6 +294,7 @@ function trainOneEpoch(p: EpochPass, epoch: number, started: number): { loss: nu
       step: (loss) => clippedGroupStep(groups, weights, loss, o.clipNorm),
       progress,
       unlikelihood: o.unlikelihood && { ...o.unlikelihood, decoding: o.decoding },
+      returnWeight: o.returnWeight,
     });
     return { loss: r.loss, tokens: r.tokens, unlikelihood: r.unlikelihood };
   }
@@ -401,6 +404,7 @@ function modelSpecFor(o: TrainOptions, D: number, state: LoopState, metrics: Rec
       composerDropout: o.composerDropout,
       ...(isLongContext(h) ? { keyDropout: o.keyDropout ?? 0, inputNoise: o.inputNoise ?? 0 } : {}),
       ...(o.unlikelihood ? { unlikelihood: o.unlikelihood } : {}),
+      ...(o.returnWeight ? { returnWeight: o.returnWeight } : {}),
       ...(o.gateInit ? { gateInit: o.gateInit } : {}),
       seed: o.seed,
       backend: currentBackend() ?? 'unknown',

@@ -9,7 +9,7 @@ import type { Hyperparameters, LoopHazardShares } from '../network.ts';
 import type { Weights } from '../../layers.ts';
 import type { Random } from '../../random.ts';
 import { segmentKeys } from '../../../tokens/key.ts';
-import { loopHazardProfile } from '../../../tokens/loops.ts';
+import { distantReturns, loopHazardProfile } from '../../../tokens/loops.ts';
 import type { TokenPiece } from './batches.ts';
 import { disposeChunk, modelStreamOptions, PieceStream, planRows, streamSteps, type StreamPiece } from './stream.ts';
 import { hazardShares, sampleMarkedPieces, type SelfSampleStats, type UnlikelihoodOptions } from './unlikelihood.ts';
@@ -35,6 +35,12 @@ export interface StreamEpochOptions {
   progress: (done: number, total: number, meanLoss: number, tokens: number, extra?: string) => void;
   /** Unlikelihood rounds on the model's own samples between likelihood steps (unlikelihood.ts); absent: none. */
   unlikelihood?: UnlikelihoodOptions & { decoding?: ModelDecoding };
+  /**
+   * Return weighting: each note of a real piece that lies in a figure brought back from afar
+   * (distantReturns: 8 notes, from further than a loop) counts 1 + returnWeight times in the
+   * likelihood loss; absent or 0: every note once.
+   */
+  returnWeight?: number;
 }
 
 /** What an epoch's unlikelihood rounds saw: the model's own pieces, their loops, the loss. */
@@ -136,7 +142,9 @@ function unlikelihoodRound(weights: Weights, h: Hyperparameters, pool: readonly 
 export function streamEpoch(weights: Weights, h: Hyperparameters, pieces: readonly StreamPiece[], o: StreamEpochOptions): { loss: number; tokens: number; steps: number; unlikelihood?: UnlikelihoodRecord } {
   const queues = planRows(pieces, o.batchSize, o.rng);
   const total = streamSteps(pieces, queues, h.window);
-  const stream = new PieceStream(pieces, queues, { ...modelStreamOptions(h), composerIndex: o.composerIndex, composers: o.composers, transpose: o.transpose, composerDropout: o.composerDropout, keyDropout: o.keyDropout, inputNoise: o.inputNoise, rng: o.rng });
+  const returnWeight = o.returnWeight ?? 0;
+  const played = returnWeight > 0 ? pieces.map((p) => (p.returns ? p : { ...p, returns: distantReturns(p.tokens) })) : pieces;
+  const stream = new PieceStream(played, queues, { ...modelStreamOptions(h), composerIndex: o.composerIndex, composers: o.composers, transpose: o.transpose, composerDropout: o.composerDropout, keyDropout: o.keyDropout, inputNoise: o.inputNoise, rng: o.rng, marks: returnWeight > 0 });
   const pool = pieces.map((p) => p.composer);
   const record: UnlikelihoodRecord | undefined = o.unlikelihood ? { rounds: 0, pieces: 0, notes: 0, marked: 0, returned: 0, longestLoopSum: 0, loopBehind: 0, loopCarried: 0, loss: 0, returnNll: 0, hazard: 0, hazardSteps: 0 } : undefined;
   // The real pieces' loop hazard, which a loop hazard step pulls the model's own pieces toward.
@@ -146,7 +154,7 @@ export function streamEpoch(weights: Weights, h: Hyperparameters, pieces: readon
   let steps = 0;
   forEachChunk(h, stream, (batch, c) => {
     const scale = (batch.batch * batch.steps) / Math.max(1, batch.realTargets);
-    const loss = o.step(() => tf.mul(chunkLoss(weights, h, batch, c.memory, c.mask, c.keep, h.dropout ?? 0, c.carry).total, scale) as tf.Scalar);
+    const loss = o.step(() => tf.mul(chunkLoss(weights, h, batch, c.memory, c.mask, c.keep, h.dropout ?? 0, c.carry, returnWeight).total, scale) as tf.Scalar);
     lossSum += loss * batch.realTargets;
     tokens += batch.realTargets;
     steps++;
