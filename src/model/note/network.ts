@@ -313,8 +313,8 @@ export function teacherForcedLogits(w: Weights, z: tf.Tensor2D, targets: Sequenc
  */
 export function headsLoss(w: Weights, z: tf.Tensor2D, targets: SequenceBatch['targets'], pitchBias?: tf.Tensor2D, pitchAnchors?: tf.Tensor1D, rowWeights?: tf.Tensor1D): { total: tf.Scalar; perHead: tf.Scalar[] } {
   const logits = teacherForcedLogits(w, z, targets, pitchBias, pitchAnchors);
-  const rowNll = (l: tf.Tensor, target: tf.Tensor) => tf.sum(tf.mul(target, tf.logSoftmax(l)), 1);
-  const nll = (l: tf.Tensor, target: tf.Tensor) => tf.neg(tf.mean(rowWeights ? tf.mul(rowNll(l, target), rowWeights) : rowNll(l, target))) as tf.Scalar;
+  const rowLogLikelihood = (l: tf.Tensor, target: tf.Tensor) => tf.sum(tf.mul(target, tf.logSoftmax(l)), 1);
+  const nll = (l: tf.Tensor, target: tf.Tensor) => tf.neg(tf.mean(rowWeights ? tf.mul(rowLogLikelihood(l, target), rowWeights) : rowLogLikelihood(l, target))) as tf.Scalar;
   const perHead = logits.map((l, k) => nll(l, targets[k]));
   return { total: tf.addN(perHead) as tf.Scalar, perHead };
 }

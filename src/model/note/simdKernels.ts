@@ -58,7 +58,8 @@ const loop = [0x03, 0x40];
 const brIf = (depth: number) => [0x0d, ...uleb(depth)];
 const end = [0x0b];
 const f32Load = [0x2a, 0x02, 0x00];
-const f32Store = [0x38, 0x02, 0x00];
+/** f32.store at `offset` bytes past the address on the stack. */
+const f32StoreAt = (offset: number) => [0x38, 0x02, ...uleb(offset)];
 const f32Add = [0x92];
 const simd = (op: number, ...rest: number[]) => [0xfd, ...uleb(op), ...rest];
 const v128Load = simd(0x00, 0x04, 0x00);
@@ -72,6 +73,8 @@ const f32x4Mul = simd(0xe6);
 const bump = (local: number, step: number[]) => [...get(local), ...step, ...add, ...set(local)];
 /** ++counter < limit: the tail of a do-while loop. */
 const countTo = (counter: number, limit: number) => [...get(counter), ...i32(1), ...add, ...tee(counter), ...get(limit), ...ltU, ...brIf(0)];
+/** The sum of the four lanes of v128 local `acc`, as one f32 on the stack. */
+const laneSum = (acc: number) => [...get(acc), ...f32x4Lane(0), ...get(acc), ...f32x4Lane(1), ...f32Add, ...get(acc), ...f32x4Lane(2), ...f32Add, ...get(acc), ...f32x4Lane(3), ...f32Add];
 
 // Parameters of both functions: 0 vector (q or p), 1 slots (keys or values), 2 n, 3 dk4, 4 out.
 const [VEC, SLOTS, N, DK4, OUT] = [0, 1, 2, 3, 4];
@@ -96,9 +99,7 @@ const scores = [
   ...bump(SP, i32(16)),
   ...countTo(I, DK4),
   ...end,
-  ...get(OUT),
-  ...get(ACC), ...f32x4Lane(0), ...get(ACC), ...f32x4Lane(1), ...f32Add, ...get(ACC), ...f32x4Lane(2), ...f32Add, ...get(ACC), ...f32x4Lane(3), ...f32Add,
-  ...f32Store,
+  ...get(OUT), ...laneSum(ACC), ...f32StoreAt(0),
   ...bump(OUT, i32(4)),
   ...countTo(S, N),
   ...end,
@@ -137,8 +138,6 @@ const pairLocals = [
   [5, I32],
   [3, V128],
 ];
-const f32StoreAt = (offset: number) => [0x38, 0x02, ...uleb(offset)];
-const laneSum = (acc: number) => [...get(acc), ...f32x4Lane(0), ...get(acc), ...f32x4Lane(1), ...f32Add, ...get(acc), ...f32x4Lane(2), ...f32Add, ...get(acc), ...f32x4Lane(3), ...f32Add];
 const scores2 = [
   ...block,
   ...get(N), ...eqz, ...brIf(0),
