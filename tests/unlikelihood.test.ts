@@ -10,7 +10,7 @@ import { seededRandom } from '../src/model/random.ts';
 import { clippedAdamStep } from '../src/model/training.ts';
 import { streamEpoch } from '../src/model/note/train/fitLongContext.ts';
 import { disposeChunk, modelStreamOptions, PieceStream, type StreamPiece } from '../src/model/note/train/stream.ts';
-import { excerptLongestLoop, hazardShares, sampleMarkedPieces } from '../src/model/note/train/unlikelihood.ts';
+import { composerHazardShares, excerptLongestLoop, hazardShares, sampleMarkedPieces } from '../src/model/note/train/unlikelihood.ts';
 import { advanceLoop, distantReturns, loopContinuations, loopHazardProfile, loopHazardRows, loopLengths, loopProfile, loopRuns, startLoopTracker } from '../src/tokens/loops.ts';
 import { PITCH_MIN, type NoteToken } from '../src/tokens/tokenize.ts';
 import { TINY_LONG_CONTEXT_HYPERPARAMETERS as H } from './support/tinyModel.ts';
@@ -317,9 +317,51 @@ describe('loop hazard', () => {
     const pulled = train(1);
     const plain = train(0);
     assert.ok(pulled.records.every((r) => r.hazardSteps > 0 && r.hazard > 0 && r.loss === 0), JSON.stringify(pulled.records[0]));
-    assert.ok(pulled.records.every((r) => r.hazardSteps > 0 && r.hazard > 0 && r.loss === 0), JSON.stringify(pulled.records[0]));
     assert.ok(plain.records.every((r) => r.hazardSteps === 0 && r.hazard === 0), 'without the hazard weight the round only samples');
     const loops = (records: typeof plain.records) => records.reduce((s, r) => s + r.longestLoopSum / r.pieces, 0) / records.length;
     assert.ok(loops(pulled.records) < loops(plain.records) / 2, `own longest loop ${loops(pulled.records).toFixed(1)} with loop hazard steps, ${loops(plain.records).toFixed(1)} without`);
+  });
+  test('per composer, the loop hazard pulls each composer toward its own shares, shrunk toward the corpus\'s, and the stream groups each row by its composer', () => {
+    const figure = [60, 64, 67, 64];
+    const looping = notes([50, ...figure, ...figure, ...figure, 71]); // band 2 (8+): 5 rows, 4 carry the pitch on
+    const broken = notes([50, 60, 60, 62, 60, 60, 63]); // band 0 (2+) and 1 (4+) rows that break
+    const pieces = [
+      { composer: 'Chopin', tokens: looping },
+      { composer: 'Mozart', tokens: broken },
+    ];
+    const all = loopHazardProfile(pieces.map((p) => p.tokens)).bands;
+    const chopin = loopHazardProfile([looping]).bands;
+    const shares = composerHazardShares(pieces, composerIndex, COMPOSERS, ['dt', 'pitch'], 0);
+    const NB = all.length;
+    assert.equal(shares.pitchShare!.length, (COMPOSERS + 1) * NB, 'one share per composer and band, and the corpus\'s for "any composer"');
+    assert.deepEqual(shares.pitchShare!.slice(0, NB), chopin.map((b, i) => (b.pitchRows ? b.pitchShare : all[i].pitchShare)), 'without a prior, a composer\'s own share where it has rows');
+    assert.deepEqual(shares.pitchShare!.slice(COMPOSERS * NB), all.map((b) => b.pitchShare), '"any composer" reads the corpus');
+    assert.deepEqual(composerHazardShares(pieces, composerIndex, COMPOSERS, ['pitch'], 0).dtShare, undefined, 'one head only');
+    // A prior of as many rows as Chopin's band 2 has lands halfway between its share and the corpus's.
+    const halfway = composerHazardShares(pieces, composerIndex, COMPOSERS, ['pitch'], chopin[2].pitchRows).pitchShare!;
+    assert.ok(Math.abs(halfway[2] - (chopin[2].pitchShare + all[2].pitchShare) / 2) < 1e-9);
+    const missing = composerHazardShares(pieces, new Map([['Chopin', 0], ['Schubert', 1]]), COMPOSERS, ['dt'], 0).dtShare!;
+    assert.deepEqual(missing.slice(NB, 2 * NB), all.map((b) => b.dtShare), 'a composer without pieces takes the corpus\'s shares');
+    // The stream puts Mozart's rows in Mozart's slots.
+    const stream = new PieceStream([{ composer: 'Mozart', tokens: looping, hazard: loopHazardRows(looping) }], [[0]], { ...modelStreamOptions(H), composerIndex, composers: COMPOSERS, marks: true, hazard: true, hazardByComposer: true });
+    const chunk = stream.next()!;
+    const bands = chunk.batch.hazard!.bands;
+    assert.equal(bands.shape[1], (COMPOSERS + 1) * NB);
+    assert.deepEqual((bands.arraySync() as number[][]).slice(8, 14).map((r) => r.indexOf(1)), [-1, NB + 2, NB + 2, NB + 2, NB + 2, NB + 2]);
+    disposeChunk(chunk.batch);
+    // An epoch of per-composer loop hazard rounds takes its steps and leaves nothing behind.
+    const h: Hyperparameters = { ...H };
+    const w = createLongContextWeights(h, D, 9);
+    hammerOneNote(w, 8);
+    const optimizer = tf.train.adam(0.01);
+    const rng = seededRandom(3);
+    const epoch = () => streamEpoch(w, h, [...pieces, ...pieces], { batchSize: 2, composerIndex, composers: COMPOSERS, transpose: 0, composerDropout: 0, keyDropout: 0, inputNoise: 0, rng, step: (loss) => clippedAdamStep(optimizer, w, Object.keys(w), loss, 1), progress: () => {}, unlikelihood: { weight: 0, every: 1, pieces: 3, notes: 48, limit: 20, hazard: 1, hazardByComposer: true, decoding: { temperature: 1, topP: 1 } } });
+    epoch();
+    const tensors = tf.memory().numTensors;
+    const record = epoch().unlikelihood!;
+    assert.equal(tf.memory().numTensors, tensors, 'no tensor left behind');
+    assert.ok(record.hazardSteps > 0 && record.hazard > 0, JSON.stringify(record));
+    optimizer.dispose();
+    tf.dispose(Object.values(w));
   });
 });

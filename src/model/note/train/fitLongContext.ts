@@ -12,7 +12,7 @@ import { segmentKeys } from '../../../tokens/key.ts';
 import { distantReturns, loopHazardProfile } from '../../../tokens/loops.ts';
 import type { TokenPiece } from './batches.ts';
 import { disposeChunk, modelStreamOptions, PieceStream, planRows, streamSteps, type StreamPiece } from './stream.ts';
-import { hazardShares, sampleMarkedPieces, type SelfSampleStats, type UnlikelihoodOptions } from './unlikelihood.ts';
+import { composerHazardShares, hazardShares, sampleMarkedPieces, type SelfSampleStats, type UnlikelihoodOptions } from './unlikelihood.ts';
 
 /** Pieces with their key labels (computed once; a key-conditioned model trains on them). */
 export function withKeyLabels<T extends TokenPiece>(pieces: readonly T[]): (T & StreamPiece)[] {
@@ -111,7 +111,7 @@ function unlikelihoodRound(weights: Weights, h: Hyperparameters, pool: readonly 
   const bonus = u.returnBonus ?? 0;
   const hazardWeight = realHazard ? (u.hazard ?? 0) : 0;
   if ((!u.weight || stats.marked === 0) && (!bonus || stats.returned === 0) && !hazardWeight) return;
-  const stream = new PieceStream(pieces, planRows(pieces, pieces.length), { ...modelStreamOptions(h), composerIndex: o.composerIndex, composers: o.composers, marks: true, hazard: hazardWeight > 0 });
+  const stream = new PieceStream(pieces, planRows(pieces, pieces.length), { ...modelStreamOptions(h), composerIndex: o.composerIndex, composers: o.composers, marks: true, hazard: hazardWeight > 0, hazardByComposer: hazardWeight > 0 && u.hazardByComposer });
   forEachChunk(h, stream, (batch, c) => {
     const forward = () => chunkUnlikelihood(weights, h, batch, c.memory, c.mask, c.keep, h.dropout ?? 0, c.carry, hazardWeight ? realHazard : undefined);
     const marked = u.weight ? (batch.markedTargets ?? 0) : 0;
@@ -148,7 +148,9 @@ export function streamEpoch(weights: Weights, h: Hyperparameters, pieces: readon
   const pool = pieces.map((p) => p.composer);
   const record: UnlikelihoodRecord | undefined = o.unlikelihood ? { rounds: 0, pieces: 0, notes: 0, marked: 0, returned: 0, longestLoopSum: 0, loopBehind: 0, loopCarried: 0, loss: 0, returnNll: 0, hazard: 0, hazardSteps: 0 } : undefined;
   // The real pieces' loop hazard, which a loop hazard step pulls the model's own pieces toward.
-  const realHazard = o.unlikelihood?.hazard ? hazardShares(loopHazardProfile(pieces.map((p) => p.tokens)), o.unlikelihood.hazardHeads) : undefined;
+  // With hazardByComposer, one share per composer and band, grouped as the own pieces' rows are.
+  const u = o.unlikelihood;
+  const realHazard = u?.hazard ? (u.hazardByComposer ? composerHazardShares(pieces, o.composerIndex, o.composers, u.hazardHeads) : hazardShares(loopHazardProfile(pieces.map((p) => p.tokens)), u.hazardHeads)) : undefined;
   let lossSum = 0;
   let tokens = 0;
   let steps = 0;

@@ -81,6 +81,12 @@ export interface StreamOptions {
   marks?: boolean;
   /** Hand each row's loop hazard (StreamPiece.hazard; none: no loop) as ChunkBatch.hazard, for loop hazard training. */
   hazard?: boolean;
+  /**
+   * With `hazard`: each row's band is also grouped by the row's composer (ChunkBatch.hazard.bands
+   * [rows, (composers + 1) × bands], composer slot `composers` being "any"), so that a loop hazard
+   * step pulls each composer toward that composer's own shares (composerHazardShares).
+   */
+  hazardByComposer?: boolean;
   rng?: Random;
 }
 
@@ -202,7 +208,8 @@ export class PieceStream {
     const marks = this.o.marks ? new Float32Array(T * B) : undefined;
     const returns = this.o.marks ? new Float32Array(T * B) : undefined;
     const NB = LOOP_PROFILE_BANDS.length;
-    const hazard = this.o.hazard ? { bands: new Float32Array(T * B * NB), dt: new Float32Array(T * B * DT_CLASSES), pitch: new Float32Array(T * B * PITCH_CLASSES), matched: new Float32Array(T * B), rows: 0 } : undefined;
+    const groups = this.o.hazardByComposer ? (this.o.composers + 1) * NB : NB;
+    const hazard = this.o.hazard ? { bands: new Float32Array(T * B * groups), dt: new Float32Array(T * B * DT_CLASSES), pitch: new Float32Array(T * B * PITCH_CLASSES), matched: new Float32Array(T * B), rows: 0 } : undefined;
     const keep: number[] = [];
     const memory: number[] = [];
     let real = 0;
@@ -251,7 +258,7 @@ export class PieceStream {
         const band = piece.hazard?.band[i] ?? -1;
         if (hazard && band >= 0) {
           const loopDt = piece.hazard!.dt[i];
-          hazard.bands[row * NB + band] = 1;
+          hazard.bands[row * groups + (this.o.hazardByComposer ? c.composer * NB : 0) + band] = 1;
           hazard.dt[row * DT_CLASSES + loopDt] = 1;
           hazard.pitch[row * PITCH_CLASSES + piece.hazard!.pitch[i] + c.shift - PITCH_MIN] = 1;
           if (target.dt === loopDt) hazard.matched[row] = 1;
@@ -279,7 +286,7 @@ export class PieceStream {
       returns: returns ? tf.tensor1d(returns) : undefined,
       returnTargets: returns ? returned : undefined,
       hazard: hazard
-        ? { bands: tf.tensor2d(hazard.bands, [T * B, NB]), dtTargets: tf.tensor2d(hazard.dt, [T * B, DT_CLASSES]), pitchTargets: tf.tensor2d(hazard.pitch, [T * B, PITCH_CLASSES]), dtMatched: tf.tensor1d(hazard.matched), rows: hazard.rows }
+        ? { bands: tf.tensor2d(hazard.bands, [T * B, groups]), dtTargets: tf.tensor2d(hazard.dt, [T * B, DT_CLASSES]), pitchTargets: tf.tensor2d(hazard.pitch, [T * B, PITCH_CLASSES]), dtMatched: tf.tensor1d(hazard.matched), rows: hazard.rows }
         : undefined,
       batch: B,
       steps: T,

@@ -13,7 +13,7 @@ import type { Hyperparameters, LoopHazardShares } from '../network.ts';
 import { generateTokens, type SampleRequest } from '../sampling.ts';
 import type { Weights } from '../../layers.ts';
 import type { Random } from '../../random.ts';
-import { distantReturns, longestLoop, loopContinuations, loopHazardRows, loopProfile, type LoopHazardProfile } from '../../../tokens/loops.ts';
+import { distantReturns, longestLoop, loopContinuations, loopHazardProfile, loopHazardRows, loopProfile, type LoopHazardProfile } from '../../../tokens/loops.ts';
 import type { NoteToken } from '../../../tokens/tokenize.ts';
 import type { StreamPiece } from './stream.ts';
 
@@ -42,6 +42,12 @@ export interface UnlikelihoodOptions {
   hazard?: number;
   /** The heads a loop hazard step pulls (default both: the onset gap, then the pitch). */
   hazardHeads?: readonly LoopHazardHead[];
+  /**
+   * Pull each composer's own pieces toward that composer's real shares (composerHazardShares)
+   * instead of every piece toward the whole corpus's: a Chopin nocturne carries a 4-note figure
+   * on far less often than a Beethoven sonata, and one shared target flattens that difference.
+   */
+  hazardByComposer?: boolean;
 }
 
 export const LOOP_HAZARD_HEADS = ['dt', 'pitch'] as const;
@@ -114,6 +120,27 @@ export function sampleMarkedPieces(weights: Weights, h: Hyperparameters, compose
     return { composer: names[k], tokens, marks, ...(o.returnBonus ? { returns } : {}), ...(o.hazard ? { hazard: loopHazardRows(tokens) } : {}) };
   });
   return { pieces, stats };
+}
+
+/**
+ * Per composer, the shares a loop hazard step pulls `heads` toward: slot k × bands + b holds
+ * composer k's share in band b (composerIndex), slot `composers` the whole corpus's (a piece
+ * written for "any composer"). A composer's share is shrunk toward the corpus's by `prior`
+ * pseudo-rows, so a composer with few notes in a band is pulled toward the common share.
+ */
+export function composerHazardShares(pieces: readonly { composer: string; tokens: readonly NoteToken[] }[], composerIndex: Map<string, number>, composers: number, heads: readonly LoopHazardHead[] = LOOP_HAZARD_HEADS, prior = 256): LoopHazardShares {
+  const all = loopHazardProfile(pieces.map((p) => p.tokens)).bands;
+  const byComposer: LoopHazardProfile['bands'][] = [];
+  for (let k = 0; k < composers; k++) {
+    const own = pieces.filter((p) => composerIndex.get(p.composer) === k).map((p) => p.tokens);
+    byComposer.push(own.length > 0 ? loopHazardProfile(own).bands : all.map((b) => ({ ...b, rows: 0, pitchRows: 0 })));
+  }
+  byComposer.push(all.map((b) => ({ ...b, rows: 0, pitchRows: 0 }))); // "any composer": the corpus's shares
+  const shrunk = (n: number, share: number, common: number) => (n + prior > 0 ? (n * share + prior * common) / (n + prior) : common);
+  return {
+    ...(heads.includes('dt') ? { dtShare: byComposer.flatMap((bands) => bands.map((b, i) => shrunk(b.rows, b.dtShare, all[i].dtShare))) } : {}),
+    ...(heads.includes('pitch') ? { pitchShare: byComposer.flatMap((bands) => bands.map((b, i) => shrunk(b.pitchRows, b.pitchShare, all[i].pitchShare))) } : {}),
+  };
 }
 
 /** The shares a loop hazard step pulls `heads` toward, from the real pieces' profile. */
