@@ -382,6 +382,15 @@ describe('nocturne evaluate: the realism section', () => {
     assert.ok(m.classifier.generatedVsReal.auc >= 0 && m.classifier.generatedVsReal.auc <= 1);
     assert.equal(typeof m.features.pitchRepetition8.pass, 'boolean');
     assert.match(r.stderr, /realism: generating 4 pieces × 250 notes/);
+    assert.equal(m.seed, 1, 'the same pieces every run unless asked');
+    // Another seed set writes other pieces, so the figures' noise can be measured.
+    const other = await cli('--realism-only', '--realism-pieces', '4', '--realism-notes', '250', '--realism-seed', '2', '--json');
+    assert.equal(other.code, 0, other.stderr);
+    const o = JSON.parse(other.stdout).realism;
+    assert.equal(o.seed, 2);
+    assert.match(other.stderr, /in one batch, seed set 2/);
+    assert.deepEqual(o.real, m.real, 'against the same real pieces');
+    assert.notDeepEqual(REALISM_FEATURES.map((f) => o.features[f].generated), REALISM_FEATURES.map((f) => m.features[f].generated), 'other generated pieces');
   });
 
   test('a key-conditioned model is also asked for each of the 24 keys, and the report says how often it kept them', async () => {
@@ -407,9 +416,10 @@ describe('nocturne evaluate: the realism section', () => {
     assert.match(text.stdout, /^pitch 8-gram repeats\s+\S+\s+\S+–\S+/m);
     assert.match(text.stdout, /ROC-AUC generated vs real \d\.\d{3}, real vs real \d\.\d{3}/);
     assert.doesNotMatch(text.stdout, /NLL, nats/);
-    const short = await cli('--realism-notes', '100');
+    const short = await cli('--realism-notes', '100', '--realism-seed', '0');
     assert.equal(short.code, 2);
     assert.match(short.stderr, /--realism-notes/);
+    assert.match(short.stderr, /--realism-seed/);
     const unknown = await cli('--realism-only', '--realism-composers', 'Liszt');
     assert.equal(unknown.code, 1);
     assert.match(unknown.stderr, /--realism-composers: Liszt is not one of the model's composers/);

@@ -35,6 +35,8 @@ Works for our models and for the study's baseline (nocturne train --arch study).
   --realism-notes N           realism: notes per generated piece (default ${D.realismNotes}; ${EXCERPT_NOTES}..2000)
   --realism-composers a,b     realism: composers to generate (default ${REALISM_DEFAULT_COMPOSERS.join(', ')},
                               those the model knows and --data has)
+  --realism-seed N            realism: which set of random seeds writes the pieces (default 1,
+                              the same pieces every run); another N measures the figures' noise
   --realism-only              only the realism section (no NLL, no per-composer statistics)
   --temperature T             realism: sampling temperature (default 1)
   --top-p P                   realism: nucleus mass (default 0.95)
@@ -64,6 +66,7 @@ export async function runEvaluate(argv: string[], log: (line: string) => void): 
       'smoothing-k': { type: 'string' },
       backend: { type: 'string' },
       'realism-pieces': { type: 'string' },
+      'realism-seed': { type: 'string' },
       'realism-notes': { type: 'string' },
       'realism-composers': { type: 'string' },
       'realism-only': { type: 'boolean' },
@@ -87,6 +90,7 @@ export async function runEvaluate(argv: string[], log: (line: string) => void): 
   const backend = collect(() => parseBackend(values.backend), 'auto' as BackendChoice);
   const realismPieces = collect(() => intOption('--realism-pieces', values['realism-pieces'], D.realismPieces, 0, 512), D.realismPieces);
   const realismNotes = collect(() => intOption('--realism-notes', values['realism-notes'], D.realismNotes, EXCERPT_NOTES, 2000), D.realismNotes);
+  const realismSeed = collect(() => intOption('--realism-seed', values['realism-seed'], 1, 1, 2 ** 31), 1);
   const realismComposers = values['realism-composers']?.split(',').map((c) => c.trim()).filter(Boolean);
   if (values['realism-composers'] !== undefined && !realismComposers?.length) problems.push('--realism-composers needs at least one name');
   if (values['realism-only'] && realismPieces === 0) problems.push('--realism-only needs --realism-pieces above 0');
@@ -115,6 +119,7 @@ export async function runEvaluate(argv: string[], log: (line: string) => void): 
     realismPieces,
     realismNotes,
     realismComposers,
+    realismSeed,
     realismOnly: values['realism-only'] ?? false,
     realismDecoding: decodingGiven ? { temperature, topP, heads } : undefined,
     keyGuidance,

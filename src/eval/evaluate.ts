@@ -66,6 +66,8 @@ export interface EvaluateOptions {
   /** Realism: generated pieces in all (spread evenly over the composers; 0 skips it) and notes per piece. */
   realismPieces: number;
   realismNotes: number;
+  /** Realism: which set of random seeds writes the pieces (default 1: the same pieces every run). */
+  realismSeed?: number;
   /** Realism composers (default: REALISM_DEFAULT_COMPOSERS that the model knows and --data has). */
   realismComposers?: string[];
   /** Skip the likelihood and the per-composer generation statistics. */
@@ -101,6 +103,8 @@ export interface RealismReport extends RealismComparison {
   piecesPerComposer: number;
   notesPerPiece: number;
   decoding: string;
+  /** The set of random seeds that wrote the pieces (--realism-seed; 1 unless asked). */
+  seed: number;
   /** Where the real excerpts come from, and the pieces used for composer recognition. */
   realSource: string;
   composerRecognitionSource: string;
@@ -507,6 +511,8 @@ export interface RealismInput {
   composers: readonly { label: string; model: string }[];
   piecesPerComposer: number;
   notes: number;
+  /** Which set of random seeds writes the pieces (absent or 1: the seeds every earlier evaluation used). */
+  seed?: number;
   generate: RealismGenerate;
   decoding: string;
   realSource: string;
@@ -520,10 +526,11 @@ export function realismSection(input: RealismInput): RealismReport {
   const labels: string[] = [];
   for (const c of input.composers)
     for (let k = 0; k < input.piecesPerComposer; k++) {
-      requests.push({ composer: c.model, notes: input.notes, randomSeed: stableSeed(`realism/${c.model}/${k}`) });
+      const set = input.seed && input.seed !== 1 ? `${input.seed}/` : '';
+      requests.push({ composer: c.model, notes: input.notes, randomSeed: stableSeed(`realism/${set}${c.model}/${k}`) });
       labels.push(c.label);
     }
-  input.log(`realism: generating ${requests.length} pieces × ${input.notes} notes (${input.composers.map((c) => c.label).join(', ')}, ${input.piecesPerComposer} each) in one batch`);
+  input.log(`realism: generating ${requests.length} pieces × ${input.notes} notes (${input.composers.map((c) => c.label).join(', ')}, ${input.piecesPerComposer} each) in one batch${input.seed && input.seed !== 1 ? `, seed set ${input.seed}` : ''}`);
   let t0 = performance.now();
   const tokens = input.generate(requests);
   const generation = (performance.now() - t0) / 1000;
@@ -538,6 +545,7 @@ export function realismSection(input: RealismInput): RealismReport {
     piecesPerComposer: input.piecesPerComposer,
     notesPerPiece: input.notes,
     decoding: input.decoding,
+    seed: input.seed ?? 1,
     realSource: input.realSource,
     composerRecognitionSource: input.composerRecognitionSource,
     ...comparison,
@@ -714,6 +722,7 @@ function realismSections({ o, loaded, model, dataPieces, training, pieces }: Eva
     composers: composers.map((label) => ({ label, model: modelName(label) })),
     piecesPerComposer: Math.ceil(o.realismPieces / composers.length),
     notes: o.realismNotes,
+    seed: o.realismSeed,
     generate: gen.generate,
     decoding: gen.decoding,
     realSource: `${withExcerpts.length} held-out pieces of --data (not in the model's training data), ${pieces.selected.length} composers`,
@@ -859,7 +868,7 @@ const pct = (x: number) => `${Math.round(x * 100)}%`;
 
 /** Realism: one row per feature, then the classifier and composer recognition. */
 function realismLines(m: RealismReport): string[] {
-  const lines = ['', `realism: ${m.generated.pieces} generated pieces × ${m.notesPerPiece} notes (${m.composers.join(', ')}; ${m.decoding}) in ${m.generated.excerpts} excerpts of ${m.excerptNotes} notes, against ${m.real.excerpts} excerpts of ${m.real.pieces} real pieces (${m.realSource})`];
+  const lines = ['', `realism: ${m.generated.pieces} generated pieces × ${m.notesPerPiece} notes (${m.composers.join(', ')}; ${m.decoding}${m.seed && m.seed !== 1 ? `; seed set ${m.seed}` : ''}) in ${m.generated.excerpts} excerpts of ${m.excerptNotes} notes, against ${m.real.excerpts} excerpts of ${m.real.pieces} real pieces (${m.realSource})`];
   lines.push('real-vs-real: one half of the real pieces (split by piece) against the other half; pass: the mean inside the real 5–95 % band (repetition also within 0.5–1.5× real); alone AUC: how well the feature by itself tells generated from real (0.5 none)');
   const rows = [['feature', 'real mean', 'real 5–95 %', 'real vs real', 'generated', 'gen/real', 'pass', 'alone AUC']];
   for (const f of REALISM_FEATURES) {
