@@ -36,6 +36,7 @@ import {
   tripletGapShare,
   type PieceTokens,
 } from '../src/eval/realism.ts';
+import { DEFAULT_REALISM_DECODING, realismDecodingOf } from '../src/eval/evaluate.ts';
 import { writeMidi } from '../src/midi/write.ts';
 import { seededRandom } from '../src/model/random.ts';
 import { detokenize, type NoteToken } from '../src/tokens/tokenize.ts';
@@ -366,6 +367,14 @@ const cli = (...args: string[]) =>
   );
 
 describe('nocturne evaluate: the realism section', () => {
+  test('a decoding option replaces only its part of the model\'s own decoding', () => {
+    const own = { temperature: 1, topP: 1, heads: { vel: { temperature: 1.1, topP: 1 } }, composerGuidance: 2, keyGuidance: 8 };
+    assert.deepEqual(realismDecodingOf(own, {}), own, 'nothing asked: the model\'s own');
+    assert.deepEqual(realismDecodingOf(own, { realismDecoding: { heads: { dt: { temperature: 0.85, topP: 1 } } } }), { ...own, heads: { vel: { temperature: 1.1, topP: 1 }, dt: { temperature: 0.85, topP: 1 } } }, 'one head asked: the model\'s top-p and its other heads stay');
+    assert.deepEqual(realismDecodingOf(own, { realismDecoding: { topP: 0.9, heads: { vel: { temperature: 1, topP: 0.8 } } }, composerGuidance: 2.5 }), { ...own, topP: 0.9, heads: { vel: { temperature: 1, topP: 0.8 } }, composerGuidance: 2.5 });
+    assert.deepEqual(realismDecodingOf(undefined, { realismDecoding: { temperature: 0.9 } }), { ...DEFAULT_REALISM_DECODING, temperature: 0.9, keyGuidance: undefined, composerGuidance: undefined }, 'a model without a decoding starts from the engine\'s');
+  });
+
   test('--realism-only --json: generated pieces of the default composers against the held-out pieces, nothing else', async () => {
     const r = await cli('--realism-only', '--realism-pieces', '4', '--realism-notes', '250', '--json');
     assert.equal(r.code, 0, r.stderr);

@@ -38,11 +38,12 @@ Works for our models and for the study's baseline (nocturne train --arch study).
   --realism-seed N            realism: which set of random seeds writes the pieces (default 1,
                               the same pieces every run); another N measures the figures' noise
   --realism-only              only the realism section (no NLL, no per-composer statistics)
-  --temperature T             realism: sampling temperature (default 1)
-  --top-p P                   realism: nucleus mass (default 0.95)
+  --temperature T             realism: sampling temperature
+  --top-p P                   realism: nucleus mass
   --head-decoding SPEC        realism: per-head temperature/top-p, e.g. dt=1/1,vel=1.1/1
-                              (heads dt, pitch, dur, vel). Without any of these three the
-                              realism pieces use the model's own decoding (model.json)
+                              (heads dt, pitch, dur, vel). Each of these three replaces only
+                              its part of the model's own decoding (model.json; without one,
+                              temperature ${DEFAULT_REALISM_DECODING.temperature}, top-p ${DEFAULT_REALISM_DECODING.topP}); the rest stays the model's
   --key-guidance G            key adherence: key guidance of models with a key table, 1..20
                               (default the model's decoding's, else 1)
   --composer-guidance G       realism: composer guidance of long-context models, 1..5
@@ -94,7 +95,7 @@ export async function runEvaluate(argv: string[], log: (line: string) => void): 
   const realismComposers = values['realism-composers']?.split(',').map((c) => c.trim()).filter(Boolean);
   if (values['realism-composers'] !== undefined && !realismComposers?.length) problems.push('--realism-composers needs at least one name');
   if (values['realism-only'] && realismPieces === 0) problems.push('--realism-only needs --realism-pieces above 0');
-  // Any of the three replaces the model's own decoding (model.json "decoding") for the realism pieces.
+  // Each of the three replaces only its part of the model's own decoding (realismDecodingOf).
   const decodingGiven = values.temperature !== undefined || values['top-p'] !== undefined || values['head-decoding'] !== undefined;
   const temperature = collect(() => numberOption('--temperature', values.temperature, DEFAULT_REALISM_DECODING.temperature, 0, 5), DEFAULT_REALISM_DECODING.temperature);
   const topP = collect(() => numberOption('--top-p', values['top-p'], DEFAULT_REALISM_DECODING.topP, 1e-6, 1), DEFAULT_REALISM_DECODING.topP);
@@ -121,7 +122,7 @@ export async function runEvaluate(argv: string[], log: (line: string) => void): 
     realismComposers,
     realismSeed,
     realismOnly: values['realism-only'] ?? false,
-    realismDecoding: decodingGiven ? { temperature, topP, heads } : undefined,
+    realismDecoding: decodingGiven ? { ...(values.temperature !== undefined ? { temperature } : {}), ...(values['top-p'] !== undefined ? { topP } : {}), ...(heads ? { heads } : {}) } : undefined,
     keyGuidance,
     composerGuidance,
     log,

@@ -72,8 +72,12 @@ export interface EvaluateOptions {
   realismComposers?: string[];
   /** Skip the likelihood and the per-composer generation statistics. */
   realismOnly?: boolean;
-  /** Decoding of the realism section's pieces (default: the engine's). */
-  realismDecoding?: RealismDecoding;
+  /**
+   * Decoding of the realism section's pieces: what is given here replaces that part of the
+   * model's own decoding (model.json; the engine's defaults for a model without one), head by
+   * head for `heads`; the rest stays the model's.
+   */
+  realismDecoding?: Partial<Pick<RealismDecoding, 'temperature' | 'topP' | 'heads'>>;
   /** Key guidance of the key requests (default: the model's decoding's, as the engine plays it). */
   keyGuidance?: number;
   /** Composer guidance of every generated piece (default: the model's decoding's). */
@@ -714,7 +718,7 @@ function realismSections({ o, loaded, model, dataPieces, training, pieces }: Eva
     return { realism: null, realismSkipped: skipped };
   }
   const modelName = (label: string) => model.composers.find((m) => lower(m) === lower(label))!;
-  const gen = loaded.kind === 'study' ? studyModelGenerator(loaded.weights, loaded.spec, training, dataPieces, o) : noteModelGenerator(loaded.weights, loaded.spec, { ...(o.realismDecoding ?? loaded.spec.decoding ?? DEFAULT_REALISM_DECODING), keyGuidance: o.keyGuidance ?? loaded.spec.decoding?.keyGuidance, composerGuidance: o.composerGuidance ?? loaded.spec.decoding?.composerGuidance });
+  const gen = loaded.kind === 'study' ? studyModelGenerator(loaded.weights, loaded.spec, training, dataPieces, o) : noteModelGenerator(loaded.weights, loaded.spec, realismDecodingOf(loaded.spec.decoding, o));
   const labels = new Set(composers.map(lower));
   const realism = realismSection({
     real: withExcerpts,
@@ -733,6 +737,23 @@ function realismSections({ o, loaded, model, dataPieces, training, pieces }: Eva
   const requests = keyRequests(composers.map(modelName), EXCERPT_NOTES);
   o.log(`key adherence: ${requests.length} pieces × ${EXCERPT_NOTES} notes, one per key`);
   return { realism, keys: measureKeyAdherence(requests, gen.generate(requests)) };
+}
+
+/**
+ * The realism pieces' decoding: the model's own (the engine's defaults without one), with what
+ * `o` asks for in its place: temperature, top-p, each head asked for, and the guidances.
+ */
+export function realismDecodingOf(own: RealismDecoding | undefined, o: Pick<EvaluateOptions, 'realismDecoding' | 'keyGuidance' | 'composerGuidance'>): RealismDecoding {
+  const base = own ?? DEFAULT_REALISM_DECODING;
+  const asked = o.realismDecoding ?? {};
+  const heads = asked.heads ? { ...base.heads, ...asked.heads } : base.heads;
+  return {
+    temperature: asked.temperature ?? base.temperature,
+    topP: asked.topP ?? base.topP,
+    ...(heads ? { heads } : {}),
+    keyGuidance: o.keyGuidance ?? own?.keyGuidance,
+    composerGuidance: o.composerGuidance ?? own?.composerGuidance,
+  };
 }
 
 /** Long-context note models: the attention reach on the held-out pieces (null otherwise). */
