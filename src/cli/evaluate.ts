@@ -95,8 +95,6 @@ export async function runEvaluate(argv: string[], log: (line: string) => void): 
   const realismComposers = values['realism-composers']?.split(',').map((c) => c.trim()).filter(Boolean);
   if (values['realism-composers'] !== undefined && !realismComposers?.length) problems.push('--realism-composers needs at least one name');
   if (values['realism-only'] && realismPieces === 0) problems.push('--realism-only needs --realism-pieces above 0');
-  // Each of the three replaces only its part of the model's own decoding (realismDecodingOf).
-  const decodingGiven = values.temperature !== undefined || values['top-p'] !== undefined || values['head-decoding'] !== undefined;
   const temperature = collect(() => numberOption('--temperature', values.temperature, DEFAULT_REALISM_DECODING.temperature, 0, 5), DEFAULT_REALISM_DECODING.temperature);
   const topP = collect(() => numberOption('--top-p', values['top-p'], DEFAULT_REALISM_DECODING.topP, 1e-6, 1), DEFAULT_REALISM_DECODING.topP);
   const heads = values['head-decoding'] !== undefined ? collect(() => parseHeadDecodings(values['head-decoding']!), undefined) : undefined;
@@ -122,7 +120,8 @@ export async function runEvaluate(argv: string[], log: (line: string) => void): 
     realismComposers,
     realismSeed,
     realismOnly: values['realism-only'] ?? false,
-    realismDecoding: decodingGiven ? { ...(values.temperature !== undefined ? { temperature } : {}), ...(values['top-p'] !== undefined ? { topP } : {}), ...(heads ? { heads } : {}) } : undefined,
+    // Each given option replaces only its part of the model's own decoding (realismDecodingOf).
+    realismDecoding: { ...(values.temperature !== undefined ? { temperature } : {}), ...(values['top-p'] !== undefined ? { topP } : {}), ...(heads ? { heads } : {}) },
     keyGuidance,
     composerGuidance,
     log,

@@ -528,13 +528,14 @@ export interface RealismInput {
 export function realismSection(input: RealismInput): RealismReport {
   const requests: RealismRequest[] = [];
   const labels: string[] = [];
+  // Seed set 1 keeps the seed names every earlier evaluation used.
+  const otherSet = input.seed !== undefined && input.seed !== 1;
   for (const c of input.composers)
     for (let k = 0; k < input.piecesPerComposer; k++) {
-      const set = input.seed && input.seed !== 1 ? `${input.seed}/` : '';
-      requests.push({ composer: c.model, notes: input.notes, randomSeed: stableSeed(`realism/${set}${c.model}/${k}`) });
+      requests.push({ composer: c.model, notes: input.notes, randomSeed: stableSeed(`realism/${otherSet ? `${input.seed}/` : ''}${c.model}/${k}`) });
       labels.push(c.label);
     }
-  input.log(`realism: generating ${requests.length} pieces × ${input.notes} notes (${input.composers.map((c) => c.label).join(', ')}, ${input.piecesPerComposer} each) in one batch${input.seed && input.seed !== 1 ? `, seed set ${input.seed}` : ''}`);
+  input.log(`realism: generating ${requests.length} pieces × ${input.notes} notes (${input.composers.map((c) => c.label).join(', ')}, ${input.piecesPerComposer} each) in one batch${otherSet ? `, seed set ${input.seed}` : ''}`);
   let t0 = performance.now();
   const tokens = input.generate(requests);
   const generation = (performance.now() - t0) / 1000;

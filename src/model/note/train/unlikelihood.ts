@@ -130,17 +130,16 @@ export function sampleMarkedPieces(weights: Weights, h: Hyperparameters, compose
  */
 export function composerHazardShares(pieces: readonly { composer: string; tokens: readonly NoteToken[] }[], composerIndex: Map<string, number>, composers: number, heads: readonly LoopHazardHead[] = LOOP_HAZARD_HEADS, prior = 256): LoopHazardShares {
   const all = loopHazardProfile(pieces.map((p) => p.tokens)).bands;
-  const byComposer: LoopHazardProfile['bands'][] = [];
+  const common = all.map((b) => ({ ...b, rows: 0, pitchRows: 0 })); // no rows of its own: the corpus's shares
+  const groups: LoopHazardProfile['bands'][] = [];
   for (let k = 0; k < composers; k++) {
     const own = pieces.filter((p) => composerIndex.get(p.composer) === k).map((p) => p.tokens);
-    byComposer.push(own.length > 0 ? loopHazardProfile(own).bands : all.map((b) => ({ ...b, rows: 0, pitchRows: 0 })));
+    groups.push(own.length > 0 ? loopHazardProfile(own).bands : common);
   }
-  byComposer.push(all.map((b) => ({ ...b, rows: 0, pitchRows: 0 }))); // "any composer": the corpus's shares
-  const shrunk = (n: number, share: number, common: number) => (n + prior > 0 ? (n * share + prior * common) / (n + prior) : common);
-  return {
-    ...(heads.includes('dt') ? { dtShare: byComposer.flatMap((bands) => bands.map((b, i) => shrunk(b.rows, b.dtShare, all[i].dtShare))) } : {}),
-    ...(heads.includes('pitch') ? { pitchShare: byComposer.flatMap((bands) => bands.map((b, i) => shrunk(b.pitchRows, b.pitchShare, all[i].pitchShare))) } : {}),
-  };
+  groups.push(common); // "any composer"
+  const shrunk = (n: number, share: number, corpus: number) => (n + prior > 0 ? (n * share + prior * corpus) / (n + prior) : corpus);
+  const bands = groups.flatMap((g) => g.map((b, i) => ({ ...b, dtShare: shrunk(b.rows, b.dtShare, all[i].dtShare), pitchShare: shrunk(b.pitchRows, b.pitchShare, all[i].pitchShare) })));
+  return hazardShares({ bands }, heads);
 }
 
 /** The shares a loop hazard step pulls `heads` toward, from the real pieces' profile. */
