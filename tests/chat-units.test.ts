@@ -148,7 +148,7 @@ class RecordingBackend implements ComposeBackend {
               modelVersion: 'stand-in',
               seconds: 0.01,
               musicSeconds: 1,
-              params: { temperature: 1, topP: 0.95, randomSeed: r.randomSeed ?? 0, notes: r.notes, seeded: false, format: 'wav', key: 'any', estimatedKey: 'C major', tempoBpm: 100 },
+              params: { temperature: 1, topP: 0.95, decoding: 'temperature 1, top-p 0.95', randomSeed: r.randomSeed ?? 0, notes: r.notes, seeded: false, format: 'wav', key: 'any', estimatedKey: 'C major', tempoBpm: 100 },
             },
           },
     );

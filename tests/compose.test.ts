@@ -45,7 +45,7 @@ describe('compose', () => {
     assert.ok(wav.seconds > 0.5);
     assert.ok(isPng(await readFile(result.pngPath)));
     const { estimatedKey, ...params } = result.params;
-    assert.deepEqual(params, { temperature: 0.8, topP: 0.9, randomSeed: 3, notes: 40, seeded: false, format: 'wav', key: 'any', tempoBpm: 90 });
+    assert.deepEqual(params, { temperature: 0.8, topP: 0.9, decoding: 'temperature 0.8, top-p 0.9', randomSeed: 3, notes: 40, seeded: false, format: 'wav', key: 'any', tempoBpm: 90 });
     assert.match(estimatedKey, /^[A-G][#b]? (major|minor)$/, 'the key the notes read as');
   });
 

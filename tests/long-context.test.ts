@@ -711,7 +711,7 @@ describe('decoding carried by the model', () => {
     await createTinyModel(folder, ['Chopin', 'Mozart'], 4, H);
     const path = join(folder, 'model.json');
     const spec = JSON.parse(await readFile(path, 'utf8'));
-    const decoding = { temperature: 1, topP: 0.98, heads: { dt: { temperature: 1, topP: 1 } }, chosenBy: 'test' };
+    const decoding = { temperature: 1, topP: 0.98, heads: { dt: { temperature: 1, topP: 1 } }, composerGuidance: 2, chosenBy: 'test' };
     await writeFile(path, JSON.stringify({ ...spec, decoding }));
     const engine = await Engine.open(folder, 'wasm');
     try {
@@ -725,6 +725,11 @@ describe('decoding carried by the model', () => {
       // Per-head decoding changes what is drawn.
       const [a, b] = engine.sample([engine.resolve({ outDir: dir, composer: 'chopin', notes: 60, randomSeed: 2 }), engine.resolve({ outDir: dir, composer: 'chopin', notes: 60, randomSeed: 2, topP: 0.98 })]);
       assert.notDeepEqual(a, b);
+      // What a piece reports is the whole decoding it was drawn with; guidance only where it applied.
+      const piece = await engine.compose({ outDir: join(dir, 'decoding-piece'), composer: 'chopin', notes: 20, randomSeed: 3 });
+      assert.equal(piece.params.decoding, 'temperature 1, top-p 0.98 (per head: dt 1/1), composer guidance 2');
+      const anyone = await engine.compose({ outDir: join(dir, 'decoding-any'), composer: 'any', notes: 20, randomSeed: 3, temperature: 0.9 });
+      assert.equal(anyone.params.decoding, 'temperature 0.9, top-p 0.98', 'no per-head settings once the request sets a knob, no composer guidance for "any"');
     } finally {
       engine.dispose();
     }

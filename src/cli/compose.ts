@@ -119,7 +119,7 @@ export async function runCompose(argv: string[], log: (line: string) => void): P
       process.stdout.write(
         [
           `composed ${result.noteCount} notes (${result.musicSeconds.toFixed(1)} s of music) in the style of ${result.composer} in ${result.seconds.toFixed(2)} s`,
-          `  model ${result.modelVersion}; temperature ${p.temperature}, top-p ${p.topP}, random seed ${p.randomSeed}${p.seeded ? `, continuing --seed${p.seedNotes ? ` (its ${p.seedNotes} notes open the piece)` : ''}` : ''}`,
+          `  model ${result.modelVersion}; ${p.decoding}, random seed ${p.randomSeed}${p.seeded ? `, continuing --seed${p.seedNotes ? ` (its ${p.seedNotes} notes open the piece)` : ''}` : ''}`,
           `  key ${p.key}${p.estimatedKey !== p.key ? ` (estimated ${p.estimatedKey})` : ''}, tempo ${Number(p.tempoBpm.toFixed(1))} BPM${p.keyNote ? ` (${p.keyNote})` : ''}`,
           `  ${result.midiPath}`,
           `  ${result.audioPath}`,

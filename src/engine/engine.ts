@@ -9,7 +9,7 @@ import { initBackend, type BackendChoice } from '../model/backend.ts';
 import { modelAttribution } from '../model/folder.ts';
 import { loadModelFolder, type ModelSpec } from '../model/note/folder.ts';
 import type { Weights } from '../model/layers.ts';
-import { generateTokens, type SampleRequest } from '../model/note/sampling.ts';
+import { describeDecoding, generateTokens, type SampleRequest } from '../model/note/sampling.ts';
 import { seededRandom } from '../model/random.ts';
 import { formatDuration, parseMidi } from '../midi/read.ts';
 import { writeMidi } from '../midi/write.ts';
@@ -251,9 +251,14 @@ export class Engine {
     const title = `nocturne: ${r.composer === ANY_COMPOSER ? 'any style' : `in the style of ${r.composer}`}`;
     // The training data's credit, as the loaded model's folder states it (the licence asks for it on every piece).
     const attribution = modelAttribution(this.spec);
+    // What the sampler was actually given: guidance only where it applies (a composer, a key).
+    const decoding = describeDecoding(p.temperature, p.topP, p.heads, {
+      composerGuidance: p.composer < this.spec.composers.length ? p.composerGuidance : undefined,
+      keyGuidance: p.key !== undefined ? p.keyGuidance : undefined,
+    });
     await writeMidi(midiPath, notes, r.tempoBpm, {
       title,
-      comment: `model ${this.spec.version}; notes ${p.notes}; temperature ${p.temperature}; top-p ${p.topP}; random seed ${p.randomSeed}; key ${keyName(written.key)}${p.primer ? `; continued from a seed MIDI${r.seedNotes ? `, whose ${r.seedNotes} notes open it` : ''}` : ''}`,
+      comment: `model ${this.spec.version}; notes ${p.notes}; ${decoding}; random seed ${p.randomSeed}; key ${keyName(written.key)}${p.primer ? `; continued from a seed MIDI${r.seedNotes ? `, whose ${r.seedNotes} notes open it` : ''}` : ''}`,
       copyright: attribution,
     });
     // The audio's size is bounded by the length limit; renderAudio checks its estimate before running fluidsynth.
@@ -279,7 +284,7 @@ export class Engine {
       modelVersion: this.spec.version,
       seconds: (performance.now() - started) / 1000,
       musicSeconds: last,
-      params: { temperature: p.temperature, topP: p.topP, randomSeed: p.randomSeed, notes: p.notes, seeded: p.primer !== undefined, format, key: keyName(written.key), ...(written.note ? { keyNote: written.note } : {}), estimatedKey: estimateKey(tokens).name, tempoBpm: r.tempoBpm, ...(r.seedNotes ? { seedNotes: r.seedNotes } : {}) },
+      params: { temperature: p.temperature, topP: p.topP, decoding, randomSeed: p.randomSeed, notes: p.notes, seeded: p.primer !== undefined, format, key: keyName(written.key), ...(written.note ? { keyNote: written.note } : {}), estimatedKey: estimateKey(tokens).name, tempoBpm: r.tempoBpm, ...(r.seedNotes ? { seedNotes: r.seedNotes } : {}) },
     };
   }
 

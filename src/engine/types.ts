@@ -74,6 +74,8 @@ export interface ComposeResult {
   params: {
     temperature: number;
     topP: number;
+    /** The whole decoding, per-head settings and guidance included ("temperature 1, top-p 1 (per head: dt 0.85/1), composer guidance 2.5"). */
+    decoding: string;
     randomSeed: number;
     notes: number;
     seeded: boolean;

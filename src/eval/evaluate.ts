@@ -353,7 +353,7 @@ function noteModelGenerator(weights: Awaited<ReturnType<typeof loadModelFolder>>
         spec.composers.length,
         requests.map((r) => ({ composer: index.get(r.composer)!, notes: r.notes, temperature: decoding.temperature, topP: decoding.topP, heads: decoding.heads, randomSeed: r.randomSeed, key: r.key, keyGuidance: decoding.keyGuidance, composerGuidance: decoding.composerGuidance })),
       ),
-    decoding: `${describeDecoding(decoding.temperature, decoding.topP, decoding.heads)}${decoding.composerGuidance && decoding.composerGuidance !== 1 ? `, composer guidance ${decoding.composerGuidance}` : ''}${decoding.keyGuidance && decoding.keyGuidance !== 1 ? `, key guidance ${decoding.keyGuidance}` : ''}, ${seeding}`,
+    decoding: `${describeDecoding(decoding.temperature, decoding.topP, decoding.heads, decoding)}, ${seeding}`,
   };
 }
 

@@ -42,9 +42,11 @@ export function parseHeadDecodings(text: string): HeadDecodings {
   return out;
 }
 
-export function describeDecoding(temperature: number, topP: number, heads: HeadDecodings = {}): string {
+/** "temperature 1, top-p 1 (per head: dt 0.85/1), composer guidance 2.5": how notes are drawn; guidance of 1 or none is left out. */
+export function describeDecoding(temperature: number, topP: number, heads: HeadDecodings = {}, guidance: { composerGuidance?: number; keyGuidance?: number } = {}): string {
   const overrides = HEAD_NAMES.filter((h) => heads[h]).map((h) => `${h} ${heads[h]!.temperature}/${heads[h]!.topP}`);
-  return `temperature ${temperature}, top-p ${topP}${overrides.length ? ` (per head: ${overrides.join(', ')})` : ''}`;
+  const guided = (name: string, g: number | undefined) => (g !== undefined && g !== 1 ? `, ${name} guidance ${g}` : '');
+  return `temperature ${temperature}, top-p ${topP}${overrides.length ? ` (per head: ${overrides.join(', ')})` : ''}${guided('composer', guidance.composerGuidance)}${guided('key', guidance.keyGuidance)}`;
 }
 
 export interface SampleRequest {
