@@ -12,6 +12,7 @@ usage:
   nocturne check FILE...
   nocturne train --data DIR --out models/NAME [--composers a,b] [--epochs N] [--resume]
   nocturne evaluate --model DIR --data DIR [--json]
+  nocturne average --out DIR MODEL MODEL [MODEL...]   (weight averaging of fine-tuned runs)
   nocturne styles [--model DIR]
   nocturne bench [--json]
   nocturne worker        (with REDIS_URL: composes the jobs of any number of bots)
@@ -40,6 +41,10 @@ const commands: Record<string, () => Promise<{ run: Runner; usage: string }>> = 
   evaluate: async () => {
     const m = await import('./evaluate.ts');
     return { run: m.runEvaluate, usage: m.EVALUATE_USAGE };
+  },
+  average: async () => {
+    const m = await import('./average.ts');
+    return { run: m.runAverage, usage: m.AVERAGE_USAGE };
   },
   bench: async () => {
     const m = await import('./bench.ts');
