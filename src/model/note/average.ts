@@ -16,13 +16,14 @@ export function averageProblems(specs: readonly (ModelSpec & { dir: string })[])
   const problems: string[] = [];
   const same = (label: string, of: (s: ModelSpec) => unknown) => {
     const want = JSON.stringify(of(first));
-    for (const s of rest) if (JSON.stringify(of(s)) !== want) problems.push(`${s.dir}: its ${label} differs from ${first.dir}'s (${JSON.stringify(of(s))} against ${want})`);
+    const shown = (text: string) => (text.length > 120 ? `${text.slice(0, 117)}...` : text);
+    for (const s of rest) if (JSON.stringify(of(s)) !== want) problems.push(`${s.dir}: its ${label} differs from ${first.dir}'s (${shown(JSON.stringify(of(s)))} against ${shown(want)})`);
   };
   same('architecture', (s) => s.arch);
   same('hyperparameters', (s) => s.hyperparameters);
   same('composers', (s) => s.composers.map((c) => c.name));
   same('training data hash', (s) => s.data.hash);
-  same('validation pieces', (s) => s.data.validationPieces.length);
+  same('validation pieces', (s) => s.data.validationPieces);
   same('weights', (s) => s.weights);
   return problems;
 }
