@@ -5,10 +5,10 @@ import { basename, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { initBackend } from '../model/backend.ts';
 import { corpusHash, readTrainingCorpus } from '../model/corpus.ts';
-import { trainingMachine, versionName } from '../model/folder.ts';
+import { readWeightsFile, trainingMachine, versionName } from '../model/folder.ts';
 import { averageProblems, averageWeights } from '../model/note/average.ts';
-import { carriedDecoding, loadModelFolder, readModelSpec, saveModelFolder, type ModelSpec } from '../model/note/folder.ts';
-import { evaluatePieces } from '../model/note/train/fit.ts';
+import { carriedDecoding, readModelSpec, saveModelFolder, type ModelSpec } from '../model/note/folder.ts';
+import { evaluatePieces, measuredPieces } from '../model/note/train/fit.ts';
 import type { Weights } from '../model/layers.ts';
 import { UsageError, parseBackend } from './options.ts';
 
@@ -52,21 +52,19 @@ export async function runAverage(argv: string[], log: (line: string) => void): P
 
   await initBackend(backend, log);
   const dataDir = values.data ?? first.data.source;
-  const { pieces, validation } = await readTrainingCorpus(dataDir, undefined, log);
+  const { pieces, train, validation } = await readTrainingCorpus(dataDir, undefined, log);
   const hash = corpusHash(pieces);
   if (hash !== first.data.hash) throw new UsageError(`--data ${dataDir}: data hash ${hash}, the models were trained on ${first.data.hash}; point --data at their corpus`, AVERAGE_USAGE);
 
   const loaded: Weights[] = [];
   let averaged: Weights | undefined;
   try {
-    for (const d of dirs) loaded.push((await loadModelFolder(d)).weights);
+    for (const s of specs) loaded.push(await readWeightsFile(s.dir, s.weights, false));
     averaged = averageWeights(loaded);
-    tf.dispose(loaded.flatMap((w) => Object.values(w)));
-    loaded.length = 0;
-    log(`averaged ${dirs.length} models; measuring validation NLL on ${validation.length} pieces`);
+    const measured = measuredPieces(validation, train);
+    log(`averaged ${dirs.length} models; measuring validation NLL on ${measured.length} pieces`);
     const composerIndex = new Map(first.composers.map((c, i) => [c.name, i]));
-    const val = evaluatePieces(averaged, first.hyperparameters, validation, composerIndex, first.composers.length, Number(first.training.batchSize ?? 16));
-    const head = (i: number) => val.perHead[i];
+    const val = evaluatePieces(averaged, first.hyperparameters, measured, composerIndex, first.composers.length, Number(first.training.batchSize ?? 16));
     const version = versionName(basename(outDir));
     await saveModelFolder(
       outDir,
@@ -83,7 +81,7 @@ export async function runAverage(argv: string[], log: (line: string) => void): P
           startedAt: new Date().toISOString(),
           machine: trainingMachine(),
         },
-        metrics: { valNll: val.loss, valNllDt: head(0), valNllPitch: head(1), valNllDur: head(2), valNllVel: head(3) },
+        metrics: { valNll: val.loss, valNllDt: val.perHead[0], valNllPitch: val.perHead[1], valNllDur: val.perHead[2], valNllVel: val.perHead[3] },
         decoding: carriedDecoding(first),
       },
       averaged,

@@ -87,6 +87,11 @@ interface LoopState {
 
 const CHECKPOINT = 'checkpoint';
 
+/** The pieces validation NLL is measured on: the held-out ones, or the first 4 training pieces of a corpus too small to hold any out. */
+export function measuredPieces<T>(validation: readonly T[], train: readonly T[]): readonly T[] {
+  return validation.length ? validation : train.slice(0, 4);
+}
+
 /**
  * Mean NLL per note (sum over heads) over whole pieces, without augmentation: 128-note chunks
  * from a fresh state for the local-attention model, each piece streamed from its first note
@@ -136,7 +141,7 @@ export async function trainModel(o: TrainOptions): Promise<ModelSpec> {
 
   const rng = seededRandom(state.rngState);
   const pass: EpochPass = { o, weights, groups, composerIndex, rng, train: isLongContext(h) && h.keys ? withKeyLabels(o.train) : o.train };
-  const validationPieces = o.validation.length ? o.validation : o.train.slice(0, 4);
+  const validationPieces = measuredPieces(o.validation, o.train);
   const deadline = o.maxMinutes ? Date.now() + o.maxMinutes * 60_000 : Infinity;
   // A resumed run already has its best epoch in the model folder: an epoch that does not beat it
   // must not overwrite those weights.
