@@ -24,7 +24,7 @@ import { commitNotes, decodeStep, decoderWeights, disposeDecoderWeights, hostHea
 import { addRelativePitch, CLOCK_PERIODS, createWeights, NO_ANCHOR, RELATIVE_SPAN, RELATIVE_WIDTH, relativePitchLogits, type Hyperparameters } from '../src/model/note/network.ts';
 import type { Weights } from '../src/model/layers.ts';
 import { seededRandom } from '../src/model/random.ts';
-import { generateTokens, keyPitchRows, parseHeadDecodings, tensorHeads } from '../src/model/note/sampling.ts';
+import { describeRequestDecoding, generateTokens, keyPitchRows, parseHeadDecodings, tensorHeads } from '../src/model/note/sampling.ts';
 import { Engine } from '../src/engine/engine.ts';
 import { measureAttentionReach } from '../src/eval/attentionReach.ts';
 import { clippedAdamStep } from '../src/model/training.ts';
@@ -733,6 +733,14 @@ describe('decoding carried by the model', () => {
     } finally {
       engine.dispose();
     }
+  });
+
+  test('a request\'s decoding names guidance only where the sampler applies it', () => {
+    const r = { composer: 0, notes: 10, temperature: 1, topP: 0.9, randomSeed: 1, composerGuidance: 2, keyGuidance: 4 };
+    assert.equal(describeRequestDecoding(H, 2, r), 'temperature 1, top-p 0.9, composer guidance 2', 'no key asked: no key guidance');
+    assert.equal(describeRequestDecoding(H, 2, { ...r, key: 3 }), 'temperature 1, top-p 0.9, composer guidance 2, key guidance 4');
+    assert.equal(describeRequestDecoding(H, 2, { ...r, composer: 2, key: 3 }), 'temperature 1, top-p 0.9, key guidance 4', '"any composer" has no shadow row');
+    assert.equal(describeRequestDecoding(TINY_HYPERPARAMETERS, 2, { ...r, key: 3 }), 'temperature 1, top-p 0.9', 'a local-attention model is guided by neither');
   });
 
   test('head decodings parse from "head=temperature/top-p" lists and refuse anything else', () => {

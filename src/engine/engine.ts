@@ -9,7 +9,7 @@ import { initBackend, type BackendChoice } from '../model/backend.ts';
 import { modelAttribution } from '../model/folder.ts';
 import { loadModelFolder, type ModelSpec } from '../model/note/folder.ts';
 import type { Weights } from '../model/layers.ts';
-import { describeDecoding, generateTokens, type SampleRequest } from '../model/note/sampling.ts';
+import { describeRequestDecoding, generateTokens, type SampleRequest } from '../model/note/sampling.ts';
 import { seededRandom } from '../model/random.ts';
 import { formatDuration, parseMidi } from '../midi/read.ts';
 import { writeMidi } from '../midi/write.ts';
@@ -251,11 +251,7 @@ export class Engine {
     const title = `nocturne: ${r.composer === ANY_COMPOSER ? 'any style' : `in the style of ${r.composer}`}`;
     // The training data's credit, as the loaded model's folder states it (the licence asks for it on every piece).
     const attribution = modelAttribution(this.spec);
-    // What the sampler was actually given: guidance only where it applies (a composer, a key).
-    const decoding = describeDecoding(p.temperature, p.topP, p.heads, {
-      composerGuidance: p.composer < this.spec.composers.length ? p.composerGuidance : undefined,
-      keyGuidance: p.key !== undefined ? p.keyGuidance : undefined,
-    });
+    const decoding = describeRequestDecoding(this.spec.hyperparameters, this.spec.composers.length, p);
     await writeMidi(midiPath, notes, r.tempoBpm, {
       title,
       comment: `model ${this.spec.version}; notes ${p.notes}; ${decoding}; random seed ${p.randomSeed}; key ${keyName(written.key)}${p.primer ? `; continued from a seed MIDI${r.seedNotes ? `, whose ${r.seedNotes} notes open it` : ''}` : ''}`,

@@ -49,6 +49,21 @@ export function describeDecoding(temperature: number, topP: number, heads: HeadD
   return `temperature ${temperature}, top-p ${topP}${overrides.length ? ` (per head: ${overrides.join(', ')})` : ''}${guided('composer', guidance.composerGuidance)}${guided('key', guidance.keyGuidance)}`;
 }
 
+/** The composer guidance a request is sampled with: long-context models guide a named composer; anything else is 1 (none). */
+export function composerGuidanceOf(h: Hyperparameters, r: SampleRequest, composerCount: number): number {
+  return isLongContext(h) && r.composer !== composerCount ? (r.composerGuidance ?? 1) : 1;
+}
+
+/** The key guidance a request is sampled with: models with a key-pitch table guide a named key; anything else is 1 (none). */
+export function keyGuidanceOf(h: Hyperparameters, r: SampleRequest): number {
+  return hasKeyPitch(h) && (r.key ?? ANY_KEY) !== ANY_KEY ? (r.keyGuidance ?? 1) : 1;
+}
+
+/** describeDecoding for one request as generateTokens samples it: the guidance named only where it applies. */
+export function describeRequestDecoding(h: Hyperparameters, composerCount: number, r: SampleRequest): string {
+  return describeDecoding(r.temperature, r.topP, r.heads, { composerGuidance: composerGuidanceOf(h, r, composerCount), keyGuidance: keyGuidanceOf(h, r) });
+}
+
 export interface SampleRequest {
   /** Composer index; the number of composers means "any composer". */
   composer: number;
@@ -440,10 +455,9 @@ export function keyPitchRows(w: Weights, h: Hyperparameters, requests: readonly 
   const width = HEAD_SIZES[1];
   const row = (k: number) => table.subarray(k * width, (k + 1) * width);
   return requests.map((r) => {
-    const key = r.key ?? ANY_KEY;
-    const g = key === ANY_KEY ? 1 : (r.keyGuidance ?? 1);
+    const g = keyGuidanceOf(h, r);
     const unconditioned = row(ANY_KEY);
-    return Float32Array.from(row(key), (v, i) => guide(v, unconditioned[i], g));
+    return Float32Array.from(row(r.key ?? ANY_KEY), (v, i) => guide(v, unconditioned[i], g));
   });
 }
 
@@ -455,7 +469,7 @@ export function keyPitchRows(w: Weights, h: Hyperparameters, requests: readonly 
  */
 function generateLongContextTokens(w: Weights, h: Hyperparameters, composerCount: number, requests: SampleRequest[]): NoteToken[][] {
   const rows = startRows(requests);
-  const parents = requests.flatMap((r, i) => ((r.composerGuidance ?? 1) !== 1 && r.composer !== composerCount ? [i] : []));
+  const parents = requests.flatMap((r, i) => (composerGuidanceOf(h, r, composerCount) !== 1 ? [i] : []));
   const guidance: Guidance | undefined = parents.length ? { parents, scale: requests.map((r) => r.composerGuidance ?? 1) } : undefined;
   // Every ring row: the primaries, then their shadows ("any composer").
   const ringRequests = withShadows(requests, guidance).map((r, i) => (i < requests.length ? r : { ...r, composer: composerCount }));
