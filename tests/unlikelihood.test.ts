@@ -11,7 +11,7 @@ import { clippedAdamStep } from '../src/model/training.ts';
 import { streamEpoch } from '../src/model/note/train/fitLongContext.ts';
 import { disposeChunk, modelStreamOptions, PieceStream, type StreamPiece } from '../src/model/note/train/stream.ts';
 import { composerHazardShares, excerptLongestLoop, hazardShares, sampleMarkedPieces } from '../src/model/note/train/unlikelihood.ts';
-import { advanceLoop, distantReturns, loopContinuations, loopHazardProfile, loopHazardRows, loopLengths, loopProfile, loopRuns, startLoopTracker } from '../src/tokens/loops.ts';
+import { advanceLoop, distantReturns, hazardBandCount, LOOP_PROFILE_BANDS, loopContinuations, loopHazardProfile, loopHazardRows, loopLengths, loopProfile, loopRuns, RETURN_HAZARD_BANDS, startLoopTracker } from '../src/tokens/loops.ts';
 import { PITCH_MIN, type NoteToken } from '../src/tokens/tokenize.ts';
 import { TINY_LONG_CONTEXT_HYPERPARAMETERS as H } from './support/tinyModel.ts';
 
@@ -254,6 +254,41 @@ describe('loop hazard', () => {
     assert.deepEqual([broken.bands[2].rows, broken.bands[2].dtShare, broken.bands[2].pitchRows], [5, 0.8, 4], 'a note in another rhythm breaks the loop at the gap and is not asked about its pitch');
     assert.deepEqual(hazardShares(profile), { dtShare: [1, 0, 1, 0, 0], pitchShare: [0.5, 0, 0.8, 0, 0] });
     assert.deepEqual(hazardShares(profile, ['pitch']), { pitchShare: [0.5, 0, 0.8, 0, 0] }, 'one head only');
+  });
+
+  test('with returns, a note after a figure last played more than 16 notes back is a row of a return band, aimed at carrying the figure on where it now stands', () => {
+    // A figure of five steps, 20 notes that share no step with anything (each its own gap), then
+    // the figure's first four notes again, a tone higher, and a note that breaks off.
+    const figure = [60, 61, 63, 66, 70, 75];
+    const filler = Array.from({ length: 20 }, (_, k) => ({ dt: 10 + k, pitch: 40 + (k % 2), dur: 4, vel: 3 }));
+    const back = notes([62, 63, 65, 68, 50]).map((t, i) => ({ ...t, dt: i === 0 ? 30 : 3 }));
+    const tokens = [...notes(figure), ...filler, ...back];
+    const start = figure.length + filler.length; // where the figure comes back
+    const plain = loopHazardRows(tokens);
+    assert.ok(plain.band.every((b) => b < 0), 'without returns: no loop, no row');
+    const rows = loopHazardRows(tokens, { returns: true });
+    const marked = [...rows.band].flatMap((b, i) => (b >= 0 ? [i] : []));
+    assert.deepEqual(marked, [start + 4], 'one row: the note after three matching steps (62→63→65→68 is 60→61→63→66 a tone up)');
+    assert.equal(rows.band[start + 4], LOOP_PROFILE_BANDS.length, 'the first return band (3 to 5 steps matched)');
+    assert.deepEqual([rows.pitch[start + 4], rows.dt[start + 4]], [72, 3], 'carrying the figure on: +4, a tone above the earlier 70');
+    assert.equal(hazardBandCount(true), LOOP_PROFILE_BANDS.length + RETURN_HAZARD_BANDS.length);
+    const stream = new PieceStream([{ composer: 'Chopin', tokens, hazard: rows }], [[0]], { ...modelStreamOptions(H), composerIndex, composers: COMPOSERS, marks: true, hazard: true, hazardBands: hazardBandCount(true) });
+    const bands: number[][] = []; // one row per note: a single piece, chunk after chunk
+    for (let chunk = stream.next(); chunk; chunk = stream.next()) {
+      bands.push(...(chunk.batch.hazard!.bands.arraySync() as number[][]));
+      disposeChunk(chunk.batch);
+    }
+    assert.equal(bands[0].length, hazardBandCount(true));
+    assert.deepEqual(bands.flatMap((r, i) => (r.includes(1) ? [[i, r.indexOf(1)]] : [])), [[start + 4, LOOP_PROFILE_BANDS.length]], 'the stream puts the row in its return band');
+    // Played in full, the return goes on: two more rows, the second in the same band.
+    const full = [...notes(figure), ...filler, ...notes([62, 63, 65, 68, 72, 77]).map((t, i) => ({ ...t, dt: i === 0 ? 30 : 3 }))];
+    const profile = loopHazardProfile([full], { returns: true });
+    const returned = profile.bands.filter((b) => b.kind === 'return');
+    assert.deepEqual(returned.map((b) => [b.from, b.rows, b.dtShare, b.pitchShare]), [[3, 2, 1, 1], [6, 0, 0, 0], [12, 0, 0, 0]]);
+    assert.deepEqual(profile.bands.slice(0, LOOP_PROFILE_BANDS.length), loopHazardProfile([full]).bands, 'the loop bands are as without returns');
+    // Within 16 notes it is a loop's business, not a return.
+    const near = [...notes(figure), ...filler.slice(0, 5), ...notes([62, 63, 65, 68, 50]).map((t, i) => ({ ...t, dt: i === 0 ? 30 : 3 }))];
+    assert.ok(loopHazardRows(near, { returns: true }).band.every((b) => b < 0), 'a figure back after 9 notes is no return');
   });
 
   test('loopHazardLoss is 0 where each band carries loops on as real music does, and pulls the band mean, not each row', () => {

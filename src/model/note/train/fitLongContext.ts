@@ -9,7 +9,7 @@ import type { Hyperparameters, LoopHazardShares } from '../network.ts';
 import type { Weights } from '../../layers.ts';
 import type { Random } from '../../random.ts';
 import { segmentKeys } from '../../../tokens/key.ts';
-import { distantReturns, loopHazardProfile } from '../../../tokens/loops.ts';
+import { distantReturns, hazardBandCount, loopHazardProfile } from '../../../tokens/loops.ts';
 import type { TokenPiece } from './batches.ts';
 import { disposeChunk, modelStreamOptions, PieceStream, planRows, streamSteps, type StreamPiece } from './stream.ts';
 import { composerHazardShares, hazardShares, sampleMarkedPieces, type SelfSampleStats, type UnlikelihoodOptions } from './unlikelihood.ts';
@@ -111,7 +111,7 @@ function unlikelihoodRound(weights: Weights, h: Hyperparameters, pool: readonly 
   const bonus = u.returnBonus ?? 0;
   const hazardWeight = realHazard ? (u.hazard ?? 0) : 0;
   if ((!u.weight || stats.marked === 0) && (!bonus || stats.returned === 0) && !hazardWeight) return;
-  const stream = new PieceStream(pieces, planRows(pieces, pieces.length), { ...modelStreamOptions(h), composerIndex: o.composerIndex, composers: o.composers, marks: true, hazard: hazardWeight > 0, hazardByComposer: hazardWeight > 0 && u.hazardByComposer });
+  const stream = new PieceStream(pieces, planRows(pieces, pieces.length), { ...modelStreamOptions(h), composerIndex: o.composerIndex, composers: o.composers, marks: true, hazard: hazardWeight > 0, hazardByComposer: hazardWeight > 0 && u.hazardByComposer, hazardBands: hazardBandCount(u.hazardReturns) });
   forEachChunk(h, stream, (batch, c) => {
     const forward = () => chunkUnlikelihood(weights, h, batch, c.memory, c.mask, c.keep, h.dropout ?? 0, c.carry, hazardWeight ? realHazard : undefined);
     const marked = u.weight ? (batch.markedTargets ?? 0) : 0;
@@ -148,9 +148,11 @@ export function streamEpoch(weights: Weights, h: Hyperparameters, pieces: readon
   const pool = pieces.map((p) => p.composer);
   const record: UnlikelihoodRecord | undefined = o.unlikelihood ? { rounds: 0, pieces: 0, notes: 0, marked: 0, returned: 0, longestLoopSum: 0, loopBehind: 0, loopCarried: 0, loss: 0, returnNll: 0, hazard: 0, hazardSteps: 0 } : undefined;
   // The real pieces' loop hazard, which a loop hazard step pulls the model's own pieces toward.
-  // With hazardByComposer, one share per composer and band, grouped as the own pieces' rows are.
+  // With hazardByComposer, one share per composer and band, grouped as the own pieces' rows are;
+  // with hazardReturns, the return bands follow the loop bands.
   const u = o.unlikelihood;
-  const realHazard = u?.hazard ? (u.hazardByComposer ? composerHazardShares(pieces, o.composerIndex, o.composers, u.hazardHeads) : hazardShares(loopHazardProfile(pieces.map((p) => p.tokens)), u.hazardHeads)) : undefined;
+  const returns = { returns: u?.hazardReturns };
+  const realHazard = u?.hazard ? (u.hazardByComposer ? composerHazardShares(pieces, o.composerIndex, o.composers, u.hazardHeads, undefined, returns) : hazardShares(loopHazardProfile(pieces.map((p) => p.tokens), returns), u.hazardHeads)) : undefined;
   let lossSum = 0;
   let tokens = 0;
   let steps = 0;

@@ -87,6 +87,8 @@ export interface StreamOptions {
    * step pulls each composer toward that composer's own shares (composerHazardShares).
    */
   hazardByComposer?: boolean;
+  /** Hazard bands per group (hazardBandCount; default the loop bands alone). */
+  hazardBands?: number;
   rng?: Random;
 }
 
@@ -207,7 +209,7 @@ export class PieceStream {
     const loopInputs = this.o.loopInput ? new Float32Array(T * B * LOOP_INPUT_SLOTS) : undefined;
     const marks = this.o.marks ? new Float32Array(T * B) : undefined;
     const returns = this.o.marks ? new Float32Array(T * B) : undefined;
-    const NB = LOOP_PROFILE_BANDS.length;
+    const NB = this.o.hazardBands ?? LOOP_PROFILE_BANDS.length;
     const groups = this.o.hazardByComposer ? (this.o.composers + 1) * NB : NB;
     const hazard = this.o.hazard ? { bands: new Float32Array(T * B * groups), dt: new Float32Array(T * B * DT_CLASSES), pitch: new Float32Array(T * B * PITCH_CLASSES), matched: new Float32Array(T * B), rows: 0 } : undefined;
     const keep: number[] = [];
