@@ -4,13 +4,14 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/model/backend.ts';
 import { inputWidth, LOOP_INPUT_SLOTS, LOOP_LENGTH_STEPS, loopInputColumns } from '../src/model/note/features.ts';
 import { chunkUnlikelihood, createLongContextWeights, disposeMemory, emptyMemory, advanceMemory, memoryMaskFor, type ChunkCarry } from '../src/model/note/longContext.ts';
-import { loopHazardLoss, pitchLikelihood, pitchUnlikelihood, type Hyperparameters } from '../src/model/note/network.ts';
+import { loopHazardLoss, pitchLikelihood, pitchUnlikelihood, timingPull, type Hyperparameters } from '../src/model/note/network.ts';
 import type { Weights } from '../src/model/layers.ts';
 import { seededRandom } from '../src/model/random.ts';
 import { clippedAdamStep } from '../src/model/training.ts';
 import { streamEpoch } from '../src/model/note/train/fitLongContext.ts';
 import { disposeChunk, modelStreamOptions, PieceStream, type StreamPiece } from '../src/model/note/train/stream.ts';
 import { composerHazardShares, excerptLongestLoop, hazardShares, sampleMarkedPieces } from '../src/model/note/train/unlikelihood.ts';
+import { timingBin, timingBinMatrix, TIMING_BIN_EDGES, timingMarginals } from '../src/tokens/timing.ts';
 import { advanceLoop, distantReturns, hazardBandCount, LOOP_PROFILE_BANDS, loopContinuations, loopHazardProfile, loopHazardRows, loopLengths, loopProfile, loopRuns, RETURN_HAZARD_BANDS, startLoopTracker } from '../src/tokens/loops.ts';
 import { PITCH_MIN, type NoteToken } from '../src/tokens/tokenize.ts';
 import { TINY_LONG_CONTEXT_HYPERPARAMETERS as H } from './support/tinyModel.ts';
@@ -398,5 +399,70 @@ describe('loop hazard', () => {
     assert.ok(record.hazardSteps > 0 && record.hazard > 0, JSON.stringify(record));
     optimizer.dispose();
     tf.dispose(Object.values(w));
+  });
+});
+
+describe('timing pull', () => {
+  test('timing marginals count gaps and durations per bin of beat fractions', () => {
+    assert.deepEqual(TIMING_BIN_EDGES.map((e) => timingBin(e)), TIMING_BIN_EDGES.map((_, b) => b), 'each edge opens its bin');
+    assert.deepEqual([timingBin(2), timingBin(5), timingBin(11), timingBin(23), timingBin(96)], [1, 3, 5, 7, 8]);
+    const tokens: NoteToken[] = [
+      { dt: 0, pitch: 60, dur: 12, vel: 3 },
+      { dt: 0, pitch: 64, dur: 12, vel: 3 },
+      { dt: 12, pitch: 62, dur: 6, vel: 3 },
+      { dt: 6, pitch: 60, dur: 30, vel: 3 },
+    ];
+    const m = timingMarginals([tokens]);
+    const at = (bin: number, share: number) => Object.assign(new Array(TIMING_BIN_EDGES.length).fill(0), { [bin]: share });
+    assert.deepEqual(m.dt, TIMING_BIN_EDGES.map((_, b) => [at(0, 1 / 3), at(6, 1 / 3), at(4, 1 / 3)].reduce((s, v) => s + v[b], 0)), 'the first note\'s gap is not counted');
+    assert.deepEqual(m.dur, TIMING_BIN_EDGES.map((_, b) => [at(6, 0.5), at(4, 0.25), at(8, 0.25)].reduce((s, v) => s + v[b], 0)));
+    const matrix = timingBinMatrix(4, (c) => c + 11); // values 11..14: bins 5, 6, 7, 7
+    assert.deepEqual(Array.from({ length: 4 }, (_, c) => [...matrix.slice(c * TIMING_BIN_EDGES.length, (c + 1) * TIMING_BIN_EDGES.length)].indexOf(1)), [5, 6, 7, 7]);
+  });
+
+  test('timingPull is the KL from the real shares to the own rows\' mean, 0 where they agree, and lowers an over-used bin on every row', () => {
+    const logits = tf.tensor2d([[0, Math.log(3)], [0, 0], [9, 9]]); // p(class 1) = 0.75, 0.5; the third row is padding
+    const targets = tf.tensor2d([[0, 1], [1, 0], [0, 0]]);
+    const bins = tf.tensor2d([[1, 0], [0, 1]]);
+    const value = (real: number[]) => tf.tidy(() => timingPull(logits, targets, bins, real).dataSync()[0]);
+    assert.ok(Math.abs(value([0.375, 0.625])) < 1e-6, 'the mean of the real rows (padding left out) is the real marginal');
+    const expected = 0.5 * Math.log(0.5 / 0.375) + 0.5 * Math.log(0.5 / 0.625);
+    assert.ok(Math.abs(value([0.5, 0.5]) - expected) < 1e-5, `${value([0.5, 0.5])} against ${expected}`);
+    const grad = tf.grad((l: tf.Tensor) => timingPull(l as tf.Tensor2D, targets, bins, [0.5, 0.5]))(logits);
+    const g = grad.arraySync() as number[][];
+    assert.ok(g[0][1] > 0 && g[1][1] > 0, 'class 1 is used more than real music does: both rows lower it');
+    assert.deepEqual(g[2].map(Math.abs), [0, 0], 'a padding row is not pulled');
+    tf.dispose([logits, targets, bins, grad]);
+  });
+
+  test('an epoch of timing pull rounds takes a model that leaves long gaps toward the real gaps, and leaks nothing', () => {
+    const h: Hyperparameters = { ...H };
+    // Real pieces: a note every sixteenth. The model starts out leaving 2 beats between notes.
+    const pieces: StreamPiece[] = [0, 1, 2, 3].map((i) => ({ composer: i % 2 ? 'Mozart' : 'Chopin', tokens: notes(Array.from({ length: 40 }, (_, k) => 48 + ((k * 7 + i) % 37))), keys: new Uint8Array(40).fill(i) }));
+    const train = (timingPull: number) => {
+      const w = createLongContextWeights(h, D, 9);
+      const v = w['head/bdt'] as tf.Variable;
+      const values = v.dataSync().slice();
+      values[24] += 6;
+      v.assign(tf.tensor(values, v.shape));
+      const unlikelihood = { weight: 0, every: 1, pieces: 3, notes: 48, limit: 20, hazard: 0, timingPull, decoding: { temperature: 1, topP: 1 } };
+      const optimizer = tf.train.adam(0.01);
+      const rng = seededRandom(3);
+      const epoch = () => streamEpoch(w, h, pieces, { batchSize: 2, composerIndex, composers: COMPOSERS, transpose: 0, composerDropout: 0, keyDropout: 0, inputNoise: 0, rng, step: (loss) => clippedAdamStep(optimizer, w, Object.keys(w), loss, 1), progress: () => {}, unlikelihood });
+      epoch();
+      const tensors = tf.memory().numTensors;
+      const records = [epoch(), epoch()].map((r) => r.unlikelihood!);
+      assert.equal(tf.memory().numTensors, tensors, 'no tensor left behind');
+      // What the model writes now: its share of gaps of 2 beats or more.
+      const written = sampleMarkedPieces(w, h, composerIndex, ['Chopin', 'Mozart'], { temperature: 1, topP: 1 }, { ...unlikelihood, pieces: 6 }, seededRandom(9)).pieces.map((p) => p.tokens);
+      optimizer.dispose();
+      tf.dispose(Object.values(w));
+      return { records, longGaps: timingMarginals(written).dt[TIMING_BIN_EDGES.length - 1] };
+    };
+    const pulled = train(2);
+    const plain = train(0);
+    assert.ok(pulled.records.every((r) => r.timingSteps > 0 && r.timing > 0), JSON.stringify(pulled.records[0]));
+    assert.ok(plain.records.every((r) => r.timingSteps === 0 && r.timing === 0), 'without the weight the round only samples');
+    assert.ok(pulled.longGaps < plain.longGaps / 2, `gaps of 2 beats or more: ${pulled.longGaps.toFixed(2)} with the timing pull, ${plain.longGaps.toFixed(2)} without`);
   });
 });

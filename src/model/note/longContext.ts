@@ -33,7 +33,8 @@ import * as tf from '@tensorflow/tfjs';
 import { KEY_SLOTS } from '../../tokens/key.ts';
 import { HEAD_SIZES, LOOP_INPUT_SLOTS, targetIndices } from './features.ts';
 import type { NoteToken } from '../../tokens/tokenize.ts';
-import { headShapes, headsLoss, loopHazardLoss, lstmShapes, pitchLikelihood, pitchUnlikelihood, teacherForcedLogits, CLOCK_PERIODS, CLOCK_SCALE, CLOCK_WIDTH, MATCH_SCALE, RELATIVE_WIDTH, type Hyperparameters, type LoopHazardShares, type SequenceBatch } from './network.ts';
+import { timingBinMatrix, TIMING_BIN_EDGES, type TimingMarginals } from '../../tokens/timing.ts';
+import { headShapes, headsLoss, loopHazardLoss, lstmShapes, pitchLikelihood, pitchUnlikelihood, teacherForcedLogits, timingPull, CLOCK_PERIODS, CLOCK_SCALE, CLOCK_WIDTH, MATCH_SCALE, RELATIVE_WIDTH, type Hyperparameters, type LoopHazardShares, type SequenceBatch } from './network.ts';
 import { lstmRecurrence, uniqueVariableName, type Weights } from '../layers.ts';
 
 /** Width of a note as the attention values read it: the four heads' one-hots side by side. */
@@ -429,18 +430,27 @@ export function chunkLoss(w: Weights, h: Hyperparameters, b: ChunkBatch, memory:
  * The unlikelihood of a chunk's marked pitches (pitchUnlikelihood) and the NLL of its return
  * pitches (pitchLikelihood; 0 where the chunk has none), the forward pass as chunkLoss runs it:
  * training on the model's own samples, whose marked notes continue a loop and whose return
- * notes bring a figure back from afar (src/model/note/train/unlikelihood.ts).
+ * notes bring a figure back from afar (src/model/note/train/unlikelihood.ts); with
+ * `realHazard` the loop hazard (loopHazardLoss) and with `realTiming` the timing pull of the gap
+ * and duration heads (timingPull, the two summed).
  */
-export function chunkUnlikelihood(w: Weights, h: Hyperparameters, b: ChunkBatch, memory: ChunkMemory, memoryMask: tf.Tensor2D, keep: tf.Tensor2D, dropout: number, carry?: (c: ChunkCarry) => void, realHazard?: LoopHazardShares): { unlikelihood: tf.Scalar; returnNll: tf.Scalar; hazard: tf.Scalar } {
+export function chunkUnlikelihood(w: Weights, h: Hyperparameters, b: ChunkBatch, memory: ChunkMemory, memoryMask: tf.Tensor2D, keep: tf.Tensor2D, dropout: number, carry?: (c: ChunkCarry) => void, realHazard?: LoopHazardShares, realTiming?: TimingMarginals): { unlikelihood: tf.Scalar; returnNll: tf.Scalar; hazard: tf.Scalar; timing: tf.Scalar } {
   if (!b.marks) throw new Error('chunkUnlikelihood: the chunk has no marks (PieceStream option marks)');
   if (realHazard && !b.hazard) throw new Error('chunkUnlikelihood: loop hazard training needs the chunk\'s hazard rows (PieceStream option hazard)');
   const { pitchBias, anchors } = chunkHeadInputs(w, h, b);
   const logits = teacherForcedLogits(w, chunkHidden(w, h, b, memory, memoryMask, keep, dropout, carry), b.targets, pitchBias, anchors);
   const z = b.hazard;
+  const bins = TIMING_BIN_EDGES.length;
   return {
     unlikelihood: pitchUnlikelihood(logits[1], b.targets[1], b.marks),
     returnNll: b.returns && b.returnTargets ? pitchLikelihood(logits[1], b.targets[1], b.returns) : tf.scalar(0),
     hazard: realHazard && z?.rows ? loopHazardLoss(logits[0], logits[1], z.bands, z.dtTargets, z.pitchTargets, z.dtMatched, realHazard) : tf.scalar(0),
+    timing: realTiming
+      ? (tf.add(
+          timingPull(logits[0], b.targets[0], tf.tensor2d(timingBinMatrix(HEAD_SIZES[0], (c) => c), [HEAD_SIZES[0], bins]), realTiming.dt),
+          timingPull(logits[2], b.targets[2], tf.tensor2d(timingBinMatrix(HEAD_SIZES[2], (c) => c + 1), [HEAD_SIZES[2], bins]), realTiming.dur),
+        ) as tf.Scalar)
+      : tf.scalar(0),
   };
 }
 

@@ -359,6 +359,22 @@ export function loopHazardLoss(logitsDt: tf.Tensor2D, logitsPitch: tf.Tensor2D, 
   return tf.addN(terms) as tf.Scalar;
 }
 
+/**
+ * Timing pull on the model's own pieces: the mean over the rows with a target (`targets` one-hot,
+ * padding rows all zero) of the head's distribution, summed into bins by `bins` [classes, bins]
+ * (1 where a class lies in a bin), against the real pieces' shares `real` [bins]: KL(real ‖ mean),
+ * 0 where the own pieces' mean is the real marginal. Only the mean is pulled, so one row may still
+ * be sure of a long gap (the end of a phrase) while the piece as a whole keeps real proportions.
+ */
+export function timingPull(logits: tf.Tensor2D, targets: tf.Tensor2D, bins: tf.Tensor2D, real: readonly number[]): tf.Scalar {
+  const rows = tf.sum(targets, 1, true); // [R, 1]: 1 for a real row
+  const mean = tf.div(tf.sum(tf.mul(tf.softmax(logits), rows), 0, true), tf.maximum(tf.sum(rows), 1)); // [1, C]
+  const binned = tf.clipByValue(tf.matMul(mean, bins).squeeze([0]), 1e-6, 1);
+  const q = tf.tensor1d(real as number[]);
+  const safeQ = tf.clipByValue(q, 1e-6, 1);
+  return tf.sum(tf.mul(q, tf.sub(tf.log(safeQ), tf.log(binned)))) as tf.Scalar;
+}
+
 /** Mean −log p of the target pitch over the rows marked in `rows` (1/0); 0 when none is. */
 export function pitchLikelihood(logitsPitch: tf.Tensor2D, pitchTargets: tf.Tensor2D, rows: tf.Tensor1D): tf.Scalar {
   return markedMean(tf.neg(tf.sum(tf.mul(tf.logSoftmax(logitsPitch), pitchTargets), 1)), rows);

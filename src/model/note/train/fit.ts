@@ -65,7 +65,7 @@ export interface EpochRecord {
   seconds: number;
   learningRate: number;
   /** Runs with unlikelihood rounds: what the model wrote during the epoch, and the loss on its loops. */
-  selfSamples?: { rounds: number; pieces: number; meanLongestLoop: number; markedShare: number; unlikelihood: number; returnShare?: number; returnNll?: number; loopsCarriedOn?: number; hazard?: number };
+  selfSamples?: { rounds: number; pieces: number; meanLongestLoop: number; markedShare: number; unlikelihood: number; returnShare?: number; returnNll?: number; loopsCarriedOn?: number; hazard?: number; timing?: number };
 }
 
 interface LoopState {
@@ -153,11 +153,11 @@ export async function trainModel(o: TrainOptions): Promise<ModelSpec> {
     const seconds = (performance.now() - started) / 1000;
     const val = evaluatePieces(weights, h, validationPieces, composerIndex, o.composers.length, o.batchSize);
     const record: EpochRecord = { epoch, trainLoss: trained.loss, valLoss: val.loss, valPerHead: val.perHead, tokensPerSecond: Math.round(trained.tokens / seconds), seconds: Math.round(seconds), learningRate: state.learningRate };
-    if (trained.unlikelihood) record.selfSamples = selfSampleSummary(trained.unlikelihood, Boolean(o.unlikelihood?.returnBonus), Boolean(o.unlikelihood?.hazard));
+    if (trained.unlikelihood) record.selfSamples = selfSampleSummary(trained.unlikelihood, Boolean(o.unlikelihood?.returnBonus), Boolean(o.unlikelihood?.hazard), Boolean(o.unlikelihood?.timingPull));
     o.progress(`epoch ${epoch}/${o.epochs} done: train ${record.trainLoss.toFixed(4)} val ${val.loss.toFixed(4)} ${record.tokensPerSecond} tok/s ${formatSeconds(seconds)}`, true);
     if (record.selfSamples) {
       const s = record.selfSamples;
-      o.log(`  own samples: ${s.pieces} pieces in ${s.rounds} rounds, longest loop ${s.meanLongestLoop.toFixed(1)} notes per 250 (real pieces about 15.6), ${(100 * s.markedShare).toFixed(1)} % of notes past the loop limit, unlikelihood ${s.unlikelihood.toFixed(3)}, ${(100 * (s.returnShare ?? 0)).toFixed(1)} % of notes lie in an 8-note figure brought back from afar (real pieces about 35 %)${s.returnNll !== undefined ? `, their NLL ${s.returnNll.toFixed(3)}` : ''}, ${(100 * (s.loopsCarriedOn ?? 0)).toFixed(0)} % of notes with a loop of 4+ behind carry it on${s.hazard !== undefined ? `, loop hazard ${s.hazard.toFixed(4)}` : ''}`);
+      o.log(`  own samples: ${s.pieces} pieces in ${s.rounds} rounds, longest loop ${s.meanLongestLoop.toFixed(1)} notes per 250 (real pieces about 15.6), ${(100 * s.markedShare).toFixed(1)} % of notes past the loop limit, unlikelihood ${s.unlikelihood.toFixed(3)}, ${(100 * (s.returnShare ?? 0)).toFixed(1)} % of notes lie in an 8-note figure brought back from afar (real pieces about 35 %)${s.returnNll !== undefined ? `, their NLL ${s.returnNll.toFixed(3)}` : ''}, ${(100 * (s.loopsCarriedOn ?? 0)).toFixed(0)} % of notes with a loop of 4+ behind carry it on${s.hazard !== undefined ? `, loop hazard ${s.hazard.toFixed(4)}` : ''}${s.timing !== undefined ? `, timing pull ${s.timing.toFixed(4)}` : ''}`);
     }
     const improved = recordEpoch(state, record, seconds, groups, o);
     state.rngState = rng.state();
@@ -183,7 +183,7 @@ export async function trainModel(o: TrainOptions): Promise<ModelSpec> {
 }
 
 /** An epoch's unlikelihood rounds as its record keeps them. */
-function selfSampleSummary(r: UnlikelihoodRecord, bonus: boolean, hazard: boolean): NonNullable<EpochRecord['selfSamples']> {
+function selfSampleSummary(r: UnlikelihoodRecord, bonus: boolean, hazard: boolean, timing: boolean): NonNullable<EpochRecord['selfSamples']> {
   return {
     rounds: r.rounds,
     pieces: r.pieces,
@@ -194,6 +194,7 @@ function selfSampleSummary(r: UnlikelihoodRecord, bonus: boolean, hazard: boolea
     ...(bonus ? { returnNll: r.returnNll } : {}),
     loopsCarriedOn: r.loopCarried / Math.max(1, r.loopBehind),
     ...(hazard ? { hazard: r.hazard } : {}),
+    ...(timing ? { timing: r.timing } : {}),
   };
 }
 

@@ -10,6 +10,7 @@ import type { Weights } from '../../layers.ts';
 import type { Random } from '../../random.ts';
 import { segmentKeys } from '../../../tokens/key.ts';
 import { distantReturns, hazardBandCount, loopHazardProfile } from '../../../tokens/loops.ts';
+import { timingMarginals, type TimingMarginals } from '../../../tokens/timing.ts';
 import type { TokenPiece } from './batches.ts';
 import { disposeChunk, modelStreamOptions, PieceStream, planRows, streamSteps, type StreamPiece } from './stream.ts';
 import { composerHazardShares, hazardShares, sampleMarkedPieces, type SelfSampleStats, type UnlikelihoodOptions } from './unlikelihood.ts';
@@ -53,6 +54,9 @@ export interface UnlikelihoodRecord extends SelfSampleStats {
   /** Mean loop hazard loss per chunk step (loop hazard only; else 0), and the steps. */
   hazard: number;
   hazardSteps: number;
+  /** Mean timing pull per chunk step (timing pull only; else 0), and the steps. */
+  timing: number;
+  timingSteps: number;
 }
 
 /** What a chunk's forward pass reads besides the chunk: the carried memory, its mask, the reset flags, and where its own slots go. */
@@ -98,7 +102,7 @@ function forEachChunk(h: Hyperparameters, stream: PieceStream, use: (batch: Chun
  * its loop continuation toward `realHazard` (loopHazardLoss, weighted by `u.hazard`). Chunks with
  * nothing to learn from still run forward, without a step, to carry the memory to the next chunk.
  */
-function unlikelihoodRound(weights: Weights, h: Hyperparameters, pool: readonly string[], o: StreamEpochOptions, u: NonNullable<StreamEpochOptions['unlikelihood']>, record: UnlikelihoodRecord, realHazard?: LoopHazardShares): void {
+function unlikelihoodRound(weights: Weights, h: Hyperparameters, pool: readonly string[], o: StreamEpochOptions, u: NonNullable<StreamEpochOptions['unlikelihood']>, record: UnlikelihoodRecord, realHazard?: LoopHazardShares, realTiming?: TimingMarginals): void {
   const { pieces, stats } = sampleMarkedPieces(weights, h, o.composerIndex, pool, u.decoding, u, o.rng);
   record.rounds++;
   record.pieces += stats.pieces;
@@ -110,27 +114,33 @@ function unlikelihoodRound(weights: Weights, h: Hyperparameters, pool: readonly 
   record.loopCarried += stats.loopCarried;
   const bonus = u.returnBonus ?? 0;
   const hazardWeight = realHazard ? (u.hazard ?? 0) : 0;
-  if ((!u.weight || stats.marked === 0) && (!bonus || stats.returned === 0) && !hazardWeight) return;
+  const timingWeight = realTiming ? (u.timingPull ?? 0) : 0;
+  if ((!u.weight || stats.marked === 0) && (!bonus || stats.returned === 0) && !hazardWeight && !timingWeight) return;
   const stream = new PieceStream(pieces, planRows(pieces, pieces.length), { ...modelStreamOptions(h), composerIndex: o.composerIndex, composers: o.composers, marks: true, hazard: hazardWeight > 0, hazardByComposer: hazardWeight > 0 && u.hazardByComposer, hazardBands: hazardBandCount(u.hazardReturns) });
   forEachChunk(h, stream, (batch, c) => {
-    const forward = () => chunkUnlikelihood(weights, h, batch, c.memory, c.mask, c.keep, h.dropout ?? 0, c.carry, hazardWeight ? realHazard : undefined);
+    const forward = () => chunkUnlikelihood(weights, h, batch, c.memory, c.mask, c.keep, h.dropout ?? 0, c.carry, hazardWeight ? realHazard : undefined, timingWeight ? realTiming : undefined);
     const marked = u.weight ? (batch.markedTargets ?? 0) : 0;
     const returned = bonus ? (batch.returnTargets ?? 0) : 0;
     const loops = hazardWeight ? (batch.hazard?.rows ?? 0) : 0;
-    if (!marked && !returned && !loops) return void tf.tidy(() => void forward()); // the carry is kept, the rest freed
-    const parts = [0, 0, 0];
+    if (!marked && !returned && !loops && !timingWeight) return void tf.tidy(() => void forward()); // the carry is kept, the rest freed
+    const parts = [0, 0, 0, 0];
     o.step(() => {
-      const { unlikelihood, returnNll, hazard } = forward();
+      const { unlikelihood, returnNll, hazard, timing } = forward();
       parts[0] = unlikelihood.dataSync()[0];
       parts[1] = returnNll.dataSync()[0];
       parts[2] = hazard.dataSync()[0];
-      return tf.addN([tf.mul(unlikelihood, u.weight), tf.mul(returnNll, bonus), tf.mul(hazard, hazardWeight)]) as tf.Scalar;
+      parts[3] = timing.dataSync()[0];
+      return tf.addN([tf.mul(unlikelihood, u.weight), tf.mul(returnNll, bonus), tf.mul(hazard, hazardWeight), tf.mul(timing, timingWeight)]) as tf.Scalar;
     });
     record.loss += parts[0] * marked;
     record.returnNll += parts[1] * returned;
     if (loops) {
       record.hazard += parts[2];
       record.hazardSteps++;
+    }
+    if (timingWeight) {
+      record.timing += parts[3];
+      record.timingSteps++;
     }
   });
 }
@@ -146,13 +156,15 @@ export function streamEpoch(weights: Weights, h: Hyperparameters, pieces: readon
   const played = returnWeight > 0 ? pieces.map((p) => (p.returns ? p : { ...p, returns: distantReturns(p.tokens) })) : pieces;
   const stream = new PieceStream(played, queues, { ...modelStreamOptions(h), composerIndex: o.composerIndex, composers: o.composers, transpose: o.transpose, composerDropout: o.composerDropout, keyDropout: o.keyDropout, inputNoise: o.inputNoise, rng: o.rng, marks: returnWeight > 0 });
   const pool = pieces.map((p) => p.composer);
-  const record: UnlikelihoodRecord | undefined = o.unlikelihood ? { rounds: 0, pieces: 0, notes: 0, marked: 0, returned: 0, longestLoopSum: 0, loopBehind: 0, loopCarried: 0, loss: 0, returnNll: 0, hazard: 0, hazardSteps: 0 } : undefined;
+  const record: UnlikelihoodRecord | undefined = o.unlikelihood ? { rounds: 0, pieces: 0, notes: 0, marked: 0, returned: 0, longestLoopSum: 0, loopBehind: 0, loopCarried: 0, loss: 0, returnNll: 0, hazard: 0, hazardSteps: 0, timing: 0, timingSteps: 0 } : undefined;
   // The real pieces' loop hazard, which a loop hazard step pulls the model's own pieces toward.
   // With hazardByComposer, one share per composer and band, grouped as the own pieces' rows are;
   // with hazardReturns, the return bands follow the loop bands.
   const u = o.unlikelihood;
   const returns = { returns: u?.hazardReturns };
   const realHazard = u?.hazard ? (u.hazardByComposer ? composerHazardShares(pieces, o.composerIndex, o.composers, u.hazardHeads, undefined, returns) : hazardShares(loopHazardProfile(pieces.map((p) => p.tokens), returns), u.hazardHeads)) : undefined;
+  // The real pieces' timing marginals, which a timing pull draws the own pieces' gaps and durations toward.
+  const realTiming = u?.timingPull ? timingMarginals(pieces.map((p) => p.tokens)) : undefined;
   let lossSum = 0;
   let tokens = 0;
   let steps = 0;
@@ -163,13 +175,14 @@ export function streamEpoch(weights: Weights, h: Hyperparameters, pieces: readon
     tokens += batch.realTargets;
     steps++;
     // The stream's memory is kept across the round: the round streams its own pieces from an empty memory.
-    if (record && o.unlikelihood && steps % o.unlikelihood.every === 0) unlikelihoodRound(weights, h, pool, o, o.unlikelihood, record, realHazard);
+    if (record && o.unlikelihood && steps % o.unlikelihood.every === 0) unlikelihoodRound(weights, h, pool, o, o.unlikelihood, record, realHazard, realTiming);
     o.progress(steps, total, lossSum / Math.max(1, tokens), tokens, record?.pieces ? `own loops ${(record.longestLoopSum / record.pieces).toFixed(1)}, ${((100 * record.marked) / Math.max(1, record.notes)).toFixed(1)} % marked, ${((100 * record.returned) / Math.max(1, record.notes)).toFixed(1)} % returns${record.loopBehind ? `, loops carried on ${((100 * record.loopCarried) / record.loopBehind).toFixed(0)} % after 4+` : ''}` : undefined);
   });
   if (record) {
     record.loss /= Math.max(1, record.marked);
     record.returnNll = o.unlikelihood?.returnBonus ? record.returnNll / Math.max(1, record.returned) : 0;
     record.hazard /= Math.max(1, record.hazardSteps);
+    record.timing /= Math.max(1, record.timingSteps);
   }
   return { loss: lossSum / Math.max(1, tokens), tokens, steps, ...(record ? { unlikelihood: record } : {}) };
 }
