@@ -56,10 +56,10 @@ export interface UnlikelihoodOptions {
   hazardReturns?: boolean;
   /**
    * Weight of the timing pull (0 or absent: none): on the same pieces, the mean distribution the
-   * gap and duration heads give, over TIMING_BINS, is pulled toward the real pieces' (timingPull).
-   * The model's own pieces drift into block chords a beat or more apart (stage 8: 12 % of gaps
-   * a beat or longer, real pieces 4 %), which thins the texture, while reading real music it is
-   * calibrated.
+   * gap and duration heads give, over the TIMING_BIN_EDGES bins, is pulled toward the real
+   * pieces' (timingPull). Some runs' own pieces drift into block chords a beat or more apart (one
+   * run from the three-seed soup: 10 % of gaps a beat or longer, real pieces 4 %) although the
+   * model is calibrated when it reads real music.
    */
   timingPull?: number;
 }
@@ -164,4 +164,3 @@ export function hazardShares(profile: LoopHazardProfile, heads: readonly LoopHaz
     ...(heads.includes('pitch') ? { pitchShare: profile.bands.map((b) => b.pitchShare) } : {}),
   };
 }
-
