@@ -3,6 +3,7 @@
  * gap of the note one period before it. The realism measures (longest loop) and unlikelihood
  * training (which notes continue a loop too long) read them from here.
  */
+import { bandOf } from './bands.ts';
 import { PITCH_MAX, PITCH_MIN, type NoteToken } from './tokenize.ts';
 
 /** Longest period looked at: a bar of sixteenths. */
@@ -115,9 +116,7 @@ export const LOOP_PROFILE_BANDS = [2, 4, 8, 16, 32] as const;
 
 /** The LOOP_PROFILE_BANDS index of a loop `length` notes long; −1 below the first band. */
 export function loopBand(length: number): number {
-  let band = -1;
-  while (band + 1 < LOOP_PROFILE_BANDS.length && length >= LOOP_PROFILE_BANDS[band + 1]) band++;
-  return band;
+  return bandOf(LOOP_PROFILE_BANDS, length);
 }
 
 /**
@@ -212,9 +211,7 @@ export function loopHazardRows(tokens: readonly NoteToken[], o: { returns?: bool
     if (!match) continue;
     const pitch = tokens[i - 1].pitch + tokens[match.end + 1].pitch - tokens[match.end].pitch;
     if (pitch < PITCH_MIN || pitch > PITCH_MAX) continue;
-    let returnBand = -1;
-    while (returnBand + 1 < RETURN_HAZARD_BANDS.length && match.steps >= RETURN_HAZARD_BANDS[returnBand + 1]) returnBand++;
-    rows.band[i] = LOOP_PROFILE_BANDS.length + returnBand;
+    rows.band[i] = LOOP_PROFILE_BANDS.length + bandOf(RETURN_HAZARD_BANDS, match.steps);
     rows.dt[i] = tokens[match.end + 1].dt;
     rows.pitch[i] = pitch;
   }

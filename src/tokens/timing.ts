@@ -3,6 +3,7 @@
  * fractions. The timing pull in training (network.ts timingPull) matches the model's own pieces
  * to the real ones with these.
  */
+import { bandOf } from './bands.ts';
 import type { NoteToken } from './tokenize.ts';
 
 /**
@@ -15,9 +16,7 @@ export const TIMING_BIN_EDGES = [0, 1, 3, 4, 6, 7, 12, 13, 24] as const;
 
 /** The TIMING_BIN_EDGES bin of a gap or duration of `steps` grid steps. */
 export function timingBin(steps: number): number {
-  let bin = 0;
-  while (bin + 1 < TIMING_BIN_EDGES.length && steps >= TIMING_BIN_EDGES[bin + 1]) bin++;
-  return bin;
+  return bandOf(TIMING_BIN_EDGES, steps);
 }
 
 /** Share of the notes in each TIMING_BIN_EDGES bin, of the onset gaps (the first note's excepted) and of the durations. */

@@ -99,8 +99,10 @@ function forEachChunk(h: Hyperparameters, stream: PieceStream, use: (batch: Chun
  * One unlikelihood round: the model writes pieces, and each chunk of them takes one step on the
  * unlikelihood of its marked pitches (weighted by `u.weight`) plus, with a return bonus, the
  * NLL of its return pitches (weighted by `u.returnBonus`) plus, with a loop hazard, the pull of
- * its loop continuation toward `realHazard` (loopHazardLoss, weighted by `u.hazard`). Chunks with
- * nothing to learn from still run forward, without a step, to carry the memory to the next chunk.
+ * its loop continuation toward `realHazard` (loopHazardLoss, weighted by `u.hazard`) plus, with a
+ * timing pull, the pull of its gap and duration marginals toward `realTiming` (timingPull,
+ * weighted by `u.timingPull`). Chunks with nothing to learn from still run forward, without a
+ * step, to carry the memory to the next chunk.
  */
 function unlikelihoodRound(weights: Weights, h: Hyperparameters, pool: readonly string[], o: StreamEpochOptions, u: NonNullable<StreamEpochOptions['unlikelihood']>, record: UnlikelihoodRecord, realHazard?: LoopHazardShares, realTiming?: TimingMarginals): void {
   const { pieces, stats } = sampleMarkedPieces(weights, h, o.composerIndex, pool, u.decoding, u, o.rng);
