@@ -24,7 +24,7 @@ import { commitNotes, decodeStep, decoderWeights, disposeDecoderWeights, hostHea
 import { addRelativePitch, CLOCK_PERIODS, createWeights, NO_ANCHOR, RELATIVE_SPAN, RELATIVE_WIDTH, relativePitchLogits, type Hyperparameters } from '../src/model/note/network.ts';
 import type { Weights } from '../src/model/layers.ts';
 import { seededRandom } from '../src/model/random.ts';
-import { describeRequestDecoding, generateTokens, keyPitchRows, parseHeadDecodings, tensorHeads } from '../src/model/note/sampling.ts';
+import { describeRequestDecoding, disposePreparedDecoder, generateTokens, keyPitchRows, parseHeadDecodings, prepareDecoder, tensorHeads } from '../src/model/note/sampling.ts';
 import { Engine } from '../src/engine/engine.ts';
 import { measureAttentionReach } from '../src/eval/attentionReach.ts';
 import { clippedAdamStep } from '../src/model/training.ts';
@@ -595,6 +595,35 @@ describe('long-context model', () => {
     assert.notDeepEqual(inD, inF, 'the key input is heard');
     for (const t of [...a, ...primed]) assert.ok(t.pitch >= 21 && t.pitch <= 108 && t.dur >= 1 && t.vel >= 0 && t.vel < 8);
     tf.dispose(Object.values(weights));
+  });
+
+  test('a prepared decoder gives the same notes as a per-call one, lives across calls, and the engine frees it on dispose', async () => {
+    await createTinyModel(join(dir, 'lc-prepared'), ['Chopin', 'Mozart'], 4, { ...H, intervalValues: true, intervalMatch: 3, beatClock: true });
+    const { spec, weights } = await loadModelFolder(join(dir, 'lc-prepared'));
+    const h = spec.hyperparameters;
+    const requests = [
+      { composer: 0, notes: 50, temperature: 1, topP: 1, randomSeed: 4, composerGuidance: 2 },
+      { composer: 1, notes: 30, temperature: 0.9, topP: 0.95, randomSeed: 8, primer: melody(20, 3) },
+    ];
+    const perCall = generateTokens(weights, h, 2, requests);
+    const before = tf.memory().numTensors;
+    const prepared = prepareDecoder(weights, h);
+    assert.ok(prepared, 'a long-context model has a ring decoder to prepare');
+    const made = tf.memory().numTensors - before;
+    assert.ok(made > 0, 'the prepared decoder holds its fused products');
+    assert.deepEqual(generateTokens(weights, h, 2, requests, prepared), perCall, 'same seeds, same notes');
+    assert.deepEqual(generateTokens(weights, h, 2, requests, prepared), perCall, 'and again: the call left the decoder intact');
+    assert.equal(tf.memory().numTensors, before + made, 'generation neither frees the prepared decoder nor leaks beside it');
+    disposePreparedDecoder(prepared);
+    assert.equal(tf.memory().numTensors, before);
+    tf.dispose(Object.values(weights));
+
+    const opened = tf.memory().numTensors;
+    const engine = await Engine.open(join(dir, 'lc-prepared'), 'wasm');
+    const [fromEngine] = engine.sample([engine.resolve({ composer: 'chopin', notes: 40, randomSeed: 2 })]);
+    assert.equal(fromEngine.length, 40);
+    engine.dispose();
+    assert.equal(tf.memory().numTensors, opened, 'the engine frees its weights and its decoder');
   });
 
   test('generation with interval matching and a beat clock: a primed row gives the same notes alone or batched after another row, and the match and clock weights are heard', async () => {

@@ -6,7 +6,7 @@ import type { ModelDecoding } from '../model/note/folder.ts';
 import type { Hyperparameters } from '../model/note/network.ts';
 import type { Weights } from '../model/layers.ts';
 import { generateTokensRefeed } from '../model/note/refeed.ts';
-import { generateTokens, type SampleRequest } from '../model/note/sampling.ts';
+import { generateTokens, type PreparedDecoder, type SampleRequest } from '../model/note/sampling.ts';
 import type { NoteToken } from '../tokens/tokenize.ts';
 import { median, timeRuns, type Timing } from './stats.ts';
 
@@ -18,6 +18,8 @@ export interface GenerationModel {
   composer: number;
   /** The model's own decoding (model.json), as compose plays it; absent: temperature 1, top-p 0.95. */
   decoding?: ModelDecoding;
+  /** The host-side decoder made once for the model, as the engine holds it (prepareDecoder). */
+  decoder?: PreparedDecoder;
 }
 
 const request = (m: GenerationModel, notes: number, seed: number, primer?: NoteToken[]): SampleRequest => ({
@@ -38,7 +40,7 @@ export interface GenerationFigures {
 
 /** 500 notes for 1 and for 16 requests at once (default sampling parameters, fresh seeds). */
 export async function benchGeneration(m: GenerationModel, o: { notes: number; warmup: number; reps: number; log: (l: string) => void }): Promise<GenerationFigures> {
-  const run = (rows: number, rep: number) => generateTokens(m.weights, m.h, m.composerCount, Array.from({ length: rows }, (_, r) => request(m, o.notes, 1000 + rep * 16 + r)));
+  const run = (rows: number, rep: number) => generateTokens(m.weights, m.h, m.composerCount, Array.from({ length: rows }, (_, r) => request(m, o.notes, 1000 + rep * 16 + r)), m.decoder);
   o.log(`generation: ${o.notes} notes, batch 1 (${o.warmup} warm-up + ${o.reps} runs)`);
   const batch1 = await timeRuns((rep) => run(1, rep), o.warmup, o.reps);
   o.log(`generation: ${o.notes} notes, batch 16`);
@@ -66,7 +68,7 @@ export async function benchRefeed(m: GenerationModel, primer: NoteToken[], o: { 
   if (primer.length < window) throw new Error(`re-feed bench: the primer has ${primer.length} notes, it needs ${window}`);
   o.log(`re-feed: ${o.notes} notes re-running a ${window}-note window each, vs stateful (${o.reps} runs each, alternating)`);
   const refeed = (notes: number, seed: number) => generateTokensRefeed(m.weights, m.h, m.composerCount, [request(m, notes, seed, primer)]);
-  const stateful = (notes: number, seed: number) => generateTokens(m.weights, m.h, m.composerCount, [request(m, notes, seed, primer)]);
+  const stateful = (notes: number, seed: number) => generateTokens(m.weights, m.h, m.composerCount, [request(m, notes, seed, primer)], m.decoder);
   refeed(2, 1); // warm-up
   stateful(o.statefulNotes, 1);
   const refeedMs: number[] = [];

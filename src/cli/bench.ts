@@ -31,7 +31,7 @@ import { loadModelFolder, saveModelFolder, type ModelSpec } from '../model/note/
 import { DEFAULT_HYPERPARAMETERS, createWeights, type Hyperparameters } from '../model/note/network.ts';
 import type { Weights } from '../model/layers.ts';
 import { isLongContext } from '../model/note/longContext.ts';
-import { generateTokens } from '../model/note/sampling.ts';
+import { disposePreparedDecoder, generateTokens, prepareDecoder, type PreparedDecoder } from '../model/note/sampling.ts';
 import { listCorpus, loadCorpus, type CorpusPiece } from '../model/corpus.ts';
 import { tokenSchemeSpec, type NoteToken } from '../tokens/tokenize.ts';
 import { benchCompose } from '../bench/compose.ts';
@@ -209,6 +209,7 @@ export async function runBench(argv: string[], log: (line: string) => void, out:
       load_avg_1m_at_start: round(load, 2),
     });
     let weights: Weights | undefined;
+    let decoder: PreparedDecoder | undefined;
     let corpus: CorpusPiece[] | undefined;
     const chopin = Math.max(0, composerNames.findIndex((n) => n.toLowerCase() === 'chopin'));
     const run: BenchRun = {
@@ -224,7 +225,9 @@ export async function runBench(argv: string[], log: (line: string) => void, out:
       chopin,
       generationModel: async () => {
         weights ??= (await loadModelFolder(model.dir)).weights;
-        return { weights, h: model.spec.hyperparameters, composerCount: composerNames.length, composer: chopin, decoding: model.spec.decoding };
+        // As the engine does: the host-side decoder is made once for the model, not per pass.
+        decoder ??= prepareDecoder(weights, model.spec.hyperparameters);
+        return { weights, h: model.spec.hyperparameters, composerCount: composerNames.length, composer: chopin, decoding: model.spec.decoding, decoder };
       },
       pieces: async () => (corpus ??= await sampleCorpus(options.dataDir, plan.corpusFiles, log)),
     };
@@ -246,6 +249,7 @@ export async function runBench(argv: string[], log: (line: string) => void, out:
       if (name === 'refeed') {
         // The last section that samples: derive the per-note figure and free the weights.
         if (typeof f.stateful_ms_per_note !== 'number' && typeof f.gen500_ms_batch1 === 'number') f.stateful_ms_per_note = round(f.gen500_ms_batch1 / 500);
+        disposePreparedDecoder(decoder);
         if (weights) tf.dispose(Object.values(weights));
       }
     }

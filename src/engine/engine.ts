@@ -9,7 +9,7 @@ import { initBackend, type BackendChoice } from '../model/backend.ts';
 import { modelAttribution } from '../model/folder.ts';
 import { loadModelFolder, type ModelSpec } from '../model/note/folder.ts';
 import type { Weights } from '../model/layers.ts';
-import { describeRequestDecoding, generateTokens, type SampleRequest } from '../model/note/sampling.ts';
+import { describeRequestDecoding, disposePreparedDecoder, generateTokens, prepareDecoder, type PreparedDecoder, type SampleRequest } from '../model/note/sampling.ts';
 import { seededRandom } from '../model/random.ts';
 import { formatDuration, parseMidi } from '../midi/read.ts';
 import { writeMidi } from '../midi/write.ts';
@@ -91,12 +91,14 @@ export class Engine {
     readonly spec: ModelSpec,
     private readonly weights: Weights,
     readonly modelDir: string,
+    /** The host-side decoder, made once at open rather than on every sampling pass. */
+    private readonly decoder: PreparedDecoder | undefined,
   ) {}
 
   static async open(modelDir: string, backend: BackendChoice = 'auto', log: (line: string) => void = () => {}): Promise<Engine> {
     await initBackend(backend, log);
     const { spec, weights } = await loadModelFolder(modelDir);
-    return new Engine(spec, weights, modelDir);
+    return new Engine(spec, weights, modelDir, prepareDecoder(weights, spec.hyperparameters));
   }
 
   get composerNames(): string[] {
@@ -166,7 +168,7 @@ export class Engine {
 
   /** Samples the notes of several requests in one batched pass (no files written). */
   sample(resolved: ResolvedRequest[]): NoteToken[][] {
-    return generateTokens(this.weights, this.spec.hyperparameters, this.spec.composers.length, resolved.map((r) => r.sample));
+    return generateTokens(this.weights, this.spec.hyperparameters, this.spec.composers.length, resolved.map((r) => r.sample), this.decoder);
   }
 
   /**
@@ -285,6 +287,7 @@ export class Engine {
   }
 
   dispose(): void {
+    disposePreparedDecoder(this.decoder);
     tf.dispose(Object.values(this.weights));
   }
 }
