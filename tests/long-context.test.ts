@@ -620,7 +620,7 @@ describe('long-context model', () => {
 
     const opened = tf.memory().numTensors;
     const engine = await Engine.open(join(dir, 'lc-prepared'), 'wasm');
-    const [fromEngine] = engine.sample([engine.resolve({ composer: 'chopin', notes: 40, randomSeed: 2 })]);
+    const [fromEngine] = engine.sample([engine.resolve({ outDir: dir, composer: 'chopin', notes: 40, randomSeed: 2 })]);
     assert.equal(fromEngine.length, 40);
     engine.dispose();
     assert.equal(tf.memory().numTensors, opened, 'the engine frees its weights and its decoder');
