@@ -426,6 +426,10 @@ export function chunkLoss(w: Weights, h: Hyperparameters, b: ChunkBatch, memory:
   return headsLoss(w, chunkHidden(w, h, b, memory, memoryMask, keep, dropout, carry), b.targets, pitchBias, anchors, rowWeights);
 }
 
+/** The timing pull's bins of the gap head's classes (class c: a gap of c steps) and of the duration head's (class c: c + 1 steps), made once. */
+const GAP_TIMING_BINS = timingBinMatrix(HEAD_SIZES[0], (c) => c);
+const DURATION_TIMING_BINS = timingBinMatrix(HEAD_SIZES[2], (c) => c + 1);
+
 /**
  * The unlikelihood of a chunk's marked pitches (pitchUnlikelihood) and the NLL of its return
  * pitches (pitchLikelihood; 0 where the chunk has none), the forward pass as chunkLoss runs it:
@@ -447,8 +451,8 @@ export function chunkUnlikelihood(w: Weights, h: Hyperparameters, b: ChunkBatch,
     hazard: realHazard && z?.rows ? loopHazardLoss(logits[0], logits[1], z.bands, z.dtTargets, z.pitchTargets, z.dtMatched, realHazard) : tf.scalar(0),
     timing: realTiming
       ? (tf.add(
-          timingPull(logits[0], b.targets[0], tf.tensor2d(timingBinMatrix(HEAD_SIZES[0], (c) => c), [HEAD_SIZES[0], bins]), realTiming.dt),
-          timingPull(logits[2], b.targets[2], tf.tensor2d(timingBinMatrix(HEAD_SIZES[2], (c) => c + 1), [HEAD_SIZES[2], bins]), realTiming.dur),
+          timingPull(logits[0], b.targets[0], tf.tensor2d(GAP_TIMING_BINS, [HEAD_SIZES[0], bins]), realTiming.dt),
+          timingPull(logits[2], b.targets[2], tf.tensor2d(DURATION_TIMING_BINS, [HEAD_SIZES[2], bins]), realTiming.dur),
         ) as tf.Scalar)
       : tf.scalar(0),
   };
