@@ -280,8 +280,8 @@ describe('train', () => {
     assert.match(wrong.stderr, /--return-bonus must be between 0 and 100, got -1/);
     assert.match(wrong.stderr, /--loop-hazard must be between 0 and 100, got -2/);
     assert.match(wrong.stderr, /--return-weight/);
-    assert.match(wrong.stderr, /--unlikelihood-every and --return-bonus need --unlikelihood X or --loop-hazard X/);
-    assert.match(wrong.stderr, /--loop-limit needs --unlikelihood X/);
+    assert.match(wrong.stderr, /--unlikelihood-every and --return-bonus need --unlikelihood X, --loop-hazard X or --own-best X/);
+    assert.match(wrong.stderr, /--loop-limit needs --unlikelihood X or --own-best X/);
     assert.match(wrong.stderr, /--loop-hazard-heads needs --loop-hazard X/);
     assert.match(wrong.stderr, /--loop-hazard-heads takes dt, pitch or both, comma-separated; got pitch,tempo/);
     assert.match(wrong.stderr, /--loop-hazard-by-composer needs --loop-hazard X/);

@@ -10,7 +10,7 @@ import { seededRandom } from '../src/model/random.ts';
 import { clippedAdamStep } from '../src/model/training.ts';
 import { streamEpoch } from '../src/model/note/train/fitLongContext.ts';
 import { disposeChunk, modelStreamOptions, PieceStream, type StreamPiece } from '../src/model/note/train/stream.ts';
-import { composerHazardShares, excerptLongestLoop, hazardShares, sampleMarkedPieces } from '../src/model/note/train/unlikelihood.ts';
+import { bestOfPairs, composerHazardShares, excerptLongestLoop, hazardShares, ownPieceScore, sampleMarkedPieces } from '../src/model/note/train/unlikelihood.ts';
 import { timingBin, timingBinMatrix, TIMING_BIN_EDGES, timingMarginals } from '../src/tokens/timing.ts';
 import { advanceLoop, distantReturns, hazardBandCount, LOOP_PROFILE_BANDS, loopContinuations, loopHazardProfile, loopHazardRows, loopLengths, loopProfile, loopRuns, RETURN_HAZARD_BANDS, startLoopTracker } from '../src/tokens/loops.ts';
 import { PITCH_MIN, type NoteToken } from '../src/tokens/tokenize.ts';
@@ -464,5 +464,68 @@ describe('timing pull', () => {
     assert.ok(pulled.records.every((r) => r.timingSteps > 0 && r.timing > 0), JSON.stringify(pulled.records[0]));
     assert.ok(plain.records.every((r) => r.timingSteps === 0 && r.timing === 0), 'without the weight the round only samples');
     assert.ok(pulled.longGaps < plain.longGaps / 2, `gaps of 2 beats or more: ${pulled.longGaps.toFixed(2)} with the timing pull, ${plain.longGaps.toFixed(2)} without`);
+  });
+});
+
+describe('own-best steps', () => {
+  test('an own piece scores its share of notes in returns from afar less its share past the loop limit; the better of each pair is kept', () => {
+    const figure = [60, 62, 64, 65, 67, 65, 64, 62];
+    const filler = Array.from({ length: 20 }, (_, i) => 40 + ((i * 7) % 23));
+    const returning = notes([...figure, ...filler, ...figure.map((p) => p + 5)]);
+    const hammered = notes(Array(36).fill(60)).map((t) => ({ ...t, dt: 3 }));
+    const score = (tokens: NoteToken[]) => ownPieceScore(distantReturns(tokens), loopContinuations(tokens, 16));
+    assert.equal(score(returning), 7 / 36, 'seven of its 36 notes complete a return, none loops');
+    assert.equal(score(hammered), -20 / 36, 'the 17th note on carries the loop past 16');
+    assert.deepEqual(bestOfPairs([0.1, 0.3, 0.2, 0.2, -0.5]), [1, 2, 4], 'the higher of each pair, the first on a tie, an odd last piece alone');
+    assert.deepEqual(bestOfPairs([]), []);
+  });
+
+  test('an epoch with own-best steps writes pieces in pairs per composer, keeps the better of each, learns from it, and leaks nothing', () => {
+    const h: Hyperparameters = { ...H };
+    const pieces: StreamPiece[] = [0, 1, 2, 3].map((i) => ({ composer: i % 2 ? 'Mozart' : 'Chopin', tokens: notes(Array.from({ length: 40 }, (_, k) => 55 + ((k * (i + 3)) % 17))), keys: new Uint8Array(40).fill(i) }));
+    const run = (ownBest: number) => {
+      const w = createLongContextWeights(h, D, 9);
+      hammerOneNote(w, 3); // some pieces loop, some do not: the pairs differ
+      const unlikelihood = { weight: 0, every: 2, pieces: 4, notes: 48, limit: 16, ownBest, decoding: { temperature: 1, topP: 1 } };
+      const { pieces: own, stats, best } = sampleMarkedPieces(w, h, composerIndex, ['Chopin', 'Mozart', 'Chopin', 'Mozart', 'Mozart'], unlikelihood.decoding, unlikelihood, seededRandom(4));
+      const optimizer = tf.train.adam(0.01);
+      const rng = seededRandom(2);
+      const losses: number[] = [];
+      const epoch = () => streamEpoch(w, h, pieces, { batchSize: 2, composerIndex, composers: COMPOSERS, transpose: 0, composerDropout: 0, keyDropout: 0, inputNoise: 0, rng, step: (loss) => {
+        const value = clippedAdamStep(optimizer, w, Object.keys(w), loss, 1);
+        losses.push(value);
+        return value;
+      }, progress: () => {}, unlikelihood });
+      epoch();
+      const tensors = tf.memory().numTensors;
+      losses.length = 0;
+      const r = epoch();
+      assert.equal(tf.memory().numTensors, tensors, 'no tensor left behind');
+      optimizer.dispose();
+      tf.dispose(Object.values(w));
+      return { own, stats, best, r, losses };
+    };
+    const kept = run(1);
+    const { own, stats, best, r } = kept;
+    for (let k = 0; k < 4; k += 2) assert.equal(own[k].composer, own[k + 1].composer, 'a pair is written for one composer');
+    assert.equal(best.length, 2);
+    assert.equal(stats.kept, 2);
+    const scores = own.map((p) => ownPieceScore(distantReturns(p.tokens), p.marks!));
+    for (const [i, piece] of best.entries()) {
+      const k = own.findIndex((p) => p.tokens === piece.tokens);
+      assert.equal(Math.floor(k / 2), i, 'one piece from each pair');
+      assert.equal(scores[k], Math.max(scores[2 * i], scores[2 * i + 1]), 'the better of its pair');
+      assert.equal(piece.marks, undefined, 'read as a real piece, without marks');
+    }
+    const u = r.unlikelihood!;
+    assert.equal(u.kept, 2 * u.rounds);
+    assert.equal(u.keptNotes, 96 * u.rounds);
+    assert.ok((u.keptReturned - u.keptMarked) / u.keptNotes >= (u.returned - u.marked) / u.notes, `the kept pieces score at least the round's mean: ${JSON.stringify(u)}`);
+    // Each round adds one likelihood step per chunk of the two kept pieces (48 notes, chunks of 16): 3 steps.
+    const plain = run(0);
+    assert.equal(plain.r.unlikelihood!.kept, 0);
+    assert.equal(plain.losses.length, plain.r.steps, 'without the weight a round only samples');
+    assert.equal(kept.losses.length, r.steps + 3 * u.rounds);
+    assert.ok(kept.losses.every((l) => Number.isFinite(l) && l > 0), 'the own-best steps are likelihood steps');
   });
 });

@@ -70,7 +70,10 @@ pulls each composer's own pieces toward that composer's real shares instead of t
 of carrying on a figure that returns from further than 16 notes back, toward the real share),
 --timing-pull X (on the same own pieces, a step of weight X pulls the mean distribution of the
 gap and duration heads, over bins of beat fractions, toward the real pieces'; needs --unlikelihood
-or --loop-hazard; default 0: off),
+or --loop-hazard; default 0: off), --own-best X (each round writes its pieces in pairs, one
+composer to a pair, and the piece of each pair with more notes in figures that return from afar
+and fewer past the loop limit takes a likelihood step of weight X; alone or beside the others;
+default 0: off),
 --return-weight X
 (each note of a training piece that lies in an 8-note figure brought back from further than 16
 notes counts 1 + X times in the likelihood loss, so that the model learns to bring motifs back;
@@ -131,6 +134,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
       'loop-hazard-by-composer': { type: 'boolean' },
       'loop-hazard-returns': { type: 'boolean' },
       'timing-pull': { type: 'string' },
+      'own-best': { type: 'string' },
     },
     strict: true,
   });
@@ -139,7 +143,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   if (!values.out) problems.push('--out DIR is required');
   const longContext = arch === 'long-context';
   const base = longContext ? LONG_CONTEXT_HYPERPARAMETERS : DEFAULT_HYPERPARAMETERS;
-  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise', 'residual', 'gate-init', 'relative-pitch', 'interval-values', 'interval-match', 'beat-clock', 'loop-input', 'dropout', 'unlikelihood', 'unlikelihood-every', 'loop-limit', 'return-bonus', 'loop-hazard', 'loop-hazard-heads', 'loop-hazard-by-composer', 'loop-hazard-returns', 'timing-pull', 'return-weight'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
+  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise', 'residual', 'gate-init', 'relative-pitch', 'interval-values', 'interval-match', 'beat-clock', 'loop-input', 'dropout', 'unlikelihood', 'unlikelihood-every', 'loop-limit', 'return-bonus', 'loop-hazard', 'loop-hazard-heads', 'loop-hazard-by-composer', 'loop-hazard-returns', 'timing-pull', 'own-best', 'return-weight'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
   const epochs = collect(() => intOption('--epochs', values.epochs, 30, 1, 10_000), 30);
   const batchDefault = longContext ? 16 : 32;
   const batchSize = collect(() => intOption('--batch', values.batch, batchDefault, 1, 1024), batchDefault);
@@ -158,8 +162,9 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   const loopHazard = collect(() => numberOption('--loop-hazard', values['loop-hazard'], 0, 0, 100), 0);
   const returnWeight = collect(() => numberOption('--return-weight', values['return-weight'], 0, 0, 100), 0);
   const timingPull = collect(() => numberOption('--timing-pull', values['timing-pull'], 0, 0, 100), 0);
-  if (!unlikelihoodWeight && !loopHazard && (values['unlikelihood-every'] !== undefined || values['return-bonus'] !== undefined)) problems.push('--unlikelihood-every and --return-bonus need --unlikelihood X or --loop-hazard X (X > 0)');
-  if (!unlikelihoodWeight && values['loop-limit'] !== undefined) problems.push('--loop-limit needs --unlikelihood X (X > 0)');
+  const ownBest = collect(() => numberOption('--own-best', values['own-best'], 0, 0, 100), 0);
+  if (!unlikelihoodWeight && !loopHazard && !ownBest && (values['unlikelihood-every'] !== undefined || values['return-bonus'] !== undefined)) problems.push('--unlikelihood-every and --return-bonus need --unlikelihood X, --loop-hazard X or --own-best X (X > 0)');
+  if (!unlikelihoodWeight && !ownBest && values['loop-limit'] !== undefined) problems.push('--loop-limit needs --unlikelihood X or --own-best X (X > 0)');
   const hazardHeads = values['loop-hazard-heads']?.split(',').map((s) => s.trim());
   if (hazardHeads && !loopHazard) problems.push('--loop-hazard-heads needs --loop-hazard X (X > 0)');
   if (values['loop-hazard-by-composer'] && !loopHazard) problems.push('--loop-hazard-by-composer needs --loop-hazard X (X > 0)');
@@ -220,7 +225,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
     keyDropout,
     inputNoise,
     ...(returnWeight > 0 ? { returnWeight } : {}),
-    unlikelihood: unlikelihoodWeight > 0 || loopHazard > 0 ? { ...DEFAULT_UNLIKELIHOOD, weight: unlikelihoodWeight, every: unlikelihoodEvery, limit: loopLimit, ...(returnBonus > 0 ? { returnBonus } : {}), ...(timingPull > 0 ? { timingPull } : {}), ...(loopHazard > 0 ? { hazard: loopHazard, ...(hazardHeads && badHeads.length === 0 ? { hazardHeads: hazardHeads as LoopHazardHead[] } : {}), ...(values['loop-hazard-by-composer'] ? { hazardByComposer: true } : {}), ...(values['loop-hazard-returns'] ? { hazardReturns: true } : {}) } : {}) } : undefined,
+    unlikelihood: unlikelihoodWeight > 0 || loopHazard > 0 || ownBest > 0 ? { ...DEFAULT_UNLIKELIHOOD, weight: unlikelihoodWeight, every: unlikelihoodEvery, limit: loopLimit, ...(returnBonus > 0 ? { returnBonus } : {}), ...(timingPull > 0 ? { timingPull } : {}), ...(ownBest > 0 ? { ownBest } : {}), ...(loopHazard > 0 ? { hazard: loopHazard, ...(hazardHeads && badHeads.length === 0 ? { hazardHeads: hazardHeads as LoopHazardHead[] } : {}), ...(values['loop-hazard-by-composer'] ? { hazardByComposer: true } : {}), ...(values['loop-hazard-returns'] ? { hazardReturns: true } : {}) } : {}) } : undefined,
     initialWeights: parentDir,
     decoding: parent ? carriedDecoding(parent) : undefined,
     inheritedLearningRate,

@@ -102,25 +102,28 @@ function forEachChunk(h: Hyperparameters, stream: PieceStream, use: (batch: Chun
  * its loop continuation toward `realHazard` (loopHazardLoss, weighted by `u.hazard`) plus, with a
  * timing pull, the pull of its gap and duration marginals toward `realTiming` (timingPull,
  * weighted by `u.timingPull`). Chunks with nothing to learn from still run forward, without a
- * step, to carry the memory to the next chunk.
+ * step, to carry the memory to the next chunk. With an own-best step, the better piece of each
+ * pair then takes likelihood steps (weighted by `u.ownBest`).
  */
 function unlikelihoodRound(weights: Weights, h: Hyperparameters, pool: readonly string[], o: StreamEpochOptions, u: NonNullable<StreamEpochOptions['unlikelihood']>, record: UnlikelihoodRecord, realHazard?: LoopHazardShares, realTiming?: TimingMarginals): void {
-  const { pieces, stats } = sampleMarkedPieces(weights, h, o.composerIndex, pool, u.decoding, u, o.rng);
+  const { pieces, stats, best } = sampleMarkedPieces(weights, h, o.composerIndex, pool, u.decoding, u, o.rng);
   record.rounds++;
-  record.pieces += stats.pieces;
-  record.notes += stats.notes;
-  record.marked += stats.marked;
-  record.longestLoopSum += stats.longestLoopSum;
-  record.returned += stats.returned;
-  record.loopBehind += stats.loopBehind;
-  record.loopCarried += stats.loopCarried;
+  for (const k of Object.keys(stats) as (keyof SelfSampleStats)[]) record[k] += stats[k];
   const bonus = u.returnBonus ?? 0;
   const hazardWeight = realHazard ? (u.hazard ?? 0) : 0;
   const timingWeight = realTiming ? (u.timingPull ?? 0) : 0;
-  if ((!u.weight || stats.marked === 0) && (!bonus || stats.returned === 0) && !hazardWeight && !timingWeight) return;
+  if ((u.weight && stats.marked > 0) || (bonus && stats.returned > 0) || hazardWeight || timingWeight) markedSteps(weights, h, pieces, o, u, record, hazardWeight ? realHazard : undefined, timingWeight ? realTiming : undefined);
+  if (u.ownBest && best.length > 0) ownBestSteps(weights, h, best, o, u.ownBest);
+}
+
+/** The unlikelihood, return bonus, loop hazard and timing pull steps of a round, on its marked pieces. */
+function markedSteps(weights: Weights, h: Hyperparameters, pieces: readonly StreamPiece[], o: StreamEpochOptions, u: NonNullable<StreamEpochOptions['unlikelihood']>, record: UnlikelihoodRecord, realHazard?: LoopHazardShares, realTiming?: TimingMarginals): void {
+  const bonus = u.returnBonus ?? 0;
+  const hazardWeight = realHazard ? (u.hazard ?? 0) : 0;
+  const timingWeight = realTiming ? (u.timingPull ?? 0) : 0;
   const stream = new PieceStream(pieces, planRows(pieces, pieces.length), { ...modelStreamOptions(h), composerIndex: o.composerIndex, composers: o.composers, marks: true, hazard: hazardWeight > 0, hazardByComposer: hazardWeight > 0 && u.hazardByComposer, hazardBands: hazardBandCount(u.hazardReturns) });
   forEachChunk(h, stream, (batch, c) => {
-    const forward = () => chunkUnlikelihood(weights, h, batch, c.memory, c.mask, c.keep, h.dropout ?? 0, c.carry, hazardWeight ? realHazard : undefined, timingWeight ? realTiming : undefined);
+    const forward = () => chunkUnlikelihood(weights, h, batch, c.memory, c.mask, c.keep, h.dropout ?? 0, c.carry, realHazard, realTiming);
     const marked = u.weight ? (batch.markedTargets ?? 0) : 0;
     const returned = bonus ? (batch.returnTargets ?? 0) : 0;
     const loops = hazardWeight ? (batch.hazard?.rows ?? 0) : 0;
@@ -147,6 +150,15 @@ function unlikelihoodRound(weights: Weights, h: Hyperparameters, pool: readonly 
   });
 }
 
+/** The own-best step: the kept own pieces read as real ones are, a likelihood step of weight `weight` per chunk. */
+function ownBestSteps(weights: Weights, h: Hyperparameters, best: readonly StreamPiece[], o: StreamEpochOptions, weight: number): void {
+  const stream = new PieceStream(best, planRows(best, best.length), { ...modelStreamOptions(h), composerIndex: o.composerIndex, composers: o.composers });
+  forEachChunk(h, stream, (batch, c) => {
+    const scale = (weight * batch.batch * batch.steps) / Math.max(1, batch.realTargets);
+    o.step(() => tf.mul(chunkLoss(weights, h, batch, c.memory, c.mask, c.keep, h.dropout ?? 0, c.carry).total, scale) as tf.Scalar);
+  });
+}
+
 /**
  * One pass over every training piece; returns the mean loss per real note and the notes seen,
  * and with `o.unlikelihood` what its rounds saw (a round after every `every` steps).
@@ -158,7 +170,7 @@ export function streamEpoch(weights: Weights, h: Hyperparameters, pieces: readon
   const played = returnWeight > 0 ? pieces.map((p) => (p.returns ? p : { ...p, returns: distantReturns(p.tokens) })) : pieces;
   const stream = new PieceStream(played, queues, { ...modelStreamOptions(h), composerIndex: o.composerIndex, composers: o.composers, transpose: o.transpose, composerDropout: o.composerDropout, keyDropout: o.keyDropout, inputNoise: o.inputNoise, rng: o.rng, marks: returnWeight > 0 });
   const pool = pieces.map((p) => p.composer);
-  const record: UnlikelihoodRecord | undefined = o.unlikelihood ? { rounds: 0, pieces: 0, notes: 0, marked: 0, returned: 0, longestLoopSum: 0, loopBehind: 0, loopCarried: 0, loss: 0, returnNll: 0, hazard: 0, hazardSteps: 0, timing: 0, timingSteps: 0 } : undefined;
+  const record: UnlikelihoodRecord | undefined = o.unlikelihood ? { rounds: 0, pieces: 0, notes: 0, marked: 0, returned: 0, longestLoopSum: 0, loopBehind: 0, loopCarried: 0, kept: 0, keptNotes: 0, keptReturned: 0, keptMarked: 0, loss: 0, returnNll: 0, hazard: 0, hazardSteps: 0, timing: 0, timingSteps: 0 } : undefined;
   // The real pieces' loop hazard, which a loop hazard step pulls the model's own pieces toward.
   // With hazardByComposer, one share per composer and band, grouped as the own pieces' rows are;
   // with hazardReturns, the return bands follow the loop bands.
@@ -178,7 +190,7 @@ export function streamEpoch(weights: Weights, h: Hyperparameters, pieces: readon
     steps++;
     // The stream's memory is kept across the round: the round streams its own pieces from an empty memory.
     if (record && o.unlikelihood && steps % o.unlikelihood.every === 0) unlikelihoodRound(weights, h, pool, o, o.unlikelihood, record, realHazard, realTiming);
-    o.progress(steps, total, lossSum / Math.max(1, tokens), tokens, record?.pieces ? `own loops ${(record.longestLoopSum / record.pieces).toFixed(1)}, ${((100 * record.marked) / Math.max(1, record.notes)).toFixed(1)} % marked, ${((100 * record.returned) / Math.max(1, record.notes)).toFixed(1)} % returns${record.loopBehind ? `, loops carried on ${((100 * record.loopCarried) / record.loopBehind).toFixed(0)} % after 4+` : ''}` : undefined);
+    o.progress(steps, total, lossSum / Math.max(1, tokens), tokens, record?.pieces ? `own loops ${(record.longestLoopSum / record.pieces).toFixed(1)}, ${((100 * record.marked) / Math.max(1, record.notes)).toFixed(1)} % marked, ${((100 * record.returned) / Math.max(1, record.notes)).toFixed(1)} % returns${record.loopBehind ? `, loops carried on ${((100 * record.loopCarried) / record.loopBehind).toFixed(0)} % after 4+` : ''}${record.kept ? `, kept ${((100 * record.keptReturned) / Math.max(1, record.keptNotes)).toFixed(1)} % returns` : ''}` : undefined);
   });
   if (record) {
     record.loss /= Math.max(1, record.marked);
