@@ -10,7 +10,7 @@ import { seededRandom } from '../src/model/random.ts';
 import { clippedAdamStep } from '../src/model/training.ts';
 import { streamEpoch } from '../src/model/note/train/fitLongContext.ts';
 import { disposeChunk, modelStreamOptions, PieceStream, type StreamPiece } from '../src/model/note/train/stream.ts';
-import { bestOfPairs, composerHazardShares, excerptLongestLoop, hazardShares, ownPieceScore, sampleMarkedPieces } from '../src/model/note/train/unlikelihood.ts';
+import { bestOfGroups, composerHazardShares, excerptLongestLoop, hazardShares, ownPieceScore, sampleMarkedPieces } from '../src/model/note/train/unlikelihood.ts';
 import { timingBin, timingBinMatrix, TIMING_BIN_EDGES, timingMarginals } from '../src/tokens/timing.ts';
 import { advanceLoop, distantReturns, hazardBandCount, LOOP_PROFILE_BANDS, loopContinuations, loopHazardProfile, loopHazardRows, loopLengths, loopProfile, loopRuns, RETURN_HAZARD_BANDS, startLoopTracker } from '../src/tokens/loops.ts';
 import { PITCH_MIN, type NoteToken } from '../src/tokens/tokenize.ts';
@@ -476,8 +476,10 @@ describe('own-best steps', () => {
     const score = (tokens: NoteToken[]) => ownPieceScore(distantReturns(tokens), loopContinuations(tokens, 16));
     assert.equal(score(returning), 7 / 36, 'seven of its 36 notes complete a return, none loops');
     assert.equal(score(hammered), -20 / 36, 'the 17th note on carries the loop past 16');
-    assert.deepEqual(bestOfPairs([0.1, 0.3, 0.2, 0.2, -0.5]), [1, 2, 4], 'the higher of each pair, the first on a tie, an odd last piece alone');
-    assert.deepEqual(bestOfPairs([]), []);
+    assert.deepEqual(bestOfGroups([0.1, 0.3, 0.2, 0.2, -0.5]), [1, 2, 4], 'the higher of each pair, the first on a tie, an odd last piece alone');
+    assert.deepEqual(bestOfGroups([0.1, 0.3, 0.2, 0.4, -0.5, 0, 0.9], 3), [1, 3, 6], 'the highest of each group of three');
+    assert.deepEqual(bestOfGroups([]), []);
+    assert.throws(() => bestOfGroups([1], 0), /size must be a whole number ≥ 1, got 0/);
   });
 
   test('an epoch with own-best steps writes pieces in pairs per composer, keeps the better of each, learns from it, and leaks nothing', () => {

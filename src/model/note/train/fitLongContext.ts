@@ -102,8 +102,8 @@ function forEachChunk(h: Hyperparameters, stream: PieceStream, use: (batch: Chun
  * its loop continuation toward `realHazard` (loopHazardLoss, weighted by `u.hazard`) plus, with a
  * timing pull, the pull of its gap and duration marginals toward `realTiming` (timingPull,
  * weighted by `u.timingPull`). Chunks with nothing to learn from still run forward, without a
- * step, to carry the memory to the next chunk. With an own-best step, the better piece of each
- * pair then takes likelihood steps (weighted by `u.ownBest`).
+ * step, to carry the memory to the next chunk. With an own-best step, the best piece of each
+ * group then takes likelihood steps (weighted by `u.ownBest`).
  */
 function unlikelihoodRound(weights: Weights, h: Hyperparameters, pool: readonly string[], o: StreamEpochOptions, u: NonNullable<StreamEpochOptions['unlikelihood']>, record: UnlikelihoodRecord, realHazard?: LoopHazardShares, realTiming?: TimingMarginals): void {
   const { pieces, stats, best } = sampleMarkedPieces(weights, h, o.composerIndex, pool, u.decoding, u, o.rng);

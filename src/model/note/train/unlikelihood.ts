@@ -63,13 +63,15 @@ export interface UnlikelihoodOptions {
    */
   timingPull?: number;
   /**
-   * Weight of the own-best step (0 or absent: none): the round's pieces are written in pairs for
-   * one composer each, and the better piece of each pair (ownPieceScore: more of its notes in
+   * Weight of the own-best step (0 or absent: none): the round's pieces are written in groups of
+   * `ownBestOf` (default pairs) for one composer each, and the best piece of each group (ownPieceScore: more of its notes in
    * figures that return from afar, fewer carrying a loop past `limit`) takes a likelihood step on
    * every head. Teacher forcing only shows the model real contexts; this rewards what it does in
    * its own, where it decides whether a figure will come back (rejection-sampling fine-tuning).
    */
   ownBest?: number;
+  /** Pieces compared for each one kept by an own-best step (default 2: the better of a pair). */
+  ownBestOf?: number;
 }
 
 export const LOOP_HAZARD_HEADS = ['dt', 'pitch'] as const;
@@ -112,10 +114,15 @@ export function ownPieceScore(returns: Uint8Array, marks: Uint8Array): number {
   return (returns.reduce((s, m) => s + m, 0) - marks.reduce((s, m) => s + m, 0)) / n;
 }
 
-/** Index of the better-scoring piece of each pair (0–1, 2–3, …; the first where they tie; an odd last piece is its own pair). */
-export function bestOfPairs(scores: readonly number[]): number[] {
+/** Index of the best-scoring piece of each group of `size` (0..size-1, size..2·size-1, …; the first where they tie; a short last group counts too). */
+export function bestOfGroups(scores: readonly number[], size = 2): number[] {
+  if (!Number.isInteger(size) || size < 1) throw new Error(`bestOfGroups: size must be a whole number ≥ 1, got ${size}`);
   const best: number[] = [];
-  for (let i = 0; i < scores.length; i += 2) best.push(i + 1 < scores.length && scores[i + 1] > scores[i] ? i + 1 : i);
+  for (let i = 0; i < scores.length; i += size) {
+    let k = i;
+    for (let j = i + 1; j < Math.min(scores.length, i + size); j++) if (scores[j] > scores[k]) k = j;
+    best.push(k);
+  }
   return best;
 }
 
@@ -138,9 +145,10 @@ export function excerptLongestLoop(tokens: readonly NoteToken[], excerpt = 250):
  */
 export function sampleMarkedPieces(weights: Weights, h: Hyperparameters, composerIndex: Map<string, number>, composerPool: readonly string[], decoding: ModelDecoding | undefined, o: UnlikelihoodOptions, rng: Random): { pieces: StreamPiece[]; stats: SelfSampleStats; best: StreamPiece[] } {
   if (composerPool.length === 0) throw new Error('sampleMarkedPieces: no composers to write for');
-  // An own-best step compares two pieces for one composer, so that it keeps no composer over another.
+  // An own-best step compares a group of pieces for one composer, so that it keeps no composer over another.
+  const group = o.ownBest ? (o.ownBestOf ?? 2) : 1;
   const names: string[] = [];
-  for (let k = 0; k < o.pieces; k++) names.push(o.ownBest && k % 2 === 1 ? names[k - 1] : composerPool[Math.floor(rng.next() * composerPool.length)]);
+  for (let k = 0; k < o.pieces; k++) names.push(k % group > 0 ? names[k - 1] : composerPool[Math.floor(rng.next() * composerPool.length)]);
   const requests: SampleRequest[] = names.map((name) => ({
     composer: composerIndex.get(name) ?? composerIndex.size,
     notes: o.notes,
@@ -170,8 +178,8 @@ export function sampleMarkedPieces(weights: Weights, h: Hyperparameters, compose
     stats.longestLoopSum += excerptLongestLoop(tokens);
     return { composer: names[k], tokens, marks, ...(o.returnBonus ? { returns } : {}), ...(o.hazard ? { hazard: loopHazardRows(tokens, { returns: o.hazardReturns }) } : {}) };
   });
-  // The better of each pair, read as a real piece is (no marks, no hazard rows).
-  const kept = o.ownBest ? bestOfPairs(counts.map((c) => c.score)) : [];
+  // The best of each group, read as a real piece is (no marks, no hazard rows).
+  const kept = o.ownBest ? bestOfGroups(counts.map((c) => c.score), group) : [];
   for (const k of kept) {
     stats.kept++;
     stats.keptNotes += written[k].length;
