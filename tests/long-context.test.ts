@@ -24,7 +24,7 @@ import { commitNotes, decodeStep, decoderWeights, disposeDecoderWeights, hostHea
 import { addRelativePitch, CLOCK_PERIODS, createWeights, NO_ANCHOR, RELATIVE_SPAN, RELATIVE_WIDTH, relativePitchLogits, type Hyperparameters } from '../src/model/note/network.ts';
 import type { Weights } from '../src/model/layers.ts';
 import { seededRandom } from '../src/model/random.ts';
-import { describeRequestDecoding, disposePreparedDecoder, generateTokens, keyPitchRows, parseHeadDecodings, prepareDecoder, tensorHeads } from '../src/model/note/sampling.ts';
+import { chordAtEnd, describeRequestDecoding, disposePreparedDecoder, generateTokens, keyPitchRows, MAX_CHORD_NOTES, parseHeadDecodings, prepareDecoder, tensorHeads } from '../src/model/note/sampling.ts';
 import { Engine } from '../src/engine/engine.ts';
 import { measureAttentionReach } from '../src/eval/attentionReach.ts';
 import { clippedAdamStep } from '../src/model/training.ts';
@@ -595,6 +595,43 @@ describe('long-context model', () => {
     assert.notDeepEqual(inD, inF, 'the key input is heard');
     for (const t of [...a, ...primed]) assert.ok(t.pitch >= 21 && t.pitch <= 108 && t.dur >= 1 && t.vel >= 0 && t.vel < 8);
     tf.dispose(Object.values(weights));
+  });
+
+  test('no onset holds more than two hands can play, however much the gap head wants a chord', async () => {
+    assert.equal(chordAtEnd([]), 0);
+    const single: NoteToken[] = [60, 62, 64].map((pitch, i) => ({ dt: i ? 6 : 0, pitch, dur: 4, vel: 3 }));
+    assert.equal(chordAtEnd(single), 1);
+    assert.equal(chordAtEnd([...single, { dt: 0, pitch: 80, dur: 4, vel: 3 }, { dt: 0, pitch: 84, dur: 4, vel: 3 }]), 3, 'two notes with no gap and the one they follow');
+    assert.equal(chordAtEnd([{ dt: 0, pitch: 60, dur: 4, vel: 3 }, { dt: 0, pitch: 64, dur: 4, vel: 3 }]), 2, 'a piece that opens with a chord');
+    const onsets = (tokens: readonly NoteToken[]) => {
+      const sizes: number[] = [];
+      tokens.forEach((t, i) => (i > 0 && t.dt === 0 ? sizes[sizes.length - 1]++ : sizes.push(1)));
+      return sizes;
+    };
+    for (const [name, h] of [['long context', H], ['local attention', TINY_HYPERPARAMETERS]] as const) {
+      await createTinyModel(join(dir, `chords-${name}`), ['Chopin', 'Mozart'], 4, h);
+      const { spec, weights } = await loadModelFolder(join(dir, `chords-${name}`));
+      const bias = weights['head/bdt'] as tf.Variable;
+      const values = bias.dataSync().slice();
+      values[0] += 30; // the gap head all but certain of "no gap": a chord that never ends
+      bias.assign(tf.tensor(values, bias.shape));
+      // and the pitch head leaning low, so that a chord climbs a key or two at a time and does not reach the top key first
+      const pitchBias = weights['head/bpitch'] as tf.Variable;
+      pitchBias.assign(tf.tensor(pitchBias.dataSync().map((v, i) => v - 2 * i), pitchBias.shape));
+      // A primer that ends in a chord of MAX_CHORD_NOTES − 1: the first note may complete it, the next must move on.
+      const primer: NoteToken[] = [...single, ...Array.from({ length: MAX_CHORD_NOTES - 2 }, (_, k) => ({ dt: 0, pitch: 40 + 3 * k, dur: 4, vel: 3 }))];
+      assert.equal(chordAtEnd(primer), MAX_CHORD_NOTES - 1);
+      const [alone, primed] = generateTokens(weights, spec.hyperparameters, 2, [
+        { composer: 0, notes: 80, temperature: 1, topP: 1, randomSeed: 7 },
+        { composer: 1, notes: 40, temperature: 1, topP: 1, randomSeed: 8, primer },
+      ]);
+      const sizes = onsets(alone);
+      assert.ok(Math.max(...sizes) <= MAX_CHORD_NOTES, `${name}: onsets of ${Math.max(...sizes)} notes`);
+      assert.ok(sizes.filter((n) => n === MAX_CHORD_NOTES).length >= 3, `${name}: the cap is what ends the chords (${sizes.join(' ')})`);
+      assert.equal(primed[0].dt, 0, `${name}: the primer's chord is completed`);
+      assert.ok(primed[1].dt > 0, `${name}: and then the next note moves on`);
+      tf.dispose(Object.values(weights));
+    }
   });
 
   test('a prepared decoder gives the same notes as a per-call one, lives across calls, and the engine frees it on dispose', async () => {

@@ -76,7 +76,7 @@ export function generateTokensRefeed(w: Weights, h: Hyperparameters, composerCou
     inputs.dispose();
     let tokens: NoteToken[];
     try {
-      tokens = sampleNotes(w, z, requests, rows.previous, rows.rngs);
+      tokens = sampleNotes(w, z, requests, rows);
     } finally {
       z.dispose();
     }
