@@ -287,7 +287,7 @@ describe('train', () => {
     assert.match(wrong.stderr, /--loop-hazard-by-composer needs --loop-hazard X/);
     assert.match(wrong.stderr, /--loop-hazard-returns needs --loop-hazard X/);
     assert.match(wrong.stderr, /--timing-pull needs --unlikelihood X or --loop-hazard X/);
-    assert.match(wrong.stderr, /--own-best-of needs --own-best X/);
+    assert.match(wrong.stderr, /--own-best-of and --own-best-raw need --own-best X/);
     assert.ok(!existsSync(join(dir, 'never')), 'nothing written');
     const local = await cli('train', '--data', join(dir, 'corpus'), '--out', join(dir, 'never'), '--residual', '--relative-pitch', '--interval-match', '3', '--unlikelihood', '1', '--loop-hazard', '1', '--loop-hazard-by-composer', '--loop-hazard-returns', '--timing-pull', '1', '--own-best', '1', '--return-weight', '1');
     assert.match(local.stderr, /--residual applies to --arch long-context only/);

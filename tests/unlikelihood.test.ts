@@ -10,6 +10,7 @@ import { seededRandom } from '../src/model/random.ts';
 import { clippedAdamStep } from '../src/model/training.ts';
 import { streamEpoch } from '../src/model/note/train/fitLongContext.ts';
 import { disposeChunk, modelStreamOptions, PieceStream, type StreamPiece } from '../src/model/note/train/stream.ts';
+import { generateTokens } from '../src/model/note/sampling.ts';
 import { bestOfGroups, composerHazardShares, excerptLongestLoop, hazardShares, ownPieceScore, sampleMarkedPieces } from '../src/model/note/train/unlikelihood.ts';
 import { timingBin, timingBinMatrix, TIMING_BIN_EDGES, timingMarginals } from '../src/tokens/timing.ts';
 import { advanceLoop, distantReturns, hazardBandCount, LOOP_PROFILE_BANDS, loopContinuations, loopHazardProfile, loopHazardRows, loopLengths, loopProfile, loopRuns, RETURN_HAZARD_BANDS, startLoopTracker } from '../src/tokens/loops.ts';
@@ -523,6 +524,26 @@ describe('own-best steps', () => {
     assert.equal(u.kept, 2 * u.rounds);
     assert.equal(u.keptNotes, 96 * u.rounds);
     assert.ok((u.keptReturned - u.keptMarked) / u.keptNotes >= (u.returned - u.marked) / u.notes, `the kept pieces score at least the round's mean: ${JSON.stringify(u)}`);
+    // Raw candidates: written apart, for the same composers, at temperature 1 without guidance, whatever the round's decoding.
+    {
+      const w = createLongContextWeights(h, D, 9);
+      hammerOneNote(w, 3);
+      const sharp = { temperature: 0.5, topP: 0.9, composerGuidance: 2 };
+      const pool = ['Chopin', 'Mozart', 'Mozart'];
+      const o = { weight: 0, every: 2, pieces: 4, notes: 48, limit: 16, ownBest: 1, ownBestRaw: true };
+      const round = sampleMarkedPieces(w, h, composerIndex, pool, sharp, o, seededRandom(4));
+      // The same draws in the same order: a composer per pair, the round's seeds, then the candidates' seeds.
+      const rng = seededRandom(4);
+      const names = [0, 2].flatMap(() => Array(2).fill(pool[Math.floor(rng.next() * pool.length)]) as string[]);
+      for (let k = 0; k < 4; k++) rng.next();
+      const raw = generateTokens(w, h, COMPOSERS, names.map((name) => ({ composer: composerIndex.get(name)!, notes: 48, temperature: 1, topP: 1, randomSeed: Math.floor(rng.next() * 2 ** 31) })));
+      assert.deepEqual(round.pieces.map((p) => p.composer), names);
+      for (const [i, piece] of round.best.entries()) {
+        assert.ok([raw[2 * i], raw[2 * i + 1]].some((t) => JSON.stringify(t) === JSON.stringify(piece.tokens)), `kept piece ${i} is one of its pair's raw pieces`);
+        assert.ok(round.pieces.every((p) => JSON.stringify(p.tokens) !== JSON.stringify(piece.tokens)), 'and not one of the round\'s own pieces');
+      }
+      tf.dispose(Object.values(w));
+    }
     // Each round adds one likelihood step per chunk of the two kept pieces (48 notes, chunks of 16): 3 steps.
     const plain = run(0);
     assert.equal(plain.r.unlikelihood!.kept, 0);

@@ -73,7 +73,8 @@ gap and duration heads, over bins of beat fractions, toward the real pieces'; ne
 or --loop-hazard; default 0: off), --own-best X (each round writes its pieces in groups of
 --own-best-of N (default 2), one composer to a group, and the piece of each group with the most
 notes in figures that return from afar less those past the loop limit takes a likelihood step of
-weight X; alone or beside the others; default 0: off),
+weight X; alone or beside the others; default 0: off; --own-best-raw writes the groups apart at
+temperature 1 without guidance, so that the steps do not sharpen the model),
 --return-weight X
 (each note of a training piece that lies in an 8-note figure brought back from further than 16
 notes counts 1 + X times in the likelihood loss, so that the model learns to bring motifs back;
@@ -136,6 +137,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
       'timing-pull': { type: 'string' },
       'own-best': { type: 'string' },
       'own-best-of': { type: 'string' },
+      'own-best-raw': { type: 'boolean' },
     },
     strict: true,
   });
@@ -144,7 +146,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   if (!values.out) problems.push('--out DIR is required');
   const longContext = arch === 'long-context';
   const base = longContext ? LONG_CONTEXT_HYPERPARAMETERS : DEFAULT_HYPERPARAMETERS;
-  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise', 'residual', 'gate-init', 'relative-pitch', 'interval-values', 'interval-match', 'beat-clock', 'loop-input', 'dropout', 'unlikelihood', 'unlikelihood-every', 'loop-limit', 'return-bonus', 'loop-hazard', 'loop-hazard-heads', 'loop-hazard-by-composer', 'loop-hazard-returns', 'timing-pull', 'own-best', 'own-best-of', 'return-weight'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
+  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise', 'residual', 'gate-init', 'relative-pitch', 'interval-values', 'interval-match', 'beat-clock', 'loop-input', 'dropout', 'unlikelihood', 'unlikelihood-every', 'loop-limit', 'return-bonus', 'loop-hazard', 'loop-hazard-heads', 'loop-hazard-by-composer', 'loop-hazard-returns', 'timing-pull', 'own-best', 'own-best-of', 'own-best-raw', 'return-weight'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
   const epochs = collect(() => intOption('--epochs', values.epochs, 30, 1, 10_000), 30);
   const batchDefault = longContext ? 16 : 32;
   const batchSize = collect(() => intOption('--batch', values.batch, batchDefault, 1, 1024), batchDefault);
@@ -165,7 +167,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   const timingPull = collect(() => numberOption('--timing-pull', values['timing-pull'], 0, 0, 100), 0);
   const ownBest = collect(() => numberOption('--own-best', values['own-best'], 0, 0, 100), 0);
   const ownBestOf = collect(() => intOption('--own-best-of', values['own-best-of'], 2, 2, DEFAULT_UNLIKELIHOOD.pieces), 2);
-  if (!ownBest && values['own-best-of'] !== undefined) problems.push('--own-best-of needs --own-best X (X > 0)');
+  if (!ownBest && (values['own-best-of'] !== undefined || values['own-best-raw'])) problems.push('--own-best-of and --own-best-raw need --own-best X (X > 0)');
   if (!unlikelihoodWeight && !loopHazard && !ownBest && (values['unlikelihood-every'] !== undefined || values['return-bonus'] !== undefined)) problems.push('--unlikelihood-every and --return-bonus need --unlikelihood X, --loop-hazard X or --own-best X (X > 0)');
   if (!unlikelihoodWeight && !ownBest && values['loop-limit'] !== undefined) problems.push('--loop-limit needs --unlikelihood X or --own-best X (X > 0)');
   const hazardHeads = values['loop-hazard-heads']?.split(',').map((s) => s.trim());
@@ -228,7 +230,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
     keyDropout,
     inputNoise,
     ...(returnWeight > 0 ? { returnWeight } : {}),
-    unlikelihood: unlikelihoodWeight > 0 || loopHazard > 0 || ownBest > 0 ? { ...DEFAULT_UNLIKELIHOOD, weight: unlikelihoodWeight, every: unlikelihoodEvery, limit: loopLimit, ...(returnBonus > 0 ? { returnBonus } : {}), ...(timingPull > 0 ? { timingPull } : {}), ...(ownBest > 0 ? { ownBest, ownBestOf } : {}), ...(loopHazard > 0 ? { hazard: loopHazard, ...(hazardHeads && badHeads.length === 0 ? { hazardHeads: hazardHeads as LoopHazardHead[] } : {}), ...(values['loop-hazard-by-composer'] ? { hazardByComposer: true } : {}), ...(values['loop-hazard-returns'] ? { hazardReturns: true } : {}) } : {}) } : undefined,
+    unlikelihood: unlikelihoodWeight > 0 || loopHazard > 0 || ownBest > 0 ? { ...DEFAULT_UNLIKELIHOOD, weight: unlikelihoodWeight, every: unlikelihoodEvery, limit: loopLimit, ...(returnBonus > 0 ? { returnBonus } : {}), ...(timingPull > 0 ? { timingPull } : {}), ...(ownBest > 0 ? { ownBest, ownBestOf, ...(values['own-best-raw'] ? { ownBestRaw: true } : {}) } : {}), ...(loopHazard > 0 ? { hazard: loopHazard, ...(hazardHeads && badHeads.length === 0 ? { hazardHeads: hazardHeads as LoopHazardHead[] } : {}), ...(values['loop-hazard-by-composer'] ? { hazardByComposer: true } : {}), ...(values['loop-hazard-returns'] ? { hazardReturns: true } : {}) } : {}) } : undefined,
     initialWeights: parentDir,
     decoding: parent ? carriedDecoding(parent) : undefined,
     inheritedLearningRate,

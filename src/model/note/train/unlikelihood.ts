@@ -72,6 +72,12 @@ export interface UnlikelihoodOptions {
   ownBest?: number;
   /** Pieces compared for each one kept by an own-best step (default 2: the better of a pair). */
   ownBestOf?: number;
+  /**
+   * Own-best candidates written apart, at the model's raw distribution (temperature 1, top-p 1, no
+   * guidance) instead of the shipped decoding: likelihood steps on pieces written sharper than the
+   * model narrow it toward its favourite choices; on its own raw pieces only the choice pulls.
+   */
+  ownBestRaw?: boolean;
 }
 
 export const LOOP_HAZARD_HEADS = ['dt', 'pitch'] as const;
@@ -112,6 +118,13 @@ export interface SelfSampleStats {
 export function ownPieceScore(returns: Uint8Array, marks: Uint8Array): number {
   const n = Math.max(1, returns.length);
   return (returns.reduce((s, m) => s + m, 0) - marks.reduce((s, m) => s + m, 0)) / n;
+}
+
+/** A piece's loop continuations past `limit` and returns from afar, their counts, and its ownPieceScore. */
+function countOwnPiece(tokens: readonly NoteToken[], limit: number): { marks: Uint8Array; returns: Uint8Array; marked: number; returned: number; score: number } {
+  const marks = loopContinuations(tokens, limit);
+  const returns = distantReturns(tokens);
+  return { marks, returns, marked: marks.reduce((s, m) => s + m, 0), returned: returns.reduce((s, m) => s + m, 0), score: ownPieceScore(returns, marks) };
 }
 
 /** Index of the best-scoring piece of each group of `size` (0..size-1, size..2·size-1, …; the first where they tie; a short last group counts too). */
@@ -161,32 +174,31 @@ export function sampleMarkedPieces(weights: Weights, h: Hyperparameters, compose
   }));
   const written = generateTokens(weights, h, composerIndex.size, requests);
   const stats: SelfSampleStats = { pieces: written.length, notes: 0, marked: 0, returned: 0, longestLoopSum: 0, loopBehind: 0, loopCarried: 0, kept: 0, keptNotes: 0, keptReturned: 0, keptMarked: 0 };
-  const counts: { returned: number; marked: number; score: number }[] = [];
   for (const band of loopProfile(written).goesOn.filter((b) => b.from >= 4)) {
     stats.loopBehind += band.notes;
     stats.loopCarried += Math.round(band.share * band.notes);
   }
+  const counted = written.map((tokens) => countOwnPiece(tokens, o.limit));
   const pieces = written.map((tokens, k) => {
-    const marks = loopContinuations(tokens, o.limit);
-    const returns = distantReturns(tokens);
-    const marked = marks.reduce((s, m) => s + m, 0);
-    const returned = returns.reduce((s, m) => s + m, 0);
-    counts.push({ returned, marked, score: ownPieceScore(returns, marks) });
+    const { marks, returns, marked, returned } = counted[k];
     stats.notes += tokens.length;
     stats.marked += marked;
     stats.returned += returned;
     stats.longestLoopSum += excerptLongestLoop(tokens);
     return { composer: names[k], tokens, marks, ...(o.returnBonus ? { returns } : {}), ...(o.hazard ? { hazard: loopHazardRows(tokens, { returns: o.hazardReturns }) } : {}) };
   });
+  // The candidates: the round's pieces, or with ownBestRaw pieces of their own for the same composers at the raw distribution.
+  const candidates = o.ownBest && o.ownBestRaw ? generateTokens(weights, h, composerIndex.size, requests.map((r) => ({ composer: r.composer, notes: r.notes, temperature: 1, topP: 1, randomSeed: Math.floor(rng.next() * 2 ** 31) }))) : written;
+  const scored = candidates === written ? counted : candidates.map((tokens) => countOwnPiece(tokens, o.limit));
   // The best of each group, read as a real piece is (no marks, no hazard rows).
-  const kept = o.ownBest ? bestOfGroups(counts.map((c) => c.score), group) : [];
+  const kept = o.ownBest ? bestOfGroups(scored.map((c) => c.score), group) : [];
   for (const k of kept) {
     stats.kept++;
-    stats.keptNotes += written[k].length;
-    stats.keptReturned += counts[k].returned;
-    stats.keptMarked += counts[k].marked;
+    stats.keptNotes += candidates[k].length;
+    stats.keptReturned += scored[k].returned;
+    stats.keptMarked += scored[k].marked;
   }
-  const best = kept.map((k) => ({ composer: names[k], tokens: written[k] }));
+  const best = kept.map((k) => ({ composer: names[k], tokens: candidates[k] }));
   return { pieces, stats, best };
 }
 
