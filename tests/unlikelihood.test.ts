@@ -474,7 +474,8 @@ describe('own-best steps', () => {
     const filler = Array.from({ length: 20 }, (_, i) => 40 + ((i * 7) % 23));
     const returning = notes([...figure, ...filler, ...figure.map((p) => p + 5)]);
     const hammered = notes(Array(36).fill(60)).map((t) => ({ ...t, dt: 3 }));
-    const score = (tokens: NoteToken[]) => ownPieceScore(distantReturns(tokens), loopContinuations(tokens, 16));
+    const count = (marks: Uint8Array) => marks.reduce((s, m) => s + m, 0);
+    const score = (tokens: NoteToken[]) => ownPieceScore(count(distantReturns(tokens)), count(loopContinuations(tokens, 16)), tokens.length);
     assert.equal(score(returning), 7 / 36, 'seven of its 36 notes complete a return, none loops');
     assert.equal(score(hammered), -20 / 36, 'the 17th note on carries the loop past 16');
     assert.deepEqual(bestOfGroups([0.1, 0.3, 0.2, 0.2, -0.5]), [1, 2, 4], 'the higher of each pair, the first on a tie, an odd last piece alone');
@@ -513,7 +514,8 @@ describe('own-best steps', () => {
     for (let k = 0; k < 4; k += 2) assert.equal(own[k].composer, own[k + 1].composer, 'a pair is written for one composer');
     assert.equal(best.length, 2);
     assert.equal(stats.kept, 2);
-    const scores = own.map((p) => ownPieceScore(distantReturns(p.tokens), p.marks!));
+    const count = (marks: Uint8Array) => marks.reduce((s, m) => s + m, 0);
+    const scores = own.map((p) => ownPieceScore(count(distantReturns(p.tokens)), count(p.marks!), p.tokens.length));
     for (const [i, piece] of best.entries()) {
       const k = own.findIndex((p) => p.tokens === piece.tokens);
       assert.equal(Math.floor(k / 2), i, 'one piece from each pair');

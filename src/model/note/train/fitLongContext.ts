@@ -109,21 +109,19 @@ function unlikelihoodRound(weights: Weights, h: Hyperparameters, pool: readonly 
   const { pieces, stats, best } = sampleMarkedPieces(weights, h, o.composerIndex, pool, u.decoding, u, o.rng);
   record.rounds++;
   for (const k of Object.keys(stats) as (keyof SelfSampleStats)[]) record[k] += stats[k];
-  const bonus = u.returnBonus ?? 0;
-  const hazardWeight = realHazard ? (u.hazard ?? 0) : 0;
-  const timingWeight = realTiming ? (u.timingPull ?? 0) : 0;
-  if ((u.weight && stats.marked > 0) || (bonus && stats.returned > 0) || hazardWeight || timingWeight) markedSteps(weights, h, pieces, o, u, record, hazardWeight ? realHazard : undefined, timingWeight ? realTiming : undefined);
+  markedSteps(weights, h, pieces, stats, o, u, record, realHazard, realTiming);
   if (u.ownBest && best.length > 0) ownBestSteps(weights, h, best, o, u.ownBest);
 }
 
-/** The unlikelihood, return bonus, loop hazard and timing pull steps of a round, on its marked pieces. */
-function markedSteps(weights: Weights, h: Hyperparameters, pieces: readonly StreamPiece[], o: StreamEpochOptions, u: NonNullable<StreamEpochOptions['unlikelihood']>, record: UnlikelihoodRecord, realHazard?: LoopHazardShares, realTiming?: TimingMarginals): void {
+/** The unlikelihood, return bonus, loop hazard and timing pull steps of a round, on its marked pieces; none when the round has nothing for them. */
+function markedSteps(weights: Weights, h: Hyperparameters, pieces: readonly StreamPiece[], stats: SelfSampleStats, o: StreamEpochOptions, u: NonNullable<StreamEpochOptions['unlikelihood']>, record: UnlikelihoodRecord, realHazard?: LoopHazardShares, realTiming?: TimingMarginals): void {
   const bonus = u.returnBonus ?? 0;
   const hazardWeight = realHazard ? (u.hazard ?? 0) : 0;
   const timingWeight = realTiming ? (u.timingPull ?? 0) : 0;
+  if ((!u.weight || stats.marked === 0) && (!bonus || stats.returned === 0) && !hazardWeight && !timingWeight) return;
   const stream = new PieceStream(pieces, planRows(pieces, pieces.length), { ...modelStreamOptions(h), composerIndex: o.composerIndex, composers: o.composers, marks: true, hazard: hazardWeight > 0, hazardByComposer: hazardWeight > 0 && u.hazardByComposer, hazardBands: hazardBandCount(u.hazardReturns) });
   forEachChunk(h, stream, (batch, c) => {
-    const forward = () => chunkUnlikelihood(weights, h, batch, c.memory, c.mask, c.keep, h.dropout ?? 0, c.carry, realHazard, realTiming);
+    const forward = () => chunkUnlikelihood(weights, h, batch, c.memory, c.mask, c.keep, h.dropout ?? 0, c.carry, hazardWeight ? realHazard : undefined, timingWeight ? realTiming : undefined);
     const marked = u.weight ? (batch.markedTargets ?? 0) : 0;
     const returned = bonus ? (batch.returnTargets ?? 0) : 0;
     const loops = hazardWeight ? (batch.hazard?.rows ?? 0) : 0;

@@ -110,21 +110,22 @@ export interface SelfSampleStats {
 }
 
 /**
- * How much of a piece of the model's own music is worth learning from: the share of its notes
- * that lie in a figure brought back from afar (distantReturns) less the share that carry a loop
- * past the limit (loopContinuations). Real music has about a third of its notes in returns and
+ * How much of a piece of the model's own music is worth learning from: the share of its `notes`
+ * that lie in a figure brought back from afar (`returned`, counted by distantReturns) less the
+ * share that carry a loop past the limit (`marked`, by loopContinuations). Real music has about a third of its notes in returns and
  * few past a 16-note loop; the model's own pieces have a tenth in returns.
  */
-export function ownPieceScore(returns: Uint8Array, marks: Uint8Array): number {
-  const n = Math.max(1, returns.length);
-  return (returns.reduce((s, m) => s + m, 0) - marks.reduce((s, m) => s + m, 0)) / n;
+export function ownPieceScore(returned: number, marked: number, notes: number): number {
+  return (returned - marked) / Math.max(1, notes);
 }
 
 /** A piece's loop continuations past `limit` and returns from afar, their counts, and its ownPieceScore. */
 function countOwnPiece(tokens: readonly NoteToken[], limit: number): { marks: Uint8Array; returns: Uint8Array; marked: number; returned: number; score: number } {
   const marks = loopContinuations(tokens, limit);
   const returns = distantReturns(tokens);
-  return { marks, returns, marked: marks.reduce((s, m) => s + m, 0), returned: returns.reduce((s, m) => s + m, 0), score: ownPieceScore(returns, marks) };
+  const marked = marks.reduce((s, m) => s + m, 0);
+  const returned = returns.reduce((s, m) => s + m, 0);
+  return { marks, returns, marked, returned, score: ownPieceScore(returned, marked, tokens.length) };
 }
 
 /** Index of the best-scoring piece of each group of `size` (0..size-1, size..2·size-1, …; the first where they tie; a short last group counts too). */
