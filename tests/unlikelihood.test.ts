@@ -10,10 +10,10 @@ import { seededRandom } from '../src/model/random.ts';
 import { clippedAdamStep } from '../src/model/training.ts';
 import { streamEpoch } from '../src/model/note/train/fitLongContext.ts';
 import { disposeChunk, modelStreamOptions, PieceStream, type StreamPiece } from '../src/model/note/train/stream.ts';
-import { generateTokens } from '../src/model/note/sampling.ts';
+import { generateTokens, type HeadName } from '../src/model/note/sampling.ts';
 import { bestOfGroups, composerHazardShares, excerptLongestLoop, hazardShares, ownPieceScore, sampleMarkedPieces } from '../src/model/note/train/unlikelihood.ts';
 import { timingBin, timingBinMatrix, TIMING_BIN_EDGES, timingMarginals } from '../src/tokens/timing.ts';
-import { advanceLoop, distantReturns, hazardBandCount, LOOP_PROFILE_BANDS, loopContinuations, loopHazardProfile, loopHazardRows, loopLengths, loopProfile, loopRuns, RETURN_HAZARD_BANDS, startLoopTracker } from '../src/tokens/loops.ts';
+import { advanceLoop, distantReturns, hazardBandCount, LOOP_PROFILE_BANDS, loopContinuations, loopHazardProfile, loopHazardRows, loopLengths, loopProfile, loopRuns, nearReturns, RETURN_HAZARD_BANDS, startLoopTracker } from '../src/tokens/loops.ts';
 import { PITCH_MIN, type NoteToken } from '../src/tokens/tokenize.ts';
 import { TINY_LONG_CONTEXT_HYPERPARAMETERS as H } from './support/tinyModel.ts';
 
@@ -39,6 +39,8 @@ function hammerOneNote(w: Weights, by: number): void {
     v.assign(tf.tensor(values, v.shape));
   }
 }
+/** 20 pitches in which no 8-note figure comes back, near or far. */
+const WANDERING = [48, 55, 51, 58, 50, 57, 47, 53, 60, 49, 56, 52, 59, 46, 54, 61, 45, 50, 57, 44];
 const notes = (pitches: number[], dt = 3): NoteToken[] => pitches.map((pitch, i) => ({ dt: i === 0 ? 0 : dt, pitch, dur: 4, vel: 3 }));
 
 describe('loops', () => {
@@ -103,6 +105,20 @@ describe('loops', () => {
     const nearAndFar = distantReturns(notes([...figure, ...filler, ...figure, ...figure]), 8, 16);
     assert.deepEqual([...nearAndFar.keys()].filter((i) => nearAndFar[i]), returned, 'only the nearest earlier playing counts');
     assert.throws(() => distantReturns(tokens, 1), /length must be a whole number ≥ 2, got 1/);
+  });
+
+  test('a figure played again within 16 notes is a near repeat, and one from afar is not', () => {
+    const figure = [60, 62, 64, 65, 67, 65, 64, 62];
+    const filler = WANDERING;
+    const far = nearReturns(notes([...figure, ...filler, ...figure.map((p) => p + 5)]));
+    assert.ok(far.every((m) => m === 0), 'a return from 28 notes back is not near');
+    const twice = nearReturns(notes([...figure, ...figure.map((p) => p - 2)]));
+    // The second playing (transposed) ends 8 notes after the first: its steps, notes 9..15, are marked; so are the
+    // figures that straddle the two playings, which recur one playing later, and none of them earlier.
+    assert.deepEqual([...twice.keys()].filter((i) => twice[i]), [9, 10, 11, 12, 13, 14, 15]);
+    const nearAndFar = nearReturns(notes([...figure, ...filler, ...figure, ...figure]));
+    assert.deepEqual([...nearAndFar.keys()].filter((i) => nearAndFar[i]).slice(0, 7), [37, 38, 39, 40, 41, 42, 43], 'the third playing, 8 notes after the second, is near');
+    assert.throws(() => nearReturns(notes(figure), 1), /length must be a whole number ≥ 2, got 1/);
   });
 
   test('the longest loop per 250-note excerpt counts only inside the excerpt', () => {
@@ -469,15 +485,16 @@ describe('timing pull', () => {
 });
 
 describe('own-best steps', () => {
-  test('an own piece scores its share of notes in returns from afar less its share past the loop limit; the better of each pair is kept', () => {
+  test('an own piece scores its share of notes in returns from afar less its share in near repeats beyond real music\'s tenth; the better of each pair is kept', () => {
     const figure = [60, 62, 64, 65, 67, 65, 64, 62];
-    const filler = Array.from({ length: 20 }, (_, i) => 40 + ((i * 7) % 23));
-    const returning = notes([...figure, ...filler, ...figure.map((p) => p + 5)]);
+    const returning = notes([...figure, ...WANDERING, ...figure.map((p) => p + 5)]);
     const hammered = notes(Array(36).fill(60)).map((t) => ({ ...t, dt: 3 }));
     const count = (marks: Uint8Array) => marks.reduce((s, m) => s + m, 0);
-    const score = (tokens: NoteToken[]) => ownPieceScore(count(distantReturns(tokens)), count(loopContinuations(tokens, 16)), tokens.length);
-    assert.equal(score(returning), 7 / 36, 'seven of its 36 notes complete a return, none loops');
-    assert.equal(score(hammered), -20 / 36, 'the 17th note on carries the loop past 16');
+    const score = (tokens: NoteToken[]) => ownPieceScore(count(distantReturns(tokens)), count(nearReturns(tokens)), tokens.length);
+    assert.equal(score(returning), 7 / 36, 'seven of its 36 notes complete a return, none repeats near');
+    assert.ok(Math.abs(score(hammered) - -(34 - 3.6) / 36) < 1e-12, `the steps of every figure from the 9th note on, played one note before (notes 3 to 36), 3.6 of them allowed: ${score(hammered)}`);
+    assert.equal(ownPieceScore(10, 9, 100), 0.1, 'near repeats up to a tenth of the notes cost nothing');
+    assert.equal(ownPieceScore(10, 30, 100), -0.1, 'beyond it each costs what a return earns');
     assert.deepEqual(bestOfGroups([0.1, 0.3, 0.2, 0.2, -0.5]), [1, 2, 4], 'the higher of each pair, the first on a tie, an odd last piece alone');
     assert.deepEqual(bestOfGroups([0.1, 0.3, 0.2, 0.4, -0.5, 0, 0.9], 3), [1, 3, 6], 'the highest of each group of three');
     assert.deepEqual(bestOfGroups([]), []);
@@ -515,7 +532,7 @@ describe('own-best steps', () => {
     assert.equal(best.length, 2);
     assert.equal(stats.kept, 2);
     const count = (marks: Uint8Array) => marks.reduce((s, m) => s + m, 0);
-    const scores = own.map((p) => ownPieceScore(count(distantReturns(p.tokens)), count(p.marks!), p.tokens.length));
+    const scores = own.map((p) => ownPieceScore(count(distantReturns(p.tokens)), count(nearReturns(p.tokens)), p.tokens.length));
     for (const [i, piece] of best.entries()) {
       const k = own.findIndex((p) => p.tokens === piece.tokens);
       assert.equal(Math.floor(k / 2), i, 'one piece from each pair');
@@ -525,7 +542,7 @@ describe('own-best steps', () => {
     const u = r.unlikelihood!;
     assert.equal(u.kept, 2 * u.rounds);
     assert.equal(u.keptNotes, 96 * u.rounds);
-    assert.ok((u.keptReturned - u.keptMarked) / u.keptNotes >= (u.returned - u.marked) / u.notes, `the kept pieces score at least the round's mean: ${JSON.stringify(u)}`);
+    assert.ok(u.keptNear <= u.near, `the epoch adds up its rounds' near repeats: ${JSON.stringify(u)}`);
     // Raw candidates: written apart, for the same composers, at temperature 1 without guidance, whatever the round's decoding.
     {
       const w = createLongContextWeights(h, D, 9);
@@ -552,5 +569,44 @@ describe('own-best steps', () => {
     assert.equal(plain.losses.length, plain.r.steps, 'without the weight a round only samples');
     assert.equal(kept.losses.length, r.steps + 3 * u.rounds);
     assert.ok(kept.losses.every((l) => Number.isFinite(l) && l > 0), 'the own-best steps are likelihood steps');
+  });
+
+  test('a round counts the near repeats of its pieces and of those it keeps', () => {
+    const h: Hyperparameters = { ...H };
+    const w = createLongContextWeights(h, D, 9);
+    hammerOneNote(w, 6); // long runs of one note: figures repeated on the spot
+    const o = { weight: 0, every: 2, pieces: 4, notes: 48, limit: 16, ownBest: 1 };
+    const { pieces, stats, best } = sampleMarkedPieces(w, h, composerIndex, ['Chopin', 'Mozart'], { temperature: 1, topP: 1 }, o, seededRandom(4));
+    const count = (p: { tokens: NoteToken[] }) => nearReturns(p.tokens).reduce((s, m) => s + m, 0);
+    assert.ok(stats.near > 0, 'the hammered model repeats near');
+    assert.equal(stats.near, pieces.reduce((s, p) => s + count(p), 0));
+    assert.equal(stats.keptNear, best.reduce((s, p) => s + count(p), 0));
+    tf.dispose(Object.values(w));
+  });
+
+  test('own-best steps train only the heads they are given', () => {
+    const h: Hyperparameters = { ...H };
+    const pieces: StreamPiece[] = [0, 1].map((i) => ({ composer: i ? 'Mozart' : 'Chopin', tokens: notes(Array.from({ length: 32 }, (_, k) => 55 + ((k * (i + 3)) % 17))), keys: new Uint8Array(32).fill(i) }));
+    const losses = (ownBestHeads?: HeadName[]) => {
+      const w = createLongContextWeights(h, D, 9);
+      const optimizer = tf.train.adam(0.01);
+      const seen: number[] = [];
+      const unlikelihood = { weight: 0, every: 1, pieces: 2, notes: 32, limit: 16, ownBest: 1, ...(ownBestHeads ? { ownBestHeads } : {}), decoding: { temperature: 1, topP: 1 } };
+      streamEpoch(w, h, pieces, { batchSize: 2, composerIndex, composers: COMPOSERS, transpose: 0, composerDropout: 0, keyDropout: 0, inputNoise: 0, rng: seededRandom(2), step: (loss) => {
+        const value = clippedAdamStep(optimizer, w, Object.keys(w), loss, 1);
+        seen.push(value);
+        return value;
+      }, progress: () => {}, unlikelihood });
+      optimizer.dispose();
+      tf.dispose(Object.values(w));
+      return seen;
+    };
+    const all = losses();
+    assert.deepEqual(losses(['dt', 'pitch', 'dur', 'vel']), all, 'naming every head is the default');
+    const pitch = losses(['pitch']);
+    assert.equal(pitch.length, all.length);
+    const first = all.findIndex((l, k) => l !== pitch[k]);
+    assert.ok(first >= 1, `the likelihood step before the first round is the same: differs at ${first}`);
+    assert.ok(pitch[first] < all[first], `the first own-best step counts the pitch head only: ${pitch[first]} against ${all[first]} for all four`);
   });
 });

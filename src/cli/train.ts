@@ -6,6 +6,7 @@ import { LONG_CONTEXT_HYPERPARAMETERS } from '../model/note/longContext.ts';
 import { DEFAULT_INPUT_NOISE } from '../model/note/train/stream.ts';
 import { DEFAULT_UNLIKELIHOOD, LOOP_HAZARD_HEADS, type LoopHazardHead } from '../model/note/train/unlikelihood.ts';
 import { DEFAULT_HYPERPARAMETERS, MAX_INTERVAL_MATCH, type Hyperparameters } from '../model/note/network.ts';
+import { HEAD_NAMES, type HeadName } from '../model/note/sampling.ts';
 import { composerTable, corpusHash, readTrainingCorpus } from '../model/corpus.ts';
 import { trainModel } from '../model/note/train/fit.ts';
 import { carriedDecoding, readModelSpec } from '../model/note/folder.ts';
@@ -72,9 +73,10 @@ of carrying on a figure that returns from further than 16 notes back, toward the
 gap and duration heads, over bins of beat fractions, toward the real pieces'; needs --unlikelihood
 or --loop-hazard; default 0: off), --own-best X (each round writes its pieces in groups of
 --own-best-of N (default 2), one composer to a group, and the piece of each group with the most
-notes in figures that return from afar less those past the loop limit takes a likelihood step of
-weight X; alone or beside the others; default 0: off; --own-best-raw writes the groups apart at
-temperature 1 without guidance, so that the steps do not sharpen the model),
+notes in figures that return from afar, less those in figures repeated within 16 notes beyond real
+music's tenth, takes a likelihood step of weight X; alone or beside the others; default 0: off;
+--own-best-raw writes the groups apart at temperature 1 without guidance, so that the steps do not
+sharpen the model; --own-best-heads dt,pitch,dur,vel trains only those heads on them, default all),
 --return-weight X
 (each note of a training piece that lies in an 8-note figure brought back from further than 16
 notes counts 1 + X times in the likelihood loss, so that the model learns to bring motifs back;
@@ -138,6 +140,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
       'own-best': { type: 'string' },
       'own-best-of': { type: 'string' },
       'own-best-raw': { type: 'boolean' },
+      'own-best-heads': { type: 'string' },
     },
     strict: true,
   });
@@ -146,7 +149,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   if (!values.out) problems.push('--out DIR is required');
   const longContext = arch === 'long-context';
   const base = longContext ? LONG_CONTEXT_HYPERPARAMETERS : DEFAULT_HYPERPARAMETERS;
-  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise', 'residual', 'gate-init', 'relative-pitch', 'interval-values', 'interval-match', 'beat-clock', 'loop-input', 'dropout', 'unlikelihood', 'unlikelihood-every', 'loop-limit', 'return-bonus', 'loop-hazard', 'loop-hazard-heads', 'loop-hazard-by-composer', 'loop-hazard-returns', 'timing-pull', 'own-best', 'own-best-of', 'own-best-raw', 'return-weight'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
+  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise', 'residual', 'gate-init', 'relative-pitch', 'interval-values', 'interval-match', 'beat-clock', 'loop-input', 'dropout', 'unlikelihood', 'unlikelihood-every', 'loop-limit', 'return-bonus', 'loop-hazard', 'loop-hazard-heads', 'loop-hazard-by-composer', 'loop-hazard-returns', 'timing-pull', 'own-best', 'own-best-of', 'own-best-raw', 'own-best-heads', 'return-weight'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
   const epochs = collect(() => intOption('--epochs', values.epochs, 30, 1, 10_000), 30);
   const batchDefault = longContext ? 16 : 32;
   const batchSize = collect(() => intOption('--batch', values.batch, batchDefault, 1, 1024), batchDefault);
@@ -167,7 +170,10 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   const timingPull = collect(() => numberOption('--timing-pull', values['timing-pull'], 0, 0, 100), 0);
   const ownBest = collect(() => numberOption('--own-best', values['own-best'], 0, 0, 100), 0);
   const ownBestOf = collect(() => intOption('--own-best-of', values['own-best-of'], 2, 2, DEFAULT_UNLIKELIHOOD.pieces), 2);
-  if (!ownBest && (values['own-best-of'] !== undefined || values['own-best-raw'])) problems.push('--own-best-of and --own-best-raw need --own-best X (X > 0)');
+  if (!ownBest && (values['own-best-of'] !== undefined || values['own-best-raw'] || values['own-best-heads'] !== undefined)) problems.push('--own-best-of, --own-best-raw and --own-best-heads need --own-best X (X > 0)');
+  const ownBestHeads = values['own-best-heads']?.split(',').map((s) => s.trim());
+  const badOwnBestHeads = ownBestHeads?.filter((s) => !(HEAD_NAMES as readonly string[]).includes(s)) ?? [];
+  if (badOwnBestHeads.length > 0 || ownBestHeads?.length === 0) problems.push(`--own-best-heads takes one or more of ${HEAD_NAMES.join(', ')}, comma-separated; got ${values['own-best-heads']}`);
   if (!unlikelihoodWeight && !loopHazard && !ownBest && (values['unlikelihood-every'] !== undefined || values['return-bonus'] !== undefined)) problems.push('--unlikelihood-every and --return-bonus need --unlikelihood X, --loop-hazard X or --own-best X (X > 0)');
   if (!unlikelihoodWeight && !ownBest && values['loop-limit'] !== undefined) problems.push('--loop-limit needs --unlikelihood X or --own-best X (X > 0)');
   const hazardHeads = values['loop-hazard-heads']?.split(',').map((s) => s.trim());
@@ -230,7 +236,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
     keyDropout,
     inputNoise,
     ...(returnWeight > 0 ? { returnWeight } : {}),
-    unlikelihood: unlikelihoodWeight > 0 || loopHazard > 0 || ownBest > 0 ? { ...DEFAULT_UNLIKELIHOOD, weight: unlikelihoodWeight, every: unlikelihoodEvery, limit: loopLimit, ...(returnBonus > 0 ? { returnBonus } : {}), ...(timingPull > 0 ? { timingPull } : {}), ...(ownBest > 0 ? { ownBest, ownBestOf, ...(values['own-best-raw'] ? { ownBestRaw: true } : {}) } : {}), ...(loopHazard > 0 ? { hazard: loopHazard, ...(hazardHeads && badHeads.length === 0 ? { hazardHeads: hazardHeads as LoopHazardHead[] } : {}), ...(values['loop-hazard-by-composer'] ? { hazardByComposer: true } : {}), ...(values['loop-hazard-returns'] ? { hazardReturns: true } : {}) } : {}) } : undefined,
+    unlikelihood: unlikelihoodWeight > 0 || loopHazard > 0 || ownBest > 0 ? { ...DEFAULT_UNLIKELIHOOD, weight: unlikelihoodWeight, every: unlikelihoodEvery, limit: loopLimit, ...(returnBonus > 0 ? { returnBonus } : {}), ...(timingPull > 0 ? { timingPull } : {}), ...(ownBest > 0 ? { ownBest, ownBestOf, ...(values['own-best-raw'] ? { ownBestRaw: true } : {}), ...(ownBestHeads && badOwnBestHeads.length === 0 ? { ownBestHeads: ownBestHeads as HeadName[] } : {}) } : {}), ...(loopHazard > 0 ? { hazard: loopHazard, ...(hazardHeads && badHeads.length === 0 ? { hazardHeads: hazardHeads as LoopHazardHead[] } : {}), ...(values['loop-hazard-by-composer'] ? { hazardByComposer: true } : {}), ...(values['loop-hazard-returns'] ? { hazardReturns: true } : {}) } : {}) } : undefined,
     initialWeights: parentDir,
     decoding: parent ? carriedDecoding(parent) : undefined,
     inheritedLearningRate,

@@ -98,6 +98,27 @@ export function loopContinuations(tokens: readonly NoteToken[], limit: number, m
  */
 export function distantReturns(tokens: readonly NoteToken[], length = 8, minDistance = LOOP_MAX_PERIOD): Uint8Array {
   if (!Number.isInteger(length) || length < 2) throw new Error(`distantReturns: length must be a whole number ≥ 2, got ${length}`);
+  return markReturns(tokens, length, (distance) => distance > minDistance);
+}
+
+/**
+ * 1 for each note of a figure coming back from `maxDistance` notes or nearer: the `length`-note
+ * figure (its pitch steps, as in distantReturns) was last played ending at most `maxDistance`
+ * notes earlier. These are the repeats on the spot that distantReturns leaves out, a figure
+ * circling or a sequence stepping on. In the first 512 notes of the 315 piano-midi.de pieces
+ * 10 % of the notes lie in one (NEAR_RETURN_SHARE), against 31–35 % in returns from afar; in stage 8's own
+ * 512-note pieces 26–29 %, against 14 % from afar.
+ */
+export function nearReturns(tokens: readonly NoteToken[], length = 8, maxDistance = LOOP_MAX_PERIOD): Uint8Array {
+  if (!Number.isInteger(length) || length < 2) throw new Error(`nearReturns: length must be a whole number ≥ 2, got ${length}`);
+  return markReturns(tokens, length, (distance) => distance <= maxDistance);
+}
+
+/** Share of notes real music has in nearReturns (8 notes, 16 back): 0.104 over the first 512 notes of the 315 piano-midi.de pieces. */
+export const NEAR_RETURN_SHARE = 0.1;
+
+/** Marks the steps of each `length`-note figure whose nearest earlier playing ended a distance that `counts`. */
+function markReturns(tokens: readonly NoteToken[], length: number, counts: (distance: number) => boolean): Uint8Array {
   const marks = new Uint8Array(tokens.length);
   const lastEnd = new Map<string, number>();
   for (let end = length - 1; end < tokens.length; end++) {
@@ -105,7 +126,7 @@ export function distantReturns(tokens: readonly NoteToken[], length = 8, minDist
     for (let i = end - length + 2; i <= end; i++) steps.push(tokens[i].pitch - tokens[i - 1].pitch);
     const key = steps.join(',');
     const before = lastEnd.get(key);
-    if (before !== undefined && end - before > minDistance) marks.fill(1, end - length + 2, end + 1);
+    if (before !== undefined && counts(end - before)) marks.fill(1, end - length + 2, end + 1);
     lastEnd.set(key, end);
   }
   return marks;

@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import { advanceMemory, chunkLoss, chunkUnlikelihood, disposeMemory, emptyMemory, memoryMaskFor, type ChunkBatch, type ChunkCarry, type ChunkMemory } from '../longContext.ts';
 import type { ModelDecoding } from '../folder.ts';
 import type { Hyperparameters, LoopHazardShares } from '../network.ts';
+import { HEAD_NAMES, type HeadName } from '../sampling.ts';
 import type { Weights } from '../../layers.ts';
 import type { Random } from '../../random.ts';
 import { segmentKeys } from '../../../tokens/key.ts';
@@ -110,7 +111,7 @@ function unlikelihoodRound(weights: Weights, h: Hyperparameters, pool: readonly 
   record.rounds++;
   for (const k of Object.keys(stats) as (keyof SelfSampleStats)[]) record[k] += stats[k];
   markedSteps(weights, h, pieces, stats, o, u, record, realHazard, realTiming);
-  if (u.ownBest && best.length > 0) ownBestSteps(weights, h, best, o, u.ownBest);
+  if (u.ownBest && best.length > 0) ownBestSteps(weights, h, best, o, u.ownBest, u.ownBestHeads);
 }
 
 /** The unlikelihood, return bonus, loop hazard and timing pull steps of a round, on its marked pieces; none when the round has nothing for them. */
@@ -148,12 +149,16 @@ function markedSteps(weights: Weights, h: Hyperparameters, pieces: readonly Stre
   });
 }
 
-/** The own-best step: the kept own pieces read as real ones are, a likelihood step of weight `weight` per chunk. */
-function ownBestSteps(weights: Weights, h: Hyperparameters, best: readonly StreamPiece[], o: StreamEpochOptions, weight: number): void {
+/** The own-best step: the kept own pieces read as real ones are, a likelihood step of weight `weight` per chunk on `heads` (all where absent). */
+function ownBestSteps(weights: Weights, h: Hyperparameters, best: readonly StreamPiece[], o: StreamEpochOptions, weight: number, heads?: readonly HeadName[]): void {
   const stream = new PieceStream(best, planRows(best, best.length), { ...modelStreamOptions(h), composerIndex: o.composerIndex, composers: o.composers });
+  const taught = heads ? HEAD_NAMES.map((name) => heads.includes(name)) : undefined;
   forEachChunk(h, stream, (batch, c) => {
     const scale = (weight * batch.batch * batch.steps) / Math.max(1, batch.realTargets);
-    o.step(() => tf.mul(chunkLoss(weights, h, batch, c.memory, c.mask, c.keep, h.dropout ?? 0, c.carry).total, scale) as tf.Scalar);
+    o.step(() => {
+      const { total, perHead } = chunkLoss(weights, h, batch, c.memory, c.mask, c.keep, h.dropout ?? 0, c.carry);
+      return tf.mul(taught ? tf.addN(perHead.filter((_, k) => taught[k])) : total, scale) as tf.Scalar;
+    });
   });
 }
 
@@ -168,7 +173,7 @@ export function streamEpoch(weights: Weights, h: Hyperparameters, pieces: readon
   const played = returnWeight > 0 ? pieces.map((p) => (p.returns ? p : { ...p, returns: distantReturns(p.tokens) })) : pieces;
   const stream = new PieceStream(played, queues, { ...modelStreamOptions(h), composerIndex: o.composerIndex, composers: o.composers, transpose: o.transpose, composerDropout: o.composerDropout, keyDropout: o.keyDropout, inputNoise: o.inputNoise, rng: o.rng, marks: returnWeight > 0 });
   const pool = pieces.map((p) => p.composer);
-  const record: UnlikelihoodRecord | undefined = o.unlikelihood ? { rounds: 0, pieces: 0, notes: 0, marked: 0, returned: 0, longestLoopSum: 0, loopBehind: 0, loopCarried: 0, kept: 0, keptNotes: 0, keptReturned: 0, keptMarked: 0, loss: 0, returnNll: 0, hazard: 0, hazardSteps: 0, timing: 0, timingSteps: 0 } : undefined;
+  const record: UnlikelihoodRecord | undefined = o.unlikelihood ? { rounds: 0, pieces: 0, notes: 0, marked: 0, returned: 0, longestLoopSum: 0, loopBehind: 0, loopCarried: 0, near: 0, kept: 0, keptNotes: 0, keptReturned: 0, keptMarked: 0, keptNear: 0, loss: 0, returnNll: 0, hazard: 0, hazardSteps: 0, timing: 0, timingSteps: 0 } : undefined;
   // The real pieces' loop hazard, which a loop hazard step pulls the model's own pieces toward.
   // With hazardByComposer, one share per composer and band, grouped as the own pieces' rows are;
   // with hazardReturns, the return bands follow the loop bands.
@@ -188,7 +193,7 @@ export function streamEpoch(weights: Weights, h: Hyperparameters, pieces: readon
     steps++;
     // The stream's memory is kept across the round: the round streams its own pieces from an empty memory.
     if (record && o.unlikelihood && steps % o.unlikelihood.every === 0) unlikelihoodRound(weights, h, pool, o, o.unlikelihood, record, realHazard, realTiming);
-    o.progress(steps, total, lossSum / Math.max(1, tokens), tokens, record?.pieces ? `own loops ${(record.longestLoopSum / record.pieces).toFixed(1)}, ${((100 * record.marked) / Math.max(1, record.notes)).toFixed(1)} % marked, ${((100 * record.returned) / Math.max(1, record.notes)).toFixed(1)} % returns${record.loopBehind ? `, loops carried on ${((100 * record.loopCarried) / record.loopBehind).toFixed(0)} % after 4+` : ''}${record.kept ? `, kept ${((100 * record.keptReturned) / Math.max(1, record.keptNotes)).toFixed(1)} % returns` : ''}` : undefined);
+    o.progress(steps, total, lossSum / Math.max(1, tokens), tokens, record?.pieces ? `own loops ${(record.longestLoopSum / record.pieces).toFixed(1)}, ${((100 * record.marked) / Math.max(1, record.notes)).toFixed(1)} % marked, ${((100 * record.returned) / Math.max(1, record.notes)).toFixed(1)} % returns, ${((100 * record.near) / Math.max(1, record.notes)).toFixed(1)} % near${record.loopBehind ? `, loops carried on ${((100 * record.loopCarried) / record.loopBehind).toFixed(0)} % after 4+` : ''}${record.kept ? `, kept ${((100 * record.keptReturned) / Math.max(1, record.keptNotes)).toFixed(1)} % returns / ${((100 * record.keptNear) / Math.max(1, record.keptNotes)).toFixed(1)} % near` : ''}` : undefined);
   });
   if (record) {
     record.loss /= Math.max(1, record.marked);
