@@ -41,6 +41,7 @@ export function targetIndices(t: NoteToken): [number, number, number, number] {
 }
 
 export const HEAD_SIZES = [DT_CLASSES, PITCH_CLASSES, DUR_CLASSES, VEL_CLASSES] as const;
+/** The four heads, in the order they are sampled. */
 export const HEAD_NAMES = ['dt', 'pitch', 'dur', 'vel'] as const;
 
 /** Loop input (Hyperparameters.loopInput): a column for each of these lengths (in notes) that the loop reaches. */

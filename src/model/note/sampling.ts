@@ -3,7 +3,7 @@
  * and a ring of recent attention keys/values are carried, the window is never re-run.
  */
 import * as tf from '@tensorflow/tfjs';
-import { HEAD_SIZES, inputWidth, writeInputRow } from './features.ts';
+import { HEAD_NAMES, HEAD_SIZES, inputWidth, writeInputRow } from './features.ts';
 import { hasKeyPitch, isLongContext } from './longContext.ts';
 import { commitNotes, concatRings, decodeStep, decoderWeights, disposeDecoderWeights, hostHeads, initialRing, type DecoderWeights, type RingState } from './ringDecoder.ts';
 import { addRelativePitch, conditionOn, disposeState, headLogits, initialState, sparseInputTable, stepForward, type Hyperparameters, type SparseInputs, type StepState } from './network.ts';
@@ -12,8 +12,8 @@ import { seededRandom, type Random } from '../random.ts';
 import { ANY_KEY } from '../../tokens/key.ts';
 import { PITCH_MAX, PITCH_MIN, STEPS_PER_BEAT, beatPositions, type NoteToken } from '../../tokens/tokenize.ts';
 
-/** The four heads, in the order they are sampled. */
-export const HEAD_NAMES = ['dt', 'pitch', 'dur', 'vel'] as const;
+/** The four heads (features.ts), re-exported beside the per-head decoding options. */
+export { HEAD_NAMES };
 export type HeadName = (typeof HEAD_NAMES)[number];
 
 export interface HeadDecoding {
