@@ -13,7 +13,7 @@ import type { Hyperparameters, LoopHazardShares } from '../network.ts';
 import { generateTokens, type HeadName, type SampleRequest } from '../sampling.ts';
 import type { Weights } from '../../layers.ts';
 import type { Random } from '../../random.ts';
-import { distantReturns, longestLoop, loopContinuations, NEAR_RETURN_SHARE, nearReturns, loopHazardProfile, loopHazardRows, loopProfile, type LoopHazardProfile } from '../../../tokens/loops.ts';
+import { longestLoop, loopContinuations, NEAR_RETURN_SHARE, loopHazardProfile, loopHazardRows, loopProfile, returnsByDistance, type LoopHazardProfile } from '../../../tokens/loops.ts';
 import type { NoteToken } from '../../../tokens/tokenize.ts';
 import type { StreamPiece } from './stream.ts';
 
@@ -130,11 +130,11 @@ export function ownPieceScore(returned: number, near: number, notes: number): nu
 /** A piece's loop continuations past `limit`, returns from afar and near repeats, their counts, and its ownPieceScore. */
 function countOwnPiece(tokens: readonly NoteToken[], limit: number): { marks: Uint8Array; returns: Uint8Array; marked: number; returned: number; near: number; score: number } {
   const marks = loopContinuations(tokens, limit);
-  const returns = distantReturns(tokens);
+  const { far: returns, near: nearMarks } = returnsByDistance(tokens);
   const sum = (a: Uint8Array) => a.reduce((s, m) => s + m, 0);
   const marked = sum(marks);
   const returned = sum(returns);
-  const near = sum(nearReturns(tokens));
+  const near = sum(nearMarks);
   return { marks, returns, marked, returned, near, score: ownPieceScore(returned, near, tokens.length) };
 }
 
