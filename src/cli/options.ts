@@ -26,6 +26,14 @@ export function intOption(name: string, raw: string | undefined, fallback: numbe
   return v;
 }
 
+/** A comma-separated list of names from `allowed` (absent: undefined); `takes` says what may be given, for the message. */
+export function listOption<T extends string>(name: string, raw: string | undefined, allowed: readonly T[], takes: string): T[] | undefined {
+  if (raw === undefined) return undefined;
+  const names = raw.split(',').map((s) => s.trim());
+  if (names.some((s) => !(allowed as readonly string[]).includes(s))) throw new UsageError(`${name} takes ${takes}, comma-separated; got ${raw}`);
+  return names as T[];
+}
+
 export function parseBackend(raw: string | undefined): BackendChoice {
   if (raw === undefined) return 'auto';
   if (!(BACKEND_CHOICES as readonly string[]).includes(raw)) throw new UsageError(`--backend must be one of ${BACKEND_CHOICES.join(', ')}, got ${JSON.stringify(raw)}`);

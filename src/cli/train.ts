@@ -4,13 +4,13 @@ import { parseArgs } from 'node:util';
 import { initBackend, type BackendChoice } from '../model/backend.ts';
 import { LONG_CONTEXT_HYPERPARAMETERS } from '../model/note/longContext.ts';
 import { DEFAULT_INPUT_NOISE } from '../model/note/train/stream.ts';
-import { DEFAULT_UNLIKELIHOOD, LOOP_HAZARD_HEADS, type LoopHazardHead } from '../model/note/train/unlikelihood.ts';
+import { DEFAULT_UNLIKELIHOOD, LOOP_HAZARD_HEADS } from '../model/note/train/unlikelihood.ts';
 import { DEFAULT_HYPERPARAMETERS, MAX_INTERVAL_MATCH, type Hyperparameters } from '../model/note/network.ts';
-import { HEAD_NAMES, type HeadName } from '../model/note/sampling.ts';
+import { HEAD_NAMES } from '../model/note/sampling.ts';
 import { composerTable, corpusHash, readTrainingCorpus } from '../model/corpus.ts';
 import { trainModel } from '../model/note/train/fit.ts';
 import { carriedDecoding, readModelSpec } from '../model/note/folder.ts';
-import { TRAINING_RUN_OPTIONS, UsageError, intOption, numberOption, parseBackend, terminalProgress, optionProblems } from './options.ts';
+import { TRAINING_RUN_OPTIONS, UsageError, intOption, listOption, numberOption, parseBackend, terminalProgress, optionProblems } from './options.ts';
 
 export const TRAIN_USAGE = `usage: nocturne train --data DIR --out models/NAME [options]
   --data DIR            folder of piano MIDI, one subfolder per composer (required)
@@ -171,18 +171,14 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   const ownBest = collect(() => numberOption('--own-best', values['own-best'], 0, 0, 100), 0);
   const ownBestOf = collect(() => intOption('--own-best-of', values['own-best-of'], 2, 2, DEFAULT_UNLIKELIHOOD.pieces), 2);
   if (!ownBest && (values['own-best-of'] !== undefined || values['own-best-raw'] || values['own-best-heads'] !== undefined)) problems.push('--own-best-of, --own-best-raw and --own-best-heads need --own-best X (X > 0)');
-  const ownBestHeads = values['own-best-heads']?.split(',').map((s) => s.trim());
-  const badOwnBestHeads = ownBestHeads?.filter((s) => !(HEAD_NAMES as readonly string[]).includes(s)) ?? [];
-  if (badOwnBestHeads.length > 0 || ownBestHeads?.length === 0) problems.push(`--own-best-heads takes one or more of ${HEAD_NAMES.join(', ')}, comma-separated; got ${values['own-best-heads']}`);
+  const ownBestHeads = collect(() => listOption('--own-best-heads', values['own-best-heads'], HEAD_NAMES, `one or more of ${HEAD_NAMES.join(', ')}`), undefined);
   if (!unlikelihoodWeight && !loopHazard && !ownBest && (values['unlikelihood-every'] !== undefined || values['return-bonus'] !== undefined)) problems.push('--unlikelihood-every and --return-bonus need --unlikelihood X, --loop-hazard X or --own-best X (X > 0)');
   if (!unlikelihoodWeight && !ownBest && values['loop-limit'] !== undefined) problems.push('--loop-limit needs --unlikelihood X or --own-best X (X > 0)');
-  const hazardHeads = values['loop-hazard-heads']?.split(',').map((s) => s.trim());
-  if (hazardHeads && !loopHazard) problems.push('--loop-hazard-heads needs --loop-hazard X (X > 0)');
+  if (values['loop-hazard-heads'] !== undefined && !loopHazard) problems.push('--loop-hazard-heads needs --loop-hazard X (X > 0)');
   if (values['loop-hazard-by-composer'] && !loopHazard) problems.push('--loop-hazard-by-composer needs --loop-hazard X (X > 0)');
   if (values['loop-hazard-returns'] && !loopHazard) problems.push('--loop-hazard-returns needs --loop-hazard X (X > 0)');
   if (!unlikelihoodWeight && !loopHazard && values['timing-pull'] !== undefined) problems.push('--timing-pull needs --unlikelihood X or --loop-hazard X (X > 0)');
-  const badHeads = hazardHeads?.filter((s) => !(LOOP_HAZARD_HEADS as readonly string[]).includes(s)) ?? [];
-  if (badHeads.length > 0 || hazardHeads?.length === 0) problems.push(`--loop-hazard-heads takes ${LOOP_HAZARD_HEADS.join(', ')} or both, comma-separated; got ${values['loop-hazard-heads']}`);
+  const hazardHeads = collect(() => listOption('--loop-hazard-heads', values['loop-hazard-heads'], LOOP_HAZARD_HEADS, `${LOOP_HAZARD_HEADS.join(', ')} or both`), undefined);
   const patience = collect(() => intOption('--patience', values.patience, 3, 1, 1000), 3);
   const seed = collect(() => intOption('--seed', values.seed, 1, 0, 2 ** 31), 1);
   const maxMinutes = values['max-minutes'] ? collect(() => numberOption('--max-minutes', values['max-minutes'], 0, 0.01, 1e6), undefined) : undefined;
@@ -236,7 +232,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
     keyDropout,
     inputNoise,
     ...(returnWeight > 0 ? { returnWeight } : {}),
-    unlikelihood: unlikelihoodWeight > 0 || loopHazard > 0 || ownBest > 0 ? { ...DEFAULT_UNLIKELIHOOD, weight: unlikelihoodWeight, every: unlikelihoodEvery, limit: loopLimit, ...(returnBonus > 0 ? { returnBonus } : {}), ...(timingPull > 0 ? { timingPull } : {}), ...(ownBest > 0 ? { ownBest, ownBestOf, ...(values['own-best-raw'] ? { ownBestRaw: true } : {}), ...(ownBestHeads && badOwnBestHeads.length === 0 ? { ownBestHeads: ownBestHeads as HeadName[] } : {}) } : {}), ...(loopHazard > 0 ? { hazard: loopHazard, ...(hazardHeads && badHeads.length === 0 ? { hazardHeads: hazardHeads as LoopHazardHead[] } : {}), ...(values['loop-hazard-by-composer'] ? { hazardByComposer: true } : {}), ...(values['loop-hazard-returns'] ? { hazardReturns: true } : {}) } : {}) } : undefined,
+    unlikelihood: unlikelihoodWeight > 0 || loopHazard > 0 || ownBest > 0 ? { ...DEFAULT_UNLIKELIHOOD, weight: unlikelihoodWeight, every: unlikelihoodEvery, limit: loopLimit, ...(returnBonus > 0 ? { returnBonus } : {}), ...(timingPull > 0 ? { timingPull } : {}), ...(ownBest > 0 ? { ownBest, ownBestOf, ...(values['own-best-raw'] ? { ownBestRaw: true } : {}), ...(ownBestHeads ? { ownBestHeads } : {}) } : {}), ...(loopHazard > 0 ? { hazard: loopHazard, ...(hazardHeads ? { hazardHeads } : {}), ...(values['loop-hazard-by-composer'] ? { hazardByComposer: true } : {}), ...(values['loop-hazard-returns'] ? { hazardReturns: true } : {}) } : {}) } : undefined,
     initialWeights: parentDir,
     decoding: parent ? carriedDecoding(parent) : undefined,
     inheritedLearningRate,
