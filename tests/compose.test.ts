@@ -269,7 +269,7 @@ describe('train', () => {
     assert.ok(own.returnShare >= 0 && own.returnShare <= 1 && Number.isFinite(own.returnNll), `and how often it brought a figure back: ${JSON.stringify(own)}`);
     assert.equal(fresh.decoding, undefined, 'a model trained from scratch plays the engine defaults');
     assert.equal(fresh.training.initFrom, undefined, 'and names no starting model');
-    const wrong = await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', join(dir, 'never'), '--residual', '--dropout', '2', '--lr-inherited', '0.001', '--gate-init', '1.5', '--interval-match', '9', '--loop-limit', '1', '--return-bonus=-1', '--loop-hazard=-2', '--loop-hazard-heads', 'pitch,tempo', '--loop-hazard-by-composer', '--loop-hazard-returns', '--timing-pull', '1', '--own-best-of', '3', '--own-best-heads', 'pitch,tempo', '--return-weight', 'lots');
+    const wrong = await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', join(dir, 'never'), '--residual', '--dropout', '2', '--lr-inherited', '0.001', '--gate-init', '1.5', '--interval-match', '9', '--loop-limit', '1', '--return-bonus=-1', '--loop-hazard=-2', '--loop-hazard-heads', 'pitch,tempo', '--loop-hazard-by-composer', '--loop-hazard-returns', '--timing-pull', '1', '--own-best-of', '3', '--own-best-heads', 'pitch,tempo', '--own-best-by', 'applause', '--return-weight', 'lots');
     assert.equal(wrong.code, 2);
     assert.match(wrong.stderr, /--lr-inherited needs --init-from/);
     assert.match(wrong.stderr, /--dropout/);
@@ -287,7 +287,8 @@ describe('train', () => {
     assert.match(wrong.stderr, /--loop-hazard-by-composer needs --loop-hazard X/);
     assert.match(wrong.stderr, /--loop-hazard-returns needs --loop-hazard X/);
     assert.match(wrong.stderr, /--timing-pull needs --unlikelihood X or --loop-hazard X/);
-    assert.match(wrong.stderr, /--own-best-of, --own-best-raw and --own-best-heads need --own-best X/);
+    assert.match(wrong.stderr, /--own-best-of, --own-best-raw, --own-best-heads and --own-best-by need --own-best X/);
+    assert.match(wrong.stderr, /--own-best-by must be one of returns, realism, got "applause"/);
     assert.match(wrong.stderr, /--own-best-heads takes one or more of dt, pitch, dur, vel, comma-separated; got pitch,tempo/);
     assert.ok(!existsSync(join(dir, 'never')), 'nothing written');
     const local = await cli('train', '--data', join(dir, 'corpus'), '--out', join(dir, 'never'), '--residual', '--relative-pitch', '--interval-match', '3', '--unlikelihood', '1', '--loop-hazard', '1', '--loop-hazard-by-composer', '--loop-hazard-returns', '--timing-pull', '1', '--own-best', '1', '--return-weight', '1');

@@ -16,6 +16,7 @@ import {
   estimateKey,
   excerpts,
   featureVector,
+  fitRealismCritic,
   groupedFolds,
   intervalRepetition,
   keyClarity,
@@ -28,6 +29,7 @@ import {
   polyphony,
   quarterGapShare,
   realismFeatures,
+  realismLogOdds,
   REALISM_FEATURES,
   distantRepetition,
   rocAuc,
@@ -271,6 +273,27 @@ function aimlessPiece(seed: number, notes: number): NoteToken[] {
   const rng = seededRandom(seed);
   return Array.from({ length: notes }, () => ({ dt: 1 + Math.floor(rng.next() * 11), pitch: 36 + Math.floor(rng.next() * 48), dur: 1 + Math.floor(rng.next() * 12), vel: Math.floor(rng.next() * 8) }));
 }
+
+describe('realism critic', () => {
+  test('fitted on structured against aimless pieces, it scores unseen structured pieces real and unseen aimless ones not, a mixed piece between', () => {
+    const real = Array.from({ length: 6 }, (_, i) => structuredPiece(i + 1, 500, i % 2 ? 7 : 0));
+    const generated = Array.from({ length: 4 }, (_, i) => aimlessPiece(100 + i, 500));
+    const critic = fitRealismCritic(real, generated);
+    assert.deepEqual(critic.excerpts, [12, 8]);
+    const structured = realismLogOdds(critic, structuredPiece(50, 500, 2));
+    const aimless = realismLogOdds(critic, aimlessPiece(150, 500));
+    assert.ok(structured > 0 && aimless < 0, `structured ${structured}, aimless ${aimless}`);
+    // A piece is the mean of its excerpts: half structured, half aimless lies between the two.
+    const mixed = realismLogOdds(critic, [...structuredPiece(50, 250, 2), ...aimlessPiece(150, 250)]);
+    close(mixed, (realismLogOdds(critic, structuredPiece(50, 250, 2)) + realismLogOdds(critic, aimlessPiece(150, 250))) / 2, 1e-9);
+    // Shorter than an excerpt: scored whole.
+    assert.ok(Number.isFinite(realismLogOdds(critic, structuredPiece(51, 100, 0))));
+  });
+
+  test('refuses sides without a whole excerpt', () => {
+    assert.throws(() => fitRealismCritic([structuredPiece(1, 500, 0)], [aimlessPiece(2, 100)]), /needs excerpts of 250 notes on both sides, got 2 real and 0 generated/);
+  });
+});
 
 describe('compareRealism', () => {
   const composers = ['A', 'B'];

@@ -11,6 +11,7 @@ import { clippedAdamStep } from '../src/model/training.ts';
 import { streamEpoch } from '../src/model/note/train/fitLongContext.ts';
 import { disposeChunk, modelStreamOptions, PieceStream, type StreamPiece } from '../src/model/note/train/stream.ts';
 import { generateTokens, type HeadName } from '../src/model/note/sampling.ts';
+import { fitRealismCritic, realismLogOdds } from '../src/eval/realism.ts';
 import { bestOfGroups, composerHazardShares, excerptLongestLoop, hazardShares, ownPieceScore, sampleMarkedPieces } from '../src/model/note/train/unlikelihood.ts';
 import { timingBin, timingBinMatrix, TIMING_BIN_EDGES, timingMarginals } from '../src/tokens/timing.ts';
 import { advanceLoop, distantReturns, hazardBandCount, LOOP_PROFILE_BANDS, loopContinuations, loopHazardProfile, loopHazardRows, loopLengths, loopProfile, loopRuns, nearReturns, RETURN_HAZARD_BANDS, startLoopTracker } from '../src/tokens/loops.ts';
@@ -39,6 +40,7 @@ function hammerOneNote(w: Weights, by: number): void {
     v.assign(tf.tensor(values, v.shape));
   }
 }
+const close = (a: number, b: number, eps: number) => assert.ok(Math.abs(a - b) <= eps, `${a} is not ${b}`);
 /** 20 pitches in which no 8-note figure comes back, near or far. */
 const WANDERING = [48, 55, 51, 58, 50, 57, 47, 53, 60, 49, 56, 52, 59, 46, 54, 61, 45, 50, 57, 44];
 const notes = (pitches: number[], dt = 3): NoteToken[] => pitches.map((pitch, i) => ({ dt: i === 0 ? 0 : dt, pitch, dur: 4, vel: 3 }));
@@ -581,6 +583,43 @@ describe('own-best steps', () => {
     assert.ok(stats.near > 0, 'the hammered model repeats near');
     assert.equal(stats.near, pieces.reduce((s, p) => s + count(p), 0));
     assert.equal(stats.keptNear, best.reduce((s, p) => s + count(p), 0));
+    tf.dispose(Object.values(w));
+  });
+
+  test('by realism, each group keeps the piece a realism critic finds most real; without a critic the round is refused', () => {
+    const h: Hyperparameters = { ...H };
+    const w = createLongContextWeights(h, D, 9);
+    hammerOneNote(w, 3); // some pieces hammer, some wander: the critic tells them apart
+    const real = [0, 1, 2, 3].map((i) => notes(Array.from({ length: 48 }, (_, k) => 55 + ((k * (i + 3)) % 17))));
+    const critic = fitRealismCritic(real, [notes(new Array(48).fill(60)), notes(new Array(48).fill(62), 6)], 16);
+    const o = { weight: 0, every: 2, pieces: 6, notes: 48, limit: 16, ownBest: 1, ownBestOf: 3, ownBestBy: 'realism' as const };
+    const { pieces, stats, best } = sampleMarkedPieces(w, h, composerIndex, ['Chopin', 'Mozart'], { temperature: 1, topP: 1 }, o, seededRandom(4), critic);
+    const scores = pieces.map((p) => realismLogOdds(critic, p.tokens));
+    assert.ok(Math.max(...scores) - Math.min(...scores) > 0.1, `the pieces differ to the critic: ${scores}`);
+    const expected = bestOfGroups(scores, 3);
+    assert.deepEqual(best.map((p) => p.tokens), expected.map((k) => pieces[k].tokens));
+    close(stats.scoreSum, scores.reduce((a, b) => a + b, 0), 1e-9);
+    close(stats.keptScoreSum, expected.reduce((a, k) => a + scores[k], 0), 1e-9);
+    assert.throws(() => sampleMarkedPieces(w, h, composerIndex, ['Chopin'], { temperature: 1, topP: 1 }, o, seededRandom(4)), /own-best by realism needs a realism critic/);
+    tf.dispose(Object.values(w));
+  });
+
+  test('an epoch with own-best by realism fits its critic on the training pieces against the model\'s own, keeps what it finds most real, and leaks nothing', () => {
+    const h: Hyperparameters = { ...H };
+    const w = createLongContextWeights(h, D, 9);
+    hammerOneNote(w, 3);
+    const pieces: StreamPiece[] = [0, 1, 2, 3].map((i) => ({ composer: i % 2 ? 'Mozart' : 'Chopin', tokens: notes(Array.from({ length: 40 }, (_, k) => 55 + ((k * (i + 3)) % 17))), keys: new Uint8Array(40).fill(i) }));
+    const unlikelihood = { weight: 0, every: 2, pieces: 4, notes: 32, limit: 16, ownBest: 1, ownBestBy: 'realism' as const, decoding: { temperature: 1, topP: 1 } };
+    const optimizer = tf.train.adam(0.01);
+    const epoch = () => streamEpoch(w, h, pieces, { batchSize: 2, composerIndex, composers: COMPOSERS, transpose: 0, composerDropout: 0, keyDropout: 0, inputNoise: 0, rng: seededRandom(2), step: (loss) => clippedAdamStep(optimizer, w, Object.keys(w), loss, 1), progress: () => {}, unlikelihood });
+    epoch();
+    const tensors = tf.memory().numTensors;
+    const r = epoch().unlikelihood!;
+    assert.equal(tf.memory().numTensors, tensors, 'no tensor left behind');
+    assert.ok(r.rounds > 0 && r.kept === r.rounds * 2, `two kept per round: ${JSON.stringify(r)}`);
+    assert.ok(Number.isFinite(r.scoreSum) && r.scoreSum !== 0, 'the candidates carry the critic\'s log-odds');
+    assert.ok(r.keptScoreSum / r.kept > r.scoreSum / r.pieces, `the kept look more real than the candidates on average: ${r.keptScoreSum / r.kept} against ${r.scoreSum / r.pieces}`);
+    optimizer.dispose();
     tf.dispose(Object.values(w));
   });
 

@@ -34,6 +34,13 @@ export function listOption<T extends string>(name: string, raw: string | undefin
   return names as T[];
 }
 
+/** One name from `allowed` (absent: undefined). */
+export function choiceOption<T extends string>(name: string, raw: string | undefined, allowed: readonly T[]): T | undefined {
+  if (raw === undefined) return undefined;
+  if (!(allowed as readonly string[]).includes(raw)) throw new UsageError(`${name} must be one of ${allowed.join(', ')}, got ${JSON.stringify(raw)}`);
+  return raw as T;
+}
+
 export function parseBackend(raw: string | undefined): BackendChoice {
   if (raw === undefined) return 'auto';
   if (!(BACKEND_CHOICES as readonly string[]).includes(raw)) throw new UsageError(`--backend must be one of ${BACKEND_CHOICES.join(', ')}, got ${JSON.stringify(raw)}`);

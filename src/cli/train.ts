@@ -4,13 +4,13 @@ import { parseArgs } from 'node:util';
 import { initBackend, type BackendChoice } from '../model/backend.ts';
 import { LONG_CONTEXT_HYPERPARAMETERS } from '../model/note/longContext.ts';
 import { DEFAULT_INPUT_NOISE } from '../model/note/train/stream.ts';
-import { DEFAULT_UNLIKELIHOOD, LOOP_HAZARD_HEADS } from '../model/note/train/unlikelihood.ts';
+import { DEFAULT_UNLIKELIHOOD, LOOP_HAZARD_HEADS, OWN_BEST_SCORES } from '../model/note/train/unlikelihood.ts';
 import { DEFAULT_HYPERPARAMETERS, MAX_INTERVAL_MATCH, type Hyperparameters } from '../model/note/network.ts';
 import { HEAD_NAMES } from '../model/note/sampling.ts';
 import { composerTable, corpusHash, readTrainingCorpus } from '../model/corpus.ts';
 import { trainModel } from '../model/note/train/fit.ts';
 import { carriedDecoding, readModelSpec } from '../model/note/folder.ts';
-import { TRAINING_RUN_OPTIONS, UsageError, intOption, listOption, numberOption, parseBackend, terminalProgress, optionProblems } from './options.ts';
+import { TRAINING_RUN_OPTIONS, UsageError, choiceOption, intOption, listOption, numberOption, parseBackend, terminalProgress, optionProblems } from './options.ts';
 
 export const TRAIN_USAGE = `usage: nocturne train --data DIR --out models/NAME [options]
   --data DIR            folder of piano MIDI, one subfolder per composer (required)
@@ -76,7 +76,9 @@ or --loop-hazard; default 0: off), --own-best X (each round writes its pieces in
 notes in figures that return from afar, less those in figures repeated within 16 notes beyond real
 music's tenth, takes a likelihood step of weight X; alone or beside the others; default 0: off;
 --own-best-raw writes the groups apart at temperature 1 without guidance, so that the steps do not
-sharpen the model; --own-best-heads dt,pitch,dur,vel trains only those heads on them, default all),
+sharpen the model; --own-best-heads dt,pitch,dur,vel trains only those heads on them, default all;
+--own-best-by realism keeps instead the piece that looks most real to a realism classifier fitted
+at each epoch's start on the training pieces against 48 of the model's own; default returns),
 --return-weight X
 (each note of a training piece that lies in an 8-note figure brought back from further than 16
 notes counts 1 + X times in the likelihood loss, so that the model learns to bring motifs back;
@@ -141,6 +143,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
       'own-best-of': { type: 'string' },
       'own-best-raw': { type: 'boolean' },
       'own-best-heads': { type: 'string' },
+      'own-best-by': { type: 'string' },
     },
     strict: true,
   });
@@ -149,7 +152,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   if (!values.out) problems.push('--out DIR is required');
   const longContext = arch === 'long-context';
   const base = longContext ? LONG_CONTEXT_HYPERPARAMETERS : DEFAULT_HYPERPARAMETERS;
-  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise', 'residual', 'gate-init', 'relative-pitch', 'interval-values', 'interval-match', 'beat-clock', 'loop-input', 'dropout', 'unlikelihood', 'unlikelihood-every', 'loop-limit', 'return-bonus', 'loop-hazard', 'loop-hazard-heads', 'loop-hazard-by-composer', 'loop-hazard-returns', 'timing-pull', 'own-best', 'own-best-of', 'own-best-raw', 'own-best-heads', 'return-weight'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
+  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise', 'residual', 'gate-init', 'relative-pitch', 'interval-values', 'interval-match', 'beat-clock', 'loop-input', 'dropout', 'unlikelihood', 'unlikelihood-every', 'loop-limit', 'return-bonus', 'loop-hazard', 'loop-hazard-heads', 'loop-hazard-by-composer', 'loop-hazard-returns', 'timing-pull', 'own-best', 'own-best-of', 'own-best-raw', 'own-best-heads', 'own-best-by', 'return-weight'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
   const epochs = collect(() => intOption('--epochs', values.epochs, 30, 1, 10_000), 30);
   const batchDefault = longContext ? 16 : 32;
   const batchSize = collect(() => intOption('--batch', values.batch, batchDefault, 1, 1024), batchDefault);
@@ -170,7 +173,8 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   const timingPull = collect(() => numberOption('--timing-pull', values['timing-pull'], 0, 0, 100), 0);
   const ownBest = collect(() => numberOption('--own-best', values['own-best'], 0, 0, 100), 0);
   const ownBestOf = collect(() => intOption('--own-best-of', values['own-best-of'], 2, 2, DEFAULT_UNLIKELIHOOD.pieces), 2);
-  if (!ownBest && (values['own-best-of'] !== undefined || values['own-best-raw'] || values['own-best-heads'] !== undefined)) problems.push('--own-best-of, --own-best-raw and --own-best-heads need --own-best X (X > 0)');
+  if (!ownBest && (values['own-best-of'] !== undefined || values['own-best-raw'] || values['own-best-heads'] !== undefined || values['own-best-by'] !== undefined)) problems.push('--own-best-of, --own-best-raw, --own-best-heads and --own-best-by need --own-best X (X > 0)');
+  const ownBestBy = collect(() => choiceOption('--own-best-by', values['own-best-by'], OWN_BEST_SCORES), undefined);
   const ownBestHeads = collect(() => listOption('--own-best-heads', values['own-best-heads'], HEAD_NAMES, `one or more of ${HEAD_NAMES.join(', ')}`), undefined);
   if (!unlikelihoodWeight && !loopHazard && !ownBest && (values['unlikelihood-every'] !== undefined || values['return-bonus'] !== undefined)) problems.push('--unlikelihood-every and --return-bonus need --unlikelihood X, --loop-hazard X or --own-best X (X > 0)');
   if (!unlikelihoodWeight && !ownBest && values['loop-limit'] !== undefined) problems.push('--loop-limit needs --unlikelihood X or --own-best X (X > 0)');
@@ -232,7 +236,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
     keyDropout,
     inputNoise,
     ...(returnWeight > 0 ? { returnWeight } : {}),
-    unlikelihood: unlikelihoodWeight > 0 || loopHazard > 0 || ownBest > 0 ? { ...DEFAULT_UNLIKELIHOOD, weight: unlikelihoodWeight, every: unlikelihoodEvery, limit: loopLimit, ...(returnBonus > 0 ? { returnBonus } : {}), ...(timingPull > 0 ? { timingPull } : {}), ...(ownBest > 0 ? { ownBest, ownBestOf, ...(values['own-best-raw'] ? { ownBestRaw: true } : {}), ...(ownBestHeads ? { ownBestHeads } : {}) } : {}), ...(loopHazard > 0 ? { hazard: loopHazard, ...(hazardHeads ? { hazardHeads } : {}), ...(values['loop-hazard-by-composer'] ? { hazardByComposer: true } : {}), ...(values['loop-hazard-returns'] ? { hazardReturns: true } : {}) } : {}) } : undefined,
+    unlikelihood: unlikelihoodWeight > 0 || loopHazard > 0 || ownBest > 0 ? { ...DEFAULT_UNLIKELIHOOD, weight: unlikelihoodWeight, every: unlikelihoodEvery, limit: loopLimit, ...(returnBonus > 0 ? { returnBonus } : {}), ...(timingPull > 0 ? { timingPull } : {}), ...(ownBest > 0 ? { ownBest, ownBestOf, ...(values['own-best-raw'] ? { ownBestRaw: true } : {}), ...(ownBestHeads ? { ownBestHeads } : {}), ...(ownBestBy ? { ownBestBy } : {}) } : {}), ...(loopHazard > 0 ? { hazard: loopHazard, ...(hazardHeads ? { hazardHeads } : {}), ...(values['loop-hazard-by-composer'] ? { hazardByComposer: true } : {}), ...(values['loop-hazard-returns'] ? { hazardReturns: true } : {}) } : {}) } : undefined,
     initialWeights: parentDir,
     decoding: parent ? carriedDecoding(parent) : undefined,
     inheritedLearningRate,

@@ -494,6 +494,44 @@ export function classifierTwoSampleTest(a: readonly { group: string; features: n
   return { auc: mean(aucs), aucs, folds, excerpts: [a.length, b.length], pieces: [pieces(a), pieces(b)] };
 }
 
+/**
+ * A realism critic: the classifier of the two-sample test, fitted once on every excerpt of a set
+ * of real pieces (label real) against every excerpt of a set of generated ones, so that other
+ * generated pieces can be scored by how real they look to it (realismLogOdds).
+ */
+export interface RealismCritic {
+  centre: number[];
+  scale: number[];
+  model: LinearModel;
+  excerptNotes: number;
+  /** Excerpts it was fitted on: real, generated. */
+  excerpts: [number, number];
+}
+
+export function fitRealismCritic(real: readonly (readonly NoteToken[])[], generated: readonly (readonly NoteToken[])[], excerptNotes = EXCERPT_NOTES, o: RegressionOptions = DEFAULT_REGRESSION): RealismCritic {
+  const rowsOf = (pieces: readonly (readonly NoteToken[])[]) => pieces.flatMap((t) => excerpts(t, excerptNotes).map((e) => featureVector(realismFeatures(e))));
+  const realRows = rowsOf(real);
+  const generatedRows = rowsOf(generated);
+  if (realRows.length === 0 || generatedRows.length === 0) throw new Error(`fitRealismCritic: needs excerpts of ${excerptNotes} notes on both sides, got ${realRows.length} real and ${generatedRows.length} generated`);
+  const rows = [...realRows, ...generatedRows];
+  const s = standardiser(rows);
+  const labels = [...realRows.map(() => 1), ...generatedRows.map(() => 0)];
+  return { ...s, model: fitSoftmaxRegression(standardise(rows, s), labels, 2, o), excerptNotes, excerpts: [realRows.length, generatedRows.length] };
+}
+
+/**
+ * How real a piece looks to `critic`: the mean over its excerpts of the classifier's log-odds of
+ * "real" (above 0: more likely real). A piece shorter than one excerpt is scored whole.
+ */
+export function realismLogOdds(critic: RealismCritic, tokens: readonly NoteToken[]): number {
+  const parts = tokens.length >= critic.excerptNotes ? excerpts(tokens, critic.excerptNotes) : [tokens];
+  const odds = parts.map((e) => {
+    const [generated, real] = linearScores(critic.model, standardise([featureVector(realismFeatures(e))], critic)[0]);
+    return real - generated;
+  });
+  return mean(odds);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Comparing generated with real pieces
 

@@ -65,7 +65,7 @@ export interface EpochRecord {
   seconds: number;
   learningRate: number;
   /** Runs with unlikelihood rounds: what the model wrote during the epoch, and the loss on its loops. */
-  selfSamples?: { rounds: number; pieces: number; meanLongestLoop: number; markedShare: number; unlikelihood: number; returnShare?: number; returnNll?: number; loopsCarriedOn?: number; hazard?: number; timing?: number; nearShare?: number; kept?: { pieces: number; returnShare: number; markedShare: number; nearShare: number } };
+  selfSamples?: { rounds: number; pieces: number; meanLongestLoop: number; markedShare: number; unlikelihood: number; returnShare?: number; returnNll?: number; loopsCarriedOn?: number; hazard?: number; timing?: number; nearShare?: number; kept?: { pieces: number; returnShare: number; markedShare: number; nearShare: number; score?: number; candidateScore?: number } };
 }
 
 interface LoopState {
@@ -157,7 +157,7 @@ export async function trainModel(o: TrainOptions): Promise<ModelSpec> {
     o.progress(`epoch ${epoch}/${o.epochs} done: train ${record.trainLoss.toFixed(4)} val ${val.loss.toFixed(4)} ${record.tokensPerSecond} tok/s ${formatSeconds(seconds)}`, true);
     if (record.selfSamples) {
       const s = record.selfSamples;
-      o.log(`  own samples: ${s.pieces} pieces in ${s.rounds} rounds, longest loop ${s.meanLongestLoop.toFixed(1)} notes per 250 (real pieces about 15.6), ${(100 * s.markedShare).toFixed(1)} % of notes past the loop limit, unlikelihood ${s.unlikelihood.toFixed(3)}, ${(100 * (s.returnShare ?? 0)).toFixed(1)} % of notes lie in an 8-note figure brought back from afar (real pieces about 35 %)${s.nearShare !== undefined ? ` and ${(100 * s.nearShare).toFixed(1)} % in one repeated within 16 notes (real about 10 %)` : ''}${s.returnNll !== undefined ? `, their NLL ${s.returnNll.toFixed(3)}` : ''}, ${(100 * (s.loopsCarriedOn ?? 0)).toFixed(0)} % of notes with a loop of 4+ behind carry it on${s.hazard !== undefined ? `, loop hazard ${s.hazard.toFixed(4)}` : ''}${s.timing !== undefined ? `, timing pull ${s.timing.toFixed(4)}` : ''}${s.kept ? `; the ${s.kept.pieces} kept for own-best steps: ${(100 * s.kept.returnShare).toFixed(1)} % in returns, ${(100 * s.kept.nearShare).toFixed(1)} % in near repeats, ${(100 * s.kept.markedShare).toFixed(1)} % past the loop limit` : ''}`);
+      o.log(`  own samples: ${s.pieces} pieces in ${s.rounds} rounds, longest loop ${s.meanLongestLoop.toFixed(1)} notes per 250 (real pieces about 15.6), ${(100 * s.markedShare).toFixed(1)} % of notes past the loop limit, unlikelihood ${s.unlikelihood.toFixed(3)}, ${(100 * (s.returnShare ?? 0)).toFixed(1)} % of notes lie in an 8-note figure brought back from afar (real pieces about 35 %)${s.nearShare !== undefined ? ` and ${(100 * s.nearShare).toFixed(1)} % in one repeated within 16 notes (real about 10 %)` : ''}${s.returnNll !== undefined ? `, their NLL ${s.returnNll.toFixed(3)}` : ''}, ${(100 * (s.loopsCarriedOn ?? 0)).toFixed(0)} % of notes with a loop of 4+ behind carry it on${s.hazard !== undefined ? `, loop hazard ${s.hazard.toFixed(4)}` : ''}${s.timing !== undefined ? `, timing pull ${s.timing.toFixed(4)}` : ''}${s.kept ? `; the ${s.kept.pieces} kept for own-best steps: ${(100 * s.kept.returnShare).toFixed(1)} % in returns, ${(100 * s.kept.nearShare).toFixed(1)} % in near repeats, ${(100 * s.kept.markedShare).toFixed(1)} % past the loop limit${s.kept.score !== undefined ? `, own-best score ${s.kept.score.toFixed(3)} (all candidates ${(s.kept.candidateScore ?? 0).toFixed(3)})` : ''}` : ''}`);
     }
     const improved = recordEpoch(state, record, seconds, groups, o);
     state.rngState = rng.state();
@@ -196,7 +196,7 @@ function selfSampleSummary(r: UnlikelihoodRecord, bonus: boolean, hazard: boolea
     nearShare: r.near / Math.max(1, r.notes),
     ...(hazard ? { hazard: r.hazard } : {}),
     ...(timing ? { timing: r.timing } : {}),
-    ...(r.kept > 0 ? { kept: { pieces: r.kept, returnShare: r.keptReturned / Math.max(1, r.keptNotes), markedShare: r.keptMarked / Math.max(1, r.keptNotes), nearShare: r.keptNear / Math.max(1, r.keptNotes) } } : {}),
+    ...(r.kept > 0 ? { kept: { pieces: r.kept, returnShare: r.keptReturned / Math.max(1, r.keptNotes), markedShare: r.keptMarked / Math.max(1, r.keptNotes), nearShare: r.keptNear / Math.max(1, r.keptNotes), score: r.keptScoreSum / r.kept, candidateScore: r.scoreSum / Math.max(1, r.pieces) } } : {}),
   };
 }
 

@@ -14,7 +14,8 @@ import { distantReturns, hazardBandCount, loopHazardProfile } from '../../../tok
 import { timingMarginals, type TimingMarginals } from '../../../tokens/timing.ts';
 import type { TokenPiece } from './batches.ts';
 import { disposeChunk, modelStreamOptions, PieceStream, planRows, streamSteps, type StreamPiece } from './stream.ts';
-import { composerHazardShares, hazardShares, sampleMarkedPieces, type SelfSampleStats, type UnlikelihoodOptions } from './unlikelihood.ts';
+import type { RealismCritic } from '../../../eval/realism.ts';
+import { composerHazardShares, fitOwnBestCritic, hazardShares, sampleMarkedPieces, type SelfSampleStats, type UnlikelihoodOptions } from './unlikelihood.ts';
 
 /** Pieces with their key labels (computed once; a key-conditioned model trains on them). */
 export function withKeyLabels<T extends TokenPiece>(pieces: readonly T[]): (T & StreamPiece)[] {
@@ -106,8 +107,8 @@ function forEachChunk(h: Hyperparameters, stream: PieceStream, use: (batch: Chun
  * step, to carry the memory to the next chunk. With an own-best step, the best piece of each
  * group then takes likelihood steps (weighted by `u.ownBest`).
  */
-function unlikelihoodRound(weights: Weights, h: Hyperparameters, pool: readonly string[], o: StreamEpochOptions, u: NonNullable<StreamEpochOptions['unlikelihood']>, record: UnlikelihoodRecord, realHazard?: LoopHazardShares, realTiming?: TimingMarginals): void {
-  const { pieces, stats, best } = sampleMarkedPieces(weights, h, o.composerIndex, pool, u.decoding, u, o.rng);
+function unlikelihoodRound(weights: Weights, h: Hyperparameters, pool: readonly string[], o: StreamEpochOptions, u: NonNullable<StreamEpochOptions['unlikelihood']>, record: UnlikelihoodRecord, realHazard?: LoopHazardShares, realTiming?: TimingMarginals, critic?: RealismCritic): void {
+  const { pieces, stats, best } = sampleMarkedPieces(weights, h, o.composerIndex, pool, u.decoding, u, o.rng, critic);
   record.rounds++;
   for (const k of Object.keys(stats) as (keyof SelfSampleStats)[]) record[k] += stats[k];
   markedSteps(weights, h, pieces, stats, o, u, record, realHazard, realTiming);
@@ -173,7 +174,7 @@ export function streamEpoch(weights: Weights, h: Hyperparameters, pieces: readon
   const played = returnWeight > 0 ? pieces.map((p) => (p.returns ? p : { ...p, returns: distantReturns(p.tokens) })) : pieces;
   const stream = new PieceStream(played, queues, { ...modelStreamOptions(h), composerIndex: o.composerIndex, composers: o.composers, transpose: o.transpose, composerDropout: o.composerDropout, keyDropout: o.keyDropout, inputNoise: o.inputNoise, rng: o.rng, marks: returnWeight > 0 });
   const pool = pieces.map((p) => p.composer);
-  const record: UnlikelihoodRecord | undefined = o.unlikelihood ? { rounds: 0, pieces: 0, notes: 0, marked: 0, returned: 0, longestLoopSum: 0, loopBehind: 0, loopCarried: 0, near: 0, kept: 0, keptNotes: 0, keptReturned: 0, keptMarked: 0, keptNear: 0, loss: 0, returnNll: 0, hazard: 0, hazardSteps: 0, timing: 0, timingSteps: 0 } : undefined;
+  const record: UnlikelihoodRecord | undefined = o.unlikelihood ? { rounds: 0, pieces: 0, notes: 0, marked: 0, returned: 0, longestLoopSum: 0, loopBehind: 0, loopCarried: 0, near: 0, kept: 0, keptNotes: 0, keptReturned: 0, keptMarked: 0, keptNear: 0, scoreSum: 0, keptScoreSum: 0, loss: 0, returnNll: 0, hazard: 0, hazardSteps: 0, timing: 0, timingSteps: 0 } : undefined;
   // The real pieces' loop hazard, which a loop hazard step pulls the model's own pieces toward.
   // With hazardByComposer, one share per composer and band, grouped as the own pieces' rows are;
   // with hazardReturns, the return bands follow the loop bands.
@@ -182,6 +183,8 @@ export function streamEpoch(weights: Weights, h: Hyperparameters, pieces: readon
   const realHazard = u?.hazard ? (u.hazardByComposer ? composerHazardShares(pieces, o.composerIndex, o.composers, u.hazardHeads, undefined, returns) : hazardShares(loopHazardProfile(pieces.map((p) => p.tokens), returns), u.hazardHeads)) : undefined;
   // The real pieces' timing marginals, which a timing pull draws the own pieces' gaps and durations toward.
   const realTiming = u?.timingPull ? timingMarginals(pieces.map((p) => p.tokens)) : undefined;
+  // Own-best by realism: a critic fitted on the training pieces against the model's pieces as the epoch starts.
+  const critic = u?.ownBest && u.ownBestBy === 'realism' ? fitOwnBestCritic(weights, h, o.composerIndex, pool, u.decoding, u, o.rng, pieces.map((p) => p.tokens)) : undefined;
   let lossSum = 0;
   let tokens = 0;
   let steps = 0;
@@ -192,8 +195,8 @@ export function streamEpoch(weights: Weights, h: Hyperparameters, pieces: readon
     tokens += batch.realTargets;
     steps++;
     // The stream's memory is kept across the round: the round streams its own pieces from an empty memory.
-    if (record && o.unlikelihood && steps % o.unlikelihood.every === 0) unlikelihoodRound(weights, h, pool, o, o.unlikelihood, record, realHazard, realTiming);
-    o.progress(steps, total, lossSum / Math.max(1, tokens), tokens, record?.pieces ? `own loops ${(record.longestLoopSum / record.pieces).toFixed(1)}, ${((100 * record.marked) / Math.max(1, record.notes)).toFixed(1)} % marked, ${((100 * record.returned) / Math.max(1, record.notes)).toFixed(1)} % returns, ${((100 * record.near) / Math.max(1, record.notes)).toFixed(1)} % near${record.loopBehind ? `, loops carried on ${((100 * record.loopCarried) / record.loopBehind).toFixed(0)} % after 4+` : ''}${record.kept ? `, kept ${((100 * record.keptReturned) / Math.max(1, record.keptNotes)).toFixed(1)} % returns / ${((100 * record.keptNear) / Math.max(1, record.keptNotes)).toFixed(1)} % near` : ''}` : undefined);
+    if (record && o.unlikelihood && steps % o.unlikelihood.every === 0) unlikelihoodRound(weights, h, pool, o, o.unlikelihood, record, realHazard, realTiming, critic);
+    o.progress(steps, total, lossSum / Math.max(1, tokens), tokens, record?.pieces ? `own loops ${(record.longestLoopSum / record.pieces).toFixed(1)}, ${((100 * record.marked) / Math.max(1, record.notes)).toFixed(1)} % marked, ${((100 * record.returned) / Math.max(1, record.notes)).toFixed(1)} % returns, ${((100 * record.near) / Math.max(1, record.notes)).toFixed(1)} % near${record.loopBehind ? `, loops carried on ${((100 * record.loopCarried) / record.loopBehind).toFixed(0)} % after 4+` : ''}${record.kept ? `, kept ${((100 * record.keptReturned) / Math.max(1, record.keptNotes)).toFixed(1)} % returns / ${((100 * record.keptNear) / Math.max(1, record.keptNotes)).toFixed(1)} % near${critic ? `, realism log-odds kept ${(record.keptScoreSum / record.kept).toFixed(2)} / all ${(record.scoreSum / Math.max(1, record.pieces)).toFixed(2)}` : ''}` : ''}` : undefined);
   });
   if (record) {
     record.loss /= Math.max(1, record.marked);

@@ -8,6 +8,7 @@
  * of those pitches there. The likelihood steps on real pieces go on between rounds, so the real
  * figures that loop (an Alberti bass, a trill) stay likely.
  */
+import { EXCERPT_NOTES, fitRealismCritic, realismLogOdds, type RealismCritic } from '../../../eval/realism.ts';
 import type { ModelDecoding } from '../folder.ts';
 import type { Hyperparameters, LoopHazardShares } from '../network.ts';
 import { generateTokens, type HeadName, type SampleRequest } from '../sampling.ts';
@@ -80,7 +81,18 @@ export interface UnlikelihoodOptions {
   ownBestRaw?: boolean;
   /** The heads an own-best step trains (default all four): returns are pitch figures, so `['pitch']` leaves the rhythm, duration and velocity of raw pieces untaught. */
   ownBestHeads?: readonly HeadName[];
+  /**
+   * What picks the best of a group (default 'returns': ownPieceScore). 'realism': the piece that
+   * looks most real to a realism critic (realismLogOdds), fitted at the start of each epoch on the
+   * training pieces against pieces the model then writes as the candidates are written, so the
+   * choice weighs every realism feature at once (loops, returns, texture, rhythm) as the
+   * evaluation's classifier does, instead of returns alone.
+   */
+  ownBestBy?: OwnBestScore;
 }
+
+export const OWN_BEST_SCORES = ['returns', 'realism'] as const;
+export type OwnBestScore = (typeof OWN_BEST_SCORES)[number];
 
 export const LOOP_HAZARD_HEADS = ['dt', 'pitch'] as const;
 export type LoopHazardHead = (typeof LOOP_HAZARD_HEADS)[number];
@@ -112,6 +124,9 @@ export interface SelfSampleStats {
   keptReturned: number;
   keptMarked: number;
   keptNear: number;
+  /** Sum of the own-best scores (ownPieceScore, or the critic's log-odds) of the candidates, and of those kept. */
+  scoreSum: number;
+  keptScoreSum: number;
 }
 
 /**
@@ -167,8 +182,9 @@ export function excerptLongestLoop(tokens: readonly NoteToken[], excerpt = 250):
  * continuations marked (and with a return bonus, its distant returns). No key is requested
  * (the stream reads "any key" for a piece without key labels, as sampling did).
  */
-export function sampleMarkedPieces(weights: Weights, h: Hyperparameters, composerIndex: Map<string, number>, composerPool: readonly string[], decoding: ModelDecoding | undefined, o: UnlikelihoodOptions, rng: Random): { pieces: StreamPiece[]; stats: SelfSampleStats; best: StreamPiece[] } {
+export function sampleMarkedPieces(weights: Weights, h: Hyperparameters, composerIndex: Map<string, number>, composerPool: readonly string[], decoding: ModelDecoding | undefined, o: UnlikelihoodOptions, rng: Random, critic?: RealismCritic): { pieces: StreamPiece[]; stats: SelfSampleStats; best: StreamPiece[] } {
   if (composerPool.length === 0) throw new Error('sampleMarkedPieces: no composers to write for');
+  if (o.ownBest && o.ownBestBy === 'realism' && !critic) throw new Error('sampleMarkedPieces: own-best by realism needs a realism critic');
   // An own-best step compares a group of pieces for one composer, so that it keeps no composer over another.
   const group = o.ownBest ? (o.ownBestOf ?? 2) : 1;
   const names: string[] = [];
@@ -184,7 +200,7 @@ export function sampleMarkedPieces(weights: Weights, h: Hyperparameters, compose
     randomSeed: Math.floor(rng.next() * 2 ** 31),
   }));
   const written = generateTokens(weights, h, composerIndex.size, requests);
-  const stats: SelfSampleStats = { pieces: written.length, notes: 0, marked: 0, returned: 0, longestLoopSum: 0, loopBehind: 0, loopCarried: 0, near: 0, kept: 0, keptNotes: 0, keptReturned: 0, keptMarked: 0, keptNear: 0 };
+  const stats: SelfSampleStats = { pieces: written.length, notes: 0, marked: 0, returned: 0, longestLoopSum: 0, loopBehind: 0, loopCarried: 0, near: 0, kept: 0, keptNotes: 0, keptReturned: 0, keptMarked: 0, keptNear: 0, scoreSum: 0, keptScoreSum: 0 };
   for (const band of loopProfile(written).goesOn.filter((b) => b.from >= 4)) {
     stats.loopBehind += band.notes;
     stats.loopCarried += Math.round(band.share * band.notes);
@@ -200,11 +216,14 @@ export function sampleMarkedPieces(weights: Weights, h: Hyperparameters, compose
     return { composer: names[k], tokens, marks, ...(o.returnBonus ? { returns } : {}), ...(o.hazard ? { hazard: loopHazardRows(tokens, { returns: o.hazardReturns }) } : {}) };
   });
   // The candidates: the round's pieces, or with ownBestRaw pieces of their own for the same composers at the raw distribution.
-  const candidates = o.ownBest && o.ownBestRaw ? generateTokens(weights, h, composerIndex.size, requests.map((r) => ({ composer: r.composer, notes: r.notes, temperature: 1, topP: 1, randomSeed: Math.floor(rng.next() * 2 ** 31) }))) : written;
+  const candidates = o.ownBest && o.ownBestRaw ? generateTokens(weights, h, composerIndex.size, ownBestRequests(requests, rng)) : written;
   const scored = candidates === written ? counted : candidates.map((tokens) => countOwnPiece(tokens, o.limit));
   // The best of each group, read as a real piece is (no marks, no hazard rows).
-  const kept = o.ownBest ? bestOfGroups(scored.map((c) => c.score), group) : [];
+  const scores = o.ownBest && o.ownBestBy === 'realism' && critic ? candidates.map((tokens) => realismLogOdds(critic, tokens)) : scored.map((c) => c.score);
+  const kept = o.ownBest ? bestOfGroups(scores, group) : [];
+  if (o.ownBest) stats.scoreSum = scores.reduce((sum, v) => sum + v, 0);
   for (const k of kept) {
+    stats.keptScoreSum += scores[k];
     stats.kept++;
     stats.keptNotes += candidates[k].length;
     stats.keptReturned += scored[k].returned;
@@ -213,6 +232,36 @@ export function sampleMarkedPieces(weights: Weights, h: Hyperparameters, compose
   }
   const best = kept.map((k) => ({ composer: names[k], tokens: candidates[k] }));
   return { pieces, stats, best };
+}
+
+/** Pieces an own-best critic is fitted against (OWN_BEST_CRITIC_PIECES of 512 notes: 96 excerpts of 250). */
+export const OWN_BEST_CRITIC_PIECES = 48;
+
+/**
+ * The realism critic an own-best step by realism scores its candidates with: the realism
+ * classifier fitted on every 250-note excerpt (or, for shorter own pieces, excerpts of their length) of the `real` pieces (the training pieces) against
+ * `count` pieces the model writes now as the candidates are written (the shipped decoding, or
+ * with ownBestRaw the raw distribution), for composers drawn as the rounds draw them.
+ */
+export function fitOwnBestCritic(weights: Weights, h: Hyperparameters, composerIndex: Map<string, number>, composerPool: readonly string[], decoding: ModelDecoding | undefined, o: UnlikelihoodOptions, rng: Random, real: readonly (readonly NoteToken[])[], count = OWN_BEST_CRITIC_PIECES): RealismCritic {
+  if (composerPool.length === 0) throw new Error('fitOwnBestCritic: no composers to write for');
+  const requests: SampleRequest[] = Array.from({ length: count }, () => ({
+    composer: composerIndex.get(composerPool[Math.floor(rng.next() * composerPool.length)]) ?? composerIndex.size,
+    notes: o.notes,
+    temperature: decoding?.temperature ?? 1,
+    topP: decoding?.topP ?? 1,
+    heads: decoding?.heads,
+    keyGuidance: decoding?.keyGuidance,
+    composerGuidance: decoding?.composerGuidance,
+    randomSeed: Math.floor(rng.next() * 2 ** 31),
+  }));
+  const own = generateTokens(weights, h, composerIndex.size, o.ownBestRaw ? ownBestRequests(requests, rng) : requests);
+  return fitRealismCritic(real, own, Math.min(EXCERPT_NOTES, o.notes));
+}
+
+/** The raw-distribution twins of a round's requests (ownBestRaw): the same composers and lengths at temperature 1, top-p 1, no guidance, fresh seeds. */
+export function ownBestRequests(requests: readonly SampleRequest[], rng: Random): SampleRequest[] {
+  return requests.map((r) => ({ composer: r.composer, notes: r.notes, temperature: 1, topP: 1, randomSeed: Math.floor(rng.next() * 2 ** 31) }));
 }
 
 /**
