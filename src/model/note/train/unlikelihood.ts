@@ -189,16 +189,7 @@ export function sampleMarkedPieces(weights: Weights, h: Hyperparameters, compose
   const group = o.ownBest ? (o.ownBestOf ?? 2) : 1;
   const names: string[] = [];
   for (let k = 0; k < o.pieces; k++) names.push(k % group > 0 ? names[k - 1] : composerPool[Math.floor(rng.next() * composerPool.length)]);
-  const requests: SampleRequest[] = names.map((name) => ({
-    composer: composerIndex.get(name) ?? composerIndex.size,
-    notes: o.notes,
-    temperature: decoding?.temperature ?? 1,
-    topP: decoding?.topP ?? 1,
-    heads: decoding?.heads,
-    keyGuidance: decoding?.keyGuidance,
-    composerGuidance: decoding?.composerGuidance,
-    randomSeed: Math.floor(rng.next() * 2 ** 31),
-  }));
+  const requests = decodedRequests(names, composerIndex, o.notes, decoding, rng);
   const written = generateTokens(weights, h, composerIndex.size, requests);
   const stats: SelfSampleStats = { pieces: written.length, notes: 0, marked: 0, returned: 0, longestLoopSum: 0, loopBehind: 0, loopCarried: 0, near: 0, kept: 0, keptNotes: 0, keptReturned: 0, keptMarked: 0, keptNear: 0, scoreSum: 0, keptScoreSum: 0 };
   for (const band of loopProfile(written).goesOn.filter((b) => b.from >= 4)) {
@@ -245,9 +236,17 @@ export const OWN_BEST_CRITIC_PIECES = 48;
  */
 export function fitOwnBestCritic(weights: Weights, h: Hyperparameters, composerIndex: Map<string, number>, composerPool: readonly string[], decoding: ModelDecoding | undefined, o: UnlikelihoodOptions, rng: Random, real: readonly (readonly NoteToken[])[], count = OWN_BEST_CRITIC_PIECES): RealismCritic {
   if (composerPool.length === 0) throw new Error('fitOwnBestCritic: no composers to write for');
-  const requests: SampleRequest[] = Array.from({ length: count }, () => ({
-    composer: composerIndex.get(composerPool[Math.floor(rng.next() * composerPool.length)]) ?? composerIndex.size,
-    notes: o.notes,
+  const names = Array.from({ length: count }, () => composerPool[Math.floor(rng.next() * composerPool.length)]);
+  const requests = decodedRequests(names, composerIndex, o.notes, decoding, rng);
+  const own = generateTokens(weights, h, composerIndex.size, o.ownBestRaw ? ownBestRequests(requests, rng) : requests);
+  return fitRealismCritic(real, own, Math.min(EXCERPT_NOTES, o.notes));
+}
+
+/** One request per composer name for `notes` notes at `decoding` (the model's shipped one), each with a fresh seed from `rng`; an unknown name asks for "any composer". */
+function decodedRequests(names: readonly string[], composerIndex: Map<string, number>, notes: number, decoding: ModelDecoding | undefined, rng: Random): SampleRequest[] {
+  return names.map((name) => ({
+    composer: composerIndex.get(name) ?? composerIndex.size,
+    notes,
     temperature: decoding?.temperature ?? 1,
     topP: decoding?.topP ?? 1,
     heads: decoding?.heads,
@@ -255,8 +254,6 @@ export function fitOwnBestCritic(weights: Weights, h: Hyperparameters, composerI
     composerGuidance: decoding?.composerGuidance,
     randomSeed: Math.floor(rng.next() * 2 ** 31),
   }));
-  const own = generateTokens(weights, h, composerIndex.size, o.ownBestRaw ? ownBestRequests(requests, rng) : requests);
-  return fitRealismCritic(real, own, Math.min(EXCERPT_NOTES, o.notes));
 }
 
 /** The raw-distribution twins of a round's requests (ownBestRaw): the same composers and lengths at temperature 1, top-p 1, no guidance, fresh seeds. */
