@@ -42,9 +42,7 @@ export function choiceOption<T extends string>(name: string, raw: string | undef
 }
 
 export function parseBackend(raw: string | undefined): BackendChoice {
-  if (raw === undefined) return 'auto';
-  if (!(BACKEND_CHOICES as readonly string[]).includes(raw)) throw new UsageError(`--backend must be one of ${BACKEND_CHOICES.join(', ')}, got ${JSON.stringify(raw)}`);
-  return raw as BackendChoice;
+  return choiceOption('--backend', raw, BACKEND_CHOICES) ?? 'auto';
 }
 
 /** A progress line that redraws in place on a terminal and prints every ~10 s otherwise. */
