@@ -104,11 +104,12 @@ describe('nocturne CLI', () => {
   });
 
   test('bad arguments exit 2 with every problem listed and no stack trace', async () => {
-    const r = await cli('compose', 'mozart', '99999', '--temperature', 'hot', '--format', 'aiff', '--model', join(dir, 'model'));
+    const r = await cli('compose', 'mozart', '99999', '--temperature', 'hot', '--format', 'aiff', '--backend', 'gpu', '--model', join(dir, 'model'));
     assert.equal(r.code, 2);
     assert.match(r.stderr, /<notes> must be between 16 and 2000/);
     assert.match(r.stderr, /--temperature must be a number/);
     assert.match(r.stderr, /--format must be wav, ogg, mp3, opus, got "aiff"/);
+    assert.match(r.stderr, /--backend must be one of auto, tensorflow, wasm, cpu, got "gpu"/);
     assert.doesNotMatch(r.stderr, /\n\s+at /);
   });
 
