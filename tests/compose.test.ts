@@ -270,7 +270,7 @@ describe('train', () => {
     assert.ok(own.returnShare >= 0 && own.returnShare <= 1 && Number.isFinite(own.returnNll), `and how often it brought a figure back: ${JSON.stringify(own)}`);
     assert.equal(fresh.decoding, undefined, 'a model trained from scratch plays the engine defaults');
     assert.equal(fresh.training.initFrom, undefined, 'and names no starting model');
-    const wrong = await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', join(dir, 'never'), '--residual', '--dropout', '2', '--lr-inherited', '0.001', '--gate-init', '1.5', '--interval-match', '9', '--loop-limit', '1', '--return-bonus=-1', '--loop-hazard=-2', '--loop-hazard-heads', 'pitch,tempo', '--loop-hazard-by-composer', '--loop-hazard-returns', '--timing-pull', '1', '--own-best-of', '3', '--own-best-heads', 'pitch,tempo', '--own-best-by', 'applause', '--return-weight', 'lots');
+    const wrong = await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', join(dir, 'never'), '--residual', '--dropout', '2', '--lr-inherited', '0.001', '--gate-init', '1.5', '--interval-match', '9', '--loop-limit', '1', '--return-bonus=-1', '--loop-hazard=-2', '--loop-hazard-heads', 'pitch,tempo', '--loop-hazard-by-composer', '--loop-hazard-returns', '--loop-hazard-joint', '--timing-pull', '1', '--own-best-of', '3', '--own-best-heads', 'pitch,tempo', '--own-best-by', 'applause', '--return-weight', 'lots');
     assert.equal(wrong.code, 2);
     assert.match(wrong.stderr, /--lr-inherited needs --init-from/);
     assert.match(wrong.stderr, /--dropout/);
@@ -287,6 +287,7 @@ describe('train', () => {
     assert.match(wrong.stderr, /--loop-hazard-heads takes dt, pitch or both, comma-separated; got pitch,tempo/);
     assert.match(wrong.stderr, /--loop-hazard-by-composer needs --loop-hazard X/);
     assert.match(wrong.stderr, /--loop-hazard-returns needs --loop-hazard X/);
+    assert.match(wrong.stderr, /--loop-hazard-joint needs --loop-hazard X/);
     assert.match(wrong.stderr, /--timing-pull needs --unlikelihood X or --loop-hazard X/);
     assert.match(wrong.stderr, /--own-best-of, --own-best-raw, --own-best-heads and --own-best-by need --own-best X/);
     assert.match(wrong.stderr, /--own-best-by must be one of returns, realism, got "applause"/);
@@ -303,7 +304,9 @@ describe('train', () => {
     assert.match(local.stderr, /--loop-hazard-returns applies to --arch long-context only/);
     assert.match(local.stderr, /--timing-pull applies to --arch long-context only/);
     assert.match(local.stderr, /--own-best applies to --arch long-context only/);
-    const shut = await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', join(dir, 'never'), '--gate-init', '0.1');
+    const shut = await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', join(dir, 'never'), '--gate-init', '0.1', '--loop-hazard', '1', '--loop-hazard-joint');
     assert.match(shut.stderr, /--gate-init needs --residual/);
+    assert.match(shut.stderr, /--loop-hazard-joint pulls through the pitch head alone: give --loop-hazard-heads pitch/, 'the joint pull with both heads pulled is refused');
+    assert.ok(!existsSync(join(dir, 'never')), 'nothing written');
   });
 });

@@ -270,10 +270,14 @@ describe('loop hazard', () => {
     );
     // Gap share × pitch share is the loop profile's share carried on.
     assert.equal(loopProfile([tokens]).goesOn[2].share, 0.8);
-    const broken = loopHazardProfile([[...tokens.slice(0, 13), { ...tokens[9], dt: 5 }]]);
+    const brokenTokens = [...tokens.slice(0, 13), { ...tokens[9], dt: 5 }];
+    const broken = loopHazardProfile([brokenTokens]);
     assert.deepEqual([broken.bands[2].rows, broken.bands[2].dtShare, broken.bands[2].pitchRows], [5, 0.8, 4], 'a note in another rhythm breaks the loop at the gap and is not asked about its pitch');
     assert.deepEqual(hazardShares(profile), { dtShare: [1, 0, 1, 0, 0], pitchShare: [0.5, 0, 0.8, 0, 0] });
     assert.deepEqual(hazardShares(profile, ['pitch']), { pitchShare: [0.5, 0, 0.8, 0, 0] }, 'one head only');
+    assert.deepEqual(hazardShares(profile, ['pitch'], { joint: true }), { jointShare: [0.5, 0, 0.8, 0, 0] }, 'joint: the gap share times the pitch share');
+    assert.ok(Math.abs(hazardShares(broken, ['pitch'], { joint: true }).jointShare![2] - loopProfile([brokenTokens]).goesOn[2].share) < 1e-12, 'the joint share is the loop profile\'s share carried on');
+    assert.throws(() => hazardShares(profile, ['dt', 'pitch'], { joint: true }), /pitch head alone/);
   });
 
   test('with returns, a note after a figure last played more than 16 notes back is a row of a return band, aimed at carrying the figure on where it now stands', () => {
@@ -332,7 +336,13 @@ describe('loop hazard', () => {
     const g = grad.arraySync() as number[][];
     assert.ok(g[0][0] > 0 && g[1][0] > 0, 'both matched rows of band 0 are pushed off the loop pitch');
     assert.equal(Math.abs(g[2][0]), 0, 'a row whose gap broke the loop is not asked about its pitch');
-    tf.dispose([logitsDt, logitsPitch, bands, dtTargets, pitchTargets, matched, grad]);
+    // Joint: the pitch is pulled toward the real joint share over the gap head's own band mean.
+    const joint = (jointShare: number[]) => tf.tidy(() => loopHazardLoss(logitsDt, logitsPitch, bands, dtTargets, pitchTargets, matched, { jointShare }).dataSync()[0]);
+    assert.ok(Math.abs(joint([0.625 * 0.7, 0.3])) < 1e-5, 'a band carrying loops on in gap and pitch as often as real: nothing to pull');
+    assert.ok(Math.abs(joint([0.25, 0.3]) - kl(0.4, 0.7)) < 1e-4, 'real joint 0.25 at a gap mean of 0.625: the pitch is pulled toward 0.4, not toward 0.25');
+    const jointGrad = tf.grad((d: tf.Tensor) => tf.add(loopHazardLoss(d as tf.Tensor2D, logitsPitch, bands, dtTargets, pitchTargets, matched, { jointShare: [0.25, 0.3] }), tf.mul(0, tf.sum(d))))(logitsDt); // + 0·Σd: a path for the gradient to exist at all
+    assert.ok((jointGrad.arraySync() as number[][]).flat().every((v) => v === 0), 'the gap head is held where it is');
+    tf.dispose([logitsDt, logitsPitch, bands, dtTargets, pitchTargets, matched, grad, jointGrad]);
   });
 
   test('the stream hands each row its loop band and loop values; an epoch of loop hazard rounds lowers the own pieces\' loops toward the real share and leaks nothing', () => {

@@ -68,7 +68,10 @@ carry theirs on: the onset gap first, then the pitch; alone or beside --unlikeli
 --loop-hazard-heads dt|pitch|dt,pitch pulls only those heads, default both; --loop-hazard-by-composer
 pulls each composer's own pieces toward that composer's real shares instead of the whole corpus's;
 --loop-hazard-returns also pulls, per band of match length (3, 6, 12+ steps), the mean probability
-of carrying on a figure that returns from further than 16 notes back, toward the real share),
+of carrying on a figure that returns from further than 16 notes back, toward the real share;
+--loop-hazard-joint, with --loop-hazard-heads pitch, pulls the pitch head toward the share that
+makes loops carry on in gap and pitch together as often as in real pieces, the gap head's own
+share held as it stands, so the pitch makes up for a gap head that carries loops on too often),
 --timing-pull X (on the same own pieces, a step of weight X pulls the mean distribution of the
 gap and duration heads, over bins of beat fractions, toward the real pieces'; needs --unlikelihood
 or --loop-hazard; default 0: off), --own-best X (each round writes its pieces in groups of
@@ -138,6 +141,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
       'loop-hazard-heads': { type: 'string' },
       'loop-hazard-by-composer': { type: 'boolean' },
       'loop-hazard-returns': { type: 'boolean' },
+      'loop-hazard-joint': { type: 'boolean' },
       'timing-pull': { type: 'string' },
       'own-best': { type: 'string' },
       'own-best-of': { type: 'string' },
@@ -152,7 +156,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   if (!values.out) problems.push('--out DIR is required');
   const longContext = arch === 'long-context';
   const base = longContext ? LONG_CONTEXT_HYPERPARAMETERS : DEFAULT_HYPERPARAMETERS;
-  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise', 'residual', 'gate-init', 'relative-pitch', 'interval-values', 'interval-match', 'beat-clock', 'loop-input', 'dropout', 'unlikelihood', 'unlikelihood-every', 'loop-limit', 'return-bonus', 'loop-hazard', 'loop-hazard-heads', 'loop-hazard-by-composer', 'loop-hazard-returns', 'timing-pull', 'own-best', 'own-best-of', 'own-best-raw', 'own-best-heads', 'own-best-by', 'return-weight'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
+  if (!longContext) for (const name of ['memory', 'heads', 'key-dropout', 'input-noise', 'residual', 'gate-init', 'relative-pitch', 'interval-values', 'interval-match', 'beat-clock', 'loop-input', 'dropout', 'unlikelihood', 'unlikelihood-every', 'loop-limit', 'return-bonus', 'loop-hazard', 'loop-hazard-heads', 'loop-hazard-by-composer', 'loop-hazard-returns', 'loop-hazard-joint', 'timing-pull', 'own-best', 'own-best-of', 'own-best-raw', 'own-best-heads', 'own-best-by', 'return-weight'] as const) if (values[name] !== undefined) problems.push(`--${name} applies to --arch long-context only`);
   const epochs = collect(() => intOption('--epochs', values.epochs, 30, 1, 10_000), 30);
   const batchDefault = longContext ? 16 : 32;
   const batchSize = collect(() => intOption('--batch', values.batch, batchDefault, 1, 1024), batchDefault);
@@ -181,8 +185,10 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
   if (values['loop-hazard-heads'] !== undefined && !loopHazard) problems.push('--loop-hazard-heads needs --loop-hazard X (X > 0)');
   if (values['loop-hazard-by-composer'] && !loopHazard) problems.push('--loop-hazard-by-composer needs --loop-hazard X (X > 0)');
   if (values['loop-hazard-returns'] && !loopHazard) problems.push('--loop-hazard-returns needs --loop-hazard X (X > 0)');
+  if (values['loop-hazard-joint'] && !loopHazard) problems.push('--loop-hazard-joint needs --loop-hazard X (X > 0)');
   if (!unlikelihoodWeight && !loopHazard && values['timing-pull'] !== undefined) problems.push('--timing-pull needs --unlikelihood X or --loop-hazard X (X > 0)');
   const hazardHeads = collect(() => listOption('--loop-hazard-heads', values['loop-hazard-heads'], LOOP_HAZARD_HEADS, `${LOOP_HAZARD_HEADS.join(', ')} or both`), undefined);
+  if (values['loop-hazard-joint'] && loopHazard && (hazardHeads?.length !== 1 || hazardHeads[0] !== 'pitch')) problems.push('--loop-hazard-joint pulls through the pitch head alone: give --loop-hazard-heads pitch');
   const patience = collect(() => intOption('--patience', values.patience, 3, 1, 1000), 3);
   const seed = collect(() => intOption('--seed', values.seed, 1, 0, 2 ** 31), 1);
   const maxMinutes = values['max-minutes'] ? collect(() => numberOption('--max-minutes', values['max-minutes'], 0, 0.01, 1e6), undefined) : undefined;
@@ -236,7 +242,7 @@ export async function runTrain(argv: string[], log: (line: string) => void): Pro
     keyDropout,
     inputNoise,
     ...(returnWeight > 0 ? { returnWeight } : {}),
-    unlikelihood: unlikelihoodWeight > 0 || loopHazard > 0 || ownBest > 0 ? { ...DEFAULT_UNLIKELIHOOD, weight: unlikelihoodWeight, every: unlikelihoodEvery, limit: loopLimit, ...(returnBonus > 0 ? { returnBonus } : {}), ...(timingPull > 0 ? { timingPull } : {}), ...(ownBest > 0 ? { ownBest, ownBestOf, ...(values['own-best-raw'] ? { ownBestRaw: true } : {}), ...(ownBestHeads ? { ownBestHeads } : {}), ...(ownBestBy ? { ownBestBy } : {}) } : {}), ...(loopHazard > 0 ? { hazard: loopHazard, ...(hazardHeads ? { hazardHeads } : {}), ...(values['loop-hazard-by-composer'] ? { hazardByComposer: true } : {}), ...(values['loop-hazard-returns'] ? { hazardReturns: true } : {}) } : {}) } : undefined,
+    unlikelihood: unlikelihoodWeight > 0 || loopHazard > 0 || ownBest > 0 ? { ...DEFAULT_UNLIKELIHOOD, weight: unlikelihoodWeight, every: unlikelihoodEvery, limit: loopLimit, ...(returnBonus > 0 ? { returnBonus } : {}), ...(timingPull > 0 ? { timingPull } : {}), ...(ownBest > 0 ? { ownBest, ownBestOf, ...(values['own-best-raw'] ? { ownBestRaw: true } : {}), ...(ownBestHeads ? { ownBestHeads } : {}), ...(ownBestBy ? { ownBestBy } : {}) } : {}), ...(loopHazard > 0 ? { hazard: loopHazard, ...(hazardHeads ? { hazardHeads } : {}), ...(values['loop-hazard-by-composer'] ? { hazardByComposer: true } : {}), ...(values['loop-hazard-returns'] ? { hazardReturns: true } : {}), ...(values['loop-hazard-joint'] ? { hazardJoint: true } : {}) } : {}) } : undefined,
     initialWeights: parentDir,
     decoding: parent ? carriedDecoding(parent) : undefined,
     inheritedLearningRate,

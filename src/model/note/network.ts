@@ -333,6 +333,13 @@ export function pitchUnlikelihood(logitsPitch: tf.Tensor2D, pitchTargets: tf.Ten
 export interface LoopHazardShares {
   dtShare?: readonly number[];
   pitchShare?: readonly number[];
+  /**
+   * The real share of loops carried on in gap and pitch alike (dtShare × pitchShare), per band.
+   * With it and without `dtShare`, the pitch head alone is pulled toward the share that makes the
+   * band's joint continuation real at the gap head's present mean (held fixed): a gap head that
+   * carries loops on too often is made up for by the pitch, and the rhythm is left alone.
+   */
+  jointShare?: readonly number[];
 }
 
 /**
@@ -343,19 +350,26 @@ export interface LoopHazardShares {
  * share), weighted by the band's share of the rows. Only the means are pulled: a row may still
  * be sure of its loop (an Alberti bass) as long as the band as a whole carries loops on as real
  * music does. `bands` [rows, B] one-hot (zero: no loop behind), `dtTargets`/`pitchTargets` the
- * loop's values one-hot, `dtMatched` [rows] 1 where the row's own onset gap is the loop's.
+ * loop's values one-hot, `dtMatched` [rows] 1 where the row's own onset gap is the loop's. With
+ * `jointShare` (and no `pitchShare`), the pitch mean's target is the joint share over the gap
+ * head's band mean, which is held fixed: only the pitch head moves.
  */
 export function loopHazardLoss(logitsDt: tf.Tensor2D, logitsPitch: tf.Tensor2D, bands: tf.Tensor2D, dtTargets: tf.Tensor2D, pitchTargets: tf.Tensor2D, dtMatched: tf.Tensor1D, real: LoopHazardShares): tf.Scalar {
-  const pulled = (p: tf.Tensor1D, rows: tf.Tensor2D, share: readonly number[]) => {
+  const clip = (t: tf.Tensor) => tf.clipByValue(t, 1e-6, 1 - 1e-6);
+  const bandMean = (p: tf.Tensor1D, rows: tf.Tensor2D) => clip(tf.div(tf.sum(tf.mul(rows, p.expandDims(1)), 0), tf.maximum(tf.sum(rows, 0), 1)));
+  const pulled = (p: tf.Tensor1D, rows: tf.Tensor2D, target: tf.Tensor) => {
     const n = tf.sum(rows, 0); // [B]
-    const mean = tf.clipByValue(tf.div(tf.sum(tf.mul(rows, p.expandDims(1)), 0), tf.maximum(n, 1)), 1e-6, 1 - 1e-6);
-    const target = tf.clipByValue(tf.tensor1d(share as number[]), 1e-6, 1 - 1e-6);
     const bce = (q: tf.Tensor) => tf.neg(tf.add(tf.mul(target, tf.log(q)), tf.mul(tf.sub(1, target), tf.log(tf.sub(1, q)))));
-    return tf.div(tf.sum(tf.mul(tf.sub(bce(mean), bce(target)), n)), tf.maximum(tf.sum(n), 1));
+    return tf.div(tf.sum(tf.mul(tf.sub(bce(bandMean(p, rows)), bce(target)), n)), tf.maximum(tf.sum(n), 1));
   };
+  const shares = (share: readonly number[]) => clip(tf.tensor1d(share as number[]));
+  const dtProbability = () => tf.sum(tf.mul(tf.softmax(logitsDt), dtTargets), 1) as tf.Tensor1D;
+  const pitchRows = tf.mul(bands, dtMatched.expandDims(1)) as tf.Tensor2D;
+  const pitchProbability = () => tf.sum(tf.mul(tf.softmax(logitsPitch), pitchTargets), 1) as tf.Tensor1D;
   const terms: tf.Tensor[] = [tf.scalar(0)];
-  if (real.dtShare) terms.push(pulled(tf.sum(tf.mul(tf.softmax(logitsDt), dtTargets), 1) as tf.Tensor1D, bands, real.dtShare));
-  if (real.pitchShare) terms.push(pulled(tf.sum(tf.mul(tf.softmax(logitsPitch), pitchTargets), 1) as tf.Tensor1D, tf.mul(bands, dtMatched.expandDims(1)) as tf.Tensor2D, real.pitchShare));
+  if (real.dtShare) terms.push(pulled(dtProbability(), bands, shares(real.dtShare)));
+  if (real.pitchShare) terms.push(pulled(pitchProbability(), pitchRows, shares(real.pitchShare)));
+  else if (real.jointShare) terms.push(pulled(pitchProbability(), pitchRows, clip(tf.div(shares(real.jointShare), heldFixed(bandMean(dtProbability(), bands))))));
   return tf.addN(terms) as tf.Scalar;
 }
 
@@ -373,6 +387,11 @@ export function timingPull(logits: tf.Tensor2D, targets: tf.Tensor2D, bins: tf.T
   const q = tf.tensor1d(real as number[]);
   const safeQ = tf.clipByValue(q, 1e-6, 1);
   return tf.sum(tf.mul(q, tf.sub(tf.log(safeQ), tf.log(binned)))) as tf.Scalar;
+}
+
+/** `t`'s values as a fresh tensor that no gradient flows back through (read to the host and back: for small tensors only). */
+function heldFixed(t: tf.Tensor): tf.Tensor1D {
+  return tf.tensor1d(t.dataSync());
 }
 
 /** Mean −log p of the target pitch over the rows marked in `rows` (1/0); 0 when none is. */

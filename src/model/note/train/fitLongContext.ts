@@ -180,7 +180,7 @@ export function streamEpoch(weights: Weights, h: Hyperparameters, pieces: readon
   // with hazardReturns, the return bands follow the loop bands.
   const u = o.unlikelihood;
   const returns = { returns: u?.hazardReturns };
-  const realHazard = u?.hazard ? (u.hazardByComposer ? composerHazardShares(pieces, o.composerIndex, o.composers, u.hazardHeads, undefined, returns) : hazardShares(loopHazardProfile(pieces.map((p) => p.tokens), returns), u.hazardHeads)) : undefined;
+  const realHazard = u?.hazard ? (u.hazardByComposer ? composerHazardShares(pieces, o.composerIndex, o.composers, u.hazardHeads, undefined, { ...returns, joint: u.hazardJoint }) : hazardShares(loopHazardProfile(pieces.map((p) => p.tokens), returns), u.hazardHeads, { joint: u.hazardJoint })) : undefined;
   // The real pieces' timing marginals, which a timing pull draws the own pieces' gaps and durations toward.
   const realTiming = u?.timingPull ? timingMarginals(pieces.map((p) => p.tokens)) : undefined;
   // Own-best by realism: a critic fitted on the training pieces against the model's pieces as the epoch starts.

@@ -50,6 +50,14 @@ export interface UnlikelihoodOptions {
    */
   hazardByComposer?: boolean;
   /**
+   * With `hazardHeads` ['pitch']: pull the pitch head toward the share that makes a band's loops
+   * carry on in gap and pitch together as often as real music's (jointShare), instead of toward
+   * the real pitch share alone. A pitch-only pull left the gap head's excess in place (stage 7's
+   * own pieces carry a 2–3-note loop's gap on 0.77 of the time, real music 0.64), so loops still
+   * ran long; pulling the gap head itself loosened the rhythm.
+   */
+  hazardJoint?: boolean;
+  /**
    * The loop hazard also pulls the carrying on of figures returning from afar (loopHazardRows
    * with `returns`): the model's own pieces drop a return after a few notes where real music
    * plays it on (stage 8: 55 % against 81 % of 3+-step matches go on for one more step).
@@ -268,7 +276,7 @@ export function ownBestRequests(requests: readonly SampleRequest[], rng: Random)
  * pseudo-rows, so a composer with few notes in a band is pulled toward the common share. With
  * `returns`, each group has the return bands after the loop bands (loopHazardProfile).
  */
-export function composerHazardShares(pieces: readonly { composer: string; tokens: readonly NoteToken[] }[], composerIndex: Map<string, number>, composers: number, heads: readonly LoopHazardHead[] = LOOP_HAZARD_HEADS, prior = 256, o: { returns?: boolean } = {}): LoopHazardShares {
+export function composerHazardShares(pieces: readonly { composer: string; tokens: readonly NoteToken[] }[], composerIndex: Map<string, number>, composers: number, heads: readonly LoopHazardHead[] = LOOP_HAZARD_HEADS, prior = 256, o: { returns?: boolean; joint?: boolean } = {}): LoopHazardShares {
   const all = loopHazardProfile(pieces.map((p) => p.tokens), o).bands;
   const common = all.map((b) => ({ ...b, rows: 0, pitchRows: 0 })); // no rows of its own: the corpus's shares
   const groups: LoopHazardProfile['bands'][] = [];
@@ -279,11 +287,16 @@ export function composerHazardShares(pieces: readonly { composer: string; tokens
   groups.push(common); // "any composer"
   const shrunk = (n: number, share: number, corpus: number) => (n + prior > 0 ? (n * share + prior * corpus) / (n + prior) : corpus);
   const bands = groups.flatMap((g) => g.map((b, i) => ({ ...b, dtShare: shrunk(b.rows, b.dtShare, all[i].dtShare), pitchShare: shrunk(b.pitchRows, b.pitchShare, all[i].pitchShare) })));
-  return hazardShares({ bands }, heads);
+  return hazardShares({ bands }, heads, o);
 }
 
-/** The shares a loop hazard step pulls `heads` toward, from the real pieces' profile. */
-export function hazardShares(profile: LoopHazardProfile, heads: readonly LoopHazardHead[] = LOOP_HAZARD_HEADS): LoopHazardShares {
+/**
+ * The shares a loop hazard step pulls `heads` toward, from the real pieces' profile; with `joint`
+ * (the pitch head alone), the share of loops carried on in gap and pitch alike (jointShare).
+ */
+export function hazardShares(profile: LoopHazardProfile, heads: readonly LoopHazardHead[] = LOOP_HAZARD_HEADS, o: { joint?: boolean } = {}): LoopHazardShares {
+  if (o.joint && (heads.includes('dt') || !heads.includes('pitch'))) throw new Error('hazardShares: the joint share is pulled through the pitch head alone (heads: pitch)');
+  if (o.joint) return { jointShare: profile.bands.map((b) => b.dtShare * b.pitchShare) };
   return {
     ...(heads.includes('dt') ? { dtShare: profile.bands.map((b) => b.dtShare) } : {}),
     ...(heads.includes('pitch') ? { pitchShare: profile.bands.map((b) => b.pitchShare) } : {}),
