@@ -293,7 +293,7 @@ describe('train', () => {
     assert.match(wrong.stderr, /--own-best-by must be one of returns, realism, got "applause"/);
     assert.match(wrong.stderr, /--own-best-heads takes one or more of dt, pitch, dur, vel, comma-separated; got pitch,tempo/);
     assert.ok(!existsSync(join(dir, 'never')), 'nothing written');
-    const local = await cli('train', '--data', join(dir, 'corpus'), '--out', join(dir, 'never'), '--residual', '--relative-pitch', '--interval-match', '3', '--unlikelihood', '1', '--loop-hazard', '1', '--loop-hazard-by-composer', '--loop-hazard-returns', '--timing-pull', '1', '--own-best', '1', '--return-weight', '1');
+    const local = await cli('train', '--data', join(dir, 'corpus'), '--out', join(dir, 'never'), '--residual', '--relative-pitch', '--interval-match', '3', '--unlikelihood', '1', '--loop-hazard', '1', '--loop-hazard-by-composer', '--loop-hazard-returns', '--loop-hazard-joint', '--timing-pull', '1', '--own-best', '1', '--return-weight', '1');
     assert.match(local.stderr, /--residual applies to --arch long-context only/);
     assert.match(local.stderr, /--relative-pitch applies to --arch long-context only/);
     assert.match(local.stderr, /--interval-match applies to --arch long-context only/);
@@ -302,6 +302,7 @@ describe('train', () => {
     assert.match(local.stderr, /--return-weight applies to --arch long-context only/);
     assert.match(local.stderr, /--loop-hazard-by-composer applies to --arch long-context only/);
     assert.match(local.stderr, /--loop-hazard-returns applies to --arch long-context only/);
+    assert.match(local.stderr, /--loop-hazard-joint applies to --arch long-context only/);
     assert.match(local.stderr, /--timing-pull applies to --arch long-context only/);
     assert.match(local.stderr, /--own-best applies to --arch long-context only/);
     const shut = await cli('train', '--arch', 'long-context', '--data', join(dir, 'corpus'), '--out', join(dir, 'never'), '--gate-init', '0.1', '--loop-hazard', '1', '--loop-hazard-joint');
